@@ -1,0 +1,224 @@
+"""`hpc-mle`: the command line. Thin: each command parses, calls one module, prints."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from hpc_mle import __version__, competitions, grading, paths
+from hpc_mle.competitions import SpecError
+
+# Piped output (logs, CI, `| less`) gets wide tables instead of rich's 80-column default.
+_WIDTH = None if sys.stdout.isatty() else 160
+console = Console(highlight=False, width=_WIDTH, soft_wrap=True)
+err = Console(stderr=True, highlight=False, width=_WIDTH, soft_wrap=True)
+
+data_dir_option = click.option(
+    "--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+    help="Prepared data root (default: $HPC_MLE_DATA or the user cache dir).",
+)
+
+
+def _fail(message: str, code: int = 2) -> None:
+    err.print(f"[red]error:[/red] {message}")
+    sys.exit(code)
+
+
+def _dumps(obj) -> str:
+    return json.dumps(obj, indent=2, default=str)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="hpc-mle")
+def main() -> None:
+    """MLE-bench on Slurm clusters: competitions, preparation, grading."""
+
+
+# ---------------------------------------------------------------- competitions
+
+
+@main.group("competitions")
+def competitions_group() -> None:
+    """The competition registry."""
+
+
+def _registry_or_fail():
+    try:
+        return competitions.registry()
+    except SpecError as exc:
+        _fail(str(exc))
+
+
+@competitions_group.command("list")
+@click.option("--split", default=None, help="Only this split: lite, medium, high, all, dev, mini.")
+@click.option("--implemented", is_flag=True, help="Only competitions that can be prepared and graded.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def competitions_list(split: str | None, implemented: bool, as_json: bool) -> None:
+    """All known competitions: split, category, metric, status."""
+    specs = _registry_or_fail()
+    ids = list(specs)
+    if split:
+        try:
+            ids = competitions.split_ids(split)
+        except KeyError as exc:
+            _fail(exc.args[0])
+    rows = [specs[i] for i in ids if specs[i].implemented or not implemented]
+    if as_json:
+        console.print_json(_dumps([s.as_dict() for s in rows]))
+        return
+    table = Table(title=f"{len(rows)} competitions", show_lines=False)
+    for col in ("id", "split", "category", "metric", "status", "implemented", "leaderboard"):
+        table.add_column(col)
+    for s in rows:
+        arrow = "↑" if s.metric.higher_is_better else "↓"
+        status = s.status.state if s.status.state == "ok" else f"[yellow]{s.status.state}[/yellow]"
+        table.add_row(s.id, s.split, s.category, f"{s.metric.name} {arrow}", status,
+                      "yes" if s.implemented else "no", s.leaderboard.source)
+    console.print(table)
+
+
+@competitions_group.command("show")
+@click.argument("competition_id")
+@data_dir_option
+def competitions_show(competition_id: str, data_dir: Path | None) -> None:
+    """A competition's spec, files, metric, leaderboard and medal thresholds."""
+    from hpc_mle import prepare
+
+    _registry_or_fail()
+    try:
+        spec = competitions.get(competition_id)
+    except KeyError as exc:
+        _fail(exc.args[0])
+    console.print(f"[bold]{spec.name}[/bold] ({spec.id}), split {spec.split}, {spec.category}, spec v{spec.version}")
+    direction = "higher is better" if spec.metric.higher_is_better else "lower is better"
+    opts = f" {spec.metric.options}" if spec.metric.options else ""
+    console.print(f"metric: {spec.metric.name}{opts} ({direction}); upstream grader name: "
+                  f"{spec.metric.upstream_grader_name or '-'}")
+    cols = list(spec.submission.answer_columns) or ["<every non-id column of the answers>"]
+    console.print(f"submission: {', '.join(spec.submission.id_columns)} | {', '.join(cols)}"
+                  f"{' (exact columns)' if spec.submission.exact_columns else ''}; rows matched by "
+                  f"{spec.submission.row_order}")
+    console.print(f"files (under prepared/): answers {spec.files.answers}, sample {spec.files.sample_submission}"
+                  + (f", gold {spec.files.gold_submission}" if spec.files.gold_submission else ""))
+    if spec.files.public:
+        console.print(f"public files: {', '.join(spec.files.public)}")
+    status = spec.status.state + (f": {spec.status.reason}" if spec.status.reason else "")
+    if spec.status.upstream_issue:
+        status += f" (upstream #{spec.status.upstream_issue})"
+    console.print(f"status: {status}")
+    console.print(f"implemented: {'yes' if spec.implemented else 'no (data preparation comes later)'}")
+    if spec.sample_score is not None:
+        console.print(f"upstream sample-submission score: {spec.sample_score}")
+    t = grading.leaderboard_thresholds(spec, data_dir)
+    if t is None:
+        console.print(f"leaderboard: none available (source {spec.leaderboard.source}); medals unknown")
+    else:
+        label = " [magenta]reference-panel, not human teams[/magenta]" if spec.leaderboard.source == "reference-panel" else ""
+        console.print(f"leaderboard: {t.teams} entries{label}; {'lower' if t.is_lower_better else 'higher'} is better")
+        console.print(f"thresholds: gold {t.gold}  silver {t.silver}  bronze {t.bronze}  median {t.median}")
+    if spec.implemented:
+        problems = prepare.verify(spec.id, data_dir)
+        state = "prepared" if not problems else "; ".join(problems[:3])
+        console.print(f"data: {paths.prepared_dir(spec.id, data_dir)} ({state})")
+
+
+# ---------------------------------------------------------------- prepare
+
+
+@main.command("prepare")
+@click.option("-c", "--competition", "ids", multiple=True, help="Competition id (repeatable).")
+@click.option("--benchmark", "split", default=None, help="A whole split: mini, lite, medium, high, all, dev.")
+@click.option("--force", is_flag=True, help="Prepare again even if already prepared.")
+@click.option("--write-checksums", is_flag=True, hidden=True, help="Maintainers: record reference checksums.")
+@data_dir_option
+def prepare_cmd(ids: tuple[str, ...], split: str | None, force: bool, write_checksums: bool,
+                data_dir: Path | None) -> None:
+    """Build competitions' public and private files into the data dir."""
+    from hpc_mle import prepare
+
+    specs = _registry_or_fail()
+    if bool(ids) == bool(split):
+        _fail("give either -c/--competition ID (repeatable) or --benchmark SPLIT")
+    if split:
+        try:
+            ids = tuple(competitions.split_ids(split))
+        except KeyError as exc:
+            _fail(exc.args[0])
+    table = Table(title=f"prepare into {paths.data_root(data_dir)}")
+    for col in ("competition", "result", "files / reason"):
+        table.add_column(col)
+    failed = 0
+    for cid in ids:
+        if cid not in specs:
+            table.add_row(cid, "[red]unknown[/red]", "not in the registry")
+            failed += 1
+            continue
+        try:
+            with console.status(f"preparing {cid}"):
+                res = prepare.prepare(cid, data_dir, force=force, write_checksums=write_checksums)
+            table.add_row(cid, res.action, str(res.files))
+        except prepare.PrepareError as exc:
+            failed += 1
+            label = "not implemented" if not specs[cid].implemented else "[red]failed[/red]"
+            table.add_row(cid, label, str(exc))
+    console.print(table)
+    if failed:
+        _fail(f"{failed} of {len(ids)} competition(s) not prepared", code=1)
+
+
+# ---------------------------------------------------------------- grading
+
+
+def _print_report(report: grading.CompetitionReport) -> None:
+    """Plain JSON on stdout (NaN written as upstream writes it), so it can be piped."""
+    click.echo(_dumps(report.to_dict()))
+
+
+@main.command("grade-sample")
+@click.argument("submission", type=click.Path(path_type=Path))
+@click.argument("competition_id")
+@data_dir_option
+def grade_sample(submission: Path, competition_id: str, data_dir: Path | None) -> None:
+    """Grade one submission CSV and print its report."""
+    _registry_or_fail()
+    try:
+        report = grading.grade_submission(submission, competition_id, data_dir)
+    except (KeyError, grading.NotPrepared) as exc:
+        _fail(str(exc).strip("'\""))
+    _print_report(report)
+
+
+@main.command("grade")
+@click.option("--submissions", "jsonl", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="JSONL: one {competition_id, submission_path} per line (MLE-bench's format).")
+@click.option("--output-dir", required=True, type=click.Path(file_okay=False, path_type=Path))
+@data_dir_option
+def grade_cmd(jsonl: Path, output_dir: Path, data_dir: Path | None) -> None:
+    """Grade many submissions into an MLE-bench-compatible run-group report."""
+    _registry_or_fail()
+    try:
+        rows = grading.read_submissions_jsonl(jsonl)
+    except ValueError as exc:
+        _fail(str(exc))
+    reports = grading.grade_many(rows, data_dir)
+    out = grading.write_run_group_report(reports, output_dir)
+    summary = {k: v for k, v in grading.run_group_report(reports).items() if k != "competition_reports"}
+    table = Table(title=f"{len(reports)} submissions graded")
+    for col in ("competition", "score", "valid", "medal", "reason"):
+        table.add_column(col)
+    for r in reports:
+        medal = next((m for m in ("gold", "silver", "bronze") if getattr(r, f"{m}_medal")), "-")
+        table.add_row(r.competition_id, "-" if r.score is None else str(r.score),
+                      "yes" if r.valid_submission else "[red]no[/red]", medal, r.reason or "")
+    console.print(table)
+    console.print_json(_dumps(summary))
+    console.print(f"report: {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,310 @@
+"""The competition registry: one `competitions/<id>/spec.yaml` per competition, loaded and checked.
+
+A spec is data only. Grading reads the metric, columns and file names from it; `prepare` reads the
+preparer; reports copy its status and version so every result says which benchmark it came from.
+A malformed spec fails loading with the file and the field named, and says how to fix it.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from hpc_mle import paths
+
+SPEC_FILE = "spec.yaml"
+SPLITS = ("low", "medium", "high", "dev", "mini")
+# Names a user may pass as a benchmark; each maps to the spec splits it contains.
+SPLIT_ALIASES: dict[str, tuple[str, ...]] = {
+    "lite": ("low",),
+    "low": ("low",),
+    "medium": ("medium",),
+    "high": ("high",),
+    "all": ("low", "medium", "high"),
+    "split75": ("low", "medium", "high"),
+    "dev": ("dev",),
+    "mini": ("mini",),
+}
+STATUSES = ("ok", "known-issue", "leaky", "excluded")
+LEADERBOARD_SOURCES = ("kaggle", "reference-panel", "none")
+ROW_ORDERS = ("id", "positional")
+
+
+class SpecError(ValueError):
+    """A spec file is malformed; the message names the file, the field and the fix."""
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    name: str
+    higher_is_better: bool
+    options: dict[str, Any] = field(default_factory=dict)
+    upstream_grader_name: str | None = None
+
+
+@dataclass(frozen=True)
+class SubmissionSpec:
+    id_columns: tuple[str, ...]
+    # Empty: every non-id column of the answers file is scored.
+    answer_columns: tuple[str, ...] = ()
+    # True: the submission must have exactly the id + answer columns (upstream checks this for some).
+    exact_columns: bool = False
+    # "id": rows are matched by id; "positional": by row order (an upstream quirk for a few graders).
+    row_order: str = "id"
+
+
+@dataclass(frozen=True)
+class FilesSpec:
+    """Paths relative to `<data>/<id>/prepared/`."""
+
+    answers: str
+    sample_submission: str
+    gold_submission: str | None = None
+    public: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class StatusSpec:
+    state: str = "ok"
+    reason: str | None = None
+    upstream_issue: int | None = None
+
+
+@dataclass(frozen=True)
+class LeaderboardSpec:
+    source: str = "kaggle"
+    teams: int | None = None
+
+
+@dataclass(frozen=True)
+class CompetitionSpec:
+    id: str
+    name: str
+    version: int
+    split: str
+    category: str
+    metric: MetricSpec
+    submission: SubmissionSpec
+    files: FilesSpec
+    leaderboard: LeaderboardSpec
+    status: StatusSpec
+    implemented: bool
+    competition_type: str = "simple"
+    awards_medals: bool = False
+    dataset_size_gb: float | None = None
+    preparer: str | None = None
+    sample_score: float | None = None
+    description: str = "description.md"
+    spec_path: Path | None = None
+
+    @property
+    def folder(self) -> Path:
+        return self.spec_path.parent if self.spec_path else paths.competitions_root() / self.id
+
+    @property
+    def description_path(self) -> Path:
+        return self.folder / self.description
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain data for `competitions show` and manifests."""
+        from dataclasses import asdict
+
+        d = asdict(self)
+        d["spec_path"] = str(self.spec_path) if self.spec_path else None
+        return d
+
+
+# ---------------------------------------------------------------- parsing with named errors
+
+
+class _Reader:
+    """Reads one mapping of a spec, naming `file` and the dotted field in every error."""
+
+    def __init__(self, data: Any, file: Path, prefix: str = "") -> None:
+        self.file, self.prefix = file, prefix
+        if not isinstance(data, dict):
+            where = f"field '{prefix.rstrip('.')}'" if prefix else "the top level"
+            raise SpecError(f"{file}: {where} must be a mapping (key: value lines), got {type(data).__name__}.")
+        self.data = dict(data)
+        self.seen: set[str] = set()
+
+    def fail(self, key: str, message: str) -> SpecError:
+        return SpecError(f"{self.file}: field '{self.prefix}{key}': {message}")
+
+    def get(self, key: str, kind: type | tuple[type, ...], default: Any = ..., choices: tuple | None = None) -> Any:
+        self.seen.add(key)
+        if key not in self.data or self.data[key] is None:
+            if default is ...:
+                raise self.fail(key, f"is required. Fix: add '{key}:' to the spec.")
+            return default
+        value = self.data[key]
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        # YAML reads 1 as int where a float is expected; bool is an int subclass and must not pass as a number.
+        if float in kinds and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kinds) or (bool not in kinds and isinstance(value, bool)):
+            names = " or ".join(k.__name__ for k in kinds)
+            raise self.fail(key, f"must be {names}, got {value!r}.")
+        if choices is not None and value not in choices:
+            raise self.fail(key, f"{value!r} is not allowed. Fix: use one of {', '.join(map(str, choices))}.")
+        return value
+
+    def strings(self, key: str, default: Any = ...) -> tuple[str, ...]:
+        value = self.get(key, (list, str), default)
+        if isinstance(value, str):
+            value = [value]
+        if not all(isinstance(v, str) and v for v in value):
+            raise self.fail(key, f"must be a list of non-empty strings, got {value!r}.")
+        return tuple(value)
+
+    def sub(self, key: str, default: Any = ...) -> _Reader:
+        self.seen.add(key)
+        if key not in self.data or self.data[key] is None:
+            if default is ...:
+                raise self.fail(key, f"is required. Fix: add a '{key}:' section to the spec.")
+            return _Reader(default, self.file, f"{self.prefix}{key}.")
+        return _Reader(self.data[key], self.file, f"{self.prefix}{key}.")
+
+    def done(self) -> None:
+        unknown = sorted(set(self.data) - self.seen)
+        if unknown:
+            raise self.fail(unknown[0], f"is not a known field (a typo?). Fix: remove it or use one of "
+                                        f"{', '.join(sorted(self.seen))}.")
+
+
+def parse_spec(data: Any, file: Path) -> CompetitionSpec:
+    r = _Reader(data, file)
+    cid = r.get("id", str).strip()
+    if file.parent.name != cid and file.name == SPEC_FILE:
+        raise r.fail("id", f"{cid!r} differs from the folder name {file.parent.name!r}. Fix: make them equal.")
+
+    m = r.sub("metric")
+    metric = MetricSpec(
+        name=m.get("name", str),
+        higher_is_better=m.get("higher_is_better", bool),
+        options=m.get("options", dict, {}),
+        upstream_grader_name=m.get("upstream_grader_name", str, None),
+    )
+    m.done()
+
+    s = r.sub("submission")
+    submission = SubmissionSpec(
+        id_columns=s.strings("id_columns"),
+        answer_columns=s.strings("answer_columns", ()),
+        exact_columns=s.get("exact_columns", bool, False),
+        row_order=s.get("row_order", str, "id", choices=ROW_ORDERS),
+    )
+    s.done()
+
+    f = r.sub("files")
+    files = FilesSpec(
+        answers=f.get("answers", str),
+        sample_submission=f.get("sample_submission", str),
+        gold_submission=f.get("gold_submission", str, None),
+        public=f.strings("public", ()),
+    )
+    f.done()
+
+    lb = r.sub("leaderboard", {})
+    leaderboard = LeaderboardSpec(
+        source=lb.get("source", str, "kaggle", choices=LEADERBOARD_SOURCES),
+        teams=lb.get("teams", int, None),
+    )
+    lb.done()
+
+    st = r.sub("status", {})
+    status = StatusSpec(
+        state=st.get("state", str, "ok", choices=STATUSES),
+        reason=st.get("reason", str, None),
+        upstream_issue=st.get("upstream_issue", int, None),
+    )
+    st.done()
+    if status.state != "ok" and not status.reason:
+        raise st.fail("reason", f"is required when the state is {status.state!r}. Fix: say why, in a sentence.")
+
+    spec = CompetitionSpec(
+        id=cid,
+        name=r.get("name", str),
+        version=r.get("version", int, 1),
+        split=r.get("split", str, choices=SPLITS),
+        category=r.get("category", str),
+        metric=metric,
+        submission=submission,
+        files=files,
+        leaderboard=leaderboard,
+        status=status,
+        implemented=r.get("implemented", bool, False),
+        competition_type=r.get("competition_type", str, "simple", choices=("simple", "code")),
+        awards_medals=r.get("awards_medals", bool, False),
+        dataset_size_gb=r.get("dataset_size_gb", float, None),
+        preparer=r.get("preparer", str, None),
+        sample_score=r.get("sample_score", float, None),
+        description=r.get("description", str, "description.md"),
+        spec_path=file,
+    )
+    r.done()
+
+    if spec.implemented:
+        from hpc_mle.metrics import METRICS
+
+        if metric.name not in METRICS:
+            raise m.fail("name", f"{metric.name!r} is not an implemented metric. Fix: use one of "
+                                 f"{', '.join(sorted(METRICS))}, or set implemented: false.")
+        if METRICS[metric.name].higher_is_better != metric.higher_is_better:
+            raise m.fail("higher_is_better", f"contradicts metric {metric.name!r}. Fix: set it to "
+                                             f"{METRICS[metric.name].higher_is_better}.")
+        if not spec.preparer:
+            raise r.fail("preparer", "is required when implemented is true. Fix: name 'module:function'.")
+    return spec
+
+
+def load_spec(path: str | Path) -> CompetitionSpec:
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{path}: not valid YAML ({exc}). Fix: correct the syntax at the line shown.") from exc
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot be read ({exc.strerror}).") from exc
+    return parse_spec(data, path)
+
+
+# ---------------------------------------------------------------- the registry
+
+
+@functools.cache
+def _load_registry(root: Path) -> dict[str, CompetitionSpec]:
+    specs: dict[str, CompetitionSpec] = {}
+    for path in sorted(root.glob(f"*/{SPEC_FILE}")):
+        spec = load_spec(path)
+        specs[spec.id] = spec
+    return specs
+
+
+def registry() -> dict[str, CompetitionSpec]:
+    """All specs under `competitions/`, by id (sorted)."""
+    return _load_registry(paths.competitions_root().resolve())
+
+
+def get(competition_id: str) -> CompetitionSpec:
+    specs = registry()
+    if competition_id not in specs:
+        import difflib
+
+        close = difflib.get_close_matches(competition_id, specs, n=3)
+        hint = f" Did you mean {', '.join(close)}?" if close else " See `hpc-mle competitions list`."
+        raise KeyError(f"Unknown competition {competition_id!r}.{hint}")
+    return specs[competition_id]
+
+
+def split_ids(name: str) -> list[str]:
+    """Competition ids of a benchmark split by name (`lite`, `medium`, `all`, `mini`, ...), sorted."""
+    key = name.lower()
+    if key not in SPLIT_ALIASES:
+        raise KeyError(f"Unknown split {name!r}. Fix: use one of {', '.join(SPLIT_ALIASES)}.")
+    wanted = SPLIT_ALIASES[key]
+    return [cid for cid, spec in registry().items() if spec.split in wanted]

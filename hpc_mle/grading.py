@@ -1,0 +1,354 @@
+"""Grading: a pure function of (competition, submission file) -> report.
+
+Any problem with a submission (missing, not CSV, not UTF-8, binary, huge, wrong columns, ids, row
+count, NaN, out-of-range values) makes it *invalid with a reason*; nothing here raises for a bad
+submission, so one bad file never stops the grading of others. Scores are rounded to 5 decimals and
+placed on the leaderboard with `hpc_mle.medals`, as MLE-bench v1 does.
+
+Reports keep MLE-bench's 16 fields, in its order, so upstream tools read them; our fields follow.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from hpc_mle import __version__, competitions, medals, paths
+from hpc_mle.competitions import CompetitionSpec
+from hpc_mle.files import atomic_write_text
+from hpc_mle.metrics import METRICS, InvalidSubmission
+
+# A submission larger than this many times the answers file (and above the floor) is refused unread.
+SIZE_FACTOR = 50
+SIZE_FLOOR = 256 * 1024 * 1024
+SCORE_DECIMALS = 5
+
+
+class NotPrepared(RuntimeError):
+    """The competition's private answers are missing: a setup problem, not a bad submission."""
+
+
+@dataclass(frozen=True)
+class CompetitionReport:
+    # --- MLE-bench v1's fields, in its order
+    competition_id: str
+    score: float | None
+    gold_threshold: float | None
+    silver_threshold: float | None
+    bronze_threshold: float | None
+    median_threshold: float | None
+    any_medal: bool | None
+    gold_medal: bool | None
+    silver_medal: bool | None
+    bronze_medal: bool | None
+    above_median: bool | None
+    submission_exists: bool
+    valid_submission: bool
+    is_lower_better: bool | None
+    created_at: str
+    submission_path: str
+    # --- ours
+    reason: str | None = None  # why the submission is invalid (or why medals are unknown)
+    grader_error: bool = False  # True when a metric raised something other than InvalidSubmission
+    leaderboard_source: str = "none"  # kaggle | reference-panel | none (then medals are unknown: null)
+    competition_status: str = "ok"
+    spec_version: int = 1
+    hpc_mle_version: str = __version__
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# ---------------------------------------------------------------- reading files
+
+
+def _size_limit(answers_path: Path) -> int:
+    try:
+        return max(SIZE_FLOOR, SIZE_FACTOR * answers_path.stat().st_size)
+    except OSError:
+        return SIZE_FLOOR
+
+
+def read_submission(path: Path, max_bytes: int) -> pd.DataFrame:
+    """Parse a submission CSV, or raise InvalidSubmission saying what is wrong with the file."""
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise InvalidSubmission(f"file is {size / 2**20:,.1f} MiB, over this competition's limit of "
+                                f"{max_bytes / 2**20:,.0f} MiB")
+    if size == 0:
+        raise InvalidSubmission("file is empty")
+    with open(path, "rb") as fh:
+        head = fh.read(1 << 16)
+    if b"\x00" in head:
+        raise InvalidSubmission("file is binary (contains NUL bytes), not a CSV text file")
+    try:
+        return pd.read_csv(path, float_precision="round_trip", low_memory=False, encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidSubmission(f"file is not UTF-8 text (bad byte at position {exc.start})") from None
+    except pd.errors.EmptyDataError:
+        raise InvalidSubmission("file has no header row") from None
+    except (pd.errors.ParserError, ValueError, OverflowError) as exc:
+        raise InvalidSubmission(f"file is not a well-formed CSV ({str(exc).strip().splitlines()[0]})") from None
+
+
+@functools.lru_cache(maxsize=8)
+def _answers_cached(path: str, mtime_ns: int) -> pd.DataFrame:
+    return pd.read_csv(path, float_precision="round_trip", low_memory=False)
+
+
+def load_answers(spec: CompetitionSpec, data_dir: str | os.PathLike | None = None) -> pd.DataFrame:
+    path = paths.prepared_dir(spec.id, data_dir) / spec.files.answers
+    if not path.is_file():
+        raise NotPrepared(f"{spec.id}: answers {path} are missing. Fix: run `hpc-mle prepare -c {spec.id}`"
+                          + (f" --data-dir {data_dir}" if data_dir else ""))
+    if path.suffix.lower() != ".csv":
+        raise NotPrepared(f"{spec.id}: answers {path} are not CSV; this grader is not implemented yet")
+    return _answers_cached(str(path), path.stat().st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _thresholds_cached(path: str, mtime_ns: int) -> medals.Thresholds:
+    return medals.thresholds(medals.read_leaderboard(path))
+
+
+def leaderboard_thresholds(spec: CompetitionSpec, data_dir=None) -> medals.Thresholds | None:
+    """Thresholds from the first leaderboard found (imported upstream board, else a shipped panel)."""
+    for path in paths.leaderboard_candidates(spec.id, data_dir):
+        if path.is_file():
+            return _thresholds_cached(str(path), path.stat().st_mtime_ns)
+    return None
+
+
+# ---------------------------------------------------------------- validation and scoring
+
+
+def scored_columns(spec: CompetitionSpec, answers: pd.DataFrame) -> list[str]:
+    if spec.submission.answer_columns:
+        return list(spec.submission.answer_columns)
+    return [c for c in answers.columns if c not in spec.submission.id_columns]
+
+
+def _ids_match(sub_ids: pd.DataFrame, ans_ids: pd.DataFrame) -> str | None:
+    """None if both hold the same ids (order aside), else a reason with an example."""
+    for col in ans_ids.columns:
+        a, s = ans_ids[col], sub_ids[col]
+        a_num, s_num = pd.api.types.is_numeric_dtype(a), pd.api.types.is_numeric_dtype(s)
+        if a_num != s_num:
+            kind = "numbers" if a_num else "text"
+            return f"id column '{col}' must hold {kind} like the sample submission (e.g. {a.iloc[0]!r})"
+    missing = ans_ids.merge(sub_ids.drop_duplicates(), how="left", indicator=True)
+    missing = missing[missing["_merge"] == "left_only"]
+    if len(missing):
+        example = missing.iloc[0][list(ans_ids.columns)].to_dict()
+        return f"{len(missing)} id(s) of the test set are missing from the submission, e.g. {example}"
+    extra = sub_ids.merge(ans_ids, how="left", indicator=True)
+    extra = extra[extra["_merge"] == "left_only"]
+    if len(extra):
+        example = extra.iloc[0][list(ans_ids.columns)].to_dict()
+        return f"{len(extra)} id(s) are not in the test set, e.g. {example}"
+    return None
+
+
+def validate_and_align(spec: CompetitionSpec, sub: pd.DataFrame, answers: pd.DataFrame
+                       ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Check the submission's shape against the answers; return (y_true, y_pred) aligned row for row."""
+    ids = list(spec.submission.id_columns)
+    cols = scored_columns(spec, answers)
+    missing = [c for c in ids + cols if c not in sub.columns]
+    if missing:
+        raise InvalidSubmission(f"missing column(s) {missing}; expected {ids + cols}")
+    if sub.columns.duplicated().any():
+        raise InvalidSubmission(f"duplicate column name(s) {list(sub.columns[sub.columns.duplicated()])}")
+    if spec.submission.exact_columns and set(sub.columns) != set(ids + cols):
+        extra = [c for c in sub.columns if c not in ids + cols]
+        raise InvalidSubmission(f"unexpected column(s) {extra}; this competition requires exactly {ids + cols}")
+    if len(sub) != len(answers):
+        raise InvalidSubmission(f"has {len(sub)} rows, expected {len(answers)} (one per test id)")
+    if sub[ids].isna().any().any():
+        raise InvalidSubmission(f"id column(s) {ids} have missing values")
+    dup = sub.duplicated(subset=ids)
+    if dup.any():
+        raise InvalidSubmission(f"{int(dup.sum())} duplicate id(s), e.g. {sub.loc[dup, ids].iloc[0].to_dict()}")
+
+    if spec.submission.row_order == "positional":
+        # Upstream quirk (e.g. nomad2018): rows are scored in file order and ids are not compared.
+        return answers[cols].reset_index(drop=True), sub[cols].reset_index(drop=True)
+
+    reason = _ids_match(sub[ids], answers[ids])
+    if reason:
+        raise InvalidSubmission(reason)
+    sub_sorted = sub.sort_values(ids, kind="stable").reset_index(drop=True)
+    ans_sorted = answers.sort_values(ids, kind="stable").reset_index(drop=True)
+    return ans_sorted[cols], sub_sorted[cols]
+
+
+def score_frame(spec: CompetitionSpec, sub: pd.DataFrame, answers: pd.DataFrame) -> float:
+    """Score a parsed submission; raises InvalidSubmission (bad input) or anything else (grader bug)."""
+    y_true, y_pred = validate_and_align(spec, sub, answers)
+    metric = METRICS[spec.metric.name]
+    with np.errstate(all="ignore"):
+        return metric(y_true, y_pred, **spec.metric.options)
+
+
+def round_score(score: float | int) -> float | int:
+    """Python's round to 5 decimals, as v1: NaN stays NaN, ints stay ints."""
+    if isinstance(score, (int, np.integer)) and not isinstance(score, bool):
+        return int(score)
+    score = float(score)
+    return score if math.isnan(score) else round(score, SCORE_DECIMALS)
+
+
+def grade_submission(
+    submission_path: str | os.PathLike | None,
+    competition_id: str,
+    data_dir: str | os.PathLike | None = None,
+) -> CompetitionReport:
+    """Grade one submission file. Raises only for setup problems (unknown or unprepared competition)."""
+    spec = competitions.get(competition_id)
+    if not spec.implemented:
+        raise NotPrepared(f"{competition_id}: grading is not implemented yet (spec says implemented: false)")
+    answers = load_answers(spec, data_dir)
+    path = Path(str(submission_path)) if submission_path is not None else Path("None")
+    exists = path.is_file() and path.suffix.lower() == ".csv"
+
+    score: float | None = None
+    reason: str | None = None
+    grader_error = False
+    if not path.is_file():
+        reason = f"no submission file at {path}"
+    elif not exists:
+        reason = f"submission must be a .csv file, got '{path.name}'"
+    else:
+        try:
+            sub = read_submission(path, _size_limit(paths.prepared_dir(spec.id, data_dir) / spec.files.answers))
+            score = round_score(score_frame(spec, sub, answers))
+        except InvalidSubmission as exc:
+            reason = str(exc)
+        except Exception as exc:  # a grader bug must not stop other gradings (v1: any exception = invalid)
+            reason = f"grader error: {type(exc).__name__}: {exc}"
+            grader_error = True
+    return make_report(spec, path, exists, score, reason, grader_error, data_dir)
+
+
+def make_report(spec, path, exists, score, reason, grader_error, data_dir=None) -> CompetitionReport:
+    t = leaderboard_thresholds(spec, data_dir)
+    valid = score is not None
+    if t is None:
+        medal_fields: dict[str, Any] = dict.fromkeys(
+            ["gold_threshold", "silver_threshold", "bronze_threshold", "median_threshold", "any_medal",
+             "gold_medal", "silver_medal", "bronze_medal", "above_median", "is_lower_better"])
+        source = "none"
+        if valid and reason is None:
+            reason = "no leaderboard available: medals unknown (import one with `hpc-mle competitions import-upstream`)"
+    else:
+        m = medals.award(score, t)
+        medal_fields = dict(
+            gold_threshold=t.gold, silver_threshold=t.silver, bronze_threshold=t.bronze,
+            median_threshold=t.median, any_medal=m.any, gold_medal=m.gold, silver_medal=m.silver,
+            bronze_medal=m.bronze, above_median=m.above_median, is_lower_better=t.is_lower_better,
+        )
+        source = spec.leaderboard.source
+    return CompetitionReport(
+        competition_id=spec.id,
+        score=score,
+        submission_exists=exists,
+        valid_submission=valid,
+        created_at=datetime.now().isoformat(),
+        submission_path=str(path),
+        reason=reason,
+        grader_error=grader_error,
+        leaderboard_source=source,
+        competition_status=spec.status.state,
+        spec_version=spec.version,
+        **medal_fields,
+    )
+
+
+def validate_submission(submission_path: str | os.PathLike, competition_id: str, data_dir=None) -> tuple[bool, str]:
+    """What an agent's validator may learn: valid or not, and why. Never the score."""
+    report = grade_submission(submission_path, competition_id, data_dir)
+    if report.valid_submission:
+        return True, "Submission is valid."
+    return False, f"Submission invalid: {report.reason}"
+
+
+# ---------------------------------------------------------------- run-group reports
+
+
+def read_submissions_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """Upstream's JSONL: one {competition_id, submission_path} per line; '#', '//' and blanks skipped."""
+    rows = []
+    for lineno, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        text = line.strip()
+        if not text or text.startswith(("#", "//")):
+            continue
+        try:
+            row = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}:{lineno}: not valid JSON ({exc.msg}). Fix: one JSON object per line.") from None
+        if not isinstance(row, dict) or "competition_id" not in row or "submission_path" not in row:
+            raise ValueError(f"{path}:{lineno}: needs the keys 'competition_id' and 'submission_path' "
+                             f"(submission_path may be null).")
+        rows.append(row)
+    return rows
+
+
+def grade_many(rows: list[dict[str, Any]], data_dir=None) -> list[CompetitionReport]:
+    """Grade every row; a row whose competition is unknown or unprepared gets an invalid report with the reason."""
+    reports = []
+    for row in rows:
+        cid, sub = str(row["competition_id"]), row["submission_path"]
+        try:
+            reports.append(grade_submission(sub, cid, data_dir))
+        except (KeyError, NotPrepared) as exc:
+            reports.append(setup_failure_report(cid, sub, str(exc).strip("'\"")))
+    return reports
+
+
+def setup_failure_report(competition_id: str, submission_path, reason: str) -> CompetitionReport:
+    path = Path(str(submission_path))
+    return CompetitionReport(
+        competition_id=competition_id, score=None, gold_threshold=None, silver_threshold=None,
+        bronze_threshold=None, median_threshold=None, any_medal=False, gold_medal=False, silver_medal=False,
+        bronze_medal=False, above_median=False, submission_exists=path.is_file() and path.suffix.lower() == ".csv",
+        valid_submission=False, is_lower_better=None, created_at=datetime.now().isoformat(),
+        submission_path=str(path), reason=reason, grader_error=False,
+    )
+
+
+def run_group_report(reports: list[CompetitionReport]) -> dict[str, Any]:
+    """Upstream's totals (facts §2.7), then the per-competition reports in input order."""
+    def count(field: str) -> int:
+        return sum(bool(getattr(r, field)) for r in reports)
+
+    return {
+        "total_runs": len(reports),
+        "total_runs_with_submissions": count("submission_exists"),
+        "total_valid_submissions": count("valid_submission"),
+        "total_medals": count("gold_medal") + count("silver_medal") + count("bronze_medal"),
+        "total_gold_medals": count("gold_medal"),
+        "total_silver_medals": count("silver_medal"),
+        "total_bronze_medals": count("bronze_medal"),
+        "total_above_median": count("above_median"),
+        "competition_reports": [r.to_dict() for r in reports],
+    }
+
+
+def write_run_group_report(reports: list[CompetitionReport], output_dir: str | os.PathLike) -> Path:
+    """`<output_dir>/<YYYY-MM-DDTHH-MM-SS-GMT>_grading_report.json`, as upstream names it."""
+    stamp = time.strftime("%Y-%m-%dT%H-%M-%S-GMT", time.gmtime())
+    out = Path(output_dir) / f"{stamp}_grading_report.json"
+    buf = io.StringIO()
+    json.dump(run_group_report(reports), buf, indent=2)  # NaN scores stay the bare token NaN, as upstream
+    return atomic_write_text(out, buf.getvalue() + "\n")

