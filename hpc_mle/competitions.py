@@ -159,6 +159,8 @@ class _Reader:
             value = [value]
         if not all(isinstance(v, str) and v for v in value):
             raise self.fail(key, f"must be a list of non-empty strings, got {value!r}.")
+        if default is ... and not value:
+            raise self.fail(key, "needs at least one entry.")
         return tuple(value)
 
     def sub(self, key: str, default: Any = ...) -> _Reader:
@@ -181,6 +183,8 @@ def parse_spec(data: Any, file: Path) -> CompetitionSpec:
     cid = r.get("id", str).strip()
     if file.parent.name != cid and file.name == SPEC_FILE:
         raise r.fail("id", f"{cid!r} differs from the folder name {file.parent.name!r}. Fix: make them equal.")
+    name, version = r.get("name", str), r.get("version", int, 1)
+    split, category = r.get("split", str, choices=SPLITS), r.get("category", str)
 
     m = r.sub("metric")
     metric = MetricSpec(
@@ -228,10 +232,10 @@ def parse_spec(data: Any, file: Path) -> CompetitionSpec:
 
     spec = CompetitionSpec(
         id=cid,
-        name=r.get("name", str),
-        version=r.get("version", int, 1),
-        split=r.get("split", str, choices=SPLITS),
-        category=r.get("category", str),
+        name=name,
+        version=version,
+        split=split,
+        category=category,
         metric=metric,
         submission=submission,
         files=files,
@@ -276,18 +280,20 @@ def load_spec(path: str | Path) -> CompetitionSpec:
 # ---------------------------------------------------------------- the registry
 
 
-@functools.cache
-def _load_registry(root: Path) -> dict[str, CompetitionSpec]:
+@functools.lru_cache(maxsize=4)
+def _load_registry(files: tuple[tuple[Path, int], ...]) -> dict[str, CompetitionSpec]:
     specs: dict[str, CompetitionSpec] = {}
-    for path in sorted(root.glob(f"*/{SPEC_FILE}")):
+    for path, _mtime in files:
         spec = load_spec(path)
         specs[spec.id] = spec
     return specs
 
 
 def registry() -> dict[str, CompetitionSpec]:
-    """All specs under `competitions/`, by id (sorted)."""
-    return _load_registry(paths.competitions_root().resolve())
+    """All specs under `competitions/`, by id (sorted); re-read when a spec file is added or edited."""
+    root = paths.competitions_root().resolve()
+    files = tuple((p, p.stat().st_mtime_ns) for p in sorted(root.glob(f"*/{SPEC_FILE}")))
+    return _load_registry(files)
 
 
 def get(competition_id: str) -> CompetitionSpec:

@@ -33,6 +33,8 @@ from hpc_mle.metrics import METRICS, InvalidSubmission
 SIZE_FACTOR = 50
 SIZE_FLOOR = 256 * 1024 * 1024
 SCORE_DECIMALS = 5
+# v1 reads CSVs with float_precision="round_trip"; pandas >= 3 parses exactly by default and deprecates it.
+_EXACT_FLOATS = {"float_precision": "round_trip"} if int(pd.__version__.split(".")[0]) < 3 else {}
 
 
 class NotPrepared(RuntimeError):
@@ -93,7 +95,7 @@ def read_submission(path: Path, max_bytes: int) -> pd.DataFrame:
     if b"\x00" in head:
         raise InvalidSubmission("file is binary (contains NUL bytes), not a CSV text file")
     try:
-        return pd.read_csv(path, float_precision="round_trip", low_memory=False, encoding="utf-8")
+        return pd.read_csv(path, low_memory=False, encoding="utf-8", **_EXACT_FLOATS)
     except UnicodeDecodeError as exc:
         raise InvalidSubmission(f"file is not UTF-8 text (bad byte at position {exc.start})") from None
     except pd.errors.EmptyDataError:
@@ -104,7 +106,7 @@ def read_submission(path: Path, max_bytes: int) -> pd.DataFrame:
 
 @functools.lru_cache(maxsize=8)
 def _answers_cached(path: str, mtime_ns: int) -> pd.DataFrame:
-    return pd.read_csv(path, float_precision="round_trip", low_memory=False)
+    return pd.read_csv(path, low_memory=False, **_EXACT_FLOATS)
 
 
 def load_answers(spec: CompetitionSpec, data_dir: str | os.PathLike | None = None) -> pd.DataFrame:

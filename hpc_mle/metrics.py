@@ -122,7 +122,7 @@ def accuracy(y_true: pd.DataFrame, y_pred: pd.DataFrame, *, as_string: bool = Fa
     """
     t, p = _single(y_true), _single(y_pred)
     if as_string:
-        return float(np.mean(t.astype(str).to_numpy() == p.astype(str).to_numpy()))
+        return float(np.mean(_as_text(t) == _as_text(p)))
     _labels_comparable(t, p)
     return float(skm.accuracy_score(t.to_numpy(), p.to_numpy()))
 
@@ -133,6 +133,11 @@ def quadratic_weighted_kappa(y_true: pd.DataFrame, y_pred: pd.DataFrame) -> floa
     t, p = _single(y_true), _single(y_pred)
     _labels_comparable(t, p)
     return float(skm.cohen_kappa_score(p.to_numpy(), t.to_numpy(), weights="quadratic"))
+
+
+def _as_text(series: pd.Series) -> np.ndarray:
+    """`astype(str)` as pandas 2 did it: a missing value is the text "nan" whatever the dtype."""
+    return series.astype(object).where(series.notna(), "nan").astype(str).to_numpy()
 
 
 def _label_sets(series: pd.Series) -> list[list[str]]:

@@ -1,0 +1,63 @@
+"""Helpers for tests: small competitions written to disk."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+
+def write_spec(root: Path, cid: str, **overrides) -> Path:
+    """A valid implemented spec under `root/<cid>/spec.yaml`; `overrides` replace top-level fields."""
+    spec = {
+        "id": cid,
+        "name": f"Synthetic {cid}",
+        "version": 3,
+        "split": "mini",
+        "category": "Tabular",
+        "metric": {"name": "auc-roc", "higher_is_better": True},
+        "submission": {"id_columns": ["id"], "answer_columns": ["target"]},
+        "files": {"answers": "private/test.csv", "sample_submission": "public/sample_submission.csv"},
+        "leaderboard": {"source": "reference-panel"},
+        "status": {"state": "ok"},
+        "implemented": True,
+        "preparer": "hpc_mle.prepare.mini:unused",
+    }
+    spec.update(overrides)
+    folder = root / cid
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "spec.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    return folder / "spec.yaml"
+
+
+class Synthetic:
+    """A competitions root + data dir in tmp, with helpers to add competitions and submissions."""
+
+    def __init__(self, tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.root = tmp / "competitions"
+        self.data = tmp / "data"
+        self.root.mkdir()
+        monkeypatch.setenv("HPC_MLE_COMPETITIONS", str(self.root))
+
+    def add(self, cid: str, answers: pd.DataFrame, leaderboard: list[float] | None = None, **spec) -> str:
+        write_spec(self.root, cid, **spec)
+        private = self.data / cid / "prepared" / "private"
+        private.mkdir(parents=True)
+        answers.to_csv(private / "test.csv", index=False)
+        if leaderboard is not None:
+            pd.DataFrame({"teamId": range(1, len(leaderboard) + 1), "score": leaderboard}).to_csv(
+                self.root / cid / "leaderboard.csv", index=False)
+        return cid
+
+    def submission(self, name: str, content: str | bytes | pd.DataFrame) -> Path:
+        path = self.data.parent / "subs" / name
+        path.parent.mkdir(exist_ok=True)
+        if isinstance(content, pd.DataFrame):
+            content.to_csv(path, index=False)
+        elif isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content)
+        return path

@@ -1,0 +1,164 @@
+"""Every implemented metric against values computed by hand in the comments."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hpc_mle.metrics import LOG_LOSS_EPS, METRICS, InvalidSubmission
+
+
+def frame(**cols) -> pd.DataFrame:
+    return pd.DataFrame(cols)
+
+
+def score(name: str, y_true: pd.DataFrame, y_pred: pd.DataFrame, **options) -> float:
+    return METRICS[name](y_true, y_pred, **options)
+
+
+def test_accuracy():
+    # 3 of 4 labels agree.
+    assert score("accuracy", frame(y=[1, 2, 3, 4]), frame(y=[1, 2, 3, 0])) == 0.75
+    assert score("accuracy", frame(y=["a", "b"]), frame(y=["a", "a"])) == 0.5
+
+
+def test_accuracy_as_string_counts_nan_as_the_text_nan():
+    # text-normalization: both sides cast with astype(str); NaN == NaN as the string "nan".
+    y_true = frame(after=["one", None, "3"])
+    y_pred = frame(after=["one", None, 3])
+    assert score("accuracy", y_true, y_pred, as_string=True) == 1.0
+
+
+def test_accuracy_refuses_text_against_numbers():
+    with pytest.raises(InvalidSubmission, match="must hold numbers"):
+        score("accuracy", frame(y=[1, 2]), frame(y=["1", "x"]))
+
+
+def test_quadratic_weighted_kappa():
+    # Perfect agreement = 1. For y=[0,1,2], p=[0,2,1]: observed weighted disagreement with
+    # w_ij=(i-j)^2/4: two cells off by one -> sum O*w = 2*(1/4)=0.5; expected under independence
+    # E_ij = 1/3*1/3*3 = 1/3 each, sum E*w = (1/3)*(2*(1/4)*2 + 2*1*... ) computed below by hand:
+    # weights: |i-j|=1 -> .25 (4 cells), |i-j|=2 -> 1 (2 cells); sum E*w = 1/3*(4*.25 + 2*1) = 1.
+    # kappa = 1 - 0.5/1 = 0.5
+    assert score("quadratic-weighted-kappa", frame(d=[0, 1, 2]), frame(d=[0, 1, 2])) == 1.0
+    assert score("quadratic-weighted-kappa", frame(d=[0, 1, 2]), frame(d=[0, 2, 1])) == pytest.approx(0.5)
+
+
+def test_micro_f1_label_sets_ignores_labels_unseen_in_answers():
+    # Row 1: true {a,b}, pred {a,z}; z never occurs in the answers and is dropped -> pred {a}.
+    # Row 2: true {c}, pred {c,b}. TP = a + c = 2, FP = b = 1, FN = b (row 1) = 1.
+    # micro-F1 = 2*2 / (2*2 + 1 + 1) = 4/6
+    y_true = frame(tags=["a b", "c"])
+    y_pred = frame(tags=["a z", "c b"])
+    assert score("micro-f1-label-sets", y_true, y_pred) == pytest.approx(4 / 6)
+
+
+def test_micro_f1_label_sets_treats_empty_and_missing_as_no_labels():
+    y_true = frame(tags=["a", "b"])
+    y_pred = frame(tags=[None, "b"])  # TP=1, FN=1, FP=0 -> 2/3
+    assert score("micro-f1-label-sets", y_true, y_pred) == pytest.approx(2 / 3)
+
+
+def test_binary_log_loss():
+    # -(ln 0.8 + ln 0.6) / 2 for labels 1, 0 with P(1) = 0.8, 0.4
+    expected = -(math.log(0.8) + math.log(0.6)) / 2
+    assert score("log-loss", frame(y=[1, 0]), frame(y=[0.8, 0.4])) == pytest.approx(expected)
+
+
+def test_log_loss_clips_to_float64_eps_like_sklearn_1_5():
+    # A confident wrong answer costs -ln(eps), about 36.04, not Kaggle's -ln(1e-15) = 34.54.
+    got = score("log-loss", frame(y=[1]), frame(y=[0.0]))
+    assert got == pytest.approx(-math.log(LOG_LOSS_EPS))
+    assert got == pytest.approx(36.0437, abs=1e-4)
+
+
+def test_log_loss_rejects_values_outside_0_1():
+    with pytest.raises(InvalidSubmission, match=r"probabilities in \[0, 1\]"):
+        score("log-loss", frame(y=[1, 0]), frame(y=[1.2, 0.1]))
+
+
+def test_multiclass_log_loss():
+    # Row 1 true class a with p=0.7; row 2 true class c with p=0.5 -> -(ln .7 + ln .5)/2
+    y_true = frame(a=[1, 0], b=[0, 0], c=[0, 1])
+    y_pred = frame(a=[0.7, 0.25], b=[0.2, 0.25], c=[0.1, 0.5])
+    assert score("multi-class-log-loss", y_true, y_pred) == pytest.approx(-(math.log(0.7) + math.log(0.5)) / 2)
+
+
+def test_multiclass_log_loss_uniform_is_ln_k():
+    y_true = frame(a=[1, 0, 0], b=[0, 1, 0], c=[0, 0, 1])
+    y_pred = frame(a=[1 / 3] * 3, b=[1 / 3] * 3, c=[1 / 3] * 3)
+    assert score("multi-class-log-loss", y_true, y_pred) == pytest.approx(math.log(3))
+
+
+def test_multiclass_log_loss_rows_must_sum_to_one():
+    y_true = frame(a=[1], b=[0])
+    with pytest.raises(InvalidSubmission, match="sum to 1"):
+        score("multi-class-log-loss", y_true, frame(a=[0.5], b=[0.6]))
+    # within 1e-6 is accepted and not renormalised: -ln(0.5000004)
+    assert score("multi-class-log-loss", y_true, frame(a=[0.5000004], b=[0.5])) == pytest.approx(
+        -math.log(0.5000004))
+
+
+def test_roc_auc():
+    # Positives scored 0.9, 0.4; negatives 0.5, 0.1. Pairs (pos > neg): (0.9>0.5), (0.9>0.1), (0.4>0.1) = 3 of 4.
+    assert score("auc-roc", frame(y=[1, 1, 0, 0]), frame(y=[0.9, 0.4, 0.5, 0.1])) == 0.75
+    assert score("auc-roc", frame(y=[1, 0]), frame(y=[0.5, 0.5])) == 0.5  # a tie counts half
+
+
+def test_roc_auc_needs_both_classes_in_the_answers():
+    with pytest.raises(InvalidSubmission, match="only one class"):
+        score("auc-roc", frame(y=[1, 1]), frame(y=[0.2, 0.3]))
+
+
+def test_mean_columnwise_roc_auc_drops_unscored_rows():
+    # Column a: rows 0-3 (row 4 is -1 in every column -> dropped): pos 0.9, 0.4 vs neg 0.5, 0.1 -> 0.75.
+    # Column b: pos 0.8 vs negs 0.1, 0.2, 0.3 -> 1.0. Mean = 0.875.
+    y_true = frame(a=[1, 1, 0, 0, -1], b=[1, 0, 0, 0, -1])
+    y_pred = frame(a=[0.9, 0.4, 0.5, 0.1, 0.99], b=[0.8, 0.1, 0.2, 0.3, 0.0])
+    assert score("mean-column-wise-roc-auc", y_true, y_pred, drop_negative_answers=True) == 0.875
+
+
+def test_mean_columnwise_roc_auc_range_check_is_optional():
+    y_true = frame(a=[1, 0], b=[0, 1])
+    y_pred = frame(a=[5.0, -1.0], b=[0.0, 2.0])
+    assert score("mean-column-wise-roc-auc", y_true, y_pred) == 1.0  # ranks only, as plant-pathology
+    with pytest.raises(InvalidSubmission):
+        score("mean-column-wise-roc-auc", y_true, y_pred, check_range=True)  # as ranzcr
+
+
+def test_rmse():
+    # errors 1, -1, 2 -> sqrt((1 + 1 + 4) / 3) = sqrt(2)
+    assert score("root-mean-squared-error", frame(y=[1.0, 2.0, 3.0]), frame(y=[2.0, 1.0, 5.0])) == pytest.approx(
+        math.sqrt(2))
+
+
+def test_rmsle():
+    # log1p(e-1) = 1, log1p(0) = 0 -> sqrt(((1-0)^2 + 0) / 2) = sqrt(0.5)
+    y_true = frame(y=[math.e - 1, 0.0])
+    y_pred = frame(y=[0.0, 0.0])
+    assert score("root-mean-squared-log-error", y_true, y_pred) == pytest.approx(math.sqrt(0.5))
+
+
+def test_rmsle_rejects_negative_predictions():
+    with pytest.raises(InvalidSubmission, match="must not be negative"):
+        score("root-mean-squared-log-error", frame(y=[1.0]), frame(y=[-0.5]))
+
+
+def test_mean_columnwise_rmsle():
+    # column a as in test_rmsle (sqrt .5), column b perfect (0) -> mean sqrt(.5)/2
+    y_true = frame(a=[math.e - 1, 0.0], b=[3.0, 4.0])
+    y_pred = frame(a=[0.0, 0.0], b=[3.0, 4.0])
+    assert score("mean-column-wise-rmsle", y_true, y_pred) == pytest.approx(math.sqrt(0.5) / 2)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, "x"])
+def test_numeric_metrics_reject_nan_inf_and_text(bad):
+    with pytest.raises(InvalidSubmission):
+        score("root-mean-squared-error", frame(y=[1.0, 2.0]), frame(y=[1.0, bad]))
+
+
+def test_every_metric_has_a_direction_and_summary():
+    for m in METRICS.values():
+        assert isinstance(m.higher_is_better, bool)
+        assert m.summary
