@@ -187,12 +187,29 @@ def validate_and_align(spec: CompetitionSpec, sub: pd.DataFrame, answers: pd.Dat
         # Upstream quirk (e.g. nomad2018): rows are scored in file order and ids are not compared.
         return answers[cols].reset_index(drop=True), sub[cols].reset_index(drop=True)
 
-    reason = _ids_match(sub[ids], answers[ids])
-    if reason:
-        raise InvalidSubmission(reason)
-    sub_sorted = sub.sort_values(ids, kind="stable").reset_index(drop=True)
-    ans_sorted = answers.sort_values(ids, kind="stable").reset_index(drop=True)
+    sub_sorted = _sorted_by(sub, ids)
+    ans_sorted = _sorted_by(answers, ids)
+    if not _same_values(sub_sorted[ids], ans_sorted[ids]):
+        raise InvalidSubmission(_ids_match(sub[ids], answers[ids]) or "ids differ from the test set's ids")
     return ans_sorted[cols], sub_sorted[cols]
+
+
+def _sorted_by(frame: pd.DataFrame, ids: list[str]) -> pd.DataFrame:
+    try:
+        return frame.sort_values(ids, kind="stable").reset_index(drop=True)
+    except TypeError:  # mixed text and numbers in an id column
+        raise InvalidSubmission(f"id column(s) {ids} mix text and numbers") from None
+
+
+def _same_values(a: pd.DataFrame, b: pd.DataFrame) -> bool:
+    """Equal ids row for row (the fast path; `_ids_match` explains a mismatch)."""
+    for col in a.columns:
+        x, y = a[col], b[col]
+        if pd.api.types.is_numeric_dtype(x) != pd.api.types.is_numeric_dtype(y):
+            return False
+        if not np.array_equal(x.to_numpy(), y.to_numpy()):
+            return False
+    return True
 
 
 def score_frame(spec: CompetitionSpec, sub: pd.DataFrame, answers: pd.DataFrame) -> float:

@@ -162,3 +162,10 @@ def test_every_metric_has_a_direction_and_summary():
     for m in METRICS.values():
         assert isinstance(m.higher_is_better, bool)
         assert m.summary
+
+
+def test_micro_f1_label_sets_reads_numeric_cells_as_labels():
+    # A column of single numeric labels is parsed as numbers (with NaN: floats 3.0); they still match "3".
+    y_true = frame(tags=["3", "4 5"])
+    y_pred = frame(tags=[3.0, float("nan")])  # TP=1 (3), FN=2 (4, 5) -> 2/(2+2) = 0.5
+    assert score("micro-f1-label-sets", y_true, y_pred) == pytest.approx(0.5)
