@@ -127,6 +127,29 @@ def competitions_show(competition_id: str, data_dir: Path | None) -> None:
         console.print(f"data: {paths.prepared_dir(spec.id, data_dir)} ({state})")
 
 
+@competitions_group.command("samples")
+@click.option("--split", required=True, help="Which competitions: mini, lite, all, ...")
+@click.option("--kind", type=click.Choice(["sample", "gold"]), default="sample",
+              help="sample: the naive sample submission; gold: the answers (should win gold).")
+@data_dir_option
+def competitions_samples(split: str, kind: str, data_dir: Path | None) -> None:
+    """Print a submissions JSONL (for `hpc-mle grade`) of each prepared competition's sample or gold file."""
+    from hpc_mle import prepare
+
+    specs = _registry_or_fail()
+    try:
+        ids = competitions.split_ids(split)
+    except KeyError as exc:
+        _fail(exc.args[0])
+    for cid in ids:
+        spec = specs[cid]
+        if not (spec.implemented and prepare.is_prepared(cid, data_dir)):
+            err.print(f"skipping {cid}: not prepared")
+            continue
+        rel = spec.files.sample_submission if kind == "sample" else (spec.files.gold_submission or spec.files.answers)
+        click.echo(json.dumps({"competition_id": cid, "submission_path": str(paths.prepared_dir(cid, data_dir) / rel)}))
+
+
 # ---------------------------------------------------------------- prepare
 
 

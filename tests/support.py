@@ -61,3 +61,17 @@ class Synthetic:
         else:
             path.write_text(content)
         return path
+
+
+def prepare_tiny(raw: Path, public: Path, private: Path) -> None:
+    """A preparer for tests: four rows, split 2/2."""
+    pd.DataFrame({"id": [1, 2], "x": [0.1, 0.9], "target": [0, 1]}).to_csv(public / "train.csv", index=False)
+    pd.DataFrame({"id": [3, 4], "x": [0.2, 0.8]}).to_csv(public / "test.csv", index=False)
+    pd.DataFrame({"id": [3, 4], "target": [0.5, 0.5]}).to_csv(public / "sample_submission.csv", index=False)
+    pd.DataFrame({"id": [3, 4], "target": [0, 1]}).to_csv(private / "test.csv", index=False)
+
+
+def prepare_crash(raw: Path, public: Path, private: Path) -> None:
+    """A preparer that dies half-way, as a killed job or a full disk would."""
+    (public / "train.csv").write_text("id,x\n1,0.1\n")
+    raise OSError(28, "No space left on device")

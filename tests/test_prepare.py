@@ -1,0 +1,78 @@
+"""The data directory: atomic, idempotent preparation with checksums that catch tampering."""
+
+import pytest
+from support import write_spec
+
+from hpc_mle import paths, prepare
+
+
+@pytest.fixture
+def tiny(tmp_path, monkeypatch):
+    root = tmp_path / "competitions"
+    monkeypatch.setenv("HPC_MLE_COMPETITIONS", str(root))
+    write_spec(root, "tiny", preparer="support:prepare_tiny")
+    (root / "tiny" / "description.md").write_text("# Tiny\n")
+    write_spec(root, "crashy", preparer="support:prepare_crash")
+    return tmp_path / "data"
+
+
+def test_prepare_lays_out_public_private_and_checksums(tiny):
+    result = prepare.prepare("tiny", tiny)
+    assert result.action == "prepared" and result.files == 5
+    public = paths.public_dir("tiny", tiny)
+    assert sorted(p.name for p in public.iterdir()) == ["description.md", "sample_submission.csv", "test.csv",
+                                                        "train.csv"]
+    assert (paths.private_dir("tiny", tiny) / "test.csv").is_file()
+    recorded = prepare.recorded_checksums("tiny", tiny)
+    assert set(recorded["public"]) == {"description.md", "sample_submission.csv", "test.csv", "train.csv"}
+    assert prepare.verify("tiny", tiny) == []
+
+
+def test_preparing_twice_is_a_no_op(tiny):
+    prepare.prepare("tiny", tiny)
+    mtime = paths.checksum_file("tiny", tiny).stat().st_mtime_ns
+    assert prepare.prepare("tiny", tiny).action == "already-prepared"
+    assert paths.checksum_file("tiny", tiny).stat().st_mtime_ns == mtime
+    assert prepare.prepare("tiny", tiny, force=True).action == "prepared"
+
+
+def test_tampering_is_detected_and_repaired_by_preparing_again(tiny):
+    prepare.prepare("tiny", tiny)
+    answers = paths.private_dir("tiny", tiny) / "test.csv"
+    answers.write_text("id,target\n3,1\n4,1\n")
+    (paths.public_dir("tiny", tiny) / "extra.csv").write_text("leak\n")
+    problems = prepare.verify("tiny", tiny)
+    assert any("private/test.csv: changed since preparation" in p for p in problems)
+    assert any("public/extra.csv: not part of the preparation" in p for p in problems)
+    assert not prepare.is_prepared("tiny", tiny)
+    assert prepare.prepare("tiny", tiny).action == "prepared"
+    assert prepare.verify("tiny", tiny) == []
+
+
+def test_an_interrupted_preparation_leaves_nothing_that_looks_prepared(tiny):
+    with pytest.raises(OSError, match="No space left"):
+        prepare.prepare("crashy", tiny)
+    comp = paths.competition_dir("crashy", tiny)
+    assert not paths.prepared_dir("crashy", tiny).exists()
+    assert [p.name for p in comp.iterdir()] == ["raw"]  # no staging folder left behind
+    assert prepare.verify("crashy", tiny) == [f"crashy: not prepared (no {paths.checksum_file('crashy', tiny)})"]
+
+
+def test_output_must_match_the_reference_checksums(tiny, tmp_path):
+    spec_dir = tmp_path / "competitions" / "tiny"
+    prepare.prepare("tiny", tiny, write_checksums=True)
+    assert (spec_dir / "checksums.yaml").is_file()
+    prepare.prepare("tiny", tmp_path / "other-data")  # same preparer, same bytes: passes
+    (spec_dir / "checksums.yaml").write_text((spec_dir / "checksums.yaml").read_text().replace(
+        "test.csv: ", "test.csv: 0", 1))
+    with pytest.raises(prepare.PrepareError, match="differ from the reference checksums"):
+        prepare.prepare("tiny", tmp_path / "third-data")
+    assert not paths.prepared_dir("tiny", tmp_path / "third-data").exists()
+
+
+def test_unimplemented_competition_says_so(tmp_path, monkeypatch):
+    root = tmp_path / "competitions"
+    monkeypatch.setenv("HPC_MLE_COMPETITIONS", str(root))
+    write_spec(root, "later", implemented=False, preparer=None)
+    with pytest.raises(prepare.PrepareError, match="no preparer yet"):
+        prepare.prepare("later", tmp_path / "data")
