@@ -243,5 +243,58 @@ def grade_cmd(jsonl: Path, output_dir: Path, data_dir: Path | None) -> None:
     console.print(f"report: {out}")
 
 
+# ---------------------------------------------------------------- one attempt
+
+
+def _duration(text: str) -> float:
+    """'90', '90s', '10m', '1.5h', '24h' -> seconds."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    text = text.strip().lower()
+    try:
+        return float(text[:-1]) * units[text[-1]] if text[-1] in units else float(text)
+    except (ValueError, IndexError):
+        raise click.BadParameter(f"{text!r} is not a duration; use e.g. 90s, 10m, 24h") from None
+
+
+@main.command("run-attempt")
+@click.option("--competition", "competition_id", required=True)
+@click.option("--scaffold", required=True, help="A scaffold in conf/scaffold/ (dummy, baseline, ...).")
+@click.option("--sandbox", "sandbox_kind", type=click.Choice(["bwrap", "apptainer", "none"]), default="bwrap")
+@click.option("--time-limit", default="10m", help="Agent budget: 90s, 10m, 24h ...")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Attempt directory.")
+@click.option("--image", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Apptainer image (.sif).")
+@click.option("--network/--no-network", default=False, help="Let the agent reach the network (default: no).")
+@click.option("--hardware", default=None, help="What HARDWARE tells the agent (default: detected).")
+@click.option("--obfuscate", is_flag=True, help="Give the obfuscated instructions.")
+@click.option("--snapshot-interval", default="10m", help="How often the submission is snapshotted.")
+@click.option("--telemetry-interval", default="10s")
+@click.option("--grace", default="10s", help="Between TERM and KILL at the time limit.")
+@data_dir_option
+@click.argument("agent_args", nargs=-1)
+def run_attempt_cmd(competition_id, scaffold, sandbox_kind, time_limit, out, image, network, hardware, obfuscate,
+                    snapshot_interval, telemetry_interval, grace, data_dir, agent_args) -> None:
+    """Run one agent on one competition in a sandbox; results land in --out. Extra args go to the agent."""
+    from hpc_mle import runner
+
+    _registry_or_fail()
+    cfg = runner.AttemptConfig(
+        competition_id=competition_id, scaffold=scaffold, out=out, sandbox=sandbox_kind,
+        time_limit_s=_duration(time_limit), data_dir=data_dir, image=image, network=network, hardware=hardware,
+        obfuscate=obfuscate, snapshot_interval_s=_duration(snapshot_interval),
+        telemetry_interval_s=_duration(telemetry_interval), grace_s=_duration(grace), agent_args=tuple(agent_args),
+    )
+    try:
+        status = runner.run_attempt(cfg)
+    except (runner.AttemptError, KeyError, ValueError) as exc:
+        _fail(str(exc).strip("'\""))
+    summary = {k: status.get(k) for k in ("state", "exit_code", "reason", "agent_elapsed_s", "starts",
+                                          "submission_exists", "snapshots", "validator_calls")}
+    click.echo(_dumps(summary))
+    console.print(f"attempt directory: {out}\nnext: hpc-mle grade-sample {out}/submission/submission.csv "
+                  f"{competition_id}" + (f" --data-dir {data_dir}" if data_dir else ""))
+    sys.exit(0 if status["state"] in ("done", "timeout") else 1)
+
+
 if __name__ == "__main__":
     main()

@@ -1,0 +1,480 @@
+"""One attempt: an agent in a sandbox, under a wall-clock budget, with a validator beside it.
+
+This is the unit every Slurm array task runs. It lays out MLE-bench's agent contract (public data
+read-only at /home/data, /home/submission, /home/logs, /home/code, /home/agent, instructions and
+the validation script, the contract's environment variables), starts the scaffold's command, and
+stops the whole process tree at the budget (TERM, then KILL after a grace period). While the agent
+runs, the submission is snapshotted and CPU/memory/GPU use is sampled. Everything lands in the
+attempt directory; `status.json` (written atomically, by the attempt itself) is the truth.
+
+Restarting an attempt whose status says `running` or `preempted` (a requeue) continues with the
+budget left; a finished one (`done`, `failed`, `timeout`) is not run again.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psutil
+import yaml
+
+from hpc_mle import __version__, competitions, paths, sandbox, telemetry
+from hpc_mle.files import atomic_write_json
+from hpc_mle.validator import Validator
+
+HARNESS = Path(__file__).parent / "harness"
+SCAFFOLDS = paths.REPO_ROOT / "conf" / "scaffold"
+TERMINAL = ("done", "failed", "timeout")
+VALIDATOR_PORT = 5000
+LOG_TAIL = 4000
+
+
+@dataclass(frozen=True)
+class Scaffold:
+    """A scaffold is data: files for /home/agent, a command, extra environment, maybe an image."""
+
+    name: str
+    command: tuple[str, ...]
+    agent_files: tuple[str, ...] = ()
+    env: dict[str, str] = field(default_factory=dict)
+    image: str | None = None
+
+
+def load_scaffold(name: str) -> Scaffold:
+    """A scaffold by name (`conf/scaffold/<name>.yaml`) or by the path of its YAML file."""
+    path = Path(name) if name.endswith((".yaml", ".yml")) else SCAFFOLDS / f"{name}.yaml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in SCAFFOLDS.glob("*.yaml")))
+        raise ValueError(f"unknown scaffold {name!r}: no {path}. Known: {known}.")
+    data = yaml.safe_load(path.read_text()) or {}
+    try:
+        return Scaffold(name=data.get("name", path.stem), command=tuple(data["command"]),
+                        agent_files=tuple(data.get("agent_files") or ()), env=dict(data.get("env") or {}),
+                        image=data.get("image"))
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"{path}: field 'command' (a list of strings) is required ({exc})") from exc
+
+
+@dataclass(frozen=True)
+class AttemptConfig:
+    competition_id: str
+    scaffold: str
+    out: Path
+    sandbox: str = "bwrap"
+    time_limit_s: float = 600.0
+    data_dir: Path | None = None
+    image: Path | None = None
+    network: bool = False
+    hardware: str | None = None  # what HARDWARE says; default: detected GPUs, else "a CPU"
+    gpus: tuple[str, ...] | None = None  # default: CUDA_VISIBLE_DEVICES of this process (what Slurm granted)
+    obfuscate: bool = False
+    snapshot_interval_s: float = 600.0
+    telemetry_interval_s: float = 10.0
+    grace_s: float = 10.0
+    agent_args: tuple[str, ...] = ()
+    model: str | None = None
+    seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
+
+
+class AttemptError(RuntimeError):
+    """The attempt could not be set up (a user or site problem, reported before the agent starts)."""
+
+
+# ---------------------------------------------------------------- small helpers
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class Events:
+    """`events.jsonl`: what happened, one JSON object per line, appended as it happens."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.lock = threading.Lock()
+
+    def __call__(self, event: str, **fields: Any) -> None:
+        line = json.dumps({"time": _now(), "event": event, **fields}, default=str)
+        with self.lock, open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(line + "\n")
+
+
+def read_status(out: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((Path(out) / "status.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _granted_gpus(cfg: AttemptConfig) -> tuple[str, ...]:
+    if cfg.gpus is not None:
+        return cfg.gpus
+    value = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+    return tuple(v for v in value.split(",") if v.strip() and v.strip() != "-1")
+
+
+def _image_digest(image: Path) -> str:
+    """sha256 of the image file, recorded so every result says exactly which image produced it."""
+    h = hashlib.sha256()
+    with open(image, "rb") as fh:
+        while block := fh.read(1 << 22):
+            h.update(block)
+    return f"sha256:{h.hexdigest()}"
+
+
+def _code_version() -> str:
+    try:
+        out = subprocess.run(["git", "-C", str(paths.REPO_ROOT), "describe", "--always", "--dirty"],
+                             capture_output=True, text=True, timeout=10)
+        return f"{__version__}+{out.stdout.strip()}" if out.returncode == 0 else __version__
+    except OSError:
+        return __version__
+
+
+def _become_subreaper() -> None:
+    """Orphaned grandchildren (a daemonised agent process) are re-parented to us, so we can kill them."""
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+        except (OSError, AttributeError):
+            pass
+
+
+def _tail(path: Path, limit: int = LOG_TAIL) -> str:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(max(0, path.stat().st_size - limit))
+            return fh.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
+# ---------------------------------------------------------------- staging
+
+
+def _stage(cfg: AttemptConfig, spec, scaffold: Scaffold, sock_dir: Path
+           ) -> tuple[tuple[sandbox.Mount, ...], list[Path], Path]:
+    """Create the attempt's folders and harness files; return (mounts, folders to keep hidden, scratch)."""
+    out = cfg.out
+    for sub in ("submission", "snapshots", "logs", "code", "agent", "harness"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    for item in HARNESS.iterdir():
+        shutil.copy2(item, out / "harness" / item.name)
+    for rel in scaffold.agent_files:
+        src = (paths.REPO_ROOT / rel).resolve()
+        if not src.exists():
+            raise AttemptError(f"scaffold {scaffold.name}: agent file {src} does not exist")
+        dst = out / "agent" / src.name
+        if src.is_dir():
+            shutil.copytree(src, dst, dirs_exist_ok=True)
+        else:
+            shutil.copy2(src, dst)
+
+    public = paths.public_dir(spec.id, cfg.data_dir)
+    if not public.is_dir():
+        raise AttemptError(f"{spec.id} is not prepared in {paths.data_root(cfg.data_dir)}. "
+                           f"Fix: hpc-mle prepare -c {spec.id}")
+    instructions = "instructions_obfuscated.txt" if cfg.obfuscate else "instructions.txt"
+    scratch = Path(tempfile.mkdtemp(prefix="hpcmle-tmp-", dir=os.environ.get("TMPDIR")))
+    mounts = (
+        sandbox.Mount(public, "/home/data"),
+        sandbox.Mount(out / "submission", "/home/submission", writable=True),
+        sandbox.Mount(out / "logs", "/home/logs", writable=True),
+        sandbox.Mount(out / "code", "/home/code", writable=True),
+        sandbox.Mount(out / "agent", "/home/agent", writable=True),
+        sandbox.Mount(out / "harness" / instructions, "/home/instructions.txt"),
+        sandbox.Mount(out / "harness" / "instructions_obfuscated.txt", "/home/instructions_obfuscated.txt"),
+        sandbox.Mount(out / "harness" / "validate_submission.sh", "/home/validate_submission.sh"),
+        sandbox.Mount(out / "harness", "/opt/hpc-mle"),
+        sandbox.Mount(sock_dir, "/run/hpc-mle", writable=True),
+        sandbox.Mount(scratch, "/tmp", writable=True),
+    )
+    hidden = [paths.private_dir(spec.id, cfg.data_dir), paths.data_root(cfg.data_dir)]
+    return mounts, hidden, scratch
+
+
+def _environment(cfg: AttemptConfig, scaffold: Scaffold, remaining_s: float, gpus: tuple[str, ...],
+                 forward: bool) -> dict[str, str]:
+    """The agent's whole environment: an allow-list, nothing inherited from the host."""
+    env = {
+        "COMPETITION_ID": cfg.competition_id,
+        "TIME_LIMIT_SECS": str(int(remaining_s)),
+        "SUBMISSION_DIR": "/home/submission",
+        "LOGS_DIR": "/home/logs",
+        "CODE_DIR": "/home/code",
+        "AGENT_DIR": "/home/agent",
+        "DATA_DIR": "/home/data",
+        "HARDWARE": cfg.hardware or telemetry.describe_hardware(gpus),
+        "VALIDATOR_SOCKET": "/run/hpc-mle/validator.sock",
+        "HPC_MLE_HARNESS": "/opt/hpc-mle",
+        "HPC_MLE_VALIDATE_SCRIPT": "/home/validate_submission.sh",
+        "HOME": "/home",
+        "TMPDIR": "/tmp",
+        "LANG": "C.UTF-8",
+        "PYTHONNOUSERSITE": "1",
+        "PYTHONUNBUFFERED": "1",
+        "HF_HUB_OFFLINE": "1",
+        "CUDA_VISIBLE_DEVICES": ",".join(gpus),
+    }
+    if forward:
+        env["HPC_MLE_FORWARD_PORT"] = str(VALIDATOR_PORT)
+        env["VALIDATION_URL"] = f"http://localhost:{VALIDATOR_PORT}/validate"
+    if cfg.sandbox != "apptainer":  # an image brings its own PATH
+        bins = [str(Path(sys.executable).parent)] + [str(d / "bin") for d in sandbox.python_dirs()]
+        env["PATH"] = ":".join(dict.fromkeys(bins + ["/usr/local/bin", "/usr/bin", "/bin"]))
+    env.update({k: str(v) for k, v in scaffold.env.items()})
+    return env
+
+
+def _host_env(cfg: AttemptConfig) -> dict[str, str]:
+    """Environment for the runtime binary itself (bwrap/apptainer), never seen by the agent."""
+    keep = ("PATH", "LANG", "USER", "LOGNAME", "TMPDIR", "HOME")
+    env = {k: v for k, v in os.environ.items() if k in keep}
+    env.update({k: v for k, v in os.environ.items() if k.startswith(("APPTAINER_", "SINGULARITY_"))
+                and "TOKEN" not in k and "PASSWORD" not in k})
+    return env
+
+
+# ---------------------------------------------------------------- watching the agent
+
+
+class _Snapshots(threading.Thread):
+    """Every interval, copy the submission to snapshots/<elapsed>.csv if it changed."""
+
+    def __init__(self, out: Path, interval: float, elapsed) -> None:
+        super().__init__(name="snapshots", daemon=True)
+        self.out, self.interval, self.elapsed = out, interval, elapsed
+        self.stop_event = threading.Event()
+        self.last: tuple[int, int] | None = None
+        self.taken = 0
+
+    def take(self) -> Path | None:
+        src = self.out / "submission" / "submission.csv"
+        try:
+            st = src.stat()
+        except OSError:
+            return None
+        key = (st.st_size, st.st_mtime_ns)
+        if key == self.last:
+            return None
+        dst = self.out / "snapshots" / f"{int(self.elapsed())}.csv"
+        tmp = dst.with_suffix(".tmp")
+        try:
+            shutil.copyfile(src, tmp)
+            os.replace(tmp, dst)
+        except OSError:
+            return None
+        self.last, self.taken = key, self.taken + 1
+        return dst
+
+    def run(self) -> None:
+        while not self.stop_event.wait(self.interval):
+            self.take()
+
+
+def _descendants(proc: psutil.Process) -> list[psutil.Process]:
+    try:
+        return proc.children(recursive=True)
+    except psutil.Error:
+        return []
+
+
+def stop_tree(proc: subprocess.Popen, grace_s: float) -> int:
+    """TERM every process of the attempt, KILL what is left after the grace period; return how many were killed."""
+    me = psutil.Process()
+    try:
+        root = psutil.Process(proc.pid)
+        victims = [root, *_descendants(root)]
+    except psutil.NoSuchProcess:
+        victims = []
+    victims += [p for p in _descendants(me) if p not in victims]  # orphans re-parented to us
+    for p in reversed(victims):  # deepest first, so parents see their children go
+        try:
+            p.send_signal(signal.SIGTERM)
+        except psutil.Error:
+            pass
+    _, alive = psutil.wait_procs(victims, timeout=grace_s)
+    for p in alive + [p for p in _descendants(me) if p not in victims]:
+        try:
+            p.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(alive, timeout=5)
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        pass
+    return len(alive)
+
+
+# ---------------------------------------------------------------- the attempt
+
+
+def run_attempt(cfg: AttemptConfig) -> dict[str, Any]:
+    """Run (or continue) one attempt; return its final status."""
+    cfg = AttemptConfig(**{**asdict(cfg), "out": Path(cfg.out).resolve()})
+    out = cfg.out
+    out.mkdir(parents=True, exist_ok=True)
+    previous = read_status(out) or {}
+    if previous.get("state") in TERMINAL:
+        return previous
+    if cfg.sandbox not in sandbox.KINDS:
+        raise AttemptError(f"unknown sandbox {cfg.sandbox!r}: use one of {', '.join(sandbox.KINDS)}")
+    if cfg.sandbox == "bwrap" and shutil.which("bwrap") is None:
+        raise AttemptError("bwrap is not installed. Fix: apt-get install bubblewrap (or use --sandbox apptainer)")
+    if cfg.sandbox == "apptainer" and cfg.image is None:
+        raise AttemptError("the apptainer sandbox needs --image PATH.sif")
+    spec = competitions.get(cfg.competition_id)
+    scaffold = load_scaffold(cfg.scaffold)
+
+    events = Events(out / "events.jsonl")
+    used_before = float(previous.get("agent_elapsed_s", 0.0))
+    starts = int(previous.get("starts", 0)) + 1
+    remaining = max(0.0, cfg.time_limit_s - used_before)
+    gpus = _granted_gpus(cfg)
+    sock_dir = Path(tempfile.mkdtemp(prefix="hpcmle-"))  # short path: Unix sockets allow ~100 characters
+    mounts, hidden, scratch = _stage(cfg, spec, scaffold, sock_dir)
+    forward = cfg.sandbox in ("bwrap", "apptainer") and not cfg.network
+    env = _environment(cfg, scaffold, remaining, gpus, forward)
+    image = Path(cfg.image).resolve() if cfg.image else (Path(scaffold.image) if scaffold.image else None)
+    plan = sandbox.Plan(
+        argv=("/bin/sh", "/opt/hpc-mle/entry.sh", *scaffold.command, *cfg.agent_args),
+        mounts=mounts, env=env, network=cfg.network, gpus=gpus, image=image,
+        extra_ro=sandbox.python_dirs() if cfg.sandbox == "bwrap" else (),
+    )
+    if cfg.sandbox == "bwrap":
+        argv, popen_env, cwd = sandbox.bwrap_command(plan, hidden), _host_env(cfg), None
+    elif cfg.sandbox == "apptainer":
+        argv, popen_env, cwd = sandbox.apptainer_command(plan, hidden), _host_env(cfg), None
+    else:
+        argv, popen_env, cwd = sandbox.none_command(plan)
+
+    config = {
+        **cfg.to_dict(),
+        "attempt_started_at": previous.get("started_at") or _now(),
+        "competition": {"id": spec.id, "spec_version": spec.version, "status": spec.status.state,
+                        "split": spec.split, "leaderboard_source": spec.leaderboard.source},
+        "scaffold_command": list(scaffold.command),
+        "unsandboxed": cfg.sandbox == "none",
+        "image_digest": _image_digest(image) if image and image.is_file() else None,
+        "code_version": _code_version(),
+        "sandbox_command": argv,
+        "env_keys": sorted(env),
+    }
+    atomic_write_json(out / "config.json", config)
+
+    status: dict[str, Any] = {
+        "state": "running", "starts": starts, "exit_code": None, "reason": None,
+        "agent_elapsed_s": used_before, "time_limit_s": cfg.time_limit_s,
+        "started_at": previous.get("started_at") or _now(), "last_start_at": _now(), "ended_at": None,
+        "sandbox": cfg.sandbox, "unsandboxed": cfg.sandbox == "none", "host": os.uname().nodename,
+        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+    }
+    atomic_write_json(out / "status.json", status)
+    events("start", start=starts, remaining_s=remaining, sandbox=cfg.sandbox, gpus=list(gpus))
+    if remaining <= 0:
+        return _finish(out, status, events, "timeout", None, "no time budget left", used_before, None, None, 0)
+
+    _become_subreaper()
+    t0 = time.monotonic()
+
+    def elapsed() -> float:
+        return used_before + (time.monotonic() - t0)
+
+    validator = Validator(sock_dir / "validator.sock", spec.id, cfg.data_dir, out / "validator.jsonl")
+    snapshots = _Snapshots(out, cfg.snapshot_interval_s, elapsed)
+    log_path = out / "logs" / "agent.log"
+    proc = None
+    sampler = None
+    stop_reason: list[str] = []
+
+    def on_signal(signum, _frame):  # Slurm's warning, scancel or a requeue: save what we have and stop
+        stop_reason.append(signal.Signals(signum).name)
+
+    old_handlers = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGUSR2, signal.SIGINT)
+                    } if threading.current_thread() is threading.main_thread() else {}
+    state, exit_code, reason = "failed", None, None
+    try:
+        with open(log_path, "ab", buffering=0) as log:
+            proc = subprocess.Popen(argv, env=popen_env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=log,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+        events("agent-started", pid=proc.pid)
+        sampler = telemetry.Sampler(out / "telemetry.csv", proc.pid, gpus, cfg.telemetry_interval_s, elapsed)
+        sampler.start()
+        snapshots.start()
+        deadline = t0 + remaining
+        while True:
+            try:
+                exit_code = proc.wait(timeout=min(1.0, max(0.05, deadline - time.monotonic())))
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            if stop_reason or time.monotonic() >= deadline:
+                break
+            status["agent_elapsed_s"] = round(elapsed(), 3)
+            atomic_write_json(out / "status.json", status)  # persisted, so a requeue knows the time used
+        if exit_code is None:
+            if stop_reason:
+                state, reason = "preempted", f"stopped by {stop_reason[0]}; a restart continues with the budget left"
+            else:
+                state, reason = "timeout", f"time limit of {cfg.time_limit_s:g} s reached"
+            events("stopping", reason=reason)
+            killed = stop_tree(proc, cfg.grace_s)
+            exit_code = proc.returncode
+            events("stopped", exit_code=exit_code, killed_after_grace=killed)
+        else:
+            stop_tree(proc, min(cfg.grace_s, 2.0))  # the agent is gone; leave none of its children behind
+            state = "done" if exit_code == 0 else "failed"
+            if exit_code != 0:
+                reason = f"agent exited with code {exit_code}"
+    except Exception as exc:
+        reason = f"harness error: {type(exc).__name__}: {exc}"
+        events("harness-error", error=reason)
+        if proc is not None and proc.poll() is None:
+            stop_tree(proc, cfg.grace_s)
+    finally:
+        for s, h in old_handlers.items():
+            signal.signal(s, h)
+        used = elapsed()
+        snapshots.stop_event.set()
+        final_snapshot = snapshots.take()
+        if sampler is not None:
+            sampler.stop()
+        validator.stop()
+        shutil.rmtree(sock_dir, ignore_errors=True)
+        shutil.rmtree(scratch, ignore_errors=True)
+    return _finish(out, status, events, state, exit_code, reason, used, sampler, final_snapshot, validator.calls)
+
+
+def _finish(out, status, events, state, exit_code, reason, used, sampler, final_snapshot, validator_calls):
+    status.update(
+        state=state, exit_code=exit_code, reason=reason, agent_elapsed_s=round(used, 3), ended_at=_now(),
+        submission_exists=(out / "submission" / "submission.csv").is_file(),
+        snapshots=len(list((out / "snapshots").glob("*.csv"))) if (out / "snapshots").is_dir() else 0,
+        validator_calls=validator_calls,
+        telemetry=sampler.summary() if sampler is not None else None,
+    )
+    if state == "failed":
+        status["log_tail"] = _tail(out / "logs" / "agent.log")
+    atomic_write_json(out / "status.json", status)
+    events("end", state=state, exit_code=exit_code, reason=reason, agent_elapsed_s=round(used, 3),
+           final_snapshot=str(final_snapshot) if final_snapshot else None)
+    return status

@@ -1,0 +1,157 @@
+"""What an attempt used: CPU and memory of its process tree, and each granted GPU's use, over time.
+
+Sampled from outside the sandbox. GPUs are read by device (NVML through `nvidia-ml-py`, else
+`nvidia-smi`), not by process: inside a pid namespace the per-process lists are empty. Rows go to
+`telemetry.csv` as they are taken; `summary()` goes into `status.json`.
+"""
+
+from __future__ import annotations
+
+import csv
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+
+import psutil
+
+
+def _nvml():
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        return pynvml
+    except Exception:  # no library, no driver, no GPU: telemetry goes on without GPUs
+        return None
+
+
+def _smi_query(fields: str, gpus: tuple[str, ...]) -> list[list[str]]:
+    if not shutil.which("nvidia-smi"):
+        return []
+    cmd = ["nvidia-smi", f"--query-gpu={fields}", "--format=csv,noheader,nounits"]
+    if gpus:
+        cmd.append(f"--id={','.join(gpus)}")
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    if out.returncode != 0:
+        return []
+    return [[f.strip() for f in line.split(",")] for line in out.stdout.strip().splitlines() if line.strip()]
+
+
+def gpu_names(gpus: tuple[str, ...]) -> list[str]:
+    nvml = _nvml()
+    if nvml is not None and gpus:
+        names = []
+        for g in gpus:
+            try:
+                handle = nvml.nvmlDeviceGetHandleByIndex(int(g))
+                name = nvml.nvmlDeviceGetName(handle)
+                names.append(name.decode() if isinstance(name, bytes) else name)
+            except Exception:
+                return [row[0] for row in _smi_query("name", gpus)]
+        return names
+    return [row[0] for row in _smi_query("name", gpus)] if gpus else []
+
+
+def describe_hardware(gpus: tuple[str, ...]) -> str:
+    """What MLE-bench's HARDWARE says: e.g. "2 NVIDIA H100 80GB HBM3", or "a CPU" without GPUs."""
+    names = gpu_names(gpus)
+    if not names:
+        return "a CPU"
+    if len(set(names)) == 1:
+        return f"{len(names)} {names[0]}"
+    return ", ".join(names)
+
+
+def read_gpus(gpus: tuple[str, ...], nvml) -> list[tuple[float, float]]:
+    """(utilisation %, memory used MiB) per granted GPU."""
+    if not gpus:
+        return []
+    if nvml is not None:
+        try:
+            rows = []
+            for g in gpus:
+                h = nvml.nvmlDeviceGetHandleByIndex(int(g))
+                rows.append((float(nvml.nvmlDeviceGetUtilizationRates(h).gpu),
+                             nvml.nvmlDeviceGetMemoryInfo(h).used / 2**20))
+            return rows
+        except Exception:
+            pass
+    return [(float(r[0]), float(r[1])) for r in _smi_query("utilization.gpu,memory.used", gpus)
+            if len(r) == 2 and r[0].replace(".", "").isdigit()]
+
+
+class Sampler(threading.Thread):
+    """Samples the tree under `pid` every `interval` seconds into a CSV until stopped."""
+
+    def __init__(self, path, pid: int, gpus: tuple[str, ...], interval: float, elapsed: Callable[[], float]):
+        super().__init__(name="telemetry", daemon=True)
+        self.path, self.pid, self.gpus, self.interval, self.elapsed = path, pid, gpus, interval, elapsed
+        self.stop_event = threading.Event()
+        self.rows: list[dict] = []
+        self.nvml = _nvml() if gpus else None
+        self.fields = ["time", "elapsed_s", "cpu_percent", "rss_mib", "processes"]
+        for i in range(len(gpus)):
+            self.fields += [f"gpu{i}_util_percent", f"gpu{i}_mem_mib"]
+        self._procs: dict[int, psutil.Process] = {}
+
+    def _tree(self) -> list[psutil.Process]:
+        try:
+            root = psutil.Process(self.pid)
+            current = [root, *root.children(recursive=True)]
+        except psutil.Error:
+            return []
+        # Keep Process objects between samples: cpu_percent() measures since the previous call.
+        self._procs = {p.pid: self._procs.get(p.pid, p) for p in current}
+        return list(self._procs.values())
+
+    def sample(self) -> dict:
+        cpu = rss = 0.0
+        procs = self._tree()
+        for p in procs:
+            try:
+                cpu += p.cpu_percent(None)
+                rss += p.memory_info().rss
+            except psutil.Error:
+                pass
+        row = {"time": round(time.time(), 3), "elapsed_s": round(self.elapsed(), 3), "cpu_percent": round(cpu, 1),
+               "rss_mib": round(rss / 2**20, 1), "processes": len(procs)}
+        for i, (util, mem) in enumerate(read_gpus(self.gpus, self.nvml)):
+            row[f"gpu{i}_util_percent"], row[f"gpu{i}_mem_mib"] = util, round(mem, 1)
+        return row
+
+    def run(self) -> None:
+        with open(self.path, "a", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, fieldnames=self.fields, extrasaction="ignore")
+            if fh.tell() == 0:
+                writer.writeheader()
+            self.sample()  # primes cpu_percent
+            while not self.stop_event.wait(self.interval):
+                row = self.sample()
+                self.rows.append(row)
+                writer.writerow(row)
+                fh.flush()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.join(timeout=max(5.0, self.interval * 2))
+
+    def summary(self) -> dict:
+        rows = self.rows
+        out = {"samples": len(rows), "interval_s": self.interval}
+        if not rows:
+            return out
+        out.update(cpu_percent_mean=round(sum(r["cpu_percent"] for r in rows) / len(rows), 1),
+                   cpu_percent_max=max(r["cpu_percent"] for r in rows),
+                   rss_mib_max=max(r["rss_mib"] for r in rows))
+        for i in range(len(self.gpus)):
+            utils = [r[f"gpu{i}_util_percent"] for r in rows if f"gpu{i}_util_percent" in r]
+            mems = [r[f"gpu{i}_mem_mib"] for r in rows if f"gpu{i}_mem_mib" in r]
+            if utils:
+                out[f"gpu{i}_util_percent_mean"] = round(sum(utils) / len(utils), 1)
+                out[f"gpu{i}_mem_mib_max"] = max(mems)
+        return out
