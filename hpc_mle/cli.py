@@ -296,5 +296,46 @@ def run_attempt_cmd(competition_id, scaffold, sandbox_kind, time_limit, out, ima
     sys.exit(0 if status["state"] in ("done", "timeout") else 1)
 
 
+# ---------------------------------------------------------------- containers
+
+
+@main.group("containers")
+def containers_group() -> None:
+    """Apptainer images from containers/*.def."""
+
+
+@containers_group.command("check")
+def containers_check() -> None:
+    """Parse every definition file and check its base and %files sources."""
+    from hpc_mle import containers
+
+    problems = []
+    for name, definition in containers.definitions().items():
+        found = containers.check(definition)
+        problems += found
+        console.print(f"{name}: {definition.header.get('bootstrap')} {definition.header.get('from')} "
+                      f"({'ok' if not found else 'problems'}; build order {' -> '.join(containers.build_order(name))})")
+    for p in problems:
+        err.print(f"[red]{p}[/red]")
+    sys.exit(1 if problems else 0)
+
+
+@containers_group.command("build")
+@click.argument("name")
+@click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("images"),
+              help="Where the .sif files go (shared storage on a cluster).")
+@click.option("--fakeroot/--no-fakeroot", default=True, help="Build without root through fakeroot (default).")
+def containers_build(name: str, output_dir: Path, fakeroot: bool) -> None:
+    """Build an image (and the images it builds on) with `apptainer build`."""
+    from hpc_mle import containers
+
+    try:
+        built = containers.build(name, output_dir, fakeroot)
+    except (containers.DefinitionError, RuntimeError) as exc:
+        _fail(str(exc))
+    for path in built:
+        console.print(f"built {path}")
+
+
 if __name__ == "__main__":
     main()

@@ -199,7 +199,6 @@ def _stage(cfg: AttemptConfig, spec, scaffold: Scaffold, sock_dir: Path
         sandbox.Mount(out / "submission", "/home/submission", writable=True),
         sandbox.Mount(out / "logs", "/home/logs", writable=True),
         sandbox.Mount(out / "code", "/home/code", writable=True),
-        sandbox.Mount(out / "agent", "/home/agent", writable=True),
         sandbox.Mount(out / "harness" / instructions, "/home/instructions.txt"),
         sandbox.Mount(out / "harness" / "instructions_obfuscated.txt", "/home/instructions_obfuscated.txt"),
         sandbox.Mount(out / "harness" / "validate_submission.sh", "/home/validate_submission.sh"),
@@ -207,6 +206,8 @@ def _stage(cfg: AttemptConfig, spec, scaffold: Scaffold, sock_dir: Path
         sandbox.Mount(sock_dir, "/run/hpc-mle", writable=True),
         sandbox.Mount(scratch, "/tmp", writable=True),
     )
+    if scaffold.agent_files or cfg.sandbox != "apptainer":  # an agent image keeps its own /home/agent
+        mounts += (sandbox.Mount(out / "agent", "/home/agent", writable=True),)
     hidden = [paths.private_dir(spec.id, cfg.data_dir), paths.data_root(cfg.data_dir)]
     return mounts, hidden, scratch
 
@@ -328,6 +329,39 @@ def stop_tree(proc: subprocess.Popen, grace_s: float) -> int:
 # ---------------------------------------------------------------- the attempt
 
 
+@dataclass(frozen=True)
+class Launch:
+    """How to start the agent: the runtime's argv and environment, and what the agent's environment is."""
+
+    argv: list[str]
+    popen_env: dict[str, str] | None
+    cwd: str | None
+    env: dict[str, str]
+    scratch: Path
+    image: Path | None
+
+
+def build_launch(cfg: AttemptConfig, spec, scaffold: Scaffold, sock_dir: Path, remaining: float,
+                 gpus: tuple[str, ...]) -> Launch:
+    """Stage the attempt directory and build the sandbox command (nothing is started)."""
+    mounts, hidden, scratch = _stage(cfg, spec, scaffold, sock_dir)
+    forward = cfg.sandbox in ("bwrap", "apptainer") and not cfg.network
+    env = _environment(cfg, scaffold, remaining, gpus, forward)
+    image = Path(cfg.image).resolve() if cfg.image else (Path(scaffold.image) if scaffold.image else None)
+    plan = sandbox.Plan(
+        argv=("/bin/sh", "/opt/hpc-mle/entry.sh", *scaffold.command, *cfg.agent_args),
+        mounts=mounts, env=env, network=cfg.network, gpus=gpus, image=image,
+        extra_ro=sandbox.python_dirs() if cfg.sandbox == "bwrap" else (),
+    )
+    if cfg.sandbox == "bwrap":
+        return Launch(sandbox.bwrap_command(plan, hidden), _host_env(cfg), None, env, scratch, image)
+    if cfg.sandbox == "apptainer":
+        return Launch(sandbox.apptainer_command(plan, hidden), _host_env(cfg), None, env, scratch, image)
+    argv, popen_env, cwd = sandbox.none_command(plan)
+    return Launch(argv, popen_env, cwd, env, scratch, image)
+
+
+
 def run_attempt(cfg: AttemptConfig) -> dict[str, Any]:
     """Run (or continue) one attempt; return its final status."""
     cfg = AttemptConfig(**{**asdict(cfg), "out": Path(cfg.out).resolve()})
@@ -340,10 +374,11 @@ def run_attempt(cfg: AttemptConfig) -> dict[str, Any]:
         raise AttemptError(f"unknown sandbox {cfg.sandbox!r}: use one of {', '.join(sandbox.KINDS)}")
     if cfg.sandbox == "bwrap" and shutil.which("bwrap") is None:
         raise AttemptError("bwrap is not installed. Fix: apt-get install bubblewrap (or use --sandbox apptainer)")
-    if cfg.sandbox == "apptainer" and cfg.image is None:
-        raise AttemptError("the apptainer sandbox needs --image PATH.sif")
     spec = competitions.get(cfg.competition_id)
     scaffold = load_scaffold(cfg.scaffold)
+    if cfg.sandbox == "apptainer" and cfg.image is None and scaffold.image is None:
+        raise AttemptError(f"the apptainer sandbox needs an image: pass --image PATH.sif or set 'image' in "
+                           f"the scaffold {scaffold.name!r}")
 
     events = Events(out / "events.jsonl")
     used_before = float(previous.get("agent_elapsed_s", 0.0))
@@ -351,21 +386,9 @@ def run_attempt(cfg: AttemptConfig) -> dict[str, Any]:
     remaining = max(0.0, cfg.time_limit_s - used_before)
     gpus = _granted_gpus(cfg)
     sock_dir = Path(tempfile.mkdtemp(prefix="hpcmle-"))  # short path: Unix sockets allow ~100 characters
-    mounts, hidden, scratch = _stage(cfg, spec, scaffold, sock_dir)
-    forward = cfg.sandbox in ("bwrap", "apptainer") and not cfg.network
-    env = _environment(cfg, scaffold, remaining, gpus, forward)
-    image = Path(cfg.image).resolve() if cfg.image else (Path(scaffold.image) if scaffold.image else None)
-    plan = sandbox.Plan(
-        argv=("/bin/sh", "/opt/hpc-mle/entry.sh", *scaffold.command, *cfg.agent_args),
-        mounts=mounts, env=env, network=cfg.network, gpus=gpus, image=image,
-        extra_ro=sandbox.python_dirs() if cfg.sandbox == "bwrap" else (),
-    )
-    if cfg.sandbox == "bwrap":
-        argv, popen_env, cwd = sandbox.bwrap_command(plan, hidden), _host_env(cfg), None
-    elif cfg.sandbox == "apptainer":
-        argv, popen_env, cwd = sandbox.apptainer_command(plan, hidden), _host_env(cfg), None
-    else:
-        argv, popen_env, cwd = sandbox.none_command(plan)
+    launch = build_launch(cfg, spec, scaffold, sock_dir, remaining, gpus)
+    argv, popen_env, cwd, env, scratch, image = (launch.argv, launch.popen_env, launch.cwd, launch.env,
+                                                  launch.scratch, launch.image)
 
     config = {
         **cfg.to_dict(),
