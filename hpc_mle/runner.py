@@ -434,7 +434,7 @@ def run_attempt(cfg: AttemptConfig) -> dict[str, Any]:
 
     old_handlers = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGUSR2, signal.SIGINT)
                     } if threading.current_thread() is threading.main_thread() else {}
-    state, exit_code, reason = "failed", None, None
+    state, exit_code, reason, failure = "failed", None, None, "infrastructure"
     try:
         with open(log_path, "ab", buffering=0) as log:
             proc = subprocess.Popen(argv, env=popen_env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=log,
@@ -467,7 +467,7 @@ def run_attempt(cfg: AttemptConfig) -> dict[str, Any]:
             stop_tree(proc, min(cfg.grace_s, 2.0))  # the agent is gone; leave none of its children behind
             state = "done" if exit_code == 0 else "failed"
             if exit_code != 0:
-                reason = f"agent exited with code {exit_code}"
+                reason, failure = f"agent exited with code {exit_code}", "agent"
     except Exception as exc:
         reason = f"harness error: {type(exc).__name__}: {exc}"
         events("harness-error", error=reason)
@@ -484,12 +484,17 @@ def run_attempt(cfg: AttemptConfig) -> dict[str, Any]:
         validator.stop()
         shutil.rmtree(sock_dir, ignore_errors=True)
         shutil.rmtree(scratch, ignore_errors=True)
-    return _finish(out, status, events, state, exit_code, reason, used, sampler, final_snapshot, validator.calls)
+    if state != "failed":
+        failure = None
+    return _finish(out, status, events, state, exit_code, reason, used, sampler, final_snapshot, validator.calls,
+                   failure)
 
 
-def _finish(out, status, events, state, exit_code, reason, used, sampler, final_snapshot, validator_calls):
+def _finish(out, status, events, state, exit_code, reason, used, sampler, final_snapshot, validator_calls,
+            failure=None):
     status.update(
         state=state, exit_code=exit_code, reason=reason, agent_elapsed_s=round(used, 3), ended_at=_now(),
+        failure=failure,
         submission_exists=(out / "submission" / "submission.csv").is_file(),
         snapshots=len(list((out / "snapshots").glob("*.csv"))) if (out / "snapshots").is_dir() else 0,
         validator_calls=validator_calls,

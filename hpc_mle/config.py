@@ -1,0 +1,109 @@
+"""The typed schema of `conf/`: Hydra composes YAML groups into these dataclasses.
+
+Because the primary config starts from this schema, a typo (`hardware.gpu=2`, `cluster.partiton=`)
+fails at once with the key named, before anything is planned or submitted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+
+@dataclass
+class ModelConf:
+    """An LLM the scaffold drives (`none` for agents without one)."""
+
+    name: str = "none"
+    provider: str = "none"  # none | openai | anthropic | openai-compatible | vllm
+    model: str | None = None
+    api_key_env: str | None = None  # the variable holding the key; its value never leaves the host
+    base_url: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ScaffoldConf:
+    name: str = MISSING
+    command: list[str] = MISSING
+    agent_files: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    image: str | None = None
+
+
+@dataclass
+class BenchmarkConf:
+    name: str = MISSING
+    split: str = MISSING  # lite | medium | high | all | dev | mini
+    competitions: list[str] | None = None  # a subset of the split; null = all of it
+    exclude_status: list[str] = field(default_factory=lambda: ["excluded"])
+
+
+@dataclass
+class RuntimeConf:
+    name: str = MISSING
+    time_limit: str = MISSING  # the agent's budget: 10m, 24h, 100h
+    snapshot_interval: str = "1h"
+    margin: str = "15m"  # added to the budget for Slurm's --time: staging, teardown, the warning signal
+
+
+@dataclass
+class HardwareConf:
+    name: str = MISSING
+    gpus: int = 0
+    cpus: int = 2
+    mem_gb: int = 8
+    gpu_type: str | None = None  # a gres type (a100, h100) where the site needs one
+    label: str | None = None  # what HARDWARE tells the agent; null = detected on the node
+
+
+@dataclass
+class SandboxConf:
+    kind: str = "bwrap"  # bwrap | apptainer | none
+    image: str | None = None  # apptainer: the .sif (else the scaffold's image)
+    network: bool = False
+
+
+@dataclass
+class ClusterConf:
+    name: str = MISSING
+    kind: str = "local"  # local: run here and wait; slurm: submit and return
+    max_parallel: int = 2  # local: attempts at once
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    constraint: str | None = None
+    gpu_syntax: str = "gres"  # gres (--gres=gpu[:type]:N) | gpus-per-node (--gpus-per-node=N)
+    setup: list[str] = field(default_factory=list)  # lines run before the task, e.g. module load apptainer
+    array_throttle: int = 64  # at most this many tasks of one array run at once (%N)
+    max_restarts: int = 3  # requeues of one attempt (preemption, node failure) before giving up
+    signal_delay_s: int = 120  # Slurm warns this long before --time so the attempt can save its work
+    grading_tasks: int = 8  # the grading array's size (each grades a slice of the attempts)
+    additional: dict[str, Any] = field(default_factory=dict)  # any other #SBATCH --key=value
+
+
+@dataclass
+class Config:
+    model: ModelConf = MISSING
+    scaffold: ScaffoldConf = MISSING
+    benchmark: BenchmarkConf = MISSING
+    runtime: RuntimeConf = MISSING
+    hardware: HardwareConf = MISSING
+    sandbox: SandboxConf = MISSING
+    cluster: ClusterConf = MISSING
+    seed: int = 0
+    output_root: str = "runs"
+    sweep_name: str | None = None  # null: derived from the sweep, so relaunching finds the same folder
+    data_dir: str | None = None  # null: $HPC_MLE_DATA or the user cache dir
+    dry_run: bool = False
+    retry_agent_failures: bool = False
+
+
+def register() -> None:
+    ConfigStore.instance().store(name="config_schema", node=Config)
+
+
+register()

@@ -1,0 +1,179 @@
+"""`python -m hpc_mle.launch [-m] [overrides] [--dry-run]`: plan a study and run or submit it.
+
+Hydra's grammar and composition (conf/ + the typed schema of hpc_mle/config.py); our own expansion
+so the whole sweep is seen at once: sweep x competitions -> attempts -> one array per resource
+group -> grading -> analysis. With `cluster=local` it runs everything here (a bounded number at
+once), waits, grades, analyses and prints the table. With a Slurm cluster it submits and returns.
+Relaunching the same command submits only what is not done or queued.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from hpc_mle import competitions, jobs, plan, prepare, runner, slurm, status
+from hpc_mle.plan import Attempt, PlanError
+
+USAGE = """usage: python -m hpc_mle.launch [-m|--multirun] [KEY=VALUE ...] [--dry-run]
+
+  python -m hpc_mle.launch                                  # mini benchmark, baseline agent, this machine
+  python -m hpc_mle.launch -m scaffold=dummy,baseline 'seed=range(2)'
+  python -m hpc_mle.launch -m model=gpt4o,o1 'seed=range(8)' benchmark=lite hardware=gpu1,gpu2 cluster=slurm
+Quote 'seed=range(8)': unquoted, the shell rejects the parentheses. Config groups: conf/."""
+
+
+def parse_argv(argv: list[str]) -> tuple[list[str], bool]:
+    multirun = any(a in ("-m", "--multirun") for a in argv)
+    overrides = [a for a in argv if a not in ("-m", "--multirun")]
+    if "--dry-run" in overrides:
+        overrides = [a for a in overrides if a != "--dry-run"] + ["dry_run=true"]
+    unknown = [a for a in overrides if a.startswith("-")]
+    if unknown:
+        raise PlanError(f"unknown option {unknown[0]}\n{USAGE}")
+    return overrides, multirun
+
+
+def pending_attempts(sweep_dir: Path, attempts: list[Attempt], retry_agent_failures: bool) -> list[Attempt]:
+    """Attempts still to run: not finished, not queued or running in Slurm."""
+    manifest = plan.read_manifest(sweep_dir)
+    if manifest is None:
+        return attempts
+    table = status.sweep_status(sweep_dir).set_index("id")
+    todo = []
+    for a in attempts:
+        if a.id not in table.index:
+            todo.append(a)
+            continue
+        state, failure = table.at[a.id, "state"], table.at[a.id, "failure"]
+        if state in ("done", "timeout", "queued", "running", "requeued"):
+            continue
+        if state == "failed" and failure == "agent" and not retry_agent_failures:
+            continue
+        todo.append(a)
+    return todo
+
+
+def ensure_prepared(attempts: list[Attempt], data_dir) -> None:
+    """The embedded mini competitions are prepared on the fly; anything else must be prepared first."""
+    missing = sorted({a.competition_id for a in attempts if not prepare.is_prepared(a.competition_id, data_dir)})
+    reg = competitions.registry()
+    for cid in [c for c in missing if reg[c].split == "mini"]:
+        print(f"preparing {cid} (embedded data) ...", flush=True)
+        prepare.prepare(cid, data_dir)
+        missing.remove(cid)
+    if missing:
+        hint = " --data-dir " + str(data_dir) if data_dir else ""
+        raise PlanError(f"{len(missing)} competition(s) are not prepared: {', '.join(missing[:8])}"
+                        f"{' ...' if len(missing) > 8 else ''}\nFix: hpc-mle prepare -c {missing[0]}{hint} "
+                        "(or --benchmark NAME for a whole split), on a node that can reach Kaggle.")
+
+
+def mark_for_retry(sweep_dir: Path, attempts: list[Attempt]) -> None:
+    """A failed attempt that runs again continues with the budget it has left."""
+    from hpc_mle.files import atomic_write_json
+
+    for a in attempts:
+        out = plan.attempt_dir(sweep_dir, a.id)
+        st = runner.read_status(out)
+        if st and st.get("state") not in (None, "requeued", "preempted", "running"):
+            st.update(state="requeued", reason=f"relaunched (was {st.get('state')}: {st.get('reason')})")
+            atomic_write_json(out / "status.json", st)
+
+
+def describe(sweep_dir: Path, attempts: list[Attempt], todo: list[Attempt], cluster: DictConfig) -> str:
+    lines = [f"sweep: {sweep_dir}", f"attempts: {len(attempts)} planned, {len(todo)} to run"]
+    for group, members in slurm.group_attempts(todo).items():
+        comps = len({a.competition_id for a in members})
+        lines.append(f"  group {group}: {len(members)} attempts ({comps} competitions)")
+        if cluster.kind == "slurm":
+            params = slurm.sbatch_parameters(members[0], cluster)
+            lines.append(f"    sbatch: {params}")
+    if cluster.kind == "slurm" and todo:
+        lines.append(f"  then a grading array ({min(cluster.grading_tasks, len(todo))} tasks, afterany) "
+                     "and an analysis job (afterany)")
+    return "\n".join(lines)
+
+
+def run_local(sweep_dir: Path, todo: list[Attempt], max_parallel: int, max_restarts: int) -> None:
+    started = time.monotonic()
+    with ProcessPoolExecutor(max_workers=max(1, max_parallel)) as pool:
+        futures = {pool.submit(jobs.agent_task, str(sweep_dir), a.id, max_restarts): a for a in todo}
+        for n, future in enumerate(as_completed(futures), 1):
+            a = futures[future]
+            st = future.result()
+            print(f"[{n}/{len(todo)}] {a.competition_id} {a.scaffold}/{a.model} seed {a.seed}: {st.get('state')}"
+                  f"{' (' + st['reason'] + ')' if st.get('reason') else ''} in {st.get('agent_elapsed_s', 0):.1f} s",
+                  flush=True)
+    print(f"ran {len(todo)} attempt(s) in {time.monotonic() - started:.0f} s", flush=True)
+
+
+def launch(argv: list[str]) -> int:
+    overrides, multirun = parse_argv(argv)
+    job_overrides = plan.expand(overrides, multirun)
+    cfgs = plan.compose_all(job_overrides)
+    if len({c.cluster.name for c in cfgs}) > 1 or len({c.output_root for c in cfgs}) > 1:
+        raise PlanError("one launch uses one cluster and one output_root: do not sweep over them")
+    cluster, first = cfgs[0].cluster, cfgs[0]
+    attempts = plan.plan_attempts(cfgs)
+    sweep_dir = (Path(first.output_root) / plan.sweep_name(cfgs, job_overrides)).resolve()
+    todo = pending_attempts(sweep_dir, attempts, first.retry_agent_failures)
+    print(describe(sweep_dir, attempts, todo, cluster), flush=True)
+    if first.dry_run:
+        print("dry run: nothing written, nothing submitted")
+        return 0
+    if cluster.kind == "slurm" and not slurm.available():
+        raise PlanError("cluster=slurm but sbatch/squeue are not on PATH here. Run on a login node, or use "
+                        "cluster=local. For the development cluster: bash slurm/dev/up.sh && source slurm/dev/env.sh")
+    ensure_prepared(todo, first.data_dir)
+    plan.write_plan(sweep_dir, cfgs, job_overrides, attempts)
+    mark_for_retry(sweep_dir, todo)
+
+    if cluster.kind == "local":
+        if todo:
+            run_local(sweep_dir, todo, cluster.max_parallel, cluster.max_restarts)
+        jobs.grade_task(sweep_dir)
+        result = jobs.analysis_task(sweep_dir)
+        print(f"\n{result['table']}\n\nsummary: {result['summary']}")
+        for report in result["reports"]:
+            print(f"grading report: {report}")
+        return 0
+
+    if not todo:
+        print("nothing to submit: every attempt is done, failed by the agent, or already queued")
+        return 0
+    submission = slurm.submit(sweep_dir, todo, cluster)
+    slurm.record_launch(sweep_dir, submission)
+    arrays = ", ".join(f"{g}: {' '.join(ids)}" for g, ids in submission.arrays.items())
+    print(f"submitted {len(todo)} attempts with {submission.sbatch_calls} sbatch calls\n"
+          f"  agent arrays   {arrays}\n  grading array  {submission.grading}\n  analysis job   {submission.analysis}\n"
+          f"next:\n  hpc-mle status {sweep_dir}\n  hpc-mle resume {sweep_dir}   # after failures\n"
+          f"  hpc-mle cancel {sweep_dir}\n  results: {sweep_dir}/analysis/summary.md")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ("-h", "--help"):
+        print(USAGE)
+        return
+    try:
+        sys.exit(launch(argv))
+    except PlanError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except Exception as exc:
+        from hydra.errors import HydraException
+
+        if isinstance(exc, HydraException):
+            print(f"error: {str(exc).strip()}", file=sys.stderr)
+            sys.exit(2)
+        raise
+
+
+if __name__ == "__main__":
+    main()

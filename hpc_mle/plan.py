@@ -1,0 +1,254 @@
+"""From configs to a plan: the sweep's attempts, their stable ids, resource groups, the manifest.
+
+An attempt is (competition, scaffold, model, seed, runtime, hardware, benchmark version); its id is
+a hash of exactly those, and its folder `attempts/<id>/` follows from the id, never from a job
+number, so relaunching the same sweep finds the same folders and skips what is done.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from hydra import compose, initialize_config_dir
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import OverrideType
+from omegaconf import DictConfig, OmegaConf
+
+from hpc_mle import competitions, paths
+from hpc_mle.config import register as _register_schema
+from hpc_mle.files import atomic_write_json, atomic_write_text
+
+CONF_DIR = paths.REPO_ROOT / "conf"
+MANIFEST = "manifest.csv"
+SWEEP_FILE = "sweep.json"
+# Options that change how a launch behaves, not what it studies: they do not change the sweep's folder.
+NOT_IDENTIFYING = {"dry_run", "retry_agent_failures", "cluster.max_parallel", "cluster.array_throttle"}
+
+
+class PlanError(ValueError):
+    pass
+
+
+def duration_s(text: str | int | float) -> float:
+    """'90', '90s', '10m', '1.5h', '24h', '2d' -> seconds."""
+    if isinstance(text, (int, float)):
+        return float(text)
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    t = str(text).strip().lower()
+    try:
+        return float(t[:-1]) * units[t[-1]] if t and t[-1] in units else float(t)
+    except ValueError:
+        raise PlanError(f"{text!r} is not a duration; use e.g. 90s, 10m, 24h") from None
+
+
+# ---------------------------------------------------------------- sweeps
+
+
+def expand(overrides: list[str], multirun: bool) -> list[list[str]]:
+    """Hydra's sweep grammar (a,b / range(n) / glob) expanded to one override list per job."""
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    axes: list[list[str]] = []
+    for o in parsed:
+        if o.is_sweep_override():
+            if not multirun:
+                raise PlanError(f"'{o.input_line}' sweeps over values: add -m (multirun) to sweep")
+            key = o.get_key_element()
+            axes.append([f"{key}={v}" for v in o.sweep_string_iterator()])
+        else:
+            axes.append([o.input_line])
+    return [list(combo) for combo in itertools.product(*axes)] if axes else [[]]
+
+
+def _is_plain_value(o) -> bool:
+    """`key=value` that sets a field (not a config group choice, not +/~): OmegaConf can apply it."""
+    return o.type == OverrideType.CHANGE and o.package is None and not (CONF_DIR / o.key_or_group).is_dir()
+
+
+def compose_all(jobs: list[list[str]]) -> list[DictConfig]:
+    """One config per job. Hydra composes once per distinct set of group choices (it costs ~0.2 s);
+    plain value overrides such as `seed=3` are applied to a copy, with the schema's type checks."""
+    _register_schema()
+    parser = OverridesParser.create()
+    cache: dict[tuple[str, ...], DictConfig] = {}
+    out = []
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
+        for job in jobs:
+            parsed = parser.parse_overrides(job)
+            plain = [o for o in parsed if _is_plain_value(o)]
+            rest = tuple(o.input_line for o in parsed if not _is_plain_value(o))
+            if rest not in cache:
+                cache[rest] = compose(config_name="config", overrides=list(rest))
+            cfg = copy.deepcopy(cache[rest])
+            for o in plain:
+                try:
+                    OmegaConf.update(cfg, o.key_or_group, o.value(), merge=False)
+                except Exception as exc:  # OmegaConf names the key and the expected type
+                    raise PlanError(f"override '{o.input_line}': {exc}".splitlines()[0]) from None
+            out.append(cfg)
+    return out
+
+
+# ---------------------------------------------------------------- attempts
+
+
+@dataclass(frozen=True)
+class Attempt:
+    id: str
+    competition_id: str
+    scaffold: str
+    model: str
+    seed: int
+    runtime: str
+    hardware: str
+    spec_version: int
+    benchmark: str
+    competition_status: str
+    time_limit_s: float
+    snapshot_interval_s: float
+    slurm_minutes: int
+    gpus: int
+    cpus: int
+    mem_gb: int
+    gpu_type: str | None
+    group: str
+    job_index: int  # which composed config (sweep job) it came from
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        return identity(self.competition_id, self.scaffold, self.model, self.seed, self.runtime, self.hardware,
+                        self.spec_version)
+
+
+def identity(competition_id, scaffold, model, seed, runtime, hardware, spec_version) -> dict[str, Any]:
+    return {"competition": competition_id, "scaffold": scaffold, "model": model, "seed": int(seed),
+            "runtime": runtime, "hardware": hardware, "benchmark_version": int(spec_version)}
+
+
+def attempt_id(ident: dict[str, Any]) -> str:
+    blob = json.dumps(ident, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def group_key(cfg: DictConfig, slurm_minutes: int) -> str:
+    """Attempts that share resources share one array: GPUs, CPUs, memory, time, partition, image."""
+    parts = [f"gpu{cfg.hardware.gpus}", f"cpu{cfg.hardware.cpus}", f"mem{cfg.hardware.mem_gb}g",
+             f"t{slurm_minutes}m", cfg.cluster.partition or "default"]
+    if cfg.hardware.gpu_type:
+        parts.append(cfg.hardware.gpu_type)
+    return "-".join(str(p) for p in parts)
+
+
+def benchmark_ids(cfg: DictConfig) -> list[str]:
+    try:
+        ids = competitions.split_ids(cfg.benchmark.split)
+    except KeyError as exc:
+        raise PlanError(f"benchmark.split: {exc.args[0]}") from None
+    if cfg.benchmark.competitions:
+        unknown = [c for c in cfg.benchmark.competitions if c not in ids]
+        if unknown:
+            raise PlanError(f"benchmark.competitions: {unknown} are not in split {cfg.benchmark.split!r}")
+        ids = [c for c in ids if c in set(cfg.benchmark.competitions)]
+    reg = competitions.registry()
+    return [c for c in ids if reg[c].status.state not in set(cfg.benchmark.exclude_status)]
+
+
+def plan_attempts(cfgs: list[DictConfig]) -> list[Attempt]:
+    """Every (sweep job x competition) attempt, deduplicated by id, in a stable order."""
+    reg = competitions.registry()
+    seen: dict[str, Attempt] = {}
+    for job_index, cfg in enumerate(cfgs):
+        budget = duration_s(cfg.runtime.time_limit)
+        minutes = math.ceil((budget + duration_s(cfg.runtime.margin)) / 60)
+        for cid in benchmark_ids(cfg):
+            spec = reg[cid]
+            ident = identity(cid, cfg.scaffold.name, cfg.model.name, cfg.seed, cfg.runtime.name, cfg.hardware.name,
+                             spec.version)
+            aid = attempt_id(ident)
+            if aid in seen:
+                continue
+            seen[aid] = Attempt(
+                id=aid, competition_id=cid, scaffold=cfg.scaffold.name, model=cfg.model.name, seed=int(cfg.seed),
+                runtime=cfg.runtime.name, hardware=cfg.hardware.name, spec_version=spec.version,
+                benchmark=cfg.benchmark.name, competition_status=spec.status.state, time_limit_s=budget,
+                snapshot_interval_s=duration_s(cfg.runtime.snapshot_interval), slurm_minutes=minutes,
+                gpus=cfg.hardware.gpus, cpus=cfg.hardware.cpus, mem_gb=cfg.hardware.mem_gb,
+                gpu_type=cfg.hardware.gpu_type, group=group_key(cfg, minutes), job_index=job_index,
+            )
+    return list(seen.values())
+
+
+def sweep_name(cfgs: list[DictConfig], jobs: list[list[str]]) -> str:
+    """The configured name, else one derived from the sweep itself: same command, same folder."""
+    if cfgs[0].sweep_name:
+        return str(cfgs[0].sweep_name)
+    def identifying(job: list[str]) -> list[str]:
+        return sorted(o for o in job if o.split("=", 1)[0].lstrip("+~") not in NOT_IDENTIFYING)
+
+    digest = hashlib.sha256(json.dumps(sorted(map(identifying, jobs))).encode()).hexdigest()[:8]
+    return f"{cfgs[0].benchmark.name}-{cfgs[0].scaffold.name}-{digest}"
+
+
+# ---------------------------------------------------------------- files of a sweep
+
+
+def attempt_dir(sweep_dir: Path, aid: str) -> Path:
+    return Path(sweep_dir) / "attempts" / aid
+
+
+def write_plan(sweep_dir: Path, cfgs: list[DictConfig], jobs: list[list[str]], attempts: list[Attempt]) -> None:
+    """The manifest (one row per attempt) and each attempt's planned settings, atomically."""
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    configs = [OmegaConf.to_container(c, resolve=True) for c in cfgs]
+    for a in attempts:
+        d = attempt_dir(sweep_dir, a.id)
+        d.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(d / "attempt.json", {**asdict(a), "identity": a.identity, "config": configs[a.job_index]})
+    old = read_manifest(sweep_dir)
+    rows = pd.DataFrame([asdict(a) for a in attempts])
+    if old is not None and len(old):
+        keep = ["id", "array_job_id", "task_id", "submitted_at"]
+        rows = rows.merge(old[[c for c in keep if c in old.columns]], on="id", how="left")
+        rows = pd.concat([rows, old[~old["id"].isin(rows["id"])]], ignore_index=True)  # earlier launches' attempts
+    for col in ("array_job_id", "task_id", "submitted_at"):
+        if col not in rows.columns:
+            rows[col] = None
+    rows["path"] = [str(attempt_dir(sweep_dir, i)) for i in rows["id"]]
+    atomic_write_text(sweep_dir / MANIFEST, rows.to_csv(index=False))
+    sweep = read_sweep(sweep_dir) or {"launches": []}
+    sweep.update(jobs=jobs, configs=configs, name=sweep_dir.name)
+    atomic_write_json(sweep_dir / SWEEP_FILE, sweep)
+
+
+def read_manifest(sweep_dir: Path) -> pd.DataFrame | None:
+    path = Path(sweep_dir) / MANIFEST
+    if not path.is_file():
+        return None
+    return pd.read_csv(path, dtype={"id": str, "array_job_id": str, "task_id": "Int64"})
+
+
+def read_sweep(sweep_dir: Path) -> dict | None:
+    try:
+        return json.loads((Path(sweep_dir) / SWEEP_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def update_manifest(sweep_dir: Path, submitted: dict[str, tuple[str, int]], when: str) -> None:
+    """Record which array job and task runs each submitted attempt."""
+    rows = read_manifest(sweep_dir)
+    ids = rows["id"].map(submitted)
+    mask = ids.notna()
+    rows["array_job_id"] = rows["array_job_id"].astype(object)
+    rows.loc[mask, "array_job_id"] = [v[0] for v in ids[mask]]
+    rows.loc[mask, "task_id"] = [v[1] for v in ids[mask]]
+    rows["submitted_at"] = rows["submitted_at"].astype(object)
+    rows.loc[mask, "submitted_at"] = when
+    atomic_write_text(Path(sweep_dir) / MANIFEST, rows.to_csv(index=False))
