@@ -136,3 +136,44 @@ def analyse_sweep(sweep_dir: Path) -> dict[str, Any]:
             reports.append(str(path))
     return {"attempts": len(results), "table": format_table(board), "summary": str(out / "summary.md"),
             "reports": reports}
+
+
+def compare(old_dir: Path, new_dir: Path) -> pd.DataFrame:
+    """Per (competition, setting, seed) present in both sweeps: medal and score then and now."""
+    old, new = load_results(Path(old_dir)), load_results(Path(new_dir))
+    if old.empty or new.empty or "score" not in old or "score" not in new:
+        return pd.DataFrame()
+    keys = ["competition_id", *SETTING[:-1], "seed"]
+    cols = keys + ["score", "any_medal", "gold_medal", "silver_medal", "bronze_medal", "valid_submission",
+                   "is_lower_better"]
+    both = old[cols].merge(new[cols], on=keys, suffixes=("_old", "_new"))
+
+    def medal(row, side):
+        return next((m for m in ("gold", "silver", "bronze") if row[f"{m}_medal_{side}"] is True), "none")
+
+    both["medal_old"] = both.apply(medal, axis=1, side="old")
+    both["medal_new"] = both.apply(medal, axis=1, side="new")
+    both["change"] = np.select(
+        [both["any_medal_old"].fillna(False).astype(bool) & ~both["any_medal_new"].fillna(False).astype(bool),
+         ~both["any_medal_old"].fillna(False).astype(bool) & both["any_medal_new"].fillna(False).astype(bool),
+         both["medal_old"] != both["medal_new"]],
+        ["lost medal", "gained medal", "medal changed"], default="same")
+    both["score_change"] = pd.to_numeric(both["score_new"], errors="coerce") - pd.to_numeric(both["score_old"],
+                                                                                               errors="coerce")
+    return both[keys + ["medal_old", "medal_new", "change", "score_old", "score_new", "score_change"]]
+
+
+def format_comparison(old_dir: Path, new_dir: Path, table: pd.DataFrame) -> str:
+    head = f"# {Path(new_dir).name} compared with {Path(old_dir).name}\n"
+    if table.empty:
+        return head + "No attempt appears in both sweeps with a grade.\n"
+    moved = table[table["change"] != "same"]
+    lines = [head, f"{len(table)} attempts in both; {int((table['change'] == 'gained medal').sum())} gained a medal, "
+             f"{int((table['change'] == 'lost medal').sum())} lost one, "
+             f"{int((table['change'] == 'medal changed').sum())} changed medal.\n",
+             "| competition | scaffold | model | seed | medal then | medal now | change | score then | score now | Δ score |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for _, r in (moved if len(moved) else table).iterrows():
+        lines.append(f"| {r.competition_id} | {r.scaffold} | {r.model} | {r.seed} | {r.medal_old} | {r.medal_new} | "
+                     f"{r.change} | {r.score_old} | {r.score_new} | {r.score_change:+.5g} |")
+    return "\n".join(lines) + "\n"

@@ -337,5 +337,121 @@ def containers_build(name: str, output_dir: Path, fakeroot: bool) -> None:
         console.print(f"built {path}")
 
 
+# ---------------------------------------------------------------- sweeps
+
+
+def _sweep_or_fail(sweep_dir: Path) -> Path:
+    from hpc_mle import plan
+
+    if plan.read_manifest(sweep_dir) is None:
+        _fail(f"{sweep_dir} is not a sweep folder (no {plan.MANIFEST}). Sweeps are under runs/ by default.")
+    return sweep_dir.resolve()
+
+
+@main.command("status")
+@click.argument("sweep_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--by", type=click.Choice(["competition_id", "model", "scaffold", "hardware", "seed"]),
+              default="competition_id", help="Rows of the table.")
+@click.option("--failures", is_flag=True, help="Also list every failed or lost attempt with its reason.")
+def status_cmd(sweep_dir: Path, by: str, failures: bool) -> None:
+    """Counts by state, read from the attempts' own status files (Slurm is asked once, if at all)."""
+    from hpc_mle import status
+
+    table = status.sweep_status(_sweep_or_fail(sweep_dir))
+    counts = status.counts(table, by)
+    out = Table(title=f"{sweep_dir.name}: {len(table)} attempts")
+    out.add_column(by)
+    for col in counts.columns:
+        out.add_column(str(col), justify="right")
+    for idx, row in counts.iterrows():
+        out.add_row(str(idx), *[str(v) for v in row])
+    console.print(out)
+    bad = table[table["state"].isin(["failed", "lost"])]
+    if failures and len(bad):
+        for _, r in bad.iterrows():
+            console.print(f"{r['id']} {r['competition_id']} {r['scaffold']}/{r['model']} seed {r['seed']}: "
+                          f"{r['state']} ({r['failure'] or '-'}) {r['reason'] or ''}")
+    elif len(bad):
+        console.print(f"{len(bad)} failed or lost: `hpc-mle status {sweep_dir} --failures` lists them; "
+                      f"`hpc-mle resume {sweep_dir}` runs them again.")
+
+
+@main.command("resume")
+@click.argument("sweep_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--retry-agent-failures", is_flag=True, help="Also rerun attempts whose agent failed.")
+def resume_cmd(sweep_dir: Path, retry_agent_failures: bool) -> None:
+    """Run again what failed for infrastructure reasons or was lost; then grade and analyse."""
+    from omegaconf import OmegaConf
+
+    from hpc_mle import jobs, launch, plan, slurm, status
+
+    sweep_dir = _sweep_or_fail(sweep_dir)
+    table = status.sweep_status(sweep_dir)
+    pick = set(status.to_resume(table, retry_agent_failures)["id"])
+    manifest = plan.read_manifest(sweep_dir)
+    fields = [f.name for f in plan.Attempt.__dataclass_fields__.values()]
+    todo = [plan.Attempt(**{k: (None if pd_isna(r[k]) else r[k]) for k in fields})
+            for _, r in manifest.iterrows() if r["id"] in pick]
+    cluster = OmegaConf.create((plan.read_sweep(sweep_dir) or {})["configs"][0]["cluster"])
+    console.print(f"{len(todo)} attempt(s) to run again")
+    if not todo:
+        return
+    launch.mark_for_retry(sweep_dir, todo)
+    if cluster.kind == "local":
+        launch.run_local(sweep_dir, todo, cluster.max_parallel, cluster.max_restarts)
+        jobs.grade_task(sweep_dir)
+        console.print(jobs.analysis_task(sweep_dir)["table"])
+        return
+    submission = slurm.submit(sweep_dir, todo, cluster)
+    slurm.record_launch(sweep_dir, submission)
+    console.print(f"submitted: arrays {submission.arrays}, grading {submission.grading}, "
+                  f"analysis {submission.analysis}")
+
+
+def pd_isna(value) -> bool:
+    import pandas as pd
+
+    return value is None or (not isinstance(value, str) and bool(pd.isna(value)))
+
+
+@main.command("cancel")
+@click.argument("sweep_dir", type=click.Path(file_okay=False, path_type=Path))
+def cancel_cmd(sweep_dir: Path) -> None:
+    """scancel every job of the sweep (agent arrays, grading, analysis)."""
+    from hpc_mle import plan, slurm
+
+    sweep = plan.read_sweep(_sweep_or_fail(sweep_dir)) or {}
+    ids = [i for launch in sweep.get("launches", []) for i in
+           [*[x for ids in launch["arrays"].values() for x in ids], launch.get("grading"), launch.get("analysis")] if i]
+    slurm.cancel(ids)
+    console.print(f"cancelled {len(ids)} job(s): {' '.join(ids) or '-'}")
+
+
+@main.command("compare")
+@click.argument("old_sweep", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("new_sweep", type=click.Path(file_okay=False, path_type=Path))
+def compare_cmd(old_sweep: Path, new_sweep: Path) -> None:
+    """Per competition: what gained or lost a medal between two sweeps, with the score change."""
+    from hpc_mle import analysis
+
+    table = analysis.compare(_sweep_or_fail(old_sweep), _sweep_or_fail(new_sweep))
+    click.echo(analysis.format_comparison(old_sweep, new_sweep, table))
+
+
+@main.command("nightly")
+@click.argument("config", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--date", "day", default=None, help="The night to launch (YYYY-MM-DD); default today.")
+def nightly_cmd(config: Path, day: str | None) -> None:
+    """Launch tonight's sweep (idempotent) and compare the latest analysed night with the one before."""
+    from hpc_mle import nightly
+
+    try:
+        messages = nightly.run(config, day)
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    for m in messages:
+        console.print(m)
+
+
 if __name__ == "__main__":
     main()

@@ -133,4 +133,10 @@ def analysis_task(sweep_dir: str | Path) -> dict[str, Any]:
     missing = [aid for aid in _attempt_ids(sweep_dir) if not (sweep_dir / "grading" / f"{aid}.json").is_file()]
     for aid in missing:  # a grading task that died: grade here rather than report holes
         grade_attempt(sweep_dir, aid)
-    return analysis.analyse_sweep(sweep_dir)
+    result = analysis.analyse_sweep(sweep_dir)
+    previous = (plan.read_sweep(sweep_dir) or {}).get("compare_with")
+    if previous and Path(previous, "analysis", "results.csv").is_file():
+        from hpc_mle import nightly
+
+        result["comparison"] = str(nightly.write_comparison(sweep_dir, Path(previous)))
+    return result
