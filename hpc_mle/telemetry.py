@@ -61,7 +61,7 @@ def describe_hardware(gpus: tuple[str, ...]) -> str:
     """What MLE-bench's HARDWARE says: e.g. "2 NVIDIA H100 80GB HBM3", or "a CPU" without GPUs."""
     names = gpu_names(gpus)
     if not names:
-        return "a CPU"
+        return f"{len(gpus)} GPU{'s' if len(gpus) > 1 else ''}" if gpus else "a CPU"
     if len(set(names)) == 1:
         return f"{len(names)} {names[0]}"
     return ", ".join(names)

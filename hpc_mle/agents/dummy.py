@@ -5,7 +5,8 @@ It runs inside the sandbox with the standard library only. It
 2. tries to read the private answers (every path given with --probe, plus the usual places) and
    records, for each, that it could not (the isolation self-test);
 3. lists which of the host's secrets and Slurm variables it can see in its environment;
-4. calls the validator and records its answer.
+4. calls the validator and records its answer;
+5. with --sleep, stays busy a while (to exercise time limits, requeues and cancellation).
 Everything it saw goes to $LOGS_DIR/dummy.json, so tests and users can check the sandbox.
 """
 
@@ -16,6 +17,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
 SAMPLE_PATTERNS = ("sample_submission*.csv", "sampleSubmission*.csv", "*sample*submission*.csv",
                    "randomPredictions.csv")
@@ -52,13 +54,16 @@ def probe(path: str) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--probe", action="append", default=[], help="another path that must be unreadable")
+    parser.add_argument("--sleep", type=float, default=0.0,
+                        help="stay busy this long after submitting (to exercise time limits and requeues)")
     args = parser.parse_args()
 
     data = os.environ.get("DATA_DIR", "/home/data")
     submission_dir = os.environ.get("SUBMISSION_DIR", "/home/submission")
     logs = os.environ.get("LOGS_DIR", "/home/logs")
     record = {"uid": os.getuid(), "python": sys.executable, "competition": os.environ.get("COMPETITION_ID"),
-              "hardware": os.environ.get("HARDWARE"), "time_limit_secs": os.environ.get("TIME_LIMIT_SECS")}
+              "hardware": os.environ.get("HARDWARE"), "time_limit_secs": os.environ.get("TIME_LIMIT_SECS"),
+              "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}
 
     sample = find_sample(data)
     record["sample_submission"] = sample
@@ -84,7 +89,9 @@ def main() -> int:
                 fh.write("written by the dummy agent\n")
     with open(os.path.join(logs, "dummy.json"), "w") as fh:
         json.dump(record, fh, indent=2)
-    print(json.dumps({"private_readable": record["private_readable"], "validator": record["validator"]}))
+    print(json.dumps({"private_readable": record["private_readable"], "validator": record["validator"]}), flush=True)
+    if args.sleep:
+        time.sleep(args.sleep)
     return 0 if sample else 1
 
 
