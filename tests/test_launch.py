@@ -1,0 +1,128 @@
+"""The launcher on this machine (cluster=local): plan, run, grade, analyse, relaunch, resume, nightly."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hpc_mle import plan, runner, status
+
+TWO = "benchmark.competitions=[mini-churn,mini-digits]"
+bwrap = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
+
+
+def launch(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "hpc_mle.launch", *args], capture_output=True, text=True,
+                          cwd=cwd, timeout=600, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def test_dry_run_of_the_paper_sized_plan(tmp_path):
+    out = launch("-m", "model=gpt4o,o1", "seed=range(8)", "benchmark=lite", "hardware=gpu1,gpu2", "cluster=slurm",
+                 f"output_root={tmp_path}", "--dry-run")
+    assert out.returncode == 0, out.stderr
+    assert "attempts: 704 planned, 704 to run" in out.stdout
+    assert "group gpu1-cpu8-mem64g-t25m-default: 352 attempts (22 competitions)" in out.stdout
+    assert "group gpu2-cpu16-mem128g-t25m-default: 352 attempts" in out.stdout
+    assert "'slurm_gres': 'gpu:2'" in out.stdout and "'timeout_min': 25" in out.stdout
+    assert "grading array (8 tasks, afterany) and an analysis job (afterany)" in out.stdout
+    assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["hardware.gpu=2"], "Key 'gpu' not in 'HardwareConf'"),
+        (["cluster.partiton=gpu"], "Key 'partiton' not in 'ClusterConf'"),
+        (["seed=range(2)"], "add -m (multirun)"),
+        (["seed=two"], "could not be converted to Integer"),
+        (["hardware=gpu3"], "Could not find 'hardware/gpu3'"),
+        (["--fast"], "unknown option --fast"),
+        (["benchmark.competitions=[nope]"], "are not in split 'mini'"),
+    ],
+)
+def test_config_mistakes_fail_at_once_naming_the_key(args, message):
+    out = launch(*args, "--dry-run")
+    assert out.returncode == 2 and message in out.stderr, out.stderr
+
+
+def test_attempt_ids_are_stable_and_follow_identity_only():
+    a = plan.identity("mini-churn", "baseline", "none", 0, "10m", "cpu", 1)
+    assert plan.attempt_id(a) == plan.attempt_id(dict(reversed(list(a.items()))))
+    assert plan.attempt_id(a) != plan.attempt_id({**a, "seed": 1})
+    assert plan.attempt_id(a) != plan.attempt_id({**a, "benchmark_version": 2})
+    cfgs = plan.compose_all([["seed=3", "cluster.max_parallel=7"], ["seed=3"]])
+    first, second = plan.plan_attempts(cfgs[:1]), plan.plan_attempts(cfgs[1:])
+    assert [x.id for x in first] == [x.id for x in second]  # how it runs is not what it studies
+    assert plan.sweep_name(cfgs[:1], [["seed=3", "dry_run=true"]]) == plan.sweep_name(cfgs[:1], [["seed=3"]])
+
+
+@bwrap
+def test_local_sweep_runs_grades_analyses_and_relaunch_is_a_no_op(tmp_path, mini_data):
+    args = ["-m", "scaffold=dummy", "seed=range(2)", TWO, f"output_root={tmp_path}", f"data_dir={mini_data}"]
+    out = launch(*args)
+    assert out.returncode == 0, out.stderr
+    assert "attempts: 4 planned, 4 to run" in out.stdout
+    assert "| dummy | none | 10m | cpu | mini | 2 | 100.0 ± 0.0 | 0.0 ± 0.0 | 0.0 ± 0.0 |" in out.stdout
+    (sweep,) = tmp_path.iterdir()
+    manifest = plan.read_manifest(sweep)
+    assert len(manifest) == 4 and set(manifest["seed"]) == {0, 1}
+    for aid in manifest["id"]:
+        assert runner.read_status(plan.attempt_dir(sweep, aid))["state"] == "done"
+        graded = json.loads((sweep / "grading" / f"{aid}.json").read_text())
+        assert graded["report"]["valid_submission"] and graded["report"]["leaderboard_source"] == "reference-panel"
+    assert (sweep / "analysis" / "summary.md").is_file() and (sweep / "analysis" / "results.csv").is_file()
+    (report,) = (sweep / "analysis").glob("*_grading_report.json")
+    assert json.loads(report.read_text())["total_runs"] == 4
+
+    again = launch(*args)
+    assert again.returncode == 0 and "attempts: 4 planned, 0 to run" in again.stdout
+    table = status.sweep_status(sweep)
+    assert set(table["state"]) == {"done"} and (table["starts"] == 1).all()
+
+
+@bwrap
+def test_resume_runs_infrastructure_failures_again_but_not_agent_failures(tmp_path, mini_data):
+    args = ["scaffold=dummy", TWO, f"output_root={tmp_path}", f"data_dir={mini_data}"]
+    assert launch(*args).returncode == 0
+    (sweep,) = tmp_path.iterdir()
+    ids = list(plan.read_manifest(sweep)["id"])
+    broken, crashed = (plan.attempt_dir(sweep, i) for i in ids)
+    for path, failure in ((broken, "infrastructure"), (crashed, "agent")):
+        st = runner.read_status(path)
+        st.update(state="failed", failure=failure, reason=f"simulated {failure} failure")
+        (path / "status.json").write_text(json.dumps(st))
+    out = subprocess.run(["hpc-mle", "resume", str(sweep)], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert "1 attempt(s) to run again" in out.stdout
+    assert runner.read_status(broken)["state"] == "done" and runner.read_status(broken)["starts"] == 2
+    assert runner.read_status(crashed)["state"] == "failed"
+    listing = subprocess.run(["hpc-mle", "status", str(sweep), "--failures"], capture_output=True, text=True)
+    assert "simulated agent failure" in listing.stdout
+
+
+@bwrap
+def test_nightly_is_idempotent_and_compares_nights(tmp_path, mini_data):
+    config = tmp_path / "nightly.yaml"
+    config.write_text(json.dumps({"name": "tiny", "output_root": str(tmp_path / "nights"),
+                                  "overrides": ["scaffold=dummy", TWO, f"data_dir={mini_data}"]}))
+    for day in ("2026-11-20", "2026-11-21", "2026-11-21"):
+        out = subprocess.run(["hpc-mle", "nightly", str(config), "--date", day], capture_output=True, text=True,
+                             timeout=600)
+        assert out.returncode == 0, out.stderr
+    assert "attempts: 2 planned, 0 to run" in out.stdout  # the second call of the night runs nothing
+    comparison = (tmp_path / "nights" / "tiny-2026-11-21" / "analysis" / "compare.md").read_text()
+    assert "2 attempts in both; 0 gained a medal, 0 lost one" in comparison
+    assert "| mini-churn | dummy | none | 0 | none | none | same | 0.5 | 0.5 | +0 |" in comparison
+
+
+def test_nightly_config_errors_name_the_field(tmp_path):
+    config = tmp_path / "n.yaml"
+    config.write_text("overrides: [scaffold=dummy]\n")
+    out = subprocess.run(["hpc-mle", "nightly", str(config)], capture_output=True, text=True)
+    assert out.returncode == 2 and "field 'name' is required" in out.stderr
