@@ -193,7 +193,8 @@ def sweep_name(cfgs: list[DictConfig], jobs: list[list[str]]) -> str:
         return sorted(o for o in job if o.split("=", 1)[0].lstrip("+~") not in NOT_IDENTIFYING)
 
     digest = hashlib.sha256(json.dumps(sorted(map(identifying, jobs))).encode()).hexdigest()[:8]
-    return f"{cfgs[0].benchmark.name}-{cfgs[0].scaffold.name}-{digest}"
+    scaffolds = "+".join(sorted({str(c.scaffold.name) for c in cfgs}))
+    return f"{cfgs[0].benchmark.name}-{scaffolds}-{digest}"
 
 
 # ---------------------------------------------------------------- files of a sweep

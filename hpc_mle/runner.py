@@ -454,6 +454,15 @@ def run_attempt(cfg: AttemptConfig) -> dict[str, Any]:
                 break
             status["agent_elapsed_s"] = round(elapsed(), 3)
             atomic_write_json(out / "status.json", status)  # persisted, so a requeue knows the time used
+        if exit_code is not None and exit_code < 0 and not stop_reason:
+            # Slurm signals every process of a job at once (scancel, requeue, preemption): the agent may
+            # die a moment before our own handler runs. A death by signal we did not send is checked
+            # against that before it is blamed on the agent.
+            wait_until = time.monotonic() + 1.0
+            while not stop_reason and time.monotonic() < wait_until:
+                time.sleep(0.05)
+            if stop_reason:
+                exit_code = None
         if exit_code is None:
             if stop_reason:
                 state, reason = "preempted", f"stopped by {stop_reason[0]}; a restart continues with the budget left"

@@ -1,0 +1,138 @@
+"""Sweeps on the real one-node dev cluster (slurm/dev/): arrays, dependencies, GPUs, requeue, cancel, resume.
+
+Brought up by tests/slurm_cluster.py where this machine can (root + apt, as in CI); skipped with the
+reason elsewhere; under CI=true a missing cluster is an error.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from slurm_cluster import slurm_env  # noqa: F401  (session fixture)
+
+from hpc_mle import plan, runner
+
+pytestmark = pytest.mark.slow
+SMALL = ["cluster=dev", "hardware.cpus=1", "hardware.mem_gb=1", "cluster.grading_tasks=1"]
+
+
+def launch(env: dict, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "hpc_mle.launch", *args], capture_output=True, text=True,
+                          env=env, timeout=300)
+
+
+def hpc_mle(env: dict, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["hpc-mle", *args], capture_output=True, text=True, env=env, timeout=300)
+
+
+def wait_for(what: str, check: Callable[[], bool], timeout: float = 420, every: float = 2) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def squeue(env: dict, *args: str) -> str:
+    return subprocess.run(["squeue", "-h", *args], capture_output=True, text=True, env=env).stdout
+
+
+def states(sweep: Path) -> dict[str, dict]:
+    manifest = plan.read_manifest(sweep)
+    return {row["id"]: (runner.read_status(plan.attempt_dir(sweep, row["id"])) or {}) for _, row in manifest.iterrows()}
+
+
+def sweep_of(tmp_path: Path) -> Path:
+    (sweep,) = [p for p in tmp_path.iterdir() if (p / plan.MANIFEST).is_file()]
+    return sweep
+
+
+def test_mini_sweep_is_one_array_then_grading_then_analysis(slurm_env, mini_data, tmp_path):  # noqa: F811
+    args = ["-m", "scaffold=dummy,baseline", "seed=range(2)", "benchmark.competitions=[mini-churn,mini-digits]",
+            *SMALL, "cluster.array_throttle=2", f"output_root={tmp_path}", f"data_dir={mini_data}"]
+    started = time.monotonic()
+    out = launch(slurm_env, *args)
+    assert out.returncode == 0, out.stderr
+    assert time.monotonic() - started < 60  # it returns; it does not wait for the jobs
+    assert "submitted 8 attempts with 3 sbatch calls" in out.stdout
+    grading_id = re.search(r"grading array\s+(\d+)", out.stdout).group(1)
+    analysis_id = re.search(r"analysis job\s+(\d+)", out.stdout).group(1)
+    pending = squeue(slurm_env, "-j", f"{grading_id},{analysis_id}", "-o", "%i %r")
+    assert "Dependency" in pending, pending
+    sweep = sweep_of(tmp_path)
+    arrays = json.loads((sweep / "sweep.json").read_text())["launches"][0]["arrays"]
+    assert len(arrays) == 1 and len(next(iter(arrays.values()))) == 1  # one array for one resource shape
+
+    wait_for("the analysis", lambda: (sweep / "analysis" / "summary.md").is_file())
+    assert {s["state"] for s in states(sweep).values()} == {"done"}
+    summary = (sweep / "analysis" / "summary.md").read_text()
+    assert "| baseline | none | 10m | cpu | mini | 2 |" in summary and "| dummy | none | 10m | cpu | mini | 2 |" in summary
+    assert len(list((sweep / "grading").glob("*.json"))) == 8
+
+    again = launch(slurm_env, *args)
+    assert again.returncode == 0 and "attempts: 8 planned, 0 to run" in again.stdout
+    assert "nothing to submit" in again.stdout
+    status = hpc_mle(slurm_env, "status", str(sweep), "--by", "scaffold")
+    assert re.search(r"total\s+│\s+8\s+│\s+8", status.stdout), status.stdout
+
+
+def test_two_gpu_tasks_see_both_gpus(slurm_env, mini_data, tmp_path):  # noqa: F811
+    out = launch(slurm_env, "scaffold=dummy", "hardware=gpu2", "benchmark.competitions=[mini-churn]", *SMALL,
+                 f"output_root={tmp_path}", f"data_dir={mini_data}")
+    assert out.returncode == 0, out.stderr
+    assert "'slurm_gres': 'gpu:2'" in out.stdout
+    sweep = sweep_of(tmp_path)
+    wait_for("the attempt", lambda: all(s.get("state") == "done" for s in states(sweep).values()), timeout=240)
+    (aid,) = states(sweep)
+    record = json.loads((plan.attempt_dir(sweep, aid) / "logs" / "dummy.json").read_text())
+    assert record["cuda_visible_devices"] == "0,1"
+    assert record["hardware"] == "2 GPUs"  # emulated GPUs have no name to read
+
+
+def test_requeue_cancel_and_warning_are_survived(slurm_env, mini_data, tmp_path):  # noqa: F811
+    args = ["-m", "scaffold=dummy", "scaffold.command=[python3,/home/agent/dummy.py,--sleep,25]",
+            "runtime.time_limit=90s", "benchmark.competitions=[mini-churn,mini-digits,mini-leaf-species]",
+            *SMALL, "cluster.array_throttle=3", f"output_root={tmp_path}", f"data_dir={mini_data}"]
+    out = launch(slurm_env, *args)
+    assert out.returncode == 0, out.stderr
+    sweep = sweep_of(tmp_path)
+    manifest = plan.read_manifest(sweep).set_index("competition_id")
+    job = {c: f"{manifest.at[c, 'array_job_id']}_{manifest.at[c, 'task_id']}" for c in manifest.index}
+    aid = {c: manifest.at[c, "id"] for c in manifest.index}
+
+    def running(cid: str) -> bool:
+        st = runner.read_status(plan.attempt_dir(sweep, aid[cid])) or {}
+        return st.get("state") == "running" and st.get("agent_elapsed_s", 0) > 3
+
+    wait_for("all three attempts to run", lambda: all(running(c) for c in aid), timeout=240, every=1)
+    subprocess.run(["scontrol", "requeue", job["mini-churn"]], env=slurm_env, check=True)
+    subprocess.run(["scancel", job["mini-digits"]], env=slurm_env, check=True)
+    subprocess.run(["scancel", "--signal=USR2", job["mini-leaf-species"]], env=slurm_env, check=True)  # the warning
+
+    def final(cid: str) -> dict:
+        return runner.read_status(plan.attempt_dir(sweep, aid[cid])) or {}
+
+    wait_for("the requeued attempts to finish",
+             lambda: final("mini-churn").get("state") == "done" and final("mini-leaf-species").get("state") == "done",
+             timeout=420)
+    for cid in ("mini-churn", "mini-leaf-species"):
+        st = final(cid)
+        assert st["starts"] == 2, st
+        assert 25 <= st["agent_elapsed_s"] <= 90  # the budget was respected across the restart
+    events = (plan.attempt_dir(sweep, aid["mini-leaf-species"]) / "events.jsonl").read_text()
+    assert "stopped by SIGUSR2" in events
+
+    status = hpc_mle(slurm_env, "status", str(sweep), "--failures")
+    assert "failed" in status.stdout and "the job ended before the attempt finished" in status.stdout
+    resumed = hpc_mle(slurm_env, "resume", str(sweep))
+    assert resumed.returncode == 0 and "1 attempt(s) to run again" in resumed.stdout, resumed.stderr
+    wait_for("the resumed attempt", lambda: final("mini-digits").get("state") == "done", timeout=300)
+    assert final("mini-digits")["starts"] == 2
