@@ -113,7 +113,8 @@ def competitions_show(competition_id: str, data_dir: Path | None) -> None:
     console.print(f"status: {status}")
     console.print(f"implemented: {'yes' if spec.implemented else 'no (data preparation comes later)'}")
     if spec.sample_score is not None:
-        console.print(f"upstream sample-submission score: {spec.sample_score}")
+        origin = "reference value" if spec.split == "mini" else "upstream's reference value"
+        console.print(f"sample-submission score: {spec.sample_score} ({origin})")
     t = grading.leaderboard_thresholds(spec, data_dir)
     if t is None:
         console.print(f"leaderboard: none available (source {spec.leaderboard.source}); medals unknown")

@@ -38,7 +38,7 @@ def attempt_config(sweep_dir: Path, attempt_id: str) -> runner.AttemptConfig:
         sandbox=sandbox["kind"], time_limit_s=a["time_limit_s"], data_dir=cfg.get("data_dir"),
         image=sandbox.get("image") or cfg["scaffold"].get("image"), network=bool(sandbox.get("network")),
         hardware=cfg["hardware"].get("label"), snapshot_interval_s=a["snapshot_interval_s"],
-        model=cfg["model"]["name"], seed=a["seed"],
+        model=cfg["model"]["name"], seed=a["seed"], scaffold_config=cfg["scaffold"],
         gpus=None if cfg["hardware"]["gpus"] else (),
     )
 

@@ -54,6 +54,15 @@ class Scaffold:
     image: str | None = None
 
 
+def scaffold_from(data: dict[str, Any], where: str) -> Scaffold:
+    try:
+        return Scaffold(name=str(data["name"]), command=tuple(str(c) for c in data["command"]),
+                        agent_files=tuple(data.get("agent_files") or ()),
+                        env={str(k): str(v) for k, v in (data.get("env") or {}).items()}, image=data.get("image"))
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"{where}: fields 'name' and 'command' (a list of strings) are required ({exc})") from exc
+
+
 def load_scaffold(name: str) -> Scaffold:
     """A scaffold by name (`conf/scaffold/<name>.yaml`) or by the path of its YAML file."""
     path = Path(name) if name.endswith((".yaml", ".yml")) else SCAFFOLDS / f"{name}.yaml"
@@ -61,12 +70,7 @@ def load_scaffold(name: str) -> Scaffold:
         known = ", ".join(sorted(p.stem for p in SCAFFOLDS.glob("*.yaml")))
         raise ValueError(f"unknown scaffold {name!r}: no {path}. Known: {known}.")
     data = yaml.safe_load(path.read_text()) or {}
-    try:
-        return Scaffold(name=data.get("name", path.stem), command=tuple(data["command"]),
-                        agent_files=tuple(data.get("agent_files") or ()), env=dict(data.get("env") or {}),
-                        image=data.get("image"))
-    except (KeyError, TypeError) as exc:
-        raise ValueError(f"{path}: field 'command' (a list of strings) is required ({exc})") from exc
+    return scaffold_from({"name": path.stem, **data}, str(path))
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,7 @@ class AttemptConfig:
     agent_args: tuple[str, ...] = ()
     model: str | None = None
     seed: int = 0
+    scaffold_config: dict[str, Any] | None = None  # the composed scaffold (a sweep's overrides included)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
@@ -235,6 +240,10 @@ def _environment(cfg: AttemptConfig, scaffold: Scaffold, remaining_s: float, gpu
         "HF_HUB_OFFLINE": "1",
         "CUDA_VISIBLE_DEVICES": ",".join(gpus),
     }
+    # Math libraries default to one thread per core of the node, not of the allocation: on a shared
+    # node that oversubscribes and can be many times slower. Give them the CPUs this attempt has.
+    cpus = str(_allocated_cpus())
+    env.update({k: cpus for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")})
     if forward:
         env["HPC_MLE_FORWARD_PORT"] = str(VALIDATOR_PORT)
         env["VALIDATION_URL"] = f"http://localhost:{VALIDATOR_PORT}/validate"
@@ -243,6 +252,14 @@ def _environment(cfg: AttemptConfig, scaffold: Scaffold, remaining_s: float, gpu
         env["PATH"] = ":".join(dict.fromkeys(bins + ["/usr/local/bin", "/usr/bin", "/bin"]))
     env.update({k: str(v) for k, v in scaffold.env.items()})
     return env
+
+
+def _allocated_cpus() -> int:
+    """CPUs granted to this job (Slurm's count, else this process's CPU affinity)."""
+    value = os.environ.get("SLURM_CPUS_PER_TASK") or os.environ.get("SLURM_CPUS_ON_NODE")
+    if value and value.isdigit():
+        return max(1, int(value))
+    return max(1, len(os.sched_getaffinity(0)))
 
 
 def _host_env(cfg: AttemptConfig) -> dict[str, str]:
@@ -375,7 +392,8 @@ def run_attempt(cfg: AttemptConfig) -> dict[str, Any]:
     if cfg.sandbox == "bwrap" and shutil.which("bwrap") is None:
         raise AttemptError("bwrap is not installed. Fix: apt-get install bubblewrap (or use --sandbox apptainer)")
     spec = competitions.get(cfg.competition_id)
-    scaffold = load_scaffold(cfg.scaffold)
+    scaffold = (scaffold_from(cfg.scaffold_config, f"scaffold {cfg.scaffold}") if cfg.scaffold_config
+                else load_scaffold(cfg.scaffold))
     if cfg.sandbox == "apptainer" and cfg.image is None and scaffold.image is None:
         raise AttemptError(f"the apptainer sandbox needs an image: pass --image PATH.sif or set 'image' in "
                            f"the scaffold {scaffold.name!r}")
@@ -454,29 +472,29 @@ def run_attempt(cfg: AttemptConfig) -> dict[str, Any]:
                 break
             status["agent_elapsed_s"] = round(elapsed(), 3)
             atomic_write_json(out / "status.json", status)  # persisted, so a requeue knows the time used
-        if exit_code is not None and exit_code < 0 and not stop_reason:
-            # Slurm signals every process of a job at once (scancel, requeue, preemption): the agent may
-            # die a moment before our own handler runs. A death by signal we did not send is checked
-            # against that before it is blamed on the agent.
+        killed_by_signal = exit_code is not None and exit_code < 0
+        if killed_by_signal and not stop_reason:
+            # Slurm signals every process of a job at once (scancel, requeue, preemption, the warning):
+            # the agent may die a moment before our own handler runs. A death by a signal we did not
+            # send is checked against that before it is blamed on the agent.
             wait_until = time.monotonic() + 1.0
             while not stop_reason and time.monotonic() < wait_until:
                 time.sleep(0.05)
-            if stop_reason:
-                exit_code = None
-        if exit_code is None:
-            if stop_reason:
-                state, reason = "preempted", f"stopped by {stop_reason[0]}; a restart continues with the budget left"
-            else:
-                state, reason = "timeout", f"time limit of {cfg.time_limit_s:g} s reached"
+        if stop_reason and (exit_code is None or killed_by_signal):
+            state, reason = "preempted", f"stopped by {stop_reason[0]}; a restart continues with the budget left"
+        elif exit_code is None:
+            state, reason = "timeout", f"time limit of {cfg.time_limit_s:g} s reached"
+        else:
+            state = "done" if exit_code == 0 else "failed"
+            if exit_code != 0:
+                reason, failure = f"agent exited with code {exit_code}", "agent"
+        if state in ("preempted", "timeout"):
             events("stopping", reason=reason)
             killed = stop_tree(proc, cfg.grace_s)
             exit_code = proc.returncode
             events("stopped", exit_code=exit_code, killed_after_grace=killed)
         else:
             stop_tree(proc, min(cfg.grace_s, 2.0))  # the agent is gone; leave none of its children behind
-            state = "done" if exit_code == 0 else "failed"
-            if exit_code != 0:
-                reason, failure = f"agent exited with code {exit_code}", "agent"
     except Exception as exc:
         reason = f"harness error: {type(exc).__name__}: {exc}"
         events("harness-error", error=reason)

@@ -7,9 +7,9 @@ import os
 import subprocess
 
 import yaml
-from support import write_spec
 
 from hpc_mle import competitions
+from support import write_spec
 
 
 def hpc_mle(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:

@@ -1,9 +1,9 @@
 """The data directory: atomic, idempotent preparation with checksums that catch tampering."""
 
 import pytest
-from support import write_spec
 
 from hpc_mle import paths, prepare
+from support import write_spec
 
 
 @pytest.fixture

@@ -106,7 +106,8 @@ def test_container_definitions_parse_and_check():
     assert ("../hpc_mle/agents/dummy.py", "/home/agent/dummy.py") in defs["dummy"].files()
     from spython.main.parse.parsers import SingularityParser
 
-    base = SingularityParser(str(defs["base"].path)).recipe  # spython reads docker-bootstrapped files
+    recipes = SingularityParser(str(defs["base"].path)).recipe  # spython reads docker-bootstrapped files
+    (base,) = recipes.values() if isinstance(recipes, dict) else (recipes,)  # one stage per recipe in 0.3
     assert base.fromHeader.startswith("nvidia/cuda:")
     assert any("scikit-learn==1.5.1" in line for line in base.install)
 
