@@ -393,10 +393,10 @@ def resume_cmd(sweep_dir: Path, retry_agent_failures: bool) -> None:
     fields = [f.name for f in plan.Attempt.__dataclass_fields__.values()]
     todo = [plan.Attempt(**{k: (None if pd_isna(r[k]) else r[k]) for k in fields})
             for _, r in manifest.iterrows() if r["id"] in pick]
-    cluster = OmegaConf.create((plan.read_sweep(sweep_dir) or {})["configs"][0]["cluster"])
     console.print(f"{len(todo)} attempt(s) to run again")
     if not todo:
         return
+    cluster = OmegaConf.create(plan.planned(sweep_dir, todo[0].id)["config"]["cluster"])
     launch.mark_for_retry(sweep_dir, todo)
     if cluster.kind == "local":
         launch.run_local(sweep_dir, todo, cluster.max_parallel, cluster.max_restarts)

@@ -7,7 +7,6 @@ Every outcome is written to files under the sweep folder; return values are only
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import traceback
@@ -25,12 +24,8 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def _planned(sweep_dir: Path, attempt_id: str) -> dict[str, Any]:
-    return json.loads((plan.attempt_dir(sweep_dir, attempt_id) / "attempt.json").read_text())
-
-
 def attempt_config(sweep_dir: Path, attempt_id: str) -> runner.AttemptConfig:
-    a = _planned(sweep_dir, attempt_id)
+    a = plan.planned(sweep_dir, attempt_id)
     cfg = a["config"]
     sandbox = cfg["sandbox"]
     return runner.AttemptConfig(
@@ -90,7 +85,7 @@ def _attempt_ids(sweep_dir: Path) -> list[str]:
 
 def grade_attempt(sweep_dir: Path, attempt_id: str) -> dict[str, Any]:
     """Grade the final submission and every snapshot of one attempt into grading/<id>.json."""
-    a = _planned(sweep_dir, attempt_id)
+    a = plan.planned(sweep_dir, attempt_id)
     out = plan.attempt_dir(sweep_dir, attempt_id)
     data_dir = a["config"].get("data_dir")
     status = runner.read_status(out) or {"state": "pending"}

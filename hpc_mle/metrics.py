@@ -17,7 +17,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from sklearn import metrics as skm
+
+# scikit-learn is imported inside the metrics that use it: planning a sweep loads the registry (which
+# checks metric names) and should not pay a second for importing it.
 
 # scikit-learn >= 1.5 clips log-loss probabilities to the float64 machine epsilon (not Kaggle's 1e-15)
 # and no longer renormalises rows. MLE-bench v1 results were graded that way; we fix it here so the
@@ -125,7 +127,9 @@ def accuracy(y_true: pd.DataFrame, y_pred: pd.DataFrame, *, as_string: bool = Fa
     if as_string:
         return float(np.mean(_as_text(t) == _as_text(p)))
     _labels_comparable(t, p)
-    return float(skm.accuracy_score(t.to_numpy(), p.to_numpy()))
+    from sklearn.metrics import accuracy_score
+
+    return float(accuracy_score(t.to_numpy(), p.to_numpy()))
 
 
 @metric("quadratic-weighted-kappa", higher_is_better=True)
@@ -133,7 +137,9 @@ def quadratic_weighted_kappa(y_true: pd.DataFrame, y_pred: pd.DataFrame) -> floa
     """Cohen's kappa with quadratic weights (upstream passes predictions first; kappa is symmetric)."""
     t, p = _single(y_true), _single(y_pred)
     _labels_comparable(t, p)
-    return float(skm.cohen_kappa_score(p.to_numpy(), t.to_numpy(), weights="quadratic"))
+    from sklearn.metrics import cohen_kappa_score
+
+    return float(cohen_kappa_score(p.to_numpy(), t.to_numpy(), weights="quadratic"))
 
 
 def _as_text(series: pd.Series) -> np.ndarray:
@@ -213,7 +219,9 @@ def multiclass_log_loss(y_true: pd.DataFrame, y_pred: pd.DataFrame, *, row_sum_a
 def _auc(t: np.ndarray, p: np.ndarray, column: str) -> float:
     if np.unique(t).size < 2:
         raise InvalidSubmission(f"AUC is undefined for '{column}': the answers hold only one class")
-    return float(skm.roc_auc_score(t, p))
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(t, p))
 
 
 @metric("auc-roc", higher_is_better=True)

@@ -119,7 +119,7 @@ class Attempt:
     mem_gb: int
     gpu_type: str | None
     group: str
-    job_index: int  # which composed config (sweep job) it came from
+    config_id: str  # its composed config: configs/<config_id>.json in the sweep folder
 
     @property
     def identity(self) -> dict[str, Any]:
@@ -160,28 +160,33 @@ def benchmark_ids(cfg: DictConfig) -> list[str]:
     return [c for c in ids if reg[c].status.state not in set(cfg.benchmark.exclude_status)]
 
 
+def config_id(config: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
 def plan_attempts(cfgs: list[DictConfig]) -> list[Attempt]:
     """Every (sweep job x competition) attempt, deduplicated by id, in a stable order."""
     reg = competitions.registry()
     seen: dict[str, Attempt] = {}
-    for job_index, cfg in enumerate(cfgs):
-        budget = duration_s(cfg.runtime.time_limit)
-        minutes = math.ceil((budget + duration_s(cfg.runtime.margin)) / 60)
+    for cfg in cfgs:
+        plain = OmegaConf.to_container(cfg, resolve=True)  # read once: OmegaConf attribute access is slow
+        hw, rt = plain["hardware"], plain["runtime"]
+        budget = duration_s(rt["time_limit"])
+        minutes = math.ceil((budget + duration_s(rt["margin"])) / 60)
+        shared = dict(
+            scaffold=plain["scaffold"]["name"], model=plain["model"]["name"], seed=int(plain["seed"]),
+            runtime=rt["name"], hardware=hw["name"], benchmark=plain["benchmark"]["name"], time_limit_s=budget,
+            snapshot_interval_s=duration_s(rt["snapshot_interval"]), slurm_minutes=minutes, gpus=hw["gpus"],
+            cpus=hw["cpus"], mem_gb=hw["mem_gb"], gpu_type=hw["gpu_type"], group=group_key(cfg, minutes),
+            config_id=config_id(plain),
+        )
         for cid in benchmark_ids(cfg):
             spec = reg[cid]
-            ident = identity(cid, cfg.scaffold.name, cfg.model.name, cfg.seed, cfg.runtime.name, cfg.hardware.name,
-                             spec.version)
-            aid = attempt_id(ident)
-            if aid in seen:
-                continue
-            seen[aid] = Attempt(
-                id=aid, competition_id=cid, scaffold=cfg.scaffold.name, model=cfg.model.name, seed=int(cfg.seed),
-                runtime=cfg.runtime.name, hardware=cfg.hardware.name, spec_version=spec.version,
-                benchmark=cfg.benchmark.name, competition_status=spec.status.state, time_limit_s=budget,
-                snapshot_interval_s=duration_s(cfg.runtime.snapshot_interval), slurm_minutes=minutes,
-                gpus=cfg.hardware.gpus, cpus=cfg.hardware.cpus, mem_gb=cfg.hardware.mem_gb,
-                gpu_type=cfg.hardware.gpu_type, group=group_key(cfg, minutes), job_index=job_index,
-            )
+            aid = attempt_id(identity(cid, shared["scaffold"], shared["model"], shared["seed"], shared["runtime"],
+                                      shared["hardware"], spec.version))
+            if aid not in seen:
+                seen[aid] = Attempt(id=aid, competition_id=cid, spec_version=spec.version,
+                                    competition_status=spec.status.state, **shared)
     return list(seen.values())
 
 
@@ -205,13 +210,13 @@ def attempt_dir(sweep_dir: Path, aid: str) -> Path:
 
 
 def write_plan(sweep_dir: Path, cfgs: list[DictConfig], jobs: list[list[str]], attempts: list[Attempt]) -> None:
-    """The manifest (one row per attempt) and each attempt's planned settings, atomically."""
+    """The manifest (one row per attempt) and each distinct composed config once, atomically."""
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    configs = [OmegaConf.to_container(c, resolve=True) for c in cfgs]
-    for a in attempts:
-        d = attempt_dir(sweep_dir, a.id)
-        d.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(d / "attempt.json", {**asdict(a), "identity": a.identity, "config": configs[a.job_index]})
+    for cfg in cfgs:
+        plain = OmegaConf.to_container(cfg, resolve=True)
+        path = sweep_dir / "configs" / f"{config_id(plain)}.json"
+        if not path.is_file():
+            atomic_write_json(path, plain)
     old = read_manifest(sweep_dir)
     rows = pd.DataFrame([asdict(a) for a in attempts])
     if old is not None and len(old):
@@ -224,8 +229,19 @@ def write_plan(sweep_dir: Path, cfgs: list[DictConfig], jobs: list[list[str]], a
     rows["path"] = [str(attempt_dir(sweep_dir, i)) for i in rows["id"]]
     atomic_write_text(sweep_dir / MANIFEST, rows.to_csv(index=False))
     sweep = read_sweep(sweep_dir) or {"launches": []}
-    sweep.update(jobs=jobs, configs=configs, name=sweep_dir.name)
+    sweep.update(jobs=jobs, name=sweep_dir.name)
     atomic_write_json(sweep_dir / SWEEP_FILE, sweep)
+
+
+def planned(sweep_dir: Path, attempt_id: str) -> dict[str, Any]:
+    """An attempt's manifest row with its composed config under "config"."""
+    manifest = read_manifest(sweep_dir)
+    rows = manifest[manifest["id"] == attempt_id]
+    if rows.empty:
+        raise KeyError(f"attempt {attempt_id} is not in {Path(sweep_dir) / MANIFEST}")
+    row = {k: (None if not isinstance(v, str) and pd.isna(v) else v) for k, v in rows.iloc[0].to_dict().items()}
+    row["config"] = json.loads((Path(sweep_dir) / "configs" / f"{row['config_id']}.json").read_text())
+    return row
 
 
 def read_manifest(sweep_dir: Path) -> pd.DataFrame | None:

@@ -11,6 +11,7 @@ requeued, preempted (waiting for its requeue), and lost (submitted, never starte
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -21,9 +22,10 @@ FINAL = ("done", "timeout", "failed")
 UNSETTLED = ("running", "preempted", "requeued")
 
 
-def _read(path: Path) -> dict:
+def _read(path: str) -> dict:
     try:
-        return json.loads(path.read_text())
+        with open(path, "rb") as fh:
+            return json.loads(fh.read())
     except (OSError, ValueError):
         return {}
 
@@ -35,38 +37,34 @@ def sweep_status(sweep_dir: Path, ask_slurm: bool = True) -> pd.DataFrame:
     if manifest is None:
         raise FileNotFoundError(f"{sweep_dir} has no {plan.MANIFEST}: not a sweep folder")
     rows = []
-    for _, m in manifest.iterrows():
-        st = _read(Path(m["path"]) / "status.json")
-        job = f"{m['array_job_id']}_{m['task_id']}" if pd.notna(m.get("array_job_id")) else None
+    for m in manifest.to_dict("records"):  # plain dicts: row access in pandas costs ~0.3 ms each
+        st = _read(os.path.join(m["path"], "status.json"))
+        has_job = m.get("array_job_id") is not None and not pd.isna(m["array_job_id"])
         rows.append({"id": m["id"], "competition_id": m["competition_id"], "scaffold": m["scaffold"],
-                     "model": m["model"], "seed": m["seed"], "hardware": m["hardware"], "job": job,
+                     "model": m["model"], "seed": m["seed"], "hardware": m["hardware"],
+                     "job": f"{m['array_job_id']}_{m['task_id']}" if has_job else None,
                      "file_state": st.get("state"), "state": st.get("state") or "pending",
                      "failure": st.get("failure"), "reason": st.get("reason"), "starts": st.get("starts", 0),
                      "agent_elapsed_s": st.get("agent_elapsed_s")})
-    table = pd.DataFrame(rows)
-    if table.empty:
-        return table
-    unsettled = table["state"].isin(("pending", *UNSETTLED)) & table["job"].notna()
-    if ask_slurm and unsettled.any():
-        queue = slurm.queue_states(list(table.loc[unsettled, "job"]))
-        for i in table.index[unsettled]:
-            in_queue = queue.get(table.at[i, "job"])
-            table.at[i, "state"] = _effective(table.loc[i], in_queue)
-            if table.at[i, "state"] == "failed" and table.at[i, "failure"] is None:
-                table.at[i, "failure"] = "infrastructure"
-                last = table.at[i, "reason"] or table.at[i, "file_state"]
-                table.at[i, "reason"] = f"the job ended before the attempt finished (last: {last})"
-            elif table.at[i, "state"] == "lost":
-                table.at[i, "reason"] = "submitted but never started, and no longer in the queue (cancelled?)"
-    return table
+    unsettled = [r for r in rows if r["job"] and r["state"] in ("pending", *UNSETTLED)]
+    if ask_slurm and unsettled:
+        queue = slurm.queue_states([r["job"] for r in unsettled])
+        for r in unsettled:
+            r["state"] = _effective(r["file_state"], queue.get(r["job"]))
+            if r["state"] == "failed" and r["failure"] is None:
+                r["failure"] = "infrastructure"
+                r["reason"] = f"the job ended before the attempt finished (last: {r['reason'] or r['file_state']})"
+            elif r["state"] == "lost":
+                r["reason"] = "submitted but never started, and no longer in the queue (cancelled?)"
+    return pd.DataFrame(rows)
 
 
-def _effective(row: pd.Series, in_queue: str | None) -> str:
+def _effective(file_state: str | None, in_queue: str | None) -> str:
     if in_queue in ("PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "SUSPENDED"):
-        return "queued" if row["file_state"] is None else "requeued"
+        return "queued" if file_state is None else "requeued"
     if in_queue in ("RUNNING", "COMPLETING"):
         return "running"
-    if row["file_state"] is None:
+    if file_state is None:
         return "lost"
     return "failed"  # running/preempted/requeued in the files, but Slurm no longer has the job
 

@@ -126,3 +126,17 @@ def test_nightly_config_errors_name_the_field(tmp_path):
     config.write_text("overrides: [scaffold=dummy]\n")
     out = subprocess.run(["hpc-mle", "nightly", str(config)], capture_output=True, text=True)
     assert out.returncode == 2 and "field 'name' is required" in out.stderr
+
+
+def test_restarts_are_capped(tmp_path, mini_data):
+    from hpc_mle import jobs
+
+    cfgs = plan.compose_all([["scaffold=dummy", "benchmark.competitions=[mini-churn]", f"data_dir={mini_data}"]])
+    (attempt,) = plan.plan_attempts(cfgs)
+    plan.write_plan(tmp_path, cfgs, [[]], [attempt])
+    out = plan.attempt_dir(tmp_path, attempt.id)
+    out.mkdir(parents=True)
+    (out / "status.json").write_text(json.dumps({"state": "running", "starts": 4, "agent_elapsed_s": 30}))
+    st = jobs.agent_task(tmp_path, attempt.id, max_restarts=3)
+    assert st["state"] == "failed" and st["failure"] == "infrastructure"
+    assert st["reason"].startswith("gave up after 4 starts (max_restarts=3)")
