@@ -1,6 +1,5 @@
 # The two commands the README promises. `make test` is what CI runs (.ci/run).
 PYTHON ?= python3
-RUNS ?= runs/mini-samples
 
 .PHONY: install system-deps test lint run
 
@@ -20,10 +19,7 @@ lint: install
 test: install system-deps lint
 	$(PYTHON) -m pytest
 
-# The embedded default: build the mini benchmark from packaged data, then grade every competition's
-# sample submission into an MLE-bench run-group report (the launcher, coming next, runs agents instead).
+# The embedded default (README): the mini benchmark with the baseline agent on this machine, in
+# bubblewrap sandboxes; it prepares the data, runs, grades, analyses and prints the results table.
 run: install system-deps
-	hpc-mle prepare --benchmark mini
-	mkdir -p $(RUNS)
-	hpc-mle competitions samples --split mini > $(RUNS)/submissions.jsonl
-	hpc-mle grade --submissions $(RUNS)/submissions.jsonl --output-dir $(RUNS)
+	$(PYTHON) -m hpc_mle.launch
