@@ -138,3 +138,26 @@ def test_requeue_cancel_and_warning_are_survived(slurm_env, mini_data, tmp_path)
     assert resumed.returncode == 0 and "1 attempt(s) to run again" in resumed.stdout, resumed.stderr
     wait_for("the resumed attempt", lambda: final(third).get("state") == "done", timeout=300)
     assert final(third)["starts"] == 2
+
+
+def test_arrays_are_split_below_max_array_size(slurm_env, tmp_path, monkeypatch):  # noqa: F811
+    from hpc_mle import slurm
+
+    for key in ("SLURM_CONF", "PATH"):
+        monkeypatch.setenv(key, slurm_env[key])
+    monkeypatch.setattr(slurm, "max_array_size", lambda: 4)
+    jobs = plan.expand(["scaffold=dummy", "seed=range(5)", "benchmark.competitions=[mini-churn]", "cluster=dev",
+                        "cluster.additional={hold: true}", f"output_root={tmp_path}"], True)
+    cfgs = plan.compose_all(jobs)
+    attempts = plan.plan_attempts(cfgs)
+    sweep = tmp_path / plan.sweep_name(cfgs, jobs)
+    plan.write_plan(sweep, cfgs, jobs, attempts)
+    submission = slurm.submit(sweep, attempts, cfgs[0].cluster)  # held: nothing runs
+    try:
+        (arrays,) = submission.arrays.values()
+        assert len(arrays) == 2 and submission.sbatch_calls == 4  # 4 + 1 tasks, then grading and analysis
+        assert sorted(task for _, task in submission.tasks.values()) == [0, 0, 1, 2, 3]
+        queued = squeue(slurm_env, "-r", "-j", ",".join(arrays), "-o", "%i")
+        assert len(queued.split()) == 5
+    finally:
+        slurm.cancel([*arrays, submission.grading, submission.analysis])
