@@ -1,24 +1,33 @@
-"""A sweep's results: one row per attempt, the leaderboard table, and MLE-bench run-group reports.
+"""A sweep's results as the paper reports them: the leaderboard, the scaling studies, comparisons.
 
-The table follows upstream's aggregation (facts §3): per seed, percentages over the *whole*
-benchmark split (a missing or invalid attempt counts as a failure), then mean ± SEM (n-1) over seeds.
+Everything is a function of a *results frame* (one row per planned attempt, `load_results`), so the
+same code serves one sweep, several sweeps combined, or synthetic rows in tests and benchmarks.
+
+The leaderboard follows upstream's aggregator (facts §3): an attempt's place among the attempts of
+the same setting and competition is its seed *position* (ordered by sweep, then seed); per
+position, each metric is a percentage of the *whole* split, so a competition that was not run or
+failed counts as a failure; then mean ± SEM (n-1; 0 with one seed) over positions. Positions are
+padded up to the most seeds any competition of the split has, and the padded cells are counted.
+`report.py` renders all of it; `analyse_sweep` (the analysis job) writes it into `analysis/`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+from collections.abc import Iterable, Sequence
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from hpc_mle import grading, plan
-from hpc_mle.files import atomic_write_text
+from hpc_mle import competitions, grading, plan
 
-SETTING = ["scaffold", "model", "runtime", "hardware", "benchmark"]
-METRICS = {
+SETTING = ["scaffold", "model", "runtime", "hardware"]
+METRICS = {  # our name -> the report field it counts (any_medal is gold | silver | bronze, as upstream)
     "made_submission": "submission_exists",
     "valid_submission": "valid_submission",
     "above_median": "above_median",
@@ -27,143 +36,679 @@ METRICS = {
     "gold": "gold_medal",
     "any_medal": "any_medal",
 }
+LABELS = {"made_submission": "made submission %", "valid_submission": "valid %", "above_median": "above median %",
+          "bronze": "bronze %", "silver": "silver %", "gold": "gold %", "any_medal": "any medal %"}
+SPLITS = ("lite", "medium", "high", "all", "mini", "dev")
+FLAGGED = ("known-issue", "leaky", "excluded")
+REPORT_FIELDS = [f.name for f in dataclasses.fields(grading.CompetitionReport)]
+BOOL_FIELDS = ["any_medal", "gold_medal", "silver_medal", "bronze_medal", "above_median", "submission_exists",
+               "valid_submission", "is_lower_better", "grader_error", "unsandboxed"]
+USAGE = ["input_tokens", "output_tokens", "cost_usd"]
+MEDAL_CODES = {3: "gold", 2: "silver", 1: "bronze", 0: "no medal", -1: "no valid submission"}
+
+
+# ---------------------------------------------------------------- what the splits hold
+
+
+@dataclasses.dataclass(frozen=True)
+class Catalogue:
+    """The competitions of each split and each competition's status: denominators and integrity views."""
+
+    splits: dict[str, tuple[str, ...]]
+    status: dict[str, str]
+
+    def flagged(self, ids: Iterable[str]) -> list[str]:
+        return [c for c in ids if self.status.get(c, "ok") in FLAGGED]
+
+
+@lru_cache(maxsize=1)
+def default_catalogue() -> Catalogue:
+    reg = competitions.registry()
+    return Catalogue({s: tuple(competitions.split_ids(s)) for s in SPLITS},
+                     {cid: spec.status.state for cid, spec in reg.items()})
+
+
+def covering_splits(results: pd.DataFrame, catalogue: Catalogue) -> list[str]:
+    """The splits that hold at least one of the competitions in these results, in SPLITS order."""
+    ids = set(results["competition_id"]) if len(results) else set()
+    return [s for s, members in catalogue.splits.items() if ids & set(members)]
+
+
+def primary_split(results: pd.DataFrame, catalogue: Catalogue) -> str | None:
+    """Where the scaling studies are computed: the smallest split holding every competition run."""
+    ids = set(results["competition_id"]) if len(results) else set()
+    candidates = covering_splits(results, catalogue)
+    whole = [s for s in candidates if ids <= set(catalogue.splits[s])]
+    pool = whole or candidates
+    if not pool:
+        return None
+    return min(pool, key=lambda s: (len(catalogue.splits[s]) if whole else -len(ids & set(catalogue.splits[s]))))
+
+
+# ---------------------------------------------------------------- loading
+
+
+def _usage(attempt_dir: Path, status: dict[str, Any]) -> dict[str, float]:
+    """Tokens and cost, when the agent recorded them (status.json `llm`, or llm_calls.jsonl); else nothing."""
+    names = {"input_tokens": ("input_tokens", "prompt_tokens"), "output_tokens": ("output_tokens", "completion_tokens"),
+             "cost_usd": ("cost_usd", "cost")}
+    recorded = status.get("llm") if isinstance(status.get("llm"), dict) else None
+    calls: list[dict] = [recorded] if recorded else []
+    if not calls:
+        for path in (attempt_dir / "llm_calls.jsonl", attempt_dir / "logs" / "llm_calls.jsonl"):
+            if path.is_file():
+                for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+                    try:
+                        calls.append(json.loads(line))
+                    except ValueError:
+                        continue
+                break
+    out = {}
+    for key, aliases in names.items():
+        values = [c.get(a) for c in calls if isinstance(c, dict) for a in aliases if isinstance(c.get(a), int | float)]
+        if values:
+            out[key] = float(sum(values))
+    return out
+
+
+def _telemetry(status: dict[str, Any]) -> dict[str, float]:
+    """The attempt's measured use, GPUs folded together: mean utilisation, peak memory of the busiest GPU."""
+    t = status.get("telemetry") or {}
+    utils = [v for k, v in t.items() if k.startswith("gpu") and k.endswith("_util_percent_mean")]
+    mems = [v for k, v in t.items() if k.startswith("gpu") and k.endswith("_mem_mib_max")]
+    out = {k: t[k] for k in ("cpu_percent_mean", "rss_mib_max") if k in t}
+    if utils:
+        out.update(gpu_util_percent_mean=float(np.mean(utils)), gpu_mem_mib_max=float(max(mems, default=np.nan)),
+                   gpus_measured=len(utils))
+    return out
+
+
+def _planned_splits(sweep_dir: Path, config_ids: Iterable[str]) -> dict[str, str]:
+    out = {}
+    for cid in set(config_ids):
+        try:
+            out[cid] = json.loads((sweep_dir / "configs" / f"{cid}.json").read_text())["benchmark"]["split"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return out
 
 
 def load_results(sweep_dir: Path) -> pd.DataFrame:
-    """One row per planned attempt, graded or not (ungraded rows have no report fields)."""
+    """One row per planned attempt, graded or not: manifest, grade, snapshots, telemetry, tokens."""
     sweep_dir = Path(sweep_dir)
     manifest = plan.read_manifest(sweep_dir)
-    graded = {}
-    for path in (sweep_dir / "grading").glob("*.json"):
-        try:
-            record = json.loads(path.read_text())
-        except ValueError:
-            continue
-        graded[record["attempt_id"]] = record
+    if manifest is None or manifest.empty:
+        return pd.DataFrame()
+    split_of = _planned_splits(sweep_dir, manifest.get("config_id", pd.Series(dtype=str)).dropna())
+    keep = ["competition_id", *SETTING, "benchmark", "seed", "spec_version", "competition_status", "time_limit_s",
+            "gpus", "cpus", "mem_gb", "gpu_type"]
     rows = []
-    for _, m in (manifest.iterrows() if manifest is not None else []):
-        record = graded.get(m["id"])
-        row = {"attempt_id": m["id"], "competition_id": m["competition_id"], **{k: m[k] for k in SETTING},
-               "seed": int(m["seed"]), "competition_status": m.get("competition_status"), "graded": record is not None}
+    for m in manifest.to_dict("records"):
+        aid = m["id"]
+        row = {"attempt_id": aid, "sweep": sweep_dir.name, **{k: m.get(k) for k in keep},
+               "benchmark_split": split_of.get(m.get("config_id")), "graded": False}
+        try:
+            record = json.loads((sweep_dir / "grading" / f"{aid}.json").read_text())
+        except (OSError, ValueError):
+            record = None
         if record:
-            row.update({k: record.get(k) for k in ("state", "failure", "unsandboxed", "agent_elapsed_s", "starts")})
-            row.update(record["report"])
+            row.update({k: record.get(k) for k in ("state", "failure", "unsandboxed", "agent_elapsed_s", "starts",
+                                                   "graded_at")})
+            row.update(record.get("report", {}))
+            row.update(graded=True, snapshots=record.get("snapshots") or [])
+        out = plan.attempt_dir(sweep_dir, aid)
+        try:
+            status = json.loads((out / "status.json").read_text())
+        except (OSError, ValueError):
+            status = {}
+        row.setdefault("state", status.get("state", "pending"))
+        row.update(_telemetry(status))
+        row.update(_usage(out, status))
+        rows.append(row)
+    return normalise(pd.DataFrame(rows))
+
+
+def normalise(results: pd.DataFrame) -> pd.DataFrame:
+    """Dtypes every function here relies on: nullable booleans, float scores, int seeds, a sweep order."""
+    results = results.copy()
+    for col in BOOL_FIELDS:
+        if col in results:
+            results[col] = results[col].astype("boolean")
+    if "graded" in results:
+        results["graded"] = results["graded"].fillna(False).astype(bool)
+    if "score" in results:
+        results["score"] = pd.to_numeric(results["score"], errors="coerce").astype(float)
+    results["seed"] = results["seed"].astype(int)
+    for col, default in (("sweep_order", 0), ("sweep", ""), ("benchmark", ""), ("benchmark_split", None),
+                         ("time_limit_s", np.nan)):
+        if col not in results:
+            results[col] = default
+    if "snapshots" not in results:
+        results["snapshots"] = [[] for _ in range(len(results))]
+    results["snapshots"] = [s if isinstance(s, list) else [] for s in results["snapshots"]]
+    return results
+
+
+def load_many(sweep_dirs: Sequence[Path]) -> pd.DataFrame:
+    """Several sweeps as one results frame; earlier sweeps take the earlier seed positions."""
+    frames = []
+    for i, d in enumerate(sweep_dirs):
+        frame = load_results(Path(d))
+        if len(frame):
+            frame["sweep_order"] = i
+            frames.append(frame)
+    return normalise(pd.concat(frames, ignore_index=True)) if frames else pd.DataFrame()
+
+
+# ---------------------------------------------------------------- seeds by position
+
+
+def positioned(results: pd.DataFrame) -> pd.DataFrame:
+    """Graded attempts with their seed position and one 0/1 column `hit_<metric>` per metric."""
+    if results.empty or "graded" not in results:
+        return pd.DataFrame(columns=[*SETTING, "competition_id", "position"])
+    graded = results[results["graded"]]
+    order = graded.sort_values([*SETTING, "competition_id", "sweep_order", "seed", "attempt_id"], kind="stable")
+    order = order.copy()
+    order["position"] = order.groupby([*SETTING, "competition_id"], sort=False).cumcount()
+    for name, field in METRICS.items():
+        if name == "any_medal":
+            continue
+        col = order[field] if field in order else pd.Series(False, index=order.index)
+        order[f"hit_{name}"] = col.fillna(False).astype(bool).astype(np.int8)
+    order["hit_any_medal"] = (order["hit_gold"] | order["hit_silver"] | order["hit_bronze"]).astype(np.int8)
+    return order
+
+
+def sem(values: Sequence[float]) -> float:
+    """Standard error of the mean with n-1, 0 for a single value (scipy.stats.sem, as upstream)."""
+    return float(np.std(values, ddof=1) / math.sqrt(len(values))) if len(values) > 1 else 0.0
+
+
+def aggregate(pos: pd.DataFrame, competitions_: Sequence[str], columns: Sequence[str]) -> pd.DataFrame:
+    """Per setting: each 0/1 column as % of `competitions_`, mean and SEM over seed positions.
+
+    Also `seeds` (positions), `cells` (graded attempts used) and `padded` (missing cells counted as
+    failures: seeds x competitions - cells)."""
+    comps = list(dict.fromkeys(competitions_))
+    rows = pos[pos["competition_id"].isin(comps)] if len(pos) else pos
+    if not len(rows) or not comps:
+        return pd.DataFrame(columns=[*SETTING, "seeds", "cells", "padded", "attempted"])
+    columns = list(columns)
+    per_position = rows.groupby([*SETTING, "position"], sort=True)[columns].sum() * (100.0 / len(comps))
+    by_setting = per_position.groupby(level=SETTING, sort=True)
+    mean = by_setting.mean().add_suffix("_mean")
+    spread = by_setting.std(ddof=1).div(np.sqrt(by_setting.size()), axis=0).fillna(0.0).add_suffix("_sem")
+    counts = rows.groupby(SETTING, sort=True).agg(cells=("position", "size"), attempted=("competition_id", "nunique"))
+    out = pd.concat([mean, spread, counts], axis=1)
+    out["seeds"] = by_setting.size()
+    out["padded"] = out["seeds"] * len(comps) - out["cells"]
+    return out.reset_index()
+
+
+# ---------------------------------------------------------------- the leaderboard
+
+
+def per_competition_counts(results: pd.DataFrame) -> pd.DataFrame:
+    """Per setting and competition: attempts planned and graded, and what qualifies their numbers.
+
+    Computed once; a split's counts are then sums over its competitions."""
+    frame = pd.DataFrame({k: results[k] for k in [*SETTING, "competition_id"]})
+    graded = results["graded"].astype(bool)
+    src = results.get("leaderboard_source", pd.Series("none", index=results.index)).fillna("none")
+    valid = results.get("valid_submission", pd.Series(False, index=results.index)).fillna(False).astype(bool)
+    unsandboxed = results.get("unsandboxed", pd.Series(False, index=results.index)).fillna(False).astype(bool)
+    frame = frame.assign(attempts=1, graded=graded.astype(int), unsandboxed=(graded & unsandboxed).astype(int),
+                         reference_panel=(graded & (src == "reference-panel")).astype(int),
+                         medals_unknown=(graded & valid & (src == "none")).astype(int),
+                         budget_s=results["time_limit_s"].astype(float))
+    sums = {c: "sum" for c in ("attempts", "graded", "unsandboxed", "reference_panel", "medals_unknown")}
+    grouped = frame.groupby([*SETTING, "competition_id"], sort=True)
+    out = grouped.agg({**sums, "budget_s": "max"})
+    usage = [k for k in USAGE if k in results and results[k].notna().any()]
+    if usage:
+        out = out.join(results[usage].groupby([frame[k] for k in [*SETTING, "competition_id"]], sort=True)
+                       .sum(min_count=1))
+    return out.reset_index()
+
+
+def board_for(counts: pd.DataFrame, pos: pd.DataFrame, comps: Sequence[str], catalogue: Catalogue) -> pd.DataFrame:
+    """One leaderboard block: every setting that planned any of `comps`, aggregated over them."""
+    hits = [f"hit_{m}" for m in METRICS]
+    mine = counts[counts["competition_id"].isin(list(comps))]
+    if mine.empty:
+        return pd.DataFrame()
+    sums = {c: "sum" for c in mine.columns if c not in (*SETTING, "competition_id", "budget_s")}
+    info = mine.groupby(SETTING, sort=True).agg({**sums, "budget_s": "max"}).reset_index()
+    for key in USAGE:
+        if key in info:
+            info[key] = mine.groupby(SETTING, sort=True)[key].sum(min_count=1).to_numpy()
+    agg = aggregate(pos, comps, hits).rename(columns=lambda c: c[4:] if c.startswith("hit_") else c)
+    out = info.merge(agg, on=SETTING, how="left")
+    out["competitions"] = len(comps)
+    out["flagged"] = len(catalogue.flagged(comps))
+    for col in ("seeds", "cells", "padded", "attempted"):
+        out[col] = out[col].fillna(0).astype(int)
+    return out
+
+
+def leaderboard(results: pd.DataFrame, catalogue: Catalogue | None = None,
+                splits: Sequence[str] | None = None) -> pd.DataFrame:
+    """Per setting, split and view: upstream's numbers with seeds, padding and integrity counts.
+
+    View `all` counts every competition of the split; view `clean` leaves out those whose status is
+    known-issue, leaky or excluded (only for splits that have some)."""
+    if results.empty:
+        return pd.DataFrame()
+    catalogue = catalogue or default_catalogue()
+    pos, counts = positioned(results), per_competition_counts(results)
+    blocks = []
+    for split in splits or covering_splits(results, catalogue):
+        members = catalogue.splits[split]
+        flagged = set(catalogue.flagged(members))
+        views = [("all", members)] + ([("clean", [c for c in members if c not in flagged])] if flagged else [])
+        for view, comps in views:
+            block = board_for(counts, pos, comps, catalogue)
+            if len(block):
+                block.insert(len(SETTING), "split", split)
+                block.insert(len(SETTING) + 1, "view", view)
+                blocks.append(block)
+    return pd.concat(blocks, ignore_index=True) if blocks else pd.DataFrame()
+
+
+def planned_board(results: pd.DataFrame, catalogue: Catalogue | None = None) -> pd.DataFrame:
+    """Per setting and configured benchmark, over the competitions the sweep planned, for the sweeps
+    that planned part of a split only (`benchmark.competitions`, `exclude_status`); empty otherwise.
+
+    The leaderboard gives the upstream number for the whole split; this one answers what was asked."""
+    if results.empty:
+        return pd.DataFrame()
+    catalogue = catalogue or default_catalogue()
+    keys = [*SETTING, "benchmark", "benchmark_split"]
+    frame = results[[*keys, "competition_id", "attempt_id"]].assign(benchmark_split=results["benchmark_split"]
+                                                                   .fillna(results["benchmark"]))
+    planned = frame.groupby(keys, sort=True)["competition_id"].agg(lambda c: tuple(sorted(set(c))))
+    subsets = {k: comps for k, comps in planned.items() if set(comps) != set(catalogue.splits.get(k[-1], ()))}
+    if not subsets:
+        return pd.DataFrame()
+    pos, blocks = positioned(results), []
+    for key, comps in subsets.items():
+        mine = frame[(frame[keys] == list(key)).all(axis=1)]
+        ids = set(mine["attempt_id"])
+        rows = results[results["attempt_id"].isin(ids)]
+        block = board_for(per_competition_counts(rows), pos[pos["attempt_id"].isin(ids)], comps, catalogue)
+        block.insert(len(SETTING), "benchmark", key[len(SETTING)])
+        block["subset"] = True
+        blocks.append(block)
+    return pd.concat(blocks, ignore_index=True)
+
+
+def cell(mean: float, err: float) -> str:
+    return "-" if mean is None or pd.isna(mean) else f"{mean:.1f} ± {err:.1f}"
+
+
+def notes(row: pd.Series | dict) -> str:
+    """What qualifies a leaderboard row, in words: padding, reference panels, sandboxing, statuses."""
+    out = []
+    if row.get("padded"):
+        out.append(f"{row['padded']} missing cells padded as failures")
+    if row.get("reference_panel"):
+        out.append("reference-panel medals")
+    if row.get("medals_unknown"):
+        out.append(f"{row['medals_unknown']} without leaderboard")
+    if row.get("unsandboxed"):
+        out.append(f"{row['unsandboxed']} unsandboxed")
+    if row.get("view") == "all" and row.get("flagged"):
+        out.append(f"includes {row['flagged']} flagged competitions")
+    return "; ".join(out) or "-"
+
+
+def format_table(board: pd.DataFrame, key: str = "split") -> str:
+    """Markdown: the leading columns (setting, split or benchmark, seeds, valid, above median, any medal)
+    are what the launcher prints and tests grep; the rest follow."""
+    if board.empty:
+        return "(no results)"
+    head = ["scaffold", "model", "runtime", "hardware", key, "seeds", LABELS["valid_submission"],
+            LABELS["above_median"], LABELS["any_medal"], LABELS["made_submission"], LABELS["gold"], LABELS["silver"],
+            LABELS["bronze"], "competitions", "padded", "notes"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in board.to_dict("records"):
+        cells = [r["scaffold"], r["model"], r["runtime"], r["hardware"], r[key], r["seeds"],
+                 *(cell(r.get(f"{m}_mean"), r.get(f"{m}_sem")) for m in
+                   ("valid_submission", "above_median", "any_medal", "made_submission", "gold", "silver", "bronze")),
+                 f"{r['attempted']}/{r['competitions']}", r["padded"], notes(r)]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    return "\n".join(lines)
+
+
+def headline(results: pd.DataFrame, catalogue: Catalogue | None = None) -> str:
+    """The tables the launcher prints: the leaderboard over whole splits, and over the planned subset if any."""
+    board = leaderboard(results, catalogue)
+    text = format_table(board[board["view"] == "all"]) if len(board) else "(no results)"
+    planned = planned_board(results, catalogue)
+    if len(planned) and planned["subset"].any():
+        text += ("\n\nOver the competitions this sweep planned (a subset of the split, so the percentages are of "
+                 "the planned competitions, not of the split):\n\n"
+                 + format_table(planned[planned["subset"]], key="benchmark"))
+    return text
+
+
+def readme_rows(board: pd.DataFrame, results: pd.DataFrame, catalogue: Catalogue | None = None) -> pd.DataFrame:
+    """Upstream README leaderboard rows: any-medal % per split; '-' where a split was not covered.
+
+    A split counts as covered when every competition of it was attempted at least once; a dagger
+    marks values that include padded (missing) seeds, as upstream's footnote does."""
+    if board.empty:
+        return pd.DataFrame()
+    catalogue = catalogue or default_catalogue()
+    view = board[board["view"] == "all"]
+    columns = {"lite": "Low == Lite (%)", "medium": "Medium (%)", "high": "High (%)", "all": "All (%)"}
+    graded = results[results["graded"]]
+    dates = graded.groupby(SETTING)["graded_at"].max() if "graded_at" in graded else pd.Series(dtype=object)
+    is_leaky = graded["competition_id"].map(lambda c: catalogue.status.get(c) == "leaky").astype(bool)
+    leaky = graded[is_leaky].groupby(SETTING)["competition_id"].nunique()
+    rows = []
+    for setting, group in view.groupby(SETTING, sort=True):
+        key = dict(zip(SETTING, setting, strict=True))
+        row = {"Agent": key["scaffold"], "LLM(s)": key["model"]}
+        for split, label in columns.items():
+            match = group[group["split"] == split].to_dict("records")
+            if not match or match[0]["attempted"] < match[0]["competitions"]:
+                row[label] = "-"
+            else:
+                row[label] = cell(match[0]["any_medal_mean"], match[0]["any_medal_sem"]) + \
+                    (" †" if match[0]["padded"] else "")
+        budget = group["budget_s"].max() if "budget_s" in group else np.nan
+        row["Running Time (hours)"] = "-" if pd.isna(budget) else f"{budget / 3600:.3g}"
+        stamp = dates.get(setting)
+        row["Date"] = str(stamp)[:10] if isinstance(stamp, str) else "-"
+        n_leaky = int(leaky.get(setting, 0))
+        row["Known Leakage"] = f"includes {n_leaky} leaky competitions" if n_leaky else "none known"
+        row["Source Code Available"] = "-"
+        row["Grading Reports Available"] = "yes (analysis/run_groups)"
+        row["Hardware"] = key["hardware"]
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def _sem(values: list[float]) -> float:
-    return float(np.std(values, ddof=1) / math.sqrt(len(values))) if len(values) > 1 else 0.0
+# ---------------------------------------------------------------- run-group reports
 
 
-def leaderboard(results: pd.DataFrame) -> pd.DataFrame:
-    """Per setting: each metric's % of the split, mean ± SEM over seeds."""
-    out = []
-    if results.empty:
+def _report_of(row: dict[str, Any]) -> grading.CompetitionReport:
+    """A results row back into the report it came from (NaN and NA back to null, as in the JSON)."""
+    fields = {}
+    for key in REPORT_FIELDS:
+        if key not in row:
+            continue
+        value = row[key]
+        missing = value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
+        if key == "score":
+            value = None if missing and not row.get("valid_submission") else value
+        elif missing:
+            value = None
+        elif key in BOOL_FIELDS:
+            value = bool(value)
+        fields[key] = value
+    return grading.CompetitionReport(**fields)
+
+
+def run_group_reports(results: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """Upstream run-group reports: one per setting with every seed, and one per setting and seed position.
+
+    Keys are file stems: `<setting>` and `run_groups/<setting>_seed<k>/grading_report`; each
+    per-seed folder holds exactly one `*grading_report*.json`, as upstream's aggregator wants."""
+    pos = positioned(results)
+    if pos.empty or "competition_id" not in pos or "submission_path" not in pos:
+        return {}
+    out = {}
+    for setting, group in pos.groupby(SETTING, sort=True):
+        name = "_".join(str(v) for v in setting)
+        ordered = group.sort_values(["position", "competition_id"], kind="stable").to_dict("records")
+        out[f"{name}_grading_report"] = grading.run_group_report([_report_of(r) for r in ordered])
+        for k in sorted({r["position"] for r in ordered}):
+            reps = [_report_of(r) for r in ordered if r["position"] == k]
+            out[f"run_groups/{name}_seed{k}/grading_report"] = grading.run_group_report(reps)
+    return out
+
+
+# ---------------------------------------------------------------- scaling studies
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k: the chance that k of n seeds, drawn without replacement, include a success."""
+    if k > n:
+        raise ValueError(f"k={k} > n={n}")
+    return 1.0 - math.comb(n - c, k) / math.comb(n, k)
+
+
+def _pass_curve(n: int, c: int) -> np.ndarray:
+    """pass@k for k = 1..n in one go: 1 - prod_{i=n-c+1..n} (1 - k/i), exact zeros where k > n-c."""
+    ks = np.arange(1, n + 1, dtype=float)
+    if c == 0:
+        return np.zeros(n)
+    terms = 1.0 - ks[:, None] / np.arange(n - c + 1, n + 1, dtype=float)[None, :]
+    return 1.0 - np.prod(np.clip(terms, 0.0, None), axis=1)
+
+
+def pass_at_k_tables(results: pd.DataFrame, split: str,
+                     catalogue: Catalogue | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(per competition, overall) pass@k in % for k = 1..n, n = the setting's seed positions.
+
+    Missing seeds are failures, as in the leaderboard, so overall pass@1 equals the any-medal mean.
+    Overall = mean over every competition of the split (the ones not run count 0)."""
+    catalogue = catalogue or default_catalogue()
+    comps = list(catalogue.splits[split])
+    pos = positioned(results)
+    pos = pos[pos["competition_id"].isin(comps)] if len(pos) else pos
+    per_comp, overall = [], []
+    if pos.empty:
+        return pd.DataFrame(), pd.DataFrame()
+    for setting, group in pos.groupby(SETTING, sort=True):
+        key = dict(zip(SETTING, setting, strict=True))
+        n = int(group["position"].max()) + 1
+        medals = group.groupby("competition_id")["hit_any_medal"].sum()
+        curves = {c: _pass_curve(n, c) for c in set(medals.tolist()) | {0}}
+        matrix = np.array([curves[c] for c in medals.tolist()]).reshape(len(medals), n)
+        per_comp.append(pd.DataFrame({
+            **key, "competition_id": np.repeat(medals.index.to_numpy(), n),
+            "n": n, "c": np.repeat(medals.to_numpy(), n), "k": np.tile(np.arange(1, n + 1), len(medals)),
+            "pass_at_k": 100.0 * matrix.ravel()}))
+        total = matrix.sum(axis=0) / len(comps)  # competitions not run add 0
+        overall.append(pd.DataFrame({**key, "split": split, "n": n, "k": np.arange(1, n + 1),
+                                     "pass_at_k": 100.0 * total}))
+    return pd.concat(per_comp, ignore_index=True), pd.concat(overall, ignore_index=True)
+
+
+def time_grid(budget_s: float) -> list[float]:
+    """Checkpoints in seconds: every hour for budgets of 2 h or more, else about ten round steps."""
+    if budget_s >= 7200:
+        return [3600.0 * h for h in range(1, math.ceil(budget_s / 3600) + 1)]
+    steps = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800]
+    step = next((s for s in steps if budget_s / s <= 12), 3600)
+    return [float(step * i) for i in range(1, math.ceil(budget_s / step) + 1)]
+
+
+def time_label(seconds: float) -> str:
+    if seconds >= 3600 and seconds % 3600 == 0:
+        return f"{seconds / 3600:g}h"
+    return f"{seconds / 60:g}m" if seconds >= 60 and seconds % 60 == 0 else f"{seconds:g}s"
+
+
+def snapshot_frame(results: pd.DataFrame) -> pd.DataFrame:
+    """One row per graded snapshot: attempt, elapsed seconds and whether it earned any medal.
+
+    An attempt with no snapshot at all contributes its final grade, at the time its agent stopped
+    (or at its budget when that is unknown)."""
+    rows = []
+    for aid, snaps, final, elapsed, budget in zip(
+            results["attempt_id"], results["snapshots"], results.get("any_medal", pd.Series(pd.NA, index=results.index)),
+            results.get("agent_elapsed_s", pd.Series(np.nan, index=results.index)),
+            results.get("time_limit_s", pd.Series(np.nan, index=results.index)), strict=True):
+        if snaps:
+            rows += [(aid, float(s.get("elapsed_s") or 0), bool(s.get("gold") or s.get("silver") or s.get("bronze")))
+                     for s in snaps]
+        else:
+            when = elapsed if elapsed is not None and not pd.isna(elapsed) else budget
+            rows.append((aid, float(when) if when is not None and not pd.isna(when) else 0.0,
+                         bool(final) if final is not None and final is not pd.NA else False))
+    return pd.DataFrame(rows, columns=["attempt_id", "elapsed_s", "any_medal"])
+
+
+def medal_matrix(attempt_ids: Sequence[str], snaps: pd.DataFrame, grid: Sequence[float]) -> np.ndarray:
+    """attempts x checkpoints: 1 where the latest snapshot at or before the checkpoint has a medal."""
+    index = pd.Index(attempt_ids)
+    snaps = snaps[snaps["attempt_id"].isin(index)].sort_values(["attempt_id", "elapsed_s"], kind="stable")
+    # A snapshot counts from the first checkpoint at or after it; one taken after the last checkpoint
+    # (the final copy of an agent stopped at its budget) counts at the last one.
+    cells = pd.DataFrame({
+        "row": index.get_indexer(snaps["attempt_id"]),
+        "col": np.minimum(np.searchsorted(np.asarray(grid, dtype=float), snaps["elapsed_s"].to_numpy(), "left"),
+                          len(grid) - 1),
+        "medal": snaps["any_medal"].to_numpy(dtype=float)}).drop_duplicates(["row", "col"], keep="last")
+    out = np.full((len(index), len(grid)), np.nan)
+    out[cells["row"].to_numpy(), cells["col"].to_numpy()] = cells["medal"].to_numpy()
+    return pd.DataFrame(out).ffill(axis=1).fillna(0.0).to_numpy()
+
+
+def medal_over_time(results: pd.DataFrame, split: str, catalogue: Catalogue | None = None) -> pd.DataFrame:
+    """Any-medal % of the split reached by T (per setting, mean ± SEM over seed positions), T on the
+    setting's own grid (`time_grid` of its budget)."""
+    catalogue = catalogue or default_catalogue()
+    comps = list(catalogue.splits[split])
+    pos = positioned(results)
+    pos = pos[pos["competition_id"].isin(comps)] if len(pos) else pos
+    if pos.empty:
         return pd.DataFrame()
-    for setting, group in results.groupby(SETTING, dropna=False):
-        n_comp = group["competition_id"].nunique()
-        per_seed = []
-        for seed, s in group.groupby("seed"):
-            row = {"seed": seed}
-            for name, field in METRICS.items():
-                hits = s[field].fillna(False).astype(bool).sum() if field in s else 0
-                row[name] = 100.0 * hits / n_comp
-            per_seed.append(row)
-        entry = dict(zip(SETTING, setting, strict=True))
-        entry.update(competitions=n_comp, seeds=len(per_seed),
-                     graded=int(group["graded"].sum()), attempts=len(group))
-        for name in METRICS:
-            values = [r[name] for r in per_seed]
-            entry[f"{name}_mean"] = float(np.mean(values))
-            entry[f"{name}_sem"] = _sem(values)
-        out.append(entry)
-    return pd.DataFrame(out)
+    snaps = snapshot_frame(pos)
+    blocks = []
+    for budget, group in pos.groupby(pos["time_limit_s"].fillna(0.0), sort=True):
+        grid = time_grid(budget) if budget > 0 else [float(snaps["elapsed_s"].max() or 1.0)]
+        matrix = medal_matrix(group["attempt_id"].tolist(), snaps, grid)
+        cols = [f"t{j}" for j in range(len(grid))]
+        frame = pd.concat([group[[*SETTING, "competition_id", "position"]].reset_index(drop=True),
+                           pd.DataFrame(matrix, columns=cols)], axis=1)
+        agg = aggregate(frame, comps, cols)
+        for j, t in enumerate(grid):
+            part = agg[[*SETTING, "seeds"]].copy()
+            part["split"], part["t_s"], part["t"], part["budget_s"] = split, t, time_label(t), budget
+            part["any_medal_mean"], part["any_medal_sem"] = agg[f"t{j}_mean"], agg[f"t{j}_sem"]
+            blocks.append(part)
+    return pd.concat(blocks, ignore_index=True).sort_values([*SETTING, "t_s"], ignore_index=True)
 
 
-def format_table(board: pd.DataFrame) -> str:
+def runtime_budgets(board: pd.DataFrame) -> pd.DataFrame:
+    """Settings that differ only in runtime, side by side: one row per (scaffold, model, hardware, split)."""
     if board.empty:
-        return "(no results)"
-    lines = ["| scaffold | model | runtime | hardware | benchmark | seeds | valid % | above median % | any medal % |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for _, r in board.iterrows():
-        lines.append(f"| {r.scaffold} | {r.model} | {r.runtime} | {r.hardware} | {r.benchmark} | {r.seeds} | "
-                     f"{r.valid_submission_mean:.1f} ± {r.valid_submission_sem:.1f} | "
-                     f"{r.above_median_mean:.1f} ± {r.above_median_sem:.1f} | "
-                     f"{r.any_medal_mean:.1f} ± {r.any_medal_sem:.1f} |")
-    return "\n".join(lines)
+        return pd.DataFrame()
+    view = board[board["view"] == "all"].sort_values("budget_s")
+    rows = []
+    for key, group in view.groupby(["scaffold", "model", "hardware", "split"], sort=True):
+        row = dict(zip(["scaffold", "model", "hardware", "split"], key, strict=True))
+        for r in group.to_dict("records"):
+            row[f"{r['runtime']} any medal %"] = cell(r["any_medal_mean"], r["any_medal_sem"])
+            row[f"{r['runtime']} seeds"] = r["seeds"]
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
-def per_competition(results: pd.DataFrame) -> str:
-    if results.empty or "score" not in results:
-        return ""
-    lines = ["| competition | scaffold | model | seed | state | score | medal | reason |", "|---|---|---|---|---|---|---|---|"]
-    for _, r in results.sort_values(["competition_id", "scaffold", "model", "seed"]).iterrows():
-        medal = next((m for m in ("gold", "silver", "bronze") if r.get(f"{m}_medal") is True), "-")
-        score = "-" if r.get("score") is None or (isinstance(r.get("score"), float) and math.isnan(r["score"])) \
-            else f"{r['score']:.5g}"
-        reason = (r.get("reason") or "") if not r.get("valid_submission") else ""
-        lines.append(f"| {r.competition_id} | {r.scaffold} | {r.model} | {r.seed} | {r.get('state', '-')} | "
-                     f"{score} | {medal} | {str(reason)[:80]} |")
-    return "\n".join(lines)
+def gpu_scaling(results: pd.DataFrame, board: pd.DataFrame) -> pd.DataFrame:
+    """Per hardware setting: GPUs, scores, and measured use (GPU utilisation and memory, CPU, RSS)."""
+    if board.empty:
+        return pd.DataFrame()
+    view = board[board["view"] == "all"]
+    graded = results[results["graded"]]
+    measured = [c for c in ("gpu_util_percent_mean", "gpu_mem_mib_max", "cpu_percent_mean", "rss_mib_max")
+                if c in graded]
+    extra = graded.groupby(SETTING).agg(
+        gpus=("gpus", "max"), **{c: (c, "max" if c.endswith("_max") else "mean") for c in measured}).reset_index() \
+        if "gpus" in graded else graded[SETTING].drop_duplicates()
+    keep = [*SETTING, "split", "seeds", "any_medal_mean", "any_medal_sem", "valid_submission_mean",
+            "valid_submission_sem"]
+    out = view[keep].merge(extra, on=SETTING, how="left")
+    return out.sort_values(["scaffold", "model", "runtime", "split", "hardware"], ignore_index=True)
 
 
-def analyse_sweep(sweep_dir: Path) -> dict[str, Any]:
-    """Write analysis/results.csv, leaderboard.csv, summary.md and one run-group report per setting."""
-    sweep_dir = Path(sweep_dir)
-    out = sweep_dir / "analysis"
-    out.mkdir(parents=True, exist_ok=True)
-    results = load_results(sweep_dir)
-    board = leaderboard(results)
-    atomic_write_text(out / "results.csv", results.to_csv(index=False))
-    atomic_write_text(out / "leaderboard.csv", board.to_csv(index=False))
-    panel = bool(len(results)) and (results.get("leaderboard_source") == "reference-panel").any()
-    note = ("\nMedals on `reference-panel` leaderboards are placements among reference solutions, not Kaggle medals.\n"
-            if panel else "")
-    summary = (f"# Sweep {sweep_dir.name}\n\n{len(results)} attempts, {int(results['graded'].sum()) if len(results) else 0} "
-               f"graded. Percentages are of the whole benchmark, mean ± SEM over seeds.\n\n{format_table(board)}\n{note}\n"
-               f"## Per attempt\n\n{per_competition(results)}\n")
-    atomic_write_text(out / "summary.md", summary)
-    reports = []
-    if len(results) and "score" in results:
-        for setting, group in results[results["graded"]].groupby(SETTING, dropna=False):
-            name = "_".join(str(v) for v in setting)
-            reps = [json.loads((sweep_dir / "grading" / f"{aid}.json").read_text())["report"]
-                    for aid in group.sort_values(["seed", "competition_id"])["attempt_id"]]
-            body = grading.run_group_report([grading.CompetitionReport(**r) for r in reps])
-            path = out / f"{name}_grading_report.json"
-            atomic_write_text(path, json.dumps(body, indent=2) + "\n")
-            reports.append(str(path))
-    return {"attempts": len(results), "table": format_table(board), "summary": str(out / "summary.md"),
-            "reports": reports}
+def heatmap(results: pd.DataFrame, split: str, catalogue: Catalogue | None = None) -> pd.DataFrame:
+    """Per setting, competition and seed position: 3 gold, 2 silver, 1 bronze, 0 valid without medal,
+    -1 no valid submission; padded (missing) cells are absent."""
+    catalogue = catalogue or default_catalogue()
+    pos = positioned(results)
+    pos = pos[pos["competition_id"].isin(catalogue.splits[split])] if len(pos) else pos
+    if pos.empty:
+        return pd.DataFrame(columns=[*SETTING, "competition_id", "position", "code"])
+    code = np.select([pos["hit_gold"] == 1, pos["hit_silver"] == 1, pos["hit_bronze"] == 1,
+                      pos["hit_valid_submission"] == 1], [3, 2, 1, 0], default=-1)
+    out = pos[[*SETTING, "competition_id", "position"]].copy()
+    out["code"] = code
+    return out.reset_index(drop=True)
+
+
+def usage_table(results: pd.DataFrame) -> pd.DataFrame:
+    """Tokens and cost per setting when attempts recorded them (empty otherwise)."""
+    present = [c for c in USAGE if c in results and results[c].notna().any()]
+    if not present:
+        return pd.DataFrame()
+    graded = results[results["graded"]]
+    medals = positioned(results).groupby(SETTING)["hit_any_medal"].sum().rename("medals")
+    out = graded.groupby(SETTING).agg(
+        attempts=("attempt_id", "size"), recorded=(present[0], "count"),
+        **{f"{c}_total": (c, "sum") for c in present}, **{f"{c}_mean": (c, "mean") for c in present})
+    out = out.join(medals)
+    if "cost_usd" in present:
+        out["cost_per_medal_usd"] = out["cost_usd_total"] / out["medals"].replace(0, np.nan)
+    return out.reset_index()
+
+
+# ---------------------------------------------------------------- two sweeps
+
+
+def compare_results(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
+    """Per (competition, setting, seed) graded in both: medal and score then and now."""
+    if old.empty or new.empty or "score" not in old or "score" not in new:
+        return pd.DataFrame()
+    keys = ["competition_id", *SETTING, "seed"]
+    cols = keys + ["score", "gold_medal", "silver_medal", "bronze_medal"]
+    both = old[old["graded"]][cols].merge(new[new["graded"]][cols], on=keys, suffixes=("_old", "_new"))
+
+    def medal(frame: pd.DataFrame, side: str) -> pd.Series:
+        picks = [frame[f"{m}_medal_{side}"].fillna(False).astype(bool) for m in ("gold", "silver", "bronze")]
+        return pd.Series(np.select(picks, ["gold", "silver", "bronze"], default="none"), index=frame.index)
+
+    both["medal_old"], both["medal_new"] = medal(both, "old"), medal(both, "new")
+    had, has = both["medal_old"] != "none", both["medal_new"] != "none"
+    both["change"] = np.select([had & ~has, ~had & has, both["medal_old"] != both["medal_new"]],
+                               ["lost medal", "gained medal", "medal changed"], default="same")
+    both["score_change"] = both["score_new"] - both["score_old"]
+    return both[keys + ["medal_old", "medal_new", "change", "score_old", "score_new", "score_change"]] \
+        .sort_values(keys, ignore_index=True)
 
 
 def compare(old_dir: Path, new_dir: Path) -> pd.DataFrame:
-    """Per (competition, setting, seed) present in both sweeps: medal and score then and now."""
-    old, new = load_results(Path(old_dir)), load_results(Path(new_dir))
-    if old.empty or new.empty or "score" not in old or "score" not in new:
+    """Two sweep folders compared attempt by attempt (`compare_results`)."""
+    return compare_results(load_results(Path(old_dir)), load_results(Path(new_dir)))
+
+
+def competition_changes(table: pd.DataFrame) -> pd.DataFrame:
+    """Per competition and setting, over the seeds in both: medals then and now, mean score change."""
+    if table.empty:
         return pd.DataFrame()
-    keys = ["competition_id", *SETTING[:-1], "seed"]
-    cols = keys + ["score", "any_medal", "gold_medal", "silver_medal", "bronze_medal", "valid_submission",
-                   "is_lower_better"]
-    both = old[cols].merge(new[cols], on=keys, suffixes=("_old", "_new"))
+    frame = table.assign(had=table["medal_old"] != "none", has=table["medal_new"] != "none")
+    out = frame.groupby(["competition_id", *SETTING], sort=True).agg(
+        seeds=("seed", "size"), medals_old=("had", "sum"), medals_new=("has", "sum"),
+        mean_score_old=("score_old", "mean"), mean_score_new=("score_new", "mean"),
+        mean_score_change=("score_change", "mean")).reset_index()
+    out["change"] = np.sign(out["medals_new"] - out["medals_old"]).map({1: "gained", -1: "lost", 0: "same"})
+    return out
 
-    def medal(row, side):
-        return next((m for m in ("gold", "silver", "bronze") if row[f"{m}_medal_{side}"] is True), "none")
 
-    both["medal_old"] = both.apply(medal, axis=1, side="old")
-    both["medal_new"] = both.apply(medal, axis=1, side="new")
-    both["change"] = np.select(
-        [both["any_medal_old"].fillna(False).astype(bool) & ~both["any_medal_new"].fillna(False).astype(bool),
-         ~both["any_medal_old"].fillna(False).astype(bool) & both["any_medal_new"].fillna(False).astype(bool),
-         both["medal_old"] != both["medal_new"]],
-        ["lost medal", "gained medal", "medal changed"], default="same")
-    both["score_change"] = pd.to_numeric(both["score_new"], errors="coerce") - pd.to_numeric(both["score_old"],
-                                                                                               errors="coerce")
-    return both[keys + ["medal_old", "medal_new", "change", "score_old", "score_new", "score_change"]]
+def _num(value: Any, sign: bool = False) -> str:
+    if value is None or pd.isna(value):
+        return "-"
+    return f"{value:+.5g}" if sign else f"{value:.5g}"
 
 
 def format_comparison(old_dir: Path, new_dir: Path, table: pd.DataFrame) -> str:
+    """Markdown: counts, what moved per competition over all seeds, then the attempts that moved."""
     head = f"# {Path(new_dir).name} compared with {Path(old_dir).name}\n"
     if table.empty:
         return head + "No attempt appears in both sweeps with a grade.\n"
@@ -171,9 +716,35 @@ def format_comparison(old_dir: Path, new_dir: Path, table: pd.DataFrame) -> str:
     lines = [head, f"{len(table)} attempts in both; {int((table['change'] == 'gained medal').sum())} gained a medal, "
              f"{int((table['change'] == 'lost medal').sum())} lost one, "
              f"{int((table['change'] == 'medal changed').sum())} changed medal.\n",
-             "| competition | scaffold | model | seed | medal then | medal now | change | score then | score now | Δ score |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    for _, r in (moved if len(moved) else table).iterrows():
-        lines.append(f"| {r.competition_id} | {r.scaffold} | {r.model} | {r.seed} | {r.medal_old} | {r.medal_new} | "
-                     f"{r.change} | {r.score_old} | {r.score_new} | {r.score_change:+.5g} |")
+             "## Per competition (seeds in both sweeps)\n",
+             "| competition | scaffold | model | runtime | hardware | seeds | medals then | medals now | change | "
+             "mean score then | mean score now | mean Δ score |", "|" + "---|" * 12]
+    for r in competition_changes(table).to_dict("records"):
+        lines.append(f"| {r['competition_id']} | {r['scaffold']} | {r['model']} | {r['runtime']} | {r['hardware']} | "
+                     f"{r['seeds']} | {r['medals_old']} | {r['medals_new']} | {r['change']} | "
+                     f"{_num(r['mean_score_old'])} | {_num(r['mean_score_new'])} | "
+                     f"{_num(r['mean_score_change'], sign=True)} |")
+    lines += ["", "## Per attempt" + (" (only those whose medal changed)" if len(moved) else "") + "\n",
+              "| competition | scaffold | model | seed | medal then | medal now | change | score then | score now | "
+              "Δ score |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in (moved if len(moved) else table).to_dict("records"):
+        lines.append(f"| {r['competition_id']} | {r['scaffold']} | {r['model']} | {r['seed']} | {r['medal_old']} | "
+                     f"{r['medal_new']} | {r['change']} | {_num(r['score_old'])} | {_num(r['score_new'])} | "
+                     f"{_num(r['score_change'], sign=True)} |")
     return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------- the analysis job
+
+
+def analyse_sweep(sweep_dir: Path) -> dict[str, Any]:
+    """Write `analysis/` (summary.md, report.html, results.parquet/.csv, figures, run-group reports)."""
+    from hpc_mle import report
+
+    sweep_dir = Path(sweep_dir)
+    results = load_results(sweep_dir)
+    written = report.write_report(results, sweep_dir / "analysis", title=f"Sweep {sweep_dir.name}")
+    return {"attempts": len(results), "table": headline(results), "summary": str(written["summary"]),
+            "reports": [str(p) for p in written["reports"] if "run_groups" not in p.parts],
+            "run_groups": str(sweep_dir / "analysis" / "run_groups"), "html": str(written["html"]),
+            "parquet": str(written["parquet"])}

@@ -454,5 +454,35 @@ def nightly_cmd(config: Path, day: str | None) -> None:
         console.print(m)
 
 
+# ---------------------------------------------------------------- report
+
+
+@main.command("report")
+@click.argument("sweeps", nargs=-1, required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--split", default=None, help="Only this split: lite, medium, high, all, mini, dev.")
+@click.option("--format", "fmt", type=click.Choice(["md", "html", "csv"]), default="md", show_default=True,
+              help="md: the summary; html: the full report with figures; csv: the leaderboard's numbers.")
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write here instead of printing.")
+def report_cmd(sweeps: tuple[Path, ...], split: str | None, fmt: str, output: Path | None) -> None:
+    """Leaderboard, scaling studies and figures of one or more sweeps (combined: later sweeps add seeds)."""
+    from hpc_mle import analysis, report
+
+    dirs = [_sweep_or_fail(s) for s in sweeps]
+    split = {"low": "lite", "split75": "all"}.get(split, split)
+    if split is not None and split not in analysis.SPLITS:
+        _fail(f"unknown split {split!r}; use one of {', '.join(analysis.SPLITS)}")
+    results = analysis.load_many(dirs)
+    built = report.build_report(results, "Sweeps " + ", ".join(d.name for d in dirs), split)
+    text = {"md": lambda: report.render_markdown(built, figure_dir=None), "html": lambda: report.render_html(built),
+            "csv": lambda: report.render_csv(built)}[fmt]()
+    if output:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(text, encoding="utf-8")
+        console.print(f"wrote {output}")
+    else:
+        click.echo(text)
+
+
 if __name__ == "__main__":
     main()

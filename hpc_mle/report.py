@@ -1,0 +1,550 @@
+"""The analysis as files a researcher can publish from: summary.md, report.html, CSV, parquet, PNG.
+
+`build_report` turns a results frame into sections (text, tables of display strings, figures);
+the renderers only lay them out. report.html opens offline: the CSS is inline and every figure is
+a PNG embedded as a base64 data URI. Figures use matplotlib's Agg canvas directly (no pyplot, so
+no global backend state and nothing that needs a display).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from hpc_mle import analysis as an
+from hpc_mle.files import atomic_write_bytes, atomic_write_json, atomic_write_text
+
+ATTEMPT_ROWS = 300  # the per-attempt table lists this many; results.parquet has them all
+PANEL_NOTE = ("Medals marked *reference-panel* are placements among the reference solutions that ship with a "
+              "competition (the mini benchmark), not places on a Kaggle leaderboard: they are not comparable "
+              "with MLE-bench medals.")
+
+
+@dataclass
+class Section:
+    title: str
+    text: list[str] = field(default_factory=list)
+    tables: list[tuple[str, pd.DataFrame]] = field(default_factory=list)
+    figures: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Report:
+    title: str
+    sections: list[Section]
+    figures: dict[str, bytes]
+    tables: dict[str, pd.DataFrame]  # the numbers behind the sections, for CSV
+
+
+# ---------------------------------------------------------------- figures
+
+
+def _figure(width: float = 8.0, height: float = 4.0, left: float = 0.9, bottom: float = 0.6, right: float = 0.25):
+    """A figure with fixed margins in inches (automatic layout costs seconds on big figures)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=100)
+    FigureCanvasAgg(fig)
+    fig.subplots_adjust(left=left / width, right=1 - right / width, bottom=bottom / height, top=1 - 0.4 / height)
+    return fig
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+def _setting_label(row: dict[str, Any] | pd.Series) -> str:
+    return " / ".join(str(row[k]) for k in an.SETTING)
+
+
+def fig_leaderboard(board: pd.DataFrame) -> bytes:
+    """Any-medal % per setting and split, with SEM error bars."""
+    view = board[board["view"] == "all"].head(40)
+    labels = [f"{_setting_label(r)} [{r['split']}]" for r in view.to_dict("records")]
+    left = 0.3 + 0.065 * max(map(len, labels), default=10)
+    fig = _figure(left + 6, 1.2 + 0.3 * len(view), left=left)
+    ax = fig.add_subplot()
+    y = np.arange(len(view))
+    ax.barh(y, view["any_medal_mean"].fillna(0), xerr=view["any_medal_sem"].fillna(0), color="#c8961e", capsize=3)
+    ax.set_yticks(y, labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("any medal % of the split (mean ± SEM over seeds)")
+    ax.set_xlim(0, max(5.0, float((view["any_medal_mean"] + view["any_medal_sem"]).max() or 0) * 1.15))
+    return _png(fig)
+
+
+def fig_pass_at_k(overall: pd.DataFrame) -> bytes:
+    fig = _figure()
+    ax = fig.add_subplot()
+    for setting, group in overall.groupby(an.SETTING, sort=True):
+        ax.plot(group["k"], group["pass_at_k"], marker="o", ms=3, label=" / ".join(map(str, setting)))
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.set_xlabel("k (seeds drawn)")
+    ax.set_ylabel("pass@k, any medal % of the split")
+    ax.set_ylim(bottom=0)
+    ax.legend(fontsize=7)
+    return _png(fig)
+
+
+def fig_medal_over_time(curves: pd.DataFrame) -> bytes:
+    hours = curves["budget_s"].max() >= 7200
+    fig = _figure()
+    ax = fig.add_subplot()
+    for setting, group in curves.groupby(an.SETTING, sort=True):
+        x = group["t_s"] / (3600 if hours else 60)
+        ax.plot(x, group["any_medal_mean"], marker="o", ms=3, label=" / ".join(map(str, setting)))
+        ax.fill_between(x, group["any_medal_mean"] - group["any_medal_sem"],
+                        group["any_medal_mean"] + group["any_medal_sem"], alpha=0.2)
+    ax.set_xlabel("time since the agent started (hours)" if hours else "time since the agent started (minutes)")
+    ax.set_ylabel("any medal % of the split (± SEM)")
+    ax.set_ylim(bottom=0)
+    ax.legend(fontsize=7)
+    return _png(fig)
+
+
+def fig_grouped_bars(board: pd.DataFrame, by: str, title: str, annotate: dict[tuple, str] | None = None) -> bytes:
+    """Any-medal % with SEM, one group per setting without `by`, one bar per value of `by`."""
+    view = board[board["view"] == "all"]
+    rest = [k for k in an.SETTING if k != by] + ["split"]
+    groups = list(view.groupby(rest, sort=True))[:12]
+    values = sorted(view[by].unique(), key=str)
+    fig = _figure(8, 4.6, bottom=1.2)
+    ax = fig.add_subplot()
+    width = 0.8 / max(1, len(values))
+    for j, value in enumerate(values):
+        means, errs = [], []
+        for _, group in groups:
+            match = group[group[by] == value]
+            means.append(float(match["any_medal_mean"].iloc[0]) if len(match) else 0.0)
+            errs.append(float(match["any_medal_sem"].iloc[0]) if len(match) else 0.0)
+        xs = np.arange(len(groups)) + j * width
+        bars = ax.bar(xs, means, width, yerr=errs, capsize=3, label=str(value))
+        for (key, _), bar in zip(groups, bars, strict=True):
+            text = (annotate or {}).get((*key, value))
+            if text:
+                ax.annotate(text, (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center",
+                            va="bottom", fontsize=7, xytext=(0, 2), textcoords="offset points")
+    ax.set_xticks(np.arange(len(groups)) + width * (len(values) - 1) / 2,
+                  ["\n".join(map(str, key)) for key, _ in groups], fontsize=7)
+    ax.set_ylabel("any medal % of the split (± SEM)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, title=by, title_fontsize=7)
+    return _png(fig)
+
+
+def fig_heatmap(cells: pd.DataFrame, panel: bool, max_settings: int = 12, max_seeds: int = 40) -> bytes:
+    """Competitions (rows) x seed positions, one block of columns per setting, in a single image.
+
+    Colours: gold, silver, bronze; blue valid without medal; red no valid submission; grey not run."""
+    from matplotlib.colors import ListedColormap
+
+    settings = list(cells.groupby(an.SETTING, sort=True))[:max_settings]
+    comps = sorted(cells["competition_id"].unique())[:100]
+    seeds = min(max_seeds, int(cells["position"].max()) + 1)
+    width = len(settings) * (seeds + 1) - 1
+    grid = np.full((len(comps), width), np.nan)
+    centres, names = [], []
+    for i, (setting, group) in enumerate(settings):
+        group = group[group["competition_id"].isin(comps) & (group["position"] < seeds)]
+        start = i * (seeds + 1)
+        grid[:, start:start + seeds] = -2
+        grid[pd.Index(comps).get_indexer(group["competition_id"]), start + group["position"].to_numpy()] = group["code"]
+        centres.append(start + (seeds - 1) / 2)
+        names.append("\n".join(map(str, setting)))
+    from matplotlib.patches import Patch
+
+    colours = ["#e4e4e4", "#d9534f", "#9fb8d0", "#cd7f32", "#a8a9ad", "#d4af37"]
+    left, legend = 0.3 + 0.06 * max(map(len, comps), default=10), 2.3
+    plot_w = min(14.0, max(2.5, 0.16 * width + 0.4 * len(settings)))
+    fig = _figure(left + plot_w + legend, 1.8 + 0.17 * len(comps), left=left, bottom=0.9, right=legend)
+    ax = fig.add_subplot()
+    cmap = ListedColormap(colours).with_extremes(bad="white")
+    ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, vmin=-2.5, vmax=3.5, aspect="auto", interpolation="nearest")
+    ax.set_yticks(range(len(comps)), comps, fontsize=7)
+    ax.set_xticks(centres, names, fontsize=7)
+    ax.set_xticks(np.arange(-0.5, width, 1), minor=True)
+    ax.set_yticks(np.arange(-0.5, len(comps), 1), minor=True)
+    ax.grid(which="minor", color="white", linewidth=0.6)
+    ax.tick_params(which="both", length=0)
+    ax.set_title("medals per seed position" + (" (reference-panel medals)" if panel else ""), fontsize=8)
+    labels = ["not run (padded)", "no valid submission", "valid, no medal", "bronze", "silver", "gold"]
+    ax.legend(handles=[Patch(color=c, label=t) for c, t in zip(colours, labels, strict=True)][::-1], fontsize=7,
+              loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
+    return _png(fig)
+
+
+# ---------------------------------------------------------------- display tables
+
+
+def display_board(board: pd.DataFrame, key: str = "split") -> pd.DataFrame:
+    """The leaderboard as strings, leading columns as in `analysis.format_table`."""
+    rows = []
+    for r in board.to_dict("records"):
+        row = {k: r[k] for k in an.SETTING}
+        row[key] = r[key]
+        row["seeds"] = r["seeds"]
+        for m in ("valid_submission", "above_median", "any_medal", "made_submission", "gold", "silver", "bronze"):
+            row[an.LABELS[m]] = an.cell(r.get(f"{m}_mean"), r.get(f"{m}_sem"))
+        row["competitions"] = f"{r['attempted']}/{r['competitions']}"
+        row["padded"] = r["padded"]
+        row["notes"] = an.notes(r)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _k_columns(n: int) -> list[int]:
+    return list(range(1, n + 1)) if n <= 12 else sorted({1, 2, 3, 4, 5, 8, 10, 16, 32, 64, 128, n} & set(range(1, n + 1)))
+
+
+def display_pass_at_k(overall: pd.DataFrame, per_comp: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """pass@k in wide form: one column per k (all k up to 12 seeds, a spread of k beyond)."""
+    def wide(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+        if frame.empty:
+            return frame
+        table = frame.pivot_table(index=keys, columns="k", values="pass_at_k", sort=True)
+        ks = _k_columns(int(frame["n"].max()))
+        shown = table[[k for k in ks if k in table.columns]]
+        text = shown.map(lambda v: "" if pd.isna(v) else f"{v:.1f}")
+        text.columns = [f"pass@{k}" for k in shown.columns]
+        return text.reset_index()
+
+    extra = ["c"] if "c" in per_comp else []
+    return (wide(overall, [*an.SETTING, "split", "n"]),
+            wide(per_comp, [*an.SETTING, "competition_id", "n", *extra]))
+
+
+def display_time(curves: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for setting, group in curves.groupby(an.SETTING, sort=True):
+        row = dict(zip(an.SETTING, setting, strict=True))
+        row["seeds"] = int(group["seeds"].iloc[0])
+        points = group.to_dict("records")
+        if len(points) > 14:  # a long budget: every few hours, and the end
+            points = points[:: max(1, len(points) // 12)] + ([points[-1]] if len(points) % 12 else [])
+        for p in points:
+            row[p["t"]] = an.cell(p["any_medal_mean"], p["any_medal_sem"])
+        rows.append(row)
+    return pd.DataFrame(rows).fillna("")
+
+
+def display_gpu(table: pd.DataFrame) -> pd.DataFrame:
+    out = table[[*an.SETTING, "split", "seeds"]].copy()
+    if "gpus" in table:
+        out.insert(4, "gpus", table["gpus"].map(lambda v: "-" if pd.isna(v) else int(v)))
+    out["any medal %"] = [an.cell(m, e) for m, e in zip(table["any_medal_mean"], table["any_medal_sem"], strict=True)]
+    out["valid %"] = [an.cell(m, e) for m, e in zip(table["valid_submission_mean"], table["valid_submission_sem"],
+                                                strict=True)]
+    for col, label, fmt in (("gpu_util_percent_mean", "GPU util % (mean)", "{:.0f}"),
+                            ("gpu_mem_mib_max", "GPU mem MiB (max)", "{:.0f}"),
+                            ("cpu_percent_mean", "CPU % (mean)", "{:.0f}"), ("rss_mib_max", "RSS MiB (max)", "{:.0f}")):
+        out[label] = table[col].map(lambda v, f=fmt: "-" if pd.isna(v) else f.format(v)) if col in table else "-"
+    return out
+
+
+def _labels(frame: pd.DataFrame) -> pd.Series:
+    """'scaffold / model / runtime / hardware' per row, built column-wise (fast on big frames)."""
+    out = frame[an.SETTING[0]].astype(str)
+    for key in an.SETTING[1:]:
+        out = out + " / " + frame[key].astype(str)
+    return out
+
+
+def display_heatmap(cells: pd.DataFrame, max_seeds: int = 64) -> pd.DataFrame:
+    """One line per setting and competition: a character per seed position (G S B · ×, - not run)."""
+    marks = np.array(["-", "×", "·", "B", "S", "G"])  # index = code + 2; -2 = not run
+    keys = pd.MultiIndex.from_arrays([_labels(cells), cells["competition_id"]])
+    index = keys.unique().sort_values()
+    width = min(max_seeds, int(cells["position"].max()) + 1)
+    grid = np.full((len(index), width), 0)
+    shown = (cells["position"] < width).to_numpy()
+    grid[index.get_indexer(keys[shown]), cells["position"].to_numpy()[shown]] = cells["code"].to_numpy()[shown] + 2
+    medals = (cells["code"] > 0).groupby(keys).sum().reindex(index)
+    return pd.DataFrame({"setting": index.get_level_values(0), "competition": index.get_level_values(1),
+                         "seeds": ["".join(row) for row in marks[grid]], "medals": medals.to_numpy()})
+
+
+def display_attempts(results: pd.DataFrame, limit: int = ATTEMPT_ROWS) -> pd.DataFrame:
+    frame = results.sort_values(["competition_id", *an.SETTING, "seed"]).head(limit)
+    rows = []
+    for r in frame.to_dict("records"):
+        medal = next((m for m in ("gold", "silver", "bronze") if r.get(f"{m}_medal") is True), "-")
+        if medal != "-" and r.get("leaderboard_source") == "reference-panel":
+            medal += " (reference panel)"
+        score = r.get("score")
+        state = str(r.get("state") or "-") + (" (unsandboxed)" if r.get("unsandboxed") is True else "")
+        reason = "" if r.get("valid_submission") is True else str(r.get("reason") or r.get("failure") or "")
+        rows.append({"competition": r["competition_id"], **{k: r[k] for k in an.SETTING}, "seed": r["seed"],
+                     "state": state, "score": "-" if score is None or pd.isna(score) else f"{score:.5g}",
+                     "medal": medal, "status": r.get("competition_status") or "-", "why not valid": reason[:80]})
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------- building
+
+
+def build_report(results: pd.DataFrame, title: str, split: str | None = None,
+                 catalogue: an.Catalogue | None = None, run_group_files: list[str] | None = None) -> Report:
+    """Every table and figure of the analysis for these results (optionally one split only)."""
+    catalogue = catalogue or an.default_catalogue()
+    sections: list[Section] = []
+    figures: dict[str, bytes] = {}
+    tables: dict[str, pd.DataFrame] = {}
+    if results.empty:
+        return Report(title, [Section("No results", ["No attempt was planned in these sweeps."])], {}, {})
+
+    board = an.leaderboard(results, catalogue, [split] if split else None)
+    tables["leaderboard"] = board
+    graded = results[results["graded"]]
+    states = results["state"].fillna("pending").value_counts().to_dict()
+    overview = Section("Overview", [
+        f"{len(results)} attempts planned in {results['sweep'].nunique()} sweep(s) "
+        f"({', '.join(sorted(map(str, results['sweep'].unique())))}); {len(graded)} graded. States: "
+        + ", ".join(f"{k} {v}" for k, v in sorted(states.items())) + ".",
+        "Percentages are of the whole split: a competition that was not run, failed or has no valid submission "
+        "counts as a failure. Seeds are formed by position (the i-th graded attempt of each competition, in sweep "
+        "then seed order) and each number is the mean ± standard error (n-1) over seeds, as upstream's aggregator "
+        "computes it. Missing (competition, seed) cells are padded as failures and counted in the `padded` column."])
+    if len(graded) and (graded.get("leaderboard_source") == "reference-panel").any():
+        overview.text.append(PANEL_NOTE)
+    unsandboxed = int(graded["unsandboxed"].fillna(False).sum()) if "unsandboxed" in graded else 0
+    if unsandboxed:
+        overview.text.append(f"{unsandboxed} graded attempts ran without a sandbox (`sandbox=none`): the agent could "
+                             "read anything the user can, so their results are marked `unsandboxed`.")
+    flagged = sorted(set(catalogue.flagged(results["competition_id"].unique())))
+    if flagged:
+        overview.text.append("Competitions with a known issue, leakage or exclusion in these results: "
+                             + ", ".join(f"{c} ({catalogue.status[c]})" for c in flagged)
+                             + ". The leaderboard is shown with and without them.")
+    sections.append(overview)
+
+    lead = Section("Leaderboard", ["Every competition of each split (upstream's numbers)."])
+    if len(board):
+        lead.tables.append(("all competitions", display_board(board[board["view"] == "all"])))
+        figures["leaderboard.png"] = fig_leaderboard(board)
+        lead.figures.append("leaderboard.png")
+        clean = board[board["view"] == "clean"]
+        if len(clean):
+            lead.tables.append(("without competitions whose status is known-issue, leaky or excluded",
+                                display_board(clean)))
+    planned = an.planned_board(results, catalogue)
+    if len(planned) and planned["subset"].any():
+        lead.text.append("Some sweeps planned only part of a split; over the competitions they planned:")
+        lead.tables.append(("planned competitions only", display_board(planned[planned["subset"]], key="benchmark")))
+    sections.append(lead)
+
+    readme = an.readme_rows(board, results, catalogue)
+    tables["readme_rows"] = readme
+    if len(readme):
+        sections.append(Section("Upstream README rows", [
+            "In the format of MLE-bench's README leaderboard (any-medal %). '-' marks a split not fully attempted; "
+            "† marks values with padded seeds; splits upstream does not list (mini, dev) are only in the leaderboard "
+            "above. Per-seed run-group grading reports for upstream's aggregator are in `analysis/run_groups/`."], [("README format", readme)]))
+
+    study_split = split or an.primary_split(results, catalogue)
+    if study_split:
+        sections += _studies(results, board, study_split, catalogue, figures, tables)
+    usage = an.usage_table(results)
+    if len(usage):
+        tables["usage"] = usage
+        sections.append(Section("Tokens and cost", ["As recorded by the attempts (missing where they did not)."],
+                                [("per setting", usage.round(3))]))
+    attempts = Section("Attempts", [f"The first {ATTEMPT_ROWS} of {len(results)} attempts; every field of every "
+                                    "attempt is in `results.parquet`."] if len(results) > ATTEMPT_ROWS else [],
+                       [("per attempt", display_attempts(results))])
+    if run_group_files:
+        attempts.text.append("Run-group grading reports: " + ", ".join(f"`{p}`" for p in run_group_files[:20])
+                             + (f" and {len(run_group_files) - 20} more" if len(run_group_files) > 20 else "") + ".")
+    sections.append(attempts)
+    return Report(title, sections, figures, tables)
+
+
+def _studies(results: pd.DataFrame, board: pd.DataFrame, split: str, catalogue: an.Catalogue,
+             figures: dict[str, bytes], tables: dict[str, pd.DataFrame]) -> list[Section]:
+    """The scaling studies on one split: pass@k, medal over time, runtime, GPUs, the heatmap."""
+    out = []
+    size = len(catalogue.splits[split])
+    per_comp, overall = an.pass_at_k_tables(results, split, catalogue)
+    if len(overall):
+        tables["pass_at_k"], tables["pass_at_k_per_competition"] = overall, per_comp
+        wide_overall, wide_comp = display_pass_at_k(overall, per_comp)
+        figures["pass_at_k.png"] = fig_pass_at_k(overall)
+        out.append(Section(f"pass@k on {split}", [
+            f"Unbiased estimator 1 - C(n-c, k) / C(n, k) per competition (n seeds, c with a medal), averaged over "
+            f"all {size} competitions of the split. Missing seeds count as failures, so pass@1 equals the "
+            "leaderboard's any-medal mean."], [("overall", wide_overall), ("per competition", wide_comp)],
+            ["pass_at_k.png"]))
+    curves = an.medal_over_time(results, split, catalogue)
+    if len(curves):
+        tables["medal_over_time"] = curves
+        figures["medal_over_time.png"] = fig_medal_over_time(curves)
+        out.append(Section(f"Medals over time on {split}", [
+            "Any-medal % of the split if each attempt had stopped at time T: the medal of its latest graded "
+            "snapshot at or before T (mean ± SEM over seeds)."], [("any medal % by T", display_time(curves))],
+            ["medal_over_time.png"]))
+    view = board[(board["view"] == "all") & (board["split"] == split)] if len(board) else board
+    budgets = an.runtime_budgets(view)
+    if len(budgets):
+        tables["runtime_budgets"] = budgets
+        section = Section(f"Runtime budgets on {split}", [], [("any medal % by runtime", budgets)])
+        if view["runtime"].nunique() > 1:
+            figures["runtime_budgets.png"] = fig_grouped_bars(view, "runtime", "any medal % by runtime budget")
+            section.figures.append("runtime_budgets.png")
+        else:
+            section.text.append("These results have one runtime budget; add e.g. `runtime=24h,100h` to compare.")
+        out.append(section)
+    gpu = an.gpu_scaling(results, view)
+    if len(gpu):
+        tables["gpu_scaling"] = gpu
+        section = Section(f"Hardware and measured use on {split}", [
+            "Scores beside what the attempts used, from their telemetry: mean GPU utilisation over the GPUs granted "
+            "(sampled by device), the busiest GPU's peak memory, mean CPU % and peak RSS of the agent's processes."],
+            [("by hardware", display_gpu(gpu))])
+        if view["hardware"].nunique() > 1:
+            notes = {(*[r[k] for k in an.SETTING if k != "hardware"], r["split"], r["hardware"]):
+                     f"{r['gpu_util_percent_mean']:.0f}% util" for r in gpu.to_dict("records")
+                     if not pd.isna(r.get("gpu_util_percent_mean", np.nan))}
+            figures["gpu_scaling.png"] = fig_grouped_bars(view, "hardware", "any medal % by hardware (GPU util above)",
+                                                       notes)
+            section.figures.append("gpu_scaling.png")
+        out.append(section)
+    cells = an.heatmap(results, split, catalogue)
+    if len(cells):
+        tables["heatmap"] = cells
+        panel = bool((results.get("leaderboard_source") == "reference-panel").any())
+        figures["heatmap.png"] = fig_heatmap(cells, panel)
+        out.append(Section(f"Medals per competition and seed on {split}", [
+            "G gold, S silver, B bronze, · valid without medal, × no valid submission, - not run (padded)."
+            + (" Medals here are reference-panel placements." if panel else "")],
+            [("per competition", display_heatmap(cells))], ["heatmap.png"]))
+    return out
+
+
+# ---------------------------------------------------------------- rendering
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    if frame.empty:
+        return "(none)"
+    cols = [str(c) for c in frame.columns]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for row in frame.itertuples(index=False):
+        lines.append("| " + " | ".join(str(v).replace("|", "\\|") for v in row) + " |")
+    return "\n".join(lines)
+
+
+def render_markdown(report: Report, figure_dir: str | None = "figures") -> str:
+    parts = [f"# {report.title}\n"]
+    for s in report.sections:
+        parts.append(f"## {s.title}\n")
+        parts += [f"{t}\n" for t in s.text]
+        if figure_dir:
+            parts += [f"![{name}]({figure_dir}/{name})\n" for name in s.figures]
+        for caption, frame in s.tables:
+            parts.append(f"**{caption}**\n\n{markdown_table(frame)}\n")
+    return "\n".join(parts)
+
+
+CSS = """
+body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1300px;color:#222;
+padding:0 1em}
+h1{font-size:1.6em;border-bottom:2px solid #c8961e;padding-bottom:.2em}
+h2{font-size:1.25em;margin-top:1.8em;color:#333}
+table{border-collapse:collapse;margin:.6em 0 1.2em;font-size:.82em}
+th,td{border:1px solid #d0d0d0;padding:3px 7px;text-align:left;white-space:nowrap}
+th{background:#f3f0e6}
+tr:nth-child(even) td{background:#fafafa}
+caption{caption-side:top;text-align:left;font-weight:600;padding:.3em 0}
+code{background:#f2f2f2;padding:0 3px;border-radius:3px}
+.note{background:#fff6dd;border-left:4px solid #c8961e;padding:.5em .8em}
+.scroll{overflow-x:auto}
+img{max-width:100%;border:1px solid #e5e5e5;margin:.4em 0}
+"""
+
+
+def _inline(text: str) -> str:
+    """Escape, then the two bits of markdown the section texts use: `code` and *emphasis*."""
+    out = html.escape(text)
+    out = re.sub(r"`([^`]+)`", r"<code>\1</code>", out)
+    return re.sub(r"\*([^*]+)\*", r"<em>\1</em>", out)
+
+
+def _html_table(caption: str, frame: pd.DataFrame) -> str:
+    if frame.empty:
+        return "<p>(none)</p>"
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>"
+                   for row in frame.itertuples(index=False))
+    return (f'<div class="scroll"><table><caption>{html.escape(caption)}</caption><thead><tr>{head}</tr></thead>'
+            f"<tbody>{body}</tbody></table></div>")
+
+
+def render_html(report: Report) -> str:
+    parts = [f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(report.title)}"
+             f"</title><style>{CSS}</style></head><body><h1>{html.escape(report.title)}</h1>"]
+    for s in report.sections:
+        parts.append(f"<h2>{html.escape(s.title)}</h2>")
+        for t in s.text:
+            cls = ' class="note"' if t == PANEL_NOTE or "unsandboxed" in t else ""
+            parts.append(f"<p{cls}>{_inline(t)}</p>")
+        for name in s.figures:
+            data = base64.b64encode(report.figures[name]).decode("ascii")
+            parts.append(f'<img alt="{html.escape(name)}" src="data:image/png;base64,{data}">')
+        parts += [_html_table(caption, frame) for caption, frame in s.tables]
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def render_csv(report: Report) -> str:
+    """The leaderboard's numbers (every split and view), one row per setting and split."""
+    board = report.tables.get("leaderboard", pd.DataFrame())
+    return board.to_csv(index=False)
+
+
+def results_for_files(results: pd.DataFrame) -> pd.DataFrame:
+    """results with the snapshot lists as JSON text, so parquet and CSV hold one value per cell."""
+    out = results.copy()
+    out["snapshots"] = [json.dumps(s) for s in out["snapshots"]]
+    return out
+
+
+def write_report(results: pd.DataFrame, out_dir: Path, title: str, split: str | None = None,
+                 catalogue: an.Catalogue | None = None) -> dict[str, Any]:
+    """Everything into `out_dir`: summary.md, report.html, results.parquet/.csv, tables/*.csv, figures/*.png
+    and the run-group reports (one per setting, and one per setting and seed under run_groups/)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    reports = []
+    for stem, body in an.run_group_reports(results).items():
+        buf = io.StringIO()
+        json.dump(body, buf, indent=2)  # NaN scores stay the bare token NaN, as upstream writes them
+        reports.append(atomic_write_text(out_dir / f"{stem}.json", buf.getvalue() + "\n"))
+    report = build_report(results, title, split, catalogue,
+                          [str(p.relative_to(out_dir.parent)) for p in reports if "run_groups" not in p.parts])
+    for name, png in report.figures.items():
+        atomic_write_bytes(out_dir / "figures" / name, png)
+    for name, frame in report.tables.items():
+        atomic_write_text(out_dir / "tables" / f"{name}.csv", frame.to_csv(index=False))
+    files = results_for_files(results) if len(results) else results
+    atomic_write_text(out_dir / "results.csv", files.to_csv(index=False))
+    atomic_write_text(out_dir / "leaderboard.csv", render_csv(report))
+    parquet = out_dir / "results.parquet"
+    buf = io.BytesIO()
+    files.to_parquet(buf, index=False)
+    atomic_write_bytes(parquet, buf.getvalue())
+    summary = atomic_write_text(out_dir / "summary.md", render_markdown(report))
+    page = atomic_write_text(out_dir / "report.html", render_html(report))
+    atomic_write_json(out_dir / "files.json", {"figures": sorted(report.figures), "tables": sorted(report.tables),
+                                               "reports": [str(p.relative_to(out_dir)) for p in reports]})
+    return {"summary": summary, "html": page, "parquet": parquet, "reports": reports, "report": report}

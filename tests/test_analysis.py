@@ -1,0 +1,376 @@
+"""The analysis on synthetic grades where every expected number is worked out by hand below.
+
+The catalogue is made up: split `lite` = competitions a, b, c, d (d is leaky), `all` = a..h. The
+main setting X has these graded attempts (seed -> outcome):
+
+    a: seed 0 gold, seed 1 valid without medal, seed 2 bronze
+    b: seed 0 submission made but invalid, seed 2 silver        (seed 1 missing)
+    c: seed 5 valid, above median, no medal
+    d: never run
+
+Seeds by position: a -> positions 0, 1, 2 = seeds 0, 1, 2; b -> positions 0, 1 = seeds 0, 2;
+c -> position 0 = seed 5. So 3 seeds; lite has 4 competitions, hence 3 x 4 = 12 cells, 6 graded,
+6 padded as failures.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from hpc_mle import analysis as an
+from hpc_mle import grading, report
+
+CAT = an.Catalogue(splits={"lite": ("a", "b", "c", "d"), "all": tuple("abcdefgh")},
+                   status={"d": "leaky"})
+X = {"scaffold": "aide", "model": "gpt4o", "runtime": "10m", "hardware": "gpu1"}
+
+
+def attempt(comp: str, seed: int, outcome: str = "none", setting: dict | None = None, **extra) -> dict:
+    """One graded attempt. outcome: gold|silver|bronze|none (valid, no medal)|invalid|missing-file."""
+    medal = outcome if outcome in ("gold", "silver", "bronze") else None
+    valid = outcome not in ("invalid", "missing-file")
+    row = {"attempt_id": f"{comp}-{seed}-{(setting or X)['scaffold']}-{(setting or X)['runtime']}",
+           "competition_id": comp, "seed": seed, **(setting or X), "benchmark": "lite", "benchmark_split": "lite",
+           "time_limit_s": 600.0, "graded": True, "state": "done", "unsandboxed": False,
+           "score": 0.5 if valid else None, "submission_exists": outcome != "missing-file",
+           "valid_submission": valid, "gold_medal": medal == "gold", "silver_medal": medal == "silver",
+           "bronze_medal": medal == "bronze", "any_medal": medal is not None,
+           "above_median": medal is not None or extra.pop("above", False), "leaderboard_source": "kaggle",
+           "snapshots": [], "graded_at": "2026-11-22T10:00:00+00:00"}
+    row.update(extra)
+    return row
+
+
+def frame(rows: list[dict]) -> pd.DataFrame:
+    return an.normalise(pd.DataFrame(rows))
+
+
+def setting_x() -> list[dict]:
+    return [attempt("a", 0, "gold"), attempt("a", 1, "none"), attempt("a", 2, "bronze"),
+            attempt("b", 0, "invalid"), attempt("b", 2, "silver"), attempt("c", 5, "none", above=True)]
+
+
+def row_of(board: pd.DataFrame, split: str, view: str = "all", **setting) -> dict:
+    want = {**X, **setting}
+    match = board[(board["split"] == split) & (board["view"] == view)
+                  & (board[an.SETTING] == [want[k] for k in an.SETTING]).all(axis=1)]
+    assert len(match) == 1, match
+    return match.iloc[0].to_dict()
+
+
+# ---------------------------------------------------------------- the leaderboard
+
+
+def test_seeds_by_position_padding_denominator_and_sem():
+    r = row_of(an.leaderboard(frame(setting_x()), CAT), "lite")
+    assert (r["seeds"], r["competitions"], r["attempted"], r["cells"], r["padded"]) == (3, 4, 3, 6, 6)
+    # any medal per position (of 4): p0 a gold -> 25; p1 b's seed 2 silver -> 25; p2 a bronze -> 25.
+    assert r["any_medal_mean"] == pytest.approx(25.0) and r["any_medal_sem"] == pytest.approx(0.0)
+    # valid: p0 a, c -> 50; p1 a, b -> 50; p2 a -> 25. mean 41.667; deviations 8.333, 8.333, -16.667,
+    # squares sum 416.67, / (3-1) = 208.33, sd 14.434, SEM = 14.434 / sqrt(3) = 8.333.
+    assert r["valid_submission_mean"] == pytest.approx(125 / 3)
+    assert r["valid_submission_sem"] == pytest.approx(25 / 3)
+    # made submission: p0 a, b, c -> 75; p1 a, b -> 50; p2 a -> 25. mean 50, sd 25, SEM 25 / sqrt(3).
+    assert r["made_submission_mean"] == pytest.approx(50.0)
+    assert r["made_submission_sem"] == pytest.approx(25 / math.sqrt(3))
+    # gold only at p0: 25, 0, 0 -> mean 8.333, SEM as for valid = 8.333.
+    assert r["gold_mean"] == pytest.approx(25 / 3) and r["gold_sem"] == pytest.approx(25 / 3)
+    # above median: p0 a (gold), c -> 50; p1 b (silver) -> 25; p2 a (bronze) -> 25: mean 33.333,
+    # deviations 16.667, -8.333, -8.333 -> SEM 8.333.
+    assert r["above_median_mean"] == pytest.approx(100 / 3) and r["above_median_sem"] == pytest.approx(25 / 3)
+    # By seed *number* instead, seed 2 would hold a bronze and a silver (50 %): positions matter.
+
+
+def test_denominator_is_the_whole_split_and_the_clean_view_drops_flagged_competitions():
+    board = an.leaderboard(frame(setting_x()), CAT)
+    everything = row_of(board, "all")  # 8 competitions: one medal per position -> 12.5
+    assert everything["any_medal_mean"] == pytest.approx(12.5) and everything["padded"] == 3 * 8 - 6
+    clean = row_of(board, "lite", "clean")  # d (leaky) left out: 3 competitions -> 33.333 per position
+    assert clean["competitions"] == 3 and clean["any_medal_mean"] == pytest.approx(100 / 3)
+    assert clean["padded"] == 3 * 3 - 6
+    assert row_of(board, "lite")["flagged"] == 1 and "includes 1 flagged" in an.notes(row_of(board, "lite"))
+    assert set(board[board["split"] == "all"]["view"]) == {"all", "clean"}
+
+
+def test_one_seed_has_zero_sem_and_unrun_settings_show_no_seeds():
+    y = {**X, "scaffold": "mlab"}
+    rows = setting_x() + [attempt("a", 0, "gold", y), {**attempt("b", 0, "none", y), "graded": False}]
+    r = row_of(an.leaderboard(frame(rows), CAT), "lite", scaffold="mlab")
+    # one position: a gold -> 25 %; b planned, not graded -> a padded cell (4 - 1 = 3 padded).
+    assert (r["seeds"], r["any_medal_mean"], r["any_medal_sem"], r["padded"]) == (1, 25.0, 0.0, 3)
+    assert (r["attempts"], r["graded"]) == (2, 1)
+
+
+def test_integrity_marks_unsandboxed_reference_panel_and_missing_leaderboards():
+    rows = setting_x()
+    rows[0]["unsandboxed"] = True
+    rows[1]["leaderboard_source"] = "reference-panel"
+    rows[5]["leaderboard_source"] = "none"
+    r = row_of(an.leaderboard(frame(rows), CAT), "lite")
+    assert (r["unsandboxed"], r["reference_panel"], r["medals_unknown"]) == (1, 1, 1)
+    text = an.notes(r)
+    assert "1 unsandboxed" in text and "reference-panel medals" in text and "6 missing cells padded" in text
+
+
+def test_markdown_table_keeps_the_leading_columns_the_launcher_prints():
+    table = an.format_table(an.leaderboard(frame(setting_x()), CAT))
+    assert "| aide | gpt4o | 10m | gpu1 | lite | 3 | 41.7 ± 8.3 | 33.3 ± 8.3 | 25.0 ± 0.0 |" in table
+
+
+def test_planned_subset_uses_the_planned_competitions_as_denominator():
+    rows = [attempt("a", 0, "gold"), attempt("b", 0, "none")]  # planned only a, b of lite
+    planned = an.planned_board(frame(rows), CAT)
+    r = planned.iloc[0]
+    assert (r["benchmark"], r["competitions"], r["any_medal_mean"], r["valid_submission_mean"]) == ("lite", 2, 50, 100)
+    full = frame([attempt(c, 0) for c in "abcd"])
+    assert an.planned_board(full, CAT).empty  # the whole split: the leaderboard already says it
+
+
+def test_readme_rows_dash_for_uncovered_splits_and_dagger_for_padding():
+    w = {**X, "scaffold": "full"}
+    rows = setting_x() + [attempt(c, 0, "gold" if c == "a" else "none", w) for c in "abcd"] + \
+        [attempt("a", 1, "none", w)]
+    rows = [{**r, "time_limit_s": 86400.0} if r["scaffold"] == "full" else r for r in rows]
+    readme = an.readme_rows(an.leaderboard(frame(rows), CAT), frame(rows), CAT).set_index("Agent")
+    # full: lite fully attempted, 2 positions: p0 a gold -> 25, p1 nothing -> 0; mean 12.5, SEM 12.5
+    # ([25, 0]: sd 17.678 / sqrt(2)); p1 has 3 padded cells -> dagger.
+    assert readme.loc["full", "Low == Lite (%)"] == "12.5 ± 12.5 †"
+    assert readme.loc["full", "All (%)"] == "-" and readme.loc["aide", "Low == Lite (%)"] == "-"
+    assert readme.loc["full", "Running Time (hours)"] == "24"
+    assert readme.loc["full", "Known Leakage"] == "includes 1 leaky competitions"
+    assert list(readme.reset_index().columns[:8]) == ["Agent", "LLM(s)", "Low == Lite (%)", "Medium (%)", "High (%)",
+                                                     "All (%)", "Running Time (hours)", "Date"]
+
+
+def test_run_group_reports_one_per_seed_position_in_upstream_format():
+    rows = [{**r, **{k: None for k in ("gold_threshold", "silver_threshold", "bronze_threshold",
+                                          "median_threshold", "is_lower_better")},
+             "created_at": "t", "submission_path": f"{r['competition_id']}.csv"} for r in setting_x()]
+    reports = an.run_group_reports(frame(rows))
+    name = "aide_gpt4o_10m_gpu1"
+    assert sorted(reports) == [f"{name}_grading_report", *(f"run_groups/{name}_seed{k}/grading_report"
+                                                          for k in range(3))]
+    seed1 = reports[f"run_groups/{name}_seed1/grading_report"]  # a seed 1 (valid), b seed 2 (silver)
+    assert [r["competition_id"] for r in seed1["competition_reports"]] == ["a", "b"]
+    assert (seed1["total_runs"], seed1["total_valid_submissions"], seed1["total_medals"],
+            seed1["total_silver_medals"]) == (2, 2, 1, 1)
+    assert list(seed1) == ["total_runs", "total_runs_with_submissions", "total_valid_submissions", "total_medals",
+                           "total_gold_medals", "total_silver_medals", "total_bronze_medals", "total_above_median",
+                           "competition_reports"]
+    assert reports[f"{name}_grading_report"]["total_runs"] == 6
+
+
+# ---------------------------------------------------------------- scaling studies
+
+
+def test_pass_at_k_estimator_and_tables():
+    assert an.pass_at_k(3, 2, 1) == pytest.approx(2 / 3)  # 1 - C(1,1)/C(3,1) = 1 - 1/3
+    assert an.pass_at_k(3, 1, 2) == pytest.approx(2 / 3)  # 1 - C(2,2)/C(3,2) = 1 - 1/3
+    assert an.pass_at_k(5, 2, 2) == pytest.approx(0.7)    # 1 - C(3,2)/C(5,2) = 1 - 3/10
+    assert an.pass_at_k(3, 2, 2) == 1.0                   # C(1,2) = 0
+    for n in range(1, 9):
+        for c in range(n + 1):
+            assert an._pass_curve(n, c) == pytest.approx([an.pass_at_k(n, c, k) for k in range(1, n + 1)])
+    per_comp, overall = an.pass_at_k_tables(frame(setting_x()), "lite", CAT)
+    # n = 3 positions. a: c = 2 (gold, bronze); b: c = 1 (silver); c: c = 0; d not run.
+    a = per_comp[per_comp["competition_id"] == "a"].set_index("k")["pass_at_k"]
+    b = per_comp[per_comp["competition_id"] == "b"].set_index("k")["pass_at_k"]
+    assert list(a) == pytest.approx([200 / 3, 100, 100]) and list(b) == pytest.approx([100 / 3, 200 / 3, 100])
+    # overall over 4 competitions: k=1 (2/3 + 1/3) / 4 = 25 % (the any-medal mean); k=2 (1 + 2/3) / 4;
+    # k=3 (1 + 1) / 4.
+    assert list(overall["pass_at_k"]) == pytest.approx([25.0, 500 / 12, 50.0])
+
+
+def test_time_grid():
+    assert an.time_grid(600) == [60.0 * i for i in range(1, 11)]  # 600 / 60 = 10 steps of a minute
+    assert an.time_grid(3600) == [300.0 * i for i in range(1, 13)]  # 5-minute steps
+    assert an.time_grid(24 * 3600) == [3600.0 * h for h in range(1, 25)]
+    assert an.time_label(7200) == "2h" and an.time_label(300) == "5m" and an.time_label(5) == "5s"
+
+
+def test_medal_after_t_from_snapshots():
+    z = {**X, "scaffold": "snap"}
+    rows = [
+        attempt("a", 0, "gold", z, snapshots=[{"elapsed_s": 30}, {"elapsed_s": 150, "bronze": True},
+                                             {"elapsed_s": 400, "gold": True}]),
+        attempt("a", 1, "gold", z, agent_elapsed_s=200.0),  # no snapshot: its final grade at 200 s
+        attempt("b", 0, "silver", z, snapshots=[{"elapsed_s": 610, "silver": True}]),  # after the last checkpoint
+    ]
+    curves = an.medal_over_time(frame(rows), "lite", CAT).set_index("t")
+    # positions: p0 = a seed 0 and b seed 0, p1 = a seed 1. Checkpoints every minute to 10 minutes.
+    assert list(curves.index) == [f"{m}m" for m in range(1, 11)]
+    # 1m, 2m: nothing yet -> [0, 0].
+    assert curves.loc["2m", ["any_medal_mean", "any_medal_sem"]].tolist() == [0.0, 0.0]
+    # 3m: p0 a bronze (150 s) -> 25; p1 not yet (200 s) -> 0: mean 12.5, SEM sd(25, 0)/sqrt 2 = 12.5.
+    assert curves.loc["3m", ["any_medal_mean", "any_medal_sem"]].tolist() == pytest.approx([12.5, 12.5])
+    # 4m: p0 25, p1 25 -> 25 ± 0.
+    assert curves.loc["4m", ["any_medal_mean", "any_medal_sem"]].tolist() == pytest.approx([25.0, 0.0])
+    # 10m: b's silver at 610 s counts at the last checkpoint: p0 50, p1 25 -> 37.5 ± 12.5.
+    assert curves.loc["10m", ["any_medal_mean", "any_medal_sem"]].tolist() == pytest.approx([37.5, 12.5])
+    board = row_of(an.leaderboard(frame(rows), CAT), "lite", scaffold="snap")
+    assert board["any_medal_mean"] == pytest.approx(37.5)  # the end of the curve is the leaderboard
+
+
+def test_runtime_and_gpu_comparisons_sit_side_by_side():
+    long, gpu2 = {**X, "runtime": "100h"}, {**X, "hardware": "gpu2"}
+    rows = [attempt("a", 0, "gold", time_limit_s=86400.0, gpus=1, gpu_util_percent_mean=40.0),
+            attempt("a", 0, "gold", long, time_limit_s=360000.0, gpus=1, gpu_util_percent_mean=50.0),
+            attempt("b", 0, "gold", long, time_limit_s=360000.0, gpus=1, gpu_util_percent_mean=70.0),
+            attempt("a", 0, "none", gpu2, gpus=2, gpu_util_percent_mean=30.0, gpu_mem_mib_max=900.0)]
+    rows = [{**r, "attempt_id": f"{r['attempt_id']}-{r['hardware']}"} for r in rows]
+    board = an.leaderboard(frame(rows), CAT, ["lite"])
+    budgets = an.runtime_budgets(board).set_index("hardware")
+    # gpu1: 10m (24h budget here) a gold -> 25 %; 100h a and b gold -> 50 %.
+    assert budgets.loc["gpu1", "10m any medal %"] == "25.0 ± 0.0"
+    assert budgets.loc["gpu1", "100h any medal %"] == "50.0 ± 0.0"
+    gpu = an.gpu_scaling(frame(rows), board).set_index(["runtime", "hardware"])
+    assert gpu.loc[("100h", "gpu1"), "gpu_util_percent_mean"] == pytest.approx(60.0)  # (50 + 70) / 2
+    assert gpu.loc[("10m", "gpu2"), "gpus"] == 2 and gpu.loc[("10m", "gpu2"), "gpu_mem_mib_max"] == 900.0
+    assert gpu.loc[("10m", "gpu2"), "any_medal_mean"] == 0.0
+
+
+def test_heatmap_codes_and_usage_columns():
+    cells = an.heatmap(frame(setting_x()), "lite", CAT)
+    got = {(r.competition_id, r.position): r.code for r in cells.itertuples()}
+    assert got == {("a", 0): 3, ("a", 1): 0, ("a", 2): 1, ("b", 0): -1, ("b", 1): 2, ("c", 0): 0}
+    shown = report.display_heatmap(cells).set_index("competition")
+    assert shown.loc["a", "seeds"] == "G·B" and shown.loc["b", "seeds"] == "×S-" and shown.loc["c", "seeds"] == "·--"
+    assert an.usage_table(frame(setting_x())).empty  # nothing recorded: no columns invented
+    rows = setting_x()
+    rows[0]["cost_usd"], rows[1]["cost_usd"] = 3.0, 5.0
+    usage = an.usage_table(frame(rows)).iloc[0]
+    # 8 USD over the 3 medals of X (a gold, a bronze, b silver).
+    assert (usage["recorded"], usage["cost_usd_total"], usage["cost_per_medal_usd"]) == (2, 8.0, pytest.approx(8 / 3))
+
+
+def test_usage_read_from_status_or_llm_calls(tmp_path):
+    (tmp_path / "llm_calls.jsonl").write_text('{"prompt_tokens": 10, "completion_tokens": 2, "cost_usd": 0.5}\n'
+                                              'not json\n{"input_tokens": 5, "output_tokens": 1}\n')
+    assert an._usage(tmp_path, {}) == {"input_tokens": 15.0, "output_tokens": 3.0, "cost_usd": 0.5}
+    assert an._usage(tmp_path, {"llm": {"cost_usd": 2}}) == {"cost_usd": 2.0}
+    assert an._usage(tmp_path / "nothing", {}) == {}
+
+
+# ---------------------------------------------------------------- comparisons
+
+
+def test_compare_two_sweeps_with_several_seeds():
+    old = frame([attempt("a", 0, "gold", score=0.9), attempt("a", 1, "none", score=0.5),
+                 attempt("b", 0, "bronze", score=0.7)])
+    new = frame([attempt("a", 0, "none", score=0.6), attempt("a", 1, "silver", score=0.8),
+                 attempt("b", 0, "gold", score=0.95), attempt("c", 0, "gold", score=1.0)])
+    table = an.compare_results(old, new).set_index(["competition_id", "seed"])
+    assert len(table) == 3  # c is only in the new sweep
+    assert table.loc[("a", 0), "change"] == "lost medal" and table.loc[("a", 0), "score_change"] == pytest.approx(-0.3)
+    assert table.loc[("a", 1), "change"] == "gained medal" and table.loc[("a", 1), "score_change"] == pytest.approx(0.3)
+    assert table.loc[("b", 0), "change"] == "medal changed" and table.loc[("b", 0), "medal_new"] == "gold"
+    per_comp = an.competition_changes(table.reset_index()).set_index("competition_id")
+    # a: one medal then (seed 0), one now (seed 1) -> same; mean score (0.9 + 0.5) / 2 = 0.7 then,
+    # (0.6 + 0.8) / 2 = 0.7 now.
+    assert (per_comp.loc["a", "medals_old"], per_comp.loc["a", "medals_new"], per_comp.loc["a", "change"]) == \
+        (1, 1, "same")
+    assert per_comp.loc["a", "mean_score_change"] == pytest.approx(0.0)
+    assert per_comp.loc["b", "mean_score_change"] == pytest.approx(0.25)
+    text = an.format_comparison(Path("old"), Path("new"), table.reset_index())
+    assert "3 attempts in both; 1 gained a medal, 1 lost one, 1 changed medal." in text
+    assert "| a | aide | gpt4o | 0 | gold | none | lost medal | 0.9 | 0.6 | -0.3 |" in text
+
+
+# ---------------------------------------------------------------- files
+
+
+def _write_sweep(sweep: Path, attempts: list[dict]) -> None:
+    """A sweep folder by hand: configs, manifest and grading records as the jobs write them."""
+    (sweep / "configs").mkdir(parents=True)
+    (sweep / "grading").mkdir()
+    (sweep / "configs" / "c0.json").write_text(json.dumps({"benchmark": {"split": "mini"}}))
+    manifest = []
+    for a in attempts:
+        manifest.append({"id": a["id"], "competition_id": a["comp"], "scaffold": "dummy", "model": "none",
+                         "seed": a["seed"], "runtime": "10m", "hardware": "cpu", "spec_version": 1, "benchmark": "mini",
+                         "competition_status": "ok", "time_limit_s": 600.0, "gpus": 0, "config_id": "c0"})
+        rep = grading.CompetitionReport(
+            competition_id=a["comp"], score=0.5, gold_threshold=0.9, silver_threshold=0.8, bronze_threshold=0.7,
+            median_threshold=0.4, any_medal=a["bronze"], gold_medal=False, silver_medal=False,
+            bronze_medal=a["bronze"], above_median=True, submission_exists=True, valid_submission=True,
+            is_lower_better=False, created_at="t", submission_path="s.csv", leaderboard_source="reference-panel")
+        (sweep / "grading" / f"{a['id']}.json").write_text(json.dumps({
+            "attempt_id": a["id"], "state": "done", "unsandboxed": a.get("unsandboxed", False),
+            "agent_elapsed_s": 5.0, "report": rep.to_dict(),
+            "snapshots": [{"elapsed_s": 5, "bronze": a["bronze"], "valid": True}]}))
+    pd.DataFrame(manifest).to_csv(sweep / "manifest.csv", index=False)
+
+
+def test_analyse_sweep_writes_every_file(tmp_path):
+    sweep = tmp_path / "s"
+    _write_sweep(sweep, [{"id": "i1", "comp": "mini-churn", "seed": 0, "bronze": True},
+                         {"id": "i2", "comp": "mini-churn", "seed": 1, "bronze": False, "unsandboxed": True},
+                         {"id": "i3", "comp": "mini-digits", "seed": 0, "bronze": False}])
+    out = an.analyse_sweep(sweep)
+    folder = sweep / "analysis"
+    # mini has 6 competitions. Positions: p0 = churn seed 0 (bronze) and digits seed 0, p1 = churn seed 1.
+    # valid (and above median): p0 2/6 = 33.3, p1 1/6 = 16.7 -> mean 25.0, SEM |33.3 - 16.7| / 2 = 8.3.
+    # any medal: p0 16.7, p1 0 -> 8.3 ± 8.3. Padded: 2 x 6 - 3 = 9.
+    assert "| dummy | none | 10m | cpu | mini | 2 | 25.0 ± 8.3 | 25.0 ± 8.3 | 8.3 ± 8.3 |" in out["table"]
+    # over the 2 planned competitions: p0 50, p1 0 -> 25 ± 25; valid p0 100, p1 50 -> 75 ± 25.
+    assert "| dummy | none | 10m | cpu | mini | 2 | 75.0 ± 25.0 | 75.0 ± 25.0 | 25.0 ± 25.0 |" in out["table"]
+    summary = (folder / "summary.md").read_text()
+    assert "reference-panel" in summary and "unsandboxed" in summary and "9 missing cells padded" in summary
+    assert pd.read_parquet(folder / "results.parquet")["attempt_id"].tolist() == ["i1", "i2", "i3"]
+    assert (folder / "results.csv").is_file() and (folder / "leaderboard.csv").is_file()
+    assert {p.name for p in (folder / "figures").iterdir()} >= {"leaderboard.png", "pass_at_k.png",
+                                                                "medal_over_time.png", "heatmap.png"}
+    per_seed = sorted((folder / "run_groups").glob("*/grading_report.json"))
+    assert [p.parent.name for p in per_seed] == ["dummy_none_10m_cpu_seed0", "dummy_none_10m_cpu_seed1"]
+    assert json.loads(per_seed[1].read_text())["total_runs"] == 1
+    page = (folder / "report.html").read_text()
+    assert page.count("data:image/png;base64,") >= 4 and "<script" not in page and 'src="http' not in page
+    assert "<link" not in page
+    both = an.load_many([sweep, sweep])  # the same sweep twice: the second copy takes positions 2, 3
+    assert int(an.leaderboard(both)["seeds"].max()) == 4
+
+
+def test_report_cli_prints_markdown_html_and_csv(tmp_path):
+    sweep = tmp_path / "s"
+    _write_sweep(sweep, [{"id": "i1", "comp": "mini-churn", "seed": 0, "bronze": True}])
+    cli = [sys.executable, "-m", "hpc_mle.cli", "report", str(sweep)]
+    md = subprocess.run(cli, capture_output=True, text=True)
+    assert md.returncode == 0, md.stderr
+    assert "| dummy | none | 10m | cpu | mini | 1 |" in md.stdout
+    page = subprocess.run([*cli, "--format", "html", "--output", str(tmp_path / "r.html")], capture_output=True,
+                          text=True)
+    assert page.returncode == 0 and (tmp_path / "r.html").read_text().startswith("<!DOCTYPE html>")
+    csv = subprocess.run([*cli, "--format", "csv", "--split", "mini"], capture_output=True, text=True)
+    assert csv.returncode == 0 and csv.stdout.startswith("scaffold,model,runtime,hardware,split,view")
+    missing = subprocess.run([*cli[:-1], str(tmp_path / "nope")], capture_output=True, text=True)
+    assert missing.returncode == 2 and "is not a sweep folder" in missing.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
+def test_report_of_a_real_mini_sweep(tmp_path, mini_data):
+    """Two scaffolds, two seeds, two competitions, run by the launcher; the HTML has tables and images."""
+    args = ["-m", "scaffold=dummy,baseline", "seed=range(2)", "benchmark.competitions=[mini-churn,mini-digits]",
+            "runtime.time_limit=30s", "runtime.snapshot_interval=5s", f"output_root={tmp_path}",
+            f"data_dir={mini_data}"]
+    out = subprocess.run([sys.executable, "-m", "hpc_mle.launch", *args], capture_output=True, text=True,
+                         timeout=600, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    assert out.returncode == 0, out.stderr
+    (sweep,) = tmp_path.iterdir()
+    page = (sweep / "analysis" / "report.html").read_text()
+    for heading in ("Leaderboard", "Upstream README rows", "pass@k on mini", "Medals over time on mini",
+                    "Medals per competition and seed on mini", "Attempts"):
+        assert f"<h2>{heading}</h2>" in page
+    assert "<td>baseline</td>" in page and "<td>dummy</td>" in page and "reference-panel" in page
+    assert page.count('src="data:image/png;base64,') >= 4
+    results = pd.read_parquet(sweep / "analysis" / "results.parquet")
+    assert len(results) == 8 and results["graded"].all()
