@@ -14,7 +14,7 @@ system-deps:
 		|| echo "bubblewrap is not installed and cannot be here: sandbox tests will skip"
 
 lint: install
-	$(PYTHON) -m ruff check hpc_mle tests benchmarks
+	$(PYTHON) -m ruff check hpc_mle tests benchmarks analysis
 
 test: install system-deps lint
 	$(PYTHON) -m pytest

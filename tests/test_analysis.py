@@ -374,3 +374,24 @@ def test_report_of_a_real_mini_sweep(tmp_path, mini_data):
     assert page.count('src="data:image/png;base64,') >= 4
     results = pd.read_parquet(sweep / "analysis" / "results.parquet")
     assert len(results) == 8 and results["graded"].all()
+
+
+STUDIES = ["leaderboard", "pass_at_k", "medal_over_time", "runtime_budget", "gpu_scaling", "heatmap"]
+
+
+@pytest.mark.parametrize("study", STUDIES)
+def test_each_study_script_reproduces_its_table_and_figure(study, tmp_path, monkeypatch, capsys):
+    import runpy
+
+    sweep = tmp_path / "s"
+    _write_sweep(sweep, [{"id": "i1", "comp": "mini-churn", "seed": 0, "bronze": True},
+                         {"id": "i2", "comp": "mini-digits", "seed": 0, "bronze": False}])
+    scripts = Path(__file__).resolve().parents[1] / "analysis"
+    monkeypatch.syspath_prepend(str(scripts))
+    monkeypatch.setattr(sys, "argv", [f"{study}.py", str(sweep), "--png", str(tmp_path / "f.png")])
+    runpy.run_path(str(scripts / f"{study}.py"), run_name="__main__")
+    out = capsys.readouterr().out
+    assert "| dummy | none | 10m | cpu |" in out or "dummy / none / 10m / cpu" in out, out
+    if study in ("leaderboard", "pass_at_k", "medal_over_time", "heatmap"):
+        assert (tmp_path / "f.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (scripts / "README.md").read_text().count(f"`{study}.py`") == 1
