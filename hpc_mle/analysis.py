@@ -14,6 +14,7 @@ padded up to the most seeds any competition of the split has, and the padded cel
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import math
 from collections.abc import Iterable, Sequence
@@ -70,13 +71,13 @@ def default_catalogue() -> Catalogue:
 
 def covering_splits(results: pd.DataFrame, catalogue: Catalogue) -> list[str]:
     """The splits that hold at least one of the competitions in these results, in SPLITS order."""
-    ids = set(results["competition_id"]) if len(results) else set()
+    ids = set(results["competition_id"].unique()) if len(results) else set()
     return [s for s, members in catalogue.splits.items() if ids & set(members)]
 
 
 def primary_split(results: pd.DataFrame, catalogue: Catalogue) -> str | None:
     """Where the scaling studies are computed: the smallest split holding every competition run."""
-    ids = set(results["competition_id"]) if len(results) else set()
+    ids = set(results["competition_id"].unique()) if len(results) else set()
     candidates = covering_splits(results, catalogue)
     whole = [s for s in candidates if ids <= set(catalogue.splits[s])]
     pool = whole or candidates
@@ -293,15 +294,17 @@ def board_for(counts: pd.DataFrame, pos: pd.DataFrame, comps: Sequence[str], cat
 
 
 def leaderboard(results: pd.DataFrame, catalogue: Catalogue | None = None,
-                splits: Sequence[str] | None = None) -> pd.DataFrame:
+                splits: Sequence[str] | None = None, pos: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per setting, split and view: upstream's numbers with seeds, padding and integrity counts.
 
     View `all` counts every competition of the split; view `clean` leaves out those whose status is
-    known-issue, leaky or excluded (only for splits that have some)."""
+    known-issue, leaky or excluded (only for splits that have some). `pos`: `positioned(results)`,
+    when the caller has it already (so do the other studies)."""
     if results.empty:
         return pd.DataFrame()
     catalogue = catalogue or default_catalogue()
-    pos, counts = positioned(results), per_competition_counts(results)
+    pos = positioned(results) if pos is None else pos
+    counts = per_competition_counts(results)
     blocks = []
     for split in splits or covering_splits(results, catalogue):
         members = catalogue.splits[split]
@@ -316,7 +319,8 @@ def leaderboard(results: pd.DataFrame, catalogue: Catalogue | None = None,
     return pd.concat(blocks, ignore_index=True) if blocks else pd.DataFrame()
 
 
-def planned_board(results: pd.DataFrame, catalogue: Catalogue | None = None) -> pd.DataFrame:
+def planned_board(results: pd.DataFrame, catalogue: Catalogue | None = None,
+                  pos: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per setting and configured benchmark, over the competitions the sweep planned, for the sweeps
     that planned part of a split only (`benchmark.competitions`, `exclude_status`); empty otherwise.
 
@@ -331,7 +335,7 @@ def planned_board(results: pd.DataFrame, catalogue: Catalogue | None = None) -> 
     subsets = {k: comps for k, comps in planned.items() if set(comps) != set(catalogue.splits.get(k[-1], ()))}
     if not subsets:
         return pd.DataFrame()
-    pos, blocks = positioned(results), []
+    pos, blocks = positioned(results) if pos is None else pos, []
     for key, comps in subsets.items():
         mine = frame[(frame[keys] == list(key)).all(axis=1)]
         ids = set(mine["attempt_id"])
@@ -403,22 +407,24 @@ def readme_rows(board: pd.DataFrame, results: pd.DataFrame, catalogue: Catalogue
     catalogue = catalogue or default_catalogue()
     view = board[board["view"] == "all"]
     columns = {"lite": "Low == Lite (%)", "medium": "Medium (%)", "high": "High (%)", "all": "All (%)"}
-    graded = results[results["graded"]]
-    dates = graded.groupby(SETTING)["graded_at"].max() if "graded_at" in graded else pd.Series(dtype=object)
-    is_leaky = graded["competition_id"].map(lambda c: catalogue.status.get(c) == "leaky").astype(bool)
-    leaky = graded[is_leaky].groupby(SETTING)["competition_id"].nunique()
+    graded = results.loc[results["graded"], [*SETTING, "competition_id", "graded_at"]
+                         if "graded_at" in results else [*SETTING, "competition_id"]]
+    dates = graded.groupby(SETTING)["graded_at"].max().to_dict() if "graded_at" in graded else {}
+    leaky = graded[graded["competition_id"].map(catalogue.status).eq("leaky")] \
+        .groupby(SETTING)["competition_id"].nunique().to_dict()
+    cells = {(*(r[k] for k in SETTING), r["split"]): r for r in view.to_dict("records")}
+    budgets = view.groupby(SETTING)["budget_s"].max().to_dict() if "budget_s" in view else {}
     rows = []
-    for setting, group in view.groupby(SETTING, sort=True):
+    for setting in sorted({key[:-1] for key in cells}):
         key = dict(zip(SETTING, setting, strict=True))
         row = {"Agent": key["scaffold"], "LLM(s)": key["model"]}
         for split, label in columns.items():
-            match = group[group["split"] == split].to_dict("records")
-            if not match or match[0]["attempted"] < match[0]["competitions"]:
+            match = cells.get((*setting, split))
+            if not match or match["attempted"] < match["competitions"]:
                 row[label] = "-"
             else:
-                row[label] = cell(match[0]["any_medal_mean"], match[0]["any_medal_sem"]) + \
-                    (" †" if match[0]["padded"] else "")
-        budget = group["budget_s"].max() if "budget_s" in group else np.nan
+                row[label] = cell(match["any_medal_mean"], match["any_medal_sem"]) + (" †" if match["padded"] else "")
+        budget = budgets.get(setting, np.nan)
         row["Running Time (hours)"] = "-" if pd.isna(budget) else f"{budget / 3600:.3g}"
         stamp = dates.get(setting)
         row["Date"] = str(stamp)[:10] if isinstance(stamp, str) else "-"
@@ -490,15 +496,15 @@ def _pass_curve(n: int, c: int) -> np.ndarray:
     return 1.0 - np.prod(np.clip(terms, 0.0, None), axis=1)
 
 
-def pass_at_k_tables(results: pd.DataFrame, split: str,
-                     catalogue: Catalogue | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def pass_at_k_tables(results: pd.DataFrame, split: str, catalogue: Catalogue | None = None,
+                     pos: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(per competition, overall) pass@k in % for k = 1..n, n = the setting's seed positions.
 
     Missing seeds are failures, as in the leaderboard, so overall pass@1 equals the any-medal mean.
     Overall = mean over every competition of the split (the ones not run count 0)."""
     catalogue = catalogue or default_catalogue()
     comps = list(catalogue.splits[split])
-    pos = positioned(results)
+    pos = positioned(results) if pos is None else pos
     pos = pos[pos["competition_id"].isin(comps)] if len(pos) else pos
     per_comp, overall = [], []
     if pos.empty:
@@ -534,65 +540,85 @@ def time_label(seconds: float) -> str:
     return f"{seconds / 60:g}m" if seconds >= 60 and seconds % 60 == 0 else f"{seconds:g}s"
 
 
+def _floats(results: pd.DataFrame, column: str) -> np.ndarray:
+    if column not in results:
+        return np.full(len(results), np.nan)
+    return pd.to_numeric(results[column], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+
+
 def snapshot_frame(results: pd.DataFrame) -> pd.DataFrame:
-    """One row per graded snapshot: attempt, elapsed seconds and whether it earned any medal.
+    """One row per graded snapshot: `row` (the attempt's position in `results`), elapsed seconds and
+    whether it earned any medal.
 
     An attempt with no snapshot at all contributes its final grade, at the time its agent stopped
     (or at its budget when that is unknown)."""
-    rows = []
-    for aid, snaps, final, elapsed, budget in zip(
-            results["attempt_id"], results["snapshots"], results.get("any_medal", pd.Series(pd.NA, index=results.index)),
-            results.get("agent_elapsed_s", pd.Series(np.nan, index=results.index)),
-            results.get("time_limit_s", pd.Series(np.nan, index=results.index)), strict=True):
-        if snaps:
-            rows += [(aid, float(s.get("elapsed_s") or 0), bool(s.get("gold") or s.get("silver") or s.get("bronze")))
-                     for s in snaps]
-        else:
-            when = elapsed if elapsed is not None and not pd.isna(elapsed) else budget
-            rows.append((aid, float(when) if when is not None and not pd.isna(when) else 0.0,
-                         bool(final) if final is not None and final is not pd.NA else False))
-    return pd.DataFrame(rows, columns=["attempt_id", "elapsed_s", "any_medal"])
+    finals = results["any_medal"].fillna(False).astype(bool).tolist() if "any_medal" in results \
+        else [False] * len(results)
+    stopped = np.where(np.isnan(_floats(results, "agent_elapsed_s")), _floats(results, "time_limit_s"),
+                       _floats(results, "agent_elapsed_s"))
+    lists = results["snapshots"].tolist()
+    counts = np.fromiter((len(x) for x in lists), dtype=np.int64, count=len(lists))
+    flat = list(itertools.chain.from_iterable(lists))
+    bare = np.flatnonzero(counts == 0)  # no snapshot: the final grade when the agent stopped
+    rows = np.concatenate([np.repeat(np.arange(len(lists)), counts), bare])
+    when = np.concatenate([np.fromiter((x.get("elapsed_s") or 0 for x in flat), dtype=float, count=len(flat)),
+                           np.nan_to_num(stopped[bare], nan=0.0)])
+    medal = np.concatenate([np.fromiter((bool(x.get("gold") or x.get("silver") or x.get("bronze")) for x in flat),
+                                        dtype=bool, count=len(flat)), np.asarray(finals, dtype=bool)[bare]])
+    return pd.DataFrame({"row": rows, "elapsed_s": when, "any_medal": medal})
 
 
-def medal_matrix(attempt_ids: Sequence[str], snaps: pd.DataFrame, grid: Sequence[float]) -> np.ndarray:
-    """attempts x checkpoints: 1 where the latest snapshot at or before the checkpoint has a medal."""
-    index = pd.Index(attempt_ids)
-    snaps = snaps[snaps["attempt_id"].isin(index)].sort_values(["attempt_id", "elapsed_s"], kind="stable")
-    # A snapshot counts from the first checkpoint at or after it; one taken after the last checkpoint
-    # (the final copy of an agent stopped at its budget) counts at the last one.
-    cells = pd.DataFrame({
-        "row": index.get_indexer(snaps["attempt_id"]),
-        "col": np.minimum(np.searchsorted(np.asarray(grid, dtype=float), snaps["elapsed_s"].to_numpy(), "left"),
-                          len(grid) - 1),
-        "medal": snaps["any_medal"].to_numpy(dtype=float)}).drop_duplicates(["row", "col"], keep="last")
-    out = np.full((len(index), len(grid)), np.nan)
-    out[cells["row"].to_numpy(), cells["col"].to_numpy()] = cells["medal"].to_numpy()
-    return pd.DataFrame(out).ffill(axis=1).fillna(0.0).to_numpy()
+def medal_matrix(rows: np.ndarray, elapsed: np.ndarray, medal: np.ndarray, n: int,
+                 grid: Sequence[float]) -> np.ndarray:
+    """n attempts x checkpoints: 1 where the latest snapshot at or before the checkpoint has a medal.
+
+    A snapshot counts from the first checkpoint at or after it; one taken after the last checkpoint
+    (the final copy of an agent stopped at its budget) counts at the last one."""
+    width = len(grid)
+    col = np.minimum(np.searchsorted(np.asarray(grid, dtype=float), elapsed, "left"), width - 1)
+    order = np.lexsort((elapsed, rows))
+    key = (rows * width + col)[order]
+    _, first_from_end = np.unique(key[::-1], return_index=True)
+    last = len(key) - 1 - first_from_end  # the latest snapshot in each (attempt, checkpoint) cell
+    out = np.full(n * width, -1.0)
+    out[key[last]] = medal[order][last].astype(float)
+    out = out.reshape(n, width)
+    seen = np.where(out >= 0, np.arange(width), 0)
+    np.maximum.accumulate(seen, axis=1, out=seen)  # forward fill: the last checkpoint with a snapshot
+    filled = np.take_along_axis(out, seen, axis=1)
+    return np.where(filled < 0, 0.0, filled)
 
 
-def medal_over_time(results: pd.DataFrame, split: str, catalogue: Catalogue | None = None) -> pd.DataFrame:
+def medal_over_time(results: pd.DataFrame, split: str, catalogue: Catalogue | None = None,
+                    pos: pd.DataFrame | None = None) -> pd.DataFrame:
     """Any-medal % of the split reached by T (per setting, mean ± SEM over seed positions), T on the
     setting's own grid (`time_grid` of its budget)."""
     catalogue = catalogue or default_catalogue()
     comps = list(catalogue.splits[split])
-    pos = positioned(results)
-    pos = pos[pos["competition_id"].isin(comps)] if len(pos) else pos
+    pos = positioned(results) if pos is None else pos
+    pos = pos[pos["competition_id"].isin(comps)].reset_index(drop=True) if len(pos) else pos
     if pos.empty:
         return pd.DataFrame()
     snaps = snapshot_frame(pos)
+    snap_rows, elapsed, medal = snaps["row"].to_numpy(), snaps["elapsed_s"].to_numpy(), snaps["any_medal"].to_numpy()
+    budgets = pd.Series(_floats(pos, "time_limit_s")).fillna(0.0)
     blocks = []
-    for budget, group in pos.groupby(pos["time_limit_s"].fillna(0.0), sort=True):
-        grid = time_grid(budget) if budget > 0 else [float(snaps["elapsed_s"].max() or 1.0)]
-        matrix = medal_matrix(group["attempt_id"].tolist(), snaps, grid)
+    for budget, group in pos.groupby(budgets.to_numpy(), sort=True):
+        grid = time_grid(budget) if budget > 0 else [float(elapsed.max() or 1.0)]
+        mapping = np.full(len(pos), -1)
+        mapping[group.index.to_numpy()] = np.arange(len(group))
+        sel = mapping[snap_rows] >= 0
+        matrix = medal_matrix(mapping[snap_rows[sel]], elapsed[sel], medal[sel], len(group), grid)
         cols = [f"t{j}" for j in range(len(grid))]
         frame = pd.concat([group[[*SETTING, "competition_id", "position"]].reset_index(drop=True),
                            pd.DataFrame(matrix, columns=cols)], axis=1)
         agg = aggregate(frame, comps, cols)
-        for j, t in enumerate(grid):
-            part = agg[[*SETTING, "seeds"]].copy()
-            part["split"], part["t_s"], part["t"], part["budget_s"] = split, t, time_label(t), budget
-            part["any_medal_mean"], part["any_medal_sem"] = agg[f"t{j}_mean"], agg[f"t{j}_sem"]
-            blocks.append(part)
+        k = len(agg)
+        blocks.append(pd.DataFrame({
+            **{key: np.tile(agg[key].to_numpy(), len(grid)) for key in [*SETTING, "seeds"]},
+            "split": split, "t_s": np.repeat(grid, k), "t": np.repeat([time_label(t) for t in grid], k),
+            "budget_s": budget, "any_medal_mean": agg[[f"{c}_mean" for c in cols]].to_numpy().T.ravel(),
+            "any_medal_sem": agg[[f"{c}_sem" for c in cols]].to_numpy().T.ravel()}))
     return pd.concat(blocks, ignore_index=True).sort_values([*SETTING, "t_s"], ignore_index=True)
 
 
@@ -628,11 +654,12 @@ def gpu_scaling(results: pd.DataFrame, board: pd.DataFrame) -> pd.DataFrame:
     return out.sort_values(["scaffold", "model", "runtime", "split", "hardware"], ignore_index=True)
 
 
-def heatmap(results: pd.DataFrame, split: str, catalogue: Catalogue | None = None) -> pd.DataFrame:
+def heatmap(results: pd.DataFrame, split: str, catalogue: Catalogue | None = None,
+            pos: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per setting, competition and seed position: 3 gold, 2 silver, 1 bronze, 0 valid without medal,
     -1 no valid submission; padded (missing) cells are absent."""
     catalogue = catalogue or default_catalogue()
-    pos = positioned(results)
+    pos = positioned(results) if pos is None else pos
     pos = pos[pos["competition_id"].isin(catalogue.splits[split])] if len(pos) else pos
     if pos.empty:
         return pd.DataFrame(columns=[*SETTING, "competition_id", "position", "code"])
@@ -643,13 +670,14 @@ def heatmap(results: pd.DataFrame, split: str, catalogue: Catalogue | None = Non
     return out.reset_index(drop=True)
 
 
-def usage_table(results: pd.DataFrame) -> pd.DataFrame:
+def usage_table(results: pd.DataFrame, pos: pd.DataFrame | None = None) -> pd.DataFrame:
     """Tokens and cost per setting when attempts recorded them (empty otherwise)."""
     present = [c for c in USAGE if c in results and results[c].notna().any()]
     if not present:
         return pd.DataFrame()
     graded = results[results["graded"]]
-    medals = positioned(results).groupby(SETTING)["hit_any_medal"].sum().rename("medals")
+    pos = positioned(results) if pos is None else pos
+    medals = pos.groupby(SETTING)["hit_any_medal"].sum().rename("medals")
     out = graded.groupby(SETTING).agg(
         attempts=("attempt_id", "size"), recorded=(present[0], "count"),
         **{f"{c}_total": (c, "sum") for c in present}, **{f"{c}_mean": (c, "mean") for c in present})

@@ -174,10 +174,9 @@ def fig_heatmap(cells: pd.DataFrame, panel: bool, max_settings: int = 12, max_se
     ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, vmin=-2.5, vmax=3.5, aspect="auto", interpolation="nearest")
     ax.set_yticks(range(len(comps)), comps, fontsize=7)
     ax.set_xticks(centres, names, fontsize=7)
-    ax.set_xticks(np.arange(-0.5, width, 1), minor=True)
-    ax.set_yticks(np.arange(-0.5, len(comps), 1), minor=True)
-    ax.grid(which="minor", color="white", linewidth=0.6)
-    ax.tick_params(which="both", length=0)
+    ax.vlines(np.arange(0.5, width - 1), -0.5, len(comps) - 0.5, colors="white", linewidth=0.6)
+    ax.hlines(np.arange(0.5, len(comps) - 1), -0.5, width - 0.5, colors="white", linewidth=0.6)
+    ax.tick_params(length=0)
     ax.set_title("medals per seed position" + (" (reference-panel medals)" if panel else ""), fontsize=8)
     labels = ["not run (padded)", "no valid submission", "valid, no medal", "bronze", "silver", "gold"]
     ax.legend(handles=[Patch(color=c, label=t) for c, t in zip(colours, labels, strict=True)][::-1], fontsize=7,
@@ -304,7 +303,8 @@ def build_report(results: pd.DataFrame, title: str, split: str | None = None,
     if results.empty:
         return Report(title, [Section("No results", ["No attempt was planned in these sweeps."])], {}, {})
 
-    board = an.leaderboard(results, catalogue, [split] if split else None)
+    pos = an.positioned(results)
+    board = an.leaderboard(results, catalogue, [split] if split else None, pos)
     tables["leaderboard"] = board
     graded = results[results["graded"]]
     states = results["state"].fillna("pending").value_counts().to_dict()
@@ -338,7 +338,7 @@ def build_report(results: pd.DataFrame, title: str, split: str | None = None,
         if len(clean):
             lead.tables.append(("without competitions whose status is known-issue, leaky or excluded",
                                 display_board(clean)))
-    planned = an.planned_board(results, catalogue)
+    planned = an.planned_board(results, catalogue, pos)
     if len(planned) and planned["subset"].any():
         lead.text.append("Some sweeps planned only part of a split; over the competitions they planned:")
         lead.tables.append(("planned competitions only", display_board(planned[planned["subset"]], key="benchmark")))
@@ -354,8 +354,8 @@ def build_report(results: pd.DataFrame, title: str, split: str | None = None,
 
     study_split = split or an.primary_split(results, catalogue)
     if study_split:
-        sections += _studies(results, board, study_split, catalogue, figures, tables)
-    usage = an.usage_table(results)
+        sections += _studies(results, pos, board, study_split, catalogue, figures, tables)
+    usage = an.usage_table(results, pos)
     if len(usage):
         tables["usage"] = usage
         sections.append(Section("Tokens and cost", ["As recorded by the attempts (missing where they did not)."],
@@ -370,12 +370,12 @@ def build_report(results: pd.DataFrame, title: str, split: str | None = None,
     return Report(title, sections, figures, tables)
 
 
-def _studies(results: pd.DataFrame, board: pd.DataFrame, split: str, catalogue: an.Catalogue,
+def _studies(results: pd.DataFrame, pos: pd.DataFrame, board: pd.DataFrame, split: str, catalogue: an.Catalogue,
              figures: dict[str, bytes], tables: dict[str, pd.DataFrame]) -> list[Section]:
     """The scaling studies on one split: pass@k, medal over time, runtime, GPUs, the heatmap."""
     out = []
     size = len(catalogue.splits[split])
-    per_comp, overall = an.pass_at_k_tables(results, split, catalogue)
+    per_comp, overall = an.pass_at_k_tables(results, split, catalogue, pos)
     if len(overall):
         tables["pass_at_k"], tables["pass_at_k_per_competition"] = overall, per_comp
         wide_overall, wide_comp = display_pass_at_k(overall, per_comp)
@@ -385,7 +385,7 @@ def _studies(results: pd.DataFrame, board: pd.DataFrame, split: str, catalogue: 
             f"all {size} competitions of the split. Missing seeds count as failures, so pass@1 equals the "
             "leaderboard's any-medal mean."], [("overall", wide_overall), ("per competition", wide_comp)],
             ["pass_at_k.png"]))
-    curves = an.medal_over_time(results, split, catalogue)
+    curves = an.medal_over_time(results, split, catalogue, pos)
     if len(curves):
         tables["medal_over_time"] = curves
         figures["medal_over_time.png"] = fig_medal_over_time(curves)
@@ -419,7 +419,7 @@ def _studies(results: pd.DataFrame, board: pd.DataFrame, split: str, catalogue: 
                                                        notes)
             section.figures.append("gpu_scaling.png")
         out.append(section)
-    cells = an.heatmap(results, split, catalogue)
+    cells = an.heatmap(results, split, catalogue, pos)
     if len(cells):
         tables["heatmap"] = cells
         panel = bool((results.get("leaderboard_source") == "reference-panel").any())
@@ -513,10 +513,29 @@ def render_csv(report: Report) -> str:
 
 
 def results_for_files(results: pd.DataFrame) -> pd.DataFrame:
-    """results with the snapshot lists as JSON text, so parquet and CSV hold one value per cell."""
+    """results with the snapshot lists as JSON text, so CSV holds one value per cell."""
     out = results.copy()
     out["snapshots"] = [json.dumps(s) for s in out["snapshots"]]
     return out
+
+
+def parquet_bytes(results: pd.DataFrame) -> bytes:
+    """results.parquet: one row per attempt; the graded snapshots as a list of structs (JSON text
+    if their fields do not fit one struct type)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    buf = io.BytesIO()
+    if "snapshots" not in results:
+        results.to_parquet(buf, index=False)
+        return buf.getvalue()
+    table = pa.Table.from_pandas(results.drop(columns=["snapshots"]), preserve_index=False)
+    try:
+        snaps = pa.array(results["snapshots"].tolist())
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        snaps = pa.array([json.dumps(s) for s in results["snapshots"]])
+    pq.write_table(table.append_column("snapshots", snaps), buf)
+    return buf.getvalue()
 
 
 def write_report(results: pd.DataFrame, out_dir: Path, title: str, split: str | None = None,
@@ -536,13 +555,9 @@ def write_report(results: pd.DataFrame, out_dir: Path, title: str, split: str | 
         atomic_write_bytes(out_dir / "figures" / name, png)
     for name, frame in report.tables.items():
         atomic_write_text(out_dir / "tables" / f"{name}.csv", frame.to_csv(index=False))
-    files = results_for_files(results) if len(results) else results
-    atomic_write_text(out_dir / "results.csv", files.to_csv(index=False))
+    atomic_write_text(out_dir / "results.csv", results_for_files(results).to_csv(index=False) if len(results) else "")
     atomic_write_text(out_dir / "leaderboard.csv", render_csv(report))
-    parquet = out_dir / "results.parquet"
-    buf = io.BytesIO()
-    files.to_parquet(buf, index=False)
-    atomic_write_bytes(parquet, buf.getvalue())
+    parquet = atomic_write_bytes(out_dir / "results.parquet", parquet_bytes(results))
     summary = atomic_write_text(out_dir / "summary.md", render_markdown(report))
     page = atomic_write_text(out_dir / "report.html", render_html(report))
     atomic_write_json(out_dir / "files.json", {"figures": sorted(report.figures), "tables": sorted(report.tables),
