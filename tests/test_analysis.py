@@ -395,3 +395,27 @@ def test_each_study_script_reproduces_its_table_and_figure(study, tmp_path, monk
     if study in ("leaderboard", "pass_at_k", "medal_over_time", "heatmap"):
         assert (tmp_path / "f.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (scripts / "README.md").read_text().count(f"`{study}.py`") == 1
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium is not installed")
+def test_report_renders_offline_in_headless_chromium(tmp_path):
+    """The HTML opens with networking off and draws tables and figures (not a blank page)."""
+    import importlib.util
+
+    from PIL import Image
+
+    sweep = tmp_path / "s"
+    _write_sweep(sweep, [{"id": "i1", "comp": "mini-churn", "seed": 0, "bronze": True},
+                         {"id": "i2", "comp": "mini-digits", "seed": 1, "bronze": False}])
+    an.analyse_sweep(sweep)
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "report_screenshot.py"
+    spec = importlib.util.spec_from_file_location("report_screenshot", path)
+    shot = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(shot)
+    png = shot.screenshot(sweep / "analysis" / "report.html", tmp_path / "report.png", "1000,1600")
+    image = Image.open(png).convert("L")
+    assert image.size == (1000, 1600)
+    histogram = image.histogram()
+    assert sum(histogram[:128]) > 5000  # dark pixels: text, table rules, plotted lines
+    assert sum(histogram[129:250]) > 5000  # mid tones: bars, header shading, figures
