@@ -231,11 +231,11 @@ def aggregate(pos: pd.DataFrame, competitions_: Sequence[str], columns: Sequence
 
     Also `seeds` (positions), `cells` (graded attempts used) and `padded` (missing cells counted as
     failures: seeds x competitions - cells)."""
-    comps = list(dict.fromkeys(competitions_))
+    comps, columns = list(dict.fromkeys(competitions_)), list(columns)
     rows = pos[pos["competition_id"].isin(comps)] if len(pos) else pos
     if not len(rows) or not comps:
-        return pd.DataFrame(columns=[*SETTING, "seeds", "cells", "padded", "attempted"])
-    columns = list(columns)
+        names = [f"{c}_{s}" for s in ("mean", "sem") for c in columns]
+        return pd.DataFrame(columns=[*SETTING, *names, "cells", "attempted", "seeds", "padded"])
     per_position = rows.groupby([*SETTING, "position"], sort=True)[columns].sum() * (100.0 / len(comps))
     by_setting = per_position.groupby(level=SETTING, sort=True)
     mean = by_setting.mean().add_suffix("_mean")

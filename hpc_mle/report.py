@@ -338,11 +338,13 @@ def build_report(results: pd.DataFrame, title: str, split: str | None = None,
         if len(clean):
             lead.tables.append(("without competitions whose status is known-issue, leaky or excluded",
                                 display_board(clean)))
-    planned = an.planned_board(results, catalogue, pos)
-    if len(planned) and planned["subset"].any():
-        lead.text.append("Some sweeps planned only part of a split; over the competitions they planned:")
-        lead.tables.append(("planned competitions only", display_board(planned[planned["subset"]], key="benchmark")))
     sections.append(lead)
+    planned = an.planned_board(results, catalogue, pos)
+    if len(planned):
+        sections.append(Section("Planned competitions only", [
+            "These sweeps planned part of a split (`benchmark.competitions` or `exclude_status`). Here the "
+            "percentages are of the competitions they planned, which answers what was asked but is not comparable "
+            "with upstream numbers."], [("planned competitions", display_board(planned, key="benchmark"))]))
 
     readme = an.readme_rows(board, results, catalogue)
     tables["readme_rows"] = readme

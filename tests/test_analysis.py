@@ -419,3 +419,13 @@ def test_report_renders_offline_in_headless_chromium(tmp_path):
     histogram = image.histogram()
     assert sum(histogram[:128]) > 5000  # dark pixels: text, table rules, plotted lines
     assert sum(histogram[129:250]) > 5000  # mid tones: bars, header shading, figures
+
+
+def test_a_sweep_with_nothing_graded_still_gets_its_report(tmp_path):
+    sweep = tmp_path / "s"
+    _write_sweep(sweep, [{"id": "i1", "comp": "mini-churn", "seed": 0, "bronze": True}])
+    shutil.rmtree(sweep / "grading")
+    out = an.analyse_sweep(sweep)
+    assert "| dummy | none | 10m | cpu | mini | 0 | - | - | - |" in out["table"]
+    assert "States: pending 1." in (sweep / "analysis" / "summary.md").read_text()
+    assert out["reports"] == []
