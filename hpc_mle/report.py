@@ -85,33 +85,42 @@ def fig_leaderboard(board: pd.DataFrame) -> bytes:
     return _png(fig)
 
 
-def fig_pass_at_k(overall: pd.DataFrame) -> bytes:
-    fig = _figure()
+def _curves(frame: pd.DataFrame, x: str, y: str, err: str | None, xlabel: str, ylabel: str,
+            scale: float = 1.0, integer_x: bool = False) -> bytes:
+    """One line per setting (SEM band when `err`), the legend beside the plot, up to 20 distinct colours."""
+    from matplotlib import colormaps
+
+    groups = list(frame.groupby(an.SETTING, sort=True))
+    legend_w = 0.3 + 0.065 * max((len(" / ".join(map(str, k))) for k, _ in groups), default=10)
+    fig = _figure(7 + legend_w, 4.2, right=legend_w)
     ax = fig.add_subplot()
-    for setting, group in overall.groupby(an.SETTING, sort=True):
-        ax.plot(group["k"], group["pass_at_k"], marker="o", ms=3, label=" / ".join(map(str, setting)))
-    ax.xaxis.get_major_locator().set_params(integer=True)
-    ax.set_xlabel("k (seeds drawn)")
-    ax.set_ylabel("pass@k, any medal % of the split")
+    colours = colormaps["tab20" if len(groups) > 10 else "tab10"].colors
+    for i, (setting, group) in enumerate(groups):
+        xs, ys, colour = group[x] / scale, group[y], colours[i % len(colours)]
+        ax.plot(xs, ys, color=colour, marker="o" if len(group) <= 30 else None, ms=3,
+                label=" / ".join(map(str, setting)))
+        if err:
+            ax.fill_between(xs, ys - group[err], ys + group[err], color=colour, alpha=0.15, linewidth=0)
+    if integer_x:
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     ax.set_ylim(bottom=0)
-    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     return _png(fig)
+
+
+def fig_pass_at_k(overall: pd.DataFrame) -> bytes:
+    return _curves(overall, "k", "pass_at_k", None, "k (seeds drawn)", "pass@k, any medal % of the split",
+                   integer_x=True)
 
 
 def fig_medal_over_time(curves: pd.DataFrame) -> bytes:
     hours = curves["budget_s"].max() >= 7200
-    fig = _figure()
-    ax = fig.add_subplot()
-    for setting, group in curves.groupby(an.SETTING, sort=True):
-        x = group["t_s"] / (3600 if hours else 60)
-        ax.plot(x, group["any_medal_mean"], marker="o", ms=3, label=" / ".join(map(str, setting)))
-        ax.fill_between(x, group["any_medal_mean"] - group["any_medal_sem"],
-                        group["any_medal_mean"] + group["any_medal_sem"], alpha=0.2)
-    ax.set_xlabel("time since the agent started (hours)" if hours else "time since the agent started (minutes)")
-    ax.set_ylabel("any medal % of the split (± SEM)")
-    ax.set_ylim(bottom=0)
-    ax.legend(fontsize=7)
-    return _png(fig)
+    return _curves(curves, "t_s", "any_medal_mean", "any_medal_sem",
+                   f"time since the agent started ({'hours' if hours else 'minutes'})",
+                   "any medal % of the split (± SEM)", 3600 if hours else 60)
 
 
 def fig_grouped_bars(board: pd.DataFrame, by: str, title: str, annotate: dict[tuple, str] | None = None) -> bytes:
