@@ -7,8 +7,6 @@
 from __future__ import annotations
 
 import argparse
-import io
-import json
 from pathlib import Path
 
 from hpc_mle import analysis
@@ -23,7 +21,5 @@ if __name__ == "__main__":
             continue
         path = args.out / Path(stem).parent.name / "grading_report.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        buf = io.StringIO()
-        json.dump(body, buf, indent=2)
-        path.write_text(buf.getvalue() + "\n")
+        path.write_text(analysis.report_json(body))
         print(f"{path}: {body['total_runs']} runs, {body['total_medals']} medals")

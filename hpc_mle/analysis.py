@@ -440,40 +440,68 @@ def readme_rows(board: pd.DataFrame, results: pd.DataFrame, catalogue: Catalogue
 # ---------------------------------------------------------------- run-group reports
 
 
-def _report_of(row: dict[str, Any]) -> grading.CompetitionReport:
-    """A results row back into the report it came from (NaN and NA back to null, as in the JSON)."""
-    fields = {}
+def report_records(rows: pd.DataFrame) -> list[dict[str, Any]]:
+    """Graded rows back into the per-competition report dicts they came from: the fields of
+    `grading.CompetitionReport` in its order, NaN and NA back to null (a valid NaN score stays NaN)."""
+    defaults = {f.name: None if f.default is dataclasses.MISSING else f.default
+                for f in dataclasses.fields(grading.CompetitionReport)}
+    valid = rows["valid_submission"].fillna(False).astype(bool).tolist() if "valid_submission" in rows \
+        else [False] * len(rows)
+    columns = []
     for key in REPORT_FIELDS:
-        if key not in row:
-            continue
-        value = row[key]
-        missing = value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
-        if key == "score":
-            value = None if missing and not row.get("valid_submission") else value
-        elif missing:
-            value = None
+        if key not in rows:
+            columns.append([defaults[key]] * len(rows))
+        elif key == "score":
+            scores = pd.to_numeric(rows[key], errors="coerce").astype(float).tolist()
+            columns.append([None if v != v and not ok else v for v, ok in zip(scores, valid, strict=True)])
         elif key in BOOL_FIELDS:
-            value = bool(value)
-        fields[key] = value
-    return grading.CompetitionReport(**fields)
+            columns.append([None if v is None or v is pd.NA else bool(v) for v in rows[key].astype(object).tolist()])
+        else:
+            values = rows[key].astype(object)
+            columns.append(values.where(values.notna(), None).tolist())
+    return [dict(zip(REPORT_FIELDS, values, strict=True)) for values in zip(*columns, strict=True)]
 
 
-def run_group_reports(results: pd.DataFrame) -> dict[str, dict[str, Any]]:
+def run_group(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """`grading.run_group_report` for report dicts: upstream's totals, then the reports in order."""
+    def count(field: str) -> int:
+        return sum(bool(r[field]) for r in records)
+
+    medals = {m: count(f"{m}_medal") for m in ("gold", "silver", "bronze")}
+    return {"total_runs": len(records), "total_runs_with_submissions": count("submission_exists"),
+            "total_valid_submissions": count("valid_submission"), "total_medals": sum(medals.values()),
+            "total_gold_medals": medals["gold"], "total_silver_medals": medals["silver"],
+            "total_bronze_medals": medals["bronze"], "total_above_median": count("above_median"),
+            "competition_reports": records}
+
+
+def report_json(body: dict[str, Any]) -> str:
+    """A run-group report as JSON: the totals indented, one competition report per line (the C
+    encoder: fast at 100,000 reports). NaN scores stay the bare token NaN, as upstream writes them."""
+    head = [f'  "{k}": {json.dumps(v)}' for k, v in body.items() if k != "competition_reports"]
+    reports = ",\n".join(f"    {json.dumps(r)}" for r in body["competition_reports"])
+    return "{\n" + ",\n".join(head) + ',\n  "competition_reports": [\n' + reports + "\n  ]\n}\n"
+
+
+def run_group_reports(results: pd.DataFrame, pos: pd.DataFrame | None = None) -> dict[str, dict[str, Any]]:
     """Upstream run-group reports: one per setting with every seed, and one per setting and seed position.
 
-    Keys are file stems: `<setting>` and `run_groups/<setting>_seed<k>/grading_report`; each
-    per-seed folder holds exactly one `*grading_report*.json`, as upstream's aggregator wants."""
-    pos = positioned(results)
-    if pos.empty or "competition_id" not in pos or "submission_path" not in pos:
+    Keys are file stems: `<setting>_grading_report` and `run_groups/<setting>_seed<k>/grading_report`;
+    each per-seed folder holds exactly one `*grading_report*.json`, as upstream's aggregator wants."""
+    pos = positioned(results) if pos is None else pos
+    if pos.empty:
         return {}
-    out = {}
-    for setting, group in pos.groupby(SETTING, sort=True):
+    ordered = pos.sort_values([*SETTING, "position", "competition_id"], kind="stable")
+    records = report_records(ordered)
+    rows = zip(zip(*(ordered[k].tolist() for k in SETTING), strict=True), ordered["position"].tolist(), records,
+               strict=True)
+    out: dict[str, dict[str, Any]] = {}
+    for setting, group in itertools.groupby(rows, key=lambda r: r[0]):
+        group = list(group)
         name = "_".join(str(v) for v in setting)
-        ordered = group.sort_values(["position", "competition_id"], kind="stable").to_dict("records")
-        out[f"{name}_grading_report"] = grading.run_group_report([_report_of(r) for r in ordered])
-        for k in sorted({r["position"] for r in ordered}):
-            reps = [_report_of(r) for r in ordered if r["position"] == k]
-            out[f"run_groups/{name}_seed{k}/grading_report"] = grading.run_group_report(reps)
+        out[f"{name}_grading_report"] = run_group([r[2] for r in group])
+        for k, seed in itertools.groupby(group, key=lambda r: r[1]):
+            out[f"run_groups/{name}_seed{k}/grading_report"] = run_group([r[2] for r in seed])
     return out
 
 

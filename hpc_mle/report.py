@@ -557,9 +557,7 @@ def write_report(results: pd.DataFrame, out_dir: Path, title: str, split: str | 
     out_dir.mkdir(parents=True, exist_ok=True)
     reports = []
     for stem, body in an.run_group_reports(results).items():
-        buf = io.StringIO()
-        json.dump(body, buf, indent=2)  # NaN scores stay the bare token NaN, as upstream writes them
-        reports.append(atomic_write_text(out_dir / f"{stem}.json", buf.getvalue() + "\n"))
+        reports.append(atomic_write_text(out_dir / f"{stem}.json", an.report_json(body)))
     report = build_report(results, title, split, catalogue,
                           [str(p.relative_to(out_dir.parent)) for p in reports if "run_groups" not in p.parts])
     for name, png in report.figures.items():

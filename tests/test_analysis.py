@@ -167,6 +167,13 @@ def test_run_group_reports_one_per_seed_position_in_upstream_format():
                            "total_gold_medals", "total_silver_medals", "total_bronze_medals", "total_above_median",
                            "competition_reports"]
     assert reports[f"{name}_grading_report"]["total_runs"] == 6
+    # The same dicts and totals as hpc_mle.grading builds from CompetitionReport objects; the JSON
+    # text parses back to them, a valid NaN score included (upstream writes the bare token NaN).
+    body = reports[f"{name}_grading_report"]
+    body["competition_reports"][0]["score"] = float("nan")
+    again = grading.run_group_report([grading.CompetitionReport(**r) for r in body["competition_reports"]])
+    assert json.dumps(again, sort_keys=False) == json.dumps(body, sort_keys=False)
+    assert "NaN" in an.report_json(body) and json.dumps(json.loads(an.report_json(body))) == json.dumps(body)
 
 
 # ---------------------------------------------------------------- scaling studies
