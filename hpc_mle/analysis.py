@@ -45,7 +45,6 @@ REPORT_FIELDS = [f.name for f in dataclasses.fields(grading.CompetitionReport)]
 BOOL_FIELDS = ["any_medal", "gold_medal", "silver_medal", "bronze_medal", "above_median", "submission_exists",
                "valid_submission", "is_lower_better", "grader_error", "unsandboxed"]
 USAGE = ["input_tokens", "output_tokens", "cost_usd"]
-MEDAL_CODES = {3: "gold", 2: "silver", 1: "bronze", 0: "no medal", -1: "no valid submission"}
 
 
 # ---------------------------------------------------------------- what the splits hold

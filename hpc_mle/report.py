@@ -361,7 +361,8 @@ def build_report(results: pd.DataFrame, title: str, split: str | None = None,
         sections.append(Section("Upstream README rows", [
             "In the format of MLE-bench's README leaderboard (any-medal %). '-' marks a split not fully attempted; "
             "† marks values with padded seeds; splits upstream does not list (mini, dev) are only in the leaderboard "
-            "above. Per-seed run-group grading reports for upstream's aggregator are in `analysis/run_groups/`."], [("README format", readme)]))
+            "above. Per-seed run-group grading reports for upstream's aggregator are in `analysis/run_groups/`."],
+            [("README format", readme)]))
 
     study_split = split or an.primary_split(results, catalogue)
     if study_split:

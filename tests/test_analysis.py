@@ -88,6 +88,10 @@ def test_seeds_by_position_padding_denominator_and_sem():
     # deviations 16.667, -8.333, -8.333 -> SEM 8.333.
     assert r["above_median_mean"] == pytest.approx(100 / 3) and r["above_median_sem"] == pytest.approx(25 / 3)
     # By seed *number* instead, seed 2 would hold a bronze and a silver (50 %): positions matter.
+    from scipy import stats
+
+    assert an.sem([50, 50, 25]) == pytest.approx(stats.sem([50, 50, 25])) == pytest.approx(25 / 3)
+    assert an.sem([25]) == 0.0
 
 
 def test_denominator_is_the_whole_split_and_the_clean_view_drops_flagged_competitions():
