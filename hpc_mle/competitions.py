@@ -32,6 +32,7 @@ SPLIT_ALIASES: dict[str, tuple[str, ...]] = {
 STATUSES = ("ok", "known-issue", "leaky", "excluded")
 LEADERBOARD_SOURCES = ("kaggle", "reference-panel", "none")
 ROW_ORDERS = ("id", "positional")
+DOWNLOADS = ("none", "kaggle")  # where `prepare` gets the raw files: nowhere (packages) or the Kaggle API
 
 
 class SpecError(ValueError):
@@ -97,6 +98,7 @@ class CompetitionSpec:
     awards_medals: bool = False
     dataset_size_gb: float | None = None
     preparer: str | None = None
+    download: str = "none"
     sample_score: float | None = None
     description: str = "description.md"
     spec_path: Path | None = None
@@ -246,6 +248,7 @@ def parse_spec(data: Any, file: Path) -> CompetitionSpec:
         awards_medals=r.get("awards_medals", bool, False),
         dataset_size_gb=r.get("dataset_size_gb", float, None),
         preparer=r.get("preparer", str, None),
+        download=r.get("download", str, "none", choices=DOWNLOADS),
         sample_score=r.get("sample_score", float, None),
         description=r.get("description", str, "description.md"),
         spec_path=file,

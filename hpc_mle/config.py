@@ -14,14 +14,46 @@ from omegaconf import MISSING
 
 
 @dataclass
+class BudgetConf:
+    """Per-attempt limits the metering proxy enforces (null = no limit)."""
+
+    max_tokens: int | None = None  # input + output tokens over the whole attempt
+    max_cost_usd: float | None = None
+
+
+@dataclass
+class ServeConf:
+    """How to serve an open model on the cluster (`serve: vllm`): one server job per sweep."""
+
+    gpus: int = 1
+    gpu_type: str | None = None
+    cpus: int = 8
+    mem_gb: int = 64
+    time: str = "24h"  # the server job's --time; it is cancelled by a teardown job when the attempts end
+    port: int = 8000
+    image: str | None = None  # an Apptainer image with vLLM; null = `vllm` on the node's PATH
+    args: list[str] = field(default_factory=list)  # extra `vllm serve` arguments
+
+
+@dataclass
 class ModelConf:
-    """An LLM the scaffold drives (`none` for agents without one)."""
+    """An LLM the scaffold drives (`none` for agents without one).
+
+    The key never leaves the host: the metering proxy reads `api_key_env` from its own environment
+    and the sandbox only gets the proxy's address and a per-attempt token.
+    """
 
     name: str = "none"
     provider: str = "none"  # none | openai | anthropic | openai-compatible | vllm
     model: str | None = None
     api_key_env: str | None = None  # the variable holding the key; its value never leaves the host
     base_url: str | None = None
+    api: str = "chat"  # chat (chat completions) | responses | messages (Anthropic)
+    sampling: dict[str, Any] = field(default_factory=dict)  # temperature, top_p, max_tokens, ...
+    price: str | None = None  # key of hpc_mle/llm/prices.csv; null = `model`
+    budget: BudgetConf = field(default_factory=BudgetConf)
+    serve: str | None = None  # null | vllm
+    serve_conf: ServeConf = field(default_factory=ServeConf)
     extra: dict[str, Any] = field(default_factory=dict)
 
 

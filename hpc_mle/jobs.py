@@ -34,6 +34,7 @@ def attempt_config(sweep_dir: Path, attempt_id: str) -> runner.AttemptConfig:
         image=sandbox.get("image") or cfg["scaffold"].get("image"), network=bool(sandbox.get("network")),
         hardware=cfg["hardware"].get("label"), snapshot_interval_s=a["snapshot_interval_s"],
         model=cfg["model"]["name"], seed=a["seed"], scaffold_config=cfg["scaffold"],
+        model_config=cfg["model"],
         gpus=None if cfg["hardware"]["gpus"] else (),
     )
 

@@ -93,6 +93,7 @@ class AttemptConfig:
     model: str | None = None
     seed: int = 0
     scaffold_config: dict[str, Any] | None = None  # the composed scaffold (a sweep's overrides included)
+    model_config: dict[str, Any] | None = None  # the composed model (conf/model); null or provider none = no LLM
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
