@@ -105,6 +105,8 @@ class ClusterConf:
     kind: str = "local"  # local: run here and wait; slurm: submit and return
     max_parallel: int = 2  # local: attempts at once
     partition: str | None = None
+    data_partition: str | None = None  # `prepare --slurm`: a partition whose nodes reach the internet
+    data_time: str = "12h"  # `prepare --slurm`: the download job's --time
     account: str | None = None
     qos: str | None = None
     constraint: str | None = None
