@@ -1,0 +1,230 @@
+"""Preparers of four MLE-bench Lite competitions: two audio (mlsp birds, ICML whale), two text normalisation.
+
+Each turns the extracted Kaggle download in `raw` into upstream v1's split (facts §4.4), aiming at
+byte-identical CSVs: the same rows in the same order, the same random states, the same quoting.
+Audio is only copied or re-zipped, never decoded. Where upstream re-zips public data, our archives hold
+the same member files but not the same archive bytes (timestamps and compression differ); upstream's
+checksums cover only CSVs, so that does not affect `import-upstream` verification.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+import shutil
+from collections.abc import Iterable
+from pathlib import Path
+
+import pandas as pd
+
+from hpc_mle.prepare.common import copy_files, extract_nested, read_csv, split, write_csv, zip_files
+
+# ---------------------------------------------------------------- mlsp-2013-birds
+
+MLSP_SPECIES = 19  # species 0..18; submission Id = rec_id * 100 + species
+MLSP_TEST_FRACTION = 0.2
+MLSP_SEGMENT_HEADER = "rec_id,[histogram of segment features]"  # upstream writes it for all three files
+MLSP_BMP_FOLDERS = ("filtered_spectrograms", "spectrograms", "supervised_segmentation")
+
+
+def _mlsp_new_folds(raw_folds: pd.DataFrame) -> tuple[pd.DataFrame, dict[int, int]]:
+    """Keep the original training fold, mark 20% of it as the new test fold, renumber rec ids 0..N-1.
+
+    Kaggle's fold 1 has no public labels, so only fold 0 can be split; the new ids follow file order.
+    """
+    folds = raw_folds[raw_folds["fold"] == 0].reset_index(drop=True)
+    folds.loc[folds.sample(frac=MLSP_TEST_FRACTION, random_state=0).index, "fold"] = 1
+    old_to_new = {int(old): new for new, old in enumerate(folds["rec_id"].to_numpy())}
+    folds["rec_id"] = folds.index
+    return folds, old_to_new
+
+
+def _mlsp_labels(path: Path, old_to_new: dict[int, int]) -> list[tuple[int, str]]:
+    """(new rec_id, label text) in file order; a line without labels may be `id` or `id,`."""
+    pairs = []
+    for line in path.read_text().splitlines()[1:]:
+        rec_id, _, labels = line.partition(",")
+        if int(rec_id) in old_to_new:
+            pairs.append((old_to_new[int(rec_id)], labels))
+    return pairs
+
+
+def _mlsp_write_public_labels(pairs: list[tuple[int, str]], test_ids: set[int], path: Path) -> None:
+    """The label file with `?` for the new test recordings, as Kaggle marks its own test set."""
+    lines = ["rec_id,[labels]"]
+    for rec_id, labels in pairs:
+        shown = "?" if rec_id in test_ids else labels
+        lines.append(f"{rec_id},{shown}" if shown else f"{rec_id}")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def _mlsp_answers(pairs: list[tuple[int, str]], test_ids: set[int]) -> pd.DataFrame:
+    """One row per (test recording, species), in label-file order: 1 if the species is present."""
+    ids, present = [], []
+    for rec_id, labels in pairs:
+        if rec_id not in test_ids:
+            continue
+        species = {int(s) for s in labels.split(",") if s != ""}
+        for s in range(MLSP_SPECIES):
+            ids.append(rec_id * 100 + s)
+            present.append(int(s in species))
+    return pd.DataFrame({"Id": ids, "Probability": present})
+
+
+def _mlsp_filter_segments(src: Path, dst: Path, old_to_new: dict[int, int]) -> None:
+    """A per-segment text file restricted to kept recordings, rec ids renumbered (header replaced)."""
+    lines = [MLSP_SEGMENT_HEADER]
+    for line in src.read_text().splitlines()[1:]:
+        fields = line.split(",")
+        if int(fields[0]) in old_to_new:
+            lines.append(f"{old_to_new[int(fields[0])]},{','.join(fields[1:])}")
+    dst.write_text("\n".join(lines) + "\n")
+
+
+def _mlsp_copy_supplemental(src: Path, dst: Path, filenames: Iterable[str]) -> None:
+    """Spectrogram images of the kept recordings (segmentation examples exist for only a few)."""
+    bmps = [f"{name}.bmp" for name in filenames]
+    for folder in MLSP_BMP_FOLDERS:
+        copy_files(bmps, src / folder, dst / folder)
+    examples = [b for b in bmps if (src / "segmentation_examples" / b).is_file()]
+    copy_files(examples, src / "segmentation_examples", dst / "segmentation_examples")
+    copy_files(["segment_clusters.bmp", "segment_mosaic.bmp"], src, dst)
+
+
+def mlsp_2013_birds(raw: Path, public: Path, private: Path) -> None:
+    """Fold 0 of Kaggle's CV split re-split 80/20; labels of the new test recordings become answers."""
+    extract_nested(raw / "mlsp_contest_dataset.zip", raw)
+    src = raw / "mlsp_contest_dataset"
+    essential, supplemental = src / "essential_data", src / "supplemental_data"
+    pub_ess, pub_sup = public / "essential_data", public / "supplemental_data"
+    pub_ess.mkdir(parents=True, exist_ok=True)
+    pub_sup.mkdir(parents=True, exist_ok=True)
+
+    folds, old_to_new = _mlsp_new_folds(read_csv(essential / "CVfolds_2.txt"))
+    write_csv(folds, pub_ess / "CVfolds_2.txt")
+    test_order = [int(r) for r in folds.loc[folds["fold"] == 1, "rec_id"]]
+    test_ids = set(test_order)
+
+    names = read_csv(essential / "rec_id2filename.txt")
+    names = names[names["rec_id"].isin(list(old_to_new))].copy()
+    names["rec_id"] = names["rec_id"].map(old_to_new)
+    write_csv(names, pub_ess / "rec_id2filename.txt")
+
+    pairs = _mlsp_labels(essential / "rec_labels_test_hidden.txt", old_to_new)
+    _mlsp_write_public_labels(pairs, test_ids, pub_ess / "rec_labels_test_hidden.txt")
+    write_csv(_mlsp_answers(pairs, test_ids), private / "answers.csv")
+    sample_ids = [r * 100 + s for r in test_order for s in range(MLSP_SPECIES)]
+    write_csv(pd.DataFrame({"Id": sample_ids, "Probability": 0}), public / "sample_submission.csv")
+
+    copy_files(["species_list.txt"], essential, pub_ess)
+    copy_files([f"{n}.wav" for n in names["filename"]], essential / "src_wavs", pub_ess / "src_wavs")
+    _mlsp_copy_supplemental(supplemental, pub_sup, names["filename"])
+    for txt in ("histogram_of_segments.txt", "segment_features.txt", "segment_rectangles.txt"):
+        _mlsp_filter_segments(supplemental / txt, pub_sup / txt, old_to_new)
+
+
+# ---------------------------------------------------------------- the-icml-2013-whale-challenge-right-whale-redux
+
+WHALE_TRAIN_INDEX = re.compile(r"TRAIN\d+")
+
+
+def _whale_days(clips: Iterable[Path]) -> dict[str, list[Path]]:
+    """Clips grouped by recording date, the `YYYYMMDD` before the first underscore of the name."""
+    days: dict[str, list[Path]] = {}
+    for clip in clips:
+        days.setdefault(clip.name.split("_")[0], []).append(clip)
+    return days
+
+
+def _whale_zip(folder: str, members: dict[str, Path], public: Path) -> None:
+    """`<folder>.zip` holding `<folder>/<name>` entries, as Kaggle ships train2.zip and test2.zip."""
+    zip_files({f"{folder}/{name}": path for name, path in members.items()}, public / f"{folder}.zip")
+
+
+def the_icml_2013_whale_challenge_right_whale_redux(raw: Path, public: Path, private: Path) -> None:
+    """Kaggle's 4 labelled days: the first 2 become train, the next 2 test (Kaggle's test has no labels).
+
+    Clips are renumbered in name (time) order: train keeps its `_TRAIN{i}_{label}` suffix, test names
+    end in `_Test{i}.aif` so the label is no longer visible.
+    """
+    extracted = extract_nested(raw / "train2.zip", raw) / "train2"
+    days = _whale_days(p for p in extracted.iterdir() if p.suffix == ".aif")
+    if len(days) != 4:
+        raise ValueError(f"{extracted}: expected clips from 4 recording days, found {len(days)}")
+    dates = sorted(days)
+    train = sorted(days[dates[0]] + days[dates[1]], key=lambda p: p.name)
+    test = sorted(days[dates[2]] + days[dates[3]], key=lambda p: p.name)
+
+    train_members = {WHALE_TRAIN_INDEX.sub(f"TRAIN{i}", clip.name): clip for i, clip in enumerate(train)}
+    test_members = {clip.name.split("TRAIN")[0] + f"Test{i}.aif": clip for i, clip in enumerate(test)}
+    _whale_zip("train2", train_members, public)
+    _whale_zip("test2", test_members, public)
+
+    labels = [1 if clip.stem.endswith("_1") else 0 for clip in test]
+    answers = pd.DataFrame({"clip": list(test_members), "probability": labels})
+    write_csv(answers, private / "test.csv")
+    write_csv(answers.assign(probability=0), public / "sampleSubmission.csv")
+    shutil.rmtree(extracted)  # as upstream: the unzipped copy in raw/ is not kept
+
+
+# ---------------------------------------------------------------- text normalization (en, ru)
+
+
+def _write_quoted_csv(frame: pd.DataFrame, path: Path) -> None:
+    """Upstream writes these with every non-numeric field quoted (csv.QUOTE_NONNUMERIC)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(path, index=False, quoting=csv.QUOTE_NONNUMERIC, lineterminator="\n")
+
+
+def _renumber_sentences(frame: pd.DataFrame) -> pd.DataFrame:
+    """Sentence ids 0..K-1 in order of first appearance, so an id says nothing about the original corpus."""
+    mapping = {old: new for new, old in enumerate(frame["sentence_id"].unique())}
+    out = frame.copy()
+    out["sentence_id"] = out["sentence_id"].map(mapping)
+    return out
+
+
+def _token_ids(frame: pd.DataFrame) -> pd.Series:
+    """The submission id `<sentence_id>_<token_id>`."""
+    return frame["sentence_id"].astype(str) + "_" + frame["token_id"].astype(str)
+
+
+def _zip_public_csv(frame: pd.DataFrame, name: str, public: Path) -> None:
+    """Write `name` and replace it by `name.zip`, the form in which Kaggle ships these files."""
+    path = public / name
+    _write_quoted_csv(frame, path)
+    zip_files({name: path}, public / f"{name}.zip")
+    path.unlink()
+
+
+def _text_normalization(lang: str, raw: Path, public: Path, private: Path) -> None:
+    """Split Kaggle's training corpus by sentence (10% test); the test's `after` column becomes the answers.
+
+    Only `<lang>_train.csv.zip` is used: Kaggle's test sets have no answers. The public files keep
+    Kaggle's names (`*_test_2.csv`, `*_sample_submission_2.csv`, the second-stage names) and are zipped.
+    """
+    extract_nested(raw / f"{lang}_train.csv.zip", raw)
+    corpus = read_csv(raw / f"{lang}_train.csv")
+    train_ids, test_ids = split(corpus["sentence_id"].unique())
+    train = _renumber_sentences(corpus[corpus["sentence_id"].isin(train_ids)])
+    held_out = _renumber_sentences(corpus[corpus["sentence_id"].isin(test_ids)])
+
+    test = held_out.drop(columns=["after", "class"])
+    answers = pd.DataFrame({"id": _token_ids(held_out), "after": held_out["after"]})
+    sample = pd.DataFrame({"id": _token_ids(test), "after": test["before"]})
+
+    _write_quoted_csv(answers, private / "answers.csv")
+    _write_quoted_csv(sample, private / "sample_submission.csv")
+    _zip_public_csv(train, f"{lang}_train.csv", public)
+    _zip_public_csv(test, f"{lang}_test_2.csv", public)
+    _zip_public_csv(sample, f"{lang}_sample_submission_2.csv", public)
+
+
+def text_normalization_challenge_english_language(raw: Path, public: Path, private: Path) -> None:
+    """English corpus: see `_text_normalization`."""
+    _text_normalization("en", raw, public, private)
+
+
+def text_normalization_challenge_russian_language(raw: Path, public: Path, private: Path) -> None:
+    """Russian corpus: the same preparation as the English one."""
+    _text_normalization("ru", raw, public, private)
