@@ -104,7 +104,8 @@ def pixel_rows(image: Path) -> pd.DataFrame:
     """One row per pixel, row-major: id `<stem>_<row>_<col>` (1-based), value = grey level / 255."""
     values = np.asarray(Image.open(image).convert("L")) / 255.0
     rows, cols = values.shape
-    ids = [f"{image.stem}_{r}_{c}" for r in range(1, rows + 1) for c in range(1, cols + 1)]
+    col_text = [str(c) for c in range(1, cols + 1)]  # a page has ~230,000 pixels: join, not format
+    ids = [prefix + c for prefix in (f"{image.stem}_{r}_" for r in range(1, rows + 1)) for c in col_text]
     return pd.DataFrame({"id": ids, "value": values.ravel()})
 
 
