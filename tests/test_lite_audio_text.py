@@ -186,6 +186,13 @@ def test_mlsp_2013_birds(tmp_path):
         rec, _, text = line.partition(",")
         assert text == "?" if int(rec) in test_ids else {int(s) for s in text.split(",") if s} == truth[names[int(rec)]]
 
+    # As v1: a probability outside [0, 1] makes the submission invalid.
+    from hpc_mle import grading
+
+    path = tmp_path / "out_of_range.csv"
+    answers.assign(Probability=answers["Probability"] * 2.0).to_csv(path, index=False)
+    assert not grading.grade_submission(path, MLSP, p.data_dir).valid_submission
+
     # Only Kaggle's fold-0 recordings reach public/, under their original file names.
     assert sorted(x.stem for x in (ess / "src_wavs").iterdir()) == sorted(names)
     assert len(list((sup / "spectrograms").iterdir())) == fold0
@@ -350,6 +357,14 @@ def _check_text(cid: str, lang: str, words: tuple[str, ...], special: tuple, tmp
 
     report = grading.grade_submission(p.sample_path(), cid, p.data_dir)
     assert report.valid_submission and abs(report.score - round(float(is_plain.mean()), 5)) < 1e-9
+
+    # v1 quirks: rows are matched by id (any order), and a missing answer is matched by the text "nan".
+    gold = answers.sample(frac=1.0, random_state=1)
+    gold["after"] = gold["after"].fillna("nan")
+    assert answers["after"].isna().any() == ("NA" in words)  # pandas reads the token "NA" as missing
+    path = tmp_path / "shuffled.csv"
+    gold.to_csv(path, index=False)
+    assert grading.grade_submission(path, cid, p.data_dir).score == 1.0
 
 
 def test_text_normalization_english(tmp_path):
