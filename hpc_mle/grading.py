@@ -164,12 +164,18 @@ def _ids_match(sub_ids: pd.DataFrame, ans_ids: pd.DataFrame) -> str | None:
 
 def validate_and_align(spec: CompetitionSpec, sub: pd.DataFrame, answers: pd.DataFrame
                        ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Check the submission's shape against the answers; return (y_true, y_pred) aligned row for row."""
+    """Check the submission's shape against the answers; return (y_true, y_pred) aligned row for row.
+
+    `spec.submission.row_order` says how rows (and, for one quirk, columns) are paired, as v1's grader
+    of that competition does; see `competitions.ROW_ORDERS`.
+    """
     ids = list(spec.submission.id_columns)
     cols = scored_columns(spec, answers)
-    missing = [c for c in ids + cols if c not in sub.columns]
+    order = spec.submission.row_order
+    needed = cols if order == "positional" else ids + cols  # v1's positional graders never read ids
+    missing = [c for c in needed if c not in sub.columns]
     if missing:
-        raise InvalidSubmission(f"missing column(s) {missing}; expected {ids + cols}")
+        raise InvalidSubmission(f"missing column(s) {missing}; expected {needed}")
     if sub.columns.duplicated().any():
         raise InvalidSubmission(f"duplicate column name(s) {list(sub.columns[sub.columns.duplicated()])}")
     if spec.submission.exact_columns and set(sub.columns) != set(ids + cols):
@@ -177,20 +183,30 @@ def validate_and_align(spec: CompetitionSpec, sub: pd.DataFrame, answers: pd.Dat
         raise InvalidSubmission(f"unexpected column(s) {extra}; this competition requires exactly {ids + cols}")
     if len(sub) != len(answers):
         raise InvalidSubmission(f"has {len(sub)} rows, expected {len(answers)} (one per test id)")
+
+    if order == "positional":
+        # Upstream quirk (e.g. nomad2018): rows are scored in file order and ids are not compared.
+        return answers[cols].reset_index(drop=True), sub[cols].reset_index(drop=True)
+    if order == "sorted":
+        # Upstream quirk (nyc-taxi): both files sorted by id and paired by position, ids never compared.
+        return _sorted_by(answers, ids)[cols], _sorted_by(sub, ids)[cols]
+
     if sub[ids].isna().any().any():
         raise InvalidSubmission(f"id column(s) {ids} have missing values")
     dup = sub.duplicated(subset=ids)
-    if dup.any():
+    # Where the answers repeat an id (detecting-insults' comment texts), v1 accepts the same repeats.
+    if dup.any() and not answers.duplicated(subset=ids).any():
         raise InvalidSubmission(f"{int(dup.sum())} duplicate id(s), e.g. {sub.loc[dup, ids].iloc[0].to_dict()}")
-
-    if spec.submission.row_order == "positional":
-        # Upstream quirk (e.g. nomad2018): rows are scored in file order and ids are not compared.
-        return answers[cols].reset_index(drop=True), sub[cols].reset_index(drop=True)
-
     sub_sorted = _sorted_by(sub, ids)
     ans_sorted = _sorted_by(answers, ids)
     if not _same_values(sub_sorted[ids], ans_sorted[ids]):
-        raise InvalidSubmission(_ids_match(sub[ids], answers[ids]) or "ids differ from the test set's ids")
+        raise InvalidSubmission(_ids_match(sub[ids], answers[ids]) or "ids differ from the test set's ids "
+                                "(the same ids, repeated a different number of times)")
+    if order == "id-columns-by-position":
+        # Upstream quirk (jigsaw-toxic): the submission's columns are taken in file order and paired
+        # with the answer columns by position, whatever their names.
+        in_file_order = [c for c in sub.columns if c in cols]
+        return ans_sorted[cols], sub_sorted[in_file_order].set_axis(cols, axis=1)
     return ans_sorted[cols], sub_sorted[cols]
 
 
