@@ -7,6 +7,11 @@ stops the whole process tree at the budget (TERM, then KILL after a grace period
 runs, the submission is snapshotted and CPU/memory/GPU use is sampled. Everything lands in the
 attempt directory; `status.json` (written atomically, by the attempt itself) is the truth.
 
+An attempt with a model (`model_config`, provider not none) also gets its metering proxy
+(hpc_mle/llm/proxy.py), served from this process on a Unix socket beside the validator's: the agent
+sees its address and a per-attempt token, never the key; calls land in `llm_calls.jsonl` and their
+totals in status.json `llm`.
+
 Restarting an attempt whose status says `running` or `preempted` (a requeue) continues with the
 budget left; a finished one (`done`, `failed`, `timeout`) is not run again.
 """
@@ -34,12 +39,14 @@ import yaml
 
 from hpc_mle import __version__, competitions, paths, sandbox, telemetry
 from hpc_mle.files import atomic_write_json
+from hpc_mle.llm import proxy as llm_proxy
 from hpc_mle.validator import Validator
 
 HARNESS = Path(__file__).parent / "harness"
 SCAFFOLDS = paths.REPO_ROOT / "conf" / "scaffold"
 TERMINAL = ("done", "failed", "timeout")
 VALIDATOR_PORT = 5000
+LLM_PORT = 4000  # the metering proxy inside a sandbox with its own loopback
 LOG_TAIL = 4000
 
 
@@ -219,7 +226,7 @@ def _stage(cfg: AttemptConfig, spec, scaffold: Scaffold, sock_dir: Path
 
 
 def _environment(cfg: AttemptConfig, scaffold: Scaffold, remaining_s: float, gpus: tuple[str, ...],
-                 forward: bool) -> dict[str, str]:
+                 forward: bool, meter: llm_proxy.MeteringProxy | None = None) -> dict[str, str]:
     """The agent's whole environment: an allow-list, nothing inherited from the host."""
     env = {
         "COMPETITION_ID": cfg.competition_id,
@@ -248,6 +255,10 @@ def _environment(cfg: AttemptConfig, scaffold: Scaffold, remaining_s: float, gpu
     if forward:
         env["HPC_MLE_FORWARD_PORT"] = str(VALIDATOR_PORT)
         env["VALIDATION_URL"] = f"http://localhost:{VALIDATOR_PORT}/validate"
+    if meter is not None:  # the proxy's address and the attempt's token; the key stays with the proxy
+        env.update(meter.agent_env(f"http://127.0.0.1:{LLM_PORT if forward else meter.port}"))
+        if forward:
+            env.update(HPC_MLE_LLM_PORT=str(LLM_PORT), HPC_MLE_LLM_SOCKET="/run/hpc-mle/llm.sock")
     if cfg.sandbox != "apptainer":  # an image brings its own PATH
         bins = [str(Path(sys.executable).parent)] + [str(d / "bin") for d in sandbox.python_dirs()]
         env["PATH"] = ":".join(dict.fromkeys(bins + ["/usr/local/bin", "/usr/bin", "/bin"]))
@@ -359,12 +370,28 @@ class Launch:
     image: Path | None
 
 
+def _forwarded(cfg: AttemptConfig) -> bool:
+    """Whether the sandbox has its own loopback, where a forwarder serves the validator and the proxy."""
+    return cfg.sandbox in ("bwrap", "apptainer") and not cfg.network
+
+
+def _metering_proxy(cfg: AttemptConfig, sock_dir: Path) -> llm_proxy.MeteringProxy | None:
+    """The attempt's LLM proxy, bound but not serving yet; None for an agent without a model."""
+    if not llm_proxy.has_llm(cfg.model_config):
+        return None
+    try:
+        conf = llm_proxy.config_from_model(cfg.model_config, cfg.out / "llm_calls.jsonl")
+        return llm_proxy.MeteringProxy(conf, sock_dir / "llm.sock", tcp=not _forwarded(cfg))
+    except llm_proxy.ProxyError as exc:
+        raise AttemptError(str(exc)) from exc
+
+
 def build_launch(cfg: AttemptConfig, spec, scaffold: Scaffold, sock_dir: Path, remaining: float,
-                 gpus: tuple[str, ...]) -> Launch:
+                 gpus: tuple[str, ...], meter: llm_proxy.MeteringProxy | None = None) -> Launch:
     """Stage the attempt directory and build the sandbox command (nothing is started)."""
     mounts, hidden, scratch = _stage(cfg, spec, scaffold, sock_dir)
-    forward = cfg.sandbox in ("bwrap", "apptainer") and not cfg.network
-    env = _environment(cfg, scaffold, remaining, gpus, forward)
+    forward = _forwarded(cfg)
+    env = _environment(cfg, scaffold, remaining, gpus, forward, meter)
     image = Path(cfg.image).resolve() if cfg.image else (Path(scaffold.image) if scaffold.image else None)
     plan = sandbox.Plan(
         argv=("/bin/sh", "/opt/hpc-mle/entry.sh", *scaffold.command, *cfg.agent_args),
@@ -405,7 +432,15 @@ def run_attempt(cfg: AttemptConfig) -> dict[str, Any]:
     remaining = max(0.0, cfg.time_limit_s - used_before)
     gpus = _granted_gpus(cfg)
     sock_dir = Path(tempfile.mkdtemp(prefix="hpcmle-"))  # short path: Unix sockets allow ~100 characters
-    launch = build_launch(cfg, spec, scaffold, sock_dir, remaining, gpus)
+    meter = None
+    try:
+        meter = _metering_proxy(cfg, sock_dir)
+        launch = build_launch(cfg, spec, scaffold, sock_dir, remaining, gpus, meter)
+    except BaseException:
+        if meter is not None:
+            meter.close()
+        shutil.rmtree(sock_dir, ignore_errors=True)
+        raise
     argv, popen_env, cwd, env, scratch, image = (launch.argv, launch.popen_env, launch.cwd, launch.env,
                                                   launch.scratch, launch.image)
 
@@ -433,6 +468,8 @@ def run_attempt(cfg: AttemptConfig) -> dict[str, Any]:
     atomic_write_json(out / "status.json", status)
     events("start", start=starts, remaining_s=remaining, sandbox=cfg.sandbox, gpus=list(gpus))
     if remaining <= 0:
+        if meter is not None:
+            meter.close()
         return _finish(out, status, events, "timeout", None, "no time budget left", used_before, None, None, 0)
 
     _become_subreaper()
@@ -455,6 +492,12 @@ def run_attempt(cfg: AttemptConfig) -> dict[str, Any]:
                     } if threading.current_thread() is threading.main_thread() else {}
     state, exit_code, reason, failure = "failed", None, None, "infrastructure"
     try:
+        if meter is not None:
+            meter.start()
+            events("llm-proxy", provider=meter.cfg.provider, model=meter.cfg.model,
+                   upstream=meter.redact(meter.cfg.base_url), price_key=meter.cfg.price_key,
+                   budget={"max_tokens": meter.cfg.max_tokens, "max_cost_usd": meter.cfg.max_cost_usd},
+                   port=meter.port, warnings=meter.warnings)
         with open(log_path, "ab", buffering=0) as log:
             proc = subprocess.Popen(argv, env=popen_env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=log,
                                     stderr=subprocess.STDOUT, start_new_session=True)
@@ -510,6 +553,9 @@ def run_attempt(cfg: AttemptConfig) -> dict[str, Any]:
         if sampler is not None:
             sampler.stop()
         validator.stop()
+        if meter is not None:
+            meter.close()
+            status["llm"] = meter.summary()
         shutil.rmtree(sock_dir, ignore_errors=True)
         shutil.rmtree(scratch, ignore_errors=True)
     if state != "failed":

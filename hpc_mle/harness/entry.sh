@@ -1,7 +1,16 @@
 #!/bin/sh
 # First process inside the sandbox: start the harness helpers, then become the agent.
+# The forwarder serves the validator (and the LLM proxy, when the attempt has a model) on the sandbox's
+# own loopback; it returns once its ports listen, so the agent can connect from its first line.
+ports=""
 if [ -n "$HPC_MLE_FORWARD_PORT" ]; then
-    python3 "${HPC_MLE_HARNESS:-/opt/hpc-mle}/forward.py" "$HPC_MLE_FORWARD_PORT" "$VALIDATOR_SOCKET" \
-        >/dev/null 2>&1 &
+    ports="$HPC_MLE_FORWARD_PORT $VALIDATOR_SOCKET"
+fi
+if [ -n "$HPC_MLE_LLM_PORT" ] && [ -n "$HPC_MLE_LLM_SOCKET" ]; then
+    ports="$ports $HPC_MLE_LLM_PORT $HPC_MLE_LLM_SOCKET"
+fi
+if [ -n "$ports" ]; then
+    # shellcheck disable=SC2086  # word splitting of $ports is intended
+    python3 "${HPC_MLE_HARNESS:-/opt/hpc-mle}/forward.py" $ports >/dev/null 2>&1 || true
 fi
 exec "$@"

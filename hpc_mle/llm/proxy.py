@@ -179,7 +179,7 @@ class Ledger:
                 "provider": self.cfg.provider, "model": self.cfg.model, "calls": self.calls, "errors": self.errors,
                 "input_tokens": self.input_tokens, "output_tokens": self.output_tokens,
                 "cached_input_tokens": self.cached_input_tokens,
-                "cost_usd": None if self.unpriced else round(self.cost_usd, 6), "unpriced_calls": self.unpriced,
+                "cost_usd": None if self.unpriced else round(self.cost_usd, 8), "unpriced_calls": self.unpriced,
                 "price_key": self.cfg.price_key, "price_read_on": self.price.read_on if self.price else None,
                 "price_table": self.table_version,
                 "budget": {"max_tokens": self.cfg.max_tokens, "max_cost_usd": self.cfg.max_cost_usd},

@@ -1,0 +1,293 @@
+"""The metering proxy against the scripted test server, driven by the official OpenAI and Anthropic
+clients: accounting, budgets, streaming, retries, the token check, and an attempt in bubblewrap whose
+agent calls the model from inside the sandbox, after which the key is found nowhere."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import anthropic
+import openai
+import pytest
+import yaml
+
+from hpc_mle import runner
+from hpc_mle.llm import prices, testserver
+from hpc_mle.llm.proxy import MeteringProxy, config_from_model
+
+KEY = "sk-test-SECRET-5e1f0c9a7b3d4e2f"  # distinctive, so a scan for it cannot miss
+KEY_ENV = "HPC_MLE_TEST_LLM_KEY"
+MODEL = "gpt-4o-2024-08-06"
+AGENTS = Path(__file__).parent / "agents"
+SCRIPT = {
+    "rules": [
+        {"match": "slowly", "content": "one two three four five six", "tool_call": None, "status": 200,
+         "times": None, "delay_s": 0.15},
+        {"match": "submit_review", "content": "", "tool_call": {"name": "submit_review",
+                                                                "arguments": {"is_bug": False, "summary": "ok"}}},
+        {"match": "hello", "content": "hello back from the model", "tool_call": None, "status": 200, "times": None},
+    ],
+    "default": {"content": "default answer"},
+}
+
+
+@pytest.fixture
+def upstream():
+    with testserver.start(SCRIPT, api_key=KEY) as server:
+        yield server
+
+
+@pytest.fixture
+def make_proxy(tmp_path, monkeypatch):
+    """A started proxy in front of `server`: make_proxy(server, provider=, budget=, model=, price=, **ProxyConfig fields)."""
+    monkeypatch.setenv(KEY_ENV, KEY)
+    started: list[MeteringProxy] = []
+
+    def make(server, provider="openai", budget=None, model=MODEL, price=None, **overrides) -> MeteringProxy:
+        model = {"name": "t", "provider": provider, "model": model, "api_key_env": KEY_ENV, "price": price,
+                 "base_url": server.base_url if provider != "anthropic" else server.url, "budget": budget or {}}
+        cfg = config_from_model(model, tmp_path / "llm_calls.jsonl", **{"backoff_s": 0.05, **overrides})
+        proxy = MeteringProxy(cfg, tmp_path / f"llm{len(started)}.sock", tcp=True).start()
+        started.append(proxy)
+        return proxy
+
+    yield make
+    for proxy in started:
+        proxy.close()
+
+
+def base(proxy: MeteringProxy) -> str:
+    return f"http://127.0.0.1:{proxy.port}"
+
+
+def oai(proxy: MeteringProxy, token: str | None = None) -> openai.OpenAI:
+    return openai.OpenAI(api_key=token or proxy.token, base_url=base(proxy) + "/v1", max_retries=0)
+
+
+def claude(proxy: MeteringProxy, token: str | None = None) -> anthropic.Anthropic:
+    return anthropic.Anthropic(api_key=token or proxy.token, base_url=base(proxy), max_retries=0)
+
+
+def calls(tmp_path: Path) -> list[dict]:
+    return [json.loads(line) for line in (tmp_path / "llm_calls.jsonl").read_text().splitlines()]
+
+
+def hello(text: str = "hello there, model") -> list[dict]:
+    return [{"role": "system", "content": "You are terse."}, {"role": "user", "content": text}]
+
+
+def test_accounting_matches_the_server_and_the_price_table(upstream, make_proxy, tmp_path):
+    proxy = make_proxy(upstream)
+    client = oai(proxy)
+    chat = client.chat.completions.create(model=MODEL, messages=hello())
+    review = client.chat.completions.create(model=MODEL, messages=hello("judge this"), tools=[
+        {"type": "function", "function": {"name": "submit_review", "parameters": {"type": "object"}}}])
+    resp = client.responses.create(model=MODEL, input="hello via responses")
+    assert [m.id for m in client.models.list()] == ["test-model"]
+
+    assert chat.choices[0].message.content == "hello back from the model"
+    call = review.choices[0].message.tool_calls[0].function
+    assert call.name == "submit_review" and json.loads(call.arguments) == {"is_bug": False, "summary": "ok"}
+    assert resp.output_text == "hello back from the model"
+    reported = [(chat.usage.prompt_tokens, chat.usage.completion_tokens),
+                (review.usage.prompt_tokens, review.usage.completion_tokens),
+                (resp.usage.input_tokens, resp.usage.output_tokens)]
+    assert reported[0] == (6, 5)  # the server counts words: "You are terse." + "hello there, model"; the answer
+
+    log = calls(tmp_path)
+    assert [c["endpoint"] for c in log] == ["/v1/chat/completions"] * 2 + ["/v1/responses", "/v1/models"]
+    price = prices.load()[MODEL]
+    for entry, (tokens_in, tokens_out) in zip(log, reported, strict=False):
+        assert (entry["input_tokens"], entry["output_tokens"]) == (tokens_in, tokens_out)
+        assert entry["cost_usd"] == pytest.approx((tokens_in * 2.50 + tokens_out * 10.00) / 1e6)
+        assert entry["cost_usd"] == pytest.approx(price.cost(tokens_in, tokens_out))
+        assert entry["status"] == 200 and entry["model"] == MODEL and entry["stream"] is False
+        assert entry["latency_s"] >= 0 and entry["error"] is None
+    assert log[3]["input_tokens"] == 0 and log[3]["cost_usd"] == 0.0
+    summary = proxy.summary()
+    assert summary["input_tokens"] == sum(i for i, _ in reported)
+    assert summary["output_tokens"] == sum(o for _, o in reported)
+    assert summary["cost_usd"] == pytest.approx(sum(c["cost_usd"] for c in log))
+    assert summary["price_read_on"] == price.read_on and summary["calls"] == 4
+    # the provider got the real key, never the attempt's token
+    assert {r["headers"]["Authorization"] for r in upstream.requests} == {f"Bearer {KEY}"}
+    assert all(proxy.token not in json.dumps(r) for r in upstream.requests)
+
+
+def test_unknown_price_counts_tokens_with_cost_null(upstream, make_proxy, tmp_path):
+    proxy = make_proxy(upstream, price="no-such-model-price")
+    oai(proxy).chat.completions.create(model="another-unpriced-model", messages=hello())
+    (entry,) = calls(tmp_path)
+    assert entry["input_tokens"] > 0 and entry["cost_usd"] is None
+    assert proxy.summary()["cost_usd"] is None and proxy.warnings
+
+
+def test_streaming_passes_through_chunk_by_chunk(upstream, make_proxy, tmp_path):
+    proxy = make_proxy(upstream)
+    client = oai(proxy)
+    whole = client.chat.completions.create(model=MODEL, messages=hello("slowly please")).choices[0].message.content
+    started = time.monotonic()
+    arrivals, pieces, usage_chunks = [], [], 0
+    for chunk in client.chat.completions.create(model=MODEL, messages=hello("slowly please"), stream=True):
+        arrivals.append(time.monotonic() - started)
+        usage_chunks += chunk.usage is not None
+        if chunk.choices and chunk.choices[0].delta.content:
+            pieces.append(chunk.choices[0].delta.content)
+    assert "".join(pieces) == whole == "one two three four five six" and len(pieces) == 6
+    # the server pauses 0.15 s before each chunk: relayed one by one, they arrive spread out
+    assert arrivals[-1] - arrivals[0] > 0.8 and arrivals[0] < arrivals[-1] / 2
+    assert usage_chunks == 0  # the proxy asked for usage; this client did not, so it never sees it
+
+    asked = client.chat.completions.create(model=MODEL, messages=hello(), stream=True,
+                                           stream_options={"include_usage": True})
+    assert [c.usage.completion_tokens for c in asked if c.usage] == [5]
+    first, second, third = calls(tmp_path)
+    assert (second["input_tokens"], second["output_tokens"]) == (first["input_tokens"], first["output_tokens"])
+    assert second["stream"] is True and third["output_tokens"] == 5
+    assert upstream.requests[1]["body"]["stream_options"] == {"include_usage": True}
+
+
+def test_anthropic_messages_and_streaming(upstream, make_proxy, tmp_path):
+    proxy = make_proxy(upstream, provider="anthropic")
+    client = claude(proxy)
+    message = client.messages.create(model=MODEL, max_tokens=100, system="You are terse.",
+                                     messages=[{"role": "user", "content": "hello there, model"}])
+    assert message.content[0].text == "hello back from the model"
+    with client.messages.stream(model=MODEL, max_tokens=100, system="You are terse.",
+                                messages=[{"role": "user", "content": "hello there, model"}]) as stream:
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    assert text == "hello back from the model"
+    tool = client.messages.create(model=MODEL, max_tokens=100, messages=[{"role": "user", "content": "judge"}],
+                                  tools=[{"name": "submit_review", "input_schema": {"type": "object"}}])
+    assert tool.content[0].name == "submit_review" and tool.content[0].input["summary"] == "ok"
+
+    log = calls(tmp_path)
+    assert [c["stream"] for c in log] == [False, True, False]
+    for entry, reply in zip(log, (message, final, tool), strict=True):
+        assert (entry["input_tokens"], entry["output_tokens"]) == (reply.usage.input_tokens,
+                                                                   reply.usage.output_tokens)
+        assert entry["cost_usd"] == pytest.approx(prices.load()[MODEL].cost(entry["input_tokens"],
+                                                                            entry["output_tokens"]))
+    assert {r["headers"]["x-api-key"] for r in upstream.requests} == {KEY}
+    assert not any("Authorization" in r["headers"] for r in upstream.requests)
+
+
+def test_token_budget_stops_the_agent_with_a_clear_error(upstream, make_proxy, tmp_path):
+    proxy = make_proxy(upstream, budget={"max_tokens": 18})
+    client = oai(proxy)
+    done = 0
+    with pytest.raises(openai.PermissionDeniedError) as refused:
+        for _ in range(10):  # 1 + 5 tokens a call: the 4th starts with 18 used
+            client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hello"}])
+            done += 1
+    assert done == 3 and refused.value.status_code == 403
+    assert "hpc-mle: this attempt's budget of 18 tokens is spent" in refused.value.message
+    assert len(upstream.requests) == 3  # the refused call never reached the provider
+    with pytest.raises(anthropic.PermissionDeniedError, match="budget of 18 tokens is spent"):
+        claude(proxy).messages.create(model=MODEL, max_tokens=10, messages=[{"role": "user", "content": "hello"}])
+    log = calls(tmp_path)
+    assert [c["status"] for c in log] == [200, 200, 200, 403, 403] and log[-1]["refused"]
+    assert proxy.summary()["budget_spent"] and proxy.summary()["refused_calls"] == 2
+
+
+def test_cost_budget_stops_an_anthropic_agent(upstream, make_proxy, tmp_path):
+    sonnet = "claude-3-5-sonnet-20241022"
+    proxy = make_proxy(upstream, provider="anthropic", model=sonnet, budget={"max_cost_usd": 0.0001})
+    client = claude(proxy)
+    with pytest.raises(anthropic.PermissionDeniedError) as refused:
+        for _ in range(10):  # 1 token in, 5 out: $0.000078 a call at $3/$15 per million
+            client.messages.create(model=sonnet, max_tokens=10, messages=[{"role": "user", "content": "hello"}])
+    assert refused.value.status_code == 403 and refused.value.body["error"]["type"] == "permission_error"
+    assert "hpc-mle: this attempt's budget of $0.0001 is spent" in refused.value.message
+    assert len(upstream.requests) == 2 and proxy.summary()["cost_usd"] == pytest.approx(2 * 7.8e-05)
+
+
+def test_rate_limits_are_retried_honouring_retry_after(make_proxy, tmp_path):
+    script = {"rules": [{"match": ".", "status": 429, "times": 1, "retry_after": 1},
+                        {"match": ".", "status": 503, "times": 1},
+                        {"match": "hello", "content": "finally"}]}
+    with testserver.start(script, api_key=KEY) as server:
+        proxy = make_proxy(server)
+        started = time.monotonic()
+        reply = oai(proxy).chat.completions.create(model=MODEL, messages=hello())
+        elapsed = time.monotonic() - started
+    assert reply.choices[0].message.content == "finally"
+    assert 1.0 <= elapsed < 5 and len(server.requests) == 3  # Retry-After: 1, then a short backoff
+    (entry,) = calls(tmp_path)
+    assert entry["retries"] == 2 and entry["status"] == 200 and entry["output_tokens"] == 1
+
+
+def test_retries_are_bounded_then_the_error_passes_through(make_proxy, tmp_path):
+    with testserver.start({"rules": [{"match": ".", "status": 429}]}, api_key=KEY) as server:
+        proxy = make_proxy(server, max_retries=2, backoff_s=0.01)
+        with pytest.raises(openai.RateLimitError):
+            oai(proxy).chat.completions.create(model=MODEL, messages=hello())
+    assert len(server.requests) == 3
+    (entry,) = calls(tmp_path)
+    assert entry["status"] == 429 and entry["retries"] == 2 and "scripted status 429" in entry["error"]
+
+
+def test_a_wrong_token_is_rejected_and_keys_are_redacted(upstream, make_proxy, tmp_path):
+    proxy = make_proxy(upstream)
+    with pytest.raises(openai.AuthenticationError, match="wrong or missing attempt token"):
+        oai(proxy, token="hpcmle-guessed").chat.completions.create(model=MODEL, messages=hello())
+    with pytest.raises(anthropic.AuthenticationError):
+        claude(proxy, token=KEY).messages.create(model=MODEL, max_tokens=5, messages=hello()[1:])
+    assert upstream.requests == [] and [c["status"] for c in calls(tmp_path)] == [401, 401]
+    masked = "Incorrect API key provided: sk-test-****************4e2f."  # what providers echo back
+    assert "4e2f" not in proxy.redact(masked) and KEY not in proxy.redact(f"key={KEY}")
+
+
+# ---------------------------------------------------------------- one attempt, in bubblewrap
+
+
+@pytest.mark.parametrize("sandbox", [
+    pytest.param("bwrap", marks=pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")),
+    "none",  # no own loopback: the proxy also listens on a TCP port of the host's
+])
+def test_attempt_agent_calls_the_proxy_from_the_sandbox_and_the_key_is_nowhere(tmp_path, mini_data, monkeypatch,
+                                                                               sandbox):
+    monkeypatch.setenv(KEY_ENV, KEY)
+    scaffold = tmp_path / "llm_client.yaml"
+    scaffold.write_text(yaml.safe_dump({"name": "llm_client", "agent_files": [str(AGENTS / "llm_client.py")],
+                                        "command": ["python3", "/home/agent/llm_client.py"]}))
+    with testserver.start(SCRIPT, api_key=KEY) as server:
+        model = {"name": "gpt4o", "provider": "openai", "model": MODEL, "api_key_env": KEY_ENV,
+                 "base_url": server.base_url, "sampling": {"temperature": 0.5}, "price": MODEL,
+                 "budget": {"max_tokens": 60, "max_cost_usd": None}}
+        out = tmp_path / "attempt"
+        cfg = runner.AttemptConfig(competition_id="mini-churn", scaffold=str(scaffold), out=out, data_dir=mini_data,
+                                   sandbox=sandbox, time_limit_s=60, grace_s=2, telemetry_interval_s=0.5, model_config=model)
+        status = runner.run_attempt(cfg)
+    assert status["state"] == "done", status
+    seen = json.loads((out / "logs" / "llm_client.json").read_text())
+    assert seen["answers"] == ["hello back from the model"] * 2
+    assert "".join(seen["stream"]) == "hello back from the model"
+    # 4 + 5 tokens a call: the 7th call would start past the budget of 60 and is refused
+    assert seen["calls"] == 7 and "budget of 60 tokens is spent" in seen["budget_error"]
+    env = seen["env"]
+    events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
+    (started,) = [e for e in events if e["event"] == "llm-proxy"]
+    assert started["upstream"] == server.base_url and started["warnings"] == []
+    address = "http://127.0.0.1:4000" if sandbox == "bwrap" else f"http://127.0.0.1:{started['port']}"
+    assert env["OPENAI_BASE_URL"] == address + "/v1" and env["ANTHROPIC_BASE_URL"] == address
+    assert env["OPENAI_API_KEY"] == env["ANTHROPIC_API_KEY"] != KEY
+    assert env["HPC_MLE_MODEL"] == MODEL and json.loads(env["HPC_MLE_SAMPLING"]) == {"temperature": 0.5}
+    assert KEY_ENV not in env and KEY not in json.dumps(env)
+
+    log = [json.loads(line) for line in (out / "llm_calls.jsonl").read_text().splitlines()]
+    llm = status["llm"]
+    assert llm["calls"] == len(log) == 8 and llm["refused_calls"] == 1 and llm["budget_spent"]
+    assert llm["input_tokens"] == 7 * 4 and llm["output_tokens"] == 7 * 5
+    assert llm["cost_usd"] == pytest.approx(7 * prices.load()[MODEL].cost(4, 5))
+    assert json.loads((out / "status.json").read_text())["llm"] == llm
+
+    # the proxy put the key in on the host side (x-api-key on Anthropic's path, Bearer everywhere for this host)
+    assert {r["headers"]["Authorization"] for r in server.requests} == {f"Bearer {KEY}"}
+    assert [r["headers"]["x-api-key"] for r in server.requests if r["path"] == "/v1/messages"] == [KEY]
+    for path in [p for p in out.rglob("*") if p.is_file()]:
+        assert KEY.encode() not in path.read_bytes(), f"{path} holds the key"
