@@ -335,6 +335,7 @@ def make_nomad(raw: Path, rng: np.random.Generator) -> None:
         with zipfile.ZipFile(raw / f"{name}.zip", "w") as zf:
             for _, row in frame.iterrows():
                 zf.writestr(f"{name}/{int(row['id'])}/geometry.xyz", _xyz(row))
+            zf.writestr(f"__MACOSX/{name}/1/._geometry.xyz", b"\x00\x05\x16\x07")  # must be skipped
 
 
 def _rmsle(t: pd.Series, p: float) -> float:

@@ -187,12 +187,15 @@ def _renumber(frame: pd.DataFrame) -> dict[int, int]:
 
 
 def _train_geometries(raw: Path) -> Iterator[tuple[int, bytes]]:
-    """(original id, bytes) of every `train/<id>/geometry.xyz`, from `train.zip` or an unpacked copy."""
+    """(original id, bytes) of every `train/<id>/geometry.xyz`, from `train.zip` or an unpacked copy.
+
+    v1 globs the `.xyz` files under the archive's `train/` folder; macOS resource forks are skipped.
+    """
     if (raw / "train.zip").is_file():
         with zipfile.ZipFile(raw / "train.zip") as zf:
             for member in zf.namelist():
                 path = PurePosixPath(member)
-                if path.suffix == ".xyz" and path.parent.name.isdigit():
+                if path.parts[0] == "train" and _is_geometry(path):
                     yield int(path.parent.name), zf.read(member)
         return
     folder = raw / "train"
@@ -200,8 +203,13 @@ def _train_geometries(raw: Path) -> Iterator[tuple[int, bytes]]:
         raise FileNotFoundError(f"{raw / 'train.zip'}: expected in the Kaggle download but missing. Fix: "
                                 f"delete {raw} and prepare again to re-extract the archive.")
     for path in sorted(folder.rglob("*.xyz")):
-        if path.parent.name.isdigit():
+        if _is_geometry(PurePosixPath(path.relative_to(folder).as_posix())):
             yield int(path.parent.name), path.read_bytes()
+
+
+def _is_geometry(path: PurePosixPath) -> bool:
+    hidden = any(part.startswith(("__MACOSX", "._")) for part in path.parts)
+    return path.suffix == ".xyz" and path.parent.name.isdigit() and not hidden
 
 
 def tps_dec_2021(raw: Path, public: Path, private: Path) -> None:
