@@ -150,6 +150,21 @@ def test_streaming_passes_through_chunk_by_chunk(upstream, make_proxy, tmp_path)
     assert upstream.requests[1]["body"]["stream_options"] == {"include_usage": True}
 
 
+def test_a_client_hanging_up_mid_stream_is_logged(upstream, make_proxy, tmp_path):
+    proxy = make_proxy(upstream)
+    stream = oai(proxy).chat.completions.create(model=MODEL, messages=hello("slowly please"), stream=True)
+    first = next(iter(stream))
+    stream.close()
+    assert first.choices[0].delta.role == "assistant"
+    for _ in range(50):  # the proxy notices at its next write
+        if (tmp_path / "llm_calls.jsonl").exists():
+            break
+        time.sleep(0.1)
+    (entry,) = calls(tmp_path)
+    assert entry["stream"] and entry["error"].startswith("stream cut") and entry["output_tokens"] is None
+    assert oai(proxy).chat.completions.create(model=MODEL, messages=hello()).choices[0].message.content
+
+
 def test_anthropic_messages_and_streaming(upstream, make_proxy, tmp_path):
     proxy = make_proxy(upstream, provider="anthropic")
     client = claude(proxy)

@@ -212,11 +212,14 @@ class TestServer:
     async def _stream(self, request: web.Request, chunks: list[bytes], delay: float) -> web.StreamResponse:
         out = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await out.prepare(request)
-        for chunk in chunks:
-            if delay:
-                await asyncio.sleep(delay)
-            await out.write(chunk)
-        await out.write_eof()
+        try:
+            for chunk in chunks:
+                if delay:
+                    await asyncio.sleep(delay)
+                await out.write(chunk)
+            await out.write_eof()
+        except ConnectionResetError:  # the client hung up mid-stream
+            pass
         return out
 
     async def _health(self, _request: web.Request) -> web.Response:
