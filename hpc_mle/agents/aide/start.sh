@@ -20,6 +20,8 @@ if [ -z "$MODEL" ]; then
 fi
 FEEDBACK_MODEL="${AIDE_FEEDBACK_MODEL:-$MODEL}"
 AGENT_DIR="${AGENT_DIR:-/home/agent}"
+INSTRUCTIONS=/home/instructions.txt   # the harness copy when the contract paths are not mounted (sandbox=none)
+[ -f "$INSTRUCTIONS" ] || INSTRUCTIONS="${HPC_MLE_HARNESS:-/opt/hpc-mle}/instructions.txt"
 LOGS_DIR="${LOGS_DIR:-/home/logs}"
 DATA_DIR="${DATA_DIR:-/home/data}"
 STEPS="${STEP_LIMIT:-500}"
@@ -32,7 +34,7 @@ mkdir -p "$LOGS_DIR/aide" "$AGENT_DIR/workspaces" "${CODE_DIR:-/home/code}" "${S
     sed -e 's#/home/data/description\.md#./input/description.md#g' \
         -e 's#/home/data/#./input/#g' \
         -e 's#/home/submission/submission\.csv#./working/submission.csv#g' \
-        /home/instructions.txt
+        "$INSTRUCTIONS"
     echo
     echo "ADDITIONAL NOTES"
     echo "------"

@@ -19,6 +19,8 @@ if [ -z "${HPC_MLE_MODEL:-}" ]; then
     exit 3
 fi
 AGENT_DIR="${AGENT_DIR:-/home/agent}"
+INSTRUCTIONS=/home/instructions.txt   # the harness copy when the contract paths are not mounted (sandbox=none)
+[ -f "$INSTRUCTIONS" ] || INSTRUCTIONS="${HPC_MLE_HARNESS:-/opt/hpc-mle}/instructions.txt"
 LOGS_DIR="${LOGS_DIR:-/home/logs}"
 CODE_DIR="${CODE_DIR:-/home/code}"
 SECS="${TIME_LIMIT_SECS:-86400}"
@@ -32,7 +34,7 @@ ln -sfn /home/data "$TASKDIR/env/data"
 ln -sfn "${SUBMISSION_DIR:-/home/submission}" "$TASKDIR/env/submission"
 cp /home/validate_submission.sh "$TASKDIR/env/validate_submission.sh"
 {
-    sed -e 's#/home/##g' /home/instructions.txt
+    sed -e 's#/home/##g' "$INSTRUCTIONS"
     echo
     echo "ADDITIONAL NOTES"
     echo "------"

@@ -19,6 +19,8 @@ if [ -z "${HPC_MLE_MODEL:-}" ]; then
 fi
 LOGS_DIR="${LOGS_DIR:-/home/logs}"
 AGENT_DIR="${AGENT_DIR:-/home/agent}"
+INSTRUCTIONS=/home/instructions.txt   # the harness copy when the contract paths are not mounted (sandbox=none)
+[ -f "$INSTRUCTIONS" ] || INSTRUCTIONS="${HPC_MLE_HARNESS:-/opt/hpc-mle}/instructions.txt"
 SECS="${TIME_LIMIT_SECS:-86400}"
 STEPS="${STEP_LIMIT:-500}"
 RESERVE=$(( SECS / 20 < 120 ? SECS / 20 : 120 ))   # left for copying out before the runner stops us
@@ -38,7 +40,7 @@ export FILE_STORE_PATH="$LOGS_DIR/openhands/file_store" SAVE_TRAJECTORY_PATH="$L
 export CACHE_DIR="${TMPDIR:-/tmp}/openhands-cache" LOG_ALL_EVENTS=true
 
 {
-    cat /home/instructions.txt
+    cat "$INSTRUCTIONS"
     echo
     echo "ADDITIONAL NOTES"
     echo "------"
