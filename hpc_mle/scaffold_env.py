@@ -76,7 +76,8 @@ def spec(name: str, torch: bool = False) -> Spec:
     req = folder / "requirements.txt"
     if not req.is_file():
         known = ", ".join(scaffolds_with_venv()) or "none"
-        raise VenvError(f"scaffold {name!r} has no {req.relative_to(AGENTS.parent.parent)} (scaffolds with a venv: {known})")
+        raise VenvError(f"scaffold {name!r} has no local venv (no {req.relative_to(AGENTS.parent.parent)}); it runs "
+                        f"from its image (containers/{name}.def). Scaffolds with a local venv: {known}")
     nodeps = folder / "requirements-nodeps.txt"
     return Spec(name, req, nodeps if nodeps.is_file() else None, (TORCH_CPU,) if torch else ())
 
