@@ -23,16 +23,24 @@ class BudgetConf:
 
 @dataclass
 class ServeConf:
-    """How to serve an open model on the cluster (`serve: vllm`): one server job per sweep."""
+    """How to serve an open model on the cluster (`serve: vllm`): one server job per model per sweep.
 
-    gpus: int = 1
+    The server job writes `<sweep>/serve/<model name>/address.json`; attempts wait (up to `wait`) for
+    it and the server's /health, then talk to `http://host:port/v1`. A teardown job cancels it.
+    """
+
+    gpus: int = 1  # also vLLM's --tensor-parallel-size
     gpu_type: str | None = None
     cpus: int = 8
     mem_gb: int = 64
     time: str = "24h"  # the server job's --time; it is cancelled by a teardown job when the attempts end
-    port: int = 8000
+    port: int = 8000  # a free one is chosen at start if this one is taken on the node
     image: str | None = None  # an Apptainer image with vLLM; null = `vllm` on the node's PATH
     args: list[str] = field(default_factory=list)  # extra `vllm serve` arguments
+    env: dict[str, str] = field(default_factory=dict)  # extra environment for the server, e.g. HF_HOME
+    wait: str = "30m"  # how long an attempt waits for the server; added to the attempts' Slurm --time
+    # For tests only: a program run in place of `vllm serve` (it gets the same arguments). null = vLLM.
+    command: list[str] | None = None
 
 
 @dataclass
@@ -64,6 +72,7 @@ class ScaffoldConf:
     agent_files: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
     image: str | None = None
+    venv: str | None = None  # a scaffold venv built by `hpc-mle scaffolds venv NAME` (bwrap/none sandboxes)
 
 
 @dataclass

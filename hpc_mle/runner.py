@@ -59,13 +59,15 @@ class Scaffold:
     agent_files: tuple[str, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
     image: str | None = None
+    venv: str | None = None  # a venv of its own (`hpc-mle scaffolds venv NAME`), mounted where no image is used
 
 
 def scaffold_from(data: dict[str, Any], where: str) -> Scaffold:
     try:
         return Scaffold(name=str(data["name"]), command=tuple(str(c) for c in data["command"]),
                         agent_files=tuple(data.get("agent_files") or ()),
-                        env={str(k): str(v) for k, v in (data.get("env") or {}).items()}, image=data.get("image"))
+                        env={str(k): str(v) for k, v in (data.get("env") or {}).items()}, image=data.get("image"),
+                        venv=data.get("venv"))
     except (KeyError, TypeError) as exc:
         raise ValueError(f"{where}: fields 'name' and 'command' (a list of strings) are required ({exc})") from exc
 
@@ -386,17 +388,32 @@ def _metering_proxy(cfg: AttemptConfig, sock_dir: Path) -> llm_proxy.MeteringPro
         raise AttemptError(str(exc)) from exc
 
 
+def _scaffold_venv(cfg: AttemptConfig, scaffold: Scaffold) -> Path | None:
+    """The scaffold's own venv, outside hpc-mle's environment (an image brings its own instead)."""
+    if not scaffold.venv or cfg.sandbox == "apptainer":
+        return None
+    from hpc_mle import scaffold_env
+
+    try:
+        return scaffold_env.require(scaffold.venv)
+    except scaffold_env.VenvError as exc:
+        raise AttemptError(str(exc)) from exc
+
+
 def build_launch(cfg: AttemptConfig, spec, scaffold: Scaffold, sock_dir: Path, remaining: float,
                  gpus: tuple[str, ...], meter: llm_proxy.MeteringProxy | None = None) -> Launch:
     """Stage the attempt directory and build the sandbox command (nothing is started)."""
     mounts, hidden, scratch = _stage(cfg, spec, scaffold, sock_dir)
     forward = _forwarded(cfg)
     env = _environment(cfg, scaffold, remaining, gpus, forward, meter)
+    venv = _scaffold_venv(cfg, scaffold)
+    if venv is not None:
+        env["HPC_MLE_VENV"] = str(venv)
     image = Path(cfg.image).resolve() if cfg.image else (Path(scaffold.image) if scaffold.image else None)
     plan = sandbox.Plan(
         argv=("/bin/sh", "/opt/hpc-mle/entry.sh", *scaffold.command, *cfg.agent_args),
         mounts=mounts, env=env, network=cfg.network, gpus=gpus, image=image,
-        extra_ro=sandbox.python_dirs() if cfg.sandbox == "bwrap" else (),
+        extra_ro=(*sandbox.python_dirs(), *((venv,) if venv else ())) if cfg.sandbox == "bwrap" else (),
     )
     if cfg.sandbox == "bwrap":
         return Launch(sandbox.bwrap_command(plan, hidden), _host_env(cfg), None, env, scratch, image)

@@ -76,9 +76,10 @@ def bwrap_command(plan: Plan, hidden: list[Path] = ()) -> list[str]:
     for d in SYSTEM_DIRS:
         if os.path.isdir(d):
             cmd += ["--ro-bind", d, d]
+    cmd += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/home", "--tmpfs", "/run"]
+    # After the empty /home and /tmp, so a Python (or venv) installed under them stays visible.
     for d in plan.extra_ro:
         cmd += ["--ro-bind", str(d), str(d)]
-    cmd += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/home", "--tmpfs", "/run"]
     if plan.gpus:
         for dev in nvidia_devices():
             cmd += ["--dev-bind", dev, dev]

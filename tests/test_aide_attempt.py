@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from hpc_mle import analysis, grading, paths, runner, sandbox, scaffold_env
+from hpc_mle import analysis, grading, paths, runner, scaffold_env
 
 CID = "mini-churn"
 MODEL = "gpt-4o-2024-08-06"
@@ -76,28 +76,12 @@ def aide_venv() -> Path:
     return built.path
 
 
-def with_venv_mount(monkeypatch, venv: Path) -> None:
-    """Mount the venv read-only at its own path, after the sandbox's tmpfs /home and /tmp.
-
-    Stands in for the runner's own support of scaffold venvs (see the README section on LLM
-    scaffolds); a mount in `extra_ro` would be hidden when the venv lies under /home or /tmp.
-    """
-    stage = runner._stage
-
-    def staged(*args, **kwargs):
-        mounts, hidden, scratch = stage(*args, **kwargs)
-        return mounts + (sandbox.Mount(venv, str(venv)),), hidden, scratch
-
-    monkeypatch.setattr(runner, "_stage", staged)
-
-
 def test_aide_attempt_end_to_end(tmp_path, mini_data, aide_venv, monkeypatch):
     from hpc_mle.llm import testserver
 
     monkeypatch.setenv("HPC_MLE_TEST_LLM_KEY", KEY)
-    with_venv_mount(monkeypatch, aide_venv)
     scaffold = yaml.safe_load((paths.REPO_ROOT / "conf" / "scaffold" / "aide.yaml").read_text())
-    scaffold["env"].update(STEP_LIMIT=str(STEPS), HPC_MLE_VENV=str(aide_venv))
+    scaffold["env"].update(STEP_LIMIT=str(STEPS))
     sweep = tmp_path / "sweep"
     aid = "aide-e2e"
     out = sweep / "attempts" / aid
