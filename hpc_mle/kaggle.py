@@ -146,8 +146,12 @@ def find_credentials(env: dict[str, str] | None = None) -> Credentials:
                 raise CredentialsError(f"{path}: must be a JSON object with fields 'username' and 'key', "
                                        f"got {type(values).__name__}. {_fix_hint(path)}")
     elif not (env_user or env_key):
-        raise CredentialsError(f"no Kaggle credentials: {path} does not exist and KAGGLE_USERNAME / KAGGLE_KEY "
-                               f"are not set. {_fix_hint(path)}")
+        home = Path(env.get("HOME") or Path.home())
+        # Where to put it: KAGGLE_CONFIG_DIR if set, else ~/.kaggle (once it exists the package reads it).
+        suggested = path if env.get("KAGGLE_CONFIG_DIR") else home / ".kaggle" / "kaggle.json"
+        looked = f"{path} does not exist" if path == suggested else f"neither {suggested} nor {path} exists"
+        raise CredentialsError(f"no Kaggle credentials: {looked}, and KAGGLE_USERNAME / KAGGLE_KEY "
+                               f"are not set. {_fix_hint(suggested)}")
     user = env_user or str(values.get("username") or "").strip()
     key = env_key or str(values.get("key") or "").strip()
     for name, value, var in (("username", user, "KAGGLE_USERNAME"), ("key", key, "KAGGLE_KEY")):
