@@ -7,14 +7,16 @@ Every outcome is written to files under the sweep folder; return values are only
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
+import time
 import traceback
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from hpc_mle import grading, plan, runner
+from hpc_mle import grading, plan, runner, serve
 from hpc_mle.files import atomic_write_json
 
 RETRYABLE = ("preempted", "requeued", "running")  # running = the last start died without a word (node failure)
@@ -37,6 +39,25 @@ def attempt_config(sweep_dir: Path, attempt_id: str) -> runner.AttemptConfig:
         model_config=cfg["model"],
         gpus=None if cfg["hardware"]["gpus"] else (),
     )
+
+
+def with_model_server(sweep_dir: Path, cfg: runner.AttemptConfig) -> runner.AttemptConfig:
+    """Wait for the sweep's server of this model (not on the agent's clock) and point the model at it."""
+    model = cfg.model_config or {}
+    timeout = plan.duration_s(model["serve_conf"]["wait"])
+    Path(cfg.out).mkdir(parents=True, exist_ok=True)
+    events = runner.Events(Path(cfg.out) / "events.jsonl")
+    events("model-server-wait", model=model["name"], timeout_s=timeout)
+    t0 = time.monotonic()
+    try:
+        address = serve.wait_for_server(sweep_dir, model["name"], timeout)
+    except serve.ServeError as exc:
+        events("model-server-unavailable", reason=str(exc))
+        raise
+    base_url = f"http://{address['host']}:{address['port']}/v1"
+    events("model-server-ready", base_url=base_url, server_job=address.get("job_id"),
+           waited_s=round(time.monotonic() - t0, 1))
+    return dataclasses.replace(cfg, model_config={**model, "base_url": base_url, "api_key_env": None})
 
 
 def _mark_failed(out: Path, reason: str, failure: str = "infrastructure") -> dict[str, Any]:
@@ -65,7 +86,12 @@ def agent_task(sweep_dir: str | Path, attempt_id: str, max_restarts: int = 3) ->
         return _mark_failed(out, f"gave up after {previous['starts']} starts (max_restarts={max_restarts}); "
                                  f"last: {previous.get('reason') or previous.get('state')}")
     try:
-        status = runner.run_attempt(attempt_config(sweep_dir, attempt_id))
+        cfg = attempt_config(sweep_dir, attempt_id)
+        if serve.is_served(cfg.model_config) and previous.get("state") not in runner.TERMINAL:
+            cfg = with_model_server(sweep_dir, cfg)
+        status = runner.run_attempt(cfg)
+    except serve.ServeError as exc:  # the server never answered: an infrastructure failure, resumable
+        return _mark_failed(out, str(exc))
     except Exception as exc:  # set-up problems (data not prepared, bad image, unknown scaffold)
         status = _mark_failed(out, f"{type(exc).__name__}: {exc}")
         status["traceback"] = traceback.format_exc(limit=5)

@@ -14,9 +14,9 @@ import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from hpc_mle import competitions, jobs, plan, prepare, runner, slurm, status
+from hpc_mle import competitions, jobs, plan, prepare, runner, serve, slurm, status
 from hpc_mle.plan import Attempt, PlanError
 
 USAGE = """usage: python -m hpc_mle.launch [-m|--multirun] [KEY=VALUE ...] [--dry-run]
@@ -85,8 +85,45 @@ def mark_for_retry(sweep_dir: Path, attempts: list[Attempt]) -> None:
             atomic_write_json(out / "status.json", st)
 
 
-def describe(sweep_dir: Path, attempts: list[Attempt], todo: list[Attempt], cluster: DictConfig) -> str:
+def check_models(cfgs: list[DictConfig]) -> dict[str, dict]:
+    """Refuse model configs that cannot work (a field left for the user); return the served models by name."""
+    needs = {"openai": ("model", "base_url", "api_key_env"), "anthropic": ("model", "base_url", "api_key_env"),
+             "openai-compatible": ("model", "base_url"), "vllm": ("model",), "none": ()}
+    for cfg in cfgs:
+        m = cfg.model
+        if m.provider not in needs:
+            raise PlanError(f"model {m.name}: provider={m.provider!r}; use one of {', '.join(needs)}")
+        missing = [f"model.{k}" for k in needs[m.provider] if not m.get(k)]
+        if missing:
+            raise PlanError(f"model {m.name}: {', '.join(missing)} must be set (conf/model/{m.name}.yaml). Fix: "
+                            "e.g. model.base_url=https://host/v1 model.model=NAME model.api_key_env=VARIABLE_WITH_KEY")
+        if m.serve not in (None, "vllm") or (m.serve == "vllm") != (m.provider == "vllm"):
+            raise PlanError(f"model {m.name}: serve={m.serve!r} with provider={m.provider!r}; a served model has "
+                            "serve: vllm and provider: vllm, any other serve: null")
+    try:
+        return serve.served_models(OmegaConf.to_container(c.model, resolve=True) for c in cfgs)
+    except serve.ServeError as exc:
+        raise PlanError(str(exc)) from None
+
+
+def describe_servers(served: dict[str, dict], cluster: DictConfig) -> list[str]:
+    lines = []
+    for name, model in served.items():
+        where = "a Slurm job" if cluster.kind == "slurm" else "a subprocess here"
+        lines.append(f"  model server {name}: {where}; attempts wait up to {model['serve_conf']['wait']} for it")
+        if cluster.kind == "slurm":
+            lines.append(f"    sbatch: {slurm.server_parameters(model, cluster)}")
+        lines.append(f"    command: {' '.join(serve.server_command(model, model['serve_conf']['port']))}")
+        if cluster.kind == "slurm":
+            lines.append("    then a teardown job (afterany on the agent arrays) cancels it")
+    return lines
+
+
+def describe(sweep_dir: Path, attempts: list[Attempt], todo: list[Attempt], cluster: DictConfig,
+             served: dict[str, dict] | None = None) -> str:
     lines = [f"sweep: {sweep_dir}", f"attempts: {len(attempts)} planned, {len(todo)} to run"]
+    if todo and served:
+        lines += describe_servers({n: m for n, m in served.items() if n in {a.model for a in todo}}, cluster)
     for group, members in slurm.group_attempts(todo).items():
         comps = len({a.competition_id for a in members})
         lines.append(f"  group {group}: {len(members)} attempts ({comps} competitions)")
@@ -100,6 +137,20 @@ def describe(sweep_dir: Path, attempts: list[Attempt], todo: list[Attempt], clus
 
 
 def run_local(sweep_dir: Path, todo: list[Attempt], max_parallel: int, max_restarts: int) -> None:
+    """Run the attempts here; a served model's server runs as a subprocess for as long as they do.
+
+    (Starting it here rather than refusing: a GPU workstation can serve a model, and the attempts
+    then wait on it exactly as they do on a cluster.)"""
+    servers = {name: serve.start_local(sweep_dir, name)
+               for name in serve.sweep_models(sweep_dir, [a.config_id for a in todo])}
+    try:
+        _run_attempts_here(sweep_dir, todo, max_parallel, max_restarts)
+    finally:
+        for name, proc in servers.items():
+            serve.stop_local(proc, name, sweep_dir)
+
+
+def _run_attempts_here(sweep_dir: Path, todo: list[Attempt], max_parallel: int, max_restarts: int) -> None:
     started = time.monotonic()
     with ProcessPoolExecutor(max_workers=max(1, max_parallel)) as pool:
         futures = {pool.submit(jobs.agent_task, str(sweep_dir), a.id, max_restarts): a for a in todo}
@@ -119,10 +170,11 @@ def launch(argv: list[str]) -> int:
     if len({c.cluster.name for c in cfgs}) > 1 or len({c.output_root for c in cfgs}) > 1:
         raise PlanError("one launch uses one cluster and one output_root: do not sweep over them")
     cluster, first = cfgs[0].cluster, cfgs[0]
+    served = check_models(cfgs)
     attempts = plan.plan_attempts(cfgs)
     sweep_dir = (Path(first.output_root) / plan.sweep_name(cfgs, job_overrides)).resolve()
     todo = pending_attempts(sweep_dir, attempts, first.retry_agent_failures)
-    print(describe(sweep_dir, attempts, todo, cluster), flush=True)
+    print(describe(sweep_dir, attempts, todo, cluster, served), flush=True)
     if first.dry_run:
         print("dry run: nothing written, nothing submitted")
         return 0
@@ -149,7 +201,9 @@ def launch(argv: list[str]) -> int:
     submission = slurm.submit(sweep_dir, todo, cluster)
     slurm.record_launch(sweep_dir, submission)
     arrays = ", ".join(f"{g}: {' '.join(ids)}" for g, ids in submission.arrays.items())
-    print(f"submitted {len(todo)} attempts with {submission.sbatch_calls} sbatch calls\n"
+    servers = "".join(f"  model server   {n}: {j} (address: {serve.serve_dir(sweep_dir, n) / serve.ADDRESS})\n"
+                      f"  teardown job   {n}: {submission.teardowns.get(n)}\n" for n, j in submission.servers.items())
+    print(f"submitted {len(todo)} attempts with {submission.sbatch_calls} sbatch calls\n{servers}"
           f"  agent arrays   {arrays}\n  grading array  {submission.grading}\n  analysis job   {submission.analysis}\n"
           f"next:\n  hpc-mle status {sweep_dir}\n  hpc-mle resume {sweep_dir}   # after failures\n"
           f"  hpc-mle cancel {sweep_dir}\n  results: {sweep_dir}/analysis/summary.md")

@@ -172,7 +172,9 @@ def plan_attempts(cfgs: list[DictConfig]) -> list[Attempt]:
         plain = OmegaConf.to_container(cfg, resolve=True)  # read once: OmegaConf attribute access is slow
         hw, rt = plain["hardware"], plain["runtime"]
         budget = duration_s(rt["time_limit"])
-        minutes = math.ceil((budget + duration_s(rt["margin"])) / 60)
+        # An attempt on a served model may first wait for its server (serve_conf.wait), outside its budget.
+        serve_wait = duration_s(plain["model"]["serve_conf"]["wait"]) if plain["model"].get("serve") else 0
+        minutes = math.ceil((budget + duration_s(rt["margin"]) + serve_wait) / 60)
         shared = dict(
             scaffold=plain["scaffold"]["name"], model=plain["model"]["name"], seed=int(plain["seed"]),
             runtime=rt["name"], hardware=hw["name"], benchmark=plain["benchmark"]["name"], time_limit_s=budget,

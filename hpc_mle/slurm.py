@@ -2,17 +2,20 @@
 
 One array per resource group (throttled with %N, split below the site's MaxArraySize), a grading
 array that waits for all of them (`afterany`), and an analysis job that waits for the grading.
+A served model (`serve: vllm`) adds a server job before the arrays (which poll for it rather than
+depend on it) and a teardown job with `afterany` on the arrays that cancels it (hpc_mle/serve.py).
 submitit writes each job's script, logs and pickles under `<sweep>/slurm/`; it is used only to submit.
 Whether an attempt worked is read from its own `status.json`, never from Slurm's job state.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import shutil
 import subprocess
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -48,6 +51,8 @@ class Submission:
     analysis: str | None
     sbatch_calls: int
     tasks: dict[str, tuple[str, int]]  # attempt id -> (array job id, task index)
+    servers: dict[str, str] = field(default_factory=dict)  # served model name -> server job id
+    teardowns: dict[str, str] = field(default_factory=dict)  # served model name -> teardown job id
 
 
 def _executor(folder: Path, cluster: Any, name: str):
@@ -64,6 +69,15 @@ def _executor(folder: Path, cluster: Any, name: str):
     return ex
 
 
+def _gpu_parameters(gpus: int, gpu_type: str | None, cluster: Any) -> dict[str, Any]:
+    if not gpus:
+        return {}
+    if cluster.gpu_syntax == "gpus-per-node":
+        return {"gpus_per_node": int(gpus)}
+    kind = f"{gpu_type}:" if gpu_type else ""
+    return {"slurm_gres": f"gpu:{kind}{gpus}"}
+
+
 def sbatch_parameters(attempt: Attempt, cluster: Any) -> dict[str, Any]:
     """The resources of an attempt's array, as submitit parameters (shown by --dry-run)."""
     params: dict[str, Any] = {
@@ -73,15 +87,22 @@ def sbatch_parameters(attempt: Attempt, cluster: Any) -> dict[str, Any]:
         "slurm_signal_delay_s": int(cluster.signal_delay_s),
         "slurm_array_parallelism": int(cluster.array_throttle),
     }
-    if attempt.gpus:
-        if cluster.gpu_syntax == "gpus-per-node":
-            params["gpus_per_node"] = int(attempt.gpus)
-        else:
-            kind = f"{attempt.gpu_type}:" if attempt.gpu_type else ""
-            params["slurm_gres"] = f"gpu:{kind}{attempt.gpus}"
+    params.update(_gpu_parameters(attempt.gpus, attempt.gpu_type, cluster))
     extra = dict(cluster.additional or {})
     extra["requeue"] = True  # node failures and `scontrol requeue` bring the attempt back
     params["slurm_additional_parameters"] = extra
+    return params
+
+
+def server_parameters(model: dict[str, Any], cluster: Any) -> dict[str, Any]:
+    """The model server job's resources (serve_conf), as submitit parameters (shown by --dry-run).
+
+    No --requeue: a restarted server would come back at another address while agents hold the old one.
+    """
+    sc = model["serve_conf"]
+    params: dict[str, Any] = {"timeout_min": math.ceil(plan.duration_s(sc["time"]) / 60),
+                              "cpus_per_task": int(sc["cpus"]), "mem_gb": int(sc["mem_gb"])}
+    params.update(_gpu_parameters(int(sc["gpus"] or 0), sc.get("gpu_type"), cluster))
     return params
 
 
@@ -92,15 +113,37 @@ def group_attempts(attempts: list[Attempt]) -> dict[str, list[Attempt]]:
     return dict(groups)
 
 
+def _submit_server(folder: Path, sweep_dir: Path, model: dict[str, Any], cluster: Any) -> tuple[str, int]:
+    """The served model's server job: the one still queued or running for this sweep, else a new one."""
+    from hpc_mle import serve
+
+    name = model["name"]
+    current = serve.current_job(sweep_dir, name)
+    if current and current in queue_states([current]):
+        return current, 0
+    serve.forget_address(sweep_dir, name)
+    ex = _executor(folder, cluster, f"hpc-mle-{Path(sweep_dir).name}-serve-{name}")
+    ex.update_parameters(**server_parameters(model, cluster))
+    job_id = ex.submit(serve.run_server, str(sweep_dir), model).job_id
+    serve.record_job(sweep_dir, name, job_id, [])
+    return job_id, 1
+
+
 def submit(sweep_dir: Path, attempts: list[Attempt], cluster: Any) -> Submission:
-    """Submit the agent arrays, the grading array and the analysis job; return at once."""
-    from hpc_mle import jobs
+    """Submit the model servers, agent arrays, teardowns, the grading array and the analysis job; return at once."""
+    from hpc_mle import jobs, serve
 
     folder = Path(sweep_dir) / "slurm"
     limit = max_array_size()
     arrays: dict[str, list[str]] = {}
     tasks: dict[str, tuple[str, int]] = {}
     calls = 0
+    served = serve.sweep_models(sweep_dir, [a.config_id for a in attempts])
+    servers: dict[str, str] = {}
+    for name, model in served.items():
+        servers[name], n = _submit_server(folder, Path(sweep_dir), model, cluster)
+        calls += n
+    users: dict[str, set[str]] = defaultdict(set)  # served model -> the agent arrays that use it
     for group, members in group_attempts(attempts).items():
         ex = _executor(folder, cluster, f"hpc-mle-{Path(sweep_dir).name}-{group}")
         ex.update_parameters(**sbatch_parameters(members[0], cluster))
@@ -114,6 +157,16 @@ def submit(sweep_dir: Path, attempts: list[Attempt], cluster: Any) -> Submission
             arrays[group].append(array_id)
             for i, a in enumerate(chunk):
                 tasks[a.id] = (array_id, i)
+                if a.model in served:
+                    users[a.model].add(array_id)
+    teardowns: dict[str, str] = {}
+    for name, ids in users.items():
+        serve.record_job(Path(sweep_dir), name, servers[name], sorted(ids))
+        ex = _executor(folder, cluster, f"hpc-mle-{Path(sweep_dir).name}-teardown-{name}")
+        ex.update_parameters(timeout_min=10, cpus_per_task=1, mem_gb=1,
+                             slurm_dependency="afterany:" + ":".join(sorted(ids)))
+        teardowns[name] = ex.submit(serve.teardown_task, str(sweep_dir), name, sorted(ids)).job_id
+        calls += 1
     all_arrays = [i for ids in arrays.values() for i in ids]
     grading_id = analysis_id = None
     if all_arrays:
@@ -128,7 +181,7 @@ def submit(sweep_dir: Path, attempts: list[Attempt], cluster: Any) -> Submission
         ex.update_parameters(timeout_min=60, cpus_per_task=1, mem_gb=8, slurm_dependency=f"afterany:{grading_id}")
         analysis_id = ex.submit(jobs.analysis_task, str(sweep_dir)).job_id
         calls += 1
-    return Submission(arrays, grading_id, analysis_id, calls, tasks)
+    return Submission(arrays, grading_id, analysis_id, calls, tasks, servers, teardowns)
 
 
 def queue_states(job_ids: list[str]) -> dict[str, str]:
@@ -162,7 +215,8 @@ def record_launch(sweep_dir: Path, submission: Submission, dry_run: bool = False
     sweep = plan.read_sweep(sweep_dir) or {}
     entry = {"at": now(), "arrays": submission.arrays, "grading": submission.grading,
              "analysis": submission.analysis, "sbatch_calls": submission.sbatch_calls,
-             "attempts": len(submission.tasks)}
+             "attempts": len(submission.tasks), "servers": submission.servers,
+             "teardowns": submission.teardowns}
     sweep.setdefault("launches", []).append(entry)
     atomic_write_json(Path(sweep_dir) / plan.SWEEP_FILE, sweep)
     if submission.tasks:

@@ -1,0 +1,290 @@
+"""Serving an open model for a sweep with vLLM: the server, its address file, the wait, the teardown.
+
+A model config with `serve: vllm` gets one server per sweep (a Slurm job, or a subprocess with
+cluster=local). The server writes `<sweep>/serve/<model name>/address.json` once its process is up;
+attempts poll that file and the server's /health, then use `http://host:port/v1`. Agent arrays do not
+depend on the server job, so attempts start as soon as it answers, and one that waits too long fails
+as an infrastructure failure (`hpc-mle resume` reruns it) while the rest of the sweep goes on.
+A teardown job (`afterany` on the agent arrays) cancels the server and records that in teardown.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from hpc_mle.files import atomic_write_json
+
+ADDRESS = "address.json"  # written by the server: host, port, base_url, job id, started (and ended)
+JOB = "job.json"  # written by the launcher: the server job id and the agent arrays that use it
+TEARDOWN = "teardown.json"  # written by the teardown job: what it cancelled, or why it kept the server
+LOG = "server.log"
+
+
+class ServeError(RuntimeError):
+    """The model server is not usable (never came up, exited, misconfigured)."""
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def is_served(model: dict[str, Any] | None) -> bool:
+    return bool(model) and model.get("serve") == "vllm"
+
+
+def serve_dir(sweep_dir: Path, name: str) -> Path:
+    return Path(sweep_dir) / "serve" / name
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def served_models(models: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The distinct served models of a sweep, by name; two different configs under one name are refused."""
+    out: dict[str, dict[str, Any]] = {}
+    for model in models:
+        if not is_served(model):
+            continue
+        name = model["name"]
+        if name in out and out[name] != model:
+            raise ServeError(f"model {name!r} is served with different settings within one sweep; give each "
+                             f"variant its own model.name (attempt ids and the server's folder follow the name)")
+        if not model.get("model"):
+            raise ServeError(f"model {name!r}: serve: vllm needs 'model' (a Hugging Face id or a local path)")
+        out[name] = model
+    return out
+
+
+def sweep_models(sweep_dir: Path, config_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """Served models of the given attempts, read from the sweep's stored configs."""
+    models = []
+    for cid in sorted(set(config_ids)):
+        cfg = _read_json(Path(sweep_dir) / "configs" / f"{cid}.json")
+        if cfg is None:
+            raise ServeError(f"{Path(sweep_dir) / 'configs' / f'{cid}.json'} is missing or unreadable")
+        models.append(cfg["model"])
+    return served_models(models)
+
+
+# ---------------------------------------------------------------- the server process
+
+
+def server_command(model: dict[str, Any], port: int) -> list[str]:
+    """`vllm serve MODEL --host 0.0.0.0 --port P --tensor-parallel-size N ARGS`, in the image if one is set."""
+    sc = model.get("serve_conf") or {}
+    override = sc.get("command")  # tests only: a stand-in program for `vllm serve`
+    program = list(override) if override else ["vllm", "serve"]
+    argv = [*program, str(model["model"]), "--host", "0.0.0.0", "--port", str(port),
+            "--tensor-parallel-size", str(max(1, int(sc.get("gpus") or 1))), *map(str, sc.get("args") or [])]
+    if sc.get("image") and not override:
+        argv = ["apptainer", "exec", "--nv", str(sc["image"]), *argv]
+    return argv
+
+
+def free_port(preferred: int) -> int:
+    """The configured port when it is free on this node, else one the kernel picks."""
+    for port in (int(preferred), 0):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("0.0.0.0", port))
+            except OSError:
+                continue
+            return s.getsockname()[1]
+    raise ServeError("no free TCP port on this node")
+
+
+def run_server(sweep_dir: str | Path, model: dict[str, Any], job_id: str | None = None) -> int:
+    """The server job's body: start vLLM, publish its address, wait for it; returns its exit code.
+
+    scancel (or Ctrl-C locally) sends TERM; it is passed on to the server's process group and the
+    address file is marked ended, so attempts still waiting fail at once instead of timing out.
+    """
+    folder = serve_dir(Path(sweep_dir), model["name"])
+    folder.mkdir(parents=True, exist_ok=True)
+    job_id = job_id or os.environ.get("SLURM_JOB_ID") or f"local-{os.getpid()}"
+    port = free_port(int((model.get("serve_conf") or {}).get("port") or 8000))
+    argv = server_command(model, port)
+    env = {**os.environ, **{str(k): str(v) for k, v in ((model.get("serve_conf") or {}).get("env") or {}).items()}}
+    host = socket.gethostname()
+    stopped_by: list[str] = []
+    with open(folder / LOG, "ab", buffering=0) as log:
+        log.write(f"[{_now()}] job {job_id} on {host}: {' '.join(argv)}\n".encode())
+        try:
+            proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+        except OSError as exc:
+            atomic_write_json(folder / ADDRESS, {"model": model["name"], "job_id": job_id, "host": host,
+                                                 "started": _now(), "ended_at": _now(), "exit_code": None,
+                                                 "error": f"cannot start {argv[0]}: {exc}"})
+            raise ServeError(f"cannot start the model server {argv[0]!r}: {exc}") from exc
+
+        def on_signal(signum, _frame):
+            stopped_by.append(signal.Signals(signum).name)
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR2):
+            signal.signal(sig, on_signal)
+        address = {"model": model["name"], "served_model": model["model"], "host": host, "port": port,
+                   "base_url": f"http://{host}:{port}/v1", "job_id": str(job_id), "pid": proc.pid,
+                   "started": _now(), "command": argv}
+        atomic_write_json(folder / ADDRESS, address)
+        code = proc.wait()
+    address.update(ended_at=_now(), exit_code=code, stopped_by=stopped_by[0] if stopped_by else None)
+    atomic_write_json(folder / ADDRESS, address)
+    return code
+
+
+# ---------------------------------------------------------------- the attempts' side
+
+
+def health_problem(address: dict[str, Any], timeout_s: float = 5.0) -> str | None:
+    """None when GET /health answers 200; else what went wrong (for the failure reason)."""
+    url = f"http://{address['host']}:{address['port']}/health"
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via a site HTTP proxy
+    try:
+        with opener.open(url, timeout=timeout_s) as resp:
+            return None if resp.status == 200 else f"{url} answered {resp.status}"
+    except urllib.error.HTTPError as exc:
+        return f"{url} answered {exc.code}"
+    except (OSError, ValueError) as exc:
+        return f"{url}: {getattr(exc, 'reason', exc)}"
+
+
+def wait_for_server(sweep_dir: Path, name: str, timeout_s: float, poll_s: float = 2.0) -> dict[str, Any]:
+    """Wait for the address file and a healthy /health; the address, or ServeError with the reason."""
+    folder = serve_dir(sweep_dir, name)
+    job = (_read_json(folder / JOB) or {}).get("job_id")
+    last = f"no {folder / ADDRESS} yet" + (f" (server job {job}: is it still queued? squeue -j {job})" if job else "")
+    deadline = time.monotonic() + timeout_s
+    while True:
+        address = _read_json(folder / ADDRESS)
+        if address and address.get("ended_at"):
+            raise ServeError(f"model server {name} (job {address.get('job_id')}) ended at {address['ended_at']} "
+                             f"(exit code {address.get('exit_code')}"
+                             f"{', stopped by ' + address['stopped_by'] if address.get('stopped_by') else ''}"
+                             f"{', ' + address['error'] if address.get('error') else ''}); see {folder / LOG}")
+        if address:
+            problem = health_problem(address)
+            if problem is None:
+                return address
+            last = problem
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise ServeError(f"model server did not come up in {timeout_s:.0f} s: {last}; "
+                             f"its log: {folder / LOG}")
+        time.sleep(min(poll_s, left))
+
+
+# ---------------------------------------------------------------- launcher and teardown side
+
+
+def record_job(sweep_dir: Path, name: str, job_id: str, arrays: list[str]) -> None:
+    """job.json: the current server job and every agent array that uses it (across launches)."""
+    path = serve_dir(sweep_dir, name) / JOB
+    old = _read_json(path) or {}
+    same = old.get("job_id") == job_id
+    users = set(old.get("arrays", [])) if same else set()
+    submitted = old.get("submitted_at") if same and old.get("submitted_at") else _now()
+    atomic_write_json(path, {"model": name, "job_id": job_id, "submitted_at": submitted,
+                             "arrays": sorted(users | set(arrays))})
+
+
+def current_job(sweep_dir: Path, name: str) -> str | None:
+    return (_read_json(serve_dir(sweep_dir, name) / JOB) or {}).get("job_id")
+
+
+def forget_address(sweep_dir: Path, name: str) -> None:
+    """A new server is coming: drop the old address so no attempt talks to (or waits on) a dead one."""
+    (serve_dir(sweep_dir, name) / ADDRESS).unlink(missing_ok=True)
+
+
+def teardown_task(sweep_dir: str | Path, name: str, own_arrays: list[str]) -> dict[str, Any]:
+    """The teardown job: scancel the server unless agent arrays of a later launch still use it."""
+    from hpc_mle import slurm
+
+    folder = serve_dir(Path(sweep_dir), name)
+    job = _read_json(folder / JOB) or {}
+    job_id = job.get("job_id")
+    others = [a for a in job.get("arrays", []) if a not in set(own_arrays)]
+    busy = sorted({k.split("_")[0] for k in slurm.queue_states(others)}) if others else []
+    entry: dict[str, Any] = {"at": _now(), "server_job": job_id, "after_arrays": own_arrays,
+                             "teardown_job": os.environ.get("SLURM_JOB_ID")}
+    if not job_id:
+        entry["action"] = f"nothing to cancel: no server job recorded in {folder / JOB}"
+    elif busy:
+        entry["action"] = f"kept: agent arrays {' '.join(busy)} still use it; their teardown cancels it"
+    else:
+        slurm.cancel([job_id])
+        entry["action"] = "cancelled"
+        deadline = time.monotonic() + 60
+        while job_id in slurm.queue_states([job_id]) and time.monotonic() < deadline:
+            time.sleep(1)
+        entry["in_queue_after"] = slurm.queue_states([job_id]).get(job_id, "gone")
+    record = _read_json(folder / TEARDOWN) or {"teardowns": []}
+    record["teardowns"].append(entry)
+    atomic_write_json(folder / TEARDOWN, record)
+    return entry
+
+
+def start_local(sweep_dir: Path, name: str) -> subprocess.Popen:
+    """cluster=local: the server as a subprocess of the launcher (`python -m hpc_mle.serve`)."""
+    forget_address(sweep_dir, name)
+    folder = serve_dir(sweep_dir, name)
+    folder.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen([sys.executable, "-m", "hpc_mle.serve", str(sweep_dir), name],
+                            stdin=subprocess.DEVNULL, start_new_session=True)
+    atomic_write_json(folder / JOB, {"model": name, "job_id": f"local-{proc.pid}", "submitted_at": _now(),
+                                     "arrays": []})
+    return proc
+
+
+def stop_local(proc: subprocess.Popen, name: str, sweep_dir: Path, grace_s: float = 30) -> None:
+    """End a local server (TERM, then KILL after grace_s) and record it as the teardown job would."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    folder = serve_dir(sweep_dir, name)
+    record = _read_json(folder / TEARDOWN) or {"teardowns": []}
+    record["teardowns"].append({"at": _now(), "server_job": f"local-{proc.pid}", "action": "terminated",
+                                "exit_code": proc.returncode})
+    atomic_write_json(folder / TEARDOWN, record)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m hpc_mle.serve SWEEP_DIR MODEL_NAME`: run a sweep's model server here, in the foreground."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) != 2:
+        sys.exit("usage: python -m hpc_mle.serve SWEEP_DIR MODEL_NAME")
+    sweep_dir, name = Path(args[0]), args[1]
+    ids = [p.stem for p in (sweep_dir / "configs").glob("*.json")]
+    models = sweep_models(sweep_dir, ids)
+    if name not in models:
+        sys.exit(f"{sweep_dir}: no served model named {name!r} in configs/ (served: {', '.join(models) or 'none'})")
+    sys.exit(run_server(sweep_dir, models[name]))
+
+
+if __name__ == "__main__":
+    main()
