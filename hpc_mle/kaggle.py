@@ -329,7 +329,12 @@ def download(cid: str, data_dir=None, policy: RetryPolicy | None = None,
         if not partial.is_file() or (staging / f"{final.name}.kaggle-partial").exists():
             raise ValueError(f"download of {cid} ended without a complete {partial.name}")
 
-    with_retries(attempt, cid, policy, log)
+    try:
+        with_retries(attempt, cid, policy, log)
+    except KaggleError:
+        if not any(staging.iterdir()):
+            staging.rmdir()  # nothing to resume: leave no trace
+        raise
     os.replace(partial, final)
     shutil.rmtree(staging, ignore_errors=True)
     return final

@@ -165,6 +165,7 @@ def test_prepare_downloads_retries_and_reports_the_unavailable(fake, tmp_path):
     text = " ".join(out.stdout.split())
     assert "unavailable" in text and "rules not accepted" in text
     assert prepare.is_prepared("comp-a", data) and not prepare.is_prepared("comp-rules", data)
+    assert not (data / "comp-rules" / kaggle.DOWNLOAD_SUBDIR).exists()
     assert (paths.raw_dir("comp-a", data) / "train.csv").is_file()
     assert kaggle.zip_path("comp-a", data).is_file() and not (data / "comp-a" / ".download").exists()
     posts = [s.status for s in fake.requests_for("DownloadDataFiles") if s.status != 403]
