@@ -580,5 +580,11 @@ def report_cmd(sweeps: tuple[Path, ...], split: str | None, fmt: str, output: Pa
         click.echo(text)
 
 
+# `hpc-mle scaffolds venv NAME`: a scaffold's own environment (AIDE's pins clash with ours).
+from hpc_mle.scaffold_env import scaffolds as _scaffolds  # noqa: E402
+
+main.add_command(_scaffolds)
+
+
 if __name__ == "__main__":
     main()
