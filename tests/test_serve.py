@@ -97,6 +97,29 @@ def test_waiting_attempt_fails_clearly_when_no_server_comes(tmp_path):
         serve.wait_for_server(tmp_path, "llama", timeout_s=30)  # at once: no point waiting on an ended server
 
 
+def test_missing_vllm_fails_waiting_attempts_at_once(tmp_path):
+    model = {"name": "llama", "model": "m", "serve": "vllm",
+             "serve_conf": {"gpus": 1, "port": 8000, "command": ["/nonexistent/vllm-binary"]}}
+    with pytest.raises(serve.ServeError, match="cannot start the model server"):
+        serve.run_server(tmp_path, model, job_id="42")
+    with pytest.raises(serve.ServeError, match=r"job 42\) ended .*cannot start /nonexistent/vllm-binary"):
+        serve.wait_for_server(tmp_path, "llama", timeout_s=30)
+
+
+def test_teardown_keeps_a_server_that_a_later_launch_still_uses(tmp_path, monkeypatch):
+    cancelled: list[list[str]] = []
+    queue = {"300_0": "RUNNING"}  # array 300 (a later launch) still runs; array 200 ended
+    monkeypatch.setattr(slurm, "queue_states", lambda ids: {k: v for k, v in queue.items()
+                                                            if k.split("_")[0] in set(ids)})
+    monkeypatch.setattr(slurm, "cancel", lambda ids: cancelled.append(list(ids)) or queue.clear())
+    serve.record_job(tmp_path, "llama", "100", ["200"])
+    serve.record_job(tmp_path, "llama", "100", ["300"])
+    assert serve.teardown_task(tmp_path, "llama", ["200"])["action"].startswith("kept: agent arrays 300")
+    assert cancelled == []
+    assert serve.teardown_task(tmp_path, "llama", ["300"])["action"] == "cancelled" and cancelled == [["100"]]
+    assert len(read(serve.serve_dir(tmp_path, "llama") / serve.TEARDOWN)["teardowns"]) == 2
+
+
 @pytest.mark.slow
 def test_local_launch_serves_the_model_while_attempts_run(mini_data, tmp_path):
     out = subprocess.run([sys.executable, "-m", "hpc_mle.launch", *SERVED, "sandbox=none",
