@@ -514,12 +514,13 @@ def pd_isna(value) -> bool:
 @main.command("cancel")
 @click.argument("sweep_dir", type=click.Path(file_okay=False, path_type=Path))
 def cancel_cmd(sweep_dir: Path) -> None:
-    """scancel every job of the sweep (agent arrays, grading, analysis)."""
+    """scancel every job of the sweep (model servers, agent arrays, teardowns, grading, analysis)."""
     from hpc_mle import plan, slurm
 
     sweep = plan.read_sweep(_sweep_or_fail(sweep_dir)) or {}
     ids = [i for launch in sweep.get("launches", []) for i in
-           [*[x for ids in launch["arrays"].values() for x in ids], launch.get("grading"), launch.get("analysis")] if i]
+           [*[x for ids in launch["arrays"].values() for x in ids], *(launch.get("servers") or {}).values(),
+            *(launch.get("teardowns") or {}).values(), launch.get("grading"), launch.get("analysis")] if i]
     slurm.cancel(ids)
     console.print(f"cancelled {len(ids)} job(s): {' '.join(ids) or '-'}")
 

@@ -130,6 +130,25 @@ def _run(cmd: list[str], log) -> None:
         raise VenvError(f"command failed (exit {result.returncode}): {' '.join(cmd)}\n{result.stdout[-4000:]}")
 
 
+def _installer(python: Path, s: Spec) -> list[str]:
+    """uv where it is installed (seconds instead of a minute), else pip.
+
+    pip stays in charge of the torch extra: on machines that keep a local torch wheel (and cap the
+    version) only pip looks there; uv would fetch a CUDA build of several GB from PyPI.
+    """
+    uv = shutil.which("uv")
+    try:
+        from uv import find_uv_bin  # the PyPI package `uv` (a dev dependency), wherever its binary went
+
+        uv = find_uv_bin()
+    except (ImportError, FileNotFoundError):
+        pass
+    if uv and not s.extras:
+        return [uv, "pip", "install", "--quiet", "--python", str(python)]
+    return [sys.executable, "-m", "pip", "--python", str(python), "install", "--disable-pip-version-check",
+            "--no-input"]
+
+
 def build(name: str, torch: bool = False, force: bool = False, log=lambda _msg: None) -> Built:
     """Build (or reuse) the venv of scaffold `name`; safe to call from several processes at once."""
     s = spec(name, torch)
@@ -141,10 +160,9 @@ def build(name: str, torch: bool = False, force: bool = False, log=lambda _msg: 
         if (path / COMPLETE).is_file() and not force:
             return Built(path, time.monotonic() - t0, _size(path), True)
         shutil.rmtree(path, ignore_errors=True)
-        # Without its own pip: this Python's pip installs into it (`--python`), which saves time and space.
+        # Without its own pip: this Python's installer writes into it (`--python`), which saves time and space.
         _run([sys.executable, "-m", "venv", "--without-pip", str(path)], log)
-        pip = [sys.executable, "-m", "pip", "--python", str(path / "bin" / "python"), "install",
-               "--disable-pip-version-check", "--no-input"]
+        pip = _installer(path / "bin" / "python", s)
         _run(pip + ["-r", str(s.requirements), *s.extras], log)
         if s.nodeps:
             _run(pip + ["--no-deps", "-r", str(s.nodeps)], log)

@@ -26,7 +26,7 @@ from hpc_mle import analysis, grading, paths, runner, scaffold_env
 CID = "mini-churn"
 MODEL = "gpt-4o-2024-08-06"
 KEY = "sk-test-aide-upstream-key-0123456789"
-STEPS = 2
+STEPS = 1
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")]
@@ -41,7 +41,7 @@ SOLUTION = textwrap.dedent('''\
     y = train.pop("churn")
     features = pd.get_dummies(pd.concat([train, test]).drop(columns=["id"]), dtype=float)
     x_train, x_test = features.iloc[: len(train)], features.iloc[len(train):]
-    model = HistGradientBoostingClassifier(max_iter=100, random_state=0)
+    model = HistGradientBoostingClassifier(max_iter=50, random_state=0)
     auc = cross_val_score(model, x_train, y, cv=3, scoring="roc_auc").mean()
     print(f"Validation AUC: {auc:.4f}")
     model.fit(x_train, y)

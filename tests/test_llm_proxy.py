@@ -71,8 +71,16 @@ def claude(proxy: MeteringProxy, token: str | None = None) -> anthropic.Anthropi
     return anthropic.Anthropic(api_key=token or proxy.token, base_url=base(proxy), max_retries=0)
 
 
-def calls(tmp_path: Path) -> list[dict]:
-    return [json.loads(line) for line in (tmp_path / "llm_calls.jsonl").read_text().splitlines()]
+def calls(tmp_path: Path, expect: int | None = None) -> list[dict]:
+    """The proxy's log; with `expect`, wait (briefly) for that many lines: a streamed call is logged
+    just after its last chunk is relayed, so the client can finish a moment before the line lands."""
+    path = tmp_path / "llm_calls.jsonl"
+    for _ in range(100):
+        lines = path.read_text().splitlines() if path.exists() else []
+        if expect is None or len(lines) >= expect:
+            break
+        time.sleep(0.05)
+    return [json.loads(line) for line in lines]
 
 
 def hello(text: str = "hello there, model") -> list[dict]:
@@ -144,7 +152,7 @@ def test_streaming_passes_through_chunk_by_chunk(upstream, make_proxy, tmp_path)
     asked = client.chat.completions.create(model=MODEL, messages=hello(), stream=True,
                                            stream_options={"include_usage": True})
     assert [c.usage.completion_tokens for c in asked if c.usage] == [5]
-    first, second, third = calls(tmp_path)
+    first, second, third = calls(tmp_path, expect=3)
     assert (second["input_tokens"], second["output_tokens"]) == (first["input_tokens"], first["output_tokens"])
     assert second["stream"] is True and third["output_tokens"] == 5
     assert upstream.requests[1]["body"]["stream_options"] == {"include_usage": True}
@@ -180,7 +188,7 @@ def test_anthropic_messages_and_streaming(upstream, make_proxy, tmp_path):
                                   tools=[{"name": "submit_review", "input_schema": {"type": "object"}}])
     assert tool.content[0].name == "submit_review" and tool.content[0].input["summary"] == "ok"
 
-    log = calls(tmp_path)
+    log = calls(tmp_path, expect=3)
     assert [c["stream"] for c in log] == [False, True, False]
     for entry, reply in zip(log, (message, final, tool), strict=True):
         assert (entry["input_tokens"], entry["output_tokens"]) == (reply.usage.input_tokens,
