@@ -714,6 +714,18 @@ def usage_table(results: pd.DataFrame, pos: pd.DataFrame | None = None) -> pd.Da
     return out.reset_index()
 
 
+def usage_by_competition(results: pd.DataFrame) -> pd.DataFrame:
+    """Tokens and cost per setting and competition, summed over seeds, with the mean per attempt."""
+    present = [c for c in USAGE if c in results and results[c].notna().any()]
+    if not present:
+        return pd.DataFrame()
+    graded = results[results["graded"]]
+    out = graded.groupby([*SETTING, "competition_id"]).agg(
+        attempts=("attempt_id", "size"), **{f"{c}_total": (c, lambda v: v.sum(min_count=1)) for c in present},
+        **{f"{c}_mean": (c, "mean") for c in present})
+    return out.reset_index()
+
+
 # ---------------------------------------------------------------- two sweeps
 
 

@@ -283,6 +283,17 @@ def display_heatmap(cells: pd.DataFrame, max_seeds: int = 64) -> pd.DataFrame:
                          "seeds": ["".join(row) for row in marks[grid]], "medals": medals.to_numpy()})
 
 
+def _usage_cells(r: dict) -> dict[str, str]:
+    """Tokens and $ of one attempt, only where attempts recorded them (no empty columns otherwise)."""
+    cells = {}
+    for key, label, fmt in (("input_tokens", "tokens in", "{:.0f}"), ("output_tokens", "tokens out", "{:.0f}"),
+                            ("cost_usd", "$", "{:.4f}")):
+        if key in r:
+            value = r[key]
+            cells[label] = "-" if value is None or pd.isna(value) else fmt.format(value)
+    return cells
+
+
 def display_attempts(results: pd.DataFrame, limit: int = ATTEMPT_ROWS) -> pd.DataFrame:
     frame = results.sort_values(["competition_id", *an.SETTING, "seed"]).head(limit)
     rows = []
@@ -295,7 +306,8 @@ def display_attempts(results: pd.DataFrame, limit: int = ATTEMPT_ROWS) -> pd.Dat
         reason = "" if r.get("valid_submission") is True else str(r.get("reason") or r.get("failure") or "")
         rows.append({"competition": r["competition_id"], **{k: r[k] for k in an.SETTING}, "seed": r["seed"],
                      "state": state, "score": "-" if score is None or pd.isna(score) else f"{score:.5g}",
-                     "medal": medal, "status": r.get("competition_status") or "-", "why not valid": reason[:80]})
+                     "medal": medal, "status": r.get("competition_status") or "-", "why not valid": reason[:80],
+                     **_usage_cells(r)})
     return pd.DataFrame(rows)
 
 
@@ -370,8 +382,11 @@ def build_report(results: pd.DataFrame, title: str, split: str | None = None,
     usage = an.usage_table(results, pos)
     if len(usage):
         tables["usage"] = usage
-        sections.append(Section("Tokens and cost", ["As recorded by the attempts (missing where they did not)."],
-                                [("per setting", usage.round(3))]))
+        per_competition = an.usage_by_competition(results)
+        tables["usage_by_competition"] = per_competition
+        sections.append(Section("Tokens and cost", ["As recorded by the attempts' metering proxies (missing where "
+                                                    "they did not record any)."],
+                                [("per setting", usage.round(3)), ("per competition", per_competition.round(4))]))
     attempts = Section("Attempts", [f"The first {ATTEMPT_ROWS} of {len(results)} attempts; every field of every "
                                     "attempt is in `results.parquet`."] if len(results) > ATTEMPT_ROWS else [],
                        [("per attempt", display_attempts(results))])

@@ -261,6 +261,10 @@ def test_heatmap_codes_and_usage_columns():
     usage = an.usage_table(frame(rows)).iloc[0]
     # 8 USD over the 3 medals of X (a gold, a bronze, b silver).
     assert (usage["recorded"], usage["cost_usd_total"], usage["cost_per_medal_usd"]) == (2, 8.0, pytest.approx(8 / 3))
+    per_comp = an.usage_by_competition(frame(rows)).set_index("competition_id")
+    assert per_comp.loc["a", "cost_usd_total"] == 8.0 and per_comp.loc["a", "cost_usd_mean"] == 4.0  # rows 0, 1: a
+    shown = report.display_attempts(frame(rows)).set_index(["competition", "seed"])
+    assert shown["$"].tolist().count("-") == len(shown) - 2 and "3.0000" in shown["$"].tolist()
 
 
 def test_usage_read_from_status_or_llm_calls(tmp_path):
