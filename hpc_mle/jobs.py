@@ -16,8 +16,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from hpc_mle import grading, plan, runner, serve
+from hpc_mle import grading, plan, runner
 from hpc_mle.files import atomic_write_json
+from hpc_mle.llm import serve
 
 RETRYABLE = ("preempted", "requeued", "running")  # running = the last start died without a word (node failure)
 

@@ -16,7 +16,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from hpc_mle import competitions, jobs, plan, prepare, runner, serve, slurm, status
+from hpc_mle import competitions, jobs, plan, prepare, runner, slurm, status
+from hpc_mle.llm import serve
 from hpc_mle.plan import Attempt, PlanError
 
 USAGE = """usage: python -m hpc_mle.launch [-m|--multirun] [KEY=VALUE ...] [--dry-run]

@@ -3,7 +3,7 @@
 One array per resource group (throttled with %N, split below the site's MaxArraySize), a grading
 array that waits for all of them (`afterany`), and an analysis job that waits for the grading.
 A served model (`serve: vllm`) adds a server job before the arrays (which poll for it rather than
-depend on it) and a teardown job with `afterany` on the arrays that cancels it (hpc_mle/serve.py).
+depend on it) and a teardown job with `afterany` on the arrays that cancels it (hpc_mle/llm/serve.py).
 submitit writes each job's script, logs and pickles under `<sweep>/slurm/`; it is used only to submit.
 Whether an attempt worked is read from its own `status.json`, never from Slurm's job state.
 """
@@ -115,7 +115,7 @@ def group_attempts(attempts: list[Attempt]) -> dict[str, list[Attempt]]:
 
 def _submit_server(folder: Path, sweep_dir: Path, model: dict[str, Any], cluster: Any) -> tuple[str, int]:
     """The served model's server job: the one still queued or running for this sweep, else a new one."""
-    from hpc_mle import serve
+    from hpc_mle.llm import serve
 
     name = model["name"]
     current = serve.current_job(sweep_dir, name)
@@ -131,7 +131,8 @@ def _submit_server(folder: Path, sweep_dir: Path, model: dict[str, Any], cluster
 
 def submit(sweep_dir: Path, attempts: list[Attempt], cluster: Any) -> Submission:
     """Submit the model servers, agent arrays, teardowns, the grading array and the analysis job; return at once."""
-    from hpc_mle import jobs, serve
+    from hpc_mle import jobs
+    from hpc_mle.llm import serve
 
     folder = Path(sweep_dir) / "slurm"
     limit = max_array_size()

@@ -19,7 +19,8 @@ import pytest
 from omegaconf import OmegaConf
 from slurm_cluster import slurm_env  # noqa: F401  (session fixture)
 
-from hpc_mle import launch, plan, runner, serve, slurm
+from hpc_mle import launch, plan, runner, slurm
+from hpc_mle.llm import serve
 
 FAKE = Path(__file__).parent / "agents" / "fake_vllm.py"
 SERVED = ["model=llama-3.1-70b-vllm", "scaffold=dummy", "benchmark.competitions=[mini-churn]",

@@ -1,1 +1,1 @@
-"""Language models for agents: the metering proxy, its price table, and a scripted test server."""
+"""Language models for agents: the metering proxy, its price table, model servers (vLLM) and a scripted test server."""

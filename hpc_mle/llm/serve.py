@@ -246,11 +246,11 @@ def teardown_task(sweep_dir: str | Path, name: str, own_arrays: list[str]) -> di
 
 
 def start_local(sweep_dir: Path, name: str) -> subprocess.Popen:
-    """cluster=local: the server as a subprocess of the launcher (`python -m hpc_mle.serve`)."""
+    """cluster=local: the server as a subprocess of the launcher (`python -m hpc_mle.llm.serve`)."""
     forget_address(sweep_dir, name)
     folder = serve_dir(sweep_dir, name)
     folder.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.Popen([sys.executable, "-m", "hpc_mle.serve", str(sweep_dir), name],
+    proc = subprocess.Popen([sys.executable, "-m", "hpc_mle.llm.serve", str(sweep_dir), name],
                             stdin=subprocess.DEVNULL, start_new_session=True)
     atomic_write_json(folder / JOB, {"model": name, "job_id": f"local-{proc.pid}", "submitted_at": _now(),
                                      "arrays": []})
@@ -274,10 +274,10 @@ def stop_local(proc: subprocess.Popen, name: str, sweep_dir: Path, grace_s: floa
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m hpc_mle.serve SWEEP_DIR MODEL_NAME`: run a sweep's model server here, in the foreground."""
+    """`python -m hpc_mle.llm.serve SWEEP_DIR MODEL_NAME`: run a sweep's model server here, in the foreground."""
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) != 2:
-        sys.exit("usage: python -m hpc_mle.serve SWEEP_DIR MODEL_NAME")
+        sys.exit("usage: python -m hpc_mle.llm.serve SWEEP_DIR MODEL_NAME")
     sweep_dir, name = Path(args[0]), args[1]
     ids = [p.stem for p in (sweep_dir / "configs").glob("*.json")]
     models = sweep_models(sweep_dir, ids)
