@@ -14,6 +14,8 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -152,3 +154,13 @@ def require_cluster() -> dict[str, str]:
 def slurm_env() -> dict[str, str]:
     """Session fixture: the dev cluster's environment, or a skip (an error under CI=true)."""
     return require_cluster()
+
+
+def wait_for(what: str, check: Callable[[], bool], timeout: float = 420, every: float = 1) -> None:
+    """Poll `check` until it is true; fail naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")

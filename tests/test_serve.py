@@ -10,14 +10,12 @@ import json
 import re
 import subprocess
 import sys
-import time
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
-from slurm_cluster import slurm_env  # noqa: F401  (session fixture)
+from slurm_cluster import slurm_env, wait_for  # noqa: F401  (session fixture)
 
 from hpc_mle import launch, plan, runner, slurm
 from hpc_mle.llm import serve
@@ -26,15 +24,6 @@ FAKE = Path(__file__).parent / "agents" / "fake_vllm.py"
 SERVED = ["model=llama-3.1-70b-vllm", "scaffold=dummy", "benchmark.competitions=[mini-churn]",
           f'model.serve_conf.command=["{sys.executable}","{FAKE}"]', "model.serve_conf.gpus=0",
           "model.serve_conf.args=[--fake-delay,2]"]
-
-
-def wait_for(what: str, check: Callable[[], bool], timeout: float = 240, every: float = 1) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def read(path: Path) -> dict:

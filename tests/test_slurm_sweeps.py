@@ -11,11 +11,10 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from slurm_cluster import slurm_env  # noqa: F401  (session fixture)
+from slurm_cluster import slurm_env, wait_for  # noqa: F401  (session fixture)
 
 from hpc_mle import plan, runner
 
@@ -30,15 +29,6 @@ def launch(env: dict, *args: str) -> subprocess.CompletedProcess:
 
 def hpc_mle(env: dict, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(["hpc-mle", *args], capture_output=True, text=True, env=env, timeout=300)
-
-
-def wait_for(what: str, check: Callable[[], bool], timeout: float = 420, every: float = 2) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def squeue(env: dict, *args: str) -> str:
