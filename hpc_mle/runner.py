@@ -32,15 +32,18 @@ import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psutil
 import yaml
 
 from hpc_mle import __version__, competitions, paths, sandbox, telemetry
 from hpc_mle.files import atomic_write_json
-from hpc_mle.llm import proxy as llm_proxy
+from hpc_mle.llm import has_llm
 from hpc_mle.validator import Validator
+
+if TYPE_CHECKING:
+    from hpc_mle.llm.proxy import MeteringProxy
 
 HARNESS = Path(__file__).parent / "harness"
 SCAFFOLDS = paths.REPO_ROOT / "conf" / "scaffold"
@@ -228,7 +231,7 @@ def _stage(cfg: AttemptConfig, spec, scaffold: Scaffold, sock_dir: Path
 
 
 def _environment(cfg: AttemptConfig, scaffold: Scaffold, remaining_s: float, gpus: tuple[str, ...],
-                 forward: bool, meter: llm_proxy.MeteringProxy | None = None) -> dict[str, str]:
+                 forward: bool, meter: MeteringProxy | None = None) -> dict[str, str]:
     """The agent's whole environment: an allow-list, nothing inherited from the host."""
     env = {
         "COMPETITION_ID": cfg.competition_id,
@@ -377,10 +380,12 @@ def _forwarded(cfg: AttemptConfig) -> bool:
     return cfg.sandbox in ("bwrap", "apptainer") and not cfg.network
 
 
-def _metering_proxy(cfg: AttemptConfig, sock_dir: Path) -> llm_proxy.MeteringProxy | None:
+def _metering_proxy(cfg: AttemptConfig, sock_dir: Path) -> MeteringProxy | None:
     """The attempt's LLM proxy, bound but not serving yet; None for an agent without a model."""
-    if not llm_proxy.has_llm(cfg.model_config):
+    if not has_llm(cfg.model_config):
         return None
+    from hpc_mle.llm import proxy as llm_proxy  # aiohttp: only for attempts that have a model
+
     try:
         conf = llm_proxy.config_from_model(cfg.model_config, cfg.out / "llm_calls.jsonl")
         return llm_proxy.MeteringProxy(conf, sock_dir / "llm.sock", tcp=not _forwarded(cfg))
@@ -401,7 +406,7 @@ def _scaffold_venv(cfg: AttemptConfig, scaffold: Scaffold) -> Path | None:
 
 
 def build_launch(cfg: AttemptConfig, spec, scaffold: Scaffold, sock_dir: Path, remaining: float,
-                 gpus: tuple[str, ...], meter: llm_proxy.MeteringProxy | None = None) -> Launch:
+                 gpus: tuple[str, ...], meter: MeteringProxy | None = None) -> Launch:
     """Stage the attempt directory and build the sandbox command (nothing is started)."""
     mounts, hidden, scratch = _stage(cfg, spec, scaffold, sock_dir)
     forward = _forwarded(cfg)

@@ -53,7 +53,6 @@ from hpc_mle.llm.serving import BackgroundApp, tcp_socket, unix_socket
 log = logging.getLogger(__name__)
 
 DEFAULT_BASE_URLS = {"openai": "https://api.openai.com/v1", "anthropic": "https://api.anthropic.com"}
-NO_LLM = (None, "", "none", "null")
 METERED = ("/v1/chat/completions", "/v1/responses", "/v1/messages")
 FREE = ("/v1/models", "/v1/messages/count_tokens")  # forwarded and logged, never charged
 RETRY_STATUSES = (429, 500, 502, 503, 504, 529)  # 529: Anthropic "overloaded"
@@ -65,10 +64,6 @@ KEYLIKE = re.compile(r"\b(sk|pk|rk)-[A-Za-z0-9_\-*.]{4,}")
 
 class ProxyError(RuntimeError):
     """The proxy cannot be set up (no key in the environment, no base URL): a user or site problem."""
-
-
-def has_llm(model_config: dict[str, Any] | None) -> bool:
-    return bool(model_config) and model_config.get("provider") not in NO_LLM
 
 
 @dataclass(frozen=True)

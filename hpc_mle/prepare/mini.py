@@ -18,6 +18,8 @@ from PIL import Image
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
+from hpc_mle.prepare.common import write_csv
+
 SEED = 0
 TEST_SIZE = 0.2
 MOVIE_GENRES = ("Action", "Animation", "Comedy", "Drama", "Documentary", "Romance", "Short")
@@ -47,12 +49,6 @@ def split(frame: pd.DataFrame, stratify: str | None = None) -> tuple[pd.DataFram
         frame, test_size=TEST_SIZE, random_state=SEED, stratify=frame[stratify] if stratify else None
     )
     return train.sort_values("id").reset_index(drop=True), test.sort_values("id").reset_index(drop=True)
-
-
-def write_csv(frame: pd.DataFrame, path: Path) -> None:
-    """Byte-stable CSV: no index, pandas' float repr, Unix line ends on every platform."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(path, index=False, lineterminator="\n")
 
 
 def write_split(train: pd.DataFrame, test: pd.DataFrame, target: str, answers: pd.DataFrame,
