@@ -29,6 +29,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -51,6 +52,7 @@ TERMINAL = ("done", "failed", "timeout")
 VALIDATOR_PORT = 5000
 LLM_PORT = 4000  # the metering proxy inside a sandbox with its own loopback
 LOG_TAIL = 4000
+MARK_VAR = "HPC_MLE_ATTEMPT_MARK"  # in every agent process's environment: tells its orphans from bystanders
 
 
 @dataclass(frozen=True)
@@ -167,11 +169,15 @@ def _code_version() -> str:
         return __version__
 
 
-def _become_subreaper() -> None:
-    """Orphaned grandchildren (a daemonised agent process) are re-parented to us, so we can kill them."""
+def _set_subreaper(on: bool) -> None:
+    """While on, orphaned grandchildren (a daemonised agent process) are re-parented to us, so we can kill them.
+
+    Switched off after the attempt: in a long-lived process (a local sweep, the tests) every daemon started
+    later by anyone below us would otherwise become our child too.
+    """
     if sys.platform.startswith("linux"):
         try:
-            ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+            ctypes.CDLL(None, use_errno=True).prctl(36, int(on), 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
         except (OSError, AttributeError):
             pass
 
@@ -252,6 +258,7 @@ def _environment(cfg: AttemptConfig, scaffold: Scaffold, remaining_s: float, gpu
         "PYTHONUNBUFFERED": "1",
         "HF_HUB_OFFLINE": "1",
         "CUDA_VISIBLE_DEVICES": ",".join(gpus),
+        MARK_VAR: uuid.uuid4().hex,
     }
     # Math libraries default to one thread per core of the node, not of the allocation: on a shared
     # node that oversubscribes and can be many times slower. Give them the CPUs this attempt has.
@@ -332,22 +339,40 @@ def _descendants(proc: psutil.Process) -> list[psutil.Process]:
         return []
 
 
-def stop_tree(proc: subprocess.Popen, grace_s: float) -> int:
-    """TERM every process of the attempt, KILL what is left after the grace period; return how many were killed."""
+def _marked(proc: psutil.Process, mark: str | None) -> bool:
+    """Whether a process carries this attempt's mark in its environment (so it is the agent's, not a bystander)."""
+    if mark is None:
+        return False
+    try:
+        return proc.environ().get(MARK_VAR) == mark
+    except psutil.Error:
+        return False
+
+
+def stop_tree(proc: subprocess.Popen, grace_s: float, mark: str | None = None) -> int:
+    """TERM every process of the attempt, KILL what is left after the grace period; return how many were killed.
+
+    The attempt's processes are the agent's tree plus orphans re-parented to us that carry the attempt's
+    mark; other processes below us (daemons someone else started in the same process) are left alone.
+    """
     me = psutil.Process()
     try:
         root = psutil.Process(proc.pid)
         victims = [root, *_descendants(root)]
     except psutil.NoSuchProcess:
         victims = []
-    victims += [p for p in _descendants(me) if p not in victims]  # orphans re-parented to us
+
+    def orphans() -> list[psutil.Process]:
+        return [p for p in _descendants(me) if p not in victims and _marked(p, mark)]
+
+    victims += orphans()
     for p in reversed(victims):  # deepest first, so parents see their children go
         try:
             p.send_signal(signal.SIGTERM)
         except psutil.Error:
             pass
     _, alive = psutil.wait_procs(victims, timeout=grace_s)
-    for p in alive + [p for p in _descendants(me) if p not in victims]:
+    for p in alive + orphans():
         try:
             p.kill()
         except psutil.Error:
@@ -465,6 +490,7 @@ def run_attempt(cfg: AttemptConfig) -> dict[str, Any]:
         raise
     argv, popen_env, cwd, env, scratch, image = (launch.argv, launch.popen_env, launch.cwd, launch.env,
                                                   launch.scratch, launch.image)
+    mark = env[MARK_VAR]
 
     config = {
         **cfg.to_dict(),
@@ -494,7 +520,7 @@ def run_attempt(cfg: AttemptConfig) -> dict[str, Any]:
             meter.close()
         return _finish(out, status, events, "timeout", None, "no time budget left", used_before, None, None, 0)
 
-    _become_subreaper()
+    _set_subreaper(True)
     t0 = time.monotonic()
 
     def elapsed() -> float:
@@ -556,17 +582,18 @@ def run_attempt(cfg: AttemptConfig) -> dict[str, Any]:
                 reason, failure = f"agent exited with code {exit_code}", "agent"
         if state in ("preempted", "timeout"):
             events("stopping", reason=reason)
-            killed = stop_tree(proc, cfg.grace_s)
+            killed = stop_tree(proc, cfg.grace_s, mark)
             exit_code = proc.returncode
             events("stopped", exit_code=exit_code, killed_after_grace=killed)
         else:
-            stop_tree(proc, min(cfg.grace_s, 2.0))  # the agent is gone; leave none of its children behind
+            stop_tree(proc, min(cfg.grace_s, 2.0), mark)  # the agent is gone; leave none of its children behind
     except Exception as exc:
         reason = f"harness error: {type(exc).__name__}: {exc}"
         events("harness-error", error=reason)
         if proc is not None and proc.poll() is None:
-            stop_tree(proc, cfg.grace_s)
+            stop_tree(proc, cfg.grace_s, mark)
     finally:
+        _set_subreaper(False)
         for s, h in old_handlers.items():
             signal.signal(s, h)
         used = elapsed()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -97,6 +99,34 @@ def test_overrun_is_stopped_with_every_child(tmp_path, mini_data):
     assert events[:2] == ["start", "agent-started"] and "stopping" in events and events[-1] == "end"
     assert (out / "submission" / "submission.csv").is_file()  # what it wrote before the limit is kept
     assert "working forever" in (out / "logs" / "agent.log").read_text()
+
+
+def test_orphans_of_the_agent_are_killed_but_not_other_daemons_of_the_process(tmp_path, mini_data):
+    """A runner inside a long-lived process (local sweeps, pytest) kills only its own agent's orphans.
+
+    The bystander stands for a daemon someone else started from the same process (the dev Slurm cluster
+    brought up by a test fixture): it is re-parented to us while we are a subreaper, but is not the agent's.
+    """
+    marker, bystander_marker = (f"hpc-mle-test-{kind}-{time.time_ns()}" for kind in ("orphan", "bystander"))
+    runner._set_subreaper(True)
+    try:
+        sleeper = [sys.executable, "-c", "import time; time.sleep(1000)", bystander_marker]
+        starter = f"import subprocess; subprocess.Popen({sleeper!r}, start_new_session=True)"
+        subprocess.run([sys.executable, "-c", starter], check=True)
+        status, _ = attempt(tmp_path, mini_data, scaffold(tmp_path, "orphaner.py"), sandbox="none",
+                            agent_args=(marker,))
+        assert status["state"] == "done"
+
+        def running(mark: str) -> list[psutil.Process]:
+            return [p for p in psutil.process_iter(["cmdline"]) if mark in " ".join(p.info["cmdline"] or [])]
+
+        assert running(marker) == [], "the agent's orphan was left running"
+        assert len(running(bystander_marker)) == 1, "a process that is not the agent's was killed"
+    finally:
+        runner._set_subreaper(False)
+        for p in psutil.process_iter(["cmdline"]):
+            if bystander_marker in " ".join(p.info["cmdline"] or []):
+                p.kill()
 
 
 def test_crash_leaves_failed_status_with_exit_code_and_log_tail(tmp_path, mini_data):
