@@ -339,6 +339,14 @@ def _descendants(proc: psutil.Process) -> list[psutil.Process]:
         return []
 
 
+def _died_of_signal(exit_code: int | None) -> bool:
+    """Whether an exit code says "killed by a signal": negative from Popen, or 128+N from a shell or bwrap,
+    which report their child's death by signal N that way."""
+    if exit_code is None:
+        return False
+    return exit_code < 0 or 128 < exit_code < 128 + signal.NSIG
+
+
 def _marked(proc: psutil.Process, mark: str | None) -> bool:
     """Whether a process carries this attempt's mark in its environment (so it is the agent's, not a bystander)."""
     if mark is None:
@@ -564,7 +572,7 @@ def run_attempt(cfg: AttemptConfig) -> dict[str, Any]:
                 break
             status["agent_elapsed_s"] = round(elapsed(), 3)
             atomic_write_json(out / "status.json", status)  # persisted, so a requeue knows the time used
-        killed_by_signal = exit_code is not None and exit_code < 0
+        killed_by_signal = _died_of_signal(exit_code)
         if killed_by_signal and not stop_reason:
             # Slurm signals every process of a job at once (scancel, requeue, preemption, the warning):
             # the agent may die a moment before our own handler runs. A death by a signal we did not

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -127,6 +131,43 @@ def test_orphans_of_the_agent_are_killed_but_not_other_daemons_of_the_process(tm
         for p in psutil.process_iter(["cmdline"]):
             if bystander_marker in " ".join(p.info["cmdline"] or []):
                 p.kill()
+
+
+def test_a_job_signal_that_reaches_the_agent_first_is_not_blamed_on_the_agent(tmp_path, mini_data):
+    """scancel signals every process of the job at once; bwrap reports its child's death as 128+15."""
+    marker = f"hpc-mle-test-{time.time_ns()}"
+    events_path = tmp_path / "attempt" / "events.jsonl"
+
+    def scancel_like() -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and "agent-started" not in _read(events_path):
+            time.sleep(0.1)
+        time.sleep(1.0)
+        for bwrap in (p for p in psutil.Process().children() if p.name() == "bwrap"):
+            for p in bwrap.children(recursive=True):  # the sandboxed processes die first ...
+                with contextlib.suppress(psutil.Error):
+                    p.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        os.kill(os.getpid(), signal.SIGTERM)  # ... and the runner's own handler runs a moment later
+
+    sender = threading.Thread(target=scancel_like)
+    before = signal.signal(signal.SIGTERM, lambda *_: None)  # a late signal must not stop pytest
+    sender.start()
+    try:
+        status, _ = attempt(tmp_path, mini_data, scaffold(tmp_path, "overrun.py"), sandbox="bwrap", grace_s=1,
+                            agent_args=(marker,))
+    finally:
+        sender.join()
+        signal.signal(signal.SIGTERM, before)
+    assert status["state"] == "preempted" and "SIGTERM" in status["reason"], status
+    assert status["exit_code"] == 128 + signal.SIGTERM
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
 
 
 def test_crash_leaves_failed_status_with_exit_code_and_log_tail(tmp_path, mini_data):
