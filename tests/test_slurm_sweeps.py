@@ -113,6 +113,18 @@ def test_requeue_cancel_and_warning_are_survived(slurm_env, mini_data, tmp_path)
     wait_for("the third attempt to run", lambda: running(third), timeout=240, every=1)
     subprocess.run(["scancel", job[third]], env=slurm_env, check=True)
 
+    # Slurm holds a requeued job for about two minutes (Reason=BeginTime); release them, as a user may.
+    def held(cid: str) -> bool:
+        return squeue(slurm_env, "-j", job[cid], "-o", "%T %r").split() == ["PENDING", "BeginTime"]
+
+    def restarted(cid: str) -> bool:
+        return final(cid).get("starts") == 2
+
+    wait_for("the requeued jobs to be held", lambda: all(held(c) or restarted(c) for c in (first, second)),
+             timeout=180)
+    for cid in (first, second):
+        if held(cid):
+            subprocess.run(["scontrol", "update", f"jobid={job[cid]}", "StartTime=now"], env=slurm_env, check=True)
     wait_for("the requeued attempts to finish",
              lambda: final(first).get("state") == "done" and final(second).get("state") == "done", timeout=420)
     for cid in (first, second):
