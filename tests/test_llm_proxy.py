@@ -229,6 +229,44 @@ def test_cost_budget_stops_an_anthropic_agent(upstream, make_proxy, tmp_path):
     assert len(upstream.requests) == 2 and proxy.summary()["cost_usd"] == pytest.approx(2 * 7.8e-05)
 
 
+def test_anthropic_cache_writes_are_priced_at_the_cache_write_rate(make_proxy, tmp_path):
+    sonnet = "claude-3-5-sonnet-20241022"
+    price = prices.load()[sonnet]
+    assert (price.input_usd_per_mtok, price.cached_input_usd_per_mtok, price.cache_write_usd_per_mtok,
+            price.output_usd_per_mtok) == (3.00, 0.30, 3.75, 15.00)
+    # 100 tokens in, of which 20 read from the cache and 30 written to it; 10 out
+    assert price.cost(100, 10, 20, 30) == pytest.approx((50 * 3.00 + 20 * 0.30 + 30 * 3.75 + 10 * 15.00) / 1e6)
+    assert prices.load()[MODEL].cost(100, 10, 0, 30) == prices.load()[MODEL].cost(100, 10)  # no write rate: input
+    old_table = tmp_path / "old_prices.csv"  # a table from before the column still loads
+    old_table.write_text("price_key,provider,input_usd_per_mtok,cached_input_usd_per_mtok,output_usd_per_mtok,"
+                         "read_on,source\nm,p,3.00,0.30,15.00,2026-11-22,somewhere\n")
+    assert prices.load(old_table)["m"].cache_write_usd_per_mtok is None
+
+    read, written = 1200, 3400
+    script = {"rules": [{"match": "hello", "content": "hello back",
+                         "cache_read_input_tokens": read, "cache_creation_input_tokens": written}]}
+    with testserver.start(script, api_key=KEY) as server:
+        proxy = make_proxy(server, provider="anthropic", model=sonnet)
+        client = claude(proxy)
+        message = client.messages.create(model=sonnet, max_tokens=100,
+                                         messages=[{"role": "user", "content": "hello there, model"}])
+        with client.messages.stream(model=sonnet, max_tokens=100,
+                                    messages=[{"role": "user", "content": "hello there, model"}]) as stream:
+            final = stream.get_final_message()
+    log = calls(tmp_path, expect=2)
+    assert [c["stream"] for c in log] == [False, True]
+    for entry, reply in zip(log, (message, final), strict=True):
+        uncached, out = reply.usage.input_tokens, reply.usage.output_tokens
+        assert (uncached, out) == (3, 2)
+        assert (reply.usage.cache_read_input_tokens, reply.usage.cache_creation_input_tokens) == (read, written)
+        assert (entry["input_tokens"], entry["cached_input_tokens"], entry["cache_write_input_tokens"],
+                entry["output_tokens"]) == (uncached + read + written, read, written, out)
+        assert entry["cost_usd"] == pytest.approx((uncached * 3.00 + read * 0.30 + written * 3.75 + out * 15.00) / 1e6)
+    summary = proxy.summary()
+    assert (summary["cached_input_tokens"], summary["cache_write_input_tokens"]) == (2 * read, 2 * written)
+    assert summary["cost_usd"] == pytest.approx(sum(c["cost_usd"] for c in log))
+
+
 def test_rate_limits_are_retried_honouring_retry_after(make_proxy, tmp_path):
     script = {"rules": [{"match": ".", "status": 429, "times": 1, "retry_after": 1},
                         {"match": ".", "status": 503, "times": 1},

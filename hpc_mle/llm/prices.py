@@ -29,14 +29,26 @@ class Price:
     cached_input_usd_per_mtok: float | None  # None: cached input is billed as ordinary input
     read_on: str
     source: str
+    # Anthropic bills prompt-cache writes above the input rate (5-minute cache: 1.25x); None: ordinary input.
+    # Writes to the 1-hour cache (2x) are not told apart in the table and are priced at this rate too.
+    cache_write_usd_per_mtok: float | None = None
 
-    def cost(self, input_tokens: int, output_tokens: int, cached_input_tokens: int = 0) -> float:
-        """US dollars for one call; `input_tokens` includes the cached ones."""
+    def cost(self, input_tokens: int, output_tokens: int, cached_input_tokens: int = 0,
+             cache_write_input_tokens: int = 0) -> float:
+        """US dollars for one call.
+
+        `input_tokens` is all input, cache reads (`cached_input_tokens`) and cache writes
+        (`cache_write_input_tokens`) included, as `usage.Usage` counts it: each part is billed at its
+        own rate, the rest at the input rate, so a budget in tokens and one in dollars see the same input.
+        """
         cached = min(max(cached_input_tokens, 0), input_tokens)
+        written = min(max(cache_write_input_tokens, 0), input_tokens - cached)
         cached_rate = self.input_usd_per_mtok if self.cached_input_usd_per_mtok is None \
             else self.cached_input_usd_per_mtok
-        usd = ((input_tokens - cached) * self.input_usd_per_mtok + cached * cached_rate
-               + output_tokens * self.output_usd_per_mtok) / 1e6
+        write_rate = self.input_usd_per_mtok if self.cache_write_usd_per_mtok is None \
+            else self.cache_write_usd_per_mtok
+        usd = ((input_tokens - cached - written) * self.input_usd_per_mtok + cached * cached_rate
+               + written * write_rate + output_tokens * self.output_usd_per_mtok) / 1e6
         return round(usd, 8)
 
 
@@ -56,7 +68,8 @@ def load(path: Path = PRICES) -> dict[str, Price]:
                 input_usd_per_mtok=float(row["input_usd_per_mtok"]),
                 output_usd_per_mtok=float(row["output_usd_per_mtok"]),
                 cached_input_usd_per_mtok=_number(row.get("cached_input_usd_per_mtok")),
-                read_on=row["read_on"], source=row["source"])
+                read_on=row["read_on"], source=row["source"],
+                cache_write_usd_per_mtok=_number(row.get("cache_write_usd_per_mtok")))  # a newer column
     return table
 
 
@@ -85,8 +98,8 @@ def lookup(key: str | None, path: Path = PRICES) -> Price | None:
 
 
 def cost_usd(price: Price | None, input_tokens: int | None, output_tokens: int | None,
-             cached_input_tokens: int | None = 0) -> float | None:
+             cached_input_tokens: int | None = 0, cache_write_input_tokens: int | None = 0) -> float | None:
     """Cost of one call, or None when the price or the token counts are unknown."""
     if price is None or input_tokens is None or output_tokens is None:
         return None
-    return price.cost(input_tokens, output_tokens, cached_input_tokens or 0)
+    return price.cost(input_tokens, output_tokens, cached_input_tokens or 0, cache_write_input_tokens or 0)

@@ -114,7 +114,7 @@ class Ledger:
         self.cfg, self.price = cfg, price
         self.lock = threading.Lock()
         self.calls = self.errors = self.unpriced = 0
-        self.input_tokens = self.output_tokens = self.cached_input_tokens = 0
+        self.input_tokens = self.output_tokens = self.cached_input_tokens = self.cache_write_input_tokens = 0
         self.cost_usd = 0.0
         self.refused = 0
         self.table_version = prices.table_version()
@@ -143,6 +143,7 @@ class Ledger:
         self.input_tokens += entry.get("input_tokens") or 0
         self.output_tokens += entry.get("output_tokens") or 0
         self.cached_input_tokens += entry.get("cached_input_tokens") or 0
+        self.cache_write_input_tokens += entry.get("cache_write_input_tokens") or 0  # absent in older logs
         if entry.get("cost_usd") is not None:
             self.cost_usd += entry["cost_usd"]
         elif entry.get("input_tokens") or entry.get("output_tokens"):
@@ -174,6 +175,7 @@ class Ledger:
                 "provider": self.cfg.provider, "model": self.cfg.model, "calls": self.calls, "errors": self.errors,
                 "input_tokens": self.input_tokens, "output_tokens": self.output_tokens,
                 "cached_input_tokens": self.cached_input_tokens,
+                "cache_write_input_tokens": self.cache_write_input_tokens,
                 "cost_usd": None if self.unpriced else round(self.cost_usd, 8), "unpriced_calls": self.unpriced,
                 "price_key": self.cfg.price_key, "price_read_on": self.price.read_on if self.price else None,
                 "price_table": self.table_version,
@@ -346,9 +348,10 @@ class MeteringProxy:
         entry = {
             "time": _now(), "model": got.model or requested, "endpoint": request.path, "status": status,
             "input_tokens": in_tok, "output_tokens": out_tok, "cached_input_tokens": got.cached_input_tokens,
+            "cache_write_input_tokens": got.cache_write_input_tokens,
             "latency_s": round(time.monotonic() - started, 3),
             "cost_usd": 0.0 if free else prices.cost_usd(self._price_for(requested), in_tok, out_tok,
-                                                         got.cached_input_tokens),
+                                                         got.cached_input_tokens, got.cache_write_input_tokens),
             "stream": stream, "retries": retries, "error": self.redact(error)[:500] if error else None,
         }
         if refused:

@@ -25,8 +25,10 @@ functions offered. `times` (null = unlimited) limits how often a rule fires; aft
 No rule matching: `default` (itself defaulting to the content "OK"). A `tool_call` makes the answer a
 call of that tool (OpenAI `tool_calls`, or `function_call` if the request used legacy `functions`;
 Anthropic `tool_use`), after any `content`. A `status` other than 200 answers with an error in the
-protocol's format; optional extras: `retry_after` (seconds, sent as Retry-After) for such errors, and
-`delay_s` (a pause before each streamed chunk, to see streams arrive piece by piece).
+protocol's format; optional extras: `retry_after` (seconds, sent as Retry-After) for such errors,
+`delay_s` (a pause before each streamed chunk, to see streams arrive piece by piece), and for Anthropic
+`cache_read_input_tokens` / `cache_creation_input_tokens` (reported in usage as given, apart from
+`input_tokens` as Anthropic does, so prompt-cache accounting can be tested).
 
 Usage is deterministic: input tokens = whitespace-separated words of the request's text, output
 tokens = words of the content plus the tool's name and its JSON arguments. With an `api_key`, every
@@ -336,6 +338,8 @@ class TestServer:
         body, answer = begun
         content, call = answer.get("content") or "", answer.get("tool_call")
         inp, outp = _words(request_text(body)), _output_words(answer)
+        cache = {k: answer[k] for k in ("cache_read_input_tokens", "cache_creation_input_tokens")
+                 if k in answer}
         blocks: list[dict[str, Any]] = []
         if content or not call:
             blocks.append({"type": "text", "text": content})
@@ -345,14 +349,15 @@ class TestServer:
         message = {"id": _id("msg_"), "type": "message", "role": "assistant",
                    "model": body.get("model") or self.script.models[0], "content": blocks,
                    "stop_reason": "tool_use" if call else "end_turn", "stop_sequence": None,
-                   "usage": {"input_tokens": inp, "output_tokens": outp}}
+                   "usage": {"input_tokens": inp, "output_tokens": outp, **cache}}
         if not body.get("stream"):
             return web.json_response(message)
 
         def event(kind: str, **fields: Any) -> bytes:
             return _sse({"type": kind, **fields}, kind)
 
-        start = {**message, "content": [], "stop_reason": None, "usage": {"input_tokens": inp, "output_tokens": 1}}
+        start = {**message, "content": [], "stop_reason": None,
+                 "usage": {"input_tokens": inp, "output_tokens": 1, **cache}}
         chunks = [event("message_start", message=start), event("ping")]
         for index, block in enumerate(blocks):
             if block["type"] == "text":

@@ -18,6 +18,7 @@ class Usage:
     output_tokens: int | None = None
     cached_input_tokens: int | None = None
     model: str | None = None
+    cache_write_input_tokens: int | None = None  # Anthropic's cache_creation_input_tokens, billed above input
 
 
 def _int(value: Any) -> int | None:
@@ -31,17 +32,17 @@ def from_usage(usage: dict[str, Any] | None, model: str | None = None) -> Usage:
     base = _int(usage.get("prompt_tokens"))
     if base is None:
         base = _int(usage.get("input_tokens"))
-    cache_write = _int(usage.get("cache_creation_input_tokens")) or 0  # Anthropic: not in input_tokens
+    cache_write = _int(usage.get("cache_creation_input_tokens"))  # Anthropic: not in input_tokens
     cache_read = _int(usage.get("cache_read_input_tokens"))
     details = usage.get("prompt_tokens_details") or usage.get("input_tokens_details") or {}
     cached = _int(details.get("cached_tokens")) if isinstance(details, dict) else None
     if cached is None:
         cached = cache_read
-    total_in = None if base is None else base + cache_write + (cache_read or 0)
+    total_in = None if base is None else base + (cache_write or 0) + (cache_read or 0)
     output = _int(usage.get("completion_tokens"))
     if output is None:
         output = _int(usage.get("output_tokens"))
-    return Usage(total_in, output, cached, model)
+    return Usage(total_in, output, cached, model, cache_write_input_tokens=cache_write)
 
 
 def from_body(body: Any) -> Usage:
@@ -53,7 +54,8 @@ def from_body(body: Any) -> Usage:
 
 class StreamUsage:
     """Collects usage from a stream's events: OpenAI's final usage chunk, the responses API's
-    `response.completed`, Anthropic's `message_start` (input) and `message_delta` (output so far)."""
+    `response.completed`, Anthropic's `message_start` (input, cache reads and writes) and `message_delta`
+    (output so far; newer API versions repeat the cache counts there, which merge to the same values)."""
 
     def __init__(self) -> None:
         self.raw: dict[str, Any] = {}
