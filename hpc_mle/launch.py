@@ -9,6 +9,8 @@ Relaunching the same command submits only what is not done or queued.
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -151,9 +153,32 @@ def run_local(sweep_dir: Path, todo: list[Attempt], max_parallel: int, max_resta
             serve.stop_local(proc, name, sweep_dir)
 
 
+def cpu_slices(cpus: list[int], workers: int) -> list[list[int]]:
+    """Disjoint CPU sets, one per local worker, the way Slurm gives each job its own CPUs.
+
+    Without them every parallel attempt sizes its math libraries' thread pools for the whole machine;
+    OpenMP's spinning threads then fight over the cores and an attempt can run tens of times slower.
+    With fewer CPUs than workers, workers share single CPUs round-robin."""
+    if workers <= 1 or not cpus:
+        return [list(cpus)] * max(1, workers)
+    if len(cpus) < workers:
+        return [[cpus[i % len(cpus)]] for i in range(workers)]
+    size = len(cpus) // workers
+    return [cpus[i * size:(i + 1) * size] for i in range(workers)]
+
+
+def _pin_worker(slots) -> None:
+    """Pool initializer: take one CPU set and keep to it (the attempts and their agents inherit it)."""
+    os.sched_setaffinity(0, slots.get())
+
+
 def _run_attempts_here(sweep_dir: Path, todo: list[Attempt], max_parallel: int, max_restarts: int) -> None:
     started = time.monotonic()
-    with ProcessPoolExecutor(max_workers=max(1, max_parallel)) as pool:
+    workers = max(1, max_parallel)
+    slots = multiprocessing.get_context().Queue()
+    for cpus in cpu_slices(sorted(os.sched_getaffinity(0)), workers):
+        slots.put(cpus)
+    with ProcessPoolExecutor(max_workers=workers, initializer=_pin_worker, initargs=(slots,)) as pool:
         futures = {pool.submit(jobs.agent_task, str(sweep_dir), a.id, max_restarts): a for a in todo}
         for n, future in enumerate(as_completed(futures), 1):
             a = futures[future]

@@ -520,6 +520,7 @@ def run_attempt(cfg: AttemptConfig) -> dict[str, Any]:
         "started_at": previous.get("started_at") or _now(), "last_start_at": _now(), "ended_at": None,
         "sandbox": cfg.sandbox, "unsandboxed": cfg.sandbox == "none", "host": os.uname().nodename,
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+        "cpus": sorted(os.sched_getaffinity(0)),
     }
     atomic_write_json(out / "status.json", status)
     events("start", start=starts, remaining_s=remaining, sandbox=cfg.sandbox, gpus=list(gpus))

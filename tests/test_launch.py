@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from hpc_mle import launch as launch_module
 from hpc_mle import plan, runner, status
 
 TWO = "benchmark.competitions=[mini-churn,mini-digits]"
@@ -72,8 +73,10 @@ def test_local_sweep_runs_grades_analyses_and_relaunch_is_a_no_op(tmp_path, mini
     (sweep,) = tmp_path.iterdir()
     manifest = plan.read_manifest(sweep)
     assert len(manifest) == 4 and set(manifest["seed"]) == {0, 1}
+    cpus_each = max(1, len(os.sched_getaffinity(0)) // 2)  # cluster=local runs two at once on disjoint CPUs
     for aid in manifest["id"]:
-        assert runner.read_status(plan.attempt_dir(sweep, aid))["state"] == "done"
+        st = runner.read_status(plan.attempt_dir(sweep, aid))
+        assert st["state"] == "done" and len(st["cpus"]) == cpus_each, st
         graded = json.loads((sweep / "grading" / f"{aid}.json").read_text())
         assert graded["report"]["valid_submission"] and graded["report"]["leaderboard_source"] == "reference-panel"
     assert (sweep / "analysis" / "summary.md").is_file() and (sweep / "analysis" / "results.csv").is_file()
@@ -140,3 +143,10 @@ def test_restarts_are_capped(tmp_path, mini_data):
     st = jobs.agent_task(tmp_path, attempt.id, max_restarts=3)
     assert st["state"] == "failed" and st["failure"] == "infrastructure"
     assert st["reason"].startswith("gave up after 4 starts (max_restarts=3)")
+
+
+def test_local_workers_get_disjoint_cpu_sets():
+    assert launch_module.cpu_slices([0, 1], 2) == [[0], [1]]
+    assert launch_module.cpu_slices([0, 1, 2, 3, 4], 2) == [[0, 1], [2, 3]]
+    assert launch_module.cpu_slices([3], 2) == [[3], [3]]  # fewer CPUs than workers: shared
+    assert launch_module.cpu_slices([0, 1], 1) == [[0, 1]]
