@@ -1,11 +1,14 @@
-"""Atomic file writes and checksums: a crash never leaves a half-written file."""
+"""Atomic file and folder writes and checksums: a crash never leaves a half-written file or folder."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +35,26 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 
 def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=indent, default=str) + "\n")
+
+
+@contextmanager
+def staged_dir(final: str | os.PathLike, label: str) -> Iterator[Path]:
+    """A fresh staging folder beside `final`, renamed over it when the block succeeds, removed when it fails.
+
+    `final` is never half-filled: it is the old folder, or briefly none, or the complete new one.
+    """
+    final = Path(final)
+    staging = final.with_name(f".{label}.tmp-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        yield staging
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(staging, final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
 
 
 def md5sum(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from hpc_mle import competitions, paths
-from hpc_mle.files import atomic_write_json, md5sum
+from hpc_mle.files import atomic_write_json, md5sum, staged_dir
 from hpc_mle.prepare import PrepareError
 
 RULES_URL = "https://www.kaggle.com/c/{id}/rules"
@@ -354,10 +354,7 @@ def check_zip(cid: str, archive: Path, data_dir=None) -> str:
 
 def extract(archive: Path, raw: Path) -> None:
     """Unpack into `raw/` atomically: a staging folder renamed into place, so raw/ is never half-full."""
-    staging = raw.with_name(f".raw.tmp-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    try:
+    with staged_dir(raw, "raw") as staging:
         if archive.suffix == ".zip":
             with zipfile.ZipFile(archive) as zf:
                 zf.extractall(staging)
@@ -370,12 +367,6 @@ def extract(archive: Path, raw: Path) -> None:
                 zf.extractall(staging)
         else:
             raise PrepareError(f"{archive}: cannot extract {archive.suffix} archives (zip and 7z only).")
-        if raw.exists():
-            shutil.rmtree(raw)
-        os.replace(staging, raw)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
 
 
 def fetch(cid: str, data_dir=None, policy: RetryPolicy | None = None,

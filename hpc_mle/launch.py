@@ -159,8 +159,8 @@ def cpu_slices(cpus: list[int], workers: int) -> list[list[int]]:
     Without them every parallel attempt sizes its math libraries' thread pools for the whole machine;
     OpenMP's spinning threads then fight over the cores and an attempt can run tens of times slower.
     With fewer CPUs than workers, workers share single CPUs round-robin."""
-    if workers <= 1 or not cpus:
-        return [list(cpus)] * max(1, workers)
+    if workers <= 1:
+        return [list(cpus)]
     if len(cpus) < workers:
         return [[cpus[i % len(cpus)]] for i in range(workers)]
     size = len(cpus) // workers

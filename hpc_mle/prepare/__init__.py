@@ -29,7 +29,7 @@ import yaml
 
 from hpc_mle import competitions, paths
 from hpc_mle.competitions import CompetitionSpec
-from hpc_mle.files import atomic_write_bytes, atomic_write_json, atomic_write_text, tree_checksums
+from hpc_mle.files import atomic_write_bytes, atomic_write_json, atomic_write_text, staged_dir, tree_checksums
 
 EXPECTED_CHECKSUMS = "checksums.yaml"
 DESCRIPTIONS = ("ours", "upstream")
@@ -148,11 +148,9 @@ def prepare(
 
         kaggle.fetch(spec.id, data_dir, log=log)
     raw.mkdir(parents=True, exist_ok=True)
-    staging = final.with_name(f".prepared.tmp-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    (staging / "public").mkdir(parents=True)
-    (staging / "private").mkdir(parents=True)
-    try:
+    with staged_dir(final, "prepared") as staging:
+        (staging / "public").mkdir()
+        (staging / "private").mkdir()
         preparer(raw=raw, public=staging / "public", private=staging / "private")
         if description_file is not None:
             shutil.copyfile(description_file, staging / "public" / "description.md")
@@ -171,12 +169,6 @@ def prepare(
             )
         atomic_write_json(staging / "checksums.json", {"competition_id": spec.id, "spec_version": spec.version,
                                                        "description": description, **got})
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(staging, final)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return PrepareResult(spec.id, "prepared", public, private, sum(len(v) for v in got.values()))
 
 
