@@ -18,6 +18,7 @@ budget left; a finished one (`done`, `failed`, `timeout`) is not run again.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
 import json
@@ -441,10 +442,10 @@ def _scaffold_venv(cfg: AttemptConfig, scaffold: Scaffold) -> Path | None:
 def build_launch(cfg: AttemptConfig, spec, scaffold: Scaffold, sock_dir: Path, remaining: float,
                  gpus: tuple[str, ...], meter: MeteringProxy | None = None) -> Launch:
     """Stage the attempt directory and build the sandbox command (nothing is started)."""
+    venv = _scaffold_venv(cfg, scaffold)  # before staging: a missing venv leaves nothing behind
     mounts, hidden, scratch = _stage(cfg, spec, scaffold, sock_dir)
     forward = _forwarded(cfg)
     env = _environment(cfg, scaffold, remaining, gpus, forward, meter)
-    venv = _scaffold_venv(cfg, scaffold)
     if venv is not None:
         env["HPC_MLE_VENV"] = str(venv)
     image = Path(cfg.image).resolve() if cfg.image else (Path(scaffold.image) if scaffold.image else None)
@@ -487,139 +488,133 @@ def run_attempt(cfg: AttemptConfig) -> dict[str, Any]:
     remaining = max(0.0, cfg.time_limit_s - used_before)
     gpus = _granted_gpus(cfg)
     sock_dir = Path(tempfile.mkdtemp(prefix="hpcmle-"))  # short path: Unix sockets allow ~100 characters
-    meter = None
-    try:
+    # Whatever happens from here on, the proxy stops and the socket and scratch folders go.
+    with contextlib.ExitStack() as cleanup:
+        cleanup.callback(shutil.rmtree, sock_dir, ignore_errors=True)
         meter = _metering_proxy(cfg, sock_dir)
+        if meter is not None:
+            cleanup.callback(meter.close)
         launch = build_launch(cfg, spec, scaffold, sock_dir, remaining, gpus, meter)
-    except BaseException:
-        if meter is not None:
-            meter.close()
-        shutil.rmtree(sock_dir, ignore_errors=True)
-        raise
-    argv, popen_env, cwd, env, scratch, image = (launch.argv, launch.popen_env, launch.cwd, launch.env,
-                                                  launch.scratch, launch.image)
-    mark = env[MARK_VAR]
+        cleanup.callback(shutil.rmtree, launch.scratch, ignore_errors=True)
+        argv, env, image = launch.argv, launch.env, launch.image
+        mark = env[MARK_VAR]
 
-    config = {
-        **cfg.to_dict(),
-        "attempt_started_at": previous.get("started_at") or _now(),
-        "competition": {"id": spec.id, "spec_version": spec.version, "status": spec.status.state,
-                        "split": spec.split, "leaderboard_source": spec.leaderboard.source},
-        "scaffold_command": list(scaffold.command),
-        "unsandboxed": cfg.sandbox == "none",
-        "image_digest": _image_digest(image) if image and image.is_file() else None,
-        "code_version": _code_version(),
-        "sandbox_command": argv,
-        "env_keys": sorted(env),
-    }
-    atomic_write_json(out / "config.json", config)
+        config = {
+            **cfg.to_dict(),
+            "attempt_started_at": previous.get("started_at") or _now(),
+            "competition": {"id": spec.id, "spec_version": spec.version, "status": spec.status.state,
+                            "split": spec.split, "leaderboard_source": spec.leaderboard.source},
+            "scaffold_command": list(scaffold.command),
+            "unsandboxed": cfg.sandbox == "none",
+            "image_digest": _image_digest(image) if image and image.is_file() else None,
+            "code_version": _code_version(),
+            "sandbox_command": argv,
+            "env_keys": sorted(env),
+        }
+        atomic_write_json(out / "config.json", config)
 
-    status: dict[str, Any] = {
-        "state": "running", "starts": starts, "exit_code": None, "reason": None,
-        "agent_elapsed_s": used_before, "time_limit_s": cfg.time_limit_s,
-        "started_at": previous.get("started_at") or _now(), "last_start_at": _now(), "ended_at": None,
-        "sandbox": cfg.sandbox, "unsandboxed": cfg.sandbox == "none", "host": os.uname().nodename,
-        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
-        "cpus": sorted(os.sched_getaffinity(0)),
-    }
-    atomic_write_json(out / "status.json", status)
-    events("start", start=starts, remaining_s=remaining, sandbox=cfg.sandbox, gpus=list(gpus))
-    if remaining <= 0:
-        if meter is not None:
-            meter.close()
-        return _finish(out, status, events, "timeout", None, "no time budget left", used_before, None, None, 0)
+        status: dict[str, Any] = {
+            "state": "running", "starts": starts, "exit_code": None, "reason": None,
+            "agent_elapsed_s": used_before, "time_limit_s": cfg.time_limit_s,
+            "started_at": previous.get("started_at") or _now(), "last_start_at": _now(), "ended_at": None,
+            "sandbox": cfg.sandbox, "unsandboxed": cfg.sandbox == "none", "host": os.uname().nodename,
+            "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+            "cpus": sorted(os.sched_getaffinity(0)),
+        }
+        atomic_write_json(out / "status.json", status)
+        events("start", start=starts, remaining_s=remaining, sandbox=cfg.sandbox, gpus=list(gpus))
+        if remaining <= 0:
+            return _finish(out, status, events, "timeout", None, "no time budget left", used_before, None, None, 0)
 
-    _set_subreaper(True)
-    t0 = time.monotonic()
+        _set_subreaper(True)
+        t0 = time.monotonic()
 
-    def elapsed() -> float:
-        return used_before + (time.monotonic() - t0)
+        def elapsed() -> float:
+            return used_before + (time.monotonic() - t0)
 
-    validator = Validator(sock_dir / "validator.sock", spec.id, cfg.data_dir, out / "validator.jsonl")
-    snapshots = _Snapshots(out, cfg.snapshot_interval_s, elapsed)
-    log_path = out / "logs" / "agent.log"
-    proc = None
-    sampler = None
-    stop_reason: list[str] = []
+        validator = Validator(sock_dir / "validator.sock", spec.id, cfg.data_dir, out / "validator.jsonl")
+        snapshots = _Snapshots(out, cfg.snapshot_interval_s, elapsed)
+        log_path = out / "logs" / "agent.log"
+        proc = None
+        sampler = None
+        stop_reason: list[str] = []
 
-    def on_signal(signum, _frame):  # Slurm's warning, scancel or a requeue: save what we have and stop
-        stop_reason.append(signal.Signals(signum).name)
+        def on_signal(signum, _frame):  # Slurm's warning, scancel or a requeue: save what we have and stop
+            stop_reason.append(signal.Signals(signum).name)
 
-    old_handlers = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGUSR2, signal.SIGINT)
-                    } if threading.current_thread() is threading.main_thread() else {}
-    state, exit_code, reason, failure = "failed", None, None, "infrastructure"
-    try:
-        if meter is not None:
-            meter.start()
-            events("llm-proxy", provider=meter.cfg.provider, model=meter.cfg.model,
-                   upstream=meter.redact(meter.cfg.base_url), price_key=meter.cfg.price_key,
-                   budget={"max_tokens": meter.cfg.max_tokens, "max_cost_usd": meter.cfg.max_cost_usd},
-                   port=meter.port, warnings=meter.warnings)
-        with open(log_path, "ab", buffering=0) as log:
-            proc = subprocess.Popen(argv, env=popen_env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=log,
-                                    stderr=subprocess.STDOUT, start_new_session=True)
-        events("agent-started", pid=proc.pid)
-        sampler = telemetry.Sampler(out / "telemetry.csv", proc.pid, gpus, cfg.telemetry_interval_s, elapsed)
-        sampler.start()
-        snapshots.start()
-        deadline = t0 + remaining
-        while True:
-            try:
-                exit_code = proc.wait(timeout=min(1.0, max(0.05, deadline - time.monotonic())))
-                break
-            except subprocess.TimeoutExpired:
-                pass
-            if stop_reason or time.monotonic() >= deadline:
-                break
-            status["agent_elapsed_s"] = round(elapsed(), 3)
-            atomic_write_json(out / "status.json", status)  # persisted, so a requeue knows the time used
-        killed_by_signal = _died_of_signal(exit_code)
-        if killed_by_signal and not stop_reason:
-            # Slurm signals every process of a job at once (scancel, requeue, preemption, the warning):
-            # the agent may die a moment before our own handler runs. A death by a signal we did not
-            # send is checked against that before it is blamed on the agent.
-            wait_until = time.monotonic() + 1.0
-            while not stop_reason and time.monotonic() < wait_until:
-                time.sleep(0.05)
-        if stop_reason and (exit_code is None or killed_by_signal):
-            state, reason = "preempted", f"stopped by {stop_reason[0]}; a restart continues with the budget left"
-        elif exit_code is None:
-            state, reason = "timeout", f"time limit of {cfg.time_limit_s:g} s reached"
-        else:
-            state = "done" if exit_code == 0 else "failed"
-            if exit_code != 0:
-                reason, failure = f"agent exited with code {exit_code}", "agent"
-        if state in ("preempted", "timeout"):
-            events("stopping", reason=reason)
-            killed = stop_tree(proc, cfg.grace_s, mark)
-            exit_code = proc.returncode
-            events("stopped", exit_code=exit_code, killed_after_grace=killed)
-        else:
-            stop_tree(proc, min(cfg.grace_s, 2.0), mark)  # the agent is gone; leave none of its children behind
-    except Exception as exc:
-        reason = f"harness error: {type(exc).__name__}: {exc}"
-        events("harness-error", error=reason)
-        if proc is not None and proc.poll() is None:
-            stop_tree(proc, cfg.grace_s, mark)
-    finally:
-        _set_subreaper(False)
-        for s, h in old_handlers.items():
-            signal.signal(s, h)
-        used = elapsed()
-        snapshots.stop_event.set()
-        final_snapshot = snapshots.take()
-        if sampler is not None:
-            sampler.stop()
-        validator.stop()
-        if meter is not None:
-            meter.close()
-            status["llm"] = meter.summary()
-        shutil.rmtree(sock_dir, ignore_errors=True)
-        shutil.rmtree(scratch, ignore_errors=True)
-    if state != "failed":
-        failure = None
-    return _finish(out, status, events, state, exit_code, reason, used, sampler, final_snapshot, validator.calls,
-                   failure)
+        old_handlers = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGUSR2, signal.SIGINT)
+                        } if threading.current_thread() is threading.main_thread() else {}
+        state, exit_code, reason, failure = "failed", None, None, "infrastructure"
+        try:
+            if meter is not None:
+                meter.start()
+                events("llm-proxy", provider=meter.cfg.provider, model=meter.cfg.model,
+                       upstream=meter.redact(meter.cfg.base_url), price_key=meter.cfg.price_key,
+                       budget={"max_tokens": meter.cfg.max_tokens, "max_cost_usd": meter.cfg.max_cost_usd},
+                       port=meter.port, warnings=meter.warnings)
+            with open(log_path, "ab", buffering=0) as log:
+                proc = subprocess.Popen(argv, env=launch.popen_env, cwd=launch.cwd, stdin=subprocess.DEVNULL,
+                                        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            events("agent-started", pid=proc.pid)
+            sampler = telemetry.Sampler(out / "telemetry.csv", proc.pid, gpus, cfg.telemetry_interval_s, elapsed)
+            sampler.start()
+            snapshots.start()
+            deadline = t0 + remaining
+            while True:
+                try:
+                    exit_code = proc.wait(timeout=min(1.0, max(0.05, deadline - time.monotonic())))
+                    break
+                except subprocess.TimeoutExpired:
+                    pass
+                if stop_reason or time.monotonic() >= deadline:
+                    break
+                status["agent_elapsed_s"] = round(elapsed(), 3)
+                atomic_write_json(out / "status.json", status)  # persisted, so a requeue knows the time used
+            killed_by_signal = _died_of_signal(exit_code)
+            if killed_by_signal and not stop_reason:
+                # Slurm signals every process of a job at once (scancel, requeue, preemption, the warning):
+                # the agent may die a moment before our own handler runs. A death by a signal we did not
+                # send is checked against that before it is blamed on the agent.
+                wait_until = time.monotonic() + 1.0
+                while not stop_reason and time.monotonic() < wait_until:
+                    time.sleep(0.05)
+            if stop_reason and (exit_code is None or killed_by_signal):
+                state, reason = "preempted", f"stopped by {stop_reason[0]}; a restart continues with the budget left"
+            elif exit_code is None:
+                state, reason = "timeout", f"time limit of {cfg.time_limit_s:g} s reached"
+            else:
+                state = "done" if exit_code == 0 else "failed"
+                if exit_code != 0:
+                    reason, failure = f"agent exited with code {exit_code}", "agent"
+            if state in ("preempted", "timeout"):
+                events("stopping", reason=reason)
+                killed = stop_tree(proc, cfg.grace_s, mark)
+                exit_code = proc.returncode
+                events("stopped", exit_code=exit_code, killed_after_grace=killed)
+            else:
+                stop_tree(proc, min(cfg.grace_s, 2.0), mark)  # the agent is gone; leave none of its children behind
+        except Exception as exc:
+            reason = f"harness error: {type(exc).__name__}: {exc}"
+            events("harness-error", error=reason)
+            if proc is not None and proc.poll() is None:
+                stop_tree(proc, cfg.grace_s, mark)
+        finally:
+            _set_subreaper(False)
+            for s, h in old_handlers.items():
+                signal.signal(s, h)
+            used = elapsed()
+            snapshots.stop_event.set()
+            final_snapshot = snapshots.take()
+            if sampler is not None:
+                sampler.stop()
+            validator.stop()
+            if meter is not None:
+                meter.close()  # before the summary, so no call is still being recorded
+                status["llm"] = meter.summary()
+        if state != "failed":
+            failure = None
+        return _finish(out, status, events, state, exit_code, reason, used, sampler, final_snapshot, validator.calls,
+                       failure)
 
 
 def _finish(out, status, events, state, exit_code, reason, used, sampler, final_snapshot, validator_calls,

@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -210,8 +211,11 @@ def test_no_budget_left_is_a_timeout_without_starting(tmp_path, mini_data):
     out = tmp_path / "attempt"
     out.mkdir()
     (out / "status.json").write_text(json.dumps({"state": "preempted", "agent_elapsed_s": 61, "starts": 1}))
+    temp = Path(tempfile.gettempdir())
+    before = set(temp.glob("hpcmle-*"))
     status, _ = attempt(tmp_path, mini_data, "dummy")
     assert status["state"] == "timeout" and status["starts"] == 2 and status["reason"] == "no time budget left"
+    assert set(temp.glob("hpcmle-*")) == before  # the socket and scratch folders are gone
 
 
 def test_unsandboxed_run_is_marked(tmp_path, mini_data):
