@@ -307,8 +307,9 @@ def needs_download(cid: str, data_dir=None) -> bool:
     from hpc_mle import prepare
 
     spec = competitions.get(cid)
-    return (spec.download == "kaggle" and spec.implemented and not prepare.is_prepared(cid, data_dir)
-            and not _has_files(paths.raw_dir(cid, data_dir)) and not zip_path(cid, data_dir).is_file())
+    # The cheap checks first: is_prepared hashes every prepared file.
+    return (spec.download == "kaggle" and spec.implemented and not _has_files(paths.raw_dir(cid, data_dir))
+            and not zip_path(cid, data_dir).is_file() and not prepare.is_prepared(cid, data_dir))
 
 
 def download(cid: str, data_dir=None, policy: RetryPolicy | None = None,
@@ -449,11 +450,6 @@ class Preflight:
     @property
     def ok(self) -> bool:
         return not self.problems and not any(r.blocker for r in self.rows)
-
-    def as_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["data_root"] = str(self.data_root)
-        return d
 
 
 def free_bytes(root: Path) -> int:

@@ -94,7 +94,7 @@ def verify(competition_id: str, data_dir=None) -> list[str]:
 
 
 def is_prepared(competition_id: str, data_dir=None) -> bool:
-    return recorded_checksums(competition_id, data_dir) is not None and not verify(competition_id, data_dir)
+    return not verify(competition_id, data_dir)  # no checksums.json is a problem too
 
 
 def expected_checksums(spec: CompetitionSpec) -> dict | None:
@@ -138,7 +138,8 @@ def prepare(
     description_file = description_source(spec, data_dir, description)
     if not force and is_prepared(spec.id, data_dir):
         _apply_description(spec.id, data_dir, description_file, description)
-        files = sum(len(v) for v in current_checksums(spec.id, data_dir).values())
+        recorded = recorded_checksums(spec.id, data_dir) or {}  # just verified: equal to the files on disk
+        files = sum(len(recorded.get(part, {})) for part in ("public", "private"))
         return PrepareResult(spec.id, "already-prepared", public, private, files)
 
     preparer = load_preparer(spec)
