@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import shutil
 import zipfile
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
@@ -18,14 +20,22 @@ SEED = 0
 TEST_SIZE = 0.1
 # A fixed timestamp for files we zip, so the same input gives the same archive bytes.
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)
+# Upstream reads raw CSVs with float_precision="round_trip" (the shortest repr then writes the same
+# digits back); pandas >= 3 parses floats exactly by default and deprecates the option.
+EXACT_FLOATS = {"float_precision": "round_trip"} if int(pd.__version__.split(".")[0]) < 3 else {}
+
+
+def require_raw(path: Path) -> Path:
+    """`path`, or an error that names it when the Kaggle download lacks that file."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: expected in the Kaggle download but missing. Fix: delete "
+                                f"{path.parent} and prepare again to re-extract the archive.")
+    return path
 
 
 def read_csv(path: Path, **kwargs) -> pd.DataFrame:
     """A raw CSV, with an error that names the file when the download lacks it."""
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: expected in the Kaggle download but missing. Fix: delete "
-                                f"{path.parent} and prepare again to re-extract the archive.")
-    return pd.read_csv(path, **kwargs)
+    return pd.read_csv(require_raw(path), **kwargs)
 
 
 def write_csv(frame: pd.DataFrame, path: Path) -> None:
@@ -46,6 +56,28 @@ def copy_files(names, src: Path, dst: Path) -> None:
     dst.mkdir(parents=True, exist_ok=True)
     for name in names:
         shutil.copyfile(src / name, dst / name)
+
+
+def copy_renamed(pairs: Iterable[tuple[str, str]], src: Path, dst: Path) -> None:
+    """Copy `src/<old>` to `dst/<new>` for each (old, new) file name (folders created)."""
+    dst.mkdir(parents=True, exist_ok=True)
+    for old, new in pairs:
+        shutil.copyfile(src / old, dst / new)
+
+
+def one_hot(frame: pd.DataFrame, id_column: str, label_column: str, classes: Sequence[str]) -> pd.DataFrame:
+    """The id column plus one 0/1 int column per class, in `classes` order (v1's answers format).
+
+    Rows keep the frame's order and index; the files are written without the index.
+    """
+    labels = frame[label_column].to_numpy(dtype=object)
+    unknown = sorted(set(labels) - set(classes))
+    if unknown:
+        raise ValueError(f"{label_column} labels {unknown[:5]} are not among the {len(classes)} known classes")
+    hot = (labels[:, None] == np.array(classes, dtype=object)[None, :]).astype(np.int64)
+    out = pd.DataFrame(hot, columns=list(classes), index=frame.index)
+    out.insert(0, id_column, frame[id_column])
+    return out
 
 
 def zip_files(files: dict[str, Path], archive: Path) -> None:

@@ -13,7 +13,6 @@ archive. Nested Kaggle archives are unpacked into a hidden scratch folder that i
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -23,7 +22,16 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from hpc_mle.prepare.common import copy_files, extract_nested, read_csv, split, write_csv, zip_files
+from hpc_mle.prepare.common import (
+    copy_files,
+    copy_renamed,
+    extract_nested,
+    one_hot,
+    read_csv,
+    split,
+    write_csv,
+    zip_files,
+)
 
 AERIAL_CACTUS_TEST_SIZE = 0.19  # v1: about 4000 / (4000 + 17500), the size of Kaggle's own test set
 DENOISING_TEST_SIZE = 0.2
@@ -137,15 +145,6 @@ def breed_columns(sample_submission: Path) -> list[str]:
     return breeds
 
 
-def one_hot(frame: pd.DataFrame, breeds: list[str]) -> pd.DataFrame:
-    """id plus one 0/1 integer column per breed, rows in the frame's order."""
-    unknown = sorted(set(frame["breed"]) - set(breeds))
-    if unknown:
-        raise ValueError(f"labels.csv names breed(s) missing from sample_submission.csv: {unknown[:3]}")
-    flags = (frame["breed"].to_numpy()[:, None] == np.asarray(breeds)[None, :]).astype(np.int64)
-    return pd.concat([frame[["id"]].reset_index(drop=True), pd.DataFrame(flags, columns=breeds)], axis=1)
-
-
 def dog_breed_identification(raw: Path, public: Path, private: Path) -> None:
     """labels.csv (id, breed) split 90/10; one-hot answers; the sample gives 1/120 to every breed.
 
@@ -155,7 +154,7 @@ def dog_breed_identification(raw: Path, public: Path, private: Path) -> None:
     labels = read_csv(raw / "labels.csv")
     breeds = breed_columns(raw / "sample_submission.csv")
     train, test = split(labels)
-    answers = one_hot(test, breeds)
+    answers = one_hot(test, "id", "breed", breeds)
     sample = answers.astype({b: np.float64 for b in breeds})
     sample[breeds] = 1 / DOG_BREEDS
     require_files((f"{i}.jpg" for i in labels["id"]), raw / "train")
@@ -167,13 +166,6 @@ def dog_breed_identification(raw: Path, public: Path, private: Path) -> None:
 
 
 # ---------------------------------------------------------------- dogs-vs-cats-redux-kernels-edition
-
-
-def copy_renamed(pairs: Iterable[tuple[str, str]], src: Path, dst: Path) -> None:
-    """Copy `src/<old>` to `dst/<new>` for each (old, new) pair."""
-    dst.mkdir(parents=True, exist_ok=True)
-    for old, new in pairs:
-        shutil.copyfile(src / old, dst / new)
 
 
 def train_names_renumbered(names: list[str]) -> list[str]:

@@ -14,16 +14,19 @@ import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from hpc_mle.prepare import tfrecord
-from hpc_mle.prepare.common import copy_files, extract_nested, read_csv, split, write_csv
-
-# v1 reads raw CSVs with float_precision="round_trip" (the shortest repr then writes the same digits
-# back); pandas >= 3 parses floats exactly by default and deprecates the option.
-EXACT_FLOATS = {"float_precision": "round_trip"} if int(pd.__version__.split(".")[0]) < 3 else {}
-
+from hpc_mle.prepare.common import (
+    EXACT_FLOATS,
+    copy_files,
+    copy_renamed,
+    extract_nested,
+    one_hot,
+    read_csv,
+    split,
+    write_csv,
+)
 
 # ---------------------------------------------------------------- shared steps
 
@@ -45,13 +48,6 @@ def images_of(ids: Iterable[str], suffix: str) -> list[str]:
     return [f"{i}{suffix}" for i in ids]
 
 
-def copy_renamed(pairs: Iterable[tuple[str, str]], src: Path, dst: Path) -> None:
-    """Copy `src/<old>` to `dst/<new>` for each (old, new) file name."""
-    dst.mkdir(parents=True, exist_ok=True)
-    for old, new in pairs:
-        shutil.copyfile(src / old, dst / new)
-
-
 def unzipped(raw: Path, name: str) -> Path:
     """`raw/<name>`, extracting `raw/<name>.zip` into `raw` first when only the archive is there."""
     target = raw / name
@@ -64,18 +60,6 @@ def unzipped(raw: Path, name: str) -> Path:
         if not target.exists():
             raise FileNotFoundError(f"{archive}: does not contain {name}; the download's layout has changed.")
     return target
-
-
-def one_hot(frame: pd.DataFrame, id_column: str, label_column: str, classes: tuple[str, ...]) -> pd.DataFrame:
-    """`id` plus one 0/1 int column per class, in `classes` order (v1's answers format)."""
-    labels = frame[label_column].to_numpy(dtype=object)
-    unknown = sorted(set(labels) - set(classes))
-    if unknown:
-        raise ValueError(f"labels {unknown[:5]} are not among the {len(classes)} known classes")
-    hot = (labels[:, None] == np.array(classes, dtype=object)[None, :]).astype(np.int64)
-    out = pd.DataFrame(hot, columns=list(classes), index=frame.index)
-    out.insert(0, id_column, frame[id_column])
-    return out
 
 
 # ---------------------------------------------------------------- histopathologic-cancer-detection
@@ -144,8 +128,7 @@ def leaf_classification(raw: Path, public: Path, private: Path) -> None:
     images = unzipped(raw, "images")
     train, test = split(old_train)
 
-    copy_files(images_of(train["id"], ".jpg"), images, public / "images")
-    copy_files(images_of(test["id"], ".jpg"), images, public / "images")
+    copy_files(images_of(old_train["id"], ".jpg"), images, public / "images")  # the train and test rows
     answers = one_hot(test, "id", "species", LEAF_SPECIES)
     sample = answers.copy()
     sample[list(LEAF_SPECIES)] = 1 / len(LEAF_SPECIES)

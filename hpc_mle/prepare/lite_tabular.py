@@ -20,11 +20,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import pandas as pd
 
-from hpc_mle.prepare.common import read_csv, split, write_csv, zip_files
-
-# Upstream reads every raw CSV with float_precision="round_trip"; pandas >= 3 parses exactly by
-# default and deprecates the argument, so we pass it only where it still matters.
-_EXACT_FLOATS = {"float_precision": "round_trip"} if int(pd.__version__.split(".")[0]) < 3 else {}
+from hpc_mle.prepare.common import EXACT_FLOATS, read_csv, require_raw, split, write_csv, zip_files
 
 # Fixed test sizes in rows (facts §4.4). Module constants so tests can shrink them.
 NYC_TEST_ROWS = 9914  # the size of Kaggle's own test set
@@ -55,9 +51,9 @@ def _zip_member(zf: zipfile.ZipFile, name: str) -> str:
 def raw_csv(raw: Path, name: str, archive: str | None = None) -> pd.DataFrame:
     """`raw/<name>`, or the entry `name` of the nested zip `raw/<archive>` as Kaggle ships it."""
     if (raw / name).is_file() or archive is None or not (raw / archive).is_file():
-        return read_csv(raw / name, **_EXACT_FLOATS)
+        return read_csv(raw / name, **EXACT_FLOATS)
     with zipfile.ZipFile(raw / archive) as zf, zf.open(_zip_member(zf, name)) as fh:
-        return pd.read_csv(fh, **_EXACT_FLOATS)
+        return pd.read_csv(fh, **EXACT_FLOATS)
 
 
 def _write_json(obj: object, path: Path) -> None:
@@ -66,10 +62,7 @@ def _write_json(obj: object, path: Path) -> None:
 
 
 def _read_json(path: Path) -> list[dict]:
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: expected in the Kaggle download but missing. Fix: delete "
-                                f"{path.parent} and prepare again to re-extract the archive.")
-    return json.loads(path.read_text(encoding="utf-8"))
+    return json.loads(require_raw(path).read_text(encoding="utf-8"))
 
 
 # ---------------------------------------------------------------- original test labels (no resplit)
@@ -81,13 +74,10 @@ def detecting_insults(raw: Path, public: Path, private: Path) -> None:
     The public test and sample submission are rebuilt from it (Kaggle's current public test is the
     later verification set, which v1 ignores). Train and the answers are byte copies of the download.
     """
-    for src in ("train.csv", "test_with_solutions.csv"):
-        if not (raw / src).is_file():
-            raise FileNotFoundError(f"{raw / src}: expected in the Kaggle download but missing. Fix: "
-                                    f"delete {raw} and prepare again to re-extract the archive.")
-    shutil.copyfile(raw / "train.csv", public / "train.csv")
-    shutil.copyfile(raw / "test_with_solutions.csv", private / "test.csv")
-    gold = read_csv(private / "test.csv", **_EXACT_FLOATS)[["Insult", "Date", "Comment"]]
+    train_csv, answers_csv = require_raw(raw / "train.csv"), require_raw(raw / "test_with_solutions.csv")
+    shutil.copyfile(train_csv, public / "train.csv")
+    shutil.copyfile(answers_csv, private / "test.csv")
+    gold = read_csv(private / "test.csv", **EXACT_FLOATS)[["Insult", "Date", "Comment"]]
     write_csv(gold, private / "gold_submission.csv")
     write_csv(gold.drop(columns=["Insult"]), public / "test.csv")
     write_csv(gold.assign(Insult=0), public / "sample_submission_null.csv")
