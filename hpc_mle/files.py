@@ -1,4 +1,4 @@
-"""Atomic file and folder writes and checksums: a crash never leaves a half-written file or folder."""
+"""Atomic file and folder writes, tolerant JSON reads and checksums: a crash never leaves a half-written file or folder."""
 
 from __future__ import annotations
 
@@ -35,6 +35,14 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 
 def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=indent, default=str) + "\n")
+
+
+def read_json(path: str | os.PathLike, default: Any = None) -> Any:
+    """The parsed JSON file, or `default` when it is missing, unreadable or not valid JSON."""
+    try:
+        return json.loads(Path(path).read_bytes())
+    except (OSError, ValueError):
+        return default
 
 
 @contextmanager

@@ -55,7 +55,7 @@ def with_model_server(sweep_dir: Path, cfg: runner.AttemptConfig) -> runner.Atte
     except serve.ServeError as exc:
         events("model-server-unavailable", reason=str(exc))
         raise
-    base_url = f"http://{address['host']}:{address['port']}/v1"
+    base_url = address["base_url"]
     events("model-server-ready", base_url=base_url, server_job=address.get("job_id"),
            waited_s=round(time.monotonic() - t0, 1))
     return dataclasses.replace(cfg, model_config={**model, "base_url": base_url, "api_key_env": None})

@@ -1,4 +1,4 @@
-"""Every path rule in one place: where competitions, prepared data and leaderboards live."""
+"""Every path rule in one place: where competitions, prepared data, leaderboards and scaffold venvs live."""
 
 from __future__ import annotations
 
@@ -23,6 +23,12 @@ def data_root(data_dir: str | os.PathLike | None = None) -> Path:
     if env:
         return Path(env).expanduser().resolve()
     return Path(platformdirs.user_cache_dir("hpc-mle")) / "data"
+
+
+def venvs_root() -> Path:
+    """Scaffold venvs (hpc_mle/scaffold_env.py): `$HPC_MLE_VENVS`, else the user's cache dir (`~/.cache/hpc-mle/venvs`)."""
+    env = os.environ.get("HPC_MLE_VENVS")
+    return Path(env).expanduser().resolve() if env else Path(platformdirs.user_cache_dir("hpc-mle")) / "venvs"
 
 
 def competition_dir(competition_id: str, data_dir: str | os.PathLike | None = None) -> Path:

@@ -139,10 +139,9 @@ class Events:
 
 
 def read_status(out: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads((Path(out) / "status.json").read_text())
-    except (OSError, ValueError):
-        return None
+    from hpc_mle.files import read_json
+
+    return read_json(Path(out) / "status.json")
 
 
 def _granted_gpus(cfg: AttemptConfig) -> tuple[str, ...]:

@@ -11,15 +11,14 @@ Requirement files live beside the scaffold's start script: `hpc_mle/agents/<name
 package whose metadata asks for far more than it imports, such as aideml).
 
 Inside a bwrap sandbox the venv must be visible: its base interpreter is this Python, which the
-sandbox already mounts read-only, and the venv folder itself is mounted read-only at the same path
-(`sandbox_dirs`), with `HPC_MLE_VENV` naming it for the start script.
+sandbox already mounts read-only, and the venv folder itself is mounted read-only at the same path,
+with `HPC_MLE_VENV` naming it for the start script.
 """
 
 from __future__ import annotations
 
 import fcntl
 import hashlib
-import os
 import shutil
 import subprocess
 import sys
@@ -28,7 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import click
-import platformdirs
+
+from hpc_mle import paths
 
 AGENTS = Path(__file__).parent / "agents"
 COMPLETE = ".hpc-mle-complete"  # written last: a venv without it is a broken build and is rebuilt
@@ -82,14 +82,8 @@ def spec(name: str, torch: bool = False) -> Spec:
     return Spec(name, req, nodeps if nodeps.is_file() else None, (TORCH_CPU,) if torch else ())
 
 
-def cache_root() -> Path:
-    """`$HPC_MLE_VENVS`, else the user cache dir (`~/.cache/hpc-mle/venvs`)."""
-    env = os.environ.get("HPC_MLE_VENVS")
-    return Path(env).expanduser().resolve() if env else Path(platformdirs.user_cache_dir("hpc-mle")) / "venvs"
-
-
 def venv_path(s: Spec) -> Path:
-    return cache_root() / f"{s.name}-{s.digest()}"
+    return paths.venvs_root() / f"{s.name}-{s.digest()}"
 
 
 def find(name: str, torch: bool = False) -> Path | None:
@@ -112,11 +106,6 @@ def require(name: str) -> Path:
                         f"Fix: hpc-mle scaffolds venv {name}   (or: python -m hpc_mle.scaffold_env venv {name}; "
                         f"it goes to {venv_path(spec(name))})")
     return path
-
-
-def sandbox_dirs(name: str) -> tuple[Path, ...]:
-    """Host folders a bwrap sandbox must mount read-only (at the same path) to run the scaffold's venv."""
-    return (require(name),)
 
 
 def _size(path: Path) -> int:

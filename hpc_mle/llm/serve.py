@@ -10,7 +10,6 @@ A teardown job (`afterany` on the agent arrays) cancels the server and records t
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -24,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from hpc_mle.files import atomic_write_json
+from hpc_mle.files import atomic_write_json, read_json
 
 ADDRESS = "address.json"  # written by the server: host, port, base_url, job id, started (and ended)
 JOB = "job.json"  # written by the launcher: the server job id and the agent arrays that use it
@@ -48,13 +47,6 @@ def serve_dir(sweep_dir: Path, name: str) -> Path:
     return Path(sweep_dir) / "serve" / name
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return None
-
-
 def served_models(models: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """The distinct served models of a sweep, by name; two different configs under one name are refused."""
     out: dict[str, dict[str, Any]] = {}
@@ -75,7 +67,7 @@ def sweep_models(sweep_dir: Path, config_ids: Iterable[str]) -> dict[str, dict[s
     """Served models of the given attempts, read from the sweep's stored configs."""
     models = []
     for cid in sorted(set(config_ids)):
-        cfg = _read_json(Path(sweep_dir) / "configs" / f"{cid}.json")
+        cfg = read_json(Path(sweep_dir) / "configs" / f"{cid}.json")
         if cfg is None:
             raise ServeError(f"{Path(sweep_dir) / 'configs' / f'{cid}.json'} is missing or unreadable")
         models.append(cfg["model"])
@@ -172,11 +164,11 @@ def health_problem(address: dict[str, Any], timeout_s: float = 5.0) -> str | Non
 def wait_for_server(sweep_dir: Path, name: str, timeout_s: float, poll_s: float = 2.0) -> dict[str, Any]:
     """Wait for the address file and a healthy /health; the address, or ServeError with the reason."""
     folder = serve_dir(sweep_dir, name)
-    job = (_read_json(folder / JOB) or {}).get("job_id")
+    job = current_job(sweep_dir, name)
     last = f"no {folder / ADDRESS} yet" + (f" (server job {job}: is it still queued? squeue -j {job})" if job else "")
     deadline = time.monotonic() + timeout_s
     while True:
-        address = _read_json(folder / ADDRESS)
+        address = read_json(folder / ADDRESS)
         if address and address.get("ended_at"):
             raise ServeError(f"model server {name} (job {address.get('job_id')}) ended at {address['ended_at']} "
                              f"(exit code {address.get('exit_code')}"
@@ -200,7 +192,7 @@ def wait_for_server(sweep_dir: Path, name: str, timeout_s: float, poll_s: float 
 def record_job(sweep_dir: Path, name: str, job_id: str, arrays: list[str]) -> None:
     """job.json: the current server job and every agent array that uses it (across launches)."""
     path = serve_dir(sweep_dir, name) / JOB
-    old = _read_json(path) or {}
+    old = read_json(path) or {}
     same = old.get("job_id") == job_id
     users = set(old.get("arrays", [])) if same else set()
     submitted = old.get("submitted_at") if same and old.get("submitted_at") else _now()
@@ -209,7 +201,7 @@ def record_job(sweep_dir: Path, name: str, job_id: str, arrays: list[str]) -> No
 
 
 def current_job(sweep_dir: Path, name: str) -> str | None:
-    return (_read_json(serve_dir(sweep_dir, name) / JOB) or {}).get("job_id")
+    return (read_json(serve_dir(sweep_dir, name) / JOB) or {}).get("job_id")
 
 
 def forget_address(sweep_dir: Path, name: str) -> None:
@@ -217,12 +209,19 @@ def forget_address(sweep_dir: Path, name: str) -> None:
     (serve_dir(sweep_dir, name) / ADDRESS).unlink(missing_ok=True)
 
 
+def _add_teardown(folder: Path, entry: dict[str, Any]) -> None:
+    """Append one entry to teardown.json (what was cancelled or kept, and when)."""
+    record = read_json(folder / TEARDOWN) or {"teardowns": []}
+    record["teardowns"].append(entry)
+    atomic_write_json(folder / TEARDOWN, record)
+
+
 def teardown_task(sweep_dir: str | Path, name: str, own_arrays: list[str]) -> dict[str, Any]:
     """The teardown job: scancel the server unless agent arrays of a later launch still use it."""
     from hpc_mle import slurm
 
     folder = serve_dir(Path(sweep_dir), name)
-    job = _read_json(folder / JOB) or {}
+    job = read_json(folder / JOB) or {}
     job_id = job.get("job_id")
     others = [a for a in job.get("arrays", []) if a not in set(own_arrays)]
     busy = sorted({k.split("_")[0] for k in slurm.queue_states(others)}) if others else []
@@ -239,9 +238,7 @@ def teardown_task(sweep_dir: str | Path, name: str, own_arrays: list[str]) -> di
         while job_id in slurm.queue_states([job_id]) and time.monotonic() < deadline:
             time.sleep(1)
         entry["in_queue_after"] = slurm.queue_states([job_id]).get(job_id, "gone")
-    record = _read_json(folder / TEARDOWN) or {"teardowns": []}
-    record["teardowns"].append(entry)
-    atomic_write_json(folder / TEARDOWN, record)
+    _add_teardown(folder, entry)
     return entry
 
 
@@ -252,8 +249,7 @@ def start_local(sweep_dir: Path, name: str) -> subprocess.Popen:
     folder.mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen([sys.executable, "-m", "hpc_mle.llm.serve", str(sweep_dir), name],
                             stdin=subprocess.DEVNULL, start_new_session=True)
-    atomic_write_json(folder / JOB, {"model": name, "job_id": f"local-{proc.pid}", "submitted_at": _now(),
-                                     "arrays": []})
+    record_job(sweep_dir, name, f"local-{proc.pid}", [])
     return proc
 
 
@@ -266,11 +262,8 @@ def stop_local(proc: subprocess.Popen, name: str, sweep_dir: Path, grace_s: floa
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-    folder = serve_dir(sweep_dir, name)
-    record = _read_json(folder / TEARDOWN) or {"teardowns": []}
-    record["teardowns"].append({"at": _now(), "server_job": f"local-{proc.pid}", "action": "terminated",
-                                "exit_code": proc.returncode})
-    atomic_write_json(folder / TEARDOWN, record)
+    _add_teardown(serve_dir(sweep_dir, name), {"at": _now(), "server_job": f"local-{proc.pid}",
+                                               "action": "terminated", "exit_code": proc.returncode})
 
 
 def main(argv: list[str] | None = None) -> None:
