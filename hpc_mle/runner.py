@@ -40,7 +40,7 @@ import psutil
 import yaml
 
 from hpc_mle import __version__, competitions, paths, sandbox, telemetry
-from hpc_mle.files import atomic_write_json
+from hpc_mle.files import atomic_write_json, read_json
 from hpc_mle.llm import has_llm
 from hpc_mle.validator import Validator
 
@@ -139,8 +139,6 @@ class Events:
 
 
 def read_status(out: Path) -> dict[str, Any] | None:
-    from hpc_mle.files import read_json
-
     return read_json(Path(out) / "status.json")
 
 
