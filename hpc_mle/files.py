@@ -13,11 +13,24 @@ from pathlib import Path
 from typing import Any
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+def current_umask() -> int:
+    """The process umask (read by setting and restoring it: there is no other portable way)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, mode: int = 0o666) -> Path:
+    """Write `data` to `path` through a temporary file and a rename.
+
+    The file gets `mode` less the umask, as `open()` would give it (mkstemp alone makes every file 0600,
+    which stops a research group from sharing a sweep folder). Pass `mode=0o600` for a private file.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, mode & ~current_umask())
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -29,12 +42,12 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     return path
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    return atomic_write_bytes(path, text.encode("utf-8"))
+def atomic_write_text(path: str | os.PathLike, text: str, mode: int = 0o666) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"), mode)
 
 
-def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2) -> Path:
-    return atomic_write_text(path, json.dumps(obj, indent=indent, default=str) + "\n")
+def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2, mode: int = 0o666) -> Path:
+    return atomic_write_text(path, json.dumps(obj, indent=indent, default=str) + "\n", mode)
 
 
 def read_json(path: str | os.PathLike, default: Any = None) -> Any:
