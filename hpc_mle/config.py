@@ -102,10 +102,23 @@ class HardwareConf:
 
 
 @dataclass
+class LimitsConf:
+    """What one attempt may use of the host, whoever starts it (enforced outside the agent's reach)."""
+
+    disk_gb: float = 50.0  # all of its writable folders together (submission, logs, code, agent, /tmp)
+    file_size_gb: float = 20.0  # any one file it writes (RLIMIT_FSIZE)
+    processes: int = 4096  # processes and threads of the agent's uid (RLIMIT_NPROC)
+    open_files: int = 65536  # per process (RLIMIT_NOFILE)
+    memory_gb: float | None = None  # null: Slurm's cgroup on a cluster, else the whole machine
+    agent_uid: int = 65534  # started as root, the agent runs as this unprivileged uid (nobody)
+
+
+@dataclass
 class SandboxConf:
     kind: str = "bwrap"  # bwrap | apptainer | none
     image: str | None = None  # apptainer: the .sif (else the scaffold's image)
     network: bool = False
+    limits: LimitsConf = field(default_factory=LimitsConf)
 
 
 @dataclass

@@ -109,6 +109,13 @@ class AttemptConfig:
     seed: int = 0
     scaffold_config: dict[str, Any] | None = None  # the composed scaffold (a sweep's overrides included)
     model_config: dict[str, Any] | None = None  # the composed model (conf/model); null or provider none = no LLM
+    # Limits (conf/sandbox `limits`, hpc_mle/config.py LimitsConf): enforced whoever starts the attempt.
+    disk_quota_gb: float = 50.0
+    max_file_size_gb: float = 20.0
+    max_processes: int = 4096
+    max_open_files: int = 65536
+    memory_gb: float | None = None
+    agent_uid: int = 65534
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
