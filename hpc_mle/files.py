@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import io
 import json
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,6 +21,24 @@ def current_umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether an error means the file system (or the user's quota) has no room left."""
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def disk_full_message(path: str | os.PathLike, fix: str) -> str:
+    """One line naming the full file system, what is free on it and the fix (instead of a traceback)."""
+    where = Path(path)
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    try:
+        st = os.statvfs(where)
+        free = f" ({st.f_bavail * st.f_frsize / 1e9:.2f} GB free of {st.f_blocks * st.f_frsize / 1e9:.2f} GB)"
+    except OSError:
+        free = ""
+    return f"no space left on {where}{free}: {fix}"
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes, mode: int = 0o666) -> Path:
@@ -94,3 +115,236 @@ def tree_checksums(root: str | os.PathLike) -> dict[str, str]:
         for p in sorted(root.rglob("*"))
         if p.is_file() and not p.name.startswith(".")
     }
+
+
+# ---------------------------------------------------------------- files in folders an agent could write
+#
+# An agent can put anything where a file should be: a symbolic link to the private answers or to another
+# attempt, a hard link, a FIFO that blocks a reader forever, a device, a folder, a sparse file of a terabyte.
+# The harness never follows such a path: it walks from a folder it trusts with one O_NOFOLLOW open per
+# component, checks what it opened with fstat, and reads at most a cap of bytes from that descriptor.
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_LEAF_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a device"),
+          (stat.S_ISBLK, "a device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISLNK, "a symbolic link"))
+
+
+class UnsafeFile(Exception):
+    """A file the harness refuses to read: the message says what it is instead of a regular file, or how big."""
+
+
+def human_size(n: float) -> str:
+    """1073741824 -> '1.0 GiB', 104857600 -> '100 MiB' (for reasons that a person reads)."""
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            value = n / scale
+            return f"{value:.0f} {unit}" if value == int(value) and unit != "GiB" else f"{value:.1f} {unit}"
+    return f"{int(n)} bytes"
+
+
+def _relative_parts(rel: str | os.PathLike) -> list[str]:
+    parts = [p for p in Path(rel).parts if p not in ("", ".")]
+    if not parts or Path(rel).is_absolute() or ".." in parts:
+        raise ValueError(f"{rel!r} must be a relative path inside its base folder, without '..'")
+    return parts
+
+
+def _open_dir_nofollow(name: str, dir_fd: int | None, label: str) -> int:
+    try:
+        return os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise UnsafeFile(f"{label}: {name} is a symbolic link or not a folder") from None
+        raise
+
+
+def open_dir_under(base: str | os.PathLike, parts: list[str] | tuple[str, ...], label: str = "") -> int:
+    """A descriptor of base/parts..., each component opened with O_NOFOLLOW (base itself is trusted)."""
+    fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for part in parts:
+            child = _open_dir_nofollow(part, fd, label or part)
+            os.close(fd)
+            fd = child
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _describe(mode: int) -> str | None:
+    """What a non-regular file is, or None for a regular file."""
+    if stat.S_ISREG(mode):
+        return None
+    return next((what for test, what in _KINDS if test(mode)), "not a regular file")
+
+
+def check_regular(st: os.stat_result, label: str, max_bytes: int) -> None:
+    """Raise UnsafeFile unless `st` is a regular file with one link and at most `max_bytes`."""
+    kind = _describe(st.st_mode)
+    if kind is not None:
+        raise UnsafeFile(f"{label} is {kind}, not a regular file")
+    if st.st_nlink != 1:
+        raise UnsafeFile(f"{label} is a hard link to another file ({st.st_nlink} names for one file)")
+    if st.st_size > max_bytes:
+        raise UnsafeFile(f"{label} is {human_size(st.st_size)}, over the {human_size(max_bytes)} limit")
+
+
+def open_untrusted(base: str | os.PathLike, rel: str | os.PathLike, max_bytes: int) -> int:
+    """A read-only descriptor of the regular file base/rel, never following a link on the way.
+
+    `base` is a folder the harness trusts; every component below it may be the agent's. Raises
+    FileNotFoundError when nothing is there, UnsafeFile (with the reason) for a link, hard link, FIFO,
+    device, socket, folder or a file over `max_bytes`. The entry is checked before it is opened, so a
+    device or FIFO is never opened at all.
+    """
+    parts = _relative_parts(rel)
+    label = parts[-1]
+    dfd = open_dir_under(base, parts[:-1], label)
+    try:
+        check_regular(os.stat(label, dir_fd=dfd, follow_symlinks=False), label, max_bytes)
+        try:
+            fd = os.open(label, _LEAF_FLAGS, dir_fd=dfd)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise UnsafeFile(f"{label} is a symbolic link, not a regular file") from None
+            raise
+    finally:
+        os.close(dfd)
+    try:
+        check_regular(os.fstat(fd), label, max_bytes)  # what was opened, whatever was swapped in meanwhile
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+class CappedReader(io.RawIOBase):
+    """A file object over a descriptor that reads at most `max_bytes`, then fails (the file grew meanwhile)."""
+
+    def __init__(self, fd: int, max_bytes: int, label: str) -> None:
+        super().__init__()
+        self.fd, self.left, self.max_bytes, self.label = fd, max_bytes, max_bytes, label
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        view = memoryview(buffer).cast("B")
+        if self.left <= 0:
+            if os.read(self.fd, 1):
+                raise UnsafeFile(f"{self.label} grew past the {human_size(self.max_bytes)} limit while being read")
+            return 0
+        data = os.read(self.fd, min(len(view), self.left))
+        view[:len(data)] = data
+        self.left -= len(data)
+        return len(data)
+
+    def close(self) -> None:
+        if not self.closed:
+            os.close(self.fd)
+        super().close()
+
+
+@contextmanager
+def open_untrusted_file(base: str | os.PathLike, rel: str | os.PathLike, max_bytes: int) -> Iterator[io.BufferedReader]:
+    """`open_untrusted` as a buffered binary file object that never reads more than `max_bytes`."""
+    fd = open_untrusted(base, rel, max_bytes)
+    with io.BufferedReader(CappedReader(fd, max_bytes, Path(rel).name)) as fh:
+        yield fh
+
+
+def read_untrusted(base: str | os.PathLike, rel: str | os.PathLike, max_bytes: int) -> bytes:
+    with open_untrusted_file(base, rel, max_bytes) as fh:
+        return fh.read()
+
+
+def tail_untrusted(base: str | os.PathLike, rel: str | os.PathLike, limit: int) -> str:
+    """The last `limit` bytes of a regular file as text; '' when it is missing or not a regular file."""
+    try:
+        fd = open_untrusted(base, rel, 1 << 62)
+    except (OSError, UnsafeFile, ValueError):
+        return ""
+    with os.fdopen(fd, "rb") as fh:
+        fh.seek(max(0, os.fstat(fd).st_size - limit))
+        return fh.read(limit).decode("utf-8", errors="replace")
+
+
+def copy_untrusted(base: str | os.PathLike, rel: str | os.PathLike, dst: str | os.PathLike, max_bytes: int) -> Path:
+    """Copy a regular file of at most `max_bytes` from an agent's folder to `dst` (harness-owned), atomically.
+
+    Reads only from the checked descriptor, at most `max_bytes`, so a link, FIFO, device or a sparse
+    giant is refused (UnsafeFile) before anything is written.
+    """
+    dst = Path(dst)
+    with open_untrusted_file(base, rel, max_bytes) as src:
+        fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
+        try:
+            os.fchmod(fd, 0o666 & ~current_umask())
+            with os.fdopen(fd, "wb") as out:
+                shutil.copyfileobj(src, out, 1 << 20)
+            os.replace(tmp, dst)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    return dst
+
+
+def is_regular_untrusted(base: str | os.PathLike, rel: str | os.PathLike) -> bool:
+    """Whether base/rel is a regular file with one link, reached without following any link."""
+    try:
+        os.close(open_untrusted(base, rel, 1 << 62))
+        return True
+    except (OSError, UnsafeFile, ValueError):
+        return False
+
+
+# ---------------------------------------------------------------- putting harness files into agent folders
+
+
+def remove_entry_at(dir_fd: int, name: str) -> None:
+    """Remove whatever `name` is in the folder `dir_fd` (a link is removed, never followed)."""
+    try:
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(st.st_mode):
+        shutil.rmtree(name, dir_fd=dir_fd)  # fd-based: it does not follow links inside the tree
+    else:
+        os.unlink(name, dir_fd=dir_fd)
+
+
+def _copy_new_at(src: Path, dir_fd: int, name: str) -> None:
+    """Create `name` in `dir_fd` afresh (O_EXCL|O_NOFOLLOW) with the content of the trusted `src`."""
+    if src.is_dir():
+        os.mkdir(name, 0o755, dir_fd=dir_fd)
+        child = _open_dir_nofollow(name, dir_fd, name)
+        try:
+            for item in sorted(src.iterdir()):
+                _copy_new_at(item, child, item.name)
+        finally:
+            os.close(child)
+        return
+    mode = stat.S_IMODE(src.stat().st_mode) | 0o644
+    fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=dir_fd)
+    with os.fdopen(fd, "wb") as out, open(src, "rb") as fh:
+        shutil.copyfileobj(fh, out, 1 << 20)
+
+
+def recreate_in(folder: str | os.PathLike, src: str | os.PathLike, name: str | None = None) -> None:
+    """Put a fresh copy of the trusted file or folder `src` into the agent-writable `folder`.
+
+    Whatever the agent left under that name (a link to a host file, a folder, a FIFO) is removed
+    first without being followed, then the copy is created with O_EXCL|O_NOFOLLOW, so the harness
+    never writes through anything the agent planted.
+    """
+    src = Path(src)
+    name = name or src.name
+    dfd = open_dir_under(Path(folder).parent, [Path(folder).name])
+    try:
+        remove_entry_at(dfd, name)
+        _copy_new_at(src, dfd, name)
+    finally:
+        os.close(dfd)
