@@ -231,6 +231,9 @@ class CappedReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
+    def fileno(self) -> int:
+        return self.fd
+
     def readinto(self, buffer) -> int:
         view = memoryview(buffer).cast("B")
         if self.left <= 0:
@@ -252,7 +255,7 @@ class CappedReader(io.RawIOBase):
 def open_untrusted_file(base: str | os.PathLike, rel: str | os.PathLike, max_bytes: int) -> Iterator[io.BufferedReader]:
     """`open_untrusted` as a buffered binary file object that never reads more than `max_bytes`."""
     fd = open_untrusted(base, rel, max_bytes)
-    with io.BufferedReader(CappedReader(fd, max_bytes, Path(rel).name)) as fh:
+    with io.BufferedReader(CappedReader(fd, max_bytes, Path(rel).name), buffer_size=1 << 16) as fh:
         yield fh
 
 

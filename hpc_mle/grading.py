@@ -26,7 +26,7 @@ import pandas as pd
 
 from hpc_mle import __version__, competitions, medals, paths
 from hpc_mle.competitions import CompetitionSpec
-from hpc_mle.files import atomic_write_text
+from hpc_mle.files import UnsafeFile, atomic_write_text, open_untrusted_file
 from hpc_mle.metrics import METRICS, InvalidSubmission
 
 # A submission larger than this many times the answers file (and above the floor) is refused unread.
@@ -76,26 +76,42 @@ class CompetitionReport:
 
 
 def _size_limit(answers_path: Path) -> int:
+    """The most bytes a submission (or a validator upload) may have: the one size rule of the harness."""
     try:
         return max(SIZE_FLOOR, SIZE_FACTOR * answers_path.stat().st_size)
     except OSError:
         return SIZE_FLOOR
 
 
+def submission_size_limit(competition_id: str, data_dir: str | os.PathLike | None = None) -> int:
+    """`_size_limit` for a competition (the validator's upload cap and the snapshots' cap)."""
+    spec = competitions.get(competition_id)
+    return _size_limit(paths.prepared_dir(spec.id, data_dir) / spec.files.answers)
+
+
 def read_submission(path: Path, max_bytes: int) -> pd.DataFrame:
-    """Parse a submission CSV, or raise InvalidSubmission saying what is wrong with the file."""
-    size = path.stat().st_size
-    if size > max_bytes:
-        raise InvalidSubmission(f"file is {size / 2**20:,.1f} MiB, over this competition's limit of "
-                                f"{max_bytes / 2**20:,.0f} MiB")
-    if size == 0:
-        raise InvalidSubmission("file is empty")
-    with open(path, "rb") as fh:
-        head = fh.read(1 << 16)
-    if b"\x00" in head:
-        raise InvalidSubmission("file is binary (contains NUL bytes), not a CSV text file")
+    """Parse a submission CSV, or raise InvalidSubmission saying what is wrong with the file.
+
+    The file is opened without following a link (its folder may be the agent's) and must be a
+    regular file with one link and at most `max_bytes`; pandas reads only from that descriptor.
+    """
+    path = Path(path)
     try:
-        return pd.read_csv(path, low_memory=False, encoding="utf-8", **_EXACT_FLOATS)
+        with open_untrusted_file(path.parent, path.name, max_bytes) as fh:
+            if os.fstat(fh.fileno()).st_size == 0:
+                raise InvalidSubmission("file is empty")
+            if b"\x00" in fh.peek(1 << 16)[: 1 << 16]:
+                raise InvalidSubmission("file is binary (contains NUL bytes), not a CSV text file")
+            return _parse_csv(fh)
+    except UnsafeFile as exc:
+        raise InvalidSubmission(str(exc)) from None
+    except FileNotFoundError:
+        raise InvalidSubmission(f"no submission file named {path.name}") from None
+
+
+def _parse_csv(fh) -> pd.DataFrame:
+    try:
+        return pd.read_csv(fh, low_memory=False, encoding="utf-8", **_EXACT_FLOATS)
     except UnicodeDecodeError as exc:
         raise InvalidSubmission(f"file is not UTF-8 text (bad byte at position {exc.start})") from None
     except pd.errors.EmptyDataError:
@@ -255,12 +271,13 @@ def grade_submission(
         raise NotPrepared(f"{competition_id}: grading is not implemented yet (spec says implemented: false)")
     answers = load_answers(spec, data_dir)
     path = Path(str(submission_path)) if submission_path is not None else Path("None")
-    exists = path.is_file() and path.suffix.lower() == ".csv"
+    present = os.path.lexists(path)  # never stat through a link: read_submission says what is there instead
+    exists = present and path.suffix.lower() == ".csv"
 
     score: float | None = None
     reason: str | None = None
     grader_error = False
-    if not path.is_file():
+    if not present:
         reason = f"no submission file at {path}"
     elif not exists:
         reason = f"submission must be a .csv file, got '{path.name}'"
