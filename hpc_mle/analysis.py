@@ -186,7 +186,30 @@ def normalise(results: pd.DataFrame) -> pd.DataFrame:
     if "snapshots" not in results:
         results["snapshots"] = [[] for _ in range(len(results))]
     results["snapshots"] = [s if isinstance(s, list) else [] for s in results["snapshots"]]
+    results["budget_s"] = pd.to_numeric(results["time_limit_s"], errors="coerce").astype(float)
+    if "runtime" in results:
+        results["runtime"] = budget_labels(results["runtime"], results["budget_s"])
     return results
+
+
+def budget_labels(labels: pd.Series, budgets: pd.Series) -> pd.Series:
+    """Runtime labels that key on the budget actually used (`budget_s`), so results of different budgets never
+    share a row: a label naming another duration becomes the budget's ('10m' run for 30 s -> '30s', as
+    `plan.runtime_label` labels new sweeps), and a label still covering several budgets gets '@<budget>'."""
+    pairs = pd.DataFrame({"label": labels.astype(str), "budget": budgets})
+    fixed: dict[tuple[str, float | None], str] = {}
+    out = []
+    for lab, b in pairs.itertuples(index=False):
+        key = (lab, None if pd.isna(b) else float(b))
+        if key not in fixed:
+            fixed[key] = lab if key[1] is None else plan.runtime_label(lab, key[1])
+        out.append(fixed[key])
+    pairs["label"] = out
+    mixed = pairs.dropna().groupby("label")["budget"].nunique()
+    for label in mixed[mixed > 1].index:
+        rows = (pairs["label"] == label) & pairs["budget"].notna()
+        pairs.loc[rows, "label"] = [f"{label}@{plan.format_duration(b)}" for b in pairs.loc[rows, "budget"]]
+    return pd.Series(pairs["label"].to_numpy(), index=labels.index, name=labels.name)
 
 
 def load_many(sweep_dirs: Sequence[Path]) -> pd.DataFrame:
@@ -261,7 +284,7 @@ def per_competition_counts(results: pd.DataFrame) -> pd.DataFrame:
     frame = frame.assign(attempts=1, graded=graded.astype(int), unsandboxed=(graded & unsandboxed).astype(int),
                          reference_panel=(graded & (src == "reference-panel")).astype(int),
                          medals_unknown=(graded & valid & (src == "none")).astype(int),
-                         budget_s=results["time_limit_s"].astype(float))
+                         budget_s=results.get("budget_s", results["time_limit_s"]).astype(float))
     sums = {c: "sum" for c in ("attempts", "graded", "unsandboxed", "reference_panel", "medals_unknown")}
     grouped = frame.groupby([*SETTING, "competition_id"], sort=True)
     out = grouped.agg({**sums, "budget_s": "max"})

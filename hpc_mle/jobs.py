@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from hpc_mle import grading, plan, runner
-from hpc_mle.files import atomic_write_json
+from hpc_mle.files import atomic_write_json, is_disk_full
 from hpc_mle.llm import serve
 
 RETRYABLE = ("preempted", "requeued", "running")  # running = the last start died without a word (node failure)
@@ -61,10 +61,11 @@ def with_model_server(sweep_dir: Path, cfg: runner.AttemptConfig) -> runner.Atte
     return dataclasses.replace(cfg, model_config={**model, "base_url": base_url, "api_key_env": None})
 
 
-def _mark_failed(out: Path, reason: str, failure: str = "infrastructure") -> dict[str, Any]:
+def _mark_failed(out: Path, reason: str, failure: str = "infrastructure", **extra: Any) -> dict[str, Any]:
+    """Record a failure the attempt itself could not write (set-up errors, a full disk, a server that never came)."""
     status = runner.read_status(out) or {}
-    status.update(state="failed", failure=failure, reason=reason, ended_at=_now())
-    atomic_write_json(out / "status.json", status)
+    status.update(state="failed", failure=failure, reason=reason, ended_at=_now(), **extra)
+    runner.write_status(out, status)
     return status
 
 
@@ -93,16 +94,14 @@ def agent_task(sweep_dir: str | Path, attempt_id: str, max_restarts: int = 3) ->
         status = runner.run_attempt(cfg)
     except serve.ServeError as exc:  # the server never answered: an infrastructure failure, resumable
         return _mark_failed(out, str(exc))
-    except Exception as exc:  # set-up problems (data not prepared, bad image, unknown scaffold)
-        status = _mark_failed(out, f"{type(exc).__name__}: {exc}")
-        status["traceback"] = traceback.format_exc(limit=5)
-        atomic_write_json(out / "status.json", status)
-        return status
+    except Exception as exc:  # set-up problems (data not prepared, bad image, unknown scaffold), a full disk
+        reason = runner.harness_reason(exc, out) if is_disk_full(exc) else f"{type(exc).__name__}: {exc}"
+        return _mark_failed(out, reason, traceback=traceback.format_exc(limit=5))
     left = status.get("time_limit_s", 0) - status.get("agent_elapsed_s", 0)
     warned = status.get("state") == "preempted" and "SIGUSR2" in (status.get("reason") or "")
     if warned and left > 1 and status.get("starts", 1) <= max_restarts and _requeue_self():
         status.update(state="requeued", reason=f"requeued by the attempt with {left:.0f} s of budget left")
-        atomic_write_json(out / "status.json", status)
+        runner.write_status(out, status)
     return status
 
 

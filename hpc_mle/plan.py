@@ -8,10 +8,14 @@ number, so relaunching the same sweep finds the same folders and skips what is d
 from __future__ import annotations
 
 import copy
+import fcntl
 import hashlib
 import itertools
 import json
 import math
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +33,7 @@ from hpc_mle.files import atomic_write_json, atomic_write_text
 CONF_DIR = paths.REPO_ROOT / "conf"
 MANIFEST = "manifest.csv"
 SWEEP_FILE = "sweep.json"
+LOCK_FILE = ".lock"
 # Options that change how a launch behaves, not what it studies: they do not change the sweep's folder.
 NOT_IDENTIFYING = {"dry_run", "retry_agent_failures", "cluster.max_parallel", "cluster.array_throttle"}
 
@@ -47,6 +52,33 @@ def duration_s(text: str | int | float) -> float:
         return float(t[:-1]) * units[t[-1]] if t and t[-1] in units else float(t)
     except ValueError:
         raise PlanError(f"{text!r} is not a duration; use e.g. 90s, 10m, 24h") from None
+
+
+def format_duration(seconds: float) -> str:
+    """600 -> '10m', 30 -> '30s', 86400 -> '24h': the shortest exact spelling, in the units of conf/runtime."""
+    for unit, size in (("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"
+
+
+def runtime_label(name: str, budget_s: float) -> str:
+    """The runtime label an attempt is filed under, from the budget it actually gets.
+
+    `runtime=10m runtime.time_limit=30s` is a 30 s study, not a 10-minute one: a label that names a
+    duration other than the budget is replaced by the budget ('30s'); a named runtime (conf/runtime/NAME.yaml)
+    whose time limit was overridden gets the budget appended ('long-30s'). Different budgets never share a label.
+    """
+    try:
+        return name if duration_s(name) == budget_s else format_duration(budget_s)
+    except PlanError:
+        pass
+    conf = CONF_DIR / "runtime" / f"{name}.yaml"
+    try:
+        default = duration_s(OmegaConf.load(conf)["time_limit"]) if conf.is_file() else budget_s
+    except (PlanError, KeyError, ValueError):
+        default = None
+    return name if default == budget_s else f"{name}-{format_duration(budget_s)}"
 
 
 # ---------------------------------------------------------------- sweeps
@@ -177,7 +209,7 @@ def plan_attempts(cfgs: list[DictConfig]) -> list[Attempt]:
         minutes = math.ceil((budget + duration_s(rt["margin"]) + serve_wait) / 60)
         shared = dict(
             scaffold=plain["scaffold"]["name"], model=plain["model"]["name"], seed=int(plain["seed"]),
-            runtime=rt["name"], hardware=hw["name"], benchmark=plain["benchmark"]["name"], time_limit_s=budget,
+            runtime=runtime_label(rt["name"], budget), hardware=hw["name"], benchmark=plain["benchmark"]["name"], time_limit_s=budget,
             snapshot_interval_s=duration_s(rt["snapshot_interval"]), slurm_minutes=minutes, gpus=hw["gpus"],
             cpus=hw["cpus"], mem_gb=hw["mem_gb"], gpu_type=hw["gpu_type"], group=group_key(cfg, minutes),
             config_id=config_id(plain),
@@ -222,10 +254,10 @@ def write_plan(sweep_dir: Path, cfgs: list[DictConfig], jobs: list[list[str]], a
     old = read_manifest(sweep_dir)
     rows = pd.DataFrame([asdict(a) for a in attempts])
     if old is not None and len(old):
-        keep = ["id", "array_job_id", "task_id", "submitted_at"]
+        keep = ["id", "array_job_id", "task_id", "job_id", "submitted_at"]
         rows = rows.merge(old[[c for c in keep if c in old.columns]], on="id", how="left")
         rows = pd.concat([rows, old[~old["id"].isin(rows["id"])]], ignore_index=True)  # earlier launches' attempts
-    for col in ("array_job_id", "task_id", "submitted_at"):
+    for col in ("array_job_id", "task_id", "job_id", "submitted_at"):
         if col not in rows.columns:
             rows[col] = None
     rows["path"] = [str(attempt_dir(sweep_dir, i)) for i in rows["id"]]
@@ -250,7 +282,7 @@ def read_manifest(sweep_dir: Path) -> pd.DataFrame | None:
     path = Path(sweep_dir) / MANIFEST
     if not path.is_file():
         return None
-    return pd.read_csv(path, dtype={"id": str, "array_job_id": str, "task_id": "Int64"})
+    return pd.read_csv(path, dtype={"id": str, "array_job_id": str, "task_id": "Int64", "job_id": str})
 
 
 def read_sweep(sweep_dir: Path) -> dict | None:
@@ -260,14 +292,36 @@ def read_sweep(sweep_dir: Path) -> dict | None:
         return None
 
 
-def update_manifest(sweep_dir: Path, submitted: dict[str, tuple[str, int]], when: str) -> None:
-    """Record which array job and task runs each submitted attempt."""
+def update_manifest(sweep_dir: Path, submitted: dict[str, str], when: str) -> None:
+    """Record which job runs each submitted attempt: `<array>_<i>`, or `<job>` for a plain job."""
     rows = read_manifest(sweep_dir)
-    ids = rows["id"].map(submitted)
-    mask = ids.notna()
-    rows["array_job_id"] = rows["array_job_id"].astype(object)
-    rows.loc[mask, "array_job_id"] = [v[0] for v in ids[mask]]
-    rows.loc[mask, "task_id"] = [v[1] for v in ids[mask]]
-    rows["submitted_at"] = rows["submitted_at"].astype(object)
+    jobs = rows["id"].map(submitted)
+    mask = jobs.notna()
+    for col in ("array_job_id", "job_id", "submitted_at"):
+        rows[col] = rows[col].astype(object) if col in rows else None
+    rows.loc[mask, "job_id"] = list(jobs[mask])
+    rows.loc[mask, "array_job_id"] = [j.split("_")[0] for j in jobs[mask]]
+    rows.loc[mask, "task_id"] = pd.array([int(j.split("_")[1]) if "_" in j else None for j in jobs[mask]],
+                                         dtype="Int64")
     rows.loc[mask, "submitted_at"] = when
     atomic_write_text(Path(sweep_dir) / MANIFEST, rows.to_csv(index=False))
+
+
+@contextmanager
+def sweep_lock(sweep_dir: Path) -> Iterator[None]:
+    """Held by launch and resume: two at once on one sweep could both submit the same attempts."""
+    path = Path(sweep_dir) / LOCK_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            raise PlanError(f"another launch/resume of this sweep is running (pid {holder}; lock {path}). "
+                            "Fix: wait for it to finish, then run this again") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import hashlib
 import json
 import os
@@ -40,7 +41,7 @@ import psutil
 import yaml
 
 from hpc_mle import __version__, competitions, paths, sandbox, telemetry
-from hpc_mle.files import atomic_write_json, read_json
+from hpc_mle.files import atomic_write_json, disk_full_message, is_disk_full, read_json
 from hpc_mle.llm import has_llm
 from hpc_mle.validator import Validator
 
@@ -139,14 +140,81 @@ class Events:
         self.path = path
         self.lock = threading.Lock()
 
-    def __call__(self, event: str, **fields: Any) -> None:
-        line = json.dumps({"time": _now(), "event": event, **fields}, default=str)
-        with self.lock, open(self.path, "a", encoding="utf-8") as fh:
-            fh.write(line + "\n")
+    def __call__(self, event: str, **fields: Any) -> bool:
+        """Append one whole line or nothing (a short write on a full disk is cut back); never raises, so
+        recording a problem cannot hide it. False (and a line on stderr) when it could not be written."""
+        data = (json.dumps({"time": _now(), "event": event, **fields}, default=str) + "\n").encode("utf-8")
+        with self.lock:
+            try:
+                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+            except OSError as exc:
+                print(f"hpc-mle: cannot write {self.path}: {exc}", file=sys.stderr, flush=True)
+                return False
+            size = os.fstat(fd).st_size
+            try:
+                if os.write(fd, data) == len(data):
+                    return True
+                raise OSError(errno.ENOSPC, "short write")
+            except OSError as exc:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, size)
+                print(f"hpc-mle: cannot append to {self.path} ({exc}); event lost: {event}", file=sys.stderr,
+                      flush=True)
+                return False
+            finally:
+                os.close(fd)
 
 
 def read_status(out: Path) -> dict[str, Any] | None:
     return read_json(Path(out) / "status.json")
+
+
+RESERVE = ".space-reserve"  # freed on a full disk so the final status.json still fits
+RESERVE_BYTES = 1 << 16
+MINIMAL = ("state", "failure", "reason", "exit_code", "starts", "agent_elapsed_s", "time_limit_s", "started_at",
+           "last_start_at", "ended_at", "sandbox", "unsandboxed", "host", "slurm_job_id")
+FULL_DISK_FIX = "free space there, or set output_root (the sweep folder) on a larger file system; then hpc-mle resume"
+
+
+def reserve_space(out: Path) -> None:
+    """Keep a few real blocks in the attempt folder that `write_status` can give back when the disk fills up."""
+    path = Path(out) / RESERVE
+    with contextlib.suppress(OSError):
+        if not path.is_file() or path.stat().st_size < RESERVE_BYTES:
+            with open(path, "wb") as fh:
+                fh.write(b"\0" * RESERVE_BYTES)
+
+
+def write_status(out: Path, status: dict[str, Any]) -> bool:
+    """Write status.json atomically, whatever it takes: the whole status, else a minimal one (no telemetry, no
+    log tail) after freeing the reserve; else say on stderr (the job log) what the state was, where and the fix."""
+    path = Path(out) / "status.json"
+    try:
+        atomic_write_json(path, status)
+        return True
+    except OSError as exc:
+        first = exc
+    minimal = {k: status.get(k) for k in MINIMAL if k in status}
+    minimal["status_truncated"] = f"full status not written: {type(first).__name__}: {first}"
+    for attempt in range(2):
+        if attempt:
+            Path(out, RESERVE).unlink(missing_ok=True)
+        try:
+            atomic_write_json(path, minimal, indent=None)
+            return True
+        except OSError as exc:
+            first = exc
+    why = disk_full_message(out, FULL_DISK_FIX) if is_disk_full(first) else f"{type(first).__name__}: {first}"
+    print(f"hpc-mle: cannot write {path}: {why}. The attempt ended {status.get('state')}"
+          f" ({status.get('failure') or '-'}): {status.get('reason') or '-'}", file=sys.stderr, flush=True)
+    return False
+
+
+def harness_reason(exc: BaseException, out: Path) -> str:
+    """The failure reason for an error of the harness itself; a full disk names the file system and the fix."""
+    if is_disk_full(exc):
+        return f"harness error: {disk_full_message(out, FULL_DISK_FIX)} ({exc})"
+    return f"harness error: {type(exc).__name__}: {exc}"
 
 
 def _granted_gpus(cfg: AttemptConfig) -> tuple[str, ...]:
@@ -487,6 +555,7 @@ def run_attempt(cfg: AttemptConfig) -> dict[str, Any]:
                            f"the scaffold {scaffold.name!r}")
 
     events = Events(out / "events.jsonl")
+    reserve_space(out)
     used_before = float(previous.get("agent_elapsed_s", 0.0))
     starts = int(previous.get("starts", 0)) + 1
     remaining = max(0.0, cfg.time_limit_s - used_before)
@@ -598,7 +667,9 @@ def run_attempt(cfg: AttemptConfig) -> dict[str, Any]:
             else:
                 stop_tree(proc, min(cfg.grace_s, 2.0), mark)  # the agent is gone; leave none of its children behind
         except Exception as exc:
-            reason = f"harness error: {type(exc).__name__}: {exc}"
+            state, failure, reason = "failed", "infrastructure", harness_reason(exc, out)
+            if is_disk_full(exc):
+                print(f"hpc-mle: attempt {out}: {reason}", file=sys.stderr, flush=True)
             events("harness-error", error=reason)
             if proc is not None and proc.poll() is None:
                 stop_tree(proc, cfg.grace_s, mark)
@@ -614,7 +685,8 @@ def run_attempt(cfg: AttemptConfig) -> dict[str, Any]:
             validator.stop()
             if meter is not None:
                 meter.close()  # before the summary, so no call is still being recorded
-                status["llm"] = meter.summary()
+                with contextlib.suppress(Exception):  # a summary that fails must not cost the final status
+                    status["llm"] = meter.summary()
         if state != "failed":
             failure = None
         return _finish(out, status, events, state, exit_code, reason, used, sampler, final_snapshot, validator.calls,
@@ -633,7 +705,9 @@ def _finish(out, status, events, state, exit_code, reason, used, sampler, final_
     )
     if state == "failed":
         status["log_tail"] = _tail(out / "logs" / "agent.log")
-    atomic_write_json(out / "status.json", status)
+    write_status(out, status)
     events("end", state=state, exit_code=exit_code, reason=reason, agent_elapsed_s=round(used, 3),
            final_snapshot=str(final_snapshot) if final_snapshot else None)
+    if state in TERMINAL:
+        Path(out, RESERVE).unlink(missing_ok=True)
     return status

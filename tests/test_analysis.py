@@ -233,14 +233,14 @@ def test_medal_after_t_from_snapshots():
 
 def test_runtime_and_gpu_comparisons_sit_side_by_side():
     long, gpu2 = {**X, "runtime": "100h"}, {**X, "hardware": "gpu2"}
-    rows = [attempt("a", 0, "gold", time_limit_s=86400.0, gpus=1, gpu_util_percent_mean=40.0),
+    rows = [attempt("a", 0, "gold", time_limit_s=600.0, gpus=1, gpu_util_percent_mean=40.0),
             attempt("a", 0, "gold", long, time_limit_s=360000.0, gpus=1, gpu_util_percent_mean=50.0),
             attempt("b", 0, "gold", long, time_limit_s=360000.0, gpus=1, gpu_util_percent_mean=70.0),
             attempt("a", 0, "none", gpu2, gpus=2, gpu_util_percent_mean=30.0, gpu_mem_mib_max=900.0)]
     rows = [{**r, "attempt_id": f"{r['attempt_id']}-{r['hardware']}"} for r in rows]
     board = an.leaderboard(frame(rows), CAT, ["lite"])
     budgets = an.runtime_budgets(board).set_index("hardware")
-    # gpu1: 10m (24h budget here) a gold -> 25 %; 100h a and b gold -> 50 %.
+    # gpu1: 10m a gold -> 25 %; 100h a and b gold -> 50 %.
     assert budgets.loc["gpu1", "10m any medal %"] == "25.0 ± 0.0"
     assert budgets.loc["gpu1", "100h any medal %"] == "50.0 ± 0.0"
     gpu = an.gpu_scaling(frame(rows), board).set_index(["runtime", "hardware"])
