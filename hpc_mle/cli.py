@@ -367,10 +367,13 @@ def _duration(text: str) -> float:
 @click.option("--snapshot-interval", default="10m", help="How often the submission is snapshotted.")
 @click.option("--telemetry-interval", default="10s")
 @click.option("--grace", default="10s", help="Between TERM and KILL at the time limit.")
+@click.option("--disk-quota", type=float, default=None,
+              help="GiB the agent's writable folders and /tmp may use together (default: conf/sandbox limits.disk_gb).")
+@click.option("--memory", type=float, default=None, help="GiB of resident memory the agent may use (default: no limit).")
 @data_dir_option
 @click.argument("agent_args", nargs=-1)
 def run_attempt_cmd(competition_id, scaffold, sandbox_kind, time_limit, out, image, network, hardware, obfuscate,
-                    snapshot_interval, telemetry_interval, grace, data_dir, agent_args) -> None:
+                    snapshot_interval, telemetry_interval, grace, disk_quota, memory, data_dir, agent_args) -> None:
     """Run one agent on one competition in a sandbox; results land in --out. Extra args go to the agent."""
     from hpc_mle import runner
 
@@ -380,6 +383,7 @@ def run_attempt_cmd(competition_id, scaffold, sandbox_kind, time_limit, out, ima
         time_limit_s=_duration(time_limit), data_dir=data_dir, image=image, network=network, hardware=hardware,
         obfuscate=obfuscate, snapshot_interval_s=_duration(snapshot_interval),
         telemetry_interval_s=_duration(telemetry_interval), grace_s=_duration(grace), agent_args=tuple(agent_args),
+        **({"disk_quota_gb": disk_quota} if disk_quota is not None else {}), memory_gb=memory,
     )
     try:
         status = runner.run_attempt(cfg)
@@ -449,9 +453,11 @@ def _sweep_or_fail(sweep_dir: Path) -> Path:
 @click.argument("sweep_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--by", type=click.Choice(["competition_id", "model", "scaffold", "hardware", "seed"]),
               default="competition_id", help="Rows of the table.")
-@click.option("--failures", is_flag=True, help="Also list every failed or lost attempt with its reason.")
+@click.option("--failures", is_flag=True, help="Also list every failed, lost, damaged or unknown attempt.")
 def status_cmd(sweep_dir: Path, by: str, failures: bool) -> None:
-    """Counts by state, read from the attempts' own status files (Slurm is asked once, if at all)."""
+    """Counts by state, read from the attempts' own status files (Slurm is asked once, if at all).
+
+    Exits 1 when some attempts are `unknown` (squeue failed): the counts are then incomplete."""
     from hpc_mle import status
 
     table = status.sweep_status(_sweep_or_fail(sweep_dir))
@@ -463,46 +469,64 @@ def status_cmd(sweep_dir: Path, by: str, failures: bool) -> None:
     for idx, row in counts.iterrows():
         out.add_row(str(idx), *[str(v) for v in row])
     console.print(out)
-    bad = table[table["state"].isin(["failed", "lost"])]
+    bad = table[table["state"].isin(["failed", "lost", "damaged", "unknown"])]
     if failures and len(bad):
         for _, r in bad.iterrows():
             console.print(f"{r['id']} {r['competition_id']} {r['scaffold']}/{r['model']} seed {r['seed']}: "
-                          f"{r['state']} ({r['failure'] or '-'}) {r['reason'] or ''}")
+                          f"{r['state']}{_failure(r['failure'])} {r['reason'] or ''}")
     elif len(bad):
-        console.print(f"{len(bad)} failed or lost: `hpc-mle status {sweep_dir} --failures` lists them; "
-                      f"`hpc-mle resume {sweep_dir}` runs them again.")
+        console.print(f"{len(bad)} failed, lost, damaged or unknown: `hpc-mle status {sweep_dir} --failures` "
+                      f"lists them; `hpc-mle resume {sweep_dir}` runs the failed and lost ones again.")
+    unknown = table[table["state"] == "unknown"]
+    if len(unknown):
+        err.print(f"[yellow]warning:[/yellow] {len(unknown)} attempt(s) unknown: {unknown['reason'].iloc[0]}")
+        sys.exit(1)
+
+
+def _failure(kind) -> str:
+    return f" ({kind})" if isinstance(kind, str) and kind else ""
 
 
 @main.command("resume")
 @click.argument("sweep_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--retry-agent-failures", is_flag=True, help="Also rerun attempts whose agent failed.")
-def resume_cmd(sweep_dir: Path, retry_agent_failures: bool) -> None:
-    """Run again what failed for infrastructure reasons or was lost; then grade and analyse."""
+@click.option("--rerun-damaged", is_flag=True, help="Also rerun attempts whose status.json is damaged.")
+def resume_cmd(sweep_dir: Path, retry_agent_failures: bool, rerun_damaged: bool) -> None:
+    """Run again what was never submitted, was lost or failed for infrastructure reasons; then grade and analyse.
+
+    Never submits an attempt that is queued, running, unknown (squeue failed: exit 2) or finished."""
     from omegaconf import OmegaConf
 
-    from hpc_mle import jobs, launch, plan, slurm, status
+    from hpc_mle import jobs, launch, plan, status
+    from hpc_mle.plan import PlanError
 
     sweep_dir = _sweep_or_fail(sweep_dir)
-    table = status.sweep_status(sweep_dir)
-    pick = set(status.to_resume(table, retry_agent_failures)["id"])
-    manifest = plan.read_manifest(sweep_dir)
-    fields = [f.name for f in plan.Attempt.__dataclass_fields__.values()]
-    todo = [plan.Attempt(**{k: (None if pd_isna(r[k]) else r[k]) for k in fields})
-            for _, r in manifest.iterrows() if r["id"] in pick]
-    console.print(f"{len(todo)} attempt(s) to run again")
-    if not todo:
-        return
-    cluster = OmegaConf.create(plan.planned(sweep_dir, todo[0].id)["config"]["cluster"])
-    launch.mark_for_retry(sweep_dir, todo)
-    if cluster.kind == "local":
-        launch.run_local(sweep_dir, todo, cluster.max_parallel, cluster.max_restarts)
-        jobs.grade_task(sweep_dir)
-        console.print(jobs.analysis_task(sweep_dir)["table"])
-        return
-    submission = slurm.submit(sweep_dir, todo, cluster)
-    slurm.record_launch(sweep_dir, submission)
-    console.print(f"submitted: arrays {submission.arrays}, grading {submission.grading}, "
-                  f"analysis {submission.analysis}")
+    try:
+        with plan.sweep_lock(sweep_dir):
+            manifest = plan.read_manifest(sweep_dir)
+            fields = [f.name for f in plan.Attempt.__dataclass_fields__.values()]
+            attempts = [plan.Attempt(**{k: (None if pd_isna(r[k]) else r[k]) for k in fields})
+                        for r in manifest.to_dict("records")]
+            cluster = OmegaConf.create(plan.planned(sweep_dir, attempts[0].id)["config"]["cluster"])
+            reconciled = launch.reconcile(sweep_dir, cluster)
+            todo, table = launch.pending_attempts(sweep_dir, attempts, retry_agent_failures, rerun_damaged)
+            console.print(status.summary(table))
+            launch.refuse_unknown(table)
+            console.print(f"{len(todo)} attempt(s) to run again")
+            launch.mark_for_retry(sweep_dir, todo)
+            if cluster.kind == "local":
+                if todo:
+                    launch.run_local(sweep_dir, todo, cluster.max_parallel, cluster.max_restarts)
+                    jobs.grade_task(sweep_dir)
+                    console.print(jobs.analysis_task(sweep_dir)["table"])
+                return
+            submission = launch.submit_todo(sweep_dir, todo, cluster, reconciled)
+    except PlanError as exc:
+        _fail(str(exc))
+    if submission is not None:
+        arrays = "; ".join(f"{g}: {' '.join(ids)}" for g, ids in submission.arrays.items()) or "-"
+        console.print(f"submitted {len(todo)} attempt(s): agent arrays {arrays}; grading {submission.grading}; "
+                      f"analysis {submission.analysis}")
 
 
 def pd_isna(value) -> bool:
@@ -514,15 +538,23 @@ def pd_isna(value) -> bool:
 @main.command("cancel")
 @click.argument("sweep_dir", type=click.Path(file_okay=False, path_type=Path))
 def cancel_cmd(sweep_dir: Path) -> None:
-    """scancel every job of the sweep (model servers, agent arrays, teardowns, grading, analysis)."""
+    """scancel the sweep's jobs still queued or running (model servers, agents, teardowns, grading, analysis)."""
     from hpc_mle import plan, slurm
 
-    sweep = plan.read_sweep(_sweep_or_fail(sweep_dir)) or {}
-    ids = [i for launch in sweep.get("launches", []) for i in
+    sweep_dir = _sweep_or_fail(sweep_dir)
+    sweep = plan.read_sweep(sweep_dir) or {}
+    ids = {i for launch in sweep.get("launches", []) for i in
            [*[x for ids in launch["arrays"].values() for x in ids], *(launch.get("servers") or {}).values(),
-            *(launch.get("teardowns") or {}).values(), launch.get("grading"), launch.get("analysis")] if i]
-    slurm.cancel(ids)
-    console.print(f"cancelled {len(ids)} job(s): {' '.join(ids) or '-'}")
+            *(launch.get("teardowns") or {}).values(), launch.get("grading"), launch.get("analysis")] if i}
+    ids |= set(slurm.recorded_jobs(slurm.read_log(sweep_dir)))
+    try:
+        queue = slurm.queue_jobs()
+    except slurm.QueueUnavailable as exc:
+        _fail(f"nothing cancelled: {exc}")
+    live = sorted({q.job.split("_")[0] for q in queue if q.job.split("_")[0] in ids}
+                  | {q.job.split("_")[0] for q in slurm.sweep_jobs(sweep_dir, queue)}, key=lambda j: (len(j), j))
+    slurm.cancel(live)
+    console.print(f"cancelled {len(live)} job(s) still queued or running: {' '.join(live) or '-'}")
 
 
 @main.command("compare")

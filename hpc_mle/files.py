@@ -351,3 +351,66 @@ def recreate_in(folder: str | os.PathLike, src: str | os.PathLike, name: str | N
         _copy_new_at(src, dfd, name)
     finally:
         os.close(dfd)
+
+
+# ---------------------------------------------------------------- disk use of agent-writable folders
+
+
+class DiskUsage:
+    """Real bytes used (st_blocks * 512, so a sparse file counts what it holds) under some folders.
+
+    Walked with os.scandir on descriptors opened O_NOFOLLOW from each folder's parent, never following
+    a link, at most `per_pass` entries per `step()`, so a tree of millions of files costs many short
+    steps rather than one long stall. A file with several links is counted once.
+    """
+
+    def __init__(self, roots: list[Path], per_pass: int = 20000) -> None:
+        self.roots, self.per_pass = [Path(r) for r in roots], per_pass
+        self.total: int | None = None  # the last complete walk
+        self._restart()
+
+    def _restart(self) -> None:
+        self._pending: list[tuple[Path, tuple[str, ...]]] = [(r, ()) for r in self.roots]
+        self._sum = 0
+        self._linked: set[tuple[int, int]] = set()
+
+    def step(self) -> int:
+        """Walk on for up to `per_pass` entries; return the larger of the last total and the running sum."""
+        budget = self.per_pass
+        while self._pending and budget > 0:
+            root, parts = self._pending.pop()
+            budget -= self._scan(root, parts)
+        if not self._pending:
+            self.total = self._sum
+            self._restart()
+        return max(self.total or 0, self._sum)
+
+    def _scan(self, root: Path, parts: tuple[str, ...]) -> int:
+        try:
+            fd = open_dir_under(root.parent, [root.name, *parts])
+        except (OSError, UnsafeFile):
+            return 1  # gone or swapped for a link meanwhile: nothing to count
+        seen = 0
+        try:
+            with os.scandir(fd) as entries:
+                for entry in entries:
+                    seen += 1
+                    self._count(entry, root, parts)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+        return max(seen, 1)
+
+    def _count(self, entry: os.DirEntry, root: Path, parts: tuple[str, ...]) -> None:
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except OSError:
+            return
+        if st.st_nlink > 1 and not stat.S_ISDIR(st.st_mode):
+            if (st.st_dev, st.st_ino) in self._linked:
+                return
+            self._linked.add((st.st_dev, st.st_ino))
+        self._sum += st.st_blocks * 512
+        if stat.S_ISDIR(st.st_mode):
+            self._pending.append((root, (*parts, entry.name)))

@@ -7,9 +7,12 @@ Every outcome is written to files under the sweep folder; return values are only
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import os
 import subprocess
+import sys
 import time
 import traceback
 from datetime import UTC, datetime
@@ -17,9 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from hpc_mle import grading, plan, runner
-from hpc_mle.files import atomic_write_json, is_disk_full
+from hpc_mle.files import atomic_write_json, atomic_write_text, is_disk_full, read_json
 from hpc_mle.llm import serve
 
+PARTIAL = "PARTIAL"  # analysis/PARTIAL: the attempts an analysis left out, while it is partial
 RETRYABLE = ("preempted", "requeued", "running")  # running = the last start died without a word (node failure)
 
 
@@ -39,7 +43,17 @@ def attempt_config(sweep_dir: Path, attempt_id: str) -> runner.AttemptConfig:
         model=cfg["model"]["name"], seed=a["seed"], scaffold_config=cfg["scaffold"],
         model_config=cfg["model"],
         gpus=None if cfg["hardware"]["gpus"] else (),
+        **_limits(sandbox.get("limits") or {}),
     )
+
+
+# conf/sandbox `limits` (config.LimitsConf) -> AttemptConfig; a plan written before limits existed keeps the defaults.
+_LIMIT_FIELDS = {"disk_gb": "disk_quota_gb", "file_size_gb": "max_file_size_gb", "processes": "max_processes",
+                 "open_files": "max_open_files", "memory_gb": "memory_gb", "agent_uid": "agent_uid"}
+
+
+def _limits(limits: dict[str, Any]) -> dict[str, Any]:
+    return {field: limits[key] for key, field in _LIMIT_FIELDS.items() if key in limits}
 
 
 def with_model_server(sweep_dir: Path, cfg: runner.AttemptConfig) -> runner.AttemptConfig:
@@ -80,8 +94,15 @@ def _requeue_self() -> bool:
 
 
 def agent_task(sweep_dir: str | Path, attempt_id: str, max_restarts: int = 3) -> dict[str, Any]:
-    """Run (or continue) one attempt, never raising: problems end in status.json."""
-    sweep_dir = Path(sweep_dir)
+    """Run (or continue) one attempt, never raising: problems end in status.json. The last attempt to end after
+    a partial analysis (the grading array was cancelled) analyses the sweep again."""
+    status = _agent(Path(sweep_dir), attempt_id, max_restarts)
+    if status.get("state") in runner.TERMINAL:
+        reanalyse_if_complete(Path(sweep_dir), attempt_id)
+    return status
+
+
+def _agent(sweep_dir: Path, attempt_id: str, max_restarts: int) -> dict[str, Any]:
     out = plan.attempt_dir(sweep_dir, attempt_id)
     previous = runner.read_status(out) or {}
     if previous.get("state") in RETRYABLE and int(previous.get("starts", 0)) > max_restarts:
@@ -133,32 +154,117 @@ def grade_attempt(sweep_dir: Path, attempt_id: str) -> dict[str, Any]:
                                                              "runtime", "hardware", "benchmark", "spec_version")},
               "state": status.get("state"), "failure": status.get("failure"), "unsandboxed": status.get("unsandboxed"),
               "agent_elapsed_s": status.get("agent_elapsed_s"), "starts": status.get("starts"),
+              "attempt_ended_at": status.get("ended_at"),
               "report": report.to_dict(), "snapshots": snapshots, "graded_at": _now()}
     atomic_write_json(sweep_dir / "grading" / f"{attempt_id}.json", record)
     return record
 
 
+def needs_grading(sweep_dir: Path, attempt_id: str) -> bool:
+    """An attempt is graded once it has ended, and again only if it ended again since (a resumed attempt)."""
+    status = runner.read_status(plan.attempt_dir(sweep_dir, attempt_id)) or {}
+    if status.get("state") not in runner.TERMINAL:
+        return False
+    record = read_json(sweep_dir / "grading" / f"{attempt_id}.json") or {}
+    return (record.get("state"), record.get("attempt_ended_at")) != (status.get("state"), status.get("ended_at"))
+
+
 def grade_task(sweep_dir: str | Path, index: int = 0, count: int = 1) -> int:
-    """Grade every `count`-th attempt starting at `index` (one task of the grading array)."""
+    """Grade every `count`-th attempt starting at `index` (one task of the grading array) that has ended and is
+    not graded yet; return how many were graded."""
     sweep_dir = Path(sweep_dir)
-    ids = _attempt_ids(sweep_dir)[index::count]
+    ids = [aid for aid in _attempt_ids(sweep_dir)[index::count] if needs_grading(sweep_dir, aid)]
     for aid in ids:
         grade_attempt(sweep_dir, aid)
     return len(ids)
 
 
+def outstanding(sweep_dir: Path) -> list[dict[str, Any]]:
+    """Attempts whose own status does not say they ended (queued, never started, running, requeued): the
+    analysis leaves them out rather than publish them as failures."""
+    manifest = plan.read_manifest(sweep_dir)
+    rows = [] if manifest is None else manifest[["id", "competition_id"]].to_dict("records")
+    left = []
+    for row in rows:
+        status = runner.read_status(plan.attempt_dir(sweep_dir, row["id"])) or {}
+        state = status.get("state") or "not started"
+        if state not in runner.TERMINAL:
+            left.append({"attempt_id": row["id"], "competition_id": row["competition_id"], "state": state,
+                         "why": f"{state} when the analysis ran: not ended, so not graded"})
+    return left
+
+
+@contextlib.contextmanager
+def _analysis_lock(sweep_dir: Path):
+    """One analysis of a sweep at a time (the analysis job, and the last attempt to end after a partial one)."""
+    Path(sweep_dir).mkdir(parents=True, exist_ok=True)
+    with open(Path(sweep_dir) / ".analysis.lock", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        yield
+
+
+def _mark_partial(sweep_dir: Path, left: list[dict[str, Any]], result: dict[str, Any]) -> None:
+    """analysis/PARTIAL lists the attempts left out; summary.md says so first. A complete analysis removes both."""
+    marker = sweep_dir / "analysis" / PARTIAL
+    if not left:
+        marker.unlink(missing_ok=True)
+        return
+    atomic_write_json(marker, {"partial": True, "written_at": _now(), "left_out": left})
+    lines = [f"**Partial analysis**: {len(left)} attempt(s) had not ended and are left out (listed in "
+             f"analysis/{PARTIAL}). It is redone when the last of them ends; if one was lost, `hpc-mle resume "
+             f"{sweep_dir}` runs it again.", ""]
+    lines += [f"- {r['attempt_id']} ({r['competition_id']}): {r['state']}" for r in left[:20]]
+    lines += [f"- ... and {len(left) - 20} more"] if len(left) > 20 else []
+    summary = Path(result["summary"])
+    atomic_write_text(summary, "\n".join(lines) + "\n\n" + summary.read_text(encoding="utf-8"))
+    result.update(partial=True, left_out=[r["attempt_id"] for r in left])
+
+
 def analysis_task(sweep_dir: str | Path) -> dict[str, Any]:
-    """Tables and the MLE-bench run-group report from the grading files."""
+    """Tables and the MLE-bench run-group report from the grading files, over the attempts that have ended.
+
+    Attempts still queued or running (the grading array was cancelled, so this job ran early) are left out and
+    the analysis is marked partial; the last of them to end runs the analysis again (`reanalyse_if_complete`)."""
+    sweep_dir = Path(sweep_dir)
+    with _analysis_lock(sweep_dir):
+        return _analyse(sweep_dir)
+
+
+def _analyse(sweep_dir: Path) -> dict[str, Any]:
+    """`analysis_task`'s work, for a caller that holds the sweep's analysis lock."""
     from hpc_mle import analysis
 
-    sweep_dir = Path(sweep_dir)
-    missing = [aid for aid in _attempt_ids(sweep_dir) if not (sweep_dir / "grading" / f"{aid}.json").is_file()]
-    for aid in missing:  # a grading task that died: grade here rather than report holes
-        grade_attempt(sweep_dir, aid)
-    result = analysis.analyse_sweep(sweep_dir)
+    left = outstanding(sweep_dir)
+    for aid in _attempt_ids(sweep_dir):  # a grading task that died or was cancelled: grade here, not holes
+        if needs_grading(sweep_dir, aid):
+            grade_attempt(sweep_dir, aid)
+    result = analysis.analyse_sweep(sweep_dir, exclude={r["attempt_id"] for r in left})
+    _mark_partial(sweep_dir, left, result)
     previous = (plan.read_sweep(sweep_dir) or {}).get("compare_with")
-    if previous and Path(previous, "analysis", "results.csv").is_file():
+    if not left and previous and Path(previous, "analysis", "results.csv").is_file():
         from hpc_mle import nightly
 
         result["comparison"] = str(nightly.write_comparison(sweep_dir, Path(previous)))
     return result
+
+
+def reanalyse_if_complete(sweep_dir: Path, attempt_id: str) -> bool:
+    """After an attempt ends: if the published analysis is partial, grade this attempt and, when no attempt is
+    left outstanding, analyse the sweep again. Returns whether it did; never raises (the attempt's state stands)."""
+    sweep_dir = Path(sweep_dir)
+    if not (sweep_dir / "analysis" / PARTIAL).is_file():
+        return False
+    try:
+        with _analysis_lock(sweep_dir):  # the check under the lock: an analysis running now sees this attempt ended
+            if not (sweep_dir / "analysis" / PARTIAL).is_file():
+                return False
+            if needs_grading(sweep_dir, attempt_id):
+                grade_attempt(sweep_dir, attempt_id)
+            if outstanding(sweep_dir):
+                return False
+            _analyse(sweep_dir)
+            return True
+    except Exception as exc:  # noqa: BLE001 -- reported, and `hpc-mle report` can redo it
+        print(f"hpc-mle: re-analysis of {sweep_dir} failed ({type(exc).__name__}: {exc}); run hpc-mle report "
+              f"{sweep_dir}", file=sys.stderr, flush=True)
+        return False

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 import psutil
 import yaml
 
-from hpc_mle import __version__, competitions, paths, sandbox, telemetry
+from hpc_mle import __version__, competitions, files, grading, paths, sandbox, telemetry
 from hpc_mle.files import atomic_write_json, disk_full_message, is_disk_full, read_json
 from hpc_mle.llm import has_llm
 from hpc_mle.validator import Validator
@@ -54,6 +54,8 @@ TERMINAL = ("done", "failed", "timeout")
 VALIDATOR_PORT = 5000
 LLM_PORT = 4000  # the metering proxy inside a sandbox with its own loopback
 LOG_TAIL = 4000
+AGENT_LOG = "agent.log"  # the agent's stdout and stderr, at the attempt folder's top level where it cannot write
+WRITABLE = ("submission", "logs", "code", "agent")  # attempt folders mounted writable into the sandbox
 MARK_VAR = "HPC_MLE_ATTEMPT_MARK"  # in every agent process's environment: tells its orphans from bystanders
 
 
@@ -255,13 +257,9 @@ def _set_subreaper(on: bool) -> None:
             pass
 
 
-def _tail(path: Path, limit: int = LOG_TAIL) -> str:
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(max(0, path.stat().st_size - limit))
-            return fh.read().decode("utf-8", errors="replace")
-    except OSError:
-        return ""
+def _tail(out: Path, limit: int = LOG_TAIL) -> str:
+    """The end of the agent's log (harness-owned, outside every mount; still read without following a link)."""
+    return files.tail_untrusted(out, AGENT_LOG, limit)
 
 
 # ---------------------------------------------------------------- staging
@@ -273,17 +271,13 @@ def _stage(cfg: AttemptConfig, spec, scaffold: Scaffold, sock_dir: Path
     out = cfg.out
     for sub in ("submission", "snapshots", "logs", "code", "agent", "harness"):
         (out / sub).mkdir(parents=True, exist_ok=True)
-    for item in HARNESS.iterdir():
+    for item in HARNESS.iterdir():  # harness/ is mounted read-only: the agent never writes there
         shutil.copy2(item, out / "harness" / item.name)
     for rel in scaffold.agent_files:
         src = (paths.REPO_ROOT / rel).resolve()
         if not src.exists():
             raise AttemptError(f"scaffold {scaffold.name}: agent file {src} does not exist")
-        dst = out / "agent" / src.name
-        if src.is_dir():
-            shutil.copytree(src, dst, dirs_exist_ok=True)
-        else:
-            shutil.copy2(src, dst)
+        files.recreate_in(out / "agent", src)  # whatever the agent left under that name is removed, not followed
 
     public = paths.public_dir(spec.id, cfg.data_dir)
     if not public.is_dir():
@@ -372,37 +366,100 @@ def _host_env(cfg: AttemptConfig) -> dict[str, str]:
 
 
 class _Snapshots(threading.Thread):
-    """Every interval, copy the submission to snapshots/<elapsed>.csv if it changed."""
+    """Every interval, copy the submission to snapshots/<elapsed>.csv if it changed.
 
-    def __init__(self, out: Path, interval: float, elapsed) -> None:
+    Only a regular file of at most `max_bytes` with one link is copied, from the descriptor that was
+    checked (files.copy_untrusted); anything else is refused, and each distinct refusal is recorded once.
+    """
+
+    def __init__(self, out: Path, interval: float, elapsed, max_bytes: int, events: Events | None = None) -> None:
         super().__init__(name="snapshots", daemon=True)
-        self.out, self.interval, self.elapsed = out, interval, elapsed
+        self.out, self.interval, self.elapsed, self.max_bytes = out, interval, elapsed, max_bytes
+        self.events = events
         self.stop_event = threading.Event()
-        self.last: tuple[int, int] | None = None
+        self.last: tuple[int, int, int] | None = None
         self.taken = 0
+        self.refusals: set[str] = set()
 
     def take(self) -> Path | None:
-        src = self.out / "submission" / "submission.csv"
         try:
-            st = src.stat()
+            st = os.stat(self.out / "submission" / "submission.csv", follow_symlinks=False)
         except OSError:
             return None
-        key = (st.st_size, st.st_mtime_ns)
+        key = (st.st_ino, st.st_size, st.st_mtime_ns)
         if key == self.last:
             return None
         dst = self.out / "snapshots" / f"{int(self.elapsed())}.csv"
-        tmp = dst.with_suffix(".tmp")
         try:
-            shutil.copyfile(src, tmp)
-            os.replace(tmp, dst)
+            files.copy_untrusted(self.out / "submission", "submission.csv", dst, self.max_bytes)
+        except files.UnsafeFile as exc:
+            self._refuse(str(exc))
+            self.last = key
+            return None
         except OSError:
             return None
         self.last, self.taken = key, self.taken + 1
         return dst
 
+    def _refuse(self, reason: str) -> None:
+        if reason not in self.refusals and self.events is not None:
+            self.refusals.add(reason)
+            self.events("snapshot-refused", reason=reason)
+
     def run(self) -> None:
         while not self.stop_event.wait(self.interval):
             self.take()
+
+
+class _Limits(threading.Thread):
+    """Every few seconds: the real disk use of the agent's writable folders, and (when a limit is set) the
+    resident memory of its processes. Over a limit, `exceeded` says why and the attempt is stopped as an
+    agent failure. Outside the sandbox, so the agent can neither see nor stop it."""
+
+    def __init__(self, folders: dict[str, Path], quota_gb: float, memory_gb: float | None, pid: int,
+                 mark: str | None, interval: float = 2.0) -> None:
+        super().__init__(name="limits", daemon=True)
+        self.names, self.usage = list(folders), files.DiskUsage(list(folders.values()))
+        self.quota = int(quota_gb * 2**30)
+        self.memory = int(memory_gb * 2**30) if memory_gb else None
+        self.pid, self.mark, self.interval = pid, mark, interval
+        self.stop_event = threading.Event()
+        self.exceeded: str | None = None
+        self.peak_disk = self.peak_rss = 0
+
+    def check(self) -> str | None:
+        used = self.usage.step()
+        self.peak_disk = max(self.peak_disk, used)
+        if used > self.quota:
+            return (f"disk quota exceeded: {used / 2**30:.2f} GiB used of {self.quota / 2**30:g} GiB in "
+                    f"{', '.join(self.names)}")
+        if self.memory is not None:
+            rss = _agent_rss(self.pid, self.mark)
+            self.peak_rss = max(self.peak_rss, rss)
+            if rss > self.memory:
+                return f"memory limit exceeded: {rss / 2**30:.2f} GiB resident of {self.memory / 2**30:g} GiB"
+        return None
+
+    def run(self) -> None:
+        while self.exceeded is None and not self.stop_event.wait(self.interval):
+            self.exceeded = self.check()
+
+
+def _agent_rss(pid: int, mark: str | None) -> int:
+    """Resident bytes of the agent's processes: its tree and its marked orphans (shared pages counted per process)."""
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *_descendants(root)]
+    except psutil.Error:
+        procs = []
+    procs += [p for p in _descendants(psutil.Process()) if p not in procs and _marked(p, mark)]
+    total = 0
+    for p in procs:
+        try:
+            total += p.memory_info().rss
+        except psutil.Error:
+            pass
+    return total
 
 
 def _descendants(proc: psutil.Process) -> list[psutil.Process]:
@@ -606,10 +663,12 @@ def run_attempt(cfg: AttemptConfig) -> dict[str, Any]:
             return used_before + (time.monotonic() - t0)
 
         validator = Validator(sock_dir / "validator.sock", spec.id, cfg.data_dir, out / "validator.jsonl")
-        snapshots = _Snapshots(out, cfg.snapshot_interval_s, elapsed)
-        log_path = out / "logs" / "agent.log"
+        snapshots = _Snapshots(out, cfg.snapshot_interval_s, elapsed,
+                               grading.submission_size_limit(spec.id, cfg.data_dir), events)
+        log_path = out / AGENT_LOG  # not under logs/: a link planted there is never written through
         proc = None
         sampler = None
+        limits: _Limits | None = None
         stop_reason: list[str] = []
 
         def on_signal(signum, _frame):  # Slurm's warning, scancel or a requeue: save what we have and stop
@@ -632,6 +691,9 @@ def run_attempt(cfg: AttemptConfig) -> dict[str, Any]:
             sampler = telemetry.Sampler(out / "telemetry.csv", proc.pid, gpus, cfg.telemetry_interval_s, elapsed)
             sampler.start()
             snapshots.start()
+            writable = {f"/home/{sub}": out / sub for sub in WRITABLE} | {"/tmp": launch.scratch}
+            limits = _Limits(writable, cfg.disk_quota_gb, cfg.memory_gb, proc.pid, mark)
+            limits.start()
             deadline = t0 + remaining
             while True:
                 try:
@@ -639,7 +701,7 @@ def run_attempt(cfg: AttemptConfig) -> dict[str, Any]:
                     break
                 except subprocess.TimeoutExpired:
                     pass
-                if stop_reason or time.monotonic() >= deadline:
+                if stop_reason or time.monotonic() >= deadline or limits.exceeded:
                     break
                 status["agent_elapsed_s"] = round(elapsed(), 3)
                 atomic_write_json(out / "status.json", status)  # persisted, so a requeue knows the time used
@@ -651,7 +713,10 @@ def run_attempt(cfg: AttemptConfig) -> dict[str, Any]:
                 wait_until = time.monotonic() + 1.0
                 while not stop_reason and time.monotonic() < wait_until:
                     time.sleep(0.05)
-            if stop_reason and (exit_code is None or killed_by_signal):
+            if limits.exceeded:
+                state, reason, failure = "failed", limits.exceeded, "agent"
+                events("limit-exceeded", reason=reason)
+            elif stop_reason and (exit_code is None or killed_by_signal):
                 state, reason = "preempted", f"stopped by {stop_reason[0]}; a restart continues with the budget left"
             elif exit_code is None:
                 state, reason = "timeout", f"time limit of {cfg.time_limit_s:g} s reached"
@@ -678,6 +743,11 @@ def run_attempt(cfg: AttemptConfig) -> dict[str, Any]:
             for s, h in old_handlers.items():
                 signal.signal(s, h)
             used = elapsed()
+            if limits is not None:
+                limits.stop_event.set()
+                status["limits"] = {"disk_quota_gib": cfg.disk_quota_gb, "disk_used_gib_max":
+                                    round(limits.peak_disk / 2**30, 3), "memory_gib": cfg.memory_gb,
+                                    "rss_gib_max": round(limits.peak_rss / 2**30, 3) if cfg.memory_gb else None}
             snapshots.stop_event.set()
             final_snapshot = snapshots.take()
             if sampler is not None:
@@ -698,13 +768,13 @@ def _finish(out, status, events, state, exit_code, reason, used, sampler, final_
     status.update(
         state=state, exit_code=exit_code, reason=reason, agent_elapsed_s=round(used, 3), ended_at=_now(),
         failure=failure,
-        submission_exists=(out / "submission" / "submission.csv").is_file(),
+        submission_exists=files.is_regular_untrusted(out / "submission", "submission.csv"),
         snapshots=len(list((out / "snapshots").glob("*.csv"))) if (out / "snapshots").is_dir() else 0,
         validator_calls=validator_calls,
         telemetry=sampler.summary() if sampler is not None else None,
     )
     if state == "failed":
-        status["log_tail"] = _tail(out / "logs" / "agent.log")
+        status["log_tail"] = _tail(out)
     write_status(out, status)
     events("end", state=state, exit_code=exit_code, reason=reason, agent_elapsed_s=round(used, 3),
            final_snapshot=str(final_snapshot) if final_snapshot else None)

@@ -97,7 +97,7 @@ def test_aide_attempt_end_to_end(tmp_path, mini_data, aide_venv, monkeypatch):
         elapsed = time.monotonic() - t0
     finally:
         server.stop()
-    log = (out / "logs" / "agent.log").read_text(errors="replace")
+    log = (out / "agent.log").read_text(errors="replace")
     print(f"attempt took {elapsed:.1f} s\n{log[-3000:]}")
     assert status["state"] == "done", (status, log[-3000:])
 

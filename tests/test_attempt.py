@@ -103,7 +103,7 @@ def test_overrun_is_stopped_with_every_child(tmp_path, mini_data):
     events = [json.loads(line)["event"] for line in (out / "events.jsonl").read_text().splitlines()]
     assert events[:2] == ["start", "agent-started"] and "stopping" in events and events[-1] == "end"
     assert (out / "submission" / "submission.csv").is_file()  # what it wrote before the limit is kept
-    assert "working forever" in (out / "logs" / "agent.log").read_text()
+    assert "working forever" in (out / "agent.log").read_text()
 
 
 def test_orphans_of_the_agent_are_killed_but_not_other_daemons_of_the_process(tmp_path, mini_data):
