@@ -17,7 +17,7 @@ import dataclasses
 import itertools
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -89,20 +89,20 @@ def primary_split(results: pd.DataFrame, catalogue: Catalogue) -> str | None:
 
 
 def _usage(attempt_dir: Path, status: dict[str, Any]) -> dict[str, float]:
-    """Tokens and cost, when the agent recorded them (status.json `llm`, or llm_calls.jsonl); else nothing."""
+    """Tokens and cost from the harness's own ledger (status.json `llm`, else the proxy's llm_calls.jsonl at the
+    attempt folder's top level); else nothing. Never from the agent's folders: an agent can write anything
+    under logs/, a negative cost included."""
     names = {"input_tokens": ("input_tokens", "prompt_tokens"), "output_tokens": ("output_tokens", "completion_tokens"),
              "cost_usd": ("cost_usd", "cost")}
     recorded = status.get("llm") if isinstance(status.get("llm"), dict) else None
     calls: list[dict] = [recorded] if recorded else []
-    if not calls:
-        for path in (attempt_dir / "llm_calls.jsonl", attempt_dir / "logs" / "llm_calls.jsonl"):
-            if path.is_file():
-                for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-                    try:
-                        calls.append(json.loads(line))
-                    except ValueError:
-                        continue
-                break
+    ledger = attempt_dir / "llm_calls.jsonl"
+    if not calls and ledger.is_file():
+        for line in ledger.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                calls.append(json.loads(line))
+            except ValueError:
+                continue
     out = {}
     for key, aliases in names.items():
         values = [c.get(a) for c in calls if isinstance(c, dict) for a in aliases if isinstance(c.get(a), int | float)]
@@ -827,12 +827,16 @@ def format_comparison(old_dir: Path, new_dir: Path, table: pd.DataFrame) -> str:
 # ---------------------------------------------------------------- the analysis job
 
 
-def analyse_sweep(sweep_dir: Path) -> dict[str, Any]:
-    """Write `analysis/` (summary.md, report.html, results.parquet/.csv, figures, run-group reports)."""
+def analyse_sweep(sweep_dir: Path, exclude: Collection[str] = ()) -> dict[str, Any]:
+    """Write `analysis/` (summary.md, report.html, results.parquet/.csv, figures, run-group reports).
+
+    `exclude`: attempts left out (still queued or running: `jobs.analysis_task` says which and why)."""
     from hpc_mle import report
 
     sweep_dir = Path(sweep_dir)
     results = load_results(sweep_dir)
+    if len(results) and exclude:
+        results = results[~results["attempt_id"].isin(list(exclude))].reset_index(drop=True)
     written = report.write_report(results, sweep_dir / "analysis", title=f"Sweep {sweep_dir.name}")
     return {"attempts": len(results), "table": headline(results), "summary": str(written["summary"]),
             "reports": [str(p) for p in written["reports"] if "run_groups" not in p.parts],
