@@ -19,9 +19,11 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from hpc_mle import competitions, jobs, plan, prepare, runner, slurm, status
+from hpc_mle.files import disk_full_message, is_disk_full
 from hpc_mle.llm import serve
 from hpc_mle.plan import Attempt, PlanError
 
+OUTPUT_FULL_FIX = "free space there, or write the sweep elsewhere with output_root=DIR"
 USAGE = """usage: python -m hpc_mle.launch [-m|--multirun] [KEY=VALUE ...] [--dry-run]
 
   python -m hpc_mle.launch                                  # mini benchmark, baseline agent, this machine
@@ -67,7 +69,10 @@ def ensure_prepared(attempts: list[Attempt], data_dir) -> None:
     reg = competitions.registry()
     for cid in [c for c in missing if reg[c].split == "mini"]:
         print(f"preparing {cid} (embedded data) ...", flush=True)
-        prepare.prepare(cid, data_dir)
+        try:
+            prepare.prepare(cid, data_dir)
+        except prepare.PrepareError as exc:  # a full data directory: one line naming it and the fix
+            raise PlanError(str(exc)) from None
         missing.remove(cid)
     if missing:
         hint = " --data-dir " + str(data_dir) if data_dir else ""
@@ -246,6 +251,11 @@ def main(argv: list[str] | None = None) -> None:
     except PlanError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
+    except OSError as exc:
+        if not is_disk_full(exc):
+            raise
+        print(f"error: {disk_full_message(exc.filename or Path.cwd(), OUTPUT_FULL_FIX)}", file=sys.stderr)
+        sys.exit(1)
     except Exception as exc:
         from hydra.errors import HydraException
 
