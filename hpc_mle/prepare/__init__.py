@@ -29,7 +29,15 @@ import yaml
 
 from hpc_mle import competitions, paths
 from hpc_mle.competitions import CompetitionSpec
-from hpc_mle.files import atomic_write_bytes, atomic_write_json, atomic_write_text, staged_dir, tree_checksums
+from hpc_mle.files import (
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    disk_full_message,
+    is_disk_full,
+    staged_dir,
+    tree_checksums,
+)
 
 EXPECTED_CHECKSUMS = "checksums.yaml"
 DESCRIPTIONS = ("ours", "upstream")
@@ -123,6 +131,9 @@ def write_expected_checksums(spec: CompetitionSpec, got: dict) -> Path:
     return atomic_write_text(spec.folder / EXPECTED_CHECKSUMS, text)
 
 
+DATA_FULL_FIX = "free space there, or prepare into a larger file system with --data-dir DIR or HPC_MLE_DATA=DIR"
+
+
 def prepare(
     competition_id: str,
     data_dir: str | os.PathLike | None = None,
@@ -131,6 +142,27 @@ def prepare(
     write_checksums: bool = False,
     description: str = "ours",
     log: Callable[[str], None] = lambda _m: None,
+) -> PrepareResult:
+    """Download (when needed), prepare and verify one competition; a full data directory is one clear
+    PrepareError naming the file system and the fix (the staged files are removed), not a traceback."""
+    try:
+        return _prepare(competition_id, data_dir, force=force, write_checksums=write_checksums,
+                        description=description, log=log)
+    except OSError as exc:
+        if not is_disk_full(exc):
+            raise
+        raise PrepareError(f"{competition_id}: {disk_full_message(paths.data_root(data_dir), DATA_FULL_FIX)}"
+                           ) from None
+
+
+def _prepare(
+    competition_id: str,
+    data_dir: str | os.PathLike | None,
+    *,
+    force: bool,
+    write_checksums: bool,
+    description: str,
+    log: Callable[[str], None],
 ) -> PrepareResult:
     spec = competitions.get(competition_id)
     public, private = paths.public_dir(spec.id, data_dir), paths.private_dir(spec.id, data_dir)
