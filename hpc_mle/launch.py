@@ -14,8 +14,10 @@ import os
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict
 from pathlib import Path
 
+import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from hpc_mle import competitions, jobs, plan, prepare, runner, slurm, status
@@ -43,24 +45,56 @@ def parse_argv(argv: list[str]) -> tuple[list[str], bool]:
     return overrides, multirun
 
 
-def pending_attempts(sweep_dir: Path, attempts: list[Attempt], retry_agent_failures: bool) -> list[Attempt]:
-    """Attempts still to run: not finished, not queued or running in Slurm."""
+def planned_rows(sweep_dir: Path, attempts: list[Attempt]) -> list[dict]:
+    """The planned attempts as status rows, with the job columns of the manifest where it has them."""
     manifest = plan.read_manifest(sweep_dir)
-    if manifest is None:
-        return attempts
-    table = status.sweep_status(sweep_dir).set_index("id")
-    todo = []
-    for a in attempts:
-        if a.id not in table.index:
-            todo.append(a)
-            continue
-        state, failure = table.at[a.id, "state"], table.at[a.id, "failure"]
-        if state in ("done", "timeout", "queued", "running", "requeued"):
-            continue
-        if state == "failed" and failure == "agent" and not retry_agent_failures:
-            continue
-        todo.append(a)
-    return todo
+    known = {} if manifest is None else {m["id"]: m for m in manifest.to_dict("records")}
+    return [{**asdict(a), **known.get(a.id, {}), "path": str(plan.attempt_dir(sweep_dir, a.id))} for a in attempts]
+
+
+def pending_attempts(sweep_dir: Path, attempts: list[Attempt], retry_agent_failures: bool,
+                     rerun_damaged: bool = False) -> tuple[list[Attempt], pd.DataFrame]:
+    """Attempts still to run (never one queued, running, unknown or finished), and the sweep's state table.
+
+    The attempts' own files are the truth, so a deleted manifest.csv reruns nothing that is done."""
+    table = status.sweep_status(sweep_dir, rows=planned_rows(sweep_dir, attempts))
+    pick = set(status.to_resume(table, retry_agent_failures, rerun_damaged)["id"])
+    return [a for a in attempts if a.id in pick], table
+
+
+def refuse_unknown(table: pd.DataFrame) -> None:
+    """Submitting while Slurm cannot say what is queued could queue an attempt twice: stop instead."""
+    unknown = table[table["state"] == "unknown"]
+    if len(unknown):
+        raise PlanError(f"{len(unknown)} attempt(s) are in state unknown, so nothing was submitted: "
+                        f"{unknown['reason'].iloc[0]}")
+
+
+def reconcile(sweep_dir: Path, cluster: DictConfig) -> slurm.Reconciled | None:
+    """Before a Slurm submission: cancel what a killed launch submitted but never recorded (slurm.reconcile)."""
+    if cluster.kind != "slurm" or not slurm.read_log(sweep_dir):
+        return None
+    try:
+        done = slurm.reconcile(sweep_dir, slurm.queue_jobs())
+    except slurm.QueueUnavailable as exc:
+        raise PlanError(f"nothing was submitted: {exc}") from None
+    if done.cancelled:
+        print(f"cancelled job(s) {' '.join(done.cancelled)}: submitted by a launch that was killed before "
+              "recording them (their attempts are submitted again)", flush=True)
+    return done
+
+
+def submit_todo(sweep_dir: Path, todo: list[Attempt], cluster: DictConfig,
+                reconciled: slurm.Reconciled | None) -> slurm.Submission | None:
+    """Submit the attempts, plus grading and analysis; these also when a killed launch left none."""
+    unfinished = reconciled.unfinished if reconciled else []
+    if not todo and not unfinished:
+        return None
+    after = list(reconciled.live_agents) if reconciled and unfinished else None
+    submission = slurm.submit(sweep_dir, todo, cluster, after=after)
+    slurm.record_launch(sweep_dir, submission)
+    slurm.finish_launches(sweep_dir, unfinished, by=submission.launch)
+    return submission
 
 
 def ensure_prepared(attempts: list[Attempt], data_dir) -> None:
@@ -204,16 +238,32 @@ def launch(argv: list[str]) -> int:
     served = check_models(cfgs)
     attempts = plan.plan_attempts(cfgs)
     sweep_dir = (Path(first.output_root) / plan.sweep_name(cfgs, job_overrides)).resolve()
-    todo = pending_attempts(sweep_dir, attempts, first.retry_agent_failures)
-    print(describe(sweep_dir, attempts, todo, cluster, served), flush=True)
     if first.dry_run:
+        todo, table = pending_attempts(sweep_dir, attempts, first.retry_agent_failures)
+        print(describe(sweep_dir, attempts, todo, cluster, served), flush=True)
+        print(status.summary(table))
         print("dry run: nothing written, nothing submitted")
         return 0
     if cluster.kind == "slurm" and not slurm.available():
         raise PlanError("cluster=slurm but sbatch/squeue are not on PATH here. Run on a login node, or use "
                         "cluster=local. For the development cluster: bash slurm/dev/up.sh && source slurm/dev/env.sh")
+    with plan.sweep_lock(sweep_dir):
+        return _launch_locked(sweep_dir, cfgs, job_overrides, attempts, served)
+
+
+def _launch_locked(sweep_dir: Path, cfgs: list[DictConfig], job_overrides: list[list[str]],
+                   attempts: list[Attempt], served: dict[str, dict]) -> int:
+    """The launch proper, under the sweep's lock: settle, plan, run or submit."""
+    cluster, first = cfgs[0].cluster, cfgs[0]
+    reconciled = reconcile(sweep_dir, cluster)
+    todo, table = pending_attempts(sweep_dir, attempts, first.retry_agent_failures)
+    print(describe(sweep_dir, attempts, todo, cluster, served), flush=True)
+    refuse_unknown(table)
     ensure_prepared(todo, first.data_dir)
     plan.write_plan(sweep_dir, cfgs, job_overrides, attempts)
+    recorded = slurm.recorded_tasks(slurm.read_log(sweep_dir))
+    if recorded:  # a rebuilt manifest gets its job ids back from launches.jsonl
+        plan.update_manifest(sweep_dir, recorded, slurm.now())
     mark_for_retry(sweep_dir, todo)
 
     if cluster.kind == "local":
@@ -226,12 +276,11 @@ def launch(argv: list[str]) -> int:
             print(f"grading report: {report}")
         return 0
 
-    if not todo:
-        print("nothing to submit: every attempt is done, failed by the agent, or already queued")
+    submission = submit_todo(sweep_dir, todo, cluster, reconciled)
+    if submission is None:
+        print(f"nothing to submit: every attempt is done, failed by the agent, or already queued ({status.summary(table)})")
         return 0
-    submission = slurm.submit(sweep_dir, todo, cluster)
-    slurm.record_launch(sweep_dir, submission)
-    arrays = ", ".join(f"{g}: {' '.join(ids)}" for g, ids in submission.arrays.items())
+    arrays = ", ".join(f"{g}: {' '.join(ids)}" for g, ids in submission.arrays.items()) or "-"
     servers = "".join(f"  model server   {n}: {j} (address: {serve.serve_dir(sweep_dir, n) / serve.ADDRESS})\n"
                       f"  teardown job   {n}: {submission.teardowns.get(n)}\n" for n, j in submission.servers.items())
     print(f"submitted {len(todo)} attempts with {submission.sbatch_calls} sbatch calls\n{servers}"

@@ -10,8 +10,12 @@ Whether an attempt worked is read from its own `status.json`, never from Slurm's
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+import os
 import re
+import secrets
 import shutil
 import subprocess
 from collections import defaultdict
@@ -24,10 +28,16 @@ from hpc_mle import plan
 from hpc_mle.plan import Attempt
 
 DEFAULT_MAX_ARRAY_SIZE = 1001
+LAUNCH_LOG = "launches.jsonl"
+NAME_PREFIX = "hpcmle-"
 
 
 class SlurmError(RuntimeError):
     pass
+
+
+class QueueUnavailable(SlurmError):
+    """squeue failed: which jobs are queued is unknown (never 'none')."""
 
 
 def available() -> bool:
@@ -50,12 +60,14 @@ class Submission:
     grading: str | None
     analysis: str | None
     sbatch_calls: int
-    tasks: dict[str, tuple[str, int]]  # attempt id -> (array job id, task index)
+    tasks: dict[str, str]  # attempt id -> its job as squeue shows it (`<array>_<i>`, or `<job>` for a plain job)
     servers: dict[str, str] = field(default_factory=dict)  # served model name -> server job id
     teardowns: dict[str, str] = field(default_factory=dict)  # served model name -> teardown job id
+    launch: str = ""  # the launch id in job names and launches.jsonl
 
 
 def _executor(folder: Path, cluster: Any, name: str):
+    """A submitit executor; `name` is replaced by the job's full name when it is submitted (_sbatch)."""
     import submitit
 
     ex = submitit.AutoExecutor(folder=str(folder / "%j"), cluster="slurm")
@@ -113,7 +125,61 @@ def group_attempts(attempts: list[Attempt]) -> dict[str, list[Attempt]]:
     return dict(groups)
 
 
-def _submit_server(folder: Path, sweep_dir: Path, model: dict[str, Any], cluster: Any) -> tuple[str, int]:
+def sweep_key(sweep_dir: Path) -> str:
+    """A short, stable tag of the sweep folder that every job name of the sweep carries."""
+    return hashlib.sha256(str(Path(sweep_dir).resolve()).encode()).hexdigest()[:8]
+
+
+def job_name(sweep_dir: Path, launch_id: str, role: str) -> str:
+    """`hpcmle-<sweep>-<launch>-<role>`: squeue shows which sweep, launch and array a job is."""
+    return f"{NAME_PREFIX}{sweep_key(sweep_dir)}-{launch_id}-{role}"
+
+
+def _fsync_append(path: Path, record: dict[str, Any]) -> None:
+    """Append one JSON line and fsync it: it is on disk before the next sbatch."""
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(record, default=str) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def log(sweep_dir: Path, event: str, **fields: Any) -> None:
+    """One entry of `<sweep>/launches.jsonl`, the write-ahead record of every submission."""
+    _fsync_append(Path(sweep_dir) / LAUNCH_LOG, {"at": now(), "event": event, **fields})
+
+
+def read_log(sweep_dir: Path) -> list[dict[str, Any]]:
+    """The entries of launches.jsonl; a line torn by a kill is skipped (it was never acted on)."""
+    try:
+        lines = (Path(sweep_dir) / LAUNCH_LOG).read_text().splitlines()
+    except OSError:
+        return []
+    out = []
+    for line in lines:
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            continue
+    return out
+
+
+def _sbatch(sweep_dir: Path, launch_id: str, role: str, ex: Any, attempt_ids: list[str], call: Any) -> list[str]:
+    """One sbatch, write-ahead: intent logged before, job ids logged right after (before the next one).
+
+    `call(ex)` submits and returns submitit jobs; their ids are recorded exactly as squeue shows them
+    (`<job>_<i>` for array tasks, `<job>` for a plain job, which submitit makes of a one-task array)."""
+    name = job_name(sweep_dir, launch_id, role)
+    ex.update_parameters(name=name)
+    log(sweep_dir, "intent", launch=launch_id, role=role, name=name, attempts=attempt_ids)
+    jobs = call(ex)
+    ids = [j.job_id for j in jobs]
+    log(sweep_dir, "submitted", launch=launch_id, role=role, name=name, job=ids[0].split("_")[0],
+        tasks=dict(zip(attempt_ids, ids, strict=False)))
+    return ids
+
+
+def _submit_server(folder: Path, sweep_dir: Path, launch_id: str, model: dict[str, Any],
+                   cluster: Any) -> tuple[str, int]:
     """The served model's server job: the one still queued or running for this sweep, else a new one."""
     from hpc_mle.llm import serve
 
@@ -122,81 +188,129 @@ def _submit_server(folder: Path, sweep_dir: Path, model: dict[str, Any], cluster
     if current and current in queue_states([current]):
         return current, 0
     serve.forget_address(sweep_dir, name)
-    ex = _executor(folder, cluster, f"hpc-mle-{Path(sweep_dir).name}-serve-{name}")
+    ex = _executor(folder, cluster, name)
     ex.update_parameters(**server_parameters(model, cluster))
-    job_id = ex.submit(serve.run_server, str(sweep_dir), model).job_id
+    (job_id,) = _sbatch(sweep_dir, launch_id, f"serve-{name}", ex, [],
+                        lambda e: [e.submit(serve.run_server, str(sweep_dir), model)])
     serve.record_job(sweep_dir, name, job_id, [])
     return job_id, 1
 
 
-def submit(sweep_dir: Path, attempts: list[Attempt], cluster: Any) -> Submission:
-    """Submit the model servers, agent arrays, teardowns, the grading array and the analysis job; return at once."""
+def new_launch_id() -> str:
+    return secrets.token_hex(3)
+
+
+def submit(sweep_dir: Path, attempts: list[Attempt], cluster: Any, after: list[str] | None = None,
+           launch_id: str | None = None) -> Submission:
+    """Submit the model servers, agent arrays, teardowns, the grading array and the analysis job; return at once.
+
+    `after`: agent jobs of earlier launches still in the queue; grading waits for them too (a relaunch
+    that submits no attempt still submits grading and analysis when an earlier launch left none)."""
     from hpc_mle import jobs
     from hpc_mle.llm import serve
 
-    folder = Path(sweep_dir) / "slurm"
+    sweep_dir = Path(sweep_dir)
+    launch_id = launch_id or new_launch_id()
+    log(sweep_dir, "launch", launch=launch_id, pid=os.getpid(), attempts=len(attempts))
+    folder = sweep_dir / "slurm"
     limit = max_array_size()
     arrays: dict[str, list[str]] = {}
-    tasks: dict[str, tuple[str, int]] = {}
+    tasks: dict[str, str] = {}
     calls = 0
     served = serve.sweep_models(sweep_dir, [a.config_id for a in attempts])
     servers: dict[str, str] = {}
     for name, model in served.items():
-        servers[name], n = _submit_server(folder, Path(sweep_dir), model, cluster)
+        servers[name], n = _submit_server(folder, sweep_dir, launch_id, model, cluster)
         calls += n
     users: dict[str, set[str]] = defaultdict(set)  # served model -> the agent arrays that use it
-    for group, members in group_attempts(attempts).items():
-        ex = _executor(folder, cluster, f"hpc-mle-{Path(sweep_dir).name}-{group}")
+    for k, (group, members) in enumerate(group_attempts(attempts).items()):
+        ex = _executor(folder, cluster, group)
         ex.update_parameters(**sbatch_parameters(members[0], cluster))
         arrays[group] = []
         for start in range(0, len(members), limit):
             chunk = members[start:start + limit]
-            submitted = ex.map_array(jobs.agent_task, [str(sweep_dir)] * len(chunk), [a.id for a in chunk],
-                                     [int(cluster.max_restarts)] * len(chunk))
+            n = len(chunk)
+            ids = _sbatch(sweep_dir, launch_id, f"agents{k}-{start // limit}", ex, [a.id for a in chunk],
+                          lambda e, c=chunk, n=n: e.map_array(jobs.agent_task, [str(sweep_dir)] * n,
+                                                              [a.id for a in c], [int(cluster.max_restarts)] * n))
             calls += 1
-            array_id = submitted[0].job_id.split("_")[0]
+            array_id = ids[0].split("_")[0]
             arrays[group].append(array_id)
-            for i, a in enumerate(chunk):
-                tasks[a.id] = (array_id, i)
+            for a, job in zip(chunk, ids, strict=True):
+                tasks[a.id] = job
                 if a.model in served:
                     users[a.model].add(array_id)
     teardowns: dict[str, str] = {}
     for name, ids in users.items():
-        serve.record_job(Path(sweep_dir), name, servers[name], sorted(ids))
-        ex = _executor(folder, cluster, f"hpc-mle-{Path(sweep_dir).name}-teardown-{name}")
+        serve.record_job(sweep_dir, name, servers[name], sorted(ids))
+        ex = _executor(folder, cluster, name)
         ex.update_parameters(timeout_min=10, cpus_per_task=1, mem_gb=1,
                              slurm_dependency="afterany:" + ":".join(sorted(ids)))
-        teardowns[name] = ex.submit(serve.teardown_task, str(sweep_dir), name, sorted(ids)).job_id
+        (teardowns[name],) = _sbatch(sweep_dir, launch_id, f"teardown-{name}", ex, [],
+                                     lambda e, n=name, i=ids: [e.submit(serve.teardown_task, str(sweep_dir), n,
+                                                                        sorted(i))])
         calls += 1
-    all_arrays = [i for ids in arrays.values() for i in ids]
+    waits = sorted({*(i for ids in arrays.values() for i in ids), *(after or [])})
     grading_id = analysis_id = None
-    if all_arrays:
-        n = max(1, min(int(cluster.grading_tasks), len(attempts)))
-        ex = _executor(folder, cluster, f"hpc-mle-{Path(sweep_dir).name}-grading")
-        ex.update_parameters(timeout_min=120, cpus_per_task=1, mem_gb=8, slurm_array_parallelism=n,
-                             slurm_dependency="afterany:" + ":".join(all_arrays))
-        graders = ex.map_array(jobs.grade_task, [str(sweep_dir)] * n, list(range(n)), [n] * n)
+    if waits or after is not None:
+        n = max(1, min(int(cluster.grading_tasks), max(len(attempts), 1)))
+        ex = _executor(folder, cluster, "grading")
+        ex.update_parameters(timeout_min=120, cpus_per_task=1, mem_gb=8, slurm_array_parallelism=n)
+        if waits:
+            ex.update_parameters(slurm_dependency="afterany:" + ":".join(waits))
+        graders = _sbatch(sweep_dir, launch_id, "grading", ex, [],
+                          lambda e: e.map_array(jobs.grade_task, [str(sweep_dir)] * n, list(range(n)), [n] * n))
         calls += 1
-        grading_id = graders[0].job_id.split("_")[0]
-        ex = _executor(folder, cluster, f"hpc-mle-{Path(sweep_dir).name}-analysis")
+        grading_id = graders[0].split("_")[0]
+        ex = _executor(folder, cluster, "analysis")
         ex.update_parameters(timeout_min=60, cpus_per_task=1, mem_gb=8, slurm_dependency=f"afterany:{grading_id}")
-        analysis_id = ex.submit(jobs.analysis_task, str(sweep_dir)).job_id
+        (analysis_id,) = _sbatch(sweep_dir, launch_id, "analysis", ex, [],
+                                 lambda e: [e.submit(jobs.analysis_task, str(sweep_dir))])
         calls += 1
-    return Submission(arrays, grading_id, analysis_id, calls, tasks, servers, teardowns)
+    log(sweep_dir, "complete", launch=launch_id)
+    return Submission(arrays, grading_id, analysis_id, calls, tasks, servers, teardowns, launch_id)
+
+
+@dataclass(frozen=True)
+class QueuedJob:
+    job: str  # as squeue's %i shows it: `<job>_<i>` for an array task, `<job>` for a plain job
+    name: str
+    state: str  # PENDING, RUNNING, ...
+    reason: str  # why it waits: Dependency, JobHeldUser, BeginTime, Resources, ...
+
+
+def queue_jobs() -> list[QueuedJob]:
+    """This user's jobs, one `squeue` call (array tasks one per line); QueueUnavailable if squeue fails.
+
+    Not `squeue -j`: for ids Slurm has already forgotten it fails, and a failure must never read as 'gone'."""
+    if not available():
+        raise QueueUnavailable("squeue is not on PATH here. Fix: run on a login node of the cluster "
+                               "(dev cluster: source slurm/dev/env.sh)")
+    try:
+        out = subprocess.run(["squeue", "--me", "-h", "-r", "-o", "%i|%j|%T|%r"], capture_output=True, text=True,
+                             timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise QueueUnavailable(f"squeue did not answer ({exc}). Fix: check that slurmctld is up (sinfo)") from None
+    if out.returncode != 0:
+        why = (out.stderr.strip() or out.stdout.strip() or "no message").splitlines()[-1]
+        raise QueueUnavailable(f"squeue failed (exit {out.returncode}: {why}). Fix: check SLURM_CONF and that "
+                               "the controller answers (sinfo), then run this again")
+    rows = []
+    for line in out.stdout.splitlines():
+        parts = line.split("|")
+        if len(parts) == 4:
+            rows.append(QueuedJob(*(p.strip() for p in parts)))
+    return rows
 
 
 def queue_states(job_ids: list[str]) -> dict[str, str]:
-    """One `squeue` call for many jobs: '<array>_<task>' (and plain ids) -> state (PENDING, RUNNING, ...)."""
-    ids = sorted({str(j).split("_")[0] for j in job_ids if j and str(j) != "nan"})
-    if not ids or not available():
+    """State (PENDING, RUNNING, ...) of those of `job_ids` still in the queue; a plain array id matches its tasks.
+
+    Raises QueueUnavailable when squeue fails: the caller must not take that as 'not in the queue'."""
+    wanted = {str(j) for j in job_ids if j and str(j) != "nan"}
+    if not wanted:
         return {}
-    out = subprocess.run(["squeue", "-h", "-r", "-j", ",".join(ids), "-o", "%i|%T"],
-                         capture_output=True, text=True, timeout=60)
-    states = {}
-    for line in out.stdout.splitlines():
-        job, _, state = line.partition("|")
-        states[job.strip()] = state.strip()
-    return states
+    return {q.job: q.state for q in queue_jobs() if q.job in wanted or q.job.split("_")[0] in wanted}
 
 
 def cancel(job_ids: list[str]) -> None:
@@ -210,11 +324,11 @@ def now() -> str:
 
 
 def record_launch(sweep_dir: Path, submission: Submission, dry_run: bool = False) -> dict[str, Any]:
-    """Append this launch to sweep.json and the job ids to the manifest."""
+    """Append this launch to sweep.json and the job ids to the manifest (launches.jsonl has them already)."""
     from hpc_mle.files import atomic_write_json
 
     sweep = plan.read_sweep(sweep_dir) or {}
-    entry = {"at": now(), "arrays": submission.arrays, "grading": submission.grading,
+    entry = {"at": now(), "launch": submission.launch, "arrays": submission.arrays, "grading": submission.grading,
              "analysis": submission.analysis, "sbatch_calls": submission.sbatch_calls,
              "attempts": len(submission.tasks), "servers": submission.servers,
              "teardowns": submission.teardowns}
@@ -223,3 +337,59 @@ def record_launch(sweep_dir: Path, submission: Submission, dry_run: bool = False
     if submission.tasks:
         plan.update_manifest(sweep_dir, submission.tasks, entry["at"])
     return entry
+
+
+def recorded_tasks(entries: list[dict[str, Any]]) -> dict[str, str]:
+    """attempt id -> its latest recorded job (as squeue shows it), from launches.jsonl entries."""
+    tasks: dict[str, str] = {}
+    for e in entries:
+        if e.get("event") == "submitted":
+            tasks.update(e.get("tasks") or {})
+    return tasks
+
+
+def recorded_jobs(entries: list[dict[str, Any]]) -> list[str]:
+    """Every job id the sweep's launches recorded (agents, grading, analysis, servers, teardowns)."""
+    return sorted({e["job"] for e in entries if e.get("event") == "submitted" and e.get("job")})
+
+
+def sweep_jobs(sweep_dir: Path, queue: list[QueuedJob]) -> list[QueuedJob]:
+    """The queue entries that belong to this sweep, by job name."""
+    prefix = f"{NAME_PREFIX}{sweep_key(sweep_dir)}-"
+    return [q for q in queue if q.name.startswith(prefix)]
+
+
+@dataclass(frozen=True)
+class Reconciled:
+    cancelled: list[str]  # jobs submitted by a killed launch but never recorded
+    live_agents: list[str]  # agent array/job ids of this sweep still queued or running
+    unfinished: list[str]  # launches killed before their analysis job was recorded
+
+
+def reconcile(sweep_dir: Path, queue: list[QueuedJob]) -> Reconciled:
+    """Settle what killed launches left behind, before anything new is submitted (under the sweep lock).
+
+    A job of this sweep that is in the queue but was never recorded (the launcher died between sbatch's
+    return and the write) is cancelled, not adopted: its submitit pickles may never have been written,
+    and its attempts are simply submitted again. A launch that never recorded its analysis job is
+    `unfinished`: the caller submits grading and analysis again and cancels its old ones."""
+    entries = read_log(sweep_dir)
+    recorded = {e["name"] for e in entries if e.get("event") == "submitted"}
+    mine = sweep_jobs(sweep_dir, queue)
+    stray = sorted({q.job.split("_")[0] for q in mine if q.name not in recorded})
+    done = {e["launch"] for e in entries if e.get("event") == "complete"}
+    unfinished = sorted({e["launch"] for e in entries if e.get("event") == "launch"} - done)
+    old_tail = {e["job"] for e in entries if e.get("event") == "submitted" and e.get("launch") in unfinished
+                and e.get("role") in ("grading", "analysis")}
+    drop = sorted(set(stray) | {q.job.split("_")[0] for q in mine if q.job.split("_")[0] in old_tail})
+    if drop:
+        cancel(drop)
+        log(sweep_dir, "cancelled", jobs=drop, why="left by a launch that was killed before it finished")
+    live = sorted({q.job.split("_")[0] for q in mine if q.name in recorded and "-agents" in q.name} - set(drop))
+    return Reconciled(drop, live, unfinished)
+
+
+def finish_launches(sweep_dir: Path, launch_ids: list[str], by: str) -> None:
+    """Mark killed launches as taken over by launch `by` (which submitted their grading and analysis)."""
+    for launch_id in launch_ids:
+        log(sweep_dir, "complete", launch=launch_id, by=by)

@@ -158,7 +158,7 @@ def test_arrays_are_split_below_max_array_size(slurm_env, tmp_path, monkeypatch)
     try:
         (arrays,) = submission.arrays.values()
         assert len(arrays) == 2 and submission.sbatch_calls == 4  # 4 + 1 tasks, then grading and analysis
-        assert sorted(task for _, task in submission.tasks.values()) == [0, 0, 1, 2, 3]
+        assert sorted(int(job.split("_")[1]) for job in submission.tasks.values()) == [0, 0, 1, 2, 3]
         queued = squeue(slurm_env, "-r", "-j", ",".join(arrays), "-o", "%i")
         assert len(queued.split()) == 5
     finally:
