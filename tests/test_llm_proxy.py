@@ -127,7 +127,7 @@ def test_accounting_matches_the_server_and_the_price_table(upstream, make_proxy,
 
 def test_unknown_price_counts_tokens_with_cost_null(upstream, make_proxy, tmp_path):
     proxy = make_proxy(upstream, price="no-such-model-price")
-    oai(proxy).chat.completions.create(model="another-unpriced-model", messages=hello())
+    oai(proxy).chat.completions.create(model=MODEL, messages=hello())
     (entry,) = calls(tmp_path)
     assert entry["input_tokens"] > 0 and entry["cost_usd"] is None
     assert proxy.summary()["cost_usd"] is None and proxy.warnings
@@ -169,7 +169,8 @@ def test_a_client_hanging_up_mid_stream_is_logged(upstream, make_proxy, tmp_path
             break
         time.sleep(0.1)
     (entry,) = calls(tmp_path)
-    assert entry["stream"] and entry["error"].startswith("stream cut") and entry["output_tokens"] is None
+    assert entry["stream"] and entry["error"].startswith("stream cut") and entry["usage"] == "estimated"
+    assert entry["output_tokens"] == proxy.cfg.default_max_output_tokens and entry["input_tokens"] > 0
     assert oai(proxy).chat.completions.create(model=MODEL, messages=hello()).choices[0].message.content
 
 
@@ -200,33 +201,36 @@ def test_anthropic_messages_and_streaming(upstream, make_proxy, tmp_path):
 
 
 def test_token_budget_stops_the_agent_with_a_clear_error(upstream, make_proxy, tmp_path):
-    proxy = make_proxy(upstream, budget={"max_tokens": 18})
+    proxy = make_proxy(upstream, budget={"max_tokens": 150})
     client = oai(proxy)
     done = 0
     with pytest.raises(openai.PermissionDeniedError) as refused:
-        for _ in range(10):  # 1 + 5 tokens a call: the 4th starts with 18 used
+        for _ in range(40):  # 1 + 5 tokens a call; each reserves its input estimate (~33) plus an output bound
             client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hello"}])
             done += 1
-    assert done == 3 and refused.value.status_code == 403
-    assert "hpc-mle: this attempt's budget of 18 tokens is spent" in refused.value.message
-    assert len(upstream.requests) == 3  # the refused call never reached the provider
-    with pytest.raises(anthropic.PermissionDeniedError, match="budget of 18 tokens is spent"):
-        claude(proxy).messages.create(model=MODEL, max_tokens=10, messages=[{"role": "user", "content": "hello"}])
+    assert refused.value.status_code == 403 and "budget cannot cover this call" in refused.value.message
+    assert len(upstream.requests) == done and 10 < done < 20  # the refused call never reached the provider
+    # no bound from the client: the proxy set one, lowered to what was left, on every forwarded call
+    bounds = [r["body"]["max_completion_tokens"] for r in upstream.requests]
+    assert bounds[0] < 150 and bounds == sorted(bounds, reverse=True) and bounds[-1] >= 16
+    assert proxy.summary()["input_tokens"] + proxy.summary()["output_tokens"] == 6 * done <= 150
+    with pytest.raises(anthropic.PermissionDeniedError, match="budget cannot cover"):
+        claude(proxy).messages.create(model=MODEL, max_tokens=100, messages=[{"role": "user", "content": "hello"}])
     log = calls(tmp_path)
-    assert [c["status"] for c in log] == [200, 200, 200, 403, 403] and log[-1]["refused"]
-    assert proxy.summary()["budget_spent"] and proxy.summary()["refused_calls"] == 2
+    assert [c["status"] for c in log] == [200] * done + [403, 403] and log[-1]["refused"]
+    assert {c["usage"] for c in log[:done]} == {"reported"} and proxy.summary()["refused_calls"] == 2
 
 
 def test_cost_budget_stops_an_anthropic_agent(upstream, make_proxy, tmp_path):
     sonnet = "claude-3-5-sonnet-20241022"
-    proxy = make_proxy(upstream, provider="anthropic", model=sonnet, budget={"max_cost_usd": 0.0001})
+    proxy = make_proxy(upstream, provider="anthropic", model=sonnet, budget={"max_cost_usd": 0.001})
     client = claude(proxy)
     with pytest.raises(anthropic.PermissionDeniedError) as refused:
-        for _ in range(10):  # 1 token in, 5 out: $0.000078 a call at $3/$15 per million
+        for _ in range(20):  # 1 token in, 5 out: $0.000078 a call at $3/$15 per million; ~$0.0003 reserved
             client.messages.create(model=sonnet, max_tokens=10, messages=[{"role": "user", "content": "hello"}])
     assert refused.value.status_code == 403 and refused.value.body["error"]["type"] == "permission_error"
-    assert "hpc-mle: this attempt's budget of $0.0001 is spent" in refused.value.message
-    assert len(upstream.requests) == 2 and proxy.summary()["cost_usd"] == pytest.approx(2 * 7.8e-05)
+    assert "budget cannot cover this call" in refused.value.message and "$0.000298 left" in refused.value.message
+    assert len(upstream.requests) == 9 and proxy.summary()["cost_usd"] == pytest.approx(9 * 7.8e-05)
 
 
 def test_anthropic_cache_writes_are_priced_at_the_cache_write_rate(make_proxy, tmp_path):
@@ -319,7 +323,7 @@ def test_attempt_agent_calls_the_proxy_from_the_sandbox_and_the_key_is_nowhere(t
     with testserver.start(SCRIPT, api_key=KEY) as server:
         model = {"name": "gpt4o", "provider": "openai", "model": MODEL, "api_key_env": KEY_ENV,
                  "base_url": server.base_url, "sampling": {"temperature": 0.5}, "price": MODEL,
-                 "budget": {"max_tokens": 60, "max_cost_usd": None}}
+                 "budget": {"max_tokens": 150, "max_cost_usd": None}}
         out = tmp_path / "attempt"
         cfg = runner.AttemptConfig(competition_id="mini-churn", scaffold=str(scaffold), out=out, data_dir=mini_data,
                                    sandbox=sandbox, time_limit_s=60, grace_s=2, telemetry_interval_s=0.5, model_config=model)
@@ -328,8 +332,9 @@ def test_attempt_agent_calls_the_proxy_from_the_sandbox_and_the_key_is_nowhere(t
     seen = json.loads((out / "logs" / "llm_client.json").read_text())
     assert seen["answers"] == ["hello back from the model"] * 2
     assert "".join(seen["stream"]) == "hello back from the model"
-    # 4 + 5 tokens a call: the 7th call would start past the budget of 60 and is refused
-    assert seen["calls"] == 7 and "budget of 60 tokens is spent" in seen["budget_error"]
+    # 4 + 5 tokens a call, each reserving ~40 input and 16+ output: refused once less than that is left
+    done = seen["calls"]
+    assert 7 <= done <= 13 and "budget cannot cover this call" in seen["budget_error"]
     env = seen["env"]
     events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
     (started,) = [e for e in events if e["event"] == "llm-proxy"]
@@ -342,9 +347,9 @@ def test_attempt_agent_calls_the_proxy_from_the_sandbox_and_the_key_is_nowhere(t
 
     log = [json.loads(line) for line in (out / "llm_calls.jsonl").read_text().splitlines()]
     llm = status["llm"]
-    assert llm["calls"] == len(log) == 8 and llm["refused_calls"] == 1 and llm["budget_spent"]
-    assert llm["input_tokens"] == 7 * 4 and llm["output_tokens"] == 7 * 5
-    assert llm["cost_usd"] == pytest.approx(7 * prices.load()[MODEL].cost(4, 5))
+    assert llm["calls"] == len(log) == done + 1 and llm["refused_calls"] == 1 and not llm["budget_spent"]
+    assert llm["input_tokens"] == done * 4 and llm["output_tokens"] == done * 5 <= 150
+    assert llm["cost_usd"] == pytest.approx(done * prices.load()[MODEL].cost(4, 5))
     assert json.loads((out / "status.json").read_text())["llm"] == llm
 
     # the proxy put the key in on the host side (x-api-key on Anthropic's path, Bearer everywhere for this host)

@@ -6,10 +6,32 @@ the key never enters the sandbox, and every call passes one place that can count
 
 - each call is appended to `llm_calls.jsonl` (time, model, endpoint, status, tokens in/out, latency,
   cost, stream, retries, error) the moment it ends;
-- the attempt's token and dollar budgets (`budget.max_tokens`, `budget.max_cost_usd`) are checked
-  before each call; once spent, calls are refused with HTTP 403 in the provider's own error format
-  (clients do not retry a 403). A call already under way when the budget runs out finishes, so a
-  budget can be overshot by at most the calls in flight;
+- only the attempt's configured `model` is served: a request naming any other string gets 403 with the
+  reason. The match is exact: an alias ("gpt-4o") is refused when the config names a snapshot
+  ("gpt-4o-2024-08-06") and the other way round, because the price row and the results name that
+  string; the provider may answer with a dated name of its own, which is logged as it comes;
+- budgets (`budget.max_tokens`, `budget.max_cost_usd`) hold under any burst: before a call is forwarded
+  it reserves its input (request bytes / 3, a conservative estimate) plus its output bound
+  (`max_tokens` / `max_completion_tokens` / `max_output_tokens`, times `n`) against what is left after
+  the calls in flight. With a budget and no bound from the client, the proxy sets one on the forwarded
+  request (`extra.max_output_tokens` of the model config, default 4096, lowered to what is left), so
+  the reservation is a true bound. A call that does not fit is refused before it is forwarded: 429 (with
+  `Retry-After`) while calls in flight hold the budget it needs, 403 when even they would not free
+  enough. After the reply the call settles to the provider's usage; a reply or stream that ends before
+  its usage (client hang-up, upstream drop, shutdown) is charged its whole reservation and logged
+  `usage: estimated`. A model config with `budget.max_cost_usd` and no row in prices.csv does not start;
+- what the proxy cannot meter is refused (403): hosted tools that run on the provider's side (web
+  search, code execution, MCP: network access and fees outside prices.csv), background responses,
+  conversations, `previous_response_id`s this proxy did not hand out, non-default service tiers;
+- request headers are allow-listed (content type, accept, user agent, `anthropic-version`): the
+  client's credentials, organisation and project headers, cookies, forwarded-for and beta flags
+  (which can switch on features priced above prices.csv) never reach the provider; reply headers are
+  allow-listed too (no cookies, no organisation ids);
+- bodies are capped (`max_request_bytes`, 16 MiB: 413 above it) and at most `max_concurrent` calls are
+  read and relayed at once (the rest wait), so the proxy's memory stays bounded; refusals past the
+  first 1000 are counted but no longer logged one by one, so a refused loop cannot fill the disk;
+- the per-attempt token is compared in constant time and is written nowhere: `agent_env` is the one
+  place that hands it out, and error texts are redacted of it and of the key;
 - upstream 429 and 5xx replies (and connection failures) are retried with exponential backoff that
   honours Retry-After, a bounded number of times; then the error is passed through;
 - streams (SSE) are relayed event by event. OpenAI chat streams only report usage when asked, so the
@@ -28,10 +50,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import email.utils
 import hmac
 import json
 import logging
+import math
 import os
 import random
 import re
@@ -56,10 +80,18 @@ DEFAULT_BASE_URLS = {"openai": "https://api.openai.com/v1", "anthropic": "https:
 METERED = ("/v1/chat/completions", "/v1/responses", "/v1/messages")
 FREE = ("/v1/models", "/v1/messages/count_tokens")  # forwarded and logged, never charged
 RETRY_STATUSES = (429, 500, 502, 503, 504, 529)  # 529: Anthropic "overloaded"
-DROP_REQUEST_HEADERS = {"authorization", "x-api-key", "api-key", "host", "content-length", "connection",
-                        "transfer-encoding", "accept-encoding", "keep-alive", "proxy-authorization"}
-PASS_REPLY_PREFIXES = ("x-", "openai-", "anthropic-", "request-id", "retry-after", "content-type")
+PASS_REQUEST_HEADERS = {"content-type", "accept", "user-agent", "anthropic-version"}
+PASS_REPLY_HEADERS = {"content-type", "retry-after", "retry-after-ms", "request-id", "x-request-id", "x-should-retry"}
+PASS_REPLY_PREFIXES = ("x-ratelimit-", "anthropic-ratelimit-")  # pacing hints for the agent's client
 KEYLIKE = re.compile(r"\b(sk|pk|rk)-[A-Za-z0-9_\-*.]{4,}")
+OUTPUT_FIELDS = {"/v1/chat/completions": ("max_completion_tokens", "max_tokens"),
+                 "/v1/responses": ("max_output_tokens",), "/v1/messages": ("max_tokens",)}
+BYTES_PER_TOKEN = 3  # input estimate: fewer bytes per token than any tokenizer averages on text, so it over-reserves
+MIN_OUTPUT_TOKENS = 16  # a cap the proxy would lower below this refuses the call instead
+MAX_LOGGED_REFUSALS = 1000
+LOCAL_TOOL_TYPES = ("function", "custom")  # tools the client runs; Anthropic's client tools carry no type
+ANTHROPIC_CLIENT_TOOL_PREFIXES = ("bash_", "text_editor_", "custom")
+PLAIN_SERVICE_TIERS = (None, "auto", "default", "standard_only")
 
 
 class ProxyError(RuntimeError):
@@ -83,6 +115,9 @@ class ProxyConfig:
     backoff_s: float = 1.0  # first wait without Retry-After; doubled each retry, with jitter
     max_wait_s: float = 60.0  # a longer wait (Retry-After or backoff) passes the error through instead
     read_timeout_s: float = 900.0  # silence from upstream that ends a call (reasoning models think long)
+    default_max_output_tokens: int = 4096  # the output bound set when the client sets none and a budget is on
+    max_request_bytes: int = 16 * 1024**2
+    max_concurrent: int = 32
 
 
 def config_from_model(model_config: dict[str, Any], calls_path: Path, **overrides: Any) -> ProxyConfig:
@@ -96,27 +131,54 @@ def config_from_model(model_config: dict[str, Any], calls_path: Path, **override
     return ProxyConfig(provider=provider, model=model_config.get("model"), base_url=str(base_url),
                        api_key_env=model_config.get("api_key_env"), calls_path=Path(calls_path),
                        price_key=prices.price_key(model_config), sampling=dict(model_config.get("sampling") or {}),
-                       max_tokens=budget.get("max_tokens"), max_cost_usd=budget.get("max_cost_usd"), **overrides)
+                       max_tokens=budget.get("max_tokens"), max_cost_usd=budget.get("max_cost_usd"),
+                       **_output_cap(model_config), **overrides)
+
+
+def _output_cap(model_config: dict[str, Any]) -> dict[str, int]:
+    """`extra.max_output_tokens` of a model config (the default 4096 fits every model's own limit, but
+    reasoning models, whose thinking counts as output, want more)."""
+    cap = (model_config.get("extra") or {}).get("max_output_tokens")
+    return {} if cap is None else {"default_max_output_tokens": int(cap)}
 
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
+@dataclass
+class Hold:
+    """Budget a call holds from before it is forwarded until it settles: its input estimate and its
+    output bound; `cap` is the bound the proxy sets on the request (None: the client's own, or none)."""
+
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float | None
+    cap: int | None = None
+
+
+@dataclass(frozen=True)
+class Refusal:
+    status: int
+    kind: str
+    message: str
+
+
 class Ledger:
     """Every call of the attempt: appended to llm_calls.jsonl, summed for budgets and status.json.
 
     An attempt restarted after preemption continues its budget: the calls of earlier starts are read
-    back from the file first.
+    back from the file first. Calls in flight hold their reservation (`held_*`) until they settle.
     """
 
     def __init__(self, cfg: ProxyConfig, price: prices.Price | None) -> None:
         self.cfg, self.price = cfg, price
         self.lock = threading.Lock()
-        self.calls = self.errors = self.unpriced = 0
+        self.calls = self.errors = self.unpriced = self.estimated = 0
         self.input_tokens = self.output_tokens = self.cached_input_tokens = self.cache_write_input_tokens = 0
         self.cost_usd = 0.0
         self.refused = 0
+        self.held_tokens, self.held_cost = 0, 0.0
         self.table_version = prices.table_version()
         for entry in self._earlier():
             self._add(entry)
@@ -140,6 +202,7 @@ class Ledger:
         self.calls += 1
         self.errors += int(entry["status"] is None or entry["status"] >= 400)
         self.refused += int(entry.get("refused", False))
+        self.estimated += int(entry.get("usage") == "estimated")
         self.input_tokens += entry.get("input_tokens") or 0
         self.output_tokens += entry.get("output_tokens") or 0
         self.cached_input_tokens += entry.get("cached_input_tokens") or 0
@@ -149,23 +212,103 @@ class Ledger:
         elif entry.get("input_tokens") or entry.get("output_tokens"):
             self.unpriced += 1
 
+    def budgeted(self) -> bool:
+        return self.cfg.max_tokens is not None or self.cfg.max_cost_usd is not None
+
     def spent(self) -> str | None:
         """Why no further call is allowed, or None while budget is left."""
         with self.lock:
-            used = self.input_tokens + self.output_tokens
-            if self.cfg.max_tokens is not None and used >= self.cfg.max_tokens:
-                return (f"hpc-mle: this attempt's budget of {self.cfg.max_tokens} tokens is spent ({used} used); "
-                        f"no further model calls are allowed")
-            if self.cfg.max_cost_usd is not None and self.cost_usd >= self.cfg.max_cost_usd:
-                return (f"hpc-mle: this attempt's budget of ${self.cfg.max_cost_usd:g} is spent "
-                        f"(${self.cost_usd:.4f} used); no further model calls are allowed")
+            return self._spent()
+
+    def _spent(self) -> str | None:
+        used = self.input_tokens + self.output_tokens
+        if self.cfg.max_tokens is not None and used >= self.cfg.max_tokens:
+            return (f"hpc-mle: this attempt's budget of {self.cfg.max_tokens} tokens is spent ({used} used); "
+                    f"no further model calls are allowed")
+        if self.cfg.max_cost_usd is not None and self.cost_usd >= self.cfg.max_cost_usd:
+            return (f"hpc-mle: this attempt's budget of ${self.cfg.max_cost_usd:g} is spent "
+                    f"(${self.cost_usd:.4f} used); no further model calls are allowed")
         return None
 
-    def record(self, entry: dict[str, Any]) -> None:
+    # ------------------------------------------------------------ reservations
+
+    def _rates(self) -> tuple[float, float]:
+        """$ per token of input (the dearest input rate: cache writes cost more) and of output."""
+        if self.price is None:
+            return 0.0, 0.0
+        dearest = max(self.price.input_usd_per_mtok, self.price.cache_write_usd_per_mtok or 0.0)
+        return dearest / 1e6, self.price.output_usd_per_mtok / 1e6
+
+    def _largest_output(self, input_tokens: int, choices: int, with_held: bool) -> float:
+        """The largest output bound a call with this input could reserve now (inf without a budget)."""
+        largest = math.inf
+        if self.cfg.max_tokens is not None:
+            left = self.cfg.max_tokens - self.input_tokens - self.output_tokens - (self.held_tokens if with_held else 0)
+            largest = (left - input_tokens) / choices
+        in_rate, out_rate = self._rates()
+        if self.cfg.max_cost_usd is not None and out_rate > 0:
+            left_usd = self.cfg.max_cost_usd - self.cost_usd - (self.held_cost if with_held else 0.0)
+            largest = min(largest, (left_usd - input_tokens * in_rate) / (out_rate * choices))
+        return largest
+
+    def reserve(self, input_tokens: int, asked: int | None, choices: int) -> Hold | Refusal:
+        """Hold budget for one call before it is forwarded, or say why it may not go."""
         with self.lock:
+            if self.budgeted() and (why := self._spent()):
+                return Refusal(403, "budget_exceeded", why)
+            cap = None
+            if asked is None:
+                cap = self.cfg.default_max_output_tokens
+                if self.budgeted():
+                    cap = int(min(cap, self._largest_output(input_tokens, choices, with_held=True)))
+            bound = asked if asked is not None else cap
+            if self.budgeted() and not self._fits(asked, bound, input_tokens, choices, with_held=True):
+                return self._refusal(asked, bound, input_tokens, choices)
+            in_rate, out_rate = self._rates()
+            hold = Hold(input_tokens, bound * choices,
+                        None if self.price is None else input_tokens * in_rate + bound * choices * out_rate,
+                        cap if asked is None and self.budgeted() else None)
+            self.held_tokens += hold.input_tokens + hold.output_tokens
+            self.held_cost += hold.cost_usd or 0.0
+            return hold
+
+    def _fits(self, asked: int | None, bound: int, input_tokens: int, choices: int, with_held: bool) -> bool:
+        if asked is None:
+            return bound >= MIN_OUTPUT_TOKENS
+        return asked <= self._largest_output(input_tokens, choices, with_held)
+
+    def _refusal(self, asked: int | None, bound: int, input_tokens: int, choices: int) -> Refusal:
+        """429 when the calls in flight hold what this one needs (it may go once they settle), else 403."""
+        alone = self.cfg.default_max_output_tokens if asked is None else asked
+        if asked is None:
+            alone = int(min(alone, self._largest_output(input_tokens, choices, with_held=False)))
+        asks = f"up to ~{input_tokens} input tokens and {bound if asked is not None else MIN_OUTPUT_TOKENS}+ output"
+        if self.held_tokens and self._fits(asked, alone, input_tokens, choices, with_held=False):
+            return Refusal(429, "rate_limit_error",
+                           f"hpc-mle: calls in flight hold this attempt's remaining budget; this call ({asks}) "
+                           f"must wait until they finish: retry shortly")
+        left = (f"{self.cfg.max_tokens - self.input_tokens - self.output_tokens} tokens"
+                if self.cfg.max_tokens is not None else "")
+        if self.cfg.max_cost_usd is not None:
+            left += f"{', ' if left else ''}${self.cfg.max_cost_usd - self.cost_usd:.6f}"
+        return Refusal(403, "budget_exceeded",
+                       f"hpc-mle: this attempt's budget cannot cover this call ({asks}); {left} left. "
+                       f"A smaller max_tokens or a shorter input may fit")
+
+    def settle(self, hold: Hold | None, entry: dict[str, Any]) -> None:
+        """Release the call's hold and book what it really used (or, for an estimate, the hold itself)."""
+        with self.lock:
+            if hold is not None:
+                self.held_tokens -= hold.input_tokens + hold.output_tokens
+                self.held_cost -= hold.cost_usd or 0.0
             self._add(entry)
+            if entry.get("refused") and self.refused > MAX_LOGGED_REFUSALS:
+                return
             with open(self.cfg.calls_path, "a", encoding="utf-8") as fh:
                 fh.write(json.dumps(entry) + "\n")
+
+    def record(self, entry: dict[str, Any]) -> None:
+        self.settle(None, entry)
 
     def summary(self) -> dict[str, Any]:
         """Totals for status.json `llm` (cost is None when a call could not be priced)."""
@@ -180,7 +323,7 @@ class Ledger:
                 "price_key": self.cfg.price_key, "price_read_on": self.price.read_on if self.price else None,
                 "price_table": self.table_version,
                 "budget": {"max_tokens": self.cfg.max_tokens, "max_cost_usd": self.cfg.max_cost_usd},
-                "budget_spent": spent is not None, "refused_calls": self.refused,
+                "budget_spent": spent is not None, "refused_calls": self.refused, "estimated_calls": self.estimated,
             }
 
 
@@ -244,17 +387,21 @@ class MeteringProxy:
         self.token = token or "hpcmle-" + secrets.token_urlsafe(24)
         self.warnings: list[str] = []
         price = prices.lookup(cfg.price_key)
+        if price is None and cfg.max_cost_usd is not None:
+            raise ProxyError(f"model {cfg.model!r} has a cost budget (budget.max_cost_usd={cfg.max_cost_usd:g}) but "
+                             f"no price: {cfg.price_key!r} is not a price_key of {prices.PRICES}. Fix: add its row "
+                             f"there, point the model config's `price` at an existing row, or drop the cost budget")
         if price is None:
             self.warnings.append(f"no price for {cfg.price_key!r} in prices.csv: tokens are counted, cost is null")
-            if cfg.max_cost_usd is not None:
-                self.warnings.append("budget.max_cost_usd cannot be enforced without a price")
         self.ledger = Ledger(cfg, price)
+        self.responses: dict[str, int] = {}  # response id -> tokens it carries into a continuation
+        self._slots = asyncio.Semaphore(cfg.max_concurrent)
         self.socket_path = Path(socket_path)
         sockets = [unix_socket(self.socket_path)]
         if tcp:
             sockets.append(tcp_socket())
         self.port: int | None = sockets[1].getsockname()[1] if tcp else None
-        app = web.Application(client_max_size=256 * 1024**2)
+        app = web.Application(client_max_size=cfg.max_request_bytes)
         app.router.add_get("/health", self._health)
         app.router.add_route("*", "/{path:.*}", self._handle)
         app.on_startup.append(self._open_session)
@@ -305,9 +452,11 @@ class MeteringProxy:
     # ------------------------------------------------------------ helpers
 
     def redact(self, text: str) -> str:
-        """The key, and anything shaped like one (providers echo masked keys in 401s), removed."""
-        if self._key:
-            text = text.replace(self._key, "[redacted]")
+        """The key, the attempt's token, and anything shaped like a key (providers echo masked keys in
+        401s) removed."""
+        for secret in (self._key, self.token):
+            if secret:
+                text = text.replace(secret, "[redacted]")
         return KEYLIKE.sub("[redacted]", text)
 
     def _authorised(self, request: web.Request) -> bool:
@@ -322,41 +471,57 @@ class MeteringProxy:
         return base + path + (f"?{request.query_string}" if request.query_string else "")
 
     def _upstream_headers(self, request: web.Request) -> dict[str, str]:
-        """The agent's headers, its token swapped for the key: x-api-key on Anthropic's paths, else Bearer
-        (an OpenAI-compatible host serving Anthropic's paths, e.g. vLLM, gets both)."""
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in DROP_REQUEST_HEADERS}
+        """The allow-listed client headers plus the key: x-api-key on Anthropic's paths, else Bearer (an
+        OpenAI-compatible host serving Anthropic's paths, e.g. vLLM, gets both)."""
+        headers = {k: v for k, v in request.headers.items() if k.lower() in PASS_REQUEST_HEADERS}
         anthropic_path = _style(request.path) == "anthropic"
-        if anthropic_path:
-            headers.setdefault("anthropic-version", "2023-06-01")
+        if anthropic_path and not any(k.lower() == "anthropic-version" for k in headers):
+            headers["anthropic-version"] = "2023-06-01"
         if self._key and anthropic_path:
             headers["x-api-key"] = self._key
         if self._key and (not anthropic_path or self.cfg.provider != "anthropic"):
             headers["Authorization"] = f"Bearer {self._key}"
         return headers
 
-    def _price_for(self, requested: str | None) -> prices.Price | None:
-        if requested in (None, self.cfg.model, self.cfg.price_key):
-            return self.ledger.price
-        return prices.lookup(requested)  # the agent chose another model: price it as that one, if known
-
-    def _log(self, request: web.Request, requested: str | None, status: int | None, started: float,
-             stream: bool, got: usage.Usage | None = None, retries: int = 0, error: str | None = None,
-             refused: bool = False) -> None:
+    def _entry(self, request: web.Request, status: int | None, started: float, stream: bool,
+               got: usage.Usage | None = None, retries: int = 0, error: str | None = None,
+               hold: Hold | None = None) -> dict[str, Any]:
+        """One line of llm_calls.jsonl. With a `hold` and no complete usage (`got` None on a metered path),
+        the call is charged its whole reservation and marked `usage: estimated`."""
         free = request.path in FREE
+        estimated = hold is not None and got is None and not free
         got = got or usage.Usage()
         in_tok, out_tok = (0, 0) if free else (got.input_tokens, got.output_tokens)
+        cost = 0.0 if free else prices.cost_usd(self.ledger.price, in_tok, out_tok, got.cached_input_tokens,
+                                                got.cache_write_input_tokens)
+        if estimated:
+            in_tok, out_tok, cost = hold.input_tokens, hold.output_tokens, hold.cost_usd
         entry = {
-            "time": _now(), "model": got.model or requested, "endpoint": request.path, "status": status,
+            "time": _now(), "model": got.model or self.cfg.model, "endpoint": request.path, "status": status,
             "input_tokens": in_tok, "output_tokens": out_tok, "cached_input_tokens": got.cached_input_tokens,
             "cache_write_input_tokens": got.cache_write_input_tokens,
-            "latency_s": round(time.monotonic() - started, 3),
-            "cost_usd": 0.0 if free else prices.cost_usd(self._price_for(requested), in_tok, out_tok,
-                                                         got.cached_input_tokens, got.cache_write_input_tokens),
+            "latency_s": round(time.monotonic() - started, 3), "cost_usd": cost,
             "stream": stream, "retries": retries, "error": self.redact(error)[:500] if error else None,
         }
-        if refused:
-            entry["refused"] = True
+        if hold is not None and not free:
+            entry["usage"] = "estimated" if estimated else "reported"
+        return entry
+
+    def _refuse(self, request: web.Request, started: float, refusal: Refusal, stream: bool = False
+                ) -> web.Response:
+        """Log a call refused before it was forwarded and answer it in the provider's format."""
+        entry = self._entry(request, refusal.status, started, stream, error=refusal.message)
+        entry["refused"] = True
         self.ledger.record(entry)
+        style = _style(request.path)
+        kind = refusal.kind
+        if style == "anthropic":
+            kind = {403: "permission_error", 429: "rate_limit_error", 413: "request_too_large"}.get(
+                refusal.status, "invalid_request_error")
+        reply = error_reply(style, refusal.status, refusal.message, kind)
+        if refusal.status == 429:
+            reply.headers["Retry-After"] = "1"
+        return reply
 
     async def _send(self, method: str, url: str, headers: dict[str, str], data: bytes | None
                     ) -> tuple[aiohttp.ClientResponse, int]:
@@ -396,55 +561,107 @@ class MeteringProxy:
             return error_reply(style, 404, f"hpc-mle proxy: no route {request.path}; it serves "
                                            f"{', '.join(METERED + FREE)}", "not_found_error")
         if not self._authorised(request):
-            self._log(request, None, 401, started, False, error="wrong or missing attempt token")
-            return error_reply(style, 401, "hpc-mle: wrong or missing attempt token (use the OPENAI_API_KEY / "
-                                           "ANTHROPIC_API_KEY of this attempt's environment)",
-                               "authentication_error")
-        body = await request.read()
-        payload: dict[str, Any] = {}
-        if body:
-            try:
-                payload = json.loads(body)
-            except ValueError:
-                return error_reply(style, 400, "hpc-mle proxy: the request body is not JSON", "invalid_request_error")
-            if not isinstance(payload, dict):
-                payload = {}
+            return self._refuse(request, started, Refusal(
+                401, "authentication_error", "hpc-mle: wrong or missing attempt token (use the OPENAI_API_KEY / "
+                                             "ANTHROPIC_API_KEY of this attempt's environment)"))
+        async with self._slots:
+            return await self._call(request, started)
+
+    async def _call(self, request: web.Request, started: float) -> web.StreamResponse:
+        """Read, check and reserve; forward; settle. Whatever ends the call, its hold is settled once."""
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return self._refuse(request, started, Refusal(
+                413, "request_too_large", f"hpc-mle proxy: request bodies are capped at "
+                                          f"{self.cfg.max_request_bytes} bytes"))
+        payload = _payload(body)
+        if isinstance(payload, Refusal):
+            return self._refuse(request, started, payload)
+        stream = payload.get("stream") is True
+        why = self._policy(request.path, payload)
+        if why is not None:
+            return self._refuse(request, started, why, stream)
+        hold = None
+        if request.path in METERED:
+            hold = self._reserve(request.path, body, payload)
+            if isinstance(hold, Refusal):
+                return self._refuse(request, started, hold, stream)
+        body, strip_usage = _rewrite(request.path, body, payload, hold)
+        settled: list[dict[str, Any]] = []
+        try:
+            return await self._forward(request, body, stream, strip_usage, started, hold, settled)
+        finally:
+            if not settled:  # cancelled (shutdown) or failed before it could settle: charge the hold
+                self.ledger.settle(hold, self._entry(request, None, started, stream, hold=hold,
+                                                     error="hpc-mle proxy: the call ended before its usage"))
+
+    def _policy(self, path: str, payload: dict[str, Any]) -> Refusal | None:
+        """Why this request may not go to the provider at all (another model, unmetered features)."""
+        if path == "/v1/models":
+            return None
         requested = payload.get("model")
-        stream = bool(payload.get("stream"))
-        if request.path in METERED and (why := self.ledger.spent()):
-            self._log(request, requested, 403, started, stream, error="budget spent", refused=True)
-            kind = "permission_error" if style == "anthropic" else "budget_exceeded"
-            return error_reply(style, 403, why, kind)
-        strip_usage = False
-        if stream and request.path == "/v1/chat/completions":
-            options = payload.get("stream_options") or {}
-            if not options.get("include_usage"):
-                payload["stream_options"] = {**options, "include_usage": True}
-                body, strip_usage = json.dumps(payload).encode(), True
+        if self.cfg.model is not None and requested != self.cfg.model:
+            return Refusal(403, "model_not_allowed", f"hpc-mle: model {requested!r} is not this attempt's model "
+                                                     f"{self.cfg.model!r}; only that exact name is served")
+        return _unmetered(path, payload, self.responses)
+
+    def _reserve(self, path: str, body: bytes, payload: dict[str, Any]) -> Hold | Refusal:
+        asked = _output_bound(path, payload)
+        if isinstance(asked, Refusal):
+            return asked
+        choices = payload.get("n", 1) if path == "/v1/chat/completions" else 1
+        if choices is None:
+            choices = 1
+        if not _positive_int(choices):
+            return Refusal(400, "invalid_request_error", "hpc-mle proxy: `n` must be a positive integer")
+        estimate = len(body) // BYTES_PER_TOKEN + 8 + self.responses.get(payload.get("previous_response_id"), 0)
+        return self.ledger.reserve(estimate, asked, choices)
+
+    async def _forward(self, request: web.Request, body: bytes, stream: bool, strip_usage: bool, started: float,
+                       hold: Hold | None, settled: list) -> web.StreamResponse:
         try:
             resp, retries = await self._send(request.method, self._upstream_url(request),
                                              self._upstream_headers(request), body or None)
         except (TimeoutError, aiohttp.ClientError) as exc:
             message = self.redact(f"hpc-mle proxy: the provider could not be reached ({type(exc).__name__}: {exc})")
-            self._log(request, requested, 502, started, stream, retries=self.cfg.max_retries, error=message)
-            return error_reply(style, 502, message, "api_error")
+            # never connected: nothing was billed; dropped after sending: it may have been, so charge the hold
+            got = usage.Usage() if isinstance(exc, aiohttp.ClientConnectorError) else None
+            self._settle(settled, hold, self._entry(request, 502, started, stream, got, self.cfg.max_retries,
+                                                    message, hold))
+            return error_reply(_style(request.path), 502, message, "api_error")
         try:
             if stream and resp.status == 200 and resp.content_type == "text/event-stream":
-                return await self._relay_stream(request, resp, requested, started, retries, strip_usage)
-            return await self._relay_whole(request, resp, requested, started, stream, retries)
+                return await self._relay_stream(request, resp, started, retries, strip_usage, hold, settled)
+            return await self._relay_whole(request, resp, started, stream, retries, hold, settled)
         finally:
             resp.release()
 
-    def _reply_headers(self, resp: aiohttp.ClientResponse) -> dict[str, str]:
-        return {k: v for k, v in resp.headers.items() if k.lower().startswith(PASS_REPLY_PREFIXES)}
+    def _settle(self, settled: list, hold: Hold | None, entry: dict[str, Any]) -> None:
+        settled.append(entry)
+        self.ledger.settle(hold, entry)
 
-    async def _relay_whole(self, request, resp, requested, started, stream, retries) -> web.Response:
-        data = await resp.read()
+    def _reply_headers(self, resp: aiohttp.ClientResponse) -> dict[str, str]:
+        return {k: v for k, v in resp.headers.items()
+                if k.lower() in PASS_REPLY_HEADERS or k.lower().startswith(PASS_REPLY_PREFIXES)}
+
+    def _remember(self, response_id: Any, got: usage.Usage | None) -> None:
+        """What a responses-API reply carries into a continuation that names it (`previous_response_id`)."""
+        if isinstance(response_id, str) and got is not None:
+            self.responses[response_id] = (got.input_tokens or 0) + (got.output_tokens or 0)
+
+    async def _relay_whole(self, request, resp, started, stream, retries, hold, settled) -> web.Response:
+        try:
+            data = await resp.read()
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            message = f"hpc-mle proxy: the provider's reply broke off ({type(exc).__name__})"
+            self._settle(settled, hold, self._entry(request, 502, started, stream, None, retries, message, hold))
+            return error_reply(_style(request.path), 502, message, "api_error")
         error = None
-        got = usage.Usage()
+        got: usage.Usage | None = usage.Usage()
         try:
             parsed = json.loads(data) if data else None
-        except ValueError:
+        except (ValueError, RecursionError):
             parsed = None
         if resp.status >= 400:
             data = self.redact(data.decode("utf-8", "replace")).encode()
@@ -453,15 +670,20 @@ class MeteringProxy:
             error = f"upstream {resp.status}: {error}"
         else:
             got = usage.from_body(parsed)
-        self._log(request, requested, resp.status, started, stream, got, retries, error)
+            if got.input_tokens is None or got.output_tokens is None:
+                got = None  # a success without usage: charged its reservation
+            if request.path == "/v1/responses" and isinstance(parsed, dict):
+                self._remember(parsed.get("id"), got)
+        self._settle(settled, hold, self._entry(request, resp.status, started, stream, got, retries, error, hold))
         return web.Response(status=resp.status, body=data, headers=self._reply_headers(resp))
 
-    async def _relay_stream(self, request, resp, requested, started, retries, strip_usage) -> web.StreamResponse:
+    async def _relay_stream(self, request, resp, started, retries, strip_usage, hold, settled
+                            ) -> web.StreamResponse:
         out = web.StreamResponse(status=200, headers=self._reply_headers(resp))
-        await out.prepare(request)
         seen = usage.StreamUsage()
         buffer, error = b"", None
         try:
+            await out.prepare(request)
             async for chunk in resp.content.iter_any():
                 buffer += chunk
                 while match := EVENT_END.search(buffer):
@@ -471,15 +693,95 @@ class MeteringProxy:
                     if strip_usage and isinstance(data, dict) and data.get("choices") == [] and data.get("usage"):
                         continue  # the usage chunk we asked for; this client did not
                     await out.write(event + b"\n\n")
-            if buffer.strip():
-                await out.write(buffer)
-            await out.write_eof()
         except (ConnectionResetError, aiohttp.ClientConnectionError) as exc:
             error = f"stream cut: {type(exc).__name__}: {exc}"
         except (TimeoutError, aiohttp.ClientPayloadError) as exc:
             error = f"upstream stream failed: {type(exc).__name__}: {exc}"
-        self._log(request, requested, 200, started, True, seen.result(), retries, error)
+        got = seen.result() if seen.final else None
+        if request.path == "/v1/responses":
+            self._remember(seen.response_id, got)
+        # settled before the client sees the end, so its next call finds this one's hold released
+        self._settle(settled, hold, self._entry(request, 200, started, True, got, retries, error, hold))
+        if error is None:
+            with contextlib.suppress(ConnectionResetError, aiohttp.ClientConnectionError):
+                if buffer.strip():
+                    await out.write(buffer)
+                await out.write_eof()
         return out
+
+
+# ---------------------------------------------------------------- what a request asks for
+
+
+def _payload(body: bytes) -> dict[str, Any] | Refusal:
+    """The request's JSON object ({} for an empty body), or why it is refused."""
+    if not body:
+        return {}
+    try:
+        payload = json.loads(body)
+    except (ValueError, RecursionError):
+        return Refusal(400, "invalid_request_error", "hpc-mle proxy: the request body is not JSON")
+    return payload if isinstance(payload, dict) else {}
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _output_bound(path: str, payload: dict[str, Any]) -> int | None | Refusal:
+    """The output bound the client set (the largest, if it set two), None if none."""
+    bounds = []
+    for name in OUTPUT_FIELDS[path]:
+        value = payload.get(name)
+        if value is None:
+            continue
+        if not _positive_int(value):
+            return Refusal(400, "invalid_request_error", f"hpc-mle proxy: `{name}` must be a positive integer")
+        bounds.append(value)
+    return max(bounds) if bounds else None
+
+
+def _unmetered(path: str, payload: dict[str, Any], responses: dict[str, int]) -> Refusal | None:
+    """Features whose cost or reach the proxy cannot meter: tools the provider runs, background and
+    stored-conversation calls, continuations of responses it never saw, dearer service tiers."""
+    def refuse(what: str) -> Refusal:
+        return Refusal(403, "feature_not_allowed", f"hpc-mle: {what} is not allowed through the metering proxy")
+
+    if payload.get("service_tier") not in PLAIN_SERVICE_TIERS:
+        return refuse(f"service_tier {payload.get('service_tier')!r}")
+    for key in ("web_search_options", "mcp_servers", "container"):
+        if payload.get(key) is not None:
+            return refuse(f"`{key}`")
+    if payload.get("background") or payload.get("conversation") is not None:
+        return refuse("a background or stored-conversation response")
+    previous = payload.get("previous_response_id")
+    if previous is not None and previous not in responses:
+        return refuse(f"previous_response_id {previous!r} (not a response of this attempt)")
+    tools = payload.get("tools") or []
+    for tool in tools if isinstance(tools, list) else [tools]:
+        kind = tool.get("type") if isinstance(tool, dict) else "?"
+        anthropic_client = path.startswith("/v1/messages") and (
+            kind is None or str(kind).startswith(ANTHROPIC_CLIENT_TOOL_PREFIXES))
+        if not anthropic_client and kind not in LOCAL_TOOL_TYPES:
+            return refuse(f"the hosted tool {kind!r} (it runs at the provider, unmetered and with network access)")
+    return None
+
+
+def _rewrite(path: str, body: bytes, payload: dict[str, Any], hold: Hold | None) -> tuple[bytes, bool]:
+    """The body to forward: with the proxy's output bound, and with usage asked for on chat streams.
+    Returns it and whether the usage chunk must be kept from the client (who did not ask for it)."""
+    changed, strip_usage = False, False
+    if hold is not None and hold.cap is not None:
+        payload[OUTPUT_FIELDS[path][0]] = hold.cap
+        changed = True
+    if payload.get("stream") is True and path == "/v1/chat/completions":
+        options = payload.get("stream_options") or {}
+        if not isinstance(options, dict):
+            options = {}
+        if not options.get("include_usage"):
+            payload["stream_options"] = {**options, "include_usage": True}
+            changed = strip_usage = True
+    return (json.dumps(payload).encode() if changed else body), strip_usage
 
 
 # ---------------------------------------------------------------- by hand

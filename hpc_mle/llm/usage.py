@@ -60,6 +60,8 @@ class StreamUsage:
     def __init__(self) -> None:
         self.raw: dict[str, Any] = {}
         self.model: str | None = None
+        self.response_id: str | None = None
+        self.final = False  # the event that carries the whole call's usage has been seen
 
     def feed(self, event: Any) -> None:
         if not isinstance(event, dict):
@@ -69,9 +71,23 @@ class StreamUsage:
             if isinstance(event.get(key), dict):
                 holder = event[key]
         self.model = holder.get("model") or event.get("model") or self.model
+        if holder is event.get("response") and isinstance(holder.get("id"), str):
+            self.response_id = holder["id"]
         for usage in (event.get("usage"), holder.get("usage")):
             if isinstance(usage, dict):
                 self.raw.update({k: v for k, v in usage.items() if v is not None})
+                self.final = self.final or _final(event)
 
     def result(self) -> Usage:
         return from_usage(self.raw, self.model) if self.raw else Usage(model=self.model)
+
+
+def _final(event: dict[str, Any]) -> bool:
+    """Whether an event with usage reports the whole call: Anthropic's `message_start` only has the input
+    (its `message_delta` closes the count); a chat stream's own usage chunk has no choices (vLLM can put
+    running counts in every chunk, which must not pass for the total)."""
+    kind = event.get("type")
+    if kind is None:
+        return event.get("choices") == []
+    return kind in ("message_delta", "response.completed", "response.incomplete",
+                                    "response.failed")
