@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from hpc_mle import competitions, grading, plan
+from hpc_mle.textsafe import md_cell, md_row
 
 SETTING = ["scaffold", "model", "runtime", "hardware"]
 METRICS = {  # our name -> the report field it counts (any_medal is gold | silver | bronze, as upstream)
@@ -403,7 +404,7 @@ def format_table(board: pd.DataFrame, key: str = "split") -> str:
                  *(cell(r.get(f"{m}_mean"), r.get(f"{m}_sem")) for m in
                    ("valid_submission", "above_median", "any_medal", "made_submission", "gold", "silver", "bronze")),
                  f"{r['attempted']}/{r['competitions']}", r["padded"], notes(r)]
-        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+        lines.append(md_row(cells))
     return "\n".join(lines)
 
 
@@ -799,7 +800,7 @@ def _num(value: Any, sign: bool = False) -> str:
 
 def format_comparison(old_dir: Path, new_dir: Path, table: pd.DataFrame) -> str:
     """Markdown: counts, what moved per competition over all seeds, then the attempts that moved."""
-    head = f"# {Path(new_dir).name} compared with {Path(old_dir).name}\n"
+    head = f"# {md_cell(Path(new_dir).name)} compared with {md_cell(Path(old_dir).name)}\n"
     if table.empty:
         return head + "No attempt appears in both sweeps with a grade.\n"
     moved = table[table["change"] != "same"]
@@ -810,18 +811,18 @@ def format_comparison(old_dir: Path, new_dir: Path, table: pd.DataFrame) -> str:
              "| competition | scaffold | model | runtime | hardware | seeds | medals then | medals now | change | "
              "mean score then | mean score now | mean Δ score |", "|" + "---|" * 12]
     for r in competition_changes(table).to_dict("records"):
-        lines.append(f"| {r['competition_id']} | {r['scaffold']} | {r['model']} | {r['runtime']} | {r['hardware']} | "
-                     f"{r['seeds']} | {r['medals_old']} | {r['medals_new']} | {r['change']} | "
-                     f"{_num(r['mean_score_old'])} | {_num(r['mean_score_new'])} | "
-                     f"{_num(r['mean_score_change'], sign=True)} |")
+        lines.append(md_row([r["competition_id"], r["scaffold"], r["model"], r["runtime"], r["hardware"], r["seeds"],
+                              r["medals_old"], r["medals_new"], r["change"], _num(r["mean_score_old"]),
+                              _num(r["mean_score_new"]), _num(r["mean_score_change"], sign=True)]))
     lines += ["", "## Per attempt" + (" (only those whose medal changed)" if len(moved) else "") + "\n",
               "| competition | scaffold | model | seed | medal then | medal now | change | score then | score now | "
               "Δ score |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in (moved if len(moved) else table).to_dict("records"):
-        lines.append(f"| {r['competition_id']} | {r['scaffold']} | {r['model']} | {r['seed']} | {r['medal_old']} | "
-                     f"{r['medal_new']} | {r['change']} | {_num(r['score_old'])} | {_num(r['score_new'])} | "
-                     f"{_num(r['score_change'], sign=True)} |")
+        lines.append(md_row([r["competition_id"], r["scaffold"], r["model"], r["seed"], r["medal_old"], r["medal_new"],
+                              r["change"], _num(r["score_old"]), _num(r["score_new"]),
+                              _num(r["score_change"], sign=True)]))
     return "\n".join(lines) + "\n"
+
 
 
 # ---------------------------------------------------------------- the analysis job

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from hpc_mle import __version__, competitions, grading, paths
 from hpc_mle.competitions import SpecError
+from hpc_mle.textsafe import cell, terminal
 
 # Piped output (logs, CI, `| less`) gets wide tables instead of rich's 80-column default.
 _WIDTH = None if sys.stdout.isatty() else 160
@@ -25,7 +26,7 @@ data_dir_option = click.option(
 
 
 def _fail(message: str, code: int = 2) -> None:
-    err.print(f"[red]error:[/red] {message}")
+    err.print(f"[red]error:[/red] {terminal(message)}")
     sys.exit(code)
 
 
@@ -333,11 +334,11 @@ def grade_cmd(jsonl: Path, output_dir: Path, data_dir: Path | None) -> None:
         table.add_column(col)
     for r in reports:
         medal = next((m for m in ("gold", "silver", "bronze") if getattr(r, f"{m}_medal")), "-")
-        table.add_row(r.competition_id, "-" if r.score is None else str(r.score),
-                      "yes" if r.valid_submission else "[red]no[/red]", medal, r.reason or "")
+        table.add_row(cell(r.competition_id), cell("-" if r.score is None else r.score),
+                      "yes" if r.valid_submission else "[red]no[/red]", medal, cell(r.reason or ""))
     console.print(table)
     console.print_json(_dumps(summary))
-    console.print(f"report: {out}")
+    console.print(f"report: {terminal(out)}")
 
 
 # ---------------------------------------------------------------- one attempt
@@ -462,24 +463,26 @@ def status_cmd(sweep_dir: Path, by: str, failures: bool) -> None:
 
     table = status.sweep_status(_sweep_or_fail(sweep_dir))
     counts = status.counts(table, by)
-    out = Table(title=f"{sweep_dir.name}: {len(table)} attempts")
+    out = Table(title=f"{terminal(sweep_dir.name)}: {len(table)} attempts")
     out.add_column(by)
     for col in counts.columns:
-        out.add_column(str(col), justify="right")
+        out.add_column(cell(col), justify="right")
     for idx, row in counts.iterrows():
-        out.add_row(str(idx), *[str(v) for v in row])
+        out.add_row(cell(idx), *[cell(v) for v in row])
     console.print(out)
     bad = table[table["state"].isin(["failed", "lost", "damaged", "unknown"])]
     if failures and len(bad):
         for _, r in bad.iterrows():
-            console.print(f"{r['id']} {r['competition_id']} {r['scaffold']}/{r['model']} seed {r['seed']}: "
-                          f"{r['state']}{_failure(r['failure'])} {r['reason'] or ''}")
+            console.print(terminal(f"{r['id']} {r['competition_id']} {r['scaffold']}/{r['model']} seed {r['seed']}: "
+                                   f"{r['state']}{_failure(r['failure'])} {r['reason'] or ''}"))
     elif len(bad):
-        console.print(f"{len(bad)} failed, lost, damaged or unknown: `hpc-mle status {sweep_dir} --failures` "
-                      f"lists them; `hpc-mle resume {sweep_dir}` runs the failed and lost ones again.")
+        which = ", ".join(f"{n} {state}" for state, n in bad["state"].value_counts().items())
+        rerun = bad["state"].isin(["failed", "lost"]).any()
+        console.print(f"{which}: `hpc-mle status {sweep_dir} --failures` lists them"
+                      + (f"; `hpc-mle resume {sweep_dir}` runs the failed and lost ones again." if rerun else "."))
     unknown = table[table["state"] == "unknown"]
     if len(unknown):
-        err.print(f"[yellow]warning:[/yellow] {len(unknown)} attempt(s) unknown: {unknown['reason'].iloc[0]}")
+        err.print(f"[yellow]warning:[/yellow] {len(unknown)} attempt(s) unknown: {terminal(unknown['reason'].iloc[0])}")
         sys.exit(1)
 
 
@@ -510,7 +513,7 @@ def resume_cmd(sweep_dir: Path, retry_agent_failures: bool, rerun_damaged: bool)
             cluster = OmegaConf.create(plan.planned(sweep_dir, attempts[0].id)["config"]["cluster"])
             reconciled = launch.reconcile(sweep_dir, cluster)
             todo, table = launch.pending_attempts(sweep_dir, attempts, retry_agent_failures, rerun_damaged)
-            console.print(status.summary(table))
+            console.print(terminal(status.summary(table)))
             launch.refuse_unknown(table)
             console.print(f"{len(todo)} attempt(s) to run again")
             launch.mark_for_retry(sweep_dir, todo)
@@ -518,7 +521,7 @@ def resume_cmd(sweep_dir: Path, retry_agent_failures: bool, rerun_damaged: bool)
                 if todo:
                     launch.run_local(sweep_dir, todo, cluster.max_parallel, cluster.max_restarts)
                     jobs.grade_task(sweep_dir)
-                    console.print(jobs.analysis_task(sweep_dir)["table"])
+                    console.print(terminal(jobs.analysis_task(sweep_dir)["table"]))
                 return
             submission = launch.submit_todo(sweep_dir, todo, cluster, reconciled)
     except PlanError as exc:
@@ -580,7 +583,7 @@ def nightly_cmd(config: Path, day: str | None) -> None:
     except (ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
     for m in messages:
-        console.print(m)
+        console.print(terminal(m))
 
 
 # ---------------------------------------------------------------- report
@@ -608,7 +611,7 @@ def report_cmd(sweeps: tuple[Path, ...], split: str | None, fmt: str, output: Pa
     if output:
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(text, encoding="utf-8")
-        console.print(f"wrote {output}")
+        console.print(f"wrote {terminal(output)}")
     else:
         click.echo(text)
 

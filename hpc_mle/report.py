@@ -22,6 +22,7 @@ import pandas as pd
 
 from hpc_mle import analysis as an
 from hpc_mle.files import atomic_write_bytes, atomic_write_json, atomic_write_text
+from hpc_mle.textsafe import md_cell, md_row
 
 ATTEMPT_ROWS = 300  # the per-attempt table lists this many; results.parquet has them all
 PANEL_NOTE = ("Medals marked *reference-panel* are placements among the reference solutions that ship with a "
@@ -464,10 +465,9 @@ def _studies(results: pd.DataFrame, pos: pd.DataFrame, board: pd.DataFrame, spli
 def markdown_table(frame: pd.DataFrame) -> str:
     if frame.empty:
         return "(none)"
-    cols = [str(c) for c in frame.columns]
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for row in frame.itertuples(index=False):
-        lines.append("| " + " | ".join(str(v).replace("|", "\\|") for v in row) + " |")
+    lines = [md_row(frame.columns), "|" + "---|" * len(frame.columns)]
+    for row in frame.itertuples(index=False):  # cells can quote agent text (reasons): never markup
+        lines.append(md_row(row))
     return "\n".join(lines)
 
 
@@ -479,7 +479,7 @@ def render_markdown(report: Report, figure_dir: str | None = "figures") -> str:
         if figure_dir:
             parts += [f"![{name}]({figure_dir}/{name})\n" for name in s.figures]
         for caption, frame in s.tables:
-            parts.append(f"**{caption}**\n\n{markdown_table(frame)}\n")
+            parts.append(f"**{md_cell(caption)}**\n\n{markdown_table(frame)}\n")
     return "\n".join(parts)
 
 
