@@ -88,6 +88,10 @@ def test_held_single_task_sweep_is_queued_and_submitted_once(here, mini_data, tm
         job = slurm.recorded_tasks(slurm.read_log(sweep))[aid]
         assert "_" not in job  # submitit made a plain job of the one-task array; squeue shows it so
 
+        with plan.sweep_lock(sweep):  # as a launch or resume holds it
+            locked = run(env, "hpc-mle", "resume", str(sweep))
+        assert f"another launch/resume of this sweep is running (pid {os.getpid()}" in locked.stderr, locked.stderr
+
         shown = run(env, "hpc-mle", "status", str(sweep))
         assert shown.returncode == 0 and "queued" in shown.stdout and "lost" not in shown.stdout, shown.stdout
         resumed = run(env, "hpc-mle", "resume", str(sweep))
