@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -125,6 +126,12 @@ class Sampler(threading.Thread):
         return row
 
     def run(self) -> None:
+        try:
+            self._record()
+        except OSError as exc:  # a full disk: the runner's own status says so; the samples so far still count
+            print(f"hpc-mle: telemetry stopped, cannot write {self.path}: {exc}", file=sys.stderr, flush=True)
+
+    def _record(self) -> None:
         with open(self.path, "a", newline="", encoding="utf-8") as fh:
             writer = csv.DictWriter(fh, fieldnames=self.fields, extrasaction="ignore")
             if fh.tell() == 0:
