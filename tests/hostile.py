@@ -108,8 +108,11 @@ class Hostile:
         self.n = 0
 
     def run(self, source: str, competition: str = "mini-churn", time_limit: str = "60s", grace: str = "2s",
-            extra: tuple[str, ...] = (), env: dict[str, str] | None = None, timeout: float = 180) -> Result:
-        """Run `source` (Python) as the agent; return its status, folder and the CLI's output."""
+            extra: tuple[str, ...] = (), env: dict[str, str] | None = None, timeout: float = 180,
+            out: Path | None = None) -> Result:
+        """Run `source` (Python) as the agent; return its status, folder and the CLI's output.
+
+        `out`: the folder of an earlier attempt, to start it again (a requeue); else a new one."""
         self.n += 1
         agent = self.base / f"agent{self.n}"
         agent.mkdir()
@@ -117,7 +120,7 @@ class Hostile:
         scaffold = agent / "scaffold.yaml"
         scaffold.write_text(yaml.safe_dump({"name": f"hostile{self.n}", "agent_files": [str(agent / "agent.py")],
                                             "command": ["python3", "/home/agent/agent.py"]}))
-        out = self.base / f"attempt{self.n}"
+        out = out or self.base / f"attempt{self.n}"
         cmd = [sys.executable, "-m", "hpc_mle.cli", "run-attempt", "--competition", competition,
                "--scaffold", str(scaffold), "--sandbox", "bwrap", "--time-limit", time_limit, "--grace", grace,
                "--telemetry-interval", "1s", "--snapshot-interval", "1s", "--out", str(out),
