@@ -162,11 +162,13 @@ def load_results(sweep_dir: Path) -> pd.DataFrame:
             status = json.loads((out / "status.json").read_text())
         except (OSError, ValueError):
             status = {}
-        row.setdefault("state", status.get("state", "pending"))
+        row.setdefault("state", status.get("state"))
         row.update(_telemetry(status))
         row.update(_usage(out, status))
         rows.append(row)
-    return normalise(pd.DataFrame(rows))
+    from hpc_mle import status as sweep_state  # one vocabulary of states (status.STATES), as `hpc-mle status`
+
+    return normalise(sweep_state.settle_states(sweep_dir, pd.DataFrame(rows)))
 
 
 def normalise(results: pd.DataFrame) -> pd.DataFrame:

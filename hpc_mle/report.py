@@ -329,7 +329,7 @@ def build_report(results: pd.DataFrame, title: str, split: str | None = None,
     board = an.leaderboard(results, catalogue, [split] if split else None, pos)
     tables["leaderboard"] = board
     graded = results[results["graded"]]
-    states = results["state"].fillna("pending").value_counts().to_dict()
+    states = results["state"].fillna("planned").value_counts().to_dict()
     overview = Section("Overview", [
         f"{len(results)} attempts planned in {results['sweep'].nunique()} sweep(s) "
         f"({', '.join(sorted(map(str, results['sweep'].unique())))}); {len(graded)} graded. States: "

@@ -198,6 +198,27 @@ def _apply(r: dict[str, Any], q: slurm.QueuedJob | None) -> None:
         r.update(state=fs)
 
 
+def settle_states(sweep_dir: Path, results: pd.DataFrame, id_col: str = "attempt_id") -> pd.DataFrame:
+    """`results` with `state` (and `failure`, `reason`) in this vocabulary, as `hpc-mle status` says them.
+
+    Only rows without a final state are looked up (one squeue call at most), so the report, results.csv
+    and status agree: a cancelled attempt is `lost` everywhere, never `pending` in one place."""
+    if results.empty or "state" not in results:
+        return results
+    open_ids = set(results.loc[~results["state"].isin(FINAL), id_col])
+    manifest = plan.read_manifest(sweep_dir)
+    if not open_ids or manifest is None:
+        return results
+    rows = [m for m in manifest.to_dict("records") if m["id"] in open_ids]
+    table = sweep_status(sweep_dir, rows=rows).set_index("id")
+    out = results.copy()
+    pick = out[id_col].isin(table.index)
+    for col in [c for c in ("state", "failure", "reason") if c in out]:
+        out[col] = out[col].astype(object)
+        out.loc[pick, col] = list(table.loc[out.loc[pick, id_col], col])
+    return out
+
+
 def counts(table: pd.DataFrame, by: str) -> pd.DataFrame:
     """States as columns (in the vocabulary's order), one row per value of `by`, with totals."""
     if table.empty:

@@ -442,5 +442,5 @@ def test_a_sweep_with_nothing_graded_still_gets_its_report(tmp_path):
     shutil.rmtree(sweep / "grading")
     out = an.analyse_sweep(sweep)
     assert "| dummy | none | 10m | cpu | mini | 0 | - | - | - |" in out["table"]
-    assert "States: pending 1." in (sweep / "analysis" / "summary.md").read_text()
+    assert "States: planned 1." in (sweep / "analysis" / "summary.md").read_text()  # status.STATES
     assert out["reports"] == []
