@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from hpc_mle import competitions, grading, plan
+from hpc_mle import status as sweep_state  # one vocabulary of states (status.STATES), as `hpc-mle status`
 from hpc_mle.textsafe import md_cell, md_row
 
 SETTING = ["scaffold", "model", "runtime", "hardware"]
@@ -166,8 +167,6 @@ def load_results(sweep_dir: Path) -> pd.DataFrame:
         row.update(_telemetry(status))
         row.update(_usage(out, status))
         rows.append(row)
-    from hpc_mle import status as sweep_state  # one vocabulary of states (status.STATES), as `hpc-mle status`
-
     return normalise(sweep_state.settle_states(sweep_dir, pd.DataFrame(rows)))
 
 
