@@ -1,0 +1,150 @@
+"""Faults injected on the real one-node dev cluster (slurm/dev/): every attempt ends in a truthful state.
+
+A cancelled grading array (the analysis job then runs at once), `scontrol requeue` twice in a row, and
+a node crash (slurmd and the job's processes killed with -9, then slurmd restarted). Skipped with the
+reason where the cluster cannot be brought up; an error under CI=true (tests/slurm_cluster.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from slurm_cluster import slurm_env, state_dir, wait_for  # noqa: F401  (session fixture)
+
+from hpc_mle import jobs, plan, runner
+
+pytestmark = pytest.mark.slow
+SMALL = ["cluster=dev", "hardware.cpus=1", "hardware.mem_gb=1", "cluster.grading_tasks=1"]
+
+
+def launch(env: dict, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "hpc_mle.launch", *args], capture_output=True, text=True,
+                          env=env, timeout=300)
+
+
+def squeue(env: dict, *args: str) -> str:
+    return subprocess.run(["squeue", "-h", *args], capture_output=True, text=True, env=env).stdout
+
+
+def sleeping_sweep(env: dict, tmp_path: Path, mini_data: Path, seconds: int) -> tuple[Path, dict, str]:
+    """Two dummy attempts that each stay busy `seconds`; returns the sweep, each attempt's Slurm task and the
+    grading array's id."""
+    out = launch(env, "-m", "scaffold=dummy", f"scaffold.command=[python3,/home/agent/dummy.py,--sleep,{seconds}]",
+                 "runtime.time_limit=90s", "benchmark.competitions=[mini-churn,mini-digits]", *SMALL,
+                 f"output_root={tmp_path}", f"data_dir={mini_data}")
+    assert out.returncode == 0, out.stderr
+    (sweep,) = [p for p in tmp_path.iterdir() if (p / plan.MANIFEST).is_file()]
+    manifest = plan.read_manifest(sweep)
+    tasks = {r["id"]: f"{r['array_job_id']}_{r['task_id']}" for r in manifest.to_dict("records")}
+    return sweep, tasks, re.search(r"grading array\s+(\d+)", out.stdout).group(1)
+
+
+def status_of(sweep: Path, aid: str) -> dict:
+    return runner.read_status(plan.attempt_dir(sweep, aid)) or {}
+
+
+def running(sweep: Path, aid: str) -> bool:
+    st = status_of(sweep, aid)
+    return st.get("state") == "running" and st.get("agent_elapsed_s", 0) > 3
+
+
+def release_if_held(env: dict, job: str) -> bool:
+    """Slurm holds a requeued job for about two minutes (Reason=BeginTime); release it, as a user may."""
+    if squeue(env, "-j", job, "-o", "%T %r").split() != ["PENDING", "BeginTime"]:
+        return False
+    subprocess.run(["scontrol", "update", f"jobid={job}", "StartTime=now"], env=env, capture_output=True)
+    return True
+
+
+def test_cancelled_grading_and_two_requeues(slurm_env, mini_data, tmp_path):  # noqa: F811
+    """scancel of the grading array runs the analysis at once: it publishes no attempt that has not ended and
+    marks itself partial; the last attempt to end analyses again. Two requeues in a row keep the budget."""
+    sweep, tasks, grading_id = sleeping_sweep(slurm_env, tmp_path, mini_data, 20)
+    first, second = tasks
+    wait_for("both attempts to run", lambda: running(sweep, first) and running(sweep, second), timeout=180)
+    subprocess.run(["scancel", grading_id], env=slurm_env, check=True)
+    requeues = [subprocess.run(["scontrol", "requeue", tasks[first]], env=slurm_env, capture_output=True,
+                               text=True) for _ in range(2)]
+    assert requeues[0].returncode == 0, requeues[0].stderr
+
+    partial = sweep / "analysis" / jobs.PARTIAL
+    wait_for("the analysis job, run early by the cancelled grading", partial.is_file, timeout=120)
+    left = {r["attempt_id"]: r["state"] for r in json.loads(partial.read_text())["left_out"]}
+    assert first in left and left[first] != "done"
+    published = (sweep / "analysis" / "results.csv").read_text()
+    assert all(aid not in published for aid in left)  # never an attempt that had not ended
+    assert "**Partial analysis**" in (sweep / "analysis" / "summary.md").read_text()
+
+    def finished() -> bool:
+        release_if_held(slurm_env, tasks[first])
+        return all(status_of(sweep, a).get("state") in runner.TERMINAL for a in tasks) and not partial.exists()
+
+    wait_for("the last attempt to end and analyse the sweep again", finished, timeout=300, every=2)
+    for aid in tasks:
+        st = status_of(sweep, aid)
+        assert st["state"] == "done", st
+        assert 20 <= st["agent_elapsed_s"] <= 90  # the budget held across the restarts
+    assert status_of(sweep, first)["starts"] >= 2
+    results = pd.read_csv(sweep / "analysis" / "results.csv")
+    assert sorted(results["attempt_id"]) == sorted(tasks) and set(results["state"]) == {"done"}
+    assert sorted(p.stem for p in (sweep / "grading").glob("*.json")) == sorted(tasks)  # graded once each
+    assert "Partial analysis" not in (sweep / "analysis" / "summary.md").read_text()
+
+
+def _slurmd_command() -> list[str]:
+    """slurmd's command line as up.sh started it (to start it again after the crash)."""
+    pid = int((state_dir() / "run" / "slurmd.pid").read_text())
+    return Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").decode().split("\0")
+
+
+def _job_pids(job: str) -> list[int]:
+    """Every process of one Slurm job on this node: its slurmstepd and all below it."""
+    import psutil
+
+    steps = [p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"]
+             and p.info["cmdline"][0].startswith("slurmstepd") and f"[{job}" in " ".join(p.info["cmdline"])]
+    return [q.pid for p in steps for q in [p, *p.children(recursive=True)]]
+
+
+def test_node_crash_ends_truthfully_and_each_attempt_is_graded_once(slurm_env, mini_data, tmp_path):  # noqa: F811
+    """kill -9 of slurmd and of one job's processes (a node crash), then slurmd again: the crashed attempt is
+    requeued by Slurm or resumed, never counted done before it is, and every attempt is graded once."""
+    sweep, tasks, _ = sleeping_sweep(slurm_env, tmp_path, mini_data, 15)
+    first, second = tasks
+    wait_for("both attempts to run", lambda: running(sweep, first) and running(sweep, second), timeout=180)
+    job_id = squeue(slurm_env, "-j", tasks[first], "-o", "%A").split()[0]
+    command = _slurmd_command()
+    os.kill(int((state_dir() / "run" / "slurmd.pid").read_text()), signal.SIGKILL)
+    for pid in _job_pids(job_id):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    assert status_of(sweep, first)["state"] == "running"  # killed without a word: its files cannot say more
+    subprocess.run(command, env=slurm_env, check=True)
+
+    def settled() -> bool:
+        release_if_held(slurm_env, tasks[first])
+        return status_of(sweep, second).get("state") == "done" and (
+            status_of(sweep, first).get("state") == "done" or not squeue(slurm_env, "-j", tasks[first]).strip())
+
+    wait_for("the crashed attempt to be requeued and end, or leave the queue", settled, timeout=240, every=2)
+    if status_of(sweep, first).get("state") != "done":
+        resumed = subprocess.run(["hpc-mle", "resume", str(sweep)], capture_output=True, text=True, env=slurm_env,
+                                 timeout=300)
+        assert resumed.returncode == 0, resumed.stderr
+        wait_for("the resumed attempt", lambda: status_of(sweep, first).get("state") == "done", timeout=240)
+    wait_for("a complete analysis", lambda: (sweep / "analysis" / "results.csv").is_file()
+             and not (sweep / "analysis" / jobs.PARTIAL).exists()
+             and len(pd.read_csv(sweep / "analysis" / "results.csv")) == 2, timeout=240, every=2)
+    assert status_of(sweep, first)["starts"] >= 2
+    assert sorted(p.stem for p in (sweep / "grading").glob("*.json")) == sorted(tasks)
+    assert set(pd.read_csv(sweep / "analysis" / "results.csv")["state"]) == {"done"}
