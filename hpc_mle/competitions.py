@@ -34,8 +34,11 @@ LEADERBOARD_SOURCES = ("kaggle", "reference-panel", "none")
 # How a submission's rows are paired with the answers (v1's per-competition grader behaviour):
 #   id: sorted by id, ids must equal the answers' ids; positional: file order, ids neither needed nor read;
 #   sorted: both sorted by id and paired by position, ids never compared (nyc-taxi);
-#   id-columns-by-position: as id, but scored columns are paired by position in the file (jigsaw-toxic).
-ROW_ORDERS = ("id", "positional", "sorted", "id-columns-by-position")
+#   id-columns-by-position: as id, but scored columns are paired by position in the file;
+#   sorted-columns-by-position: both sorted by id and paired by position; submission ids must be test ids
+#   but are not compared (one repeated, another missing passes), columns paired by position (jigsaw-toxic v1).
+ROW_ORDERS = ("id", "positional", "sorted", "id-columns-by-position", "sorted-columns-by-position")
+V1_RESULTS = ("numpy", "python")  # the type v1's grader returned (see hpc_mle.metrics.Metric.v1_result)
 DOWNLOADS = ("none", "kaggle")  # where `prepare` gets the raw files: nowhere (packages) or the Kaggle API
 
 
@@ -49,6 +52,8 @@ class MetricSpec:
     higher_is_better: bool
     options: dict[str, Any] = field(default_factory=dict)
     upstream_grader_name: str | None = None
+    # The type v1's grader returned, where it differs from the metric's (null: the metric's own).
+    v1_result: str | None = None
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,10 @@ class SubmissionSpec:
     exact_columns: bool = False
     # "id": rows are matched by id; the others are upstream quirks of a few graders (see ROW_ORDERS).
     row_order: str = "id"
+    # Set where v1's row order is plainly wrong: the corrected grade uses this one (grading.mode=corrected).
+    corrected_row_order: str | None = None
+    # A column v1 requires first (spooky reads every column after the first as probabilities).
+    first_column: str | None = None
 
 
 @dataclass(frozen=True)
@@ -198,6 +207,7 @@ def parse_spec(data: Any, file: Path) -> CompetitionSpec:
         higher_is_better=m.get("higher_is_better", bool),
         options=m.get("options", dict, {}),
         upstream_grader_name=m.get("upstream_grader_name", str, None),
+        v1_result=m.get("v1_result", str, None, choices=V1_RESULTS),
     )
     m.done()
 
@@ -207,6 +217,8 @@ def parse_spec(data: Any, file: Path) -> CompetitionSpec:
         answer_columns=s.strings("answer_columns", ()),
         exact_columns=s.get("exact_columns", bool, False),
         row_order=s.get("row_order", str, "id", choices=ROW_ORDERS),
+        corrected_row_order=s.get("corrected_row_order", str, None, choices=ROW_ORDERS),
+        first_column=s.get("first_column", str, None),
     )
     s.done()
 

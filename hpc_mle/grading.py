@@ -16,7 +16,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -27,12 +27,15 @@ import pandas as pd
 from hpc_mle import __version__, competitions, medals, paths
 from hpc_mle.competitions import CompetitionSpec
 from hpc_mle.files import UnsafeFile, atomic_write_text, open_untrusted_file
-from hpc_mle.metrics import METRICS, InvalidSubmission
+from hpc_mle.metrics import METRICS, InvalidSubmission, unscored_answer_rows
 
 # A submission larger than this many times the answers file (and above the floor) is refused unread.
 SIZE_FACTOR = 50
 SIZE_FLOOR = 256 * 1024 * 1024
 SCORE_DECIMALS = 5
+# v1: upstream's graders as its published runs graded; corrected: v1 with its plainly wrong rules fixed
+# (per competition: `submission.corrected_row_order`). The report keeps both grades where they differ.
+GRADING_MODES = ("v1", "corrected")
 # v1 reads CSVs with float_precision="round_trip"; pandas >= 3 parses exactly by default and deprecates it.
 _EXACT_FLOATS = {"float_precision": "round_trip"} if int(pd.__version__.split(".")[0]) < 3 else {}
 
@@ -67,6 +70,15 @@ class CompetitionReport:
     competition_status: str = "ok"
     spec_version: int = 1
     hpc_mle_version: str = __version__
+    # Which grade `score`, `valid_submission` and the medals are (GRADING_MODES). Where the other
+    # mode grades differently, both grades are kept below (null where the two agree).
+    grading_mode: str = "v1"
+    v1_score: float | None = None
+    v1_valid: bool | None = None
+    v1_reason: str | None = None
+    corrected_score: float | None = None
+    corrected_valid: bool | None = None
+    corrected_reason: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -178,16 +190,16 @@ def _ids_match(sub_ids: pd.DataFrame, ans_ids: pd.DataFrame) -> str | None:
     return None
 
 
-def validate_and_align(spec: CompetitionSpec, sub: pd.DataFrame, answers: pd.DataFrame
-                       ) -> tuple[pd.DataFrame, pd.DataFrame]:
+def validate_and_align(spec: CompetitionSpec, sub: pd.DataFrame, answers: pd.DataFrame,
+                       row_order: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Check the submission's shape against the answers; return (y_true, y_pred) aligned row for row.
 
-    `spec.submission.row_order` says how rows (and, for one quirk, columns) are paired, as v1's grader
-    of that competition does; see `competitions.ROW_ORDERS`.
+    `row_order` (default `spec.submission.row_order`) says how rows (and, for two quirks, columns)
+    are paired, as v1's grader of that competition does; see `competitions.ROW_ORDERS`.
     """
     ids = list(spec.submission.id_columns)
     cols = scored_columns(spec, answers)
-    order = spec.submission.row_order
+    order = row_order or spec.submission.row_order
     needed = cols if order == "positional" else ids + cols  # v1's positional graders never read ids
     missing = [c for c in needed if c not in sub.columns]
     if missing:
@@ -197,6 +209,10 @@ def validate_and_align(spec: CompetitionSpec, sub: pd.DataFrame, answers: pd.Dat
     if spec.submission.exact_columns and set(sub.columns) != set(ids + cols):
         extra = [c for c in sub.columns if c not in ids + cols]
         raise InvalidSubmission(f"unexpected column(s) {extra}; this competition requires exactly {ids + cols}")
+    first = spec.submission.first_column
+    if first and sub.columns[0] != first:
+        raise InvalidSubmission(f"column '{first}' must come first (v1 reads every column after the first "
+                                f"as predictions); the file starts with '{sub.columns[0]}'")
     if len(sub) != len(answers):
         raise InvalidSubmission(f"has {len(sub)} rows, expected {len(answers)} (one per test id)")
 
@@ -206,6 +222,8 @@ def validate_and_align(spec: CompetitionSpec, sub: pd.DataFrame, answers: pd.Dat
     if order == "sorted":
         # Upstream quirk (nyc-taxi): both files sorted by id and paired by position, ids never compared.
         return _sorted_by(answers, ids)[cols], _sorted_by(sub, ids)[cols]
+    if order == "sorted-columns-by-position":
+        return _pair_sorted_unchecked(spec, sub, answers, ids, cols)
 
     if sub[ids].isna().any().any():
         raise InvalidSubmission(f"id column(s) {ids} have missing values")
@@ -219,18 +237,49 @@ def validate_and_align(spec: CompetitionSpec, sub: pd.DataFrame, answers: pd.Dat
         raise InvalidSubmission(_ids_match(sub[ids], answers[ids]) or "ids differ from the test set's ids "
                                 "(the same ids, repeated a different number of times)")
     if order == "id-columns-by-position":
-        # Upstream quirk (jigsaw-toxic): the submission's columns are taken in file order and paired
-        # with the answer columns by position, whatever their names.
-        in_file_order = [c for c in sub.columns if c in cols]
-        return ans_sorted[cols], sub_sorted[in_file_order].set_axis(cols, axis=1)
+        return ans_sorted[cols], _in_file_order(sub_sorted, cols)
     return ans_sorted[cols], sub_sorted[cols]
 
 
+def _in_file_order(sub: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
+    """The scored columns in the submission's own order, named as the answers' (v1 pairs by position)."""
+    return sub[[c for c in sub.columns if c in cols]].set_axis(cols, axis=1)
+
+
+def _pair_sorted_unchecked(spec: CompetitionSpec, sub: pd.DataFrame, answers: pd.DataFrame,
+                           ids: list[str], cols: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """jigsaw-toxic's v1 pairing: both sorted by id and paired by position, ids never compared.
+
+    Every submission id must be a test id (v1's pandas failed otherwise), but one may repeat while
+    another is missing. Answer rows the metric leaves unscored are dropped, and so are the submission
+    rows whose id names one of them; the two must then have as many rows.
+    """
+    sub_sorted, ans_sorted = _sorted_by(sub, ids), _sorted_by(answers, ids)
+    sub_ids, ans_ids = sub_sorted[ids[0]], ans_sorted[ids[0]]
+    unknown = ~sub_ids.isin(ans_ids)
+    if unknown.any():
+        raise InvalidSubmission(f"{int(unknown.sum())} id(s) are not in the test set, e.g. {sub_ids[unknown].iloc[0]!r}")
+    if spec.metric.options.get("drop_negative_answers"):
+        unscored = pd.Series(unscored_answer_rows(ans_sorted[cols].to_numpy(dtype=float)), index=ans_ids.to_numpy())
+        sub_sorted = sub_sorted[~unscored.reindex(sub_ids.to_numpy()).to_numpy()]
+        ans_sorted = ans_sorted[~unscored.to_numpy()]
+        if len(sub_sorted) != len(ans_sorted):
+            raise InvalidSubmission(f"after dropping the unscored test rows, {len(sub_sorted)} submission rows "
+                                    f"remain for {len(ans_sorted)} answers (ids repeated or missing)")
+    return ans_sorted[cols].reset_index(drop=True), _in_file_order(sub_sorted, cols).reset_index(drop=True)
+
+
 def _sorted_by(frame: pd.DataFrame, ids: list[str]) -> pd.DataFrame:
+    """Rows sorted by id as v1's pandas 2.2 sorted them: NumPy's quicksort, whose order among equal
+    ids (detecting-insults repeats comment texts) is NumPy's and differs from a stable sort."""
     try:
-        return frame.sort_values(ids, kind="stable").reset_index(drop=True)
-    except TypeError:  # mixed text and numbers in an id column
-        raise InvalidSubmission(f"id column(s) {ids} mix text and numbers") from None
+        if len(ids) > 1:
+            return frame.sort_values(ids, kind="stable").reset_index(drop=True)
+        keys = frame[ids[0]]
+        values = keys.to_numpy() if pd.api.types.is_numeric_dtype(keys) else keys.to_numpy(dtype=object)
+        return frame.iloc[np.argsort(values, kind="quicksort")].reset_index(drop=True)
+    except TypeError:  # mixed text and numbers (or missing values among texts) in an id column
+        raise InvalidSubmission(f"id column(s) {ids} mix text and numbers, or have missing values") from None
 
 
 def _same_values(a: pd.DataFrame, b: pd.DataFrame) -> bool:
@@ -244,28 +293,101 @@ def _same_values(a: pd.DataFrame, b: pd.DataFrame) -> bool:
     return True
 
 
-def score_frame(spec: CompetitionSpec, sub: pd.DataFrame, answers: pd.DataFrame) -> float:
+def score_frame(spec: CompetitionSpec, sub: pd.DataFrame, answers: pd.DataFrame,
+                row_order: str | None = None) -> float:
     """Score a parsed submission; raises InvalidSubmission (bad input) or anything else (grader bug)."""
-    y_true, y_pred = validate_and_align(spec, sub, answers)
+    y_true, y_pred = validate_and_align(spec, sub, answers, row_order)
     metric = METRICS[spec.metric.name]
     with np.errstate(all="ignore"):
         return metric(y_true, y_pred, **spec.metric.options)
 
 
-def round_score(score: float | int) -> float | int:
-    """Python's round to 5 decimals, as v1: NaN stays NaN, ints stay ints."""
+def v1_result(spec: CompetitionSpec) -> str:
+    """The type v1's grader of this competition returned: the spec's word, else the metric's."""
+    return spec.metric.v1_result or METRICS[spec.metric.name].v1_result
+
+
+def round_score(score: float | int, result: str = "numpy") -> float | int:
+    """v1's `round(score, 5)`: ints stay ints, NaN and infinities stay as they are.
+
+    On a NumPy float64 (`result` "numpy") Python's round() is NumPy's: the value times 10**5, rounded
+    half to even on that binary product, divided back (0.465625 -> 0.46562). On a Python float
+    ("python") it is correctly rounded decimal (0.465625 -> 0.46563). Computed here the same way
+    whatever NumPy is installed.
+    """
     if isinstance(score, (int, np.integer)) and not isinstance(score, bool):
         return int(score)
     score = float(score)
-    return score if math.isnan(score) else round(score, SCORE_DECIMALS)
+    if not math.isfinite(score):
+        return score
+    if result == "python":
+        return round(score, SCORE_DECIMALS)
+    scale = 10.0**SCORE_DECIMALS
+    return float(np.rint(np.float64(score) * scale) / scale)
+
+
+@dataclass(frozen=True)
+class Grade:
+    """One mode's grade of a submission: a rounded score, or None and the reason."""
+
+    score: float | None
+    reason: str | None = None
+    grader_error: bool = False
+
+    def same_as(self, other: Grade) -> bool:
+        both_nan = isinstance(self.score, float) and isinstance(other.score, float) \
+            and math.isnan(self.score) and math.isnan(other.score)
+        return (self.score is None) == (other.score is None) and (both_nan or self.score == other.score)
+
+
+def check_mode(mode: str) -> str:
+    if mode not in GRADING_MODES:
+        raise ValueError(f"grading mode {mode!r} is unknown. Fix: use one of {', '.join(GRADING_MODES)} "
+                         f"(grading.mode=v1 grades as MLE-bench v1 did).")
+    return mode
+
+
+def _grade_frame(spec: CompetitionSpec, sub: pd.DataFrame, answers: pd.DataFrame, row_order: str | None) -> Grade:
+    try:
+        return Grade(round_score(score_frame(spec, sub, answers, row_order), v1_result(spec)))
+    except InvalidSubmission as exc:
+        return Grade(None, str(exc))
+    except Exception as exc:  # a grader bug must not stop other gradings (v1: any exception = invalid)
+        return Grade(None, f"grader error: {type(exc).__name__}: {exc}", grader_error=True)
+
+
+def _grade_file(spec: CompetitionSpec, path: Path, answers: pd.DataFrame, data_dir) -> tuple[Grade, Grade]:
+    """(v1, corrected) grades of a present .csv file; the same grade twice where the spec corrects nothing."""
+    try:
+        sub = read_submission(path, _size_limit(paths.prepared_dir(spec.id, data_dir) / spec.files.answers))
+    except InvalidSubmission as exc:
+        return Grade(None, str(exc)), Grade(None, str(exc))
+    except Exception as exc:  # v1: any exception = invalid; say it was ours
+        failed = Grade(None, f"grader error: {type(exc).__name__}: {exc}", grader_error=True)
+        return failed, failed
+    v1 = _grade_frame(spec, sub, answers, None)
+    fixed_order = spec.submission.corrected_row_order
+    return v1, (_grade_frame(spec, sub, answers, fixed_order) if fixed_order else v1)
+
+
+def _both_grades(v1: Grade, corrected: Grade) -> dict[str, Any]:
+    """The report's v1_* and corrected_* fields: both grades where they differ, else nothing."""
+    if v1.same_as(corrected):
+        return {}
+    return dict(v1_score=v1.score, v1_valid=v1.score is not None, v1_reason=v1.reason,
+                corrected_score=corrected.score, corrected_valid=corrected.score is not None,
+                corrected_reason=corrected.reason)
 
 
 def grade_submission(
     submission_path: str | os.PathLike | None,
     competition_id: str,
     data_dir: str | os.PathLike | None = None,
+    mode: str = "v1",
 ) -> CompetitionReport:
-    """Grade one submission file. Raises only for setup problems (unknown or unprepared competition)."""
+    """Grade one submission file in `mode` (GRADING_MODES); the report also keeps the other mode's
+    grade where it differs. Raises only for setup problems (unknown or unprepared competition)."""
+    check_mode(mode)
     spec = competitions.get(competition_id)
     if not spec.implemented:
         raise NotPrepared(f"{competition_id}: grading is not implemented yet (spec says implemented: false)")
@@ -274,23 +396,15 @@ def grade_submission(
     present = os.path.lexists(path)  # never stat through a link: read_submission says what is there instead
     exists = present and path.suffix.lower() == ".csv"
 
-    score: float | None = None
-    reason: str | None = None
-    grader_error = False
     if not present:
-        reason = f"no submission file at {path}"
+        v1 = corrected = Grade(None, f"no submission file at {path}")
     elif not exists:
-        reason = f"submission must be a .csv file, got '{path.name}'"
+        v1 = corrected = Grade(None, f"submission must be a .csv file, got '{path.name}'")
     else:
-        try:
-            sub = read_submission(path, _size_limit(paths.prepared_dir(spec.id, data_dir) / spec.files.answers))
-            score = round_score(score_frame(spec, sub, answers))
-        except InvalidSubmission as exc:
-            reason = str(exc)
-        except Exception as exc:  # a grader bug must not stop other gradings (v1: any exception = invalid)
-            reason = f"grader error: {type(exc).__name__}: {exc}"
-            grader_error = True
-    return make_report(spec, path, exists, score, reason, grader_error, data_dir)
+        v1, corrected = _grade_file(spec, path, answers, data_dir)
+    chosen = corrected if mode == "corrected" else v1
+    report = make_report(spec, path, exists, chosen.score, chosen.reason, chosen.grader_error, data_dir)
+    return replace(report, grading_mode=mode, **_both_grades(v1, corrected))
 
 
 def make_report(spec, path, exists, score, reason, grader_error, data_dir=None) -> CompetitionReport:

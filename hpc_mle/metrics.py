@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from hpc_mle.competitions import V1_RESULTS
+
 # scikit-learn is imported inside the metrics that use it: planning a sweep loads the registry (which
 # checks metric names) and should not pay a second for importing it.
 
@@ -34,12 +36,18 @@ class InvalidSubmission(ValueError):
 MetricFn = Callable[..., float]
 
 
+# `Metric.v1_result`: what v1's grader returned under the published runs' libraries (scikit-learn 1.5.1,
+# NumPy 1.26.4): "numpy" (a NumPy float64, which Python's round() rounds as NumPy does) or "python"
+# (a float: accuracy_score and log_loss). `grading.round_score` rounds accordingly.
+
+
 @dataclass(frozen=True)
 class Metric:
     name: str
     higher_is_better: bool
     fn: MetricFn
     summary: str
+    v1_result: str = "numpy"
 
     def __call__(self, y_true: pd.DataFrame, y_pred: pd.DataFrame, **options) -> float:
         return self.fn(y_true, y_pred, **options)
@@ -48,12 +56,13 @@ class Metric:
 METRICS: dict[str, Metric] = {}
 
 
-def metric(name: str, *, higher_is_better: bool) -> Callable[[MetricFn], MetricFn]:
-    """Register a metric under its spec name."""
+def metric(name: str, *, higher_is_better: bool, v1_result: str = "numpy") -> Callable[[MetricFn], MetricFn]:
+    """Register a metric under its spec name; `v1_result` is the type v1's grader returned (V1_RESULTS)."""
+    assert v1_result in V1_RESULTS, v1_result
 
     def register(fn: MetricFn) -> MetricFn:
         summary = (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else name
-        METRICS[name] = Metric(name, higher_is_better, fn, summary)
+        METRICS[name] = Metric(name, higher_is_better, fn, summary, v1_result)
         return fn
 
     return register
@@ -103,21 +112,53 @@ def _single(frame: pd.DataFrame) -> pd.Series:
     return frame.iloc[:, 0]
 
 
-def _labels_comparable(y_true: pd.Series, y_pred: pd.Series) -> None:
-    """sklearn refuses to compare strings with numbers ("Mix of label input types"); say so plainly."""
-    true_num = pd.api.types.is_numeric_dtype(y_true) or pd.api.types.is_bool_dtype(y_true)
-    pred_num = pd.api.types.is_numeric_dtype(y_pred) or pd.api.types.is_bool_dtype(y_pred)
-    if true_num != pred_num:
-        kind = "numbers" if true_num else "text labels"
+def _label_values(series: pd.Series) -> np.ndarray:
+    """A label column as v1's grader saw it: numbers (int, float, bool) or an object array of texts."""
+    if pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series):
+        return series.to_numpy()
+    return series.to_numpy(dtype=object, na_value=np.nan)
+
+
+def _label_kind(values: np.ndarray, column: str) -> str:
+    """'binary' or 'multiclass', as scikit-learn 1.5.1 (v1) classed a label column.
+
+    Where v1's scikit-learn raised (missing or infinite values, fractional labels, missing values
+    among texts), the submission is invalid with that reason instead of a grader error.
+    """
+    if values.dtype == object:
+        if not all(isinstance(v, str) for v in values):
+            raise InvalidSubmission(f"column '{column}' has missing values among its text labels")
+    elif values.dtype.kind == "f":
+        if not np.isfinite(values).all():
+            raise InvalidSubmission(f"column '{column}' has missing or infinite values; class labels are needed")
+        fractional = values != np.floor(values)
+        if fractional.any():
+            raise InvalidSubmission(f"column '{column}' must hold whole class labels; found {values[fractional][0]!r}")
+    return "binary" if np.unique(values).size <= 2 else "multiclass"
+
+
+def _is_text(values: np.ndarray) -> bool:
+    return values.dtype == object
+
+
+def _v1_labels(y_true: pd.Series, y_pred: pd.Series, *, mixed_ok: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Label arrays checked as v1's scikit-learn checked them (`_check_targets`, `unique_labels`).
+
+    Text against numbers: accuracy (`mixed_ok`) accepted it when either side had more than two
+    classes, and no row matched; two-class sides, and every confusion-matrix metric, raised.
+    """
+    t, p = _label_values(y_true), _label_values(y_pred)
+    kinds = {_label_kind(t, str(y_true.name)), _label_kind(p, str(y_pred.name))}
+    if _is_text(t) != _is_text(p) and (not mixed_ok or kinds == {"binary"}):
+        kind = "text labels" if _is_text(t) else "numbers"
         raise InvalidSubmission(f"column '{y_pred.name}' must hold {kind} like the answers")
-    if y_pred.isna().any():
-        raise InvalidSubmission(f"column '{y_pred.name}' has {int(y_pred.isna().sum())} missing value(s)")
+    return t, p
 
 
 # ---------------------------------------------------------------- classification / label agreement
 
 
-@metric("accuracy", higher_is_better=True)
+@metric("accuracy", higher_is_better=True, v1_result="python")
 def accuracy(y_true: pd.DataFrame, y_pred: pd.DataFrame, *, as_string: bool = False) -> float:
     """Fraction of rows whose label equals the answer (upstream: sklearn accuracy_score).
 
@@ -126,20 +167,19 @@ def accuracy(y_true: pd.DataFrame, y_pred: pd.DataFrame, *, as_string: bool = Fa
     t, p = _single(y_true), _single(y_pred)
     if as_string:
         return float(np.mean(_as_text(t) == _as_text(p)))
-    _labels_comparable(t, p)
-    from sklearn.metrics import accuracy_score
-
-    return float(accuracy_score(t.to_numpy(), p.to_numpy()))
+    t_values, p_values = _v1_labels(t, p, mixed_ok=True)
+    if _is_text(t_values) != _is_text(p_values):
+        return 0.0  # v1: a text label never equals a number
+    return float(np.mean(t_values == p_values))
 
 
 @metric("quadratic-weighted-kappa", higher_is_better=True)
 def quadratic_weighted_kappa(y_true: pd.DataFrame, y_pred: pd.DataFrame) -> float:
     """Cohen's kappa with quadratic weights (upstream passes predictions first; kappa is symmetric)."""
-    t, p = _single(y_true), _single(y_pred)
-    _labels_comparable(t, p)
+    t, p = _v1_labels(_single(y_true), _single(y_pred), mixed_ok=False)
     from sklearn.metrics import cohen_kappa_score
 
-    return float(cohen_kappa_score(p.to_numpy(), t.to_numpy(), weights="quadratic"))
+    return float(cohen_kappa_score(p, t, weights="quadratic"))
 
 
 def _as_text(series: pd.Series) -> np.ndarray:
@@ -191,7 +231,7 @@ def _log_loss(onehot: np.ndarray, proba: np.ndarray) -> float:
     return float(per_row.mean())
 
 
-@metric("log-loss", higher_is_better=False)
+@metric("log-loss", higher_is_better=False, v1_result="python")
 def binary_log_loss(y_true: pd.DataFrame, y_pred: pd.DataFrame) -> float:
     """Binary log loss of P(class 1), natural log, probabilities clipped to float64 eps."""
     p = _probabilities(y_pred)[:, 0]
@@ -200,7 +240,7 @@ def binary_log_loss(y_true: pd.DataFrame, y_pred: pd.DataFrame) -> float:
     return _log_loss(onehot, np.column_stack([1 - p, p]))
 
 
-@metric("multi-class-log-loss", higher_is_better=False)
+@metric("multi-class-log-loss", higher_is_better=False, v1_result="python")
 def multiclass_log_loss(y_true: pd.DataFrame, y_pred: pd.DataFrame, *, row_sum_atol: float = 1e-6) -> float:
     """Multi-class log loss over one probability column per class (answers are one-hot).
 
@@ -232,6 +272,11 @@ def roc_auc(y_true: pd.DataFrame, y_pred: pd.DataFrame) -> float:
     return _auc(t, p, y_pred.columns[0])
 
 
+def unscored_answer_rows(t: np.ndarray) -> np.ndarray:
+    """Answer rows jigsaw-toxic did not score: labelled -1 throughout, so their label sum is negative."""
+    return t.sum(axis=1) < 0
+
+
 @metric("mean-column-wise-roc-auc", higher_is_better=True)
 def mean_columnwise_roc_auc(
     y_true: pd.DataFrame, y_pred: pd.DataFrame, *, check_range: bool = False, drop_negative_answers: bool = False
@@ -244,7 +289,7 @@ def mean_columnwise_roc_auc(
     p = _probabilities(y_pred) if check_range else _numeric(y_pred)
     t = _numeric(y_true, "answers")
     if drop_negative_answers:
-        keep = t.sum(axis=1) >= 0
+        keep = ~unscored_answer_rows(t)
         t, p = t[keep], p[keep]
     return float(np.mean([_auc(t[:, j], p[:, j], col) for j, col in enumerate(y_pred.columns)]))
 
@@ -259,20 +304,27 @@ def rmse(y_true: pd.DataFrame, y_pred: pd.DataFrame) -> float:
     return float(np.sqrt(np.mean((t - p) ** 2)))
 
 
-def _rmsle(t: np.ndarray, p: np.ndarray, column: str) -> float:
+def _rmsle(t: np.ndarray, p: np.ndarray, column: str, *, boolean: bool = False) -> float:
+    """v1 (scikit-learn 1.5.1) refuses any negative value; newer versions accept down to -1.
+
+    `boolean`: the submission column held True/False, on which v1's NumPy took log(1 + x) in float16.
+    """
     if (p < 0).any() or (t < 0).any():
         raise InvalidSubmission(f"column '{column}' must not be negative (RMSLE takes log(1 + x))")
-    return float(np.sqrt(np.mean((np.log1p(t) - np.log1p(p)) ** 2)))
+    log_p = np.log1p(p.astype(np.float16)) if boolean else np.log1p(p)
+    return float(np.sqrt(np.mean((np.log1p(t) - log_p) ** 2)))
 
 
 @metric("root-mean-squared-log-error", higher_is_better=False)
 def rmsle(y_true: pd.DataFrame, y_pred: pd.DataFrame) -> float:
     """Root mean squared logarithmic error of one non-negative column."""
-    return _rmsle(_numeric(y_true, "answers")[:, 0], _numeric(y_pred)[:, 0], y_pred.columns[0])
+    return _rmsle(_numeric(y_true, "answers")[:, 0], _numeric(y_pred)[:, 0], y_pred.columns[0],
+                  boolean=pd.api.types.is_bool_dtype(y_pred.iloc[:, 0]))
 
 
 @metric("mean-column-wise-rmsle", higher_is_better=False)
 def mean_columnwise_rmsle(y_true: pd.DataFrame, y_pred: pd.DataFrame) -> float:
     """Mean over columns of RMSLE (nomad2018: formation and bandgap energy)."""
     t, p = _numeric(y_true, "answers"), _numeric(y_pred)
-    return float(np.mean([_rmsle(t[:, j], p[:, j], col) for j, col in enumerate(y_pred.columns)]))
+    return float(np.mean([_rmsle(t[:, j], p[:, j], col, boolean=pd.api.types.is_bool_dtype(y_pred[col]))
+                          for j, col in enumerate(y_pred.columns)]))

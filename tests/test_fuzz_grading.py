@@ -101,7 +101,8 @@ def value_mutations(metric: str, cols: list[str]) -> list[Mutation]:
         if metric in PROBABILITY_METRICS:
             bad += [1.5, 1e300]
     elif metric == "accuracy":
-        bad = [np.nan, "abc"]
+        # Text among numeric labels is not here: v1 scores it (no row matches) when there are 3+ classes.
+        bad = [np.nan, np.inf, 2.5]
     else:  # label sets: any text is a valid (if wrong) set of labels
         return []
 

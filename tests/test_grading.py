@@ -32,7 +32,9 @@ def test_report_keeps_upstream_fields_in_order_then_ours(comp):
     report = grade(comp, pd.DataFrame({"id": [4, 3, 2, 1], "target": [0.1, 0.5, 0.4, 0.9]})).to_dict()
     assert list(report)[:16] == UPSTREAM_FIELDS
     assert list(report)[16:] == ["reason", "grader_error", "leaderboard_source", "competition_status",
-                                 "spec_version", "hpc_mle_version"]
+                                 "spec_version", "hpc_mle_version", "grading_mode", "v1_score", "v1_valid",
+                                 "v1_reason", "corrected_score", "corrected_valid", "corrected_reason"]
+    assert report["grading_mode"] == "v1" and report["corrected_score"] is None  # no correction: one grade
     # pos 0.9, 0.4 vs neg 0.5, 0.1 -> 0.75 (rows matched by id, order in the file does not matter)
     assert report["score"] == 0.75
     assert report["valid_submission"] and report["submission_exists"]

@@ -408,7 +408,8 @@ def test_tps_dec_2021(tmp_path):
     assert list(pd.read_csv(p.public / "test.csv").columns) == ["Id", *TPS_DEC_FEATURES]
     labels_as_text = p.answers()[["Id", "Cover_Type"]].astype({"Cover_Type": str}).assign(
         Cover_Type=lambda f: "type" + f["Cover_Type"])
-    assert "must hold numbers" in _grade(p, labels_as_text, tmp_path).reason
+    as_text = _grade(p, labels_as_text, tmp_path)  # v1: text never equals a number; valid, score 0
+    assert as_text.valid_submission and as_text.score == 0.0
 
 
 # ---------------------------------------------------------------- tabular-playground-series-may-2022
