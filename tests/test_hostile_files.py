@@ -81,6 +81,12 @@ with open("/tmp/fill", "wb") as fh:
 time.sleep(60)
 '''
 
+MEMORY_AGENT = r'''
+import time
+blocks = [bytearray(16 << 20) for _ in range(32)]  # 512 MiB, touched
+time.sleep(60)
+'''
+
 UPLOAD_AGENT = r'''
 import http.client, json, socket, threading
 SOCK = "/run/hpc-mle/validator.sock"
@@ -183,7 +189,7 @@ def test_links_fifos_sparse_files_and_forged_records(hostile):  # noqa: F811
         assert path.read_bytes() == content, path
 
 
-def test_disk_quota_ends_the_attempt_as_an_agent_failure(hostile):  # noqa: F811
+def test_disk_and_memory_limits_end_the_attempt_as_agent_failures(hostile):  # noqa: F811
     t0 = time.monotonic()
     result = hostile.run(DISK_AGENT, time_limit="60s", extra=("--disk-quota", "0.03"))
     status = result.status
@@ -193,6 +199,13 @@ def test_disk_quota_ends_the_attempt_as_an_agent_failure(hostile):  # noqa: F811
     assert any(e["event"] == "limit-exceeded" for e in _events(result.out))
     report = result.grade()
     assert not report["valid_submission"] and "no submission file" in report["reason"]
+
+    t0 = time.monotonic()
+    result = hostile.run(MEMORY_AGENT, time_limit="60s", extra=("--memory", "0.25"))
+    status = result.status
+    assert status["state"] == "failed" and status["failure"] == "agent", (status, result.proc.stderr[-2000:])
+    assert status["reason"].startswith("memory limit exceeded: ") and status["reason"].endswith("of 0.25 GiB")
+    assert time.monotonic() - t0 < 40 and status["limits"]["rss_gib_max"] > 0.25
 
 
 def _peak_rss(marker: str, stop: threading.Event, peak: list[int]) -> None:
