@@ -707,6 +707,8 @@ class MeteringProxy:
                 if buffer.strip():
                     await out.write(buffer)
                 await out.write_eof()
+        elif request.transport is not None:  # broken off upstream: the client must see a broken stream too
+            request.transport.abort()
         return out
 
 

@@ -26,7 +26,9 @@ No rule matching: `default` (itself defaulting to the content "OK"). A `tool_cal
 call of that tool (OpenAI `tool_calls`, or `function_call` if the request used legacy `functions`;
 Anthropic `tool_use`), after any `content`. A `status` other than 200 answers with an error in the
 protocol's format; optional extras: `retry_after` (seconds, sent as Retry-After) for such errors,
-`delay_s` (a pause before each streamed chunk, to see streams arrive piece by piece), and for Anthropic
+`delay_s` (a pause before each streamed chunk, to see streams arrive piece by piece), `cut_after` (a
+stream drops its connection after that many chunks, before its usage: an upstream failure), `headers`
+(extra reply headers of a whole chat completion, e.g. what a provider adds about the account), and for Anthropic
 `cache_read_input_tokens` / `cache_creation_input_tokens` (reported in usage as given, apart from
 `input_tokens` as Anthropic does, so prompt-cache accounting can be tested).
 
@@ -211,11 +213,16 @@ class TestServer:
                 else {"error": {"message": message, "type": kind, "param": None, "code": None}})
         return web.json_response(body, status=status, headers=headers)
 
-    async def _stream(self, request: web.Request, chunks: list[bytes], delay: float) -> web.StreamResponse:
+    async def _stream(self, request: web.Request, chunks: list[bytes], answer: dict[str, Any]) -> web.StreamResponse:
         out = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await out.prepare(request)
+        delay, cut = float(answer.get("delay_s") or 0), answer.get("cut_after")
         try:
-            for chunk in chunks:
+            for n, chunk in enumerate(chunks):
+                if cut is not None and n >= cut:
+                    assert request.transport is not None
+                    request.transport.abort()  # mid-body: the client sees the stream break off
+                    return out
                 if delay:
                     await asyncio.sleep(delay)
                 await out.write(chunk)
@@ -256,7 +263,8 @@ class TestServer:
                 message["tool_calls"] = [{"id": call_id, "type": "function",
                                           "function": {"name": call["name"], "arguments": _arguments(answer)}}]
             return web.json_response({**base, "object": "chat.completion", "usage": usage, "choices": [
-                {"index": 0, "message": message, "finish_reason": finish, "logprobs": None}]})
+                {"index": 0, "message": message, "finish_reason": finish, "logprobs": None}]},
+                headers=answer.get("headers"))
 
         def chunk(delta: dict, finish_reason: str | None = None) -> bytes:
             return _sse({**base, "object": "chat.completion.chunk",
@@ -278,7 +286,7 @@ class TestServer:
         if (body.get("stream_options") or {}).get("include_usage"):
             chunks.append(_sse({**base, "object": "chat.completion.chunk", "choices": [], "usage": usage}))
         chunks.append(_sse("[DONE]"))
-        return await self._stream(request, chunks, float(answer.get("delay_s") or 0))
+        return await self._stream(request, chunks, answer)
 
     # ------------------------------------------------------------ OpenAI responses
 
@@ -327,7 +335,7 @@ class TestServer:
             chunks.append(event("response.content_part.done", **where, part={**empty, "text": content}))
             chunks.append(event("response.output_item.done", output_index=index, item=item))
         chunks.append(event("response.completed", response=response))
-        return await self._stream(request, chunks, float(answer.get("delay_s") or 0))
+        return await self._stream(request, chunks, answer)
 
     # ------------------------------------------------------------ Anthropic messages
 
@@ -372,7 +380,7 @@ class TestServer:
         chunks.append(event("message_delta", delta={"stop_reason": message["stop_reason"], "stop_sequence": None},
                             usage={"output_tokens": outp}))
         chunks.append(event("message_stop"))
-        return await self._stream(request, chunks, float(answer.get("delay_s") or 0))
+        return await self._stream(request, chunks, answer)
 
 
 def start(script: dict[str, Any] | str | Path, api_key: str | None = None, host: str = "127.0.0.1",
