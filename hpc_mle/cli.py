@@ -300,15 +300,21 @@ def _print_report(report: grading.CompetitionReport) -> None:
     click.echo(_dumps(report.to_dict()))
 
 
+mode_option = click.option(
+    "--mode", type=click.Choice(grading.GRADING_MODES), default="v1", show_default=True,
+    help="v1: as MLE-bench v1 graded; corrected: v1's plainly wrong rules fixed. Reports keep both where they differ.")
+
+
 @main.command("grade-sample")
 @click.argument("submission", type=click.Path(path_type=Path))
 @click.argument("competition_id")
 @data_dir_option
-def grade_sample(submission: Path, competition_id: str, data_dir: Path | None) -> None:
+@mode_option
+def grade_sample(submission: Path, competition_id: str, data_dir: Path | None, mode: str) -> None:
     """Grade one submission CSV and print its report."""
     _registry_or_fail()
     try:
-        report = grading.grade_submission(submission, competition_id, data_dir)
+        report = grading.grade_submission(submission, competition_id, data_dir, mode)
     except (KeyError, grading.NotPrepared) as exc:
         _fail(str(exc).strip("'\""))
     _print_report(report)
@@ -319,14 +325,15 @@ def grade_sample(submission: Path, competition_id: str, data_dir: Path | None) -
               help="JSONL: one {competition_id, submission_path} per line (MLE-bench's format).")
 @click.option("--output-dir", required=True, type=click.Path(file_okay=False, path_type=Path))
 @data_dir_option
-def grade_cmd(jsonl: Path, output_dir: Path, data_dir: Path | None) -> None:
+@mode_option
+def grade_cmd(jsonl: Path, output_dir: Path, data_dir: Path | None, mode: str) -> None:
     """Grade many submissions into an MLE-bench-compatible run-group report."""
     _registry_or_fail()
     try:
         rows = grading.read_submissions_jsonl(jsonl)
     except ValueError as exc:
         _fail(str(exc))
-    reports = grading.grade_many(rows, data_dir)
+    reports = grading.grade_many(rows, data_dir, mode)
     out = grading.write_run_group_report(reports, output_dir)
     summary = {k: v for k, v in grading.run_group_report(reports).items() if k != "competition_reports"}
     table = Table(title=f"{len(reports)} submissions graded")

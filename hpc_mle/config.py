@@ -142,6 +142,13 @@ class ClusterConf:
 
 
 @dataclass
+class GradingConf:
+    """How a sweep's submissions are graded: v1 (as MLE-bench v1) or corrected (grading.GRADING_MODES)."""
+
+    mode: str = "v1"
+
+
+@dataclass
 class Config:
     model: ModelConf = MISSING
     scaffold: ScaffoldConf = MISSING
@@ -150,6 +157,7 @@ class Config:
     hardware: HardwareConf = MISSING
     sandbox: SandboxConf = MISSING
     cluster: ClusterConf = MISSING
+    grading: GradingConf = field(default_factory=GradingConf)
     seed: int = 0
     output_root: str = "runs"
     sweep_name: str | None = None  # null: derived from the sweep, so relaunching finds the same folder

@@ -470,13 +470,13 @@ def read_submissions_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
     return rows
 
 
-def grade_many(rows: list[dict[str, Any]], data_dir=None) -> list[CompetitionReport]:
+def grade_many(rows: list[dict[str, Any]], data_dir=None, mode: str = "v1") -> list[CompetitionReport]:
     """Grade every row; a row whose competition is unknown or unprepared gets an invalid report with the reason."""
     reports = []
     for row in rows:
         cid, sub = str(row["competition_id"]), row["submission_path"]
         try:
-            reports.append(grade_submission(sub, cid, data_dir))
+            reports.append(grade_submission(sub, cid, data_dir, mode))
         except (KeyError, NotPrepared) as exc:
             reports.append(setup_failure_report(cid, sub, str(exc).strip("'\"")))
     return reports

@@ -136,15 +136,16 @@ def grade_attempt(sweep_dir: Path, attempt_id: str) -> dict[str, Any]:
     a = plan.planned(sweep_dir, attempt_id)
     out = plan.attempt_dir(sweep_dir, attempt_id)
     data_dir = a["config"].get("data_dir")
+    mode = (a["config"].get("grading") or {}).get("mode", "v1")
     status = runner.read_status(out) or {"state": "pending"}
     try:
-        report = grading.grade_submission(out / "submission" / "submission.csv", a["competition_id"], data_dir)
+        report = grading.grade_submission(out / "submission" / "submission.csv", a["competition_id"], data_dir, mode)
     except (KeyError, grading.NotPrepared) as exc:
         report = grading.setup_failure_report(a["competition_id"], out / "submission" / "submission.csv", str(exc))
     snapshots = []
     for snap in sorted((out / "snapshots").glob("*.csv"), key=lambda p: int(p.stem)):
         try:
-            r = grading.grade_submission(snap, a["competition_id"], data_dir)
+            r = grading.grade_submission(snap, a["competition_id"], data_dir, mode)
             snapshots.append({"elapsed_s": int(snap.stem), "score": r.score, "valid": r.valid_submission,
                               "any_medal": r.any_medal, "gold": r.gold_medal, "silver": r.silver_medal,
                               "bronze": r.bronze_medal, "above_median": r.above_median})

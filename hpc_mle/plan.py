@@ -29,6 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 from hpc_mle import competitions, paths
 from hpc_mle.config import register as _register_schema
 from hpc_mle.files import atomic_write_json, atomic_write_text
+from hpc_mle.grading import GRADING_MODES
 
 CONF_DIR = paths.REPO_ROOT / "conf"
 MANIFEST = "manifest.csv"
@@ -203,6 +204,9 @@ def plan_attempts(cfgs: list[DictConfig]) -> list[Attempt]:
     for cfg in cfgs:
         plain = OmegaConf.to_container(cfg, resolve=True)  # read once: OmegaConf attribute access is slow
         hw, rt = plain["hardware"], plain["runtime"]
+        if plain["grading"]["mode"] not in GRADING_MODES:
+            raise PlanError(f"grading.mode={plain['grading']['mode']!r} is unknown. Fix: use one of "
+                            f"{', '.join(GRADING_MODES)}.")
         budget = duration_s(rt["time_limit"])
         # An attempt on a served model may first wait for its server (serve_conf.wait), outside its budget.
         serve_wait = duration_s(plain["model"]["serve_conf"]["wait"]) if plain["model"].get("serve") else 0

@@ -5,14 +5,16 @@ comments) and agrees with those libraries run on the same input.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from click.testing import CliRunner
 
-from hpc_mle import competitions, grading, metrics
+from hpc_mle import cli, competitions, grading, metrics
 from support import write_spec
 
 REPO_COMPETITIONS = Path(__file__).resolve().parents[1] / "competitions"
@@ -133,6 +135,11 @@ def test_jigsaw_v1_accepts_a_repeated_id_and_keeps_the_corrected_grade_beside_it
     assert both.score == 0.41667 and both.corrected_score == 1.0  # v1 value from scikit-learn 1.5.1
     with pytest.raises(ValueError, match="grading mode 'v2' is unknown"):
         grade(synthetic, cid, truth, mode="v2")
+    path = synthetic.submission("cli.csv", swapped)
+    out = CliRunner().invoke(cli.main, ["grade-sample", str(path), cid, "--data-dir", str(synthetic.data),
+                                        "--mode", "corrected"])
+    printed = json.loads(out.output)
+    assert out.exit_code == 0 and printed["grading_mode"] == "corrected" and printed["v1_score"] == 0.90278
 
 
 # ---------------------------------------------------------------- 4. invalid labels are not grader errors
