@@ -9,6 +9,7 @@ back and asserts on what the grader, the results and the host look like afterwar
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import pwd
@@ -59,12 +60,36 @@ def ordinary_user():
         yield None
         return
     _ensure_user()
-    changed: list[tuple[Path, int]] = []
-    for where in (Path(sys.executable).resolve().parent, Path(sys.prefix).resolve(), paths.REPO_ROOT.resolve()):
-        _open_traverse(where, changed)
-    yield USER
-    for path, mode in reversed(changed):
-        os.chmod(path, mode)
+    # Several test sessions may run at once on one machine: the modes they opened are kept in one file, and
+    # only the last session out (the one that gets the lock exclusively) restores them.
+    with open(MODES_LOCK, "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        changed: list[tuple[Path, int]] = []
+        for where in (Path(sys.executable).resolve().parent, Path(sys.prefix).resolve(), paths.REPO_ROOT.resolve()):
+            _open_traverse(where, changed)
+        saved = _saved_modes()
+        saved.update({str(p): m for p, m in changed if str(p) not in saved})
+        MODES_FILE.write_text(json.dumps(saved))
+        fcntl.flock(lock, fcntl.LOCK_SH)
+        yield USER
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return  # another session still needs them open
+        for path, mode in _saved_modes().items():
+            os.chmod(path, mode)
+        MODES_FILE.unlink(missing_ok=True)
+
+
+MODES_LOCK = Path(tempfile.gettempdir()) / "hpcmle-hostile-modes.lock"
+MODES_FILE = Path(tempfile.gettempdir()) / "hpcmle-hostile-modes.json"
+
+
+def _saved_modes() -> dict[str, int]:
+    try:
+        return {str(k): int(v) for k, v in json.loads(MODES_FILE.read_text()).items()}
+    except (OSError, ValueError):
+        return {}
 
 
 @pytest.fixture(params=["root", "user"])
