@@ -49,7 +49,9 @@ from sklearn.multiclass import OneVsRestClassifier
 from sklearn.pipeline import FeatureUnion, Pipeline, make_pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, OrdinalEncoder, StandardScaler
 
-SAMPLE_PATTERNS = ("sample_submission*.csv", "sampleSubmission*.csv", "*sample*submission*.csv")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # sample_submission.py sits beside this file
+from sample_submission import find_sample  # noqa: E402
+
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp")
 POSITIVE_WORDS = ("1", "true", "yes", "y", "t", "positive", "pos")
 LOG_ERROR_WORDS = ("logarithmic error", "rmsle", "log error")
@@ -72,15 +74,6 @@ def elapsed() -> float:
 
 
 # ---------------------------------------------------------------- files
-
-
-def find_sample(data_dir: str) -> str | None:
-    """The sample submission fixes the columns, ids and row order the answer must have."""
-    for pattern in SAMPLE_PATTERNS:
-        hits = sorted(glob.glob(os.path.join(data_dir, pattern)))
-        if hits:
-            return hits[0]
-    return None
 
 
 def read_csv(path: str, id_col: str) -> pd.DataFrame:
@@ -805,8 +798,7 @@ def check_shape(frame: pd.DataFrame, sample: pd.DataFrame) -> None:
 
 def load_data(cfg: dict[str, Any], report: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, str]:
     """Sample, train and test frames, and the description in lower case."""
-    sample_path = find_sample(cfg["data"])
-    assert sample_path is not None
+    sample_path = cfg["sample"]
     header = pd.read_csv(sample_path, nrows=0).columns
     id_col, pred_cols = header[0], list(header[1:])
     sample = read_csv(sample_path, id_col)
@@ -874,7 +866,8 @@ def solve(cfg: dict[str, Any], report: dict[str, Any]) -> pd.DataFrame:
 def save_code(cfg: dict[str, Any], report: dict[str, Any]) -> None:
     """The code that made the submission, and which model it chose, for whoever reads the attempt."""
     os.makedirs(cfg["code"], exist_ok=True)
-    shutil.copyfile(os.path.abspath(__file__), os.path.join(cfg["code"], "baseline.py"))
+    for source in (__file__, sys.modules[find_sample.__module__].__file__):
+        shutil.copyfile(os.path.abspath(source), os.path.join(cfg["code"], os.path.basename(source)))
     chosen = [f"{m['target']}: {m.get('chosen')} (cv {m['metric']} {m.get('cv_score')})"
               for m in report.get("models", [])]
     with open(os.path.join(cfg["code"], "MODEL.txt"), "w") as fh:
@@ -891,7 +884,7 @@ def main() -> int:
     for folder in (cfg["submission"], cfg["logs"]):
         os.makedirs(folder, exist_ok=True)
     final = os.path.join(cfg["submission"], "submission.csv")
-    sample_path = find_sample(cfg["data"])
+    sample_path = cfg["sample"] = find_sample(cfg["data"])
     if sample_path is None:
         report["outcome"] = "no sample submission found"
         log(report["outcome"])

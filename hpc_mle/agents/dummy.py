@@ -1,7 +1,8 @@
 """The dummy agent: submits the sample submission, and checks that the sandbox holds.
 
 It runs inside the sandbox with the standard library only. It
-1. copies the competition's sample submission to $SUBMISSION_DIR/submission.csv;
+1. copies the competition's sample submission to $SUBMISSION_DIR/submission.csv (found by
+   sample_submission.py, beside this file, wherever and however the data folder holds it);
 2. tries to read the private answers (every path given with --probe, plus the usual places) and
    records, for each, that it could not (the isolation self-test);
 3. lists which of the host's secrets and Slurm variables it can see in its environment;
@@ -11,7 +12,6 @@ Everything it saw goes to $LOGS_DIR/dummy.json, so tests and users can check the
 """
 
 import argparse
-import glob
 import json
 import os
 import shutil
@@ -19,19 +19,12 @@ import subprocess
 import sys
 import time
 
-SAMPLE_PATTERNS = ("sample_submission*.csv", "sampleSubmission*.csv", "*sample*submission*.csv",
-                   "randomPredictions.csv")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # sample_submission.py sits beside this file
+from sample_submission import find_sample  # noqa: E402
+
 DEFAULT_PROBES = ("/private", "/home/data/../private", "/home/private", "/root/.cache/hpc-mle/data",
                   "/data", "/root/.kaggle/kaggle.json")
 SECRET_HINTS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "SLURM_", "KAGGLE")
-
-
-def find_sample(data_dir: str) -> str | None:
-    for pattern in SAMPLE_PATTERNS:
-        hits = sorted(glob.glob(os.path.join(data_dir, pattern)))
-        if hits:
-            return hits[0]
-    return None
 
 
 def probe(path: str) -> dict:
