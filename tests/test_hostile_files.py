@@ -242,3 +242,23 @@ def test_validator_streams_uploads_one_at_a_time_and_echoes_nothing(hostile):  #
     assert [row["bytes"] for row in log[:2]] == [len(b"id,churn\n") + 12 * ((100 << 20) // 12)] * 2
     print(f"runner peak RSS with two concurrent 100 MiB uploads: {peak[0] / 2**20:.0f} MiB")
 
+
+
+def test_multipart_field_is_streamed_whatever_the_chunking():
+    """The validator's streaming multipart reader finds the field however the body is cut into reads."""
+    import io
+    import random
+
+    from hpc_mle import validator
+
+    boundary, rng = b"XyZb0undary", random.Random(1)
+    for _ in range(100):
+        content = bytes(rng.choice(b"ab\r\n-XyZ") for _ in range(rng.randint(0, 300)))
+        body = (b"pre\r\n--" + boundary + b'\r\nContent-Disposition: form-data; name="other"\r\n\r\nzz\r\n--'
+                + boundary + b'\r\nContent-Disposition: form-data; name="file"; filename="a.csv"\r\n\r\n'
+                + content + b"\r\n--" + boundary + b"--\r\n")
+        for chunk in (1, 3, 64, 4096):
+            source, out = io.BytesIO(body), io.BytesIO()
+            reader = type("Reader", (), {"read": lambda self, n, s=source, c=chunk: s.read(min(n, c))})()
+            validator._copy_multipart_field(reader, boundary, validator._CappedSink(out, 1 << 20))
+            assert out.getvalue() == content
