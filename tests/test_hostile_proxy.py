@@ -131,12 +131,18 @@ def test_only_the_configured_model_and_metered_features_reach_the_provider(upstr
     with pytest.raises(anthropic.PermissionDeniedError, match="hosted tool 'web_search_20250305'"):
         claude.messages.create(model=MODEL, max_tokens=20, messages=user("hello"),
                                tools=[{"type": "web_search_20250305", "name": "web_search"}])
+    image = {"type": "image_url", "image_url": {"url": "https://example.org/answers.png"}}
+    with pytest.raises(openai.PermissionDeniedError, match="remote URL 'https://example.org/answers.png'"):
+        client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": [image]}])
+    with pytest.raises(anthropic.PermissionDeniedError, match="remote URL"):
+        claude.messages.create(model=MODEL, max_tokens=20, messages=[{"role": "user", "content": [
+            {"type": "image", "source": {"type": "url", "url": "http://example.org/a.png"}}]}])
     assert upstream.requests == []  # nothing refused was forwarded
     # the continuation of a response this attempt made is allowed, and reserves what that response carried
     first = client.responses.create(model=MODEL, input="hello")
     client.responses.create(model=MODEL, input="more", previous_response_id=first.id)
     assert [r["path"] for r in upstream.requests] == ["/v1/responses"] * 2
-    assert proxy.summary()["refused_calls"] == 10 and all(e["refused"] for e in ledger(tmp_path)[:10])
+    assert proxy.summary()["refused_calls"] == 12 and all(e["refused"] for e in ledger(tmp_path)[:12])
 
 
 def test_unpriced_model_with_a_cost_budget_does_not_start(upstream, make_proxy):
@@ -278,7 +284,7 @@ def test_the_attempt_token_is_written_nowhere(tmp_path, mini_data, monkeypatch, 
 HOSTILE_SUBMITTER = f'''
 import csv, os
 rows = list(csv.reader(open(os.path.join(os.environ["DATA_DIR"], "sample_submission.csv"))))
-rows[1][0] = {MARKUP!r} + "\\nsecond line"
+rows[1][1] = {MARKUP!r}  # a prediction that is not a number: the grader's reason quotes it
 with open(os.path.join(os.environ["SUBMISSION_DIR"], "submission.csv"), "w", newline="") as fh:
     csv.writer(fh).writerows(rows)
 '''
@@ -286,7 +292,7 @@ with open(os.path.join(os.environ["SUBMISSION_DIR"], "submission.csv"), "w", new
 
 def test_markup_in_submitted_text_is_shown_literally(hostile):  # noqa: F811
     result = hostile.run(HOSTILE_SUBMITTER, time_limit="60s")
-    assert result.status["state"] == "done", result.proc.stderr
+    assert result.status.get("state") == "done", result.proc.stderr
     jsonl = hostile.base / "submissions.jsonl"
     jsonl.write_text(json.dumps({"competition_id": "mini-churn",
                                  "submission_path": str(result.out / "submission" / "submission.csv")}) + "\n")
@@ -294,21 +300,22 @@ def test_markup_in_submitted_text_is_shown_literally(hostile):  # noqa: F811
                              "--output-dir", str(hostile.base / "graded"), "--data-dir", str(hostile.data)],
                             capture_output=True, text=True, timeout=120)
     assert graded.returncode == 0, graded.stderr
-    assert "[/x]" in graded.stdout and "[bold]b[/bold]" in graded.stdout and "<script>" in graded.stdout
-    reason = json.loads((hostile.base / "graded" / "grading_report.json").read_text()
-                        )["competition_reports"][0]["reason"]
+    assert "[/x]" in graded.stdout and "[bold]b[/bold]" in graded.stdout and "<script>" in graded.stdout, graded.stdout
+    (written,) = (hostile.base / "graded").glob("*grading_report.json")
+    reason = json.loads(written.read_text())["competition_reports"][0]["reason"]
     assert "[/x]" in reason  # the grader quotes the agent's id: the text every renderer must keep inert
 
-    table = pd.DataFrame([{"competition": "mini-churn", "why not valid": reason, MARKUP: 1}])
+    table = pd.DataFrame([{"competition": "mini-churn", "why not valid": reason + "\nsecond line", MARKUP: 1}])
     built = report.Report("t", [report.Section("Attempts", [], [("per attempt", table)])], {}, {})
     markdown = report.render_markdown(built)
-    row = markdown.splitlines()[-2]
+    row = markdown.splitlines()[-1]
     assert row.count(" | ") == 2 and "<script>" not in markdown and "\\<script\\>" in row
     assert "\\[/x\\]" in row and "\\| col \\|" in row and "\\`tick\\`" in row and "second line" in row
     page = report.render_html(built)
     assert "<script>alert" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
-    comparison = analysis.format_comparison(Path("old"), Path(MARKUP), pd.DataFrame(
+    comparison = analysis.format_comparison(Path("old"), Path("night <b> | col |"), pd.DataFrame(
         [{"competition_id": "c", "scaffold": MARKUP, "model": "m", "runtime": "r", "hardware": "h", "seed": 0,
           "medal_old": "none", "medal_new": "gold", "change": "gained medal", "score_old": 0.1, "score_new": 0.9,
           "score_change": 0.8}]))
-    assert "<script>" not in comparison and "\\| col \\|" in comparison.splitlines()[0]
+    assert "<script>" not in comparison and "<b>" not in comparison and "\\| col \\|" in comparison.splitlines()[0]
+    assert "| c | \\[/x\\] \\[bold\\]" in comparison

@@ -21,8 +21,9 @@ the key never enters the sandbox, and every call passes one place that can count
   its usage (client hang-up, upstream drop, shutdown) is charged its whole reservation and logged
   `usage: estimated`. A model config with `budget.max_cost_usd` and no row in prices.csv does not start;
 - what the proxy cannot meter is refused (403): hosted tools that run on the provider's side (web
-  search, code execution, MCP: network access and fees outside prices.csv), background responses,
-  conversations, `previous_response_id`s this proxy did not hand out, non-default service tiers;
+  search, code execution, MCP: network access and fees outside prices.csv), http(s) URLs the provider
+  would fetch (images, files: network access by proxy; inline data: URLs are fine), background
+  responses, conversations, `previous_response_id`s this proxy did not hand out, non-default service tiers;
 - request headers are allow-listed (content type, accept, user agent, `anthropic-version`): the
   client's credentials, organisation and project headers, cookies, forwarded-for and beta flags
   (which can switch on features priced above prices.csv) never reach the provider; reply headers are
@@ -92,6 +93,7 @@ MAX_LOGGED_REFUSALS = 1000
 LOCAL_TOOL_TYPES = ("function", "custom")  # tools the client runs; Anthropic's client tools carry no type
 ANTHROPIC_CLIENT_TOOL_PREFIXES = ("bash_", "text_editor_", "custom")
 PLAIN_SERVICE_TIERS = (None, "auto", "default", "standard_only")
+URL_KEYS = ("url", "image_url", "file_url")  # OpenAI image/file parts, Anthropic `source: {type: url}`
 
 
 class ProxyError(RuntimeError):
@@ -759,6 +761,9 @@ def _unmetered(path: str, payload: dict[str, Any], responses: dict[str, int]) ->
     previous = payload.get("previous_response_id")
     if previous is not None and previous not in responses:
         return refuse(f"previous_response_id {previous!r} (not a response of this attempt)")
+    if (remote := _remote_url(payload)) is not None:
+        return refuse(f"the remote URL {remote[:80]!r} (the provider would fetch it: network access from the "
+                      f"sandbox; send the content inline, e.g. as a data: URL)")
     tools = payload.get("tools") or []
     for tool in tools if isinstance(tools, list) else [tools]:
         kind = tool.get("type") if isinstance(tool, dict) else "?"
@@ -766,6 +771,21 @@ def _unmetered(path: str, payload: dict[str, Any], responses: dict[str, int]) ->
             kind is None or str(kind).startswith(ANTHROPIC_CLIENT_TOOL_PREFIXES))
         if not anthropic_client and kind not in LOCAL_TOOL_TYPES:
             return refuse(f"the hosted tool {kind!r} (it runs at the provider, unmetered and with network access)")
+    return None
+
+
+def _remote_url(payload: Any) -> str | None:
+    """The first http(s) URL the request asks the provider to fetch (images, files, documents), if any."""
+    todo = [payload]
+    while todo:
+        item = todo.pop()
+        if isinstance(item, dict):
+            for key, value in item.items():
+                if key in URL_KEYS and isinstance(value, str) and value.lower().startswith(("http:", "https:")):
+                    return value
+                todo.append(value)
+        elif isinstance(item, list):
+            todo.extend(item)
     return None
 
 
