@@ -61,6 +61,7 @@ import os
 import random
 import re
 import secrets
+import shlex
 import sys
 import threading
 import time
@@ -824,7 +825,9 @@ def main(argv: list[str] | None = None) -> None:
         proxy.server.sockets.append(tcp_socket(port=args.port))
     with proxy:
         where = f"http://127.0.0.1:{args.port}" if args.port is not None else f"unix:{args.socket}"
-        print(f"proxy for {cfg.model} at {where}; token {proxy.token}; calls in {args.calls}", flush=True)
+        print(f"# proxy for {cfg.model} at {where}; calls in {args.calls}. For the agent's shell:", flush=True)
+        for name, value in proxy.agent_env(where).items():  # the terminal only, never a file
+            print(f"export {name}={shlex.quote(value)}", flush=True)
         try:
             threading.Event().wait()
         except KeyboardInterrupt:
