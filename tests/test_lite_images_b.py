@@ -269,10 +269,14 @@ def pb_field(number: int, payload: bytes) -> bytes:
 
 
 def tf_example(features: dict[str, bytes | int]) -> bytes:
-    """A serialized tf.train.Example: bytes -> BytesList, int -> packed Int64List."""
+    """A serialized tf.train.Example: bytes -> Feature.bytes_list (1) = BytesList{value (1)}, int ->
+    Feature.int64_list (3) = Int64List{value (1), packed: one length-delimited run of varints}."""
     entries = b""
     for key, value in features.items():
-        feature = pb_field(1, pb_field(1, value)) if isinstance(value, bytes) else pb_field(3, varint(value))
+        if isinstance(value, bytes):
+            feature = pb_field(1, pb_field(1, value))
+        else:
+            feature = pb_field(3, pb_field(1, varint(value & (2**64 - 1))))  # int64: two's complement
         entries += pb_field(1, pb_field(1, key.encode()) + pb_field(2, feature))
     return pb_field(1, entries)
 
@@ -357,6 +361,55 @@ def test_siim_isic_melanoma_classification(tmp_path):
 
 
 # ---------------------------------------------------------------- the TFRecord reader on its own
+
+
+def example_class():
+    """tf.train.Example's schema (tensorflow/core/example/{example,feature}.proto) built with protobuf
+    itself, the parser TensorFlow uses, so the fixture's records are checked without TensorFlow."""
+    protobuf = pytest.importorskip("google.protobuf")
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
+    del protobuf
+    f = descriptor_pb2.FieldDescriptorProto
+    proto = descriptor_pb2.FileDescriptorProto(name="fixture_example.proto", package="fixture", syntax="proto3")
+    for name, kind in (("BytesList", f.TYPE_BYTES), ("FloatList", f.TYPE_FLOAT), ("Int64List", f.TYPE_INT64)):
+        proto.message_type.add(name=name).field.add(name="value", number=1, type=kind, label=f.LABEL_REPEATED)
+    feature = proto.message_type.add(name="Feature")
+    feature.oneof_decl.add(name="kind")
+    for number, name, kind in ((1, "bytes_list", "BytesList"), (2, "float_list", "FloatList"),
+                               (3, "int64_list", "Int64List")):
+        feature.field.add(name=name, number=number, type=f.TYPE_MESSAGE, type_name=f".fixture.{kind}",
+                          label=f.LABEL_OPTIONAL, oneof_index=0)
+    features = proto.message_type.add(name="Features")
+    entry = features.nested_type.add(name="FeatureEntry")
+    entry.options.map_entry = True
+    entry.field.add(name="key", number=1, type=f.TYPE_STRING, label=f.LABEL_OPTIONAL)
+    entry.field.add(name="value", number=2, type=f.TYPE_MESSAGE, type_name=".fixture.Feature", label=f.LABEL_OPTIONAL)
+    features.field.add(name="feature", number=1, type=f.TYPE_MESSAGE, type_name=".fixture.Features.FeatureEntry",
+                       label=f.LABEL_REPEATED)
+    proto.message_type.add(name="Example").field.add(name="features", number=1, type=f.TYPE_MESSAGE,
+                                                     type_name=".fixture.Features", label=f.LABEL_OPTIONAL)
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(proto)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("fixture.Example"))
+
+
+def test_fixture_records_parse_as_tf_train_example(tmp_path):
+    """The siim fixture's records are what TensorFlow writes: ints in a packed Int64List.value."""
+    Example = example_class()
+    record = tf_example({"image_name": b"ISIC_0000001", "target": 1, "width": 300, "offset": -2})
+    parsed = Example.FromString(record)  # strict: a malformed Int64List raises DecodeError
+    feature = parsed.features.feature
+    assert feature["image_name"].bytes_list.value == [b"ISIC_0000001"]
+    assert [feature[k].int64_list.value[0] for k in ("target", "width", "offset")] == [1, 300, -2]
+    # Hand-encoded: Feature{3: Int64List{1: packed [1]}} = 1a 03 0a 01 01
+    assert bytes.fromhex("1a030a0101") in record
+    # Our reader on the same, valid, records inside a TFRecord file.
+    path = tmp_path / "train00-2.tfrec"
+    write_tfrecord(path, [record, tf_example({"image_name": b"ISIC_0000002", "target": 0})])
+    assert tfrecord.string_feature(path, "image_name") == ["ISIC_0000001", "ISIC_0000002"]
+    assert [Example.FromString(r).features.feature["target"].int64_list.value[0]
+            for r in tfrecord.records(path)] == [1, 0]
 
 
 def test_crc32c_matches_the_standard_check_value():
