@@ -81,9 +81,12 @@ with open("/tmp/fill", "wb") as fh:
 time.sleep(60)
 '''
 
+# Shared anonymous memory escapes RLIMIT_DATA (the sandbox's rlimit) but not the runner's RSS watcher.
 MEMORY_AGENT = r'''
-import time
-blocks = [bytearray(16 << 20) for _ in range(32)]  # 512 MiB, touched
+import mmap, time
+shared = mmap.mmap(-1, 512 << 20)
+for offset in range(0, 512 << 20, 4096):
+    shared[offset] = 1
 time.sleep(60)
 '''
 
