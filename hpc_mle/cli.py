@@ -378,10 +378,15 @@ def _duration(text: str) -> float:
 @click.option("--disk-quota", type=float, default=None,
               help="GiB the agent's writable folders and /tmp may use together (default: conf/sandbox limits.disk_gb).")
 @click.option("--memory", type=float, default=None, help="GiB of resident memory the agent may use (default: no limit).")
+@click.option("--max-processes", type=int, default=None,
+              help="Processes and threads of the agent's uid (RLIMIT_NPROC; default: conf/sandbox limits.processes).")
+@click.option("--max-open-files", type=int, default=None,
+              help="Open files per agent process (RLIMIT_NOFILE; default: conf/sandbox limits.open_files).")
 @data_dir_option
 @click.argument("agent_args", nargs=-1)
 def run_attempt_cmd(competition_id, scaffold, sandbox_kind, time_limit, out, image, network, hardware, obfuscate,
-                    snapshot_interval, telemetry_interval, grace, disk_quota, memory, data_dir, agent_args) -> None:
+                    snapshot_interval, telemetry_interval, grace, disk_quota, memory, max_processes, max_open_files,
+                    data_dir, agent_args) -> None:
     """Run one agent on one competition in a sandbox; results land in --out. Extra args go to the agent."""
     from hpc_mle import runner
 
@@ -392,6 +397,8 @@ def run_attempt_cmd(competition_id, scaffold, sandbox_kind, time_limit, out, ima
         obfuscate=obfuscate, snapshot_interval_s=_duration(snapshot_interval),
         telemetry_interval_s=_duration(telemetry_interval), grace_s=_duration(grace), agent_args=tuple(agent_args),
         **({"disk_quota_gb": disk_quota} if disk_quota is not None else {}), memory_gb=memory,
+        **({"max_processes": max_processes} if max_processes is not None else {}),
+        **({"max_open_files": max_open_files} if max_open_files is not None else {}),
     )
     try:
         status = runner.run_attempt(cfg)
@@ -603,7 +610,10 @@ def nightly_cmd(config: Path, day: str | None) -> None:
               help="md: the summary; html: the full report with figures; csv: the leaderboard's numbers.")
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write here instead of printing.")
-def report_cmd(sweeps: tuple[Path, ...], split: str | None, fmt: str, output: Path | None) -> None:
+@click.option("--missing", default="pad", show_default=True,
+              help="Missing (competition, seed) cells: pad = counted as failures (upstream's --pad-missing); "
+                   "complete-seeds = only the seeds every competition completed (upstream's default).")
+def report_cmd(sweeps: tuple[Path, ...], split: str | None, fmt: str, output: Path | None, missing: str) -> None:
     """Leaderboard, scaling studies and figures of one or more sweeps (combined: later sweeps add seeds)."""
     from hpc_mle import analysis, report
 
@@ -611,8 +621,10 @@ def report_cmd(sweeps: tuple[Path, ...], split: str | None, fmt: str, output: Pa
     split = {"low": "lite", "split75": "all"}.get(split, split)
     if split is not None and split not in analysis.SPLITS:
         _fail(f"unknown split {split!r}; use one of {', '.join(analysis.SPLITS)}")
+    if missing not in analysis.MISSING_MODES:
+        _fail(f"--missing {missing!r} is unknown; use one of {', '.join(analysis.MISSING_MODES)}")
     results = analysis.load_many(dirs)
-    built = report.build_report(results, "Sweeps " + ", ".join(d.name for d in dirs), split)
+    built = report.build_report(results, "Sweeps " + ", ".join(d.name for d in dirs), split, missing=missing)
     text = {"md": lambda: report.render_markdown(built, figure_dir=None), "html": lambda: report.render_html(built),
             "csv": lambda: report.render_csv(built)}[fmt]()
     if output:

@@ -177,12 +177,12 @@ def hostile(who, mini_data):
     h.close()
 
 
-def no_secret_anywhere(root: Path) -> list[Path]:
-    """Files under `root` that contain the harness's secret (must be none)."""
+def no_secret_anywhere(root: Path, secret: str = SECRET) -> list[Path]:
+    """Files under `root` that contain the harness's secret, or another value that must not leak (must be none)."""
     found = []
     for p in root.rglob("*"):
         try:
-            if p.is_file() and not p.is_symlink() and SECRET.encode() in p.read_bytes():
+            if p.is_file() and not p.is_symlink() and secret.encode() in p.read_bytes():
                 found.append(p)
         except OSError:
             continue
