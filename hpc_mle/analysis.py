@@ -6,8 +6,10 @@ same code serves one sweep, several sweeps combined, or synthetic rows in tests 
 The leaderboard follows upstream's aggregator (facts §3): an attempt's place among the attempts of
 the same setting and competition is its seed *position* (ordered by sweep, then seed); per
 position, each metric is a percentage of the *whole* split, so a competition that was not run or
-failed counts as a failure; then mean ± SEM (n-1; 0 with one seed) over positions. Positions are
-padded up to the most seeds any competition of the split has, and the padded cells are counted.
+failed counts as a failure; then mean ± SEM (n-1; 0 with one seed) over positions. Missing
+(competition, position) cells are handled as `MISSING_MODES` says: padded as failures up to the most
+seeds any competition has (the default, upstream's --pad-missing), or only the positions every
+competition completed are kept (upstream's default). Every table names the mode.
 `report.py` renders all of it; `analyse_sweep` (the analysis job) writes it into `analysis/`.
 """
 
@@ -47,6 +49,12 @@ REPORT_FIELDS = [f.name for f in dataclasses.fields(grading.CompetitionReport)]
 BOOL_FIELDS = ["any_medal", "gold_medal", "silver_medal", "bronze_medal", "above_median", "submission_exists",
                "valid_submission", "is_lower_better", "grader_error", "unsandboxed"]
 USAGE = ["input_tokens", "output_tokens", "cost_usd"]
+MISSING_MODES = {  # how missing (competition, seed) cells count; the first is the default
+    "pad": "missing (competition, seed) cells padded as failures (upstream's --pad-missing)",
+    "complete-seeds": "only the seeds every competition completed (upstream's default; none if a competition "
+                      "has no graded attempt)",
+}
+DEFAULT_MISSING = "pad"
 
 
 # ---------------------------------------------------------------- what the splits hold
@@ -250,24 +258,44 @@ def sem(values: Sequence[float]) -> float:
     return float(np.std(values, ddof=1) / math.sqrt(len(values))) if len(values) > 1 else 0.0
 
 
-def aggregate(pos: pd.DataFrame, competitions_: Sequence[str], columns: Sequence[str]) -> pd.DataFrame:
+def check_missing(missing: str) -> str:
+    if missing not in MISSING_MODES:
+        raise ValueError(f"missing={missing!r} is unknown. Fix: use one of {', '.join(MISSING_MODES)}.")
+    return missing
+
+
+def complete_seeds(rows: pd.DataFrame, comps: Sequence[str]) -> pd.Series:
+    """Per setting, how many positions every one of `comps` has (0 when one has no graded attempt)."""
+    cells = rows.groupby([*SETTING, "competition_id"], sort=True).size().unstack("competition_id")
+    return cells.reindex(columns=list(comps)).fillna(0).min(axis=1).astype(int)
+
+
+def aggregate(pos: pd.DataFrame, competitions_: Sequence[str], columns: Sequence[str],
+              missing: str = DEFAULT_MISSING) -> pd.DataFrame:
     """Per setting: each 0/1 column as % of `competitions_`, mean and SEM over seed positions.
 
-    Also `seeds` (positions), `cells` (graded attempts used) and `padded` (missing cells counted as
-    failures: seeds x competitions - cells)."""
+    Also `seeds` (positions averaged), `cells` (graded attempts used), `attempted` (competitions with
+    any graded attempt), `padded` (missing cells counted as failures: seeds x competitions - cells)
+    and `dropped` (graded cells beyond the complete seeds, left out with missing="complete-seeds")."""
     comps, columns = list(dict.fromkeys(competitions_)), list(columns)
     rows = pos[pos["competition_id"].isin(comps)] if len(pos) else pos
     if not len(rows) or not comps:
         names = [f"{c}_{s}" for s in ("mean", "sem") for c in columns]
-        return pd.DataFrame(columns=[*SETTING, *names, "cells", "attempted", "seeds", "padded"])
+        return pd.DataFrame(columns=[*SETTING, *names, "cells", "attempted", "seeds", "padded", "dropped"])
+    attempted = rows.groupby(SETTING, sort=True).agg(graded=("position", "size"),
+                                                     attempted=("competition_id", "nunique"))
+    if check_missing(missing) == "complete-seeds":
+        keep = complete_seeds(rows, comps)
+        rows = rows[rows["position"] < keep.reindex(pd.MultiIndex.from_frame(rows[SETTING])).to_numpy()]
     per_position = rows.groupby([*SETTING, "position"], sort=True)[columns].sum() * (100.0 / len(comps))
     by_setting = per_position.groupby(level=SETTING, sort=True)
     mean = by_setting.mean().add_suffix("_mean")
     spread = by_setting.std(ddof=1).div(np.sqrt(by_setting.size()), axis=0).fillna(0.0).add_suffix("_sem")
-    counts = rows.groupby(SETTING, sort=True).agg(cells=("position", "size"), attempted=("competition_id", "nunique"))
-    out = pd.concat([mean, spread, counts], axis=1)
-    out["seeds"] = by_setting.size()
+    out = pd.concat([mean, spread, rows.groupby(SETTING, sort=True).size().rename("cells"), attempted], axis=1)
+    out["seeds"] = by_setting.size().reindex(out.index).fillna(0).astype(int)
+    out["cells"] = out["cells"].fillna(0).astype(int)
     out["padded"] = out["seeds"] * len(comps) - out["cells"]
+    out["dropped"] = out.pop("graded") - out["cells"]
     return out.reset_index()
 
 
@@ -297,7 +325,8 @@ def per_competition_counts(results: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index()
 
 
-def board_for(counts: pd.DataFrame, pos: pd.DataFrame, comps: Sequence[str], catalogue: Catalogue) -> pd.DataFrame:
+def board_for(counts: pd.DataFrame, pos: pd.DataFrame, comps: Sequence[str], catalogue: Catalogue,
+              missing: str = DEFAULT_MISSING) -> pd.DataFrame:
     """One leaderboard block: every setting that planned any of `comps`, aggregated over them."""
     hits = [f"hit_{m}" for m in METRICS]
     mine = counts[counts["competition_id"].isin(list(comps))]
@@ -308,22 +337,24 @@ def board_for(counts: pd.DataFrame, pos: pd.DataFrame, comps: Sequence[str], cat
     for key in USAGE:
         if key in info:
             info[key] = mine.groupby(SETTING, sort=True)[key].sum(min_count=1).to_numpy()
-    agg = aggregate(pos, comps, hits).rename(columns=lambda c: c[4:] if c.startswith("hit_") else c)
+    agg = aggregate(pos, comps, hits, missing).rename(columns=lambda c: c[4:] if c.startswith("hit_") else c)
     out = info.merge(agg, on=SETTING, how="left")
     out["competitions"] = len(comps)
     out["flagged"] = len(catalogue.flagged(comps))
-    for col in ("seeds", "cells", "padded", "attempted"):
+    for col in ("seeds", "cells", "padded", "attempted", "dropped"):
         out[col] = out[col].fillna(0).astype(int)
+    out["missing"] = missing
     return out
 
 
 def leaderboard(results: pd.DataFrame, catalogue: Catalogue | None = None,
-                splits: Sequence[str] | None = None, pos: pd.DataFrame | None = None) -> pd.DataFrame:
+                splits: Sequence[str] | None = None, pos: pd.DataFrame | None = None,
+                missing: str = DEFAULT_MISSING) -> pd.DataFrame:
     """Per setting, split and view: upstream's numbers with seeds, padding and integrity counts.
 
     View `all` counts every competition of the split; view `clean` leaves out those whose status is
     known-issue, leaky or excluded (only for splits that have some). `pos`: `positioned(results)`,
-    when the caller has it already (so do the other studies)."""
+    when the caller has it already (so do the other studies). `missing`: MISSING_MODES."""
     if results.empty:
         return pd.DataFrame()
     catalogue = catalogue or default_catalogue()
@@ -335,7 +366,7 @@ def leaderboard(results: pd.DataFrame, catalogue: Catalogue | None = None,
         flagged = set(catalogue.flagged(members))
         views = [("all", members)] + ([("clean", [c for c in members if c not in flagged])] if flagged else [])
         for view, comps in views:
-            block = board_for(counts, pos, comps, catalogue)
+            block = board_for(counts, pos, comps, catalogue, missing)
             if len(block):
                 block.insert(len(SETTING), "split", split)
                 block.insert(len(SETTING) + 1, "view", view)
@@ -344,7 +375,7 @@ def leaderboard(results: pd.DataFrame, catalogue: Catalogue | None = None,
 
 
 def planned_board(results: pd.DataFrame, catalogue: Catalogue | None = None,
-                  pos: pd.DataFrame | None = None) -> pd.DataFrame:
+                  pos: pd.DataFrame | None = None, missing: str = DEFAULT_MISSING) -> pd.DataFrame:
     """Per setting and configured benchmark, over the competitions the sweep planned, for the sweeps
     that planned part of a split only (`benchmark.competitions`, `exclude_status`); empty otherwise.
 
@@ -364,7 +395,8 @@ def planned_board(results: pd.DataFrame, catalogue: Catalogue | None = None,
         mine = frame[(frame[keys] == list(key)).all(axis=1)]
         ids = set(mine["attempt_id"])
         rows = results[results["attempt_id"].isin(ids)]
-        block = board_for(per_competition_counts(rows), pos[pos["attempt_id"].isin(ids)], comps, catalogue)
+        block = board_for(per_competition_counts(rows), pos[pos["attempt_id"].isin(ids)], comps, catalogue,
+                          missing)
         block.insert(len(SETTING), "benchmark", key[len(SETTING)])
         block["subset"] = True
         blocks.append(block)
@@ -380,6 +412,10 @@ def notes(row: pd.Series | dict) -> str:
     out = []
     if row.get("padded"):
         out.append(f"{row['padded']} missing cells padded as failures")
+    if row.get("dropped"):
+        out.append(f"{row['dropped']} cells beyond the complete seeds left out")
+    if row.get("missing") == "complete-seeds" and not row.get("seeds") and row.get("graded"):
+        out.append("no complete seed: a competition has no graded attempt")
     if row.get("reference_panel"):
         out.append("reference-panel medals")
     if row.get("medals_unknown"):
@@ -398,22 +434,28 @@ def format_table(board: pd.DataFrame, key: str = "split") -> str:
         return "(no results)"
     head = ["scaffold", "model", "runtime", "hardware", key, "seeds", LABELS["valid_submission"],
             LABELS["above_median"], LABELS["any_medal"], LABELS["made_submission"], LABELS["gold"], LABELS["silver"],
-            LABELS["bronze"], "competitions", "padded", "notes"]
+            LABELS["bronze"], "competitions", "padded", "missing", "notes"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in board.to_dict("records"):
         cells = [r["scaffold"], r["model"], r["runtime"], r["hardware"], r[key], r["seeds"],
                  *(cell(r.get(f"{m}_mean"), r.get(f"{m}_sem")) for m in
                    ("valid_submission", "above_median", "any_medal", "made_submission", "gold", "silver", "bronze")),
-                 f"{r['attempted']}/{r['competitions']}", r["padded"], notes(r)]
+                 f"{r['attempted']}/{r['competitions']}", r["padded"], missing_label(r), notes(r)]
         lines.append(md_row(cells))
     return "\n".join(lines)
 
 
-def headline(results: pd.DataFrame, catalogue: Catalogue | None = None) -> str:
+def missing_label(row: pd.Series | dict) -> str:
+    """The row's missing-cell mode as a table shows it; the default is marked."""
+    mode = row.get("missing") or DEFAULT_MISSING
+    return f"{mode} (default)" if mode == DEFAULT_MISSING else mode
+
+
+def headline(results: pd.DataFrame, catalogue: Catalogue | None = None, missing: str = DEFAULT_MISSING) -> str:
     """The tables the launcher prints: the leaderboard over whole splits, and over the planned subset if any."""
-    board = leaderboard(results, catalogue)
+    board = leaderboard(results, catalogue, missing=missing)
     text = format_table(board[board["view"] == "all"]) if len(board) else "(no results)"
-    planned = planned_board(results, catalogue)
+    planned = planned_board(results, catalogue, missing=missing)
     if len(planned) and planned["subset"].any():
         text += ("\n\nOver the competitions this sweep planned (a subset of the split, so the percentages are of "
                  "the planned competitions, not of the split):\n\n"
@@ -507,25 +549,35 @@ def report_json(body: dict[str, Any]) -> str:
     return "{\n" + ",\n".join(head) + ',\n  "competition_reports": [\n' + reports + "\n  ]\n}\n"
 
 
+def run_group_name(setting_name: str, position: int, seeds: Iterable[Any], width: int = 3) -> str:
+    """`<setting>_pos<NNN>_seed<k>`: the zero-padded position first, so sorting the names as strings
+    (as upstream's aggregator does) gives seed order; then the launched seed(s) of that position."""
+    launched = "+".join(str(s) for s in sorted({int(s) for s in seeds}))
+    return f"{setting_name}_pos{position:0{width}d}_seed{launched}"
+
+
 def run_group_reports(results: pd.DataFrame, pos: pd.DataFrame | None = None) -> dict[str, dict[str, Any]]:
     """Upstream run-group reports: one per setting with every seed, and one per setting and seed position.
 
-    Keys are file stems: `<setting>_grading_report` and `run_groups/<setting>_seed<k>/grading_report`;
+    Keys are file stems: `<setting>_grading_report` and `run_groups/<run_group_name>/grading_report`;
     each per-seed folder holds exactly one `*grading_report*.json`, as upstream's aggregator wants."""
     pos = positioned(results) if pos is None else pos
     if pos.empty:
         return {}
     ordered = pos.sort_values([*SETTING, "position", "competition_id"], kind="stable")
     records = report_records(ordered)
-    rows = zip(zip(*(ordered[k].tolist() for k in SETTING), strict=True), ordered["position"].tolist(), records,
-               strict=True)
+    width = max(3, len(str(int(ordered["position"].max()))))
+    rows = zip(zip(*(ordered[k].tolist() for k in SETTING), strict=True), ordered["position"].tolist(),
+               ordered["seed"].tolist(), records, strict=True)
     out: dict[str, dict[str, Any]] = {}
     for setting, group in itertools.groupby(rows, key=lambda r: r[0]):
         group = list(group)
         name = "_".join(str(v) for v in setting)
-        out[f"{name}_grading_report"] = run_group([r[2] for r in group])
+        out[f"{name}_grading_report"] = run_group([r[3] for r in group])
         for k, seed in itertools.groupby(group, key=lambda r: r[1]):
-            out[f"run_groups/{name}_seed{k}/grading_report"] = run_group([r[2] for r in seed])
+            seed = list(seed)
+            folder = run_group_name(name, int(k), [r[2] for r in seed], width)
+            out[f"run_groups/{folder}/grading_report"] = run_group([r[3] for r in seed])
     return out
 
 
@@ -829,6 +881,16 @@ def format_comparison(old_dir: Path, new_dir: Path, table: pd.DataFrame) -> str:
 # ---------------------------------------------------------------- the analysis job
 
 
+def sweep_missing_mode(sweep_dir: Path) -> str:
+    """The sweep's `analysis.missing` setting (its configs agree: plan checks it), else the default."""
+    for path in sorted((Path(sweep_dir) / "configs").glob("*.json")):
+        try:
+            return check_missing((json.loads(path.read_text()).get("analysis") or {}).get("missing", DEFAULT_MISSING))
+        except (OSError, ValueError, AttributeError):
+            continue
+    return DEFAULT_MISSING
+
+
 def analyse_sweep(sweep_dir: Path, exclude: Collection[str] = ()) -> dict[str, Any]:
     """Write `analysis/` (summary.md, report.html, results.parquet/.csv, figures, run-group reports).
 
@@ -839,8 +901,9 @@ def analyse_sweep(sweep_dir: Path, exclude: Collection[str] = ()) -> dict[str, A
     results = load_results(sweep_dir)
     if len(results) and exclude:
         results = results[~results["attempt_id"].isin(list(exclude))].reset_index(drop=True)
-    written = report.write_report(results, sweep_dir / "analysis", title=f"Sweep {sweep_dir.name}")
-    return {"attempts": len(results), "table": headline(results), "summary": str(written["summary"]),
+    missing = sweep_missing_mode(sweep_dir)
+    written = report.write_report(results, sweep_dir / "analysis", title=f"Sweep {sweep_dir.name}", missing=missing)
+    return {"attempts": len(results), "table": headline(results, missing=missing), "summary": str(written["summary"]),
             "reports": [str(p) for p in written["reports"] if "run_groups" not in p.parts],
             "run_groups": str(sweep_dir / "analysis" / "run_groups"), "html": str(written["html"]),
             "parquet": str(written["parquet"])}

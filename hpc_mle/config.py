@@ -149,6 +149,13 @@ class GradingConf:
 
 
 @dataclass
+class AnalysisConf:
+    """How the analysis job aggregates: missing (competition, seed) cells (analysis.MISSING_MODES)."""
+
+    missing: str = "pad"
+
+
+@dataclass
 class Config:
     model: ModelConf = MISSING
     scaffold: ScaffoldConf = MISSING
@@ -158,6 +165,7 @@ class Config:
     sandbox: SandboxConf = MISSING
     cluster: ClusterConf = MISSING
     grading: GradingConf = field(default_factory=GradingConf)
+    analysis: AnalysisConf = field(default_factory=AnalysisConf)
     seed: int = 0
     output_root: str = "runs"
     sweep_name: str | None = None  # null: derived from the sweep, so relaunching finds the same folder

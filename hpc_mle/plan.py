@@ -199,14 +199,17 @@ def config_id(config: dict[str, Any]) -> str:
 
 def plan_attempts(cfgs: list[DictConfig]) -> list[Attempt]:
     """Every (sweep job x competition) attempt, deduplicated by id, in a stable order."""
+    from hpc_mle.analysis import MISSING_MODES  # analysis imports this module
+
     reg = competitions.registry()
     seen: dict[str, Attempt] = {}
     for cfg in cfgs:
         plain = OmegaConf.to_container(cfg, resolve=True)  # read once: OmegaConf attribute access is slow
         hw, rt = plain["hardware"], plain["runtime"]
-        if plain["grading"]["mode"] not in GRADING_MODES:
-            raise PlanError(f"grading.mode={plain['grading']['mode']!r} is unknown. Fix: use one of "
-                            f"{', '.join(GRADING_MODES)}.")
+        for key, allowed in (("grading.mode", GRADING_MODES), ("analysis.missing", tuple(MISSING_MODES))):
+            group, name = key.split(".")
+            if plain[group][name] not in allowed:
+                raise PlanError(f"{key}={plain[group][name]!r} is unknown. Fix: use one of {', '.join(allowed)}.")
         budget = duration_s(rt["time_limit"])
         # An attempt on a served model may first wait for its server (serve_conf.wait), outside its budget.
         serve_wait = duration_s(plain["model"]["serve_conf"]["wait"]) if plain["model"].get("serve") else 0

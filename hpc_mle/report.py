@@ -208,6 +208,7 @@ def display_board(board: pd.DataFrame, key: str = "split") -> pd.DataFrame:
             row[an.LABELS[m]] = an.cell(r.get(f"{m}_mean"), r.get(f"{m}_sem"))
         row["competitions"] = f"{r['attempted']}/{r['competitions']}"
         row["padded"] = r["padded"]
+        row["missing"] = an.missing_label(r)
         row["notes"] = an.notes(r)
         rows.append(row)
     return pd.DataFrame(rows)
@@ -316,8 +317,11 @@ def display_attempts(results: pd.DataFrame, limit: int = ATTEMPT_ROWS) -> pd.Dat
 
 
 def build_report(results: pd.DataFrame, title: str, split: str | None = None,
-                 catalogue: an.Catalogue | None = None, run_group_files: list[str] | None = None) -> Report:
-    """Every table and figure of the analysis for these results (optionally one split only)."""
+                 catalogue: an.Catalogue | None = None, run_group_files: list[str] | None = None,
+                 missing: str = an.DEFAULT_MISSING) -> Report:
+    """Every table and figure of the analysis for these results (optionally one split only);
+    `missing` says how missing (competition, seed) cells count (`analysis.MISSING_MODES`)."""
+    an.check_missing(missing)
     catalogue = catalogue or an.default_catalogue()
     sections: list[Section] = []
     figures: dict[str, bytes] = {}
@@ -326,7 +330,7 @@ def build_report(results: pd.DataFrame, title: str, split: str | None = None,
         return Report(title, [Section("No results", ["No attempt was planned in these sweeps."])], {}, {})
 
     pos = an.positioned(results)
-    board = an.leaderboard(results, catalogue, [split] if split else None, pos)
+    board = an.leaderboard(results, catalogue, [split] if split else None, pos, missing)
     tables["leaderboard"] = board
     graded = results[results["graded"]]
     states = results["state"].fillna("planned").value_counts().to_dict()
@@ -337,7 +341,8 @@ def build_report(results: pd.DataFrame, title: str, split: str | None = None,
         "Percentages are of the whole split: a competition that was not run, failed or has no valid submission "
         "counts as a failure. Seeds are formed by position (the i-th graded attempt of each competition, in sweep "
         "then seed order) and each number is the mean ± standard error (n-1) over seeds, as upstream's aggregator "
-        "computes it. Missing (competition, seed) cells are padded as failures and counted in the `padded` column."])
+        f"computes it. Missing cells: {missing} ({an.MISSING_MODES[missing]}); the `padded` column counts padded "
+        "cells, and the notes say which cells a complete-seeds table left out."])
     if len(graded) and (graded.get("leaderboard_source") == "reference-panel").any():
         overview.text.append(PANEL_NOTE)
     unsandboxed = int(graded["unsandboxed"].fillna(False).sum()) if "unsandboxed" in graded else 0
@@ -361,7 +366,7 @@ def build_report(results: pd.DataFrame, title: str, split: str | None = None,
             lead.tables.append(("without competitions whose status is known-issue, leaky or excluded",
                                 display_board(clean)))
     sections.append(lead)
-    planned = an.planned_board(results, catalogue, pos)
+    planned = an.planned_board(results, catalogue, pos, missing)
     if len(planned):
         sections.append(Section("Planned competitions only", [
             "These sweeps planned part of a split (`benchmark.competitions` or `exclude_status`). Here the "
@@ -566,7 +571,7 @@ def parquet_bytes(results: pd.DataFrame) -> bytes:
 
 
 def write_report(results: pd.DataFrame, out_dir: Path, title: str, split: str | None = None,
-                 catalogue: an.Catalogue | None = None) -> dict[str, Any]:
+                 catalogue: an.Catalogue | None = None, missing: str = an.DEFAULT_MISSING) -> dict[str, Any]:
     """Everything into `out_dir`: summary.md, report.html, results.parquet/.csv, tables/*.csv, figures/*.png
     and the run-group reports (one per setting, and one per setting and seed under run_groups/)."""
     out_dir = Path(out_dir)
@@ -575,7 +580,7 @@ def write_report(results: pd.DataFrame, out_dir: Path, title: str, split: str | 
     for stem, body in an.run_group_reports(results).items():
         reports.append(atomic_write_text(out_dir / f"{stem}.json", an.report_json(body)))
     report = build_report(results, title, split, catalogue,
-                          [str(p.relative_to(out_dir.parent)) for p in reports if "run_groups" not in p.parts])
+                          [str(p.relative_to(out_dir.parent)) for p in reports if "run_groups" not in p.parts], missing)
     for name, png in report.figures.items():
         atomic_write_bytes(out_dir / "figures" / name, png)
     for name, frame in report.tables.items():

@@ -161,9 +161,10 @@ def test_run_group_reports_one_per_seed_position_in_upstream_format():
              "created_at": "t", "submission_path": f"{r['competition_id']}.csv"} for r in setting_x()]
     reports = an.run_group_reports(frame(rows))
     name = "aide_gpt4o_10m_gpu1"
-    assert sorted(reports) == [f"{name}_grading_report", *(f"run_groups/{name}_seed{k}/grading_report"
-                                                          for k in range(3))]
-    seed1 = reports[f"run_groups/{name}_seed1/grading_report"]  # a seed 1 (valid), b seed 2 (silver)
+    # Folders: the zero-padded position, then the launched seed(s) of the attempts at that position.
+    folders = [f"{name}_pos000_seed0+5", f"{name}_pos001_seed1+2", f"{name}_pos002_seed2"]
+    assert sorted(reports) == [f"{name}_grading_report", *(f"run_groups/{f}/grading_report" for f in folders)]
+    seed1 = reports[f"run_groups/{name}_pos001_seed1+2/grading_report"]  # a seed 1 (valid), b seed 2 (silver)
     assert [r["competition_id"] for r in seed1["competition_reports"]] == ["a", "b"]
     assert (seed1["total_runs"], seed1["total_valid_submissions"], seed1["total_medals"],
             seed1["total_silver_medals"]) == (2, 2, 1, 1)
@@ -178,6 +179,67 @@ def test_run_group_reports_one_per_seed_position_in_upstream_format():
     again = grading.run_group_report([grading.CompetitionReport(**r) for r in body["competition_reports"]])
     assert json.dumps(again, sort_keys=False) == json.dumps(body, sort_keys=False)
     assert "NaN" in an.report_json(body) and json.dumps(json.loads(an.report_json(body))) == json.dumps(body)
+
+
+def twelve_seeds() -> list[dict]:
+    """Split `lite3` = a, b, c; 12 seeds (0..11) launched, some cells missing:
+    a: all 12 graded, gold on seeds 0-5; b: seeds 0-9 graded (10, 11 missing), silver on 0 and 1;
+    c: seeds 0-10 but seed 4 graded (4 and 11 missing), bronze on seed 10 (its position 9)."""
+    rows = [attempt("a", k, "gold" if k < 6 else "none") for k in range(12)]
+    rows += [attempt("b", k, "silver" if k < 2 else "none") for k in range(10)]
+    rows += [attempt("c", k, "bronze" if k == 10 else "none") for k in range(11) if k != 4]
+    return rows
+
+
+def test_twelve_seeds_with_missing_cells_in_both_modes():
+    cat = an.Catalogue(splits={"lite3": ("a", "b", "c")}, status={})
+    results = frame(twelve_seeds())
+    # Medals per position, of 3 competitions: p0 a+b = 2, p1 a+b = 2, p2-p5 a = 1 each, p6-p8 0,
+    # p9 c's seed 10 = 1, p10-p11 0 (only a has them).
+    pad = row_of(an.leaderboard(results, cat, missing="pad"), "lite3")
+    # pad: 12 positions; counts 2,2,1,1,1,1,0,0,0,1,0,0 -> mean 9/12 = 0.75 -> 25 %. Deviations from
+    # 0.75: 1.25 x2, 0.25 x5, -0.75 x5 -> squares 3.125 + 0.3125 + 2.8125 = 6.25; SEM = sqrt(6.25/11)/sqrt(12).
+    assert (pad["seeds"], pad["cells"], pad["padded"], pad["dropped"]) == (12, 32, 36 - 32, 0)
+    assert pad["any_medal_mean"] == pytest.approx(25.0)
+    assert pad["any_medal_sem"] == pytest.approx(100 / 3 * math.sqrt(6.25 / 11) / math.sqrt(12))
+    complete = row_of(an.leaderboard(results, cat, missing="complete-seeds"), "lite3")
+    # complete-seeds: b and c have 10 positions each -> positions 0-9; a's p10, p11 dropped.
+    # counts 2,2,1,1,1,1,0,0,0,1 -> mean 0.9 -> 30 %; deviations 1.1 x2, 0.1 x5, -0.9 x3 -> squares
+    # 2.42 + 0.05 + 2.43 = 4.9; SEM = sqrt(4.9/9)/sqrt(10) = 7/30 -> 7/30 * 100/3 = 70/9 %.
+    assert (complete["seeds"], complete["cells"], complete["padded"], complete["dropped"]) == (10, 30, 0, 2)
+    assert complete["any_medal_mean"] == pytest.approx(30.0)
+    assert complete["any_medal_sem"] == pytest.approx(70 / 9)
+    # Valid: every graded cell is valid, so pad = 32 / 36 cells -> 88.889 %; complete = 100 %.
+    assert pad["valid_submission_mean"] == pytest.approx(3200 / 36)
+    assert complete["valid_submission_mean"] == pytest.approx(100.0) and complete["valid_submission_sem"] == 0
+    # Every table names the mode, the default marked; a split where a competition never ran has
+    # no complete seed at all (upstream's default refuses it).
+    assert "| pad (default) |" in an.format_table(an.leaderboard(results, cat))
+    assert "| complete-seeds |" in an.format_table(an.leaderboard(results, cat, missing="complete-seeds"))
+    without_c = frame([r for r in twelve_seeds() if r["competition_id"] != "c"])
+    none = row_of(an.leaderboard(without_c, cat, missing="complete-seeds"), "lite3")
+    assert none["seeds"] == 0 and math.isnan(none["any_medal_mean"]) and "no complete seed" in an.notes(none)
+    with pytest.raises(ValueError, match="missing='both' is unknown"):
+        an.leaderboard(results, cat, missing="both")
+    built = report.build_report(results, "twelve", catalogue=cat, missing="complete-seeds")
+    assert "Missing cells: complete-seeds" in report.render_markdown(built, figure_dir=None)
+    assert set(report.display_board(built.tables["leaderboard"])["missing"]) == {"complete-seeds"}
+
+
+def test_run_group_folders_sort_as_strings_in_seed_order():
+    rows = [{**r, "submission_path": f"{r['competition_id']}-{r['seed']}.csv"} for r in twelve_seeds()]
+    reports = an.run_group_reports(frame(rows))
+    folders = [k.split("/")[1] for k in reports if k.startswith("run_groups/")]
+    assert len(folders) == 12 and sorted(folders) == folders  # string order = position order
+    name = "aide_gpt4o_10m_gpu1"
+    # c's position 4 holds its seed 5 (seed 4 missing), so that position mixes seeds 4 and 5.
+    assert folders[:5] == [f"{name}_pos000_seed0", f"{name}_pos001_seed1", f"{name}_pos002_seed2",
+                           f"{name}_pos003_seed3", f"{name}_pos004_seed4+5"]
+    assert folders[-1] == f"{name}_pos011_seed11"
+    # Upstream's aggregator reads them in sorted order: seed i = the i-th folder, a's seed i in each.
+    by_folder = [reports[f"run_groups/{f}/grading_report"]["competition_reports"] for f in sorted(folders)]
+    assert [next(r for r in reps if r["competition_id"] == "a")["submission_path"] for reps in by_folder] == \
+        [f"a-{k}.csv" for k in range(12)]
 
 
 # ---------------------------------------------------------------- scaling studies
@@ -345,7 +407,7 @@ def test_analyse_sweep_writes_every_file(tmp_path):
     assert {p.name for p in (folder / "figures").iterdir()} >= {"leaderboard.png", "pass_at_k.png",
                                                                 "medal_over_time.png", "heatmap.png"}
     per_seed = sorted((folder / "run_groups").glob("*/grading_report.json"))
-    assert [p.parent.name for p in per_seed] == ["dummy_none_10m_cpu_seed0", "dummy_none_10m_cpu_seed1"]
+    assert [p.parent.name for p in per_seed] == ["dummy_none_10m_cpu_pos000_seed0", "dummy_none_10m_cpu_pos001_seed1"]
     assert json.loads(per_seed[1].read_text())["total_runs"] == 1
     page = (folder / "report.html").read_text()
     assert page.count("data:image/png;base64,") >= 4 and "<script" not in page and 'src="http' not in page
