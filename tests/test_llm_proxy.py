@@ -219,6 +219,7 @@ def test_token_budget_stops_the_agent_with_a_clear_error(upstream, make_proxy, t
     log = calls(tmp_path)
     assert [c["status"] for c in log] == [200] * done + [403, 403] and log[-1]["refused"]
     assert {c["usage"] for c in log[:done]} == {"reported"} and proxy.summary()["refused_calls"] == 2
+    assert proxy.summary()["budget_spent"]  # what is left cannot cover another call
 
 
 def test_cost_budget_stops_an_anthropic_agent(upstream, make_proxy, tmp_path):
@@ -347,7 +348,7 @@ def test_attempt_agent_calls_the_proxy_from_the_sandbox_and_the_key_is_nowhere(t
 
     log = [json.loads(line) for line in (out / "llm_calls.jsonl").read_text().splitlines()]
     llm = status["llm"]
-    assert llm["calls"] == len(log) == done + 1 and llm["refused_calls"] == 1 and not llm["budget_spent"]
+    assert llm["calls"] == len(log) == done + 1 and llm["refused_calls"] == 1 and llm["budget_spent"]
     assert llm["input_tokens"] == done * 4 and llm["output_tokens"] == done * 5 <= 150
     assert llm["cost_usd"] == pytest.approx(done * prices.load()[MODEL].cost(4, 5))
     assert json.loads((out / "status.json").read_text())["llm"] == llm

@@ -182,6 +182,7 @@ class Ledger:
         self.cost_usd = 0.0
         self.refused = 0
         self.held_tokens, self.held_cost = 0, 0.0
+        self.budget_refused = False  # a call was refused because the budget left could not cover it
         self.table_version = prices.table_version()
         for entry in self._earlier():
             self._add(entry)
@@ -258,6 +259,7 @@ class Ledger:
         """Hold budget for one call before it is forwarded, or say why it may not go."""
         with self.lock:
             if self.budgeted() and (why := self._spent()):
+                self.budget_refused = True
                 return Refusal(403, "budget_exceeded", why)
             cap = None
             if asked is None:
@@ -294,6 +296,7 @@ class Ledger:
                 if self.cfg.max_tokens is not None else "")
         if self.cfg.max_cost_usd is not None:
             left += f"{', ' if left else ''}${self.cfg.max_cost_usd - self.cost_usd:.6f}"
+        self.budget_refused = True
         return Refusal(403, "budget_exceeded",
                        f"hpc-mle: this attempt's budget cannot cover this call ({asks}); {left} left. "
                        f"A smaller max_tokens or a shorter input may fit")
@@ -326,7 +329,7 @@ class Ledger:
                 "price_key": self.cfg.price_key, "price_read_on": self.price.read_on if self.price else None,
                 "price_table": self.table_version,
                 "budget": {"max_tokens": self.cfg.max_tokens, "max_cost_usd": self.cfg.max_cost_usd},
-                "budget_spent": spent is not None, "refused_calls": self.refused, "estimated_calls": self.estimated,
+                "budget_spent": spent is not None or self.budget_refused, "refused_calls": self.refused, "estimated_calls": self.estimated,
             }
 
 
