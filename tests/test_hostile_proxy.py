@@ -137,6 +137,10 @@ def test_only_the_configured_model_and_metered_features_reach_the_provider(upstr
     with pytest.raises(anthropic.PermissionDeniedError, match="remote URL"):
         claude.messages.create(model=MODEL, max_tokens=20, messages=[{"role": "user", "content": [
             {"type": "image", "source": {"type": "url", "url": "http://example.org/a.png"}}]}])
+    listing = urllib.request.Request(url(proxy) + "/v1/chat/completions", headers={  # stored completions
+        "Authorization": f"Bearer {proxy.token}"}, method="GET")
+    with pytest.raises(urllib.error.HTTPError, match="404"):
+        urllib.request.urlopen(listing, timeout=10)
     assert upstream.requests == []  # nothing refused was forwarded
     # the continuation of a response this attempt made is allowed, and reserves what that response carried
     first = client.responses.create(model=MODEL, input="hello")

@@ -81,6 +81,9 @@ log = logging.getLogger(__name__)
 DEFAULT_BASE_URLS = {"openai": "https://api.openai.com/v1", "anthropic": "https://api.anthropic.com"}
 METERED = ("/v1/chat/completions", "/v1/responses", "/v1/messages")
 FREE = ("/v1/models", "/v1/messages/count_tokens")  # forwarded and logged, never charged
+# One method per route: a GET on /v1/chat/completions would list the account's stored completions (other
+# attempts' conversations included), so nothing but these is forwarded.
+METHODS = {"/v1/models": "GET", **{path: "POST" for path in (*METERED, "/v1/messages/count_tokens")}}
 RETRY_STATUSES = (429, 500, 502, 503, 504, 529)  # 529: Anthropic "overloaded"
 PASS_REQUEST_HEADERS = {"content-type", "accept", "user-agent", "anthropic-version"}
 PASS_REPLY_HEADERS = {"content-type", "retry-after", "retry-after-ms", "request-id", "x-request-id", "x-should-retry"}
@@ -563,9 +566,9 @@ class MeteringProxy:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         started = time.monotonic()
         style = _style(request.path)
-        if request.path not in METERED + FREE:
-            return error_reply(style, 404, f"hpc-mle proxy: no route {request.path}; it serves "
-                                           f"{', '.join(METERED + FREE)}", "not_found_error")
+        if METHODS.get(request.path) != request.method:
+            return error_reply(style, 404, f"hpc-mle proxy: no route {request.method} {request.path}; it serves "
+                                           f"{', '.join(f'{m} {p}' for p, m in METHODS.items())}", "not_found_error")
         if not self._authorised(request):
             return self._refuse(request, started, Refusal(
                 401, "authentication_error", "hpc-mle: wrong or missing attempt token (use the OPENAI_API_KEY / "
