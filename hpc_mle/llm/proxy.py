@@ -596,7 +596,7 @@ class MeteringProxy:
             hold = self._reserve(request.path, body, payload)
             if isinstance(hold, Refusal):
                 return self._refuse(request, started, hold, stream)
-        body, strip_usage = _rewrite(request.path, body, payload, hold)
+        body, strip_usage = _rewrite(request.path, body, payload, hold, self.cfg.provider)
         settled: list[dict[str, Any]] = []
         try:
             return await self._forward(request, body, stream, strip_usage, started, hold, settled)
@@ -796,12 +796,15 @@ def _remote_url(payload: Any) -> str | None:
     return None
 
 
-def _rewrite(path: str, body: bytes, payload: dict[str, Any], hold: Hold | None) -> tuple[bytes, bool]:
+def _rewrite(path: str, body: bytes, payload: dict[str, Any], hold: Hold | None, provider: str
+             ) -> tuple[bytes, bool]:
     """The body to forward: with the proxy's output bound, and with usage asked for on chat streams.
     Returns it and whether the usage chunk must be kept from the client (who did not ask for it)."""
     changed, strip_usage = False, False
     if hold is not None and hold.cap is not None:
-        payload[OUTPUT_FIELDS[path][0]] = hold.cap
+        # OpenAI's reasoning models refuse `max_tokens`; OpenAI-compatible hosts may ignore the newer name
+        chat_field = "max_completion_tokens" if provider == "openai" else "max_tokens"
+        payload[chat_field if path == "/v1/chat/completions" else OUTPUT_FIELDS[path][0]] = hold.cap
         changed = True
     if payload.get("stream") is True and path == "/v1/chat/completions":
         options = payload.get("stream_options") or {}
