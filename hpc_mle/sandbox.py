@@ -128,7 +128,8 @@ def bwrap_command(plan: Plan, hidden: list[Path] = (), *, args_fd: int, seccomp_
         if os.path.isdir(d):
             cmd += ["--ro-bind", d, d]
     cmd += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/home", "--tmpfs", "/run"]
-    cmd += ["--chmod", "1777", "/home"]  # the agent's HOME: its caches, whatever its uid
+    # Writable for an agent that is not root: its HOME (caches) and /dev/shm (multiprocessing's semaphores).
+    cmd += ["--chmod", "1777", "/home", "--chmod", "1777", "/dev/shm"]
     # After the empty /home and /tmp, so a Python (or venv) installed under them stays visible.
     for d in plan.extra_ro:
         cmd += ["--ro-bind", str(d), str(d)]

