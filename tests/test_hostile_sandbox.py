@@ -10,6 +10,7 @@ host's process table while the sandbox runs. The test checks each answer and the
 from __future__ import annotations
 
 import json
+import os
 import pwd
 import threading
 import time
@@ -290,3 +291,39 @@ def test_a_restart_gives_the_agent_its_files_without_following_its_links(hostile
     second = hostile.run(source, time_limit="30s", out=out)
     assert second.status["starts"] == 2 and second.status["state"] == "done", second.status
     assert {p: (p.lstat().st_uid, p.lstat().st_gid) for p in owners if p.exists()} == owners
+
+
+FAKE_APPTAINER = """#!/bin/sh
+# Stands in for apptainer (not installable here): records what it was given, then fails as apptainer does.
+env_file=""
+prev=""
+for a in "$@"; do [ "$prev" = "--env-file" ] && env_file="$a"; prev="$a"; done
+{ echo "mode=$(stat -c %a "$env_file")"; env | grep -E '^(APPTAINER|SINGULARITY)' | sort; } > "$RECORD"
+echo "FATAL:   container creation failed: mount hook function failure" >&2
+exit 255
+"""
+
+
+def test_apptainer_failing_to_start_is_infrastructure_and_gets_only_allowed_variables(tmp_path, mini_data,
+                                                                                       monkeypatch):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "apptainer").write_text(FAKE_APPTAINER)
+    (bin_dir / "apptainer").chmod(0o755)
+    record = tmp_path / "record"
+    image = tmp_path / "agent.sif"
+    image.write_bytes(b"not an image")
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    for key, value in {"APPTAINER_BIND": str(mini_data), "APPTAINERENV_LD_PRELOAD": "/x.so",
+                       "APPTAINER_CACHEDIR": str(tmp_path / "cache"), "RECORD": str(record)}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(runner, "_host_env", lambda cfg, real=runner._host_env: {**real(cfg), "RECORD": str(record)})
+    cfg = runner.AttemptConfig(competition_id="mini-churn", scaffold="dummy", out=tmp_path / "att", sandbox="apptainer",
+                               image=image, data_dir=mini_data, time_limit_s=60, grace_s=1, telemetry_interval_s=1)
+    st = runner.run_attempt(cfg)
+    assert st["state"] == "failed" and st["failure"] == "infrastructure", st
+    assert "exit code 255" in st["reason"] and "container creation failed" in st["reason"], st["reason"]
+    assert record.read_text().splitlines() == ["mode=600", f"APPTAINER_CACHEDIR={tmp_path / 'cache'}"]
+    config = json.loads((cfg.out / "config.json").read_text())
+    env_file = Path(config["sandbox_command"][config["sandbox_command"].index("--env-file") + 1])
+    assert not env_file.parent.exists()  # the harness-private folder is gone after the attempt
