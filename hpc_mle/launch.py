@@ -300,17 +300,15 @@ def main(argv: list[str] | None = None) -> None:
     except PlanError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
-    except OSError as exc:
-        if not is_disk_full(exc):
-            raise
-        print(f"error: {disk_full_message(exc.filename or Path.cwd(), OUTPUT_FULL_FIX)}", file=sys.stderr)
-        sys.exit(1)
     except Exception as exc:
         from hydra.errors import HydraException
 
-        if isinstance(exc, HydraException):
+        if isinstance(exc, HydraException):  # before OSError: Hydra's MissingConfigException is an IOError
             print(f"error: {str(exc).strip()}", file=sys.stderr)
             sys.exit(2)
+        if isinstance(exc, OSError) and is_disk_full(exc):
+            print(f"error: {disk_full_message(exc.filename or Path.cwd(), OUTPUT_FULL_FIX)}", file=sys.stderr)
+            sys.exit(1)
         raise
 
 

@@ -377,7 +377,8 @@ def reconcile(sweep_dir: Path, queue: list[QueuedJob]) -> Reconciled:
     recorded = {e["name"] for e in entries if e.get("event") == "submitted"}
     mine = sweep_jobs(sweep_dir, queue)
     stray = sorted({q.job.split("_")[0] for q in mine if q.name not in recorded})
-    done = {e["launch"] for e in entries if e.get("event") == "complete"}
+    done = {e["launch"] for e in entries if e.get("event") == "complete"
+            or (e.get("event") == "submitted" and e.get("role") == "analysis")}
     unfinished = sorted({e["launch"] for e in entries if e.get("event") == "launch"} - done)
     old_tail = {e["job"] for e in entries if e.get("event") == "submitted" and e.get("launch") in unfinished
                 and e.get("role") in ("grading", "analysis")}

@@ -151,8 +151,10 @@ def _settle(sweep_dir: Path, rows: list[dict[str, Any]], entries: list[dict[str,
         _apply(r, q)
 
 
-def _match(job: str, by_id: dict[str, slurm.QueuedJob]) -> slurm.QueuedJob | None:
+def _match(job: str | None, by_id: dict[str, slurm.QueuedJob]) -> slurm.QueuedJob | None:
     """By id as squeue shows it; `<job>_0` also matches a plain `<job>` (older manifests recorded that)."""
+    if not job:
+        return None
     if job in by_id:
         return by_id[job]
     base, _, task = job.partition("_")

@@ -123,19 +123,53 @@ def test_held_single_task_sweep_is_queued_and_submitted_once(here, mini_data, tm
         slurm.cancel(sweep_jobs(env, sweep))
 
 
+def stalling_sbatch(env: dict, tmp_path: Path, call: int) -> tuple[dict, Path]:
+    """An `sbatch` first on PATH that submits for real, then stalls on call number `call` (marked by a file)."""
+    count, stalled = tmp_path / "sbatch-calls", tmp_path / "stalled"
+    real = subprocess.run(["which", "sbatch"], capture_output=True, text=True, env=env).stdout.strip()
+    shim(tmp_path / "shim", "sbatch", f'echo x >> {count}\n{real} "$@"; rc=$?\n'
+                                      f'if [ "$(wc -l < {count})" -eq {call} ]; then touch {stalled}; sleep 120; fi\n'
+                                      "exit $rc")
+    return with_path(env, tmp_path / "shim"), stalled
+
+
+def kill_when(launcher: subprocess.Popen, stalled: Path) -> None:
+    """kill -9 the launcher (and its stalled sbatch) once that sbatch has submitted."""
+    wait_for("the launcher's stalled sbatch", stalled.is_file, timeout=120, every=0.2)
+    os.killpg(launcher.pid, signal.SIGKILL)
+    launcher.wait()
+
+
+def test_unrecorded_agent_array_of_a_killed_launch_is_cancelled_and_resubmitted(here, mini_data, tmp_path):
+    env = here
+    args = launch_argv("-m", "scaffold=dummy", "benchmark.competitions=[mini-churn,mini-digits]", *SMALL,
+                       "cluster.additional={hold: true}", f"output_root={tmp_path / 'runs'}", f"data_dir={mini_data}")
+    stalling, stalled = stalling_sbatch(env, tmp_path, call=1)
+    kill_when(start(stalling, *args), stalled)  # the agent array is queued; its ids were never written
+    sweep = the_sweep(tmp_path / "runs")
+    try:
+        (stray,) = {job.split("_")[0] for job in sweep_jobs(env, sweep)}  # one array, two tasks
+        assert len(sweep_jobs(env, sweep)) == 2 and not submissions(sweep)
+        table = status.sweep_status(sweep)
+        assert list(table["state"]) == ["queued", "queued"], table  # found by its job name
+        again = run(env, *args)
+        assert again.returncode == 0 and f"cancelled job(s) {stray}:" in again.stdout, again.stdout
+        assert "submitted 2 attempts" in again.stdout
+        wait_for("the stray array to leave the queue",
+                 lambda: all(not j.startswith(f"{stray}_") for j in sweep_jobs(env, sweep)), timeout=30)
+        assert len(sweep_jobs(env, sweep)) == 4  # two array tasks, grading, analysis
+        assert submissions(sweep) == dict.fromkeys(table["id"], 1)
+        assert list(status.sweep_status(sweep)["state"]) == ["queued", "queued"]
+    finally:
+        slurm.cancel(sweep_jobs(env, sweep))
+
+
 def test_killed_launcher_damaged_status_and_lost_manifest_rerun_nothing(here, mini_data, tmp_path):
     env = here
     args = launch_argv("-m", "scaffold=dummy", "benchmark.competitions=[mini-churn,mini-digits]", *SMALL,
                        "runtime.time_limit=60s", f"output_root={tmp_path / 'runs'}", f"data_dir={mini_data}")
-    count, stalled = tmp_path / "sbatch-calls", tmp_path / "stalled"
-    real = subprocess.run(["which", "sbatch"], capture_output=True, text=True, env=env).stdout.strip()
-    shim(tmp_path / "shim", "sbatch", f'echo x >> {count}\n{real} "$@"; rc=$?\n'
-                                      f'if [ "$(wc -l < {count})" -eq 2 ]; then touch {stalled}; sleep 120; fi\n'
-                                      "exit $rc")
-    launcher = start(with_path(env, tmp_path / "shim"), *args)
-    wait_for("the launcher's second sbatch", stalled.is_file, timeout=120, every=0.2)
-    os.killpg(launcher.pid, signal.SIGKILL)  # the launcher and the stalled sbatch: grading is queued, not recorded
-    launcher.wait()
+    stalling, stalled = stalling_sbatch(env, tmp_path, call=2)
+    kill_when(start(stalling, *args), stalled)  # between its sbatch calls: grading is queued but not recorded
     sweep = the_sweep(tmp_path / "runs")
     entries = slurm.read_log(sweep)
     assert [e["role"] for e in entries if e["event"] == "submitted"] == ["agents0-0"]
