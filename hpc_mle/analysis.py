@@ -499,6 +499,7 @@ def readme_rows(board: pd.DataFrame, results: pd.DataFrame, catalogue: Catalogue
         row["Source Code Available"] = "-"
         row["Grading Reports Available"] = "yes (analysis/run_groups)"
         row["Hardware"] = key["hardware"]
+        row["Missing cells"] = missing_label(next(r for k, r in cells.items() if k[:-1] == setting))
         rows.append(row)
     return pd.DataFrame(rows)
 

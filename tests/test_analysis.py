@@ -151,6 +151,7 @@ def test_readme_rows_dash_for_uncovered_splits_and_dagger_for_padding():
     assert readme.loc["full", "All (%)"] == "-" and readme.loc["aide", "Low == Lite (%)"] == "-"
     assert readme.loc["full", "Running Time (hours)"] == "24"
     assert readme.loc["full", "Known Leakage"] == "includes 1 leaky competitions"
+    assert readme.loc["full", "Missing cells"] == "pad (default)"
     assert list(readme.reset_index().columns[:8]) == ["Agent", "LLM(s)", "Low == Lite (%)", "Medium (%)", "High (%)",
                                                      "All (%)", "Running Time (hours)", "Date"]
 
