@@ -35,7 +35,7 @@ MODEL = "gpt-4o-2024-08-06"
 SONNET = "claude-3-5-sonnet-20241022"
 MARKUP = "[/x] [bold]b[/bold] <script>alert(1)</script> | col | `tick` *em* _u_ [link](http://x)"
 SCRIPT = {"rules": [
-    {"match": "slowly", "content": "one two three four five six", "delay_s": 0.15},
+    {"match": "slowly", "content": "one two three four five six", "delay_s": 0.3},  # ~2 s: the burst overlaps
     {"match": "cut", "content": "one two three four five six", "cut_after": 3},
     {"match": "headers", "content": "ok", "headers": {"Set-Cookie": "session=stolen", "OpenAI-Organization": "org-x",
                                                       "OpenAI-Project": "proj-x", "x-ratelimit-remaining-requests": "9"}},
@@ -168,12 +168,13 @@ def test_a_burst_stays_within_the_token_budget(upstream, make_proxy, tmp_path):
             pass
 
     statuses = burst(20, call)
-    assert sorted(set(statuses)) == [200, 429] and statuses.count(200) == len(upstream.requests) == 5
+    forwarded = len(upstream.requests)  # 5 hold the whole budget; a thread late by ~2 s could find one settled
+    assert sorted(set(statuses)) == [200, 429] and statuses.count(200) == forwarded and 5 <= forwarded <= 7
     summary = proxy.summary()
-    assert summary["input_tokens"] + summary["output_tokens"] == 5 * 7 <= 320
+    assert summary["input_tokens"] + summary["output_tokens"] == forwarded * 7 <= 320
     refused = [e for e in ledger(tmp_path) if e.get("refused")]
-    assert len(refused) == 15 and "calls in flight hold" in refused[0]["error"]
-    assert [r["body"]["max_tokens"] for r in upstream.requests] == [20] * 5  # the client's bound, kept
+    assert len(refused) == 20 - forwarded and "calls in flight hold" in refused[0]["error"]
+    assert [r["body"]["max_tokens"] for r in upstream.requests] == [20] * forwarded  # the client's bound, kept
 
 
 def test_a_burst_stays_within_the_cost_budget(upstream, make_proxy, tmp_path):

@@ -691,6 +691,17 @@ class MeteringProxy:
         out = web.StreamResponse(status=200, headers=self._reply_headers(resp))
         seen = usage.StreamUsage()
         buffer, error = b"", None
+
+        def settle() -> None:
+            """Book the call once: at its final usage event, before the client is sent the end (so its next
+            call finds this one's hold released), or when the stream ends without one."""
+            if settled:
+                return
+            got = seen.result() if seen.final else None
+            if request.path == "/v1/responses":
+                self._remember(seen.response_id, got)
+            self._settle(settled, hold, self._entry(request, 200, started, True, got, retries, error, hold))
+
         try:
             await out.prepare(request)
             async for chunk in resp.content.iter_any():
@@ -699,6 +710,8 @@ class MeteringProxy:
                     event, buffer = buffer[:match.start()], buffer[match.end():]
                     data = _sse_data(event)
                     seen.feed(data)
+                    if seen.final:
+                        settle()
                     if strip_usage and isinstance(data, dict) and data.get("choices") == [] and data.get("usage"):
                         continue  # the usage chunk we asked for; this client did not
                     await out.write(event + b"\n\n")
@@ -706,11 +719,7 @@ class MeteringProxy:
             error = f"stream cut: {type(exc).__name__}: {exc}"
         except (TimeoutError, aiohttp.ClientPayloadError) as exc:
             error = f"upstream stream failed: {type(exc).__name__}: {exc}"
-        got = seen.result() if seen.final else None
-        if request.path == "/v1/responses":
-            self._remember(seen.response_id, got)
-        # settled before the client sees the end, so its next call finds this one's hold released
-        self._settle(settled, hold, self._entry(request, 200, started, True, got, retries, error, hold))
+        settle()
         if error is None:
             with contextlib.suppress(ConnectionResetError, aiohttp.ClientConnectionError):
                 if buffer.strip():
