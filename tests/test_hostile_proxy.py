@@ -53,9 +53,10 @@ def make_proxy(tmp_path, monkeypatch):
     monkeypatch.setenv(KEY_ENV, KEY)
     started: list[MeteringProxy] = []
 
-    def make(server, provider="openai", model=MODEL, budget=None, price=None) -> MeteringProxy:
+    def make(server, provider="openai", model=MODEL, budget=None, price=None, extra=None) -> MeteringProxy:
         conf = {"name": "t", "provider": provider, "model": model, "api_key_env": KEY_ENV, "price": price,
-                "base_url": server.url if provider == "anthropic" else server.base_url, "budget": budget or {}}
+                "base_url": server.url if provider == "anthropic" else server.base_url, "budget": budget or {},
+                "extra": extra or {}}
         proxy = MeteringProxy(config_from_model(conf, tmp_path / "llm_calls.jsonl", backoff_s=0.01),
                               tmp_path / f"p{len(started)}.sock", tcp=True).start()
         started.append(proxy)
@@ -149,7 +150,7 @@ def test_only_the_configured_model_and_metered_features_reach_the_provider(upstr
     assert proxy.summary()["refused_calls"] == 12 and all(e["refused"] for e in ledger(tmp_path)[:12])
 
 
-def test_unpriced_model_with_a_cost_budget_does_not_start(upstream, make_proxy):
+def test_unpriced_model_with_a_cost_budget_does_not_start(upstream, make_proxy, tmp_path):
     with pytest.raises(ProxyError) as refused:
         make_proxy(upstream, model="gpt-9-unpriced", budget={"max_cost_usd": 5})
     message = str(refused.value)
@@ -157,6 +158,17 @@ def test_unpriced_model_with_a_cost_budget_does_not_start(upstream, make_proxy):
     unbudgeted = make_proxy(upstream, model="gpt-9-unpriced")  # no cost budget: counted in tokens, cost null
     oai(unbudgeted).chat.completions.create(model="gpt-9-unpriced", messages=user("hello"))
     assert unbudgeted.summary()["cost_usd"] is None and unbudgeted.summary()["input_tokens"] == 1
+    with pytest.raises(ProxyError, match="'o3-unpriced' is not a price_key"):
+        make_proxy(upstream, budget={"max_cost_usd": 5}, extra={"also_models": ["o3-unpriced"]})
+    # a second model the config allows (AIDE's feedback model upstream) is served and priced by its own row
+    o1 = "o1-2024-12-17"
+    both = make_proxy(upstream, budget={"max_cost_usd": 5}, extra={"also_models": [o1]})
+    for model in (MODEL, o1):
+        oai(both).chat.completions.create(model=model, messages=user("hello"))
+    with pytest.raises(openai.PermissionDeniedError, match="or one of its also_models"):
+        oai(both).chat.completions.create(model="gpt-4o-mini", messages=user("hello"))
+    assert [(e["model"], e["cost_usd"]) for e in ledger(tmp_path)[1:3]] == [
+        (MODEL, prices.load()[MODEL].cost(1, 1)), (o1, prices.load()[o1].cost(1, 1))]
 
 
 def test_a_burst_stays_within_the_token_budget(upstream, make_proxy, tmp_path):

@@ -6,8 +6,9 @@ the key never enters the sandbox, and every call passes one place that can count
 
 - each call is appended to `llm_calls.jsonl` (time, model, endpoint, status, tokens in/out, latency,
   cost, stream, retries, error) the moment it ends;
-- only the attempt's configured `model` is served: a request naming any other string gets 403 with the
-  reason. The match is exact: an alias ("gpt-4o") is refused when the config names a snapshot
+- only the attempt's configured `model` is served (plus `extra.also_models`, each priced by its own
+  prices.csv row, for scaffolds that ran a second model upstream, such as AIDE's gpt-4o feedback):
+  a request naming any other string gets 403 with the reason. The match is exact: an alias ("gpt-4o") is refused when the config names a snapshot
   ("gpt-4o-2024-08-06") and the other way round, because the price row and the results name that
   string; the provider may answer with a dated name of its own, which is logged as it comes;
 - budgets (`budget.max_tokens`, `budget.max_cost_usd`) hold under any burst: before a call is forwarded
@@ -122,6 +123,7 @@ class ProxyConfig:
     max_wait_s: float = 60.0  # a longer wait (Retry-After or backoff) passes the error through instead
     read_timeout_s: float = 900.0  # silence from upstream that ends a call (reasoning models think long)
     default_max_output_tokens: int = 4096  # the output bound set when the client sets none and a budget is on
+    also_models: tuple[str, ...] = ()  # further exact model names the agent may call (e.g. AIDE's feedback model)
     max_request_bytes: int = 16 * 1024**2
     max_concurrent: int = 32
 
@@ -138,14 +140,20 @@ def config_from_model(model_config: dict[str, Any], calls_path: Path, **override
                        api_key_env=model_config.get("api_key_env"), calls_path=Path(calls_path),
                        price_key=prices.price_key(model_config), sampling=dict(model_config.get("sampling") or {}),
                        max_tokens=budget.get("max_tokens"), max_cost_usd=budget.get("max_cost_usd"),
-                       **_output_cap(model_config), **overrides)
+                       **_from_extra(model_config), **overrides)
 
 
-def _output_cap(model_config: dict[str, Any]) -> dict[str, int]:
-    """`extra.max_output_tokens` of a model config (the default 4096 fits every model's own limit, but
-    reasoning models, whose thinking counts as output, want more)."""
-    cap = (model_config.get("extra") or {}).get("max_output_tokens")
-    return {} if cap is None else {"default_max_output_tokens": int(cap)}
+def _from_extra(model_config: dict[str, Any]) -> dict[str, Any]:
+    """`extra.max_output_tokens` (the default 4096 fits every model's own limit, but reasoning models,
+    whose thinking counts as output, want more) and `extra.also_models` (upstream ran AIDE's feedback on
+    gpt-4o whatever the main model was) of a model config."""
+    extra = model_config.get("extra") or {}
+    out: dict[str, Any] = {}
+    if extra.get("max_output_tokens") is not None:
+        out["default_max_output_tokens"] = int(extra["max_output_tokens"])
+    if extra.get("also_models"):
+        out["also_models"] = tuple(str(m) for m in extra["also_models"])
+    return out
 
 
 def _now() -> str:
@@ -161,6 +169,25 @@ class Hold:
     output_tokens: int
     cost_usd: float | None
     cap: int | None = None
+    price: prices.Price | None = None  # of the model the call names
+
+
+@dataclass(frozen=True)
+class Ask:
+    """What a call asks of the budget: its input estimate, the client's output bound (None: none), `n`
+    choices, and the price of the model it names."""
+
+    input_tokens: int
+    asked: int | None
+    choices: int
+    price: prices.Price | None
+
+
+def _rates(price: prices.Price | None) -> tuple[float, float]:
+    """$ per token of input (the dearest input rate: cache writes cost more) and of output."""
+    if price is None:
+        return 0.0, 0.0
+    return max(price.input_usd_per_mtok, price.cache_write_usd_per_mtok or 0.0) / 1e6, price.output_usd_per_mtok / 1e6
 
 
 @dataclass(frozen=True)
@@ -239,59 +266,53 @@ class Ledger:
 
     # ------------------------------------------------------------ reservations
 
-    def _rates(self) -> tuple[float, float]:
-        """$ per token of input (the dearest input rate: cache writes cost more) and of output."""
-        if self.price is None:
-            return 0.0, 0.0
-        dearest = max(self.price.input_usd_per_mtok, self.price.cache_write_usd_per_mtok or 0.0)
-        return dearest / 1e6, self.price.output_usd_per_mtok / 1e6
-
-    def _largest_output(self, input_tokens: int, choices: int, with_held: bool) -> float:
-        """The largest output bound a call with this input could reserve now (inf without a budget)."""
+    def _largest_output(self, ask: Ask, with_held: bool) -> float:
+        """The largest output bound this call could reserve now (inf without a budget)."""
         largest = math.inf
         if self.cfg.max_tokens is not None:
             left = self.cfg.max_tokens - self.input_tokens - self.output_tokens - (self.held_tokens if with_held else 0)
-            largest = (left - input_tokens) / choices
-        in_rate, out_rate = self._rates()
+            largest = (left - ask.input_tokens) / ask.choices
+        in_rate, out_rate = _rates(ask.price)
         if self.cfg.max_cost_usd is not None and out_rate > 0:
             left_usd = self.cfg.max_cost_usd - self.cost_usd - (self.held_cost if with_held else 0.0)
-            largest = min(largest, (left_usd - input_tokens * in_rate) / (out_rate * choices))
+            largest = min(largest, (left_usd - ask.input_tokens * in_rate) / (out_rate * ask.choices))
         return largest
 
-    def reserve(self, input_tokens: int, asked: int | None, choices: int) -> Hold | Refusal:
+    def reserve(self, ask: Ask) -> Hold | Refusal:
         """Hold budget for one call before it is forwarded, or say why it may not go."""
         with self.lock:
             if self.budgeted() and (why := self._spent()):
                 self.budget_refused = True
                 return Refusal(403, "budget_exceeded", why)
-            cap = None
-            if asked is None:
-                cap = self.cfg.default_max_output_tokens
-                if self.budgeted():
-                    cap = int(min(cap, self._largest_output(input_tokens, choices, with_held=True)))
-            bound = asked if asked is not None else cap
-            if self.budgeted() and not self._fits(asked, bound, input_tokens, choices, with_held=True):
-                return self._refusal(asked, bound, input_tokens, choices)
-            in_rate, out_rate = self._rates()
-            hold = Hold(input_tokens, bound * choices,
-                        None if self.price is None else input_tokens * in_rate + bound * choices * out_rate,
-                        cap if asked is None and self.budgeted() else None)
+            bound = ask.asked if ask.asked is not None else self._own_bound(ask, with_held=True)
+            if self.budgeted() and not self._fits(ask, bound, with_held=True):
+                return self._refusal(ask, bound)
+            in_rate, out_rate = _rates(ask.price)
+            output = bound * ask.choices
+            hold = Hold(ask.input_tokens, output,
+                        None if ask.price is None else ask.input_tokens * in_rate + output * out_rate,
+                        bound if ask.asked is None and self.budgeted() else None, ask.price)
             self.held_tokens += hold.input_tokens + hold.output_tokens
             self.held_cost += hold.cost_usd or 0.0
             return hold
 
-    def _fits(self, asked: int | None, bound: int, input_tokens: int, choices: int, with_held: bool) -> bool:
-        if asked is None:
-            return bound >= MIN_OUTPUT_TOKENS
-        return asked <= self._largest_output(input_tokens, choices, with_held)
+    def _own_bound(self, ask: Ask, with_held: bool) -> int:
+        """The output bound the proxy sets when the client sets none: the default, lowered to what is left."""
+        if not self.budgeted():
+            return self.cfg.default_max_output_tokens
+        return int(min(self.cfg.default_max_output_tokens, self._largest_output(ask, with_held)))
 
-    def _refusal(self, asked: int | None, bound: int, input_tokens: int, choices: int) -> Refusal:
+    def _fits(self, ask: Ask, bound: int, with_held: bool) -> bool:
+        if ask.asked is None:
+            return bound >= MIN_OUTPUT_TOKENS
+        return ask.asked <= self._largest_output(ask, with_held)
+
+    def _refusal(self, ask: Ask, bound: int) -> Refusal:
         """429 when the calls in flight hold what this one needs (it may go once they settle), else 403."""
-        alone = self.cfg.default_max_output_tokens if asked is None else asked
-        if asked is None:
-            alone = int(min(alone, self._largest_output(input_tokens, choices, with_held=False)))
-        asks = f"up to ~{input_tokens} input tokens and {bound if asked is not None else MIN_OUTPUT_TOKENS}+ output"
-        if self.held_tokens and self._fits(asked, alone, input_tokens, choices, with_held=False):
+        alone = ask.asked if ask.asked is not None else self._own_bound(ask, with_held=False)
+        asks = (f"up to ~{ask.input_tokens} input tokens and "
+                f"{bound if ask.asked is not None else MIN_OUTPUT_TOKENS}+ output")
+        if self.held_tokens and self._fits(ask, alone, with_held=False):
             return Refusal(429, "rate_limit_error",
                            f"hpc-mle: calls in flight hold this attempt's remaining budget; this call ({asks}) "
                            f"must wait until they finish: retry shortly")
@@ -396,12 +417,15 @@ class MeteringProxy:
         self.token = token or "hpcmle-" + secrets.token_urlsafe(24)
         self.warnings: list[str] = []
         price = prices.lookup(cfg.price_key)
-        if price is None and cfg.max_cost_usd is not None:
-            raise ProxyError(f"model {cfg.model!r} has a cost budget (budget.max_cost_usd={cfg.max_cost_usd:g}) but "
-                             f"no price: {cfg.price_key!r} is not a price_key of {prices.PRICES}. Fix: add its row "
-                             f"there, point the model config's `price` at an existing row, or drop the cost budget")
-        if price is None:
-            self.warnings.append(f"no price for {cfg.price_key!r} in prices.csv: tokens are counted, cost is null")
+        # the models this attempt may name, each with its price (also_models are priced by their own name)
+        self.prices = {cfg.model: price, **{m: prices.lookup(m) for m in cfg.also_models}}
+        for model, key in [(cfg.model, cfg.price_key), *[(m, m) for m in cfg.also_models]]:
+            if self.prices[model] is None and cfg.max_cost_usd is not None:
+                raise ProxyError(f"model {model!r} has a cost budget (budget.max_cost_usd={cfg.max_cost_usd:g}) but "
+                                 f"no price: {key!r} is not a price_key of {prices.PRICES}. Fix: add its row there, "
+                                 f"point the model config's `price` at an existing row, or drop the cost budget")
+            if self.prices[model] is None:
+                self.warnings.append(f"no price for {key!r} in prices.csv: tokens are counted, cost is null")
         self.ledger = Ledger(cfg, price)
         self.responses: dict[str, int] = {}  # response id -> tokens it carries into a continuation
         self._slots = asyncio.Semaphore(cfg.max_concurrent)
@@ -501,7 +525,8 @@ class MeteringProxy:
         estimated = hold is not None and got is None and not free
         got = got or usage.Usage()
         in_tok, out_tok = (0, 0) if free else (got.input_tokens, got.output_tokens)
-        cost = 0.0 if free else prices.cost_usd(self.ledger.price, in_tok, out_tok, got.cached_input_tokens,
+        price = hold.price if hold is not None else self.ledger.price
+        cost = 0.0 if free else prices.cost_usd(price, in_tok, out_tok, got.cached_input_tokens,
                                                 got.cache_write_input_tokens)
         if estimated:
             in_tok, out_tok, cost = hold.input_tokens, hold.output_tokens, hold.cost_usd
@@ -610,9 +635,10 @@ class MeteringProxy:
         if path == "/v1/models":
             return None
         requested = payload.get("model")
-        if self.cfg.model is not None and requested != self.cfg.model:
+        if self.cfg.model is not None and requested not in self.prices:
+            also = f" (or one of its also_models {list(self.cfg.also_models)})" if self.cfg.also_models else ""
             return Refusal(403, "model_not_allowed", f"hpc-mle: model {requested!r} is not this attempt's model "
-                                                     f"{self.cfg.model!r}; only that exact name is served")
+                                                     f"{self.cfg.model!r}{also}; only that exact name is served")
         return _unmetered(path, payload, self.responses)
 
     def _reserve(self, path: str, body: bytes, payload: dict[str, Any]) -> Hold | Refusal:
@@ -625,7 +651,7 @@ class MeteringProxy:
         if not _positive_int(choices):
             return Refusal(400, "invalid_request_error", "hpc-mle proxy: `n` must be a positive integer")
         estimate = len(body) // BYTES_PER_TOKEN + 8 + self.responses.get(payload.get("previous_response_id"), 0)
-        return self.ledger.reserve(estimate, asked, choices)
+        return self.ledger.reserve(Ask(estimate, asked, choices, self.prices.get(payload.get("model"))))
 
     async def _forward(self, request: web.Request, body: bytes, stream: bool, strip_usage: bool, started: float,
                        hold: Hold | None, settled: list) -> web.StreamResponse:
