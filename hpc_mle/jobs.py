@@ -253,10 +253,8 @@ def reanalyse_if_complete(sweep_dir: Path, attempt_id: str) -> bool:
     """After an attempt ends: if the published analysis is partial, grade this attempt and, when no attempt is
     left outstanding, analyse the sweep again. Returns whether it did; never raises (the attempt's state stands)."""
     sweep_dir = Path(sweep_dir)
-    if not (sweep_dir / "analysis" / PARTIAL).is_file():
-        return False
     try:
-        with _analysis_lock(sweep_dir):  # the check under the lock: an analysis running now sees this attempt ended
+        with _analysis_lock(sweep_dir):  # checked under the lock: an analysis running now already sees this end
             if not (sweep_dir / "analysis" / PARTIAL).is_file():
                 return False
             if needs_grading(sweep_dir, attempt_id):
@@ -265,7 +263,8 @@ def reanalyse_if_complete(sweep_dir: Path, attempt_id: str) -> bool:
                 return False
             _analyse(sweep_dir)
             return True
-    except Exception as exc:  # noqa: BLE001 -- reported, and `hpc-mle report` can redo it
-        print(f"hpc-mle: re-analysis of {sweep_dir} failed ({type(exc).__name__}: {exc}); run hpc-mle report "
-              f"{sweep_dir}", file=sys.stderr, flush=True)
+    except Exception as exc:  # noqa: BLE001 -- reported with the command that redoes it
+        print(f"hpc-mle: re-analysis of {sweep_dir} failed ({type(exc).__name__}: {exc}); analysis/{PARTIAL} "
+              f"stays. Redo it: python -c \"from hpc_mle import jobs; jobs.analysis_task('{sweep_dir}')\"",
+              file=sys.stderr, flush=True)
         return False
