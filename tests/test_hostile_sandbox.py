@@ -327,3 +327,62 @@ def test_apptainer_failing_to_start_is_infrastructure_and_gets_only_allowed_vari
     config = json.loads((cfg.out / "config.json").read_text())
     env_file = Path(config["sandbox_command"][config["sandbox_command"].index("--env-file") + 1])
     assert not env_file.parent.exists()  # the harness-private folder is gone after the attempt
+
+
+TOKEN_AGENT = r'''
+import json, os, time, urllib.request
+token = os.environ["OPENAI_API_KEY"]  # the attempt's token for the metering proxy (never the provider key)
+ask = urllib.request.Request(os.environ["OPENAI_BASE_URL"] + "/chat/completions", method="POST",
+                             data=json.dumps({"model": os.environ["HPC_MLE_MODEL"],
+                                              "messages": [{"role": "user", "content": "hi"}]}).encode(),
+                             headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+answer = json.load(urllib.request.urlopen(ask, timeout=30))
+open("/home/logs/token.json", "w").write(json.dumps({"token": token, "answer": answer["choices"][0]["message"]}))
+deadline = time.time() + 30
+while time.time() < deadline and not os.path.exists("/home/code/release"):
+    time.sleep(0.1)
+'''
+
+
+def test_the_llm_token_is_on_no_command_line_and_in_no_harness_file(tmp_path, mini_data, monkeypatch):
+    """The per-attempt token reaches the agent (it works against the proxy) and nowhere else on the host."""
+    import shutil
+
+    import pytest
+
+    from hpc_mle.llm import testserver
+
+    if shutil.which("bwrap") is None:
+        pytest.skip("bubblewrap is not installed")
+    monkeypatch.setenv("HPC_MLE_TEST_LLM_KEY", SECRET)
+    (tmp_path / "agent.py").write_text(TOKEN_AGENT)
+    scaffold = {"name": "token", "command": ["python3", "/home/agent/agent.py"],
+                "agent_files": [str(tmp_path / "agent.py")]}
+    server = testserver.start({"default": {"content": "hello"}}, api_key=SECRET)
+    out = tmp_path / "att"
+    model = {"name": "scripted", "provider": "openai-compatible", "model": "gpt-4o-2024-08-06",
+             "base_url": server.base_url, "api_key_env": "HPC_MLE_TEST_LLM_KEY", "api": "chat"}
+    cfg = runner.AttemptConfig(competition_id="mini-churn", scaffold="token", scaffold_config=scaffold, out=out,
+                               data_dir=mini_data, time_limit_s=90, grace_s=1, telemetry_interval_s=1,
+                               model_config=model)
+    result: list = []
+    thread = threading.Thread(target=lambda: result.append(runner.run_attempt(cfg)))
+    thread.start()
+    try:
+        seen = out / "logs" / "token.json"
+        deadline = time.monotonic() + 90
+        while not seen.exists() and thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        token = json.loads(seen.read_text())["token"]
+        argvs, bwrap = _host_argvs(), _bwrap_of(out, timeout=5)
+        runtime_env = json.dumps(bwrap.environ()) if bwrap else ""
+    finally:
+        (out / "code" / "release").touch()
+        thread.join(120)
+        server.stop()
+    assert result and result[0]["state"] == "done", result
+    assert len(token) >= 16 and token != SECRET
+    assert token not in argvs and SECRET not in argvs and token not in runtime_env
+    assert [p.relative_to(out) for p in no_secret_anywhere(out, token)] == [Path("logs/token.json")]
+    assert no_secret_anywhere(out, SECRET) == []
+    assert result[0]["llm"]["calls"] == 1
