@@ -33,6 +33,8 @@ NR = {"x86_64": {"clone": 56, "keyctl": 250, "add_key": 248, "bpf": 321, "proces
       "aarch64": {"clone": 220, "keyctl": 219, "add_key": 217, "bpf": 280, "process_vm_readv": 270,
                   "userfaultfd": 282, "perf_event_open": 241}}[platform.machine()]
 found = {}
+# Descriptors beyond stdin/out/err (the one listing them is gone once listed): none of the harness's is inherited.
+found["inherited_fds"] = [f for f in os.listdir("/proc/self/fd") if int(f) > 2 and os.path.exists(f"/proc/self/fd/{f}")]
 
 def errname(rc):
     """'ok' when a call succeeded (rc >= 0), else the errno's name."""
@@ -214,7 +216,7 @@ def test_the_sandbox_gives_no_privilege_escape_or_secret(hostile, who):  # noqa:
     # No privileges: no capability in any set, no new privileges, seccomp on; root's agent is nobody.
     caps = found["caps"]
     assert {caps[k] for k in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")} == {"0000000000000000"}, caps
-    assert caps["NoNewPrivs"] == "1" and found["seccomp"] == "2"
+    assert caps["NoNewPrivs"] == "1" and found["seccomp"] == "2" and found["inherited_fds"] == []
     assert found["uid"] == (65534 if who == "root" else pwd.getpwnam(USER).pw_uid)
     # The escape hatches are shut: file handles, mounts, namespaces, tracing, keyrings, BPF.
     for key in ("name_to_handle_at", "open_by_handle_at", "remount_rw", "mount_tmpfs", "umount", "unshare_user",
