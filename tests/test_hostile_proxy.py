@@ -33,7 +33,7 @@ KEY = "sk-hostile-proxy-KEY-9d8c7b6a5f4e3d2c"
 KEY_ENV = "HPC_MLE_TEST_HOSTILE_KEY"
 MODEL = "gpt-4o-2024-08-06"
 SONNET = "claude-3-5-sonnet-20241022"
-MARKUP = "[/x] [bold]b[/bold] <script>alert(1)</script> | col | `tick` *em* _u_ [link](http://x)"
+MARKUP = "[/x] [bold]b[/bold] <script>alert(1)</script> | col | `tick` *em* _u_ [link](http://x) \x1b]0;pwned\x07"
 SCRIPT = {"rules": [
     {"match": "slowly", "content": "one two three four five six", "delay_s": 0.3},  # ~2 s: the burst overlaps
     {"match": "cut", "content": "one two three four five six", "cut_after": 3},
@@ -330,6 +330,7 @@ def test_markup_in_submitted_text_is_shown_literally(hostile):  # noqa: F811
     assert "\\[/x\\]" in row and "\\| col \\|" in row and "\\`tick\\`" in row and "second line" in row
     page = report.render_html(built)
     assert "<script>alert" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "\x1b" not in markdown + graded.stdout and "\\\\x1b\\]0;pwned\\\\x07" in row  # shown, not acted on
     comparison = analysis.format_comparison(Path("old"), Path("night <b> | col |"), pd.DataFrame(
         [{"competition_id": "c", "scaffold": MARKUP, "model": "m", "runtime": "r", "hardware": "h", "seed": 0,
           "medal_old": "none", "medal_new": "gold", "change": "gained medal", "score_old": 0.1, "score_new": 0.9,
