@@ -12,6 +12,7 @@ from rich.table import Table
 
 from hpc_mle import __version__, competitions, grading, paths
 from hpc_mle.competitions import SpecError
+from hpc_mle.files import disk_full_message, is_disk_full
 from hpc_mle.textsafe import cell, terminal
 
 # Piped output (logs, CI, `| less`) gets wide tables instead of rich's 80-column default.
@@ -34,7 +35,20 @@ def _dumps(obj) -> str:
     return json.dumps(obj, indent=2, default=str)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Group(click.Group):
+    """A full disk under any command is one line naming the file system and the fix, not a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except OSError as exc:
+            if not is_disk_full(exc):
+                raise
+            _fail(disk_full_message(exc.filename or Path.cwd(), "free space there, or use another file system "
+                                    "(--data-dir / HPC_MLE_DATA for data, output_root for sweeps)"), code=1)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="hpc-mle")
 def main() -> None:
     """MLE-bench on Slurm clusters: competitions, preparation, grading."""

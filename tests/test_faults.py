@@ -110,7 +110,7 @@ def test_output_folder_on_a_full_tmpfs_fails_as_infrastructure_with_the_reason(t
     assert f"no space left on {out}" in capfd.readouterr().err
 
 
-def test_a_full_data_directory_is_one_message_naming_the_path_and_the_fix(tmp_path):
+def test_a_full_data_directory_is_one_message_naming_the_path_and_the_fix(tmp_path, mini_data):
     with tmpfs(tmp_path / "data", "64k") as data:
         with pytest.raises(prepare.PrepareError) as err:
             prepare.prepare("mini-digits", data)
@@ -118,11 +118,19 @@ def test_a_full_data_directory_is_one_message_naming_the_path_and_the_fix(tmp_pa
                                "benchmark.competitions=[mini-digits]", f"data_dir={data}",
                                f"output_root={tmp_path / 'runs'}"], capture_output=True, text=True, timeout=120)
         leftovers = [p.name for p in data.iterdir()]
+        with contextlib.suppress(OSError), open(data / "filler", "wb") as fh:
+            while fh.write(b"\0" * 4096):
+                fh.flush()
+        cli = subprocess.run(["hpc-mle", "run-attempt", "--competition", CID, "--scaffold", "dummy", "--out",
+                              str(data / "attempt"), "--data-dir", str(mini_data)], capture_output=True, text=True,
+                             timeout=120)
     message = str(err.value)
     assert f"no space left on {data}" in message and "--data-dir" in message and "HPC_MLE_DATA" in message
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert done.stderr.count("\n") == 1 and f"no space left on {data}" in done.stderr
     assert "prepared" not in leftovers and not any(n.startswith(".prepared") for n in leftovers)
+    assert cli.returncode == 1 and "Traceback" not in cli.stderr  # any hpc-mle command: one message
+    assert "no space left on" in " ".join(cli.stderr.split()) and "output_root" in cli.stderr
 
 
 # ---------------------------------------------------------------- budgets never mix
