@@ -118,6 +118,7 @@ def test_only_the_configured_model_and_metered_features_reach_the_provider(upstr
     proxy = make_proxy(upstream)
     client = oai(proxy)
     asks = [{"model": "gpt-4o"}, {"model": "o1-2024-12-17"}, {"model": MODEL.upper()}, {"extra_body": {"model": None}},
+            {"extra_body": {"model": [MODEL]}}, {"extra_body": {"previous_response_id": {"x": 1}}},
             {"tools": [{"type": "web_search_preview"}]}, {"service_tier": "priority"}, {"web_search_options": {}}]
     for ask in asks:
         with pytest.raises(openai.PermissionDeniedError) as refused:
@@ -147,7 +148,7 @@ def test_only_the_configured_model_and_metered_features_reach_the_provider(upstr
     first = client.responses.create(model=MODEL, input="hello")
     client.responses.create(model=MODEL, input="more", previous_response_id=first.id)
     assert [r["path"] for r in upstream.requests] == ["/v1/responses"] * 2
-    assert proxy.summary()["refused_calls"] == 12 and all(e["refused"] for e in ledger(tmp_path)[:12])
+    assert proxy.summary()["refused_calls"] == 14 and all(e["refused"] for e in ledger(tmp_path)[:14])
 
 
 def test_unpriced_model_with_a_cost_budget_does_not_start(upstream, make_proxy, tmp_path):

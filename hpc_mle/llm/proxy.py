@@ -635,7 +635,7 @@ class MeteringProxy:
         if path == "/v1/models":
             return None
         requested = payload.get("model")
-        if self.cfg.model is not None and requested not in self.prices:
+        if self.cfg.model is not None and (not isinstance(requested, str) or requested not in self.prices):
             also = f" (or one of its also_models {list(self.cfg.also_models)})" if self.cfg.also_models else ""
             return Refusal(403, "model_not_allowed", f"hpc-mle: model {requested!r} is not this attempt's model "
                                                      f"{self.cfg.model!r}{also}; only that exact name is served")
@@ -650,7 +650,9 @@ class MeteringProxy:
             choices = 1
         if not _positive_int(choices):
             return Refusal(400, "invalid_request_error", "hpc-mle proxy: `n` must be a positive integer")
-        estimate = len(body) // BYTES_PER_TOKEN + 8 + self.responses.get(payload.get("previous_response_id"), 0)
+        previous = payload.get("previous_response_id")
+        carried = self.responses.get(previous, 0) if isinstance(previous, str) else 0
+        estimate = len(body) // BYTES_PER_TOKEN + 8 + carried
         return self.ledger.reserve(Ask(estimate, asked, choices, self.prices.get(payload.get("model"))))
 
     async def _forward(self, request: web.Request, body: bytes, stream: bool, strip_usage: bool, started: float,
@@ -801,7 +803,7 @@ def _unmetered(path: str, payload: dict[str, Any], responses: dict[str, int]) ->
     if payload.get("background") or payload.get("conversation") is not None:
         return refuse("a background or stored-conversation response")
     previous = payload.get("previous_response_id")
-    if previous is not None and previous not in responses:
+    if previous is not None and (not isinstance(previous, str) or previous not in responses):
         return refuse(f"previous_response_id {previous!r} (not a response of this attempt)")
     if (remote := _remote_url(payload)) is not None:
         return refuse(f"the remote URL {remote[:80]!r} (the provider would fetch it: network access from the "
