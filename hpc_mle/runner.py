@@ -299,7 +299,7 @@ def _stage(cfg: AttemptConfig, spec, scaffold: Scaffold, sock_dir: Path
         sandbox.Mount(out / "harness" / "instructions_obfuscated.txt", "/home/instructions_obfuscated.txt"),
         sandbox.Mount(out / "harness" / "validate_submission.sh", "/home/validate_submission.sh"),
         sandbox.Mount(out / "harness", "/opt/hpc-mle"),
-        sandbox.Mount(sock_dir, "/run/hpc-mle", writable=True),
+        sandbox.Mount(sock_dir, "/run/hpc-mle"),  # read-only: connecting to a socket needs no writable mount
         sandbox.Mount(scratch, "/tmp", writable=True),
     )
     if scaffold.agent_files or cfg.sandbox != "apptainer":  # an agent image keeps its own /home/agent
@@ -707,6 +707,8 @@ def build_launch(cfg: AttemptConfig, spec, scaffold: Scaffold, sock_dir: Path, r
     uid = _agent_uid(cfg)
     if uid is not None:
         _give_to_agent([m.source for m in mounts if m.writable and m.source.is_dir()], uid, restart)
+        os.chown(sock_dir, -1, uid)  # the agent's group may enter the socket folder; other users may not
+        os.chmod(sock_dir, 0o710)
     bwrap = cfg.sandbox == "bwrap"
     plan = sandbox.Plan(
         argv=("/bin/sh", "/opt/hpc-mle/entry.sh", *scaffold.command, *cfg.agent_args),

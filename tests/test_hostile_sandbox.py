@@ -70,6 +70,7 @@ found["remount_rw"] = errname(libc.mount(b"none", b"/home/data", None, 0x20 | 0x
 found["mount_tmpfs"] = errname(libc.mount(b"none", b"/home/submission", b"tmpfs", 0, None))
 found["umount"] = errname(libc.umount2(b"/home/data", 2))  # MNT_DETACH
 found["write_data"] = oserr(lambda: open("/home/data/poison.csv", "w").write("x"))
+found["write_sockets"] = oserr(lambda: open("/run/hpc-mle/fill", "w").write("x"))
 found["mount_cmd"] = run("mount", "-o", "remount,rw", "/home/data")
 
 found["unshare_user"] = errname(libc.unshare(0x10000000))
@@ -223,7 +224,7 @@ def test_the_sandbox_gives_no_privilege_escape_or_secret(hostile, who):  # noqa:
                 "unshare_mount", "clone_newuser", "setns", "ptrace_attach", "process_vm_readv", "keyctl",
                 "add_key", "bpf", "userfaultfd"):
         assert found[key] == "EPERM", (key, found[key])
-    assert found["write_data"] == "EROFS"
+    assert found["write_data"] == "EROFS" and found["write_sockets"] == "EROFS"
     assert found["mount_cmd"] != 0 and found["unshare_cmd"] != 0 and found["su"] != 0  # setuid binaries neutered
     # /proc/sys and /sys cannot be written; host secrets cannot be read.
     refused = ("EROFS", "EACCES", "EPERM", "ENOENT")

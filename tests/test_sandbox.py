@@ -48,7 +48,7 @@ def test_apptainer_command_for_a_two_gpu_attempt(two_gpu_launch, mini_data):
         "--bind", f"{out}/harness/instructions_obfuscated.txt:/home/instructions_obfuscated.txt:ro",
         "--bind", f"{out}/harness/validate_submission.sh:/home/validate_submission.sh:ro",
         "--bind", f"{out}/harness:/opt/hpc-mle:ro",
-        "--bind", f"{sock}:/run/hpc-mle:rw",
+        "--bind", f"{sock}:/run/hpc-mle:ro",
         "--bind", f"{launch.scratch}:/tmp:rw",
         "--bind", f"{out}/agent:/home/agent:rw",
         "--env-file", f"{private}/env", "--pwd", "/home", str(image), "/bin/sh", "/opt/hpc-mle/entry.sh",
