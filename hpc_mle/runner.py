@@ -720,7 +720,10 @@ def build_launch(cfg: AttemptConfig, spec, scaffold: Scaffold, sock_dir: Path, r
     if bwrap:
         from hpc_mle import syscall_filter
 
-        fds = (_memfd("hpc-mle-env", sandbox.bwrap_env_args(env)), syscall_filter.bpf_fd())
+        try:
+            fds = (_memfd("hpc-mle-env", sandbox.bwrap_env_args(env)), syscall_filter.bpf_fd())
+        except syscall_filter.FilterError as exc:
+            raise AttemptError(str(exc)) from exc
         argv = sandbox.bwrap_command(plan, hidden, args_fd=fds[0], seccomp_fd=fds[1])
         return Launch(limits + argv, _host_env(cfg), None, env, scratch, image, fds)
     if cfg.sandbox == "apptainer":

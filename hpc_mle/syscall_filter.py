@@ -48,9 +48,9 @@ def _seccomp() -> Any:
     except ImportError:
         try:
             import pyseccomp as seccomp
-        except ImportError as exc:
-            raise FilterError("no libseccomp Python binding: pip install pyseccomp (needs the system "
-                              "libseccomp2, Debian package libseccomp2)") from exc
+        except (ImportError, OSError) as exc:  # OSError: pyseccomp found no libseccomp.so.2
+            raise FilterError(f"no libseccomp for the sandbox's seccomp filter ({exc}). Fix: pip install pyseccomp "
+                              "and the system's libseccomp2 (Debian/Ubuntu: apt-get install libseccomp2)") from exc
     return seccomp
 
 

@@ -207,3 +207,17 @@ def test_containers_build_without_apptainer_explains_what_to_do(tmp_path):
         pytest.skip("apptainer is installed here: the image was built")
     assert "apptainer is not on PATH" in out.stderr and "base -> dummy" in out.stderr
     assert "--image" in out.stderr
+
+
+def test_a_missing_libseccomp_is_a_setup_error_that_says_the_fix(tmp_path, mini_data, monkeypatch):
+    from hpc_mle import syscall_filter
+
+    def missing(_sc=None):
+        raise syscall_filter.FilterError("no libseccomp for the sandbox's seccomp filter. Fix: pip install pyseccomp")
+
+    monkeypatch.setattr(syscall_filter, "build", missing)
+    cfg = runner.AttemptConfig(competition_id="mini-churn", scaffold="dummy", out=tmp_path / "att", data_dir=mini_data)
+    sock = tmp_path / "sock"
+    sock.mkdir()
+    with pytest.raises(runner.AttemptError, match="pip install pyseccomp"):
+        runner.build_launch(cfg, competitions.get("mini-churn"), runner.load_scaffold("dummy"), sock, 60, ())
