@@ -7,6 +7,7 @@ There is no GPU and no vLLM here, so tests/agents/fake_vllm.py stands in for `vl
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -177,3 +178,22 @@ def test_slurm_server_job_attempt_and_teardown(slurm_env, mini_data, tmp_path): 
         mine = [j for e in launched for j in [*(i for ids in e["arrays"].values() for i in ids), e["grading"],
                                               e["analysis"], *e["servers"].values(), *e["teardowns"].values()] if j]
         subprocess.run(["scancel", *mine], env=slurm_env, capture_output=True)
+
+
+def test_teardown_when_squeue_fails_cancels_and_says_why(tmp_path, monkeypatch):
+    """squeue failing (controller down) is not 'no later array uses it': the teardown still cancels the server,
+    records the queue error, and never crashes with the server left running for its whole --time."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "squeue").write_text("#!/bin/sh\necho 'slurm_load_jobs error: Unable to contact slurm controller' >&2\n"
+                                    "exit 1\n")
+    (bin_dir / "scancel").write_text(f"#!/bin/sh\necho \"$@\" >> {tmp_path / 'scancelled'}\n")
+    for tool in ("squeue", "scancel"):
+        (bin_dir / tool).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    serve.record_job(tmp_path, "llama", "100", ["200"])
+    serve.record_job(tmp_path, "llama", "100", ["300"])
+    entry = serve.teardown_task(tmp_path, "llama", ["200"])
+    assert entry["action"] == "cancelled" and "Unable to contact" in entry["queue_error"]
+    assert entry["in_queue_after"] == "unknown"
+    assert (tmp_path / "scancelled").read_text().split() == ["100"]

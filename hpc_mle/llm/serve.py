@@ -216,6 +216,17 @@ def _add_teardown(folder: Path, entry: dict[str, Any]) -> None:
     atomic_write_json(folder / TEARDOWN, record)
 
 
+def _state_after_cancel(slurm, job_id: str, wait_s: float = 60) -> str:
+    """The server job's queue state once it has left the queue (`gone`), or after `wait_s`; `unknown` if squeue fails."""
+    deadline = time.monotonic() + wait_s
+    try:
+        while job_id in slurm.queue_states([job_id]) and time.monotonic() < deadline:
+            time.sleep(1)
+        return slurm.queue_states([job_id]).get(job_id, "gone")
+    except slurm.QueueUnavailable:
+        return "unknown"
+
+
 def teardown_task(sweep_dir: str | Path, name: str, own_arrays: list[str]) -> dict[str, Any]:
     """The teardown job: scancel the server unless agent arrays of a later launch still use it."""
     from hpc_mle import slurm
@@ -224,9 +235,14 @@ def teardown_task(sweep_dir: str | Path, name: str, own_arrays: list[str]) -> di
     job = read_json(folder / JOB) or {}
     job_id = job.get("job_id")
     others = [a for a in job.get("arrays", []) if a not in set(own_arrays)]
-    busy = sorted({k.split("_")[0] for k in slurm.queue_states(others)}) if others else []
     entry: dict[str, Any] = {"at": _now(), "server_job": job_id, "after_arrays": own_arrays,
                              "teardown_job": os.environ.get("SLURM_JOB_ID")}
+    try:
+        busy = sorted({k.split("_")[0] for k in slurm.queue_states(others)}) if others else []
+    except slurm.QueueUnavailable as exc:
+        # Unknown whether later arrays still use it: an idle GPU server for a day costs more than a few
+        # attempts that fail as infrastructure failures (and `hpc-mle resume` reruns with a new server).
+        busy, entry["queue_error"] = [], str(exc)
     if not job_id:
         entry["action"] = f"nothing to cancel: no server job recorded in {folder / JOB}"
     elif busy:
@@ -234,10 +250,7 @@ def teardown_task(sweep_dir: str | Path, name: str, own_arrays: list[str]) -> di
     else:
         slurm.cancel([job_id])
         entry["action"] = "cancelled"
-        deadline = time.monotonic() + 60
-        while job_id in slurm.queue_states([job_id]) and time.monotonic() < deadline:
-            time.sleep(1)
-        entry["in_queue_after"] = slurm.queue_states([job_id]).get(job_id, "gone")
+        entry["in_queue_after"] = _state_after_cancel(slurm, job_id)
     _add_teardown(folder, entry)
     return entry
 
