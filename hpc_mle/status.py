@@ -55,7 +55,7 @@ def read_attempt(path: str | os.PathLike) -> dict[str, Any]:
     if end:
         return {"state": end.get("state"), "reason": f"{file} is damaged; state from its end event in events.jsonl",
                 "agent_elapsed_s": end.get("agent_elapsed_s"), "damaged": True,
-                # which kind of failure is not in the end event: taken as final, like an agent failure
+                # the end event names the kind of failure; an older one without it is taken as final (agent)
                 "failure": (end.get("failure") or "agent") if end.get("state") == "failed" else None}
     return {"state": _DAMAGED, "reason": f"{file} is damaged (not JSON) and events.jsonl has no end event",
             "damaged": True}
