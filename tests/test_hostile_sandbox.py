@@ -100,6 +100,12 @@ found["keyctl"] = errname(libc.syscall(NR["keyctl"], 0, ctypes.c_long(-3), 1))  
 found["add_key"] = errname(libc.syscall(NR["add_key"], b"user", b"x", b"y", 1, ctypes.c_long(-3)))
 found["bpf"] = errname(libc.syscall(NR["bpf"], 0, None, 0))
 found["userfaultfd"] = errname(libc.syscall(NR["userfaultfd"], 0))
+found["perf_event_open"] = errname(libc.syscall(NR["perf_event_open"], None, 0, -1, -1, 0))
+found["io_uring_setup"] = errname(libc.syscall(425, 8, None))  # the same number on x86_64 and aarch64
+found["setuid_root"] = errname(libc.setuid(0))
+found["mknod_disk"] = oserr(lambda: os.mknod("/tmp/sda", 0o600 | 0o060000, os.makedev(8, 0)))  # a block device
+found["chroot"] = oserr(lambda: os.chroot("/tmp"))
+found["write_etc"] = oserr(lambda: open("/etc/passwd", "a").write("x::0:0::/:/bin/sh\n"))
 
 def proc_text(pid, what):
     try:
@@ -222,9 +228,12 @@ def test_the_sandbox_gives_no_privilege_escape_or_secret(hostile, who):  # noqa:
     # The escape hatches are shut: file handles, mounts, namespaces, tracing, keyrings, BPF.
     for key in ("name_to_handle_at", "open_by_handle_at", "remount_rw", "mount_tmpfs", "umount", "unshare_user",
                 "unshare_mount", "clone_newuser", "setns", "ptrace_attach", "process_vm_readv", "keyctl",
-                "add_key", "bpf", "userfaultfd"):
+                "add_key", "bpf", "userfaultfd", "perf_event_open", "io_uring_setup", "mknod_disk",
+                "chroot"):
         assert found[key] == "EPERM", (key, found[key])
     assert found["write_data"] == "EROFS" and found["write_sockets"] == "EROFS"
+    assert found["write_etc"] in ("EROFS", "EACCES")  # read-only, and not the agent's
+    assert found["setuid_root"] in ("EPERM", "EINVAL")  # EINVAL: uid 0 does not exist in the user's namespace
     assert found["mount_cmd"] != 0 and found["unshare_cmd"] != 0 and found["su"] != 0  # setuid binaries neutered
     # /proc/sys and /sys cannot be written; host secrets cannot be read.
     refused = ("EROFS", "EACCES", "EPERM", "ENOENT")
