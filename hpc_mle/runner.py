@@ -928,8 +928,8 @@ def _finish(out, status, events, state, exit_code, reason, used, sampler, final_
     if state == "failed":
         status["log_tail"] = _tail(out)
     write_status(out, status)
-    events("end", state=state, exit_code=exit_code, reason=reason, agent_elapsed_s=round(used, 3),
-           final_snapshot=str(final_snapshot) if final_snapshot else None)
+    events("end", state=state, exit_code=exit_code, reason=reason, failure=status.get("failure"),
+           agent_elapsed_s=round(used, 3), final_snapshot=str(final_snapshot) if final_snapshot else None)
     if state in TERMINAL:
         Path(out, RESERVE).unlink(missing_ok=True)
     return status
