@@ -396,11 +396,14 @@ def _duration(text: str) -> float:
               help="Processes and threads of the agent's uid (RLIMIT_NPROC; default: conf/sandbox limits.processes).")
 @click.option("--max-open-files", type=int, default=None,
               help="Open files per agent process (RLIMIT_NOFILE; default: conf/sandbox limits.open_files).")
+@click.option("--max-files", type=int, default=None,
+              help="Files and folders in the agent's writable folders (default: conf/sandbox limits.files).")
+@click.option("--shm", type=float, default=None, help="GiB of /dev/shm (memory; default: conf/sandbox limits.shm_gb).")
 @data_dir_option
 @click.argument("agent_args", nargs=-1)
 def run_attempt_cmd(competition_id, scaffold, sandbox_kind, time_limit, out, image, network, hardware, obfuscate,
                     snapshot_interval, telemetry_interval, grace, disk_quota, memory, max_processes, max_open_files,
-                    data_dir, agent_args) -> None:
+                    max_files, shm, data_dir, agent_args) -> None:
     """Run one agent on one competition in a sandbox; results land in --out. Extra args go to the agent."""
     from hpc_mle import runner
 
@@ -413,6 +416,8 @@ def run_attempt_cmd(competition_id, scaffold, sandbox_kind, time_limit, out, ima
         **({"disk_quota_gb": disk_quota} if disk_quota is not None else {}), memory_gb=memory,
         **({"max_processes": max_processes} if max_processes is not None else {}),
         **({"max_open_files": max_open_files} if max_open_files is not None else {}),
+        **({"max_files": max_files} if max_files is not None else {}),
+        **({"shm_gb": shm} if shm is not None else {}),
     )
     try:
         status = runner.run_attempt(cfg)

@@ -110,6 +110,8 @@ class LimitsConf:
     processes: int = 4096  # processes and threads of the agent's uid (RLIMIT_NPROC)
     open_files: int = 65536  # per process (RLIMIT_NOFILE)
     memory_gb: float | None = None  # null: Slurm's cgroup on a cluster, else the whole machine
+    files: int = 1_000_000  # files and folders in its writable folders (a quota counts bytes, not inodes)
+    shm_gb: float = 16.0  # /dev/shm, which is memory (DataLoader workers use it); the rest of / is read-only
     agent_uid: int = 65534  # started as root, the agent runs as this unprivileged uid (nobody)
 
 

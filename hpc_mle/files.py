@@ -367,11 +367,18 @@ class DiskUsage:
     def __init__(self, roots: list[Path], per_pass: int = 20000) -> None:
         self.roots, self.per_pass = [Path(r) for r in roots], per_pass
         self.total: int | None = None  # the last complete walk
+        self.total_entries = 0  # files and folders seen by the last complete walk
         self._restart()
+
+    @property
+    def entries(self) -> int:
+        """Files and folders: the last complete walk's count, or the running one when it is already larger."""
+        return max(self.total_entries, self._entries)
 
     def _restart(self) -> None:
         self._pending: list[tuple[Path, tuple[str, ...]]] = [(r, ()) for r in self.roots]
         self._sum = 0
+        self._entries = 0
         self._linked: set[tuple[int, int]] = set()
 
     def step(self) -> int:
@@ -381,7 +388,7 @@ class DiskUsage:
             root, parts = self._pending.pop()
             budget -= self._scan(root, parts)
         if not self._pending:
-            self.total = self._sum
+            self.total, self.total_entries = self._sum, self._entries
             self._restart()
         return max(self.total or 0, self._sum)
 
@@ -407,6 +414,7 @@ class DiskUsage:
             st = entry.stat(follow_symlinks=False)
         except OSError:
             return
+        self._entries += 1
         if st.st_nlink > 1 and not stat.S_ISDIR(st.st_mode):
             if (st.st_dev, st.st_ino) in self._linked:
                 return

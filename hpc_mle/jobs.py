@@ -49,7 +49,8 @@ def attempt_config(sweep_dir: Path, attempt_id: str) -> runner.AttemptConfig:
 
 # conf/sandbox `limits` (config.LimitsConf) -> AttemptConfig; a plan written before limits existed keeps the defaults.
 _LIMIT_FIELDS = {"disk_gb": "disk_quota_gb", "file_size_gb": "max_file_size_gb", "processes": "max_processes",
-                 "open_files": "max_open_files", "memory_gb": "memory_gb", "agent_uid": "agent_uid"}
+                 "open_files": "max_open_files", "memory_gb": "memory_gb", "agent_uid": "agent_uid",
+                 "files": "max_files", "shm_gb": "shm_gb"}
 
 
 def _limits(limits: dict[str, Any]) -> dict[str, Any]:

@@ -19,8 +19,6 @@ budget left; a finished one (`done`, `failed`, `timeout`) is not run again.
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import dataclasses
 import errno
 import hashlib
 import importlib.util
@@ -40,10 +38,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import psutil
 import yaml
 
-from hpc_mle import __version__, competitions, files, grading, paths, sandbox, telemetry
+from hpc_mle import __version__, competitions, files, grading, paths, sandbox, telemetry, watch
 from hpc_mle.files import atomic_write_json, disk_full_message, is_disk_full, read_json
 from hpc_mle.llm import has_llm
 from hpc_mle.validator import Validator
@@ -61,7 +58,7 @@ SANDBOX_LOG = "sandbox.log"  # the runtime's stderr until entry.sh hands over to
 SANDBOX_STARTED = "hpc-mle: sandbox ready, starting the agent"  # entry.sh's line there (HPC_MLE_STARTED)
 AGENT_LOG = "agent.log"  # the agent's stdout and stderr, at the attempt folder's top level where it cannot write
 WRITABLE = ("submission", "logs", "code", "agent")  # attempt folders mounted writable into the sandbox
-MARK_VAR = "HPC_MLE_ATTEMPT_MARK"  # in every agent process's environment: tells its orphans from bystanders
+SCRATCH = ("tmp", "home")  # the agent's /tmp and /home: folders of the attempt's scratch folder, deleted after
 
 
 @dataclass(frozen=True)
@@ -124,6 +121,8 @@ class AttemptConfig:
     max_open_files: int = 65536
     memory_gb: float | None = None
     agent_uid: int = 65534
+    max_files: int = 1_000_000
+    shm_gb: float = 16.0
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
@@ -249,19 +248,6 @@ def _code_version() -> str:
         return __version__
 
 
-def _set_subreaper(on: bool) -> None:
-    """While on, orphaned grandchildren (a daemonised agent process) are re-parented to us, so we can kill them.
-
-    Switched off after the attempt: in a long-lived process (a local sweep, the tests) every daemon started
-    later by anyone below us would otherwise become our child too.
-    """
-    if sys.platform.startswith("linux"):
-        try:
-            ctypes.CDLL(None, use_errno=True).prctl(36, int(on), 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
-        except (OSError, AttributeError):
-            pass
-
-
 def _tail(out: Path, limit: int = LOG_TAIL) -> str:
     """The end of the agent's log (harness-owned, outside every mount; still read without following a link)."""
     return files.tail_untrusted(out, AGENT_LOG, limit)
@@ -290,6 +276,8 @@ def _stage(cfg: AttemptConfig, spec, scaffold: Scaffold, sock_dir: Path
                            f"Fix: hpc-mle prepare -c {spec.id}")
     instructions = "instructions_obfuscated.txt" if cfg.obfuscate else "instructions.txt"
     scratch = Path(tempfile.mkdtemp(prefix="hpcmle-tmp-", dir=os.environ.get("TMPDIR")))
+    for sub in SCRATCH:  # the agent's /tmp and /home, on disk, so its quota counts them
+        (scratch / sub).mkdir()
     mounts = (
         sandbox.Mount(public, "/home/data"),
         sandbox.Mount(out / "submission", "/home/submission", writable=True),
@@ -300,7 +288,7 @@ def _stage(cfg: AttemptConfig, spec, scaffold: Scaffold, sock_dir: Path
         sandbox.Mount(out / "harness" / "validate_submission.sh", "/home/validate_submission.sh"),
         sandbox.Mount(out / "harness", "/opt/hpc-mle"),
         sandbox.Mount(sock_dir, "/run/hpc-mle"),  # read-only: connecting to a socket needs no writable mount
-        sandbox.Mount(scratch, "/tmp", writable=True),
+        sandbox.Mount(scratch / "tmp", "/tmp", writable=True),
     )
     if scaffold.agent_files or cfg.sandbox != "apptainer":  # an agent image keeps its own /home/agent
         mounts += (sandbox.Mount(out / "agent", "/home/agent", writable=True),)
@@ -331,7 +319,7 @@ def _environment(cfg: AttemptConfig, scaffold: Scaffold, remaining_s: float, gpu
         "HF_HUB_OFFLINE": "1",
         "HPC_MLE_STARTED": SANDBOX_STARTED,
         "CUDA_VISIBLE_DEVICES": ",".join(gpus),
-        MARK_VAR: uuid.uuid4().hex,
+        watch.MARK_VAR: uuid.uuid4().hex,
     }
     # Math libraries default to one thread per core of the node, not of the allocation: on a shared
     # node that oversubscribes and can be many times slower. Give them the CPUs this attempt has.
@@ -386,167 +374,6 @@ def _exit_blame(out: Path, exit_code: int) -> tuple[str, str]:
     errors = files.tail_untrusted(out, SANDBOX_LOG, LOG_TAIL)
     return f"the sandbox did not start (exit code {exit_code}): {errors.strip()[-1000:] or 'no message'}", \
         "infrastructure"
-
-
-# ---------------------------------------------------------------- watching the agent
-
-
-class _Snapshots(threading.Thread):
-    """Every interval, copy the submission to snapshots/<elapsed>.csv if it changed.
-
-    Only a regular file of at most `max_bytes` with one link is copied, from the descriptor that was
-    checked (files.copy_untrusted); anything else is refused, and each distinct refusal is recorded once.
-    """
-
-    def __init__(self, out: Path, interval: float, elapsed, max_bytes: int, events: Events | None = None) -> None:
-        super().__init__(name="snapshots", daemon=True)
-        self.out, self.interval, self.elapsed, self.max_bytes = out, interval, elapsed, max_bytes
-        self.events = events
-        self.stop_event = threading.Event()
-        self.last: tuple[int, int, int] | None = None
-        self.taken = 0
-        self.refusals: set[str] = set()
-
-    def take(self) -> Path | None:
-        try:
-            st = os.stat(self.out / "submission" / "submission.csv", follow_symlinks=False)
-        except OSError:
-            return None
-        key = (st.st_ino, st.st_size, st.st_mtime_ns)
-        if key == self.last:
-            return None
-        dst = self.out / "snapshots" / f"{int(self.elapsed())}.csv"
-        try:
-            files.copy_untrusted(self.out / "submission", "submission.csv", dst, self.max_bytes)
-        except files.UnsafeFile as exc:
-            self._refuse(str(exc))
-            self.last = key
-            return None
-        except OSError:
-            return None
-        self.last, self.taken = key, self.taken + 1
-        return dst
-
-    def _refuse(self, reason: str) -> None:
-        if reason not in self.refusals and self.events is not None:
-            self.refusals.add(reason)
-            self.events("snapshot-refused", reason=reason)
-
-    def run(self) -> None:
-        while not self.stop_event.wait(self.interval):
-            self.take()
-
-
-class _Limits(threading.Thread):
-    """Every few seconds: the real disk use of the agent's writable folders, and (when a limit is set) the
-    resident memory of its processes. Over a limit, `exceeded` says why and the attempt is stopped as an
-    agent failure. Outside the sandbox, so the agent can neither see nor stop it."""
-
-    def __init__(self, folders: dict[str, Path], quota_gb: float, memory_gb: float | None, pid: int,
-                 mark: str | None, interval: float = 2.0) -> None:
-        super().__init__(name="limits", daemon=True)
-        self.names, self.usage = list(folders), files.DiskUsage(list(folders.values()))
-        self.quota = int(quota_gb * 2**30)
-        self.memory = int(memory_gb * 2**30) if memory_gb else None
-        self.pid, self.mark, self.interval = pid, mark, interval
-        self.stop_event = threading.Event()
-        self.exceeded: str | None = None
-        self.peak_disk = self.peak_rss = 0
-
-    def check(self) -> str | None:
-        used = self.usage.step()
-        self.peak_disk = max(self.peak_disk, used)
-        if used > self.quota:
-            return (f"disk quota exceeded: {used / 2**30:.2f} GiB used of {self.quota / 2**30:g} GiB in "
-                    f"{', '.join(self.names)}")
-        if self.memory is not None:
-            rss = _agent_rss(self.pid, self.mark)
-            self.peak_rss = max(self.peak_rss, rss)
-            if rss > self.memory:
-                return f"memory limit exceeded: {rss / 2**30:.2f} GiB resident of {self.memory / 2**30:g} GiB"
-        return None
-
-    def run(self) -> None:
-        while self.exceeded is None and not self.stop_event.wait(self.interval):
-            self.exceeded = self.check()
-
-
-def _agent_rss(pid: int, mark: str | None) -> int:
-    """Resident bytes of the agent's processes: its tree and its marked orphans (shared pages counted per process)."""
-    try:
-        root = psutil.Process(pid)
-        procs = [root, *_descendants(root)]
-    except psutil.Error:
-        procs = []
-    procs += [p for p in _descendants(psutil.Process()) if p not in procs and _marked(p, mark)]
-    total = 0
-    for p in procs:
-        try:
-            total += p.memory_info().rss
-        except psutil.Error:
-            pass
-    return total
-
-
-def _descendants(proc: psutil.Process) -> list[psutil.Process]:
-    try:
-        return proc.children(recursive=True)
-    except psutil.Error:
-        return []
-
-
-def _died_of_signal(exit_code: int | None) -> bool:
-    """Whether an exit code says "killed by a signal": negative from Popen, or 128+N from a shell or bwrap,
-    which report their child's death by signal N that way."""
-    if exit_code is None:
-        return False
-    return exit_code < 0 or 128 < exit_code < 128 + signal.NSIG
-
-
-def _marked(proc: psutil.Process, mark: str | None) -> bool:
-    """Whether a process carries this attempt's mark in its environment (so it is the agent's, not a bystander)."""
-    if mark is None:
-        return False
-    try:
-        return proc.environ().get(MARK_VAR) == mark
-    except psutil.Error:
-        return False
-
-
-def stop_tree(proc: subprocess.Popen, grace_s: float, mark: str | None = None) -> int:
-    """TERM every process of the attempt, KILL what is left after the grace period; return how many were killed.
-
-    The attempt's processes are the agent's tree plus orphans re-parented to us that carry the attempt's
-    mark; other processes below us (daemons someone else started in the same process) are left alone.
-    """
-    me = psutil.Process()
-    try:
-        root = psutil.Process(proc.pid)
-        victims = [root, *_descendants(root)]
-    except psutil.NoSuchProcess:
-        victims = []
-
-    def orphans() -> list[psutil.Process]:
-        return [p for p in _descendants(me) if p not in victims and _marked(p, mark)]
-
-    victims += orphans()
-    for p in reversed(victims):  # deepest first, so parents see their children go
-        try:
-            p.send_signal(signal.SIGTERM)
-        except psutil.Error:
-            pass
-    _, alive = psutil.wait_procs(victims, timeout=grace_s)
-    for p in alive + orphans():
-        try:
-            p.kill()
-        except psutil.Error:
-            pass
-    psutil.wait_procs(alive, timeout=5)
-    try:
-        proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        pass
-    return len(alive)
 
 
 # ---------------------------------------------------------------- the attempt
@@ -677,21 +504,20 @@ def _memfd(name: str, data: bytes) -> int:
     return fd
 
 
-def _apptainer_files(env: dict[str, str], root: bool) -> tuple[Path, Path, Path | None]:
+def _apptainer_files(env: dict[str, str], root: bool) -> tuple[Path, Path | None]:
     """A harness-private folder (0700, never mounted) with the env file (0600) and, for root, the seccomp
-    profile; and the agent's scratch home beside them. Returns (private, home, profile)."""
+    profile. Returns (private, profile)."""
     from hpc_mle import syscall_filter
 
     private = Path(tempfile.mkdtemp(prefix="hpcmle-launch-"))
     env_file = private / "env"
     env_file.touch(mode=0o600)
     env_file.write_text(sandbox.apptainer_env_file(env))
-    (private / "home").mkdir()
     profile = None
     if root:
         profile = private / "seccomp.json"
         profile.write_text(json.dumps(syscall_filter.oci_profile()))
-    return private, private / "home", profile
+    return private, profile
 
 
 def build_launch(cfg: AttemptConfig, spec, scaffold: Scaffold, sock_dir: Path, remaining: float,
@@ -706,7 +532,8 @@ def build_launch(cfg: AttemptConfig, spec, scaffold: Scaffold, sock_dir: Path, r
     image = Path(cfg.image).resolve() if cfg.image else (Path(scaffold.image) if scaffold.image else None)
     uid = _agent_uid(cfg)
     if uid is not None:
-        _give_to_agent([m.source for m in mounts if m.writable and m.source.is_dir()], uid, restart)
+        _give_to_agent([m.source for m in mounts if m.writable and m.source.is_dir()] + [scratch / "home"], uid,
+                       restart)
         os.chown(sock_dir, -1, uid)  # the agent's group may enter the socket folder; other users may not
         os.chmod(sock_dir, 0o710)
     bwrap = cfg.sandbox == "bwrap"
@@ -714,7 +541,8 @@ def build_launch(cfg: AttemptConfig, spec, scaffold: Scaffold, sock_dir: Path, r
         argv=("/bin/sh", "/opt/hpc-mle/entry.sh", *scaffold.command, *cfg.agent_args),
         mounts=mounts, env=env, network=cfg.network, gpus=gpus, image=image,
         extra_ro=(*sandbox.python_dirs(), *((venv,) if venv else ())) if bwrap else (),
-        hide=_data_packages(venv) if bwrap else (), agent_uid=uid,
+        hide=_data_packages(venv) if bwrap else (), agent_uid=uid, home=scratch / "home",
+        shm_bytes=int(cfg.shm_gb * 2**30) if bwrap and sandbox.bwrap_sizes_tmpfs() else None,
     )
     limits = sandbox.rlimit_prefix(_rlimits(cfg))
     if bwrap:
@@ -727,8 +555,7 @@ def build_launch(cfg: AttemptConfig, spec, scaffold: Scaffold, sock_dir: Path, r
         argv = sandbox.bwrap_command(plan, hidden, args_fd=fds[0], seccomp_fd=fds[1])
         return Launch(limits + argv, _host_env(cfg), None, env, scratch, image, fds)
     if cfg.sandbox == "apptainer":
-        private, home, profile = _apptainer_files(env, os.geteuid() == 0)
-        plan = dataclasses.replace(plan, home=home)
+        private, profile = _apptainer_files(env, os.geteuid() == 0)
         argv = sandbox.apptainer_command(plan, hidden, env_file=private / "env", seccomp_profile=profile)
         return Launch(limits + argv, _host_env(cfg), None, env, scratch, image, private=private)
     argv, popen_env, cwd = sandbox.none_command(plan)
@@ -771,7 +598,7 @@ def run_attempt(cfg: AttemptConfig) -> dict[str, Any]:
         cleanup.callback(shutil.rmtree, launch.scratch, ignore_errors=True)
         cleanup.callback(launch.close)
         argv, env, image = launch.argv, launch.env, launch.image
-        mark = env[MARK_VAR]
+        mark = env[watch.MARK_VAR]
 
         config = {
             **cfg.to_dict(),
@@ -800,19 +627,19 @@ def run_attempt(cfg: AttemptConfig) -> dict[str, Any]:
         if remaining <= 0:
             return _finish(out, status, events, "timeout", None, "no time budget left", used_before, None, None, 0)
 
-        _set_subreaper(True)
+        watch.set_subreaper(True)
         t0 = time.monotonic()
 
         def elapsed() -> float:
             return used_before + (time.monotonic() - t0)
 
         validator = Validator(sock_dir / "validator.sock", spec.id, cfg.data_dir, out / "validator.jsonl")
-        snapshots = _Snapshots(out, cfg.snapshot_interval_s, elapsed,
+        snapshots = watch.Snapshots(out, cfg.snapshot_interval_s, elapsed,
                                grading.submission_size_limit(spec.id, cfg.data_dir), events)
         log_path = out / AGENT_LOG  # not under logs/: a link planted there is never written through
         proc = None
         sampler = None
-        limits: _Limits | None = None
+        limits: watch.Limits | None = None
         stop_reason: list[str] = []
 
         def on_signal(signum, _frame):  # Slurm's warning, scancel or a requeue: save what we have and stop
@@ -839,8 +666,11 @@ def run_attempt(cfg: AttemptConfig) -> dict[str, Any]:
             sampler = telemetry.Sampler(out / "telemetry.csv", proc.pid, gpus, cfg.telemetry_interval_s, elapsed)
             sampler.start()
             snapshots.start()
-            writable = {f"/home/{sub}": out / sub for sub in WRITABLE} | {"/tmp": launch.scratch}
-            limits = _Limits(writable, cfg.disk_quota_gb, cfg.memory_gb, proc.pid, mark)
+            # What the agent fills, directly or by rewriting its submission (each change is snapshotted).
+            counted = ({f"/home/{sub}": out / sub for sub in WRITABLE} | {"/tmp and /home": launch.scratch}
+                       | {"snapshots": out / "snapshots"})
+            limits = watch.Limits(counted, cfg.disk_quota_gb, cfg.memory_gb, proc.pid, mark, log=log_path,
+                             max_files=cfg.max_files)
             limits.start()
             deadline = t0 + remaining
             env_file_left = launch.private is not None
@@ -857,7 +687,7 @@ def run_attempt(cfg: AttemptConfig) -> dict[str, Any]:
                     break
                 status["agent_elapsed_s"] = round(elapsed(), 3)
                 atomic_write_json(out / "status.json", status)  # persisted, so a requeue knows the time used
-            killed_by_signal = _died_of_signal(exit_code)
+            killed_by_signal = watch.died_of_signal(exit_code)
             if killed_by_signal and not stop_reason:
                 # Slurm signals every process of a job at once (scancel, requeue, preemption, the warning):
                 # the agent may die a moment before our own handler runs. A death by a signal we did not
@@ -878,20 +708,20 @@ def run_attempt(cfg: AttemptConfig) -> dict[str, Any]:
                     reason, failure = _exit_blame(out, exit_code)
             if state in ("preempted", "timeout"):
                 events("stopping", reason=reason)
-                killed = stop_tree(proc, cfg.grace_s, mark)
+                killed = watch.stop_tree(proc, cfg.grace_s, mark)
                 exit_code = proc.returncode
                 events("stopped", exit_code=exit_code, killed_after_grace=killed)
             else:
-                stop_tree(proc, min(cfg.grace_s, 2.0), mark)  # the agent is gone; leave none of its children behind
+                watch.stop_tree(proc, min(cfg.grace_s, 2.0), mark)  # the agent is gone; leave none of its children behind
         except Exception as exc:
             state, failure, reason = "failed", "infrastructure", harness_reason(exc, out)
             if is_disk_full(exc):
                 print(f"hpc-mle: attempt {out}: {reason}", file=sys.stderr, flush=True)
             events("harness-error", error=reason)
             if proc is not None and proc.poll() is None:
-                stop_tree(proc, cfg.grace_s, mark)
+                watch.stop_tree(proc, cfg.grace_s, mark)
         finally:
-            _set_subreaper(False)
+            watch.set_subreaper(False)
             for s, h in old_handlers.items():
                 signal.signal(s, h)
             used = elapsed()

@@ -22,11 +22,14 @@ Each function is pure (plan in, argv out) so the command lines are easy to test 
 
 from __future__ import annotations
 
+import functools
 import glob
 import os
+import re
 import resource
 import shlex
 import shutil
+import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +38,7 @@ KINDS = ("bwrap", "apptainer", "none")
 # What a program needs from the host to run at all; nothing under the data root or the user's home.
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/etc")
 TMPFS_DIRS = ("/tmp", "/home", "/run")  # empty in every bwrap sandbox before the attempt's binds
+READ_ONLY_AFTER_SETUP = ("/", "/dev", "/run")  # bwrap's tmpfs folders; /dev/null and the like stay usable
 # Started by root, bwrap keeps only these, which `setpriv` needs to change uid and empty the bounding set.
 SETPRIV_CAPS = ("CAP_SETUID", "CAP_SETGID", "CAP_SETPCAP")
 # The only APPTAINER_*/SINGULARITY_* variables that reach apptainer: where it caches and unpacks images.
@@ -62,7 +66,8 @@ class Plan:
     extra_ro: tuple[Path, ...] = field(default_factory=tuple)  # host dirs visible at the same path (bwrap)
     hide: tuple[Path, ...] = ()  # folders inside extra_ro covered by an empty read-only one (bwrap)
     agent_uid: int | None = None  # bwrap started by root: the agent runs as this uid, without capabilities
-    home: Path | None = None  # apptainer: the host folder that is the agent's home (/home)
+    home: Path | None = None  # the host folder that is the agent's /home (on disk, under its quota); None: a tmpfs
+    shm_bytes: int | None = None  # bwrap: the size of /dev/shm (memory); None: the kernel's default (half the RAM)
 
 
 class SandboxError(RuntimeError):
@@ -73,6 +78,17 @@ def python_dirs() -> tuple[Path, ...]:
     """The running Python's installation (and venv), so bwrap sandboxes can run the host's ML stack."""
     dirs = {Path(sys.base_prefix).resolve(), Path(sys.prefix).resolve()}
     return tuple(sorted(d for d in dirs if not any(str(d).startswith(s + "/") for s in SYSTEM_DIRS)))
+
+
+@functools.cache
+def bwrap_sizes_tmpfs() -> bool:
+    """Whether the installed bwrap takes `--size` (0.6 and later; RHEL 8 ships 0.4)."""
+    try:
+        out = subprocess.run(["bwrap", "--version"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return False
+    version = tuple(int(p) for p in re.findall(r"\d+", out)[:2])
+    return version >= (0, 6)
 
 
 def nvidia_devices() -> list[str]:
@@ -127,7 +143,11 @@ def bwrap_command(plan: Plan, hidden: list[Path] = (), *, args_fd: int, seccomp_
     for d in SYSTEM_DIRS:
         if os.path.isdir(d):
             cmd += ["--ro-bind", d, d]
-    cmd += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/home", "--tmpfs", "/run"]
+    cmd += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    # /home on disk (the agent's quota counts it) or a tmpfs; /dev/shm memory-backed, so sized.
+    cmd += ["--bind", str(plan.home), "/home"] if plan.home is not None else ["--tmpfs", "/home"]
+    cmd += (["--size", str(plan.shm_bytes)] if plan.shm_bytes is not None else []) + ["--tmpfs", "/dev/shm"]
+    cmd += ["--tmpfs", "/run"]
     # Writable for an agent that is not root: its HOME (caches) and /dev/shm (multiprocessing's semaphores).
     cmd += ["--chmod", "1777", "/home", "--chmod", "1777", "/dev/shm"]
     # After the empty /home and /tmp, so a Python (or venv) installed under them stays visible.
@@ -142,6 +162,9 @@ def bwrap_command(plan: Plan, hidden: list[Path] = (), *, args_fd: int, seccomp_
         cmd += ["--bind" if m.writable else "--ro-bind", str(m.source), m.target]
     for parent in _created_parents([str(d) for d in plan.extra_ro] + [m.target for m in plan.mounts]):
         cmd += ["--chmod", "0755", parent]
+    # Last, once every mount point exists: bwrap's own memory-backed folders (an ordinary user owns them)
+    # become read-only, so the agent writes only where a quota or a size holds it.
+    cmd += [a for d in READ_ONLY_AFTER_SETUP for a in ("--remount-ro", d)]
     if plan.agent_uid is not None:
         cmd += ["--cap-drop", "ALL"] + [a for cap in SETPRIV_CAPS for a in ("--cap-add", cap)]
     if seccomp_fd is not None:

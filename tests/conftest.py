@@ -21,3 +21,8 @@ def mini_data(tmp_path_factory):
     for cid in competitions.split_ids("mini"):
         prepare.prepare(cid, data)
     return data
+
+
+# The hostile-agent fixtures (root and ordinary-user variants), registered here once for the whole session:
+# imported into each test module instead, a session fixture would be set up once per module.
+from hostile import hostile, ordinary_user, who  # noqa: E402, F401

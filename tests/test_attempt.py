@@ -18,7 +18,7 @@ import psutil
 import pytest
 import yaml
 
-from hpc_mle import grading, paths, runner
+from hpc_mle import grading, paths, runner, watch
 
 AGENTS = Path(__file__).parent / "agents"
 CID = "mini-churn"
@@ -113,7 +113,7 @@ def test_orphans_of_the_agent_are_killed_but_not_other_daemons_of_the_process(tm
     brought up by a test fixture): it is re-parented to us while we are a subreaper, but is not the agent's.
     """
     marker, bystander_marker = (f"hpc-mle-test-{kind}-{time.time_ns()}" for kind in ("orphan", "bystander"))
-    runner._set_subreaper(True)
+    watch.set_subreaper(True)
     try:
         sleeper = [sys.executable, "-c", "import time; time.sleep(1000)", bystander_marker]
         starter = f"import subprocess; subprocess.Popen({sleeper!r}, start_new_session=True)"
@@ -128,7 +128,7 @@ def test_orphans_of_the_agent_are_killed_but_not_other_daemons_of_the_process(tm
         assert running(marker) == [], "the agent's orphan was left running"
         assert len(running(bystander_marker)) == 1, "a process that is not the agent's was killed"
     finally:
-        runner._set_subreaper(False)
+        watch.set_subreaper(False)
         for p in psutil.process_iter(["cmdline"]):
             if bystander_marker in " ".join(p.info["cmdline"] or []):
                 p.kill()

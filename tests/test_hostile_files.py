@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import psutil
-from hostile import hostile, ordinary_user, who  # noqa: F401 (fixtures)
 
 from hpc_mle import analysis, grading, paths
 
@@ -143,7 +142,7 @@ def _events(out: Path) -> list[dict]:
     return [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
 
 
-def test_links_fifos_sparse_files_and_forged_records(hostile):  # noqa: F811
+def test_links_fifos_sparse_files_and_forged_records(hostile):
     answers = paths.private_dir(CID, hostile.data) / "test.csv"
     sibling = _sibling(hostile.base, answers)
     canaries = _canaries(hostile.base)
@@ -192,7 +191,7 @@ def test_links_fifos_sparse_files_and_forged_records(hostile):  # noqa: F811
         assert path.read_bytes() == content, path
 
 
-def test_disk_and_memory_limits_end_the_attempt_as_agent_failures(hostile):  # noqa: F811
+def test_disk_and_memory_limits_end_the_attempt_as_agent_failures(hostile):
     t0 = time.monotonic()
     result = hostile.run(DISK_AGENT, time_limit="60s", extra=("--disk-quota", "0.03"))
     status = result.status
@@ -220,7 +219,7 @@ def _peak_rss(marker: str, stop: threading.Event, peak: list[int]) -> None:
                 peak[0] = max(peak[0], p.info["memory_info"].rss)
 
 
-def test_validator_streams_uploads_one_at_a_time_and_echoes_nothing(hostile):  # noqa: F811
+def test_validator_streams_uploads_one_at_a_time_and_echoes_nothing(hostile):
     stop, peak = threading.Event(), [0]
     sampler = threading.Thread(target=_peak_rss, args=(str(hostile.base / f"attempt{hostile.n + 1}"), stop, peak))
     sampler.start()
@@ -265,3 +264,73 @@ def test_multipart_field_is_streamed_whatever_the_chunking():
             reader = type("Reader", (), {"read": lambda self, n, s=source, c=chunk: s.read(min(n, c))})()
             validator._copy_multipart_field(reader, boundary, validator._CappedSink(out, 1 << 20))
             assert out.getvalue() == content
+
+
+# Where an agent could write outside its quota: bwrap's own memory-backed folders (an ordinary user's bwrap owns
+# them), /dev/shm (memory), /home (a tmpfs before), its stdout log and its snapshots. It records what each try
+# got, then fills /home until the quota stops it.
+BOUNDS_AGENT = r'''
+import errno, json, os, sys
+found = {}
+for d in ("/", "/dev", "/run", "/usr", "/opt/hpc-mle", "/home/data"):
+    try:
+        with open(os.path.join(d, "planted"), "wb") as fh:
+            fh.write(b"x")
+        found[d] = "ok"
+    except OSError as exc:
+        found[d] = errno.errorcode.get(exc.errno, str(exc.errno))
+st = os.statvfs("/dev/shm")
+found["shm_bytes"] = st.f_blocks * st.f_frsize
+try:
+    with open("/dev/shm/fill", "wb") as fh:
+        for _ in range(200):
+            fh.write(b"\0" * 2**20)
+            fh.flush()
+    found["shm_fill"] = "ok"
+except OSError as exc:
+    found["shm_fill"] = errno.errorcode.get(exc.errno, str(exc.errno))
+os.unlink("/dev/shm/fill")
+with open("/home/logs/bounds.json", "w") as fh:
+    json.dump(found, fh)
+with open(os.path.expanduser("~/cache.bin"), "wb") as fh:  # HOME is /home: on disk, under the quota
+    for _ in range(200):
+        fh.write(os.urandom(2**20))
+        fh.flush()
+import time; time.sleep(30)
+'''
+
+LOG_FLOOD_AGENT = r'''
+import os, time
+block = b"y" * 2**20
+while True:  # about 100 MiB/s, until the harness stops it
+    os.write(1, block)
+    time.sleep(0.01)
+'''
+
+MANY_FILES_AGENT = r'''
+import os, time
+for i in range(5000):
+    open(f"/home/code/f{i}", "w").close()
+time.sleep(30)
+'''
+
+
+def test_memory_backed_folders_log_and_file_count_are_bounded(hostile):
+    result = hostile.run(BOUNDS_AGENT, time_limit="60s", extra=("--disk-quota", "0.05", "--shm", "0.0625"))
+    status = result.status
+    found = json.loads((result.out / "logs" / "bounds.json").read_text())
+    for d in ("/", "/dev", "/run", "/usr", "/opt/hpc-mle", "/home/data"):
+        assert found[d] in ("EROFS", "EACCES", "EPERM"), (d, found)
+    assert found["shm_bytes"] == 64 * 2**20 and found["shm_fill"] == "ENOSPC", found
+    assert status["state"] == "failed" and status["failure"] == "agent", status
+    assert status["reason"].startswith("disk quota exceeded") and "/tmp and /home" in status["reason"], status
+
+    t0 = time.monotonic()
+    result = hostile.run(LOG_FLOOD_AGENT, time_limit="60s", extra=("--disk-quota", "0.05"))
+    status = result.status
+    assert status["state"] == "failed" and "disk quota exceeded" in status["reason"] and "its log" in status["reason"]
+    assert time.monotonic() - t0 < 40 and (result.out / "agent.log").stat().st_size < 2**30
+
+    result = hostile.run(MANY_FILES_AGENT, time_limit="60s", extra=("--max-files", "1000"))
+    status = result.status
+    assert status["state"] == "failed" and status["reason"].startswith("file limit exceeded: more than 1000"), status

@@ -23,7 +23,6 @@ import openai
 import pandas as pd
 import pytest
 import yaml
-from hostile import hostile, ordinary_user, who  # noqa: F401 (fixtures)
 
 from hpc_mle import analysis, report, runner
 from hpc_mle.llm import prices, testserver
@@ -308,7 +307,7 @@ with open(os.path.join(os.environ["SUBMISSION_DIR"], "submission.csv"), "w", new
 '''
 
 
-def test_markup_in_submitted_text_is_shown_literally(hostile):  # noqa: F811
+def test_markup_in_submitted_text_is_shown_literally(hostile):
     result = hostile.run(HOSTILE_SUBMITTER, time_limit="60s")
     assert result.status.get("state") == "done", result.proc.stderr
     jsonl = hostile.base / "submissions.jsonl"

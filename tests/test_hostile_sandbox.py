@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 import psutil
-from hostile import SECRET, USER, hostile, no_secret_anywhere, ordinary_user, who  # noqa: F401 (fixtures)
+from hostile import SECRET, USER, no_secret_anywhere
 
 from hpc_mle import files, runner, status
 
@@ -194,7 +194,7 @@ def _host_argvs() -> str:
     return "\n".join(text)
 
 
-def test_the_sandbox_gives_no_privilege_escape_or_secret(hostile, who):  # noqa: F811
+def test_the_sandbox_gives_no_privilege_escape_or_secret(hostile, who):
     data_before = _tree(hostile.data)
     base_before = {p.name for p in hostile.base.iterdir()}
     out = hostile.base / f"attempt{hostile.n + 1}"
@@ -291,7 +291,7 @@ open("/home/logs/planted", "w").write("x")
 '''
 
 
-def test_a_restart_gives_the_agent_its_files_without_following_its_links(hostile):  # noqa: F811
+def test_a_restart_gives_the_agent_its_files_without_following_its_links(hostile):
     canary = hostile.base / "canary"
     canary.write_text("host file")
     owners = {p: (p.lstat().st_uid, p.lstat().st_gid) for p in hostile.base.rglob("*")}

@@ -34,7 +34,7 @@ def test_apptainer_command_for_a_two_gpu_attempt(two_gpu_launch, mini_data):
     private = launch.private
     expected = [
         "apptainer", "exec", "--containall", "--cleanenv", "--no-privs", "--drop-caps", "ALL", "--no-eval",
-        "--writable-tmpfs", "--home", f"{private}/home:/home",
+        "--writable-tmpfs", "--home", f"{launch.scratch}/home:/home",
     ]
     if os.geteuid() == 0:  # apptainer applies a seccomp profile only for root
         expected += ["--security", f"seccomp:{private}/seccomp.json"]
@@ -49,7 +49,7 @@ def test_apptainer_command_for_a_two_gpu_attempt(two_gpu_launch, mini_data):
         "--bind", f"{out}/harness/validate_submission.sh:/home/validate_submission.sh:ro",
         "--bind", f"{out}/harness:/opt/hpc-mle:ro",
         "--bind", f"{sock}:/run/hpc-mle:ro",
-        "--bind", f"{launch.scratch}:/tmp:rw",
+        "--bind", f"{launch.scratch}/tmp:/tmp:rw",
         "--bind", f"{out}/agent:/home/agent:rw",
         "--env-file", f"{private}/env", "--pwd", "/home", str(image), "/bin/sh", "/opt/hpc-mle/entry.sh",
         "python3", "/home/agent/baseline.py",
