@@ -12,7 +12,7 @@ from rich.table import Table
 
 from hpc_mle import __version__, competitions, grading, paths
 from hpc_mle.competitions import SpecError
-from hpc_mle.files import disk_full_message, is_disk_full
+from hpc_mle.files import disk_full_message, is_disk_full, read_json
 from hpc_mle.textsafe import cell, terminal
 
 # Piped output (logs, CI, `| less`) gets wide tables instead of rich's 80-column default.
@@ -492,7 +492,7 @@ def status_cmd(sweep_dir: Path, by: str, failures: bool) -> None:
     """Counts by state, read from the attempts' own status files (Slurm is asked once, if at all).
 
     Exits 1 when some attempts are `unknown` (squeue failed): the counts are then incomplete."""
-    from hpc_mle import status
+    from hpc_mle import jobs, status
 
     table = status.sweep_status(_sweep_or_fail(sweep_dir))
     counts = status.counts(table, by)
@@ -513,6 +513,10 @@ def status_cmd(sweep_dir: Path, by: str, failures: bool) -> None:
         rerun = bad["state"].isin(["failed", "lost"]).any()
         console.print(f"{which}: `hpc-mle status {sweep_dir} --failures` lists them"
                       + (f"; `hpc-mle resume {sweep_dir}` runs the failed and lost ones again." if rerun else "."))
+    partial = read_json(sweep_dir / "analysis" / jobs.PARTIAL)
+    if isinstance(partial, dict) and partial.get("left_out"):
+        console.print(f"the analysis is partial: {len(partial['left_out'])} attempt(s) had not ended when it ran "
+                      f"(analysis/PARTIAL); it is redone when the last of them ends")
     unknown = table[table["state"] == "unknown"]
     if len(unknown):
         err.print(f"[yellow]warning:[/yellow] {len(unknown)} attempt(s) unknown: {terminal(unknown['reason'].iloc[0])}")

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from click.testing import CliRunner
 
-from hpc_mle import analysis, competitions, grading, jobs, paths, plan, prepare, runner
+from hpc_mle import analysis, cli, competitions, grading, jobs, paths, plan, prepare, runner
 from hpc_mle.files import current_umask
 
 CID = "mini-churn"
@@ -218,6 +219,7 @@ def test_analysis_over_running_attempts_is_partial_and_redone_by_the_last_one_to
         end_attempt(sweep, done_id, mini_data, "done")
         end_attempt(sweep, running_id, mini_data, "running")
         result = jobs.analysis_task(sweep)
+        said = CliRunner().invoke(cli.main, ["status", str(sweep)]).output
         shared = modes(sweep)
         first = pd.read_csv(sweep / "analysis" / "results.csv")
         summary = (sweep / "analysis" / "summary.md").read_text()
@@ -231,6 +233,7 @@ def test_analysis_over_running_attempts_is_partial_and_redone_by_the_last_one_to
     finally:
         os.umask(old)
     assert result["partial"] and result["left_out"] == [running_id]
+    assert "the analysis is partial: 1 attempt(s) had not ended" in " ".join(said.split()), said
     marker = sweep / "analysis" / jobs.PARTIAL
     assert shared[f"analysis/{jobs.PARTIAL}"] == 0o644
     assert list(first["attempt_id"]) == [done_id]  # never a running attempt in the published results
