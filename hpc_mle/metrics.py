@@ -241,14 +241,23 @@ def binary_log_loss(y_true: pd.DataFrame, y_pred: pd.DataFrame) -> float:
 
 
 @metric("multi-class-log-loss", higher_is_better=False, v1_result="python")
-def multiclass_log_loss(y_true: pd.DataFrame, y_pred: pd.DataFrame, *, row_sum_atol: float = 1e-6) -> float:
+def multiclass_log_loss(y_true: pd.DataFrame, y_pred: pd.DataFrame, *, row_sum_atol: float = 1e-6,
+                        row_sum_decimals: int | None = None) -> float:
     """Multi-class log loss over one probability column per class (answers are one-hot).
 
     Rows must lie in [0, 1] and sum to 1 within `row_sum_atol` (upstream: np.isclose, atol 1e-6);
-    nothing is renormalised.
+    with `row_sum_decimals`, the row sum rounded to that many decimals must equal 1 instead
+    (lmsys: `round(6) == 1`). Nothing is renormalised.
     """
     p = _probabilities(y_pred)
-    _check_row_sums(p, y_pred.columns, row_sum_atol)
+    if row_sum_decimals is None:
+        _check_row_sums(p, y_pred.columns, row_sum_atol)
+    else:
+        sums = np.round(p.sum(axis=1), row_sum_decimals)
+        if (sums != 1).any():
+            row = int(np.argmax(sums != 1))
+            raise InvalidSubmission(f"each row's probabilities over {len(y_pred.columns)} columns must sum to 1 "
+                                    f"(rounded to {row_sum_decimals} decimals); row {row} sums to {p[row].sum():.9g}")
     t = _numeric(y_true, "answers")
     return _log_loss(t, p)
 
