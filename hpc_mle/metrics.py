@@ -337,3 +337,30 @@ def mean_columnwise_rmsle(y_true: pd.DataFrame, y_pred: pd.DataFrame) -> float:
     t, p = _numeric(y_true, "answers"), _numeric(y_pred)
     return float(np.mean([_rmsle(t[:, j], p[:, j], col, boolean=pd.api.types.is_bool_dtype(y_pred[col]))
                           for j, col in enumerate(y_pred.columns)]))
+
+
+@metric("word-jaccard-samples", higher_is_better=True)
+def word_jaccard_samples(y_true: pd.DataFrame, y_pred: pd.DataFrame) -> float:
+    """Mean over rows of the Jaccard index of lower-cased whitespace word sets; both empty scores 0 (chaii).
+
+    v1 (chaii) binarises the word sets and calls scikit-learn's `jaccard_score(average="samples")`:
+    a row where answer and prediction are both empty scores 0, and a file without a single word on
+    either side fails. Missing cells are empty texts (`fillna("")`); any other non-text cell (a column
+    pandas read as numbers) made v1's `.lower()` fail, so it is invalid here.
+    """
+    sets = []
+    for frame, what in ((y_true, "answers"), (y_pred, "submission")):
+        values = _single(frame).to_numpy(dtype=object, na_value=None)
+        bad = [v for v in values if v is not None and not isinstance(v, str)]
+        if bad:
+            raise InvalidSubmission(f"column '{frame.columns[0]}' of the {what} must hold text; found {bad[0]!r}")
+        sets.append([set(v.lower().split()) if v is not None else set() for v in values])
+    truth, preds = sets
+    if not any(truth) and not any(preds):
+        raise InvalidSubmission("no words in any prediction or answer: the score is undefined (v1 fails on it)")
+    scores = np.zeros(len(truth), dtype=np.float64)
+    for i, (t, p) in enumerate(zip(truth, preds, strict=True)):
+        union = len(t | p)
+        if union:
+            scores[i] = len(t & p) / union
+    return float(np.mean(scores)) if len(scores) else 0.0

@@ -117,3 +117,92 @@ def test_lmsys_chatbot_arena(tmp_path):
         1 - gold.loc[0, ["winner_model_a", "winner_model_b", "winner_tie"]]) / 2
     assert _grade(p, wrong, tmp_path).score == round(-float(np.log(np.finfo(float).eps)) / 6, 5)
     _fuzz(p, tmp_path)
+
+
+# ---------------------------------------------------------------- chaii-hindi-and-tamil-question-answering
+
+HINDI = ["भारत", "की", "राजधानी", "नई", "दिल्ली", "है", "नदी", "गंगा", "सबसे", "लंबी"]
+TAMIL = ["தமிழ்", "நாடு", "சென்னை", "தலைநகரம்", "ஆகும்", "கடல்", "மலை"]
+
+
+def make_chaii(raw: Path, rng: np.random.Generator) -> None:
+    rows = []
+    for i in range(50):
+        language = "hindi" if i % 3 else "tamil"
+        vocab = HINDI if language == "hindi" else TAMIL
+        context = " ".join(rng.choice(vocab, size=30)) + ", 1947."
+        start = int(rng.integers(0, 20))
+        answer = "1947" if i % 10 == 0 else " ".join(context.split()[start:start + 2])
+        rows.append({"id": f"{int(rng.integers(1 << 35)):09x}", "context": context,
+                     "question": " ".join(rng.choice(vocab, size=6)) + "?", "answer_text": answer,
+                     "answer_start": context.find(answer), "language": language})
+    pd.DataFrame(rows).to_csv(raw / "train.csv", index=False)
+    test = pd.DataFrame(rows[:5]).drop(columns=["answer_text", "answer_start"])
+    test.to_csv(raw / "test.csv", index=False)
+    pd.DataFrame({"id": test["id"], "PredictionString": ""}).to_csv(raw / "sample_submission.csv", index=False)
+
+
+def test_chaii_question_answering(tmp_path):
+    expect = tmp_path / "expect"
+    expect.mkdir()
+    make_chaii(expect, np.random.default_rng(0))
+    original = pd.read_csv(expect / "train.csv")
+    train, test = common.split(original)
+
+    p = run_checks("chaii-hindi-and-tamil-question-answering", make_chaii, tmp_path,
+                   public={"train.csv", "test.csv", "sample_submission.csv"}, private={"test.csv"},
+                   test_rows=5, sample_score=0.0, perfect_score=1.0)
+    answers = p.answers()
+    assert list(answers.columns) == ["id", "PredictionString"]
+    assert answers["id"].tolist() == test["id"].tolist()
+    assert answers["PredictionString"].astype(str).tolist() == test["answer_text"].astype(str).tolist()
+    assert list(pd.read_csv(p.public / "test.csv").columns) == ["id", "context", "question", "language"]
+    assert pd.read_csv(p.public / "train.csv")["id"].tolist() == train["id"].tolist()
+    assert set(pd.read_csv(p.sample_path())["PredictionString"]) == {"dummy text"}
+
+    gold = answers.astype({"PredictionString": str})
+    # Per row |common| / |union| of lower-cased word sets: one row of five gets half its words.
+    half = gold.copy()
+    words = half.loc[0, "PredictionString"].split()
+    half.loc[0, "PredictionString"] = " ".join([words[0].upper(), "extra"] + words[1:]) if len(words) == 2 \
+        else words[0] + " extra"
+    expected = (4 + (2 / 3 if len(words) == 2 else 1 / 2)) / 5
+    assert _grade(p, half, tmp_path).score == round(expected, 5)
+    # An empty prediction scores 0 on its row (not invalid, unlike tweet-sentiment).
+    empty = gold.copy()
+    empty.loc[1, "PredictionString"] = np.nan
+    assert _grade(p, empty, tmp_path).score == 0.8
+    # A column pandas reads as numbers made v1's .lower() fail.
+    numbers = gold.assign(PredictionString=range(len(gold)))
+    report = _grade(p, numbers, tmp_path)
+    assert not report.valid_submission and "must hold text" in report.reason and not report.grader_error
+    _fuzz(p, tmp_path)
+
+
+def test_word_jaccard_samples_by_hand_and_as_scikit_learn():
+    from hpc_mle.metrics import METRICS, InvalidSubmission
+
+    jaccard = METRICS["word-jaccard-samples"]
+    truth = pd.DataFrame({"PredictionString": ["a b c", np.nan, "X y", np.nan]})
+    preds = pd.DataFrame({"PredictionString": ["A b", np.nan, "z", "q"]})
+    # rows: {a,b}/{a,b,c} = 2/3; both empty = 0; {} of {x,y,z} = 0; {} of {q} = 0
+    assert jaccard(truth, preds) == (2 / 3) / 4
+    assert METRICS["word-jaccard-samples"].v1_result == "numpy"  # jaccard_score returned np.float64 in 1.5.1
+    try:
+        jaccard(truth.iloc[[1]], preds.iloc[[1]])
+        raise AssertionError("no words at all must be invalid")
+    except InvalidSubmission as exc:
+        assert "undefined" in str(exc)
+
+    from sklearn.metrics import jaccard_score
+    from sklearn.preprocessing import MultiLabelBinarizer
+
+    rng = np.random.default_rng(3)
+    vocab = ["a", "B", "b", "c", "दिल्ली", "x"]
+    t = [" ".join(rng.choice(vocab, size=int(rng.integers(0, 4)))) for _ in range(200)]
+    q = [" ".join(rng.choice(vocab, size=int(rng.integers(0, 4)))) for _ in range(200)]
+    t_sets, q_sets = [set(s.lower().split()) for s in t], [set(s.lower().split()) for s in q]
+    mlb = MultiLabelBinarizer(classes=sorted(set.union(*t_sets, *q_sets)), sparse_output=True)
+    expected = jaccard_score(mlb.fit_transform(t_sets), mlb.transform(q_sets), average="samples", zero_division=0)
+    got = jaccard(pd.DataFrame({"P": t}), pd.DataFrame({"P": q}))
+    assert got == expected

@@ -36,3 +36,22 @@ def lmsys_chatbot_arena(raw: Path, public: Path, private: Path) -> None:
     write_csv(train, public / "train.csv")
     write_csv(answers[LMSYS_TEST_COLUMNS], public / "test.csv")
     write_csv(sample, public / "sample_submission.csv")
+
+
+# ---------------------------------------------------------------- chaii-hindi-and-tamil-question-answering
+
+CHAII_SAMPLE_ANSWER = "dummy text"
+
+
+def chaii_question_answering(raw: Path, public: Path, private: Path) -> None:
+    """10% of Kaggle's train is the test set; its answer texts become `PredictionString` answers.
+
+    The public test keeps id, context, question and language (the answer and its start are dropped).
+    """
+    old_train = read_csv(raw / "train.csv", **EXACT_FLOATS)
+    train, test = split(old_train)
+    answers = test[["id", "answer_text"]].set_axis(["id", "PredictionString"], axis=1)
+    write_csv(train, public / "train.csv")
+    write_csv(test.drop(columns=["answer_start", "answer_text"]), public / "test.csv")
+    write_csv(answers, private / "test.csv")
+    write_csv(answers.assign(PredictionString=CHAII_SAMPLE_ANSWER), public / "sample_submission.csv")
