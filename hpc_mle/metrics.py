@@ -364,3 +364,22 @@ def word_jaccard_samples(y_true: pd.DataFrame, y_pred: pd.DataFrame) -> float:
         if union:
             scores[i] = len(t & p) / union
     return float(np.mean(scores)) if len(scores) else 0.0
+
+
+# ---------------------------------------------------------------- tabular competitions (ventilator)
+
+
+@metric("masked-mean-absolute-error", higher_is_better=False)
+def masked_mae(y_true: pd.DataFrame, y_pred: pd.DataFrame, *, mask_column: str = "u_out") -> float:
+    """Mean absolute error over the answer rows whose `mask_column` is 0 (ventilator: inspiration only).
+
+    `y_true` holds the scored column, then `mask_column` (a context column of the answers). As in v1,
+    only the predictions of scored rows are read: a missing or non-numeric value in a row with
+    `mask_column` != 0 is ignored. No scored row: invalid (v1's scikit-learn failed on empty input).
+    """
+    scored = (pd.to_numeric(y_true[mask_column], errors="coerce") == 0).to_numpy()
+    if not scored.any():
+        raise InvalidSubmission(f"no answer row has {mask_column} = 0: nothing to score")
+    t = _numeric(y_true[[c for c in y_true.columns if c != mask_column]][scored], "answers")[:, 0]
+    p = _numeric(_single(y_pred)[scored].to_frame())[:, 0]
+    return float(np.mean(np.abs(t - p)))

@@ -104,3 +104,49 @@ def ml2021spring_hw2(raw: Path, public: Path, private: Path) -> None:
     answers = pd.DataFrame({"Id": range(len(test_rows)), "ClassId": labels[test_rows]})
     write_csv(answers.assign(ClassId=0), public / "sampleSubmission.csv")
     write_csv(answers, private / "answers.csv")
+
+
+# ---------------------------------------------------------------- ventilator-pressure-prediction (medium)
+
+VENTILATOR_DTYPES = {"id": "int32", "breath_id": "int32", "R": "int8", "C": "int8", "time_step": "float64",
+                     "u_in": "float64", "u_out": "int8", "pressure": "float64"}
+VENTILATOR_FLOATS = "%.10g"  # v1 writes every file with this float format
+
+
+def _group_split(keys: np.ndarray, test_size: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
+    """Row positions of (train, test) when whole groups of `keys` are split as v1 splits them.
+
+    v1 lists each group's row positions in `groupby` order (keys ascending, rows in file order) and
+    passes that list to `train_test_split`; the shuffle depends only on the number of groups, so
+    splitting the group numbers gives the same groups in the same order, without Python lists of rows.
+    """
+    order = np.argsort(keys, kind="stable")
+    starts = np.flatnonzero(np.r_[True, keys[order][1:] != keys[order][:-1]])
+    bounds = np.r_[starts, len(keys)]
+    train_groups, test_groups = train_test_split(np.arange(len(starts)), test_size=test_size, random_state=SEED)
+
+    def rows(groups: np.ndarray) -> np.ndarray:
+        if not len(groups):
+            return np.empty(0, dtype=np.int64)
+        return np.concatenate([order[bounds[g]:bounds[g + 1]] for g in groups])
+
+    return rows(train_groups), rows(test_groups)
+
+
+def ventilator_pressure(raw: Path, public: Path, private: Path) -> None:
+    """10% of the breaths (all rows of a breath together) are the test set; ids become 1..N per file.
+
+    Files are written with `%.10g` floats as v1 writes them; the answers keep `u_out`, which says
+    which rows are scored (inspiration, `u_out` = 0). The 6M-row train needs ~1.5 GB of memory.
+    """
+    old = read_csv(raw / "train.csv", dtype=VENTILATOR_DTYPES, **EXACT_FLOATS)
+    train_rows, test_rows = _group_split(old["breath_id"].to_numpy())
+    train, test = old.iloc[train_rows].copy(), old.iloc[test_rows].copy()
+    del old
+    train["id"] = range(1, len(train) + 1)
+    test["id"] = range(1, len(test) + 1)
+    public_test = test.drop(columns=["pressure"])
+    sample = public_test[["id"]].assign(pressure=0)
+    for frame, path in ((train, public / "train.csv"), (public_test, public / "test.csv"),
+                        (sample, public / "sample_submission.csv"), (test, private / "test.csv")):
+        frame.to_csv(path, index=False, float_format=VENTILATOR_FLOATS, lineterminator="\n")
