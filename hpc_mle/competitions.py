@@ -36,8 +36,10 @@ LEADERBOARD_SOURCES = ("kaggle", "reference-panel", "none")
 #   sorted: both sorted by id and paired by position, ids never compared (nyc-taxi);
 #   id-columns-by-position: as id, but scored columns are paired by position in the file;
 #   sorted-columns-by-position: both sorted by id and paired by position; submission ids must be test ids
-#   but are not compared (one repeated, another missing passes), columns paired by position (jigsaw-toxic v1).
-ROW_ORDERS = ("id", "positional", "sorted", "id-columns-by-position", "sorted-columns-by-position")
+#   but are not compared (one repeated, another missing passes), columns paired by position (jigsaw-toxic v1);
+#   merge: the set of submission ids must equal the answers' set, then the answers are inner-merged with the
+#   submission on the ids (a repeated id adds rows; the row count is not checked) (predict-volcanic v1).
+ROW_ORDERS = ("id", "positional", "sorted", "id-columns-by-position", "sorted-columns-by-position", "merge")
 V1_RESULTS = ("numpy", "python")  # the type v1's grader returned (see hpc_mle.metrics.Metric.v1_result)
 DOWNLOADS = ("none", "kaggle")  # where `prepare` gets the raw files: nowhere (packages) or the Kaggle API
 

@@ -213,6 +213,8 @@ def validate_and_align(spec: CompetitionSpec, sub: pd.DataFrame, answers: pd.Dat
     if first and sub.columns[0] != first:
         raise InvalidSubmission(f"column '{first}' must come first (v1 reads every column after the first "
                                 f"as predictions); the file starts with '{sub.columns[0]}'")
+    if order == "merge":
+        return _merge_on_id_set(sub, answers, ids, cols)
     if len(sub) != len(answers):
         raise InvalidSubmission(f"has {len(sub)} rows, expected {len(answers)} (one per test id)")
 
@@ -244,6 +246,27 @@ def validate_and_align(spec: CompetitionSpec, sub: pd.DataFrame, answers: pd.Dat
 def _in_file_order(sub: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
     """The scored columns in the submission's own order, named as the answers' (v1 pairs by position)."""
     return sub[[c for c in sub.columns if c in cols]].set_axis(cols, axis=1)
+
+
+def _merge_on_id_set(sub: pd.DataFrame, answers: pd.DataFrame, ids: list[str],
+                     cols: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The `merge` pairing (predict-volcanic v1): equal id sets, then answers inner-merged with the submission.
+
+    A repeated submission id passes and adds rows, as in v1. The reason names counts only, never an id:
+    v1 listed the missing answer ids in its message, which the validator must not echo to an agent.
+    """
+    want = set(answers[ids].itertuples(index=False, name=None))
+    got = set(sub[ids].itertuples(index=False, name=None))
+    if want != got:
+        raise InvalidSubmission(f"the submission's ids differ from the test set's: {len(want - got)} test id(s) "
+                                f"missing and {len(got - want)} id(s) not in the test set")
+    try:
+        merged = answers[ids + cols].merge(sub[ids + cols], on=ids, suffixes=("_true", "_pred"))
+    except (ValueError, TypeError) as exc:
+        raise InvalidSubmission(f"id column(s) {ids} cannot be matched with the test ids ({exc})") from None
+    y_true = merged[[f"{c}_true" for c in cols]].set_axis(cols, axis=1)
+    y_pred = merged[[f"{c}_pred" for c in cols]].set_axis(cols, axis=1)
+    return y_true, y_pred
 
 
 def _pair_sorted_unchecked(spec: CompetitionSpec, sub: pd.DataFrame, answers: pd.DataFrame,

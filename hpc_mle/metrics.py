@@ -383,3 +383,16 @@ def masked_mae(y_true: pd.DataFrame, y_pred: pd.DataFrame, *, mask_column: str =
     t = _numeric(y_true[[c for c in y_true.columns if c != mask_column]][scored], "answers")[:, 0]
     p = _numeric(_single(y_pred)[scored].to_frame())[:, 0]
     return float(np.mean(np.abs(t - p)))
+
+
+@metric("rounded-mean-absolute-error", higher_is_better=False)
+def rounded_mae(y_true: pd.DataFrame, y_pred: pd.DataFrame) -> int:
+    """Mean absolute error of one numeric column, rounded to the nearest integer (half to even).
+
+    predict-volcanic v1 returns `int(round(MAE))`; a mean too large for an integer failed there.
+    """
+    t, p = _numeric(y_true, "answers")[:, 0], _numeric(y_pred)[:, 0]
+    mae = float(np.mean(np.abs(p - t)))
+    if not math.isfinite(mae):
+        raise InvalidSubmission("the mean absolute error overflows (predictions far too large)")
+    return int(round(mae))

@@ -1,0 +1,144 @@
+"""Full-benchmark signal competitions (time series, sensors, physics) on synthetic Kaggle-shaped downloads.
+
+Each `make_*` writes what extracting the competition's Kaggle zip gives (file names, folders, columns,
+types) with a few dozen made-up rows; `lite_support.run_checks` prepares it with the real preparer and
+checks layout, leaks, grading and medals. The extra asserts pin v1's split and grader quirks.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from lite_support import Prepared, run_checks
+from sklearn.model_selection import train_test_split
+from test_fuzz_grading import mutations_for
+
+from hpc_mle import grading
+from hpc_mle.metrics import METRICS, InvalidSubmission
+
+
+def _grade(p: Prepared, frame: pd.DataFrame, tmp: Path, mode: str = "v1") -> grading.CompetitionReport:
+    tmp.mkdir(parents=True, exist_ok=True)
+    path = tmp / "sub.csv"
+    frame.to_csv(path, index=False)
+    return grading.grade_submission(path, p.spec.id, p.data_dir, mode)
+
+
+# ---------------------------------------------------------------- predict-volcanic-eruptions-ingv-oe
+
+VOLCANO = "predict-volcanic-eruptions-ingv-oe"
+
+
+def _segment(rng: np.random.Generator, rows: int = 12) -> pd.DataFrame:
+    data = {f"sensor_{k}": rng.integers(-600, 600, rows).astype(float) for k in range(1, 11)}
+    frame = pd.DataFrame(data)
+    frame.loc[rng.integers(0, rows, 3), "sensor_2"] = np.nan  # a sensor that drops out
+    frame["sensor_8"] = np.nan  # a sensor silent for the whole segment
+    return frame
+
+
+def make_volcano(raw: Path, rng: np.random.Generator) -> None:
+    ids = rng.choice(2**31 - 1, size=46, replace=False)
+    train_ids, test_ids = ids[:40], ids[40:]
+    pd.DataFrame({"segment_id": train_ids, "time_to_eruption": rng.integers(6000, 49_000_000, 40)}).to_csv(
+        raw / "train.csv", index=False)
+    pd.DataFrame({"segment_id": test_ids, "time_to_eruption": 0}).to_csv(raw / "sample_submission.csv", index=False)
+    for folder, segment_ids in (("train", train_ids), ("test", test_ids)):
+        (raw / folder).mkdir()
+        for sid in segment_ids:
+            _segment(rng).to_csv(raw / folder / f"{sid}.csv", index=False)
+
+
+def test_volcano(tmp_path):
+    raw_train = pd.DataFrame()
+
+    def make(raw: Path, rng: np.random.Generator) -> None:
+        nonlocal raw_train
+        make_volcano(raw, rng)
+        raw_train = pd.read_csv(raw / "train.csv")
+
+    # Precompute the expected sample score from the same synthetic draw.
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    make_volcano(probe, np.random.default_rng(0))
+    _, expected_test = train_test_split(pd.read_csv(probe / "train.csv"), test_size=0.1, random_state=0)
+    sample_score = int(round(float(np.mean(np.abs(expected_test["time_to_eruption"].to_numpy(float))))))
+
+    p = run_checks(VOLCANO, make, tmp_path, public={"train.csv", "train", "test", "sample_submission.csv"},
+                   private={"test.csv"}, test_rows=4, sample_score=sample_score, perfect_score=0)
+
+    # v1's split: train_test_split(test_size=0.1, random_state=0), rows in the splitter's order.
+    want_train, want_test = train_test_split(raw_train, test_size=0.1, random_state=0)
+    pd.testing.assert_frame_equal(p.answers(), want_test.reset_index(drop=True))
+    pd.testing.assert_frame_equal(pd.read_csv(p.public / "train.csv"), want_train.reset_index(drop=True))
+    sample = pd.read_csv(p.sample_path())
+    assert list(sample["segment_id"]) == list(want_test["segment_id"]) and (sample["time_to_eruption"] == 0).all()
+    assert (p.public / "sample_submission.csv").read_text().splitlines()[1].endswith(",0")
+    # Both folders come from Kaggle's train segments; Kaggle's own test segments are dropped.
+    raw = p.data_dir / VOLCANO / "raw"
+    assert sorted(x.name for x in (p.public / "test").iterdir()) == sorted(f"{s}.csv" for s in want_test["segment_id"])
+    assert sorted(x.name for x in (p.public / "train").iterdir()) == sorted(f"{s}.csv" for s in want_train["segment_id"])
+    sid = want_test["segment_id"].iloc[0]
+    assert (p.public / "test" / f"{sid}.csv").read_bytes() == (raw / "train" / f"{sid}.csv").read_bytes()
+
+    answers, subs = p.answers(), tmp_path / "subs2"
+    gold = answers.copy()
+    # v1: a repeated id passes and adds a row to the mean; the corrected grade refuses it.
+    dup = pd.concat([gold.assign(time_to_eruption=gold["time_to_eruption"] + 10), gold.iloc[[0]]]).reset_index(drop=True)
+    dup.loc[dup.index[-1], "time_to_eruption"] += 1000  # the repeat is off by 1000
+    report = _grade(p, dup, subs)
+    assert report.valid_submission and report.score == int(round((10 * 4 + 1000) / 5)), report
+    assert report.corrected_valid is False and report.corrected_reason
+    assert isinstance(report.score, int)
+    # Row order is free; extra columns are ignored.
+    shuffled = gold.iloc[::-1].assign(note="x")
+    assert _grade(p, shuffled, subs).score == 0
+    # Missing or foreign ids: invalid, and the reason (what the validator shows) names no id.
+    for bad in (gold.iloc[1:], pd.concat([gold, gold.iloc[[0]].assign(segment_id=1)]),
+                gold.assign(segment_id=gold["segment_id"].astype(str) + "x")):
+        report = _grade(p, bad, subs)
+        assert not report.valid_submission and not report.grader_error, report.reason
+        assert not any(str(s) in report.reason for s in answers["segment_id"]), report.reason
+        ok, message = grading.validate_submission(subs / "sub.csv", VOLCANO, p.data_dir)
+        assert not ok and not any(str(s) in message for s in answers["segment_id"]), message
+    for value in (np.nan, "soon", np.inf, 1e308):
+        bad = gold.astype({"time_to_eruption": object})
+        bad.loc[bad.index[0], "time_to_eruption"] = value
+        bad.loc[bad.index[1], "time_to_eruption"] = -1e308 if value == 1e308 else 0
+        report = _grade(p, bad, subs)
+        assert not report.valid_submission and not report.grader_error and report.reason, (value, report)
+
+    fuzz(p, tmp_path / "fuzz", valid_ok={"duplicate_id"})
+
+
+def fuzz(p: Prepared, tmp: Path, valid_ok: set[str] = frozenset()) -> None:
+    """The grading fuzz's mutations: never a grader error; invalid ones say why; valid only where v1 is lax."""
+    tmp.mkdir()
+    sample = pd.read_csv(p.sample_path())
+    cols = grading.scored_columns(p.spec, p.answers())
+    failures = []
+    for i, (kind, content) in enumerate(mutations_for(p.spec, sample, cols)):
+        if i >= 60:
+            break
+        path = tmp / f"{i}.csv"
+        path.write_bytes(content)
+        report = grading.grade_submission(path, p.spec.id, p.data_dir)
+        if report.grader_error or (report.valid_submission and kind not in valid_ok) \
+                or (not report.valid_submission and not report.reason):
+            failures.append((kind, report.reason))
+    assert not failures, failures[:5]
+
+
+def test_rounded_mae_by_hand():
+    fn = METRICS["rounded-mean-absolute-error"]
+    t = pd.DataFrame({"y": [10.0, 20.0, 30.0, 40.0]})
+    # |12-10| + |20-20| + |25-30| + |41-40| = 8, / 4 = 2
+    assert fn(t, pd.DataFrame({"y": [12, 20, 25, 41]})) == 2
+    # 2.5 rounds half to even -> 2; 3.5 -> 4 (Python's round, as v1)
+    assert fn(t.iloc[:2], pd.DataFrame({"y": [10.0, 25.0]})) == 2
+    assert fn(t.iloc[:2], pd.DataFrame({"y": [10.0, 27.0]})) == 4
+    with pytest.raises(InvalidSubmission):
+        fn(t.iloc[:1], pd.DataFrame({"y": ["x"]}))
