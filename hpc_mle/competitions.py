@@ -40,6 +40,12 @@ LEADERBOARD_SOURCES = ("kaggle", "reference-panel", "none")
 #   merge: the set of submission ids must equal the answers' set, then the answers are inner-merged with the
 #   submission on the ids (a repeated id adds rows; the row count is not checked) (predict-volcanic v1).
 ROW_ORDERS = ("id", "positional", "sorted", "id-columns-by-position", "sorted-columns-by-position", "merge")
+#   id-mask-by-file-position: as id, but the answers' row mask (metric option `mask_column`) picks the
+#   submission's rows by their position in the file, not by id (stanford-covid-vaccine v1).
+ROW_ORDERS += ("id-mask-by-file-position",)
+#   by-metric: the metric pairs rows itself from the whole answers and the submission's id and scored
+#   columns; no row count or id-set check here (osic v1: a subset is allowed, unknown ids are not).
+ROW_ORDERS += ("by-metric",)
 V1_RESULTS = ("numpy", "python")  # the type v1's grader returned (see hpc_mle.metrics.Metric.v1_result)
 DOWNLOADS = ("none", "kaggle")  # where `prepare` gets the raw files: nowhere (packages) or the Kaggle API
 
@@ -71,6 +77,9 @@ class SubmissionSpec:
     corrected_row_order: str | None = None
     # A column v1 requires first (spooky reads every column after the first as probabilities).
     first_column: str | None = None
+    # Answer columns the metric also reads (a group or a row mask), passed after the scored ones in
+    # y_true and never asked of the submission (id, merge and id-mask-by-file-position pairings).
+    context_columns: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -221,6 +230,7 @@ def parse_spec(data: Any, file: Path) -> CompetitionSpec:
         row_order=s.get("row_order", str, "id", choices=ROW_ORDERS),
         corrected_row_order=s.get("corrected_row_order", str, None, choices=ROW_ORDERS),
         first_column=s.get("first_column", str, None),
+        context_columns=s.strings("context_columns", ()),
     )
     s.done()
 

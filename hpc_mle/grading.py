@@ -213,8 +213,11 @@ def validate_and_align(spec: CompetitionSpec, sub: pd.DataFrame, answers: pd.Dat
     if first and sub.columns[0] != first:
         raise InvalidSubmission(f"column '{first}' must come first (v1 reads every column after the first "
                                 f"as predictions); the file starts with '{sub.columns[0]}'")
+    context = list(spec.submission.context_columns)
     if order == "merge":
-        return _merge_on_id_set(sub, answers, ids, cols)
+        return _merge_on_id_set(sub, answers, ids, cols, context)
+    if order == "by-metric":  # the metric pairs the rows (osic v1); it gets every answers column
+        return answers, sub[ids + cols]
     if len(sub) != len(answers):
         raise InvalidSubmission(f"has {len(sub)} rows, expected {len(answers)} (one per test id)")
 
@@ -240,7 +243,32 @@ def validate_and_align(spec: CompetitionSpec, sub: pd.DataFrame, answers: pd.Dat
                                 "(the same ids, repeated a different number of times)")
     if order == "id-columns-by-position":
         return ans_sorted[cols], _in_file_order(sub_sorted, cols)
-    return ans_sorted[cols], sub_sorted[cols]
+    if order == "id-mask-by-file-position":
+        return ans_sorted[cols + context], _mask_by_file_position(spec, sub, answers, ans_sorted, sub_sorted,
+                                                                  ids, cols)
+    return ans_sorted[cols + context], sub_sorted[cols]
+
+
+def _mask_by_file_position(spec: CompetitionSpec, sub: pd.DataFrame, answers: pd.DataFrame,
+                           ans_sorted: pd.DataFrame, sub_sorted: pd.DataFrame, ids: list[str],
+                           cols: list[str]) -> pd.DataFrame:
+    """stanford-covid-vaccine's v1 pairing: the submission's rows in the order that makes the metric's mask
+    (answers column `mask_column`, true = scored) pair them as v1 did.
+
+    v1 sorted both files by id, then indexed the sorted submission with the sorted answers' mask, which
+    pandas aligns by row label: the submission row read from file line p is kept when the answers' row on
+    file line p is scored. The kept rows then meet the scored answers in id order. Same file order as the
+    answers: the correct pairing; another order: the score of other rows (still valid, as in v1).
+    """
+    mask = spec.metric.options["mask_column"]
+    keep_by_line = answers[mask].to_numpy(dtype=bool)
+    line_of_sorted_row = sub.sort_values(ids, kind="stable").index.to_numpy()  # ids are unique here
+    sub_keep = keep_by_line[line_of_sorted_row]
+    ans_keep = ans_sorted[mask].to_numpy(dtype=bool)
+    rows = np.empty(len(sub_sorted), dtype=np.int64)
+    rows[ans_keep] = np.flatnonzero(sub_keep)  # as many kept rows on each side: same mask, permuted
+    rows[~ans_keep] = np.flatnonzero(~sub_keep)
+    return sub_sorted[cols].iloc[rows].reset_index(drop=True)
 
 
 def _in_file_order(sub: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
@@ -249,7 +277,7 @@ def _in_file_order(sub: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
 
 
 def _merge_on_id_set(sub: pd.DataFrame, answers: pd.DataFrame, ids: list[str],
-                     cols: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+                     cols: list[str], context: list[str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The `merge` pairing (predict-volcanic v1): equal id sets, then answers inner-merged with the submission.
 
     A repeated submission id passes and adds rows, as in v1. The reason names counts only, never an id:
@@ -261,10 +289,10 @@ def _merge_on_id_set(sub: pd.DataFrame, answers: pd.DataFrame, ids: list[str],
         raise InvalidSubmission(f"the submission's ids differ from the test set's: {len(want - got)} test id(s) "
                                 f"missing and {len(got - want)} id(s) not in the test set")
     try:
-        merged = answers[ids + cols].merge(sub[ids + cols], on=ids, suffixes=("_true", "_pred"))
+        merged = answers[ids + cols + (context or [])].merge(sub[ids + cols], on=ids, suffixes=("_true", "_pred"))
     except (ValueError, TypeError) as exc:
         raise InvalidSubmission(f"id column(s) {ids} cannot be matched with the test ids ({exc})") from None
-    y_true = merged[[f"{c}_true" for c in cols]].set_axis(cols, axis=1)
+    y_true = merged[[f"{c}_true" for c in cols] + (context or [])].set_axis(cols + (context or []), axis=1)
     y_pred = merged[[f"{c}_pred" for c in cols]].set_axis(cols, axis=1)
     return y_true, y_pred
 
