@@ -203,14 +203,23 @@ def _label_sets(series: pd.Series) -> list[list[str]]:
 
 
 @metric("micro-f1-label-sets", higher_is_better=True)
-def micro_f1_label_sets(y_true: pd.DataFrame, y_pred: pd.DataFrame) -> float:
+def micro_f1_label_sets(y_true: pd.DataFrame, y_pred: pd.DataFrame, *, text_only: bool = False) -> float:
     """Micro-F1 over space-separated label sets (upstream's imet/facebook/plant-pathology-2021 grader).
 
     Empty or missing cells are "no labels"; repeated labels count once. As in v1 (MultiLabelBinarizer
     fitted on the answers), predicted labels that never occur in the answers are dropped before
     scoring, so they cost nothing: a known upstream quirk, kept for comparability. Counting over sets
     gives the same value as the binarised matrices without building them.
+
+    `text_only`: a prediction cell pandas read as a number or a boolean is invalid (facebook's v1
+    split the cells with pandas' `.str`, which fails on them) instead of being read as a label.
     """
+    if text_only:
+        values = _single(y_pred).to_numpy(dtype=object, na_value=None)
+        bad = [v for v in values if v is not None and not isinstance(v, str)]
+        if bad:
+            raise InvalidSubmission(f"column '{y_pred.columns[0]}' must hold space-separated labels as text; "
+                                    f"found {bad[0]!r}")
     true_sets = [set(labels) for labels in _label_sets(_single(y_true))]
     known = set().union(*true_sets)
     tp = fp = fn = 0

@@ -7,7 +7,10 @@ checks layout, leaks, grading and medals; the extra asserts pin v1's split and g
 
 from __future__ import annotations
 
+import io
 import json
+import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -206,3 +209,71 @@ def test_word_jaccard_samples_by_hand_and_as_scikit_learn():
     expected = jaccard_score(mlb.fit_transform(t_sets), mlb.transform(q_sets), average="samples", zero_division=0)
     got = jaccard(pd.DataFrame({"P": t}), pd.DataFrame({"P": q}))
     assert got == expected
+
+
+# ---------------------------------------------------------------- facebook-recruiting-iii-keyword-extraction
+
+TAGS = ["javascript", "c#", "python", "php", "java", "regex", "asp.net-mvc", "c++", "jquery", ".net"]
+
+
+def make_facebook(raw: Path, rng: np.random.Generator) -> None:
+    n = 60
+    train = pd.DataFrame({
+        "Id": rng.choice(6_000_000, size=n, replace=False) + 1,
+        "Title": [f"How do I {' '.join(rng.choice(WORDS, size=4))}?" for _ in range(n)],
+        "Body": [f'<p>I tried "{rng.choice(WORDS)}", then</p>\n<pre><code>x = 1, y = 2\n</code></pre>' for _ in range(n)],
+        "Tags": [" ".join(rng.choice(TAGS, size=int(rng.integers(1, 4)), replace=False)) for _ in range(n)],
+    })
+    train.loc[7, "Tags"] = np.nan  # Kaggle's Train.csv has a few questions without tags
+    with zipfile.ZipFile(raw / "Train.zip", "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("Train.csv", train.to_csv(index=False))
+    with zipfile.ZipFile(raw / "Test.zip", "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("Test.csv", train.drop(columns=["Tags"]).head(3).to_csv(index=False))
+    with zipfile.ZipFile(raw / "SampleSubmission.zip", "w") as zf:
+        zf.writestr("SampleSubmission.csv", "Id,Tags\n1,javascript\n")
+
+
+def _v1_micro_f1(answers: pd.Series, predictions: pd.Series) -> float:
+    from sklearn.metrics import f1_score
+    from sklearn.preprocessing import MultiLabelBinarizer
+
+    classes = sorted({tag for tags in answers if isinstance(tags, str) for tag in tags.split()})
+    mlb = MultiLabelBinarizer(classes=classes, sparse_output=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return f1_score(mlb.fit_transform(answers.fillna("").str.split()),
+                        mlb.transform(predictions.fillna("").str.split()), average="micro")
+
+
+def test_facebook_keyword_extraction(tmp_path):
+    expect = tmp_path / "expect"
+    expect.mkdir()
+    make_facebook(expect, np.random.default_rng(0))
+    with zipfile.ZipFile(expect / "Train.zip") as zf:
+        original = pd.read_csv(io.BytesIO(zf.read("Train.csv")), dtype={"Id": str, "Tags": str})
+    train, test = common.split(original)
+    sample_tags = pd.Series(["javascript c# python php java"] * len(test))
+    expected = grading.round_score(_v1_micro_f1(test["Tags"].reset_index(drop=True), sample_tags))
+
+    p = run_checks("facebook-recruiting-iii-keyword-extraction", make_facebook, tmp_path,
+                   public={"train.csv", "test.csv", "sample_submission.csv"}, private={"test.csv"},
+                   test_rows=6, sample_score=expected, perfect_score=1.0)
+    answers = p.answers()
+    assert list(answers.columns) == ["Id", "Title", "Body", "Tags"]
+    assert answers["Id"].astype(str).tolist() == test["Id"].tolist()
+    assert (p.public / "train.csv").read_bytes() == train.to_csv(index=False).encode()
+    sample = pd.read_csv(p.sample_path())
+    assert list(sample.columns) == ["Id", "Title", "Body", "Tags"]  # v1's sample keeps the question text
+
+    gold = answers[["Id", "Tags"]]
+    # Tags the answers never use cost nothing (v1); repeated tags count once; rows matched by Id.
+    spam = gold.assign(Tags=gold["Tags"].fillna("") + " never-a-tag c#").sample(frac=1, random_state=2)
+    report = _grade(p, spam, tmp_path)
+    assert report.score == grading.round_score(_v1_micro_f1(gold["Tags"], gold["Tags"].fillna("") + " c#"))
+    # A Tags column pandas reads as numbers made v1's .str fail: invalid with a reason.
+    numbers = gold.assign(Tags=range(len(gold)))
+    report = _grade(p, numbers, tmp_path)
+    assert not report.valid_submission and "as text" in report.reason and not report.grader_error
+    # All-empty predictions are valid and score 0.
+    assert _grade(p, gold.assign(Tags=np.nan), tmp_path).score == 0.0
+    _fuzz(p, tmp_path)

@@ -9,9 +9,26 @@ they are given; `hpc_mle.prepare` renames those into place when the whole prepar
 
 from __future__ import annotations
 
-from pathlib import Path
+import zipfile
+from pathlib import Path, PurePosixPath
 
-from hpc_mle.prepare.common import EXACT_FLOATS, read_csv, split, write_csv
+import pandas as pd
+
+from hpc_mle.prepare.common import EXACT_FLOATS, read_csv, require_raw, split, write_csv
+
+
+def _csv_in_download(raw: Path, name: str, archive: str, **kwargs) -> pd.DataFrame:
+    """`raw/<name>` if extracted, else the entry `name` of the zip `raw/<archive>` read in place
+    (Kaggle ships big tables zipped inside the download; reading the entry saves unpacking it)."""
+    if (raw / name).is_file() or not (raw / archive).is_file():
+        return read_csv(raw / name, **kwargs)
+    with zipfile.ZipFile(require_raw(raw / archive)) as zf:
+        members = [m for m in zf.namelist() if PurePosixPath(m).name == name and not m.startswith("__MACOSX")]
+        if not members:
+            raise FileNotFoundError(f"{raw / archive}: has no entry '{name}'. Fix: delete {raw} and prepare "
+                                    "again to re-download the Kaggle archive.")
+        with zf.open(members[0]) as fh:
+            return pd.read_csv(fh, **kwargs)
 
 # ---------------------------------------------------------------- lmsys-chatbot-arena
 
@@ -55,3 +72,26 @@ def chaii_question_answering(raw: Path, public: Path, private: Path) -> None:
     write_csv(test.drop(columns=["answer_start", "answer_text"]), public / "test.csv")
     write_csv(answers, private / "test.csv")
     write_csv(answers.assign(PredictionString=CHAII_SAMPLE_ANSWER), public / "sample_submission.csv")
+
+
+# ---------------------------------------------------------------- facebook-recruiting-iii-keyword-extraction
+
+# v1's sample submission predicts these five tags for every question.
+FACEBOOK_SAMPLE_TAGS = "javascript c# python php java"
+
+
+def facebook_keyword_extraction(raw: Path, public: Path, private: Path) -> None:
+    """10% of Kaggle's Train.csv (Id, Title, Body, Tags) is the test set; answers keep all four columns.
+
+    Ids and tags are read as text, as v1 reads them, so ids are written back unchanged. The table is
+    read whole (~7 GB of text): v1's split permutes all rows, so there is no streaming shortcut.
+    """
+    old_train = _csv_in_download(raw, "Train.csv", "Train.zip", dtype={"Id": str, "Tags": str})
+    train, test = split(old_train)
+    del old_train
+    test_public = test.drop(columns=["Tags"])
+    write_csv(train, public / "train.csv")
+    del train
+    write_csv(test_public, public / "test.csv")
+    write_csv(test_public.assign(Tags=FACEBOOK_SAMPLE_TAGS), public / "sample_submission.csv")
+    write_csv(test, private / "test.csv")
