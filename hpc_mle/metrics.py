@@ -203,23 +203,14 @@ def _label_sets(series: pd.Series) -> list[list[str]]:
 
 
 @metric("micro-f1-label-sets", higher_is_better=True)
-def micro_f1_label_sets(y_true: pd.DataFrame, y_pred: pd.DataFrame, *, text_only: bool = False) -> float:
+def micro_f1_label_sets(y_true: pd.DataFrame, y_pred: pd.DataFrame) -> float:
     """Micro-F1 over space-separated label sets (upstream's imet/facebook/plant-pathology-2021 grader).
 
     Empty or missing cells are "no labels"; repeated labels count once. As in v1 (MultiLabelBinarizer
     fitted on the answers), predicted labels that never occur in the answers are dropped before
     scoring, so they cost nothing: a known upstream quirk, kept for comparability. Counting over sets
     gives the same value as the binarised matrices without building them.
-
-    `text_only`: a prediction cell pandas read as a number or a boolean is invalid (facebook's v1
-    split the cells with pandas' `.str`, which fails on them) instead of being read as a label.
     """
-    if text_only:
-        values = _single(y_pred).to_numpy(dtype=object, na_value=None)
-        bad = [v for v in values if v is not None and not isinstance(v, str)]
-        if bad:
-            raise InvalidSubmission(f"column '{y_pred.columns[0]}' must hold space-separated labels as text; "
-                                    f"found {bad[0]!r}")
     true_sets = [set(labels) for labels in _label_sets(_single(y_true))]
     known = set().union(*true_sets)
     tp = fp = fn = 0
@@ -348,6 +339,88 @@ def mean_columnwise_rmsle(y_true: pd.DataFrame, y_pred: pd.DataFrame) -> float:
                           for j, col in enumerate(y_pred.columns)]))
 
 
+# ---------------------------------------------------------------- text competitions (pearson, spearman, jaccard)
+
+
+def _numbers_or_nan(frame: pd.DataFrame) -> np.ndarray:
+    """Float matrix where missing cells stay NaN (v1's SciPy correlations propagate them to a NaN score);
+    a cell that is text is invalid with a reason."""
+    out = np.empty(frame.shape, dtype=np.float64)
+    for j, col in enumerate(frame.columns):
+        values = pd.to_numeric(frame[col], errors="coerce")
+        bad = values.isna() & frame[col].notna()
+        if bad.any():
+            raise InvalidSubmission(f"column '{col}' must be numeric; found {frame[col][bad].iloc[0]!r}")
+        out[:, j] = values.to_numpy(dtype=np.float64, na_value=np.nan)
+    return out
+
+
+@metric("pearson-correlation", higher_is_better=True)
+def pearson_correlation(y_true: pd.DataFrame, y_pred: pd.DataFrame) -> float:
+    """Pearson correlation of one numeric column with the answers (upstream: scipy.stats.pearsonr).
+
+    Constant predictions (the sample's zeros) or missing values give NaN, which v1 counts as a valid
+    grade that wins nothing.
+    """
+    t = _numbers_or_nan(y_true)[:, 0]
+    p = _numbers_or_nan(y_pred)[:, 0]
+    if not np.isfinite(p).all() or np.all(p == p[0]) or np.all(t == t[0]):
+        return float("nan")
+    from scipy.stats import pearsonr
+
+    return float(pearsonr(t, p)[0])
+
+
+@metric("mean-column-wise-spearman", higher_is_better=True)
+def mean_columnwise_spearman(y_true: pd.DataFrame, y_pred: pd.DataFrame) -> float:
+    """Mean over columns of Spearman's rank correlation (google-quest; upstream: scipy.stats.spearmanr).
+
+    A constant column, or one with a missing value, has an undefined correlation, so the mean is
+    NaN: v1 counts that as a valid grade that wins nothing.
+    """
+    t, p = _numbers_or_nan(y_true), _numbers_or_nan(y_pred)
+    from scipy.stats import spearmanr
+
+    rhos = []
+    for j in range(t.shape[1]):
+        a, b = p[:, j], t[:, j]
+        if np.isnan(a).any() or np.isnan(b).any() or np.all(a == a[0]) or np.all(b == b[0]):
+            rhos.append(float("nan"))
+        else:
+            rhos.append(float(spearmanr(a, b).correlation))
+    return float(np.mean(rhos))
+
+
+def _texts_or_empty(series: pd.Series) -> list[str]:
+    """v1's `fillna("").astype(str)`: missing cells are "", numbers their str() (a float column: "5.0")."""
+    return series.astype(object).where(series.notna(), "").astype(str).tolist()
+
+
+def _word_set(text: str) -> set[str]:
+    return set(text.lower().split())
+
+
+@metric("word-jaccard", higher_is_better=True, v1_result="python")
+def mean_word_jaccard(y_true: pd.DataFrame, y_pred: pd.DataFrame) -> float:
+    """Mean over rows of the Jaccard index of lower-cased whitespace word sets (tweet-sentiment).
+
+    Missing cells are empty texts (v1: `fillna("")`, then `astype(str)`); a row where both the answer
+    and the prediction are empty has no Jaccard index, and v1's division by zero made the whole
+    submission invalid.
+    """
+    truth, preds = _texts_or_empty(_single(y_true)), _texts_or_empty(_single(y_pred))
+    scores = []
+    for i, (pred, answer) in enumerate(zip(preds, truth, strict=True)):
+        a, b = _word_set(pred), _word_set(answer)
+        common = len(a & b)
+        union = len(a) + len(b) - common
+        if union == 0:
+            raise InvalidSubmission(f"row {i}: both the prediction and the answer are empty, so the Jaccard "
+                                    "index is undefined (v1 fails on it); predict at least one word")
+        scores.append(common / union)
+    return float(np.mean(scores))
+
+
 @metric("word-jaccard-samples", higher_is_better=True)
 def word_jaccard_samples(y_true: pd.DataFrame, y_pred: pd.DataFrame) -> float:
     """Mean over rows of the Jaccard index of lower-cased whitespace word sets; both empty scores 0 (chaii).
@@ -405,41 +478,3 @@ def rounded_mae(y_true: pd.DataFrame, y_pred: pd.DataFrame) -> int:
     if not math.isfinite(mae):
         raise InvalidSubmission("the mean absolute error overflows (predictions far too large)")
     return int(round(mae))
-
-
-@metric("mcrmse", higher_is_better=False)
-def mean_columnwise_rmse(y_true: pd.DataFrame, y_pred: pd.DataFrame, *, columns: list[str] | None = None,
-                         mask_column: str | None = None) -> float:
-    """Mean over columns of RMSE (stanford-covid-vaccine's MCRMSE).
-
-    `columns`: the scored ones among the submission's (default all); `mask_column`: a boolean column
-    of y_true (context), only rows where it is true are scored and checked, as v1 filtered before
-    scikit-learn saw the values.
-    """
-    if mask_column is not None:
-        keep = y_true[mask_column].to_numpy(dtype=bool)
-        y_true, y_pred = y_true.drop(columns=[mask_column])[keep], y_pred[keep]
-    scored = list(columns) if columns else list(y_pred.columns)
-    t, p = _numeric(y_true[scored], "answers"), _numeric(y_pred[scored])
-    if not len(t):
-        raise InvalidSubmission("no scored rows to compare")
-    return float(np.mean(np.sqrt(np.mean((t - p) ** 2, axis=0))))
-
-
-@metric("mean-group-log-mae", higher_is_better=False)
-def mean_group_log_mae(y_true: pd.DataFrame, y_pred: pd.DataFrame, *, group_column: str = "type") -> float:
-    """Mean over groups (y_true's context column `group_column`) of ln(MAE) (champs-scalar-coupling).
-
-    As v1: no floor, so a group predicted exactly gives -inf (a valid score that wins no medal).
-    Groups are taken in sorted order, as pandas' groupby gave them to v1.
-    """
-    groups = y_true[group_column].to_numpy()
-    t = _numeric(y_true.drop(columns=[group_column]), "answers")[:, 0]
-    p = _numeric(y_pred)[:, 0]
-    if not len(t):
-        raise InvalidSubmission("no rows to compare")
-    err = np.abs(p - t)
-    keys, codes = np.unique(groups.astype(str) if groups.dtype == object else groups, return_inverse=True)
-    with np.errstate(divide="ignore"):
-        logs = [np.log(np.mean(err[codes == k])) for k in range(len(keys))]
-    return float(np.mean(logs))

@@ -169,3 +169,38 @@ def test_micro_f1_label_sets_reads_numeric_cells_as_labels():
     y_true = frame(tags=["3", "4 5"])
     y_pred = frame(tags=[3.0, float("nan")])  # TP=1 (3), FN=2 (4, 5) -> 2/(2+2) = 0.5
     assert score("micro-f1-label-sets", y_true, y_pred) == pytest.approx(0.5)
+
+
+def test_pearson_correlation():
+    # t = [1,2,3], p = [1,2,4]: deviations [-1,0,1] and [-4/3,-1/3,5/3]; cov sum 3, var sums 2 and 42/9
+    # -> r = 3 / sqrt(2 * 42/9) = 9 / sqrt(84)
+    assert score("pearson-correlation", frame(s=[1.0, 2.0, 3.0]), frame(s=[1.0, 2.0, 4.0])) == pytest.approx(9 / math.sqrt(84))
+    assert score("pearson-correlation", frame(s=[1.0, 2.0, 3.0]), frame(s=[3.0, 2.0, 1.0])) == pytest.approx(-1.0)
+
+
+def test_pearson_correlation_is_nan_for_constant_or_missing_and_invalid_for_text():
+    # v1 (scipy.stats.pearsonr) returns NaN for both, a valid grade that wins nothing.
+    assert math.isnan(score("pearson-correlation", frame(s=[1.0, 2.0, 3.0]), frame(s=[0, 0, 0])))
+    assert math.isnan(score("pearson-correlation", frame(s=[1.0, 2.0, 3.0]), frame(s=[1.0, np.nan, 3.0])))
+    with pytest.raises(InvalidSubmission):
+        score("pearson-correlation", frame(s=[1.0, 2.0, 3.0]), frame(s=[1.0, "high", 3.0]))
+
+
+def test_mean_columnwise_spearman():
+    # column a: ranks reversed -> -1; column b: same order -> +1; mean 0. A constant column -> NaN mean.
+    y_true = frame(a=[1.0, 2.0, 3.0], b=[0.1, 0.5, 0.9])
+    assert score("mean-column-wise-spearman", y_true, frame(a=[3.0, 2.0, 1.0], b=[10, 20, 30])) == pytest.approx(0.0)
+    # ties: t = [1,2,3], p = [1,1,2] -> ranks [1.5,1.5,3]; Pearson of ranks [1,2,3] vs [1.5,1.5,3] = 1.5/sqrt(2*1.5)
+    tied = score("mean-column-wise-spearman", frame(a=[1.0, 2.0, 3.0]), frame(a=[1.0, 1.0, 2.0]))
+    assert tied == pytest.approx(1.5 / math.sqrt(3))
+    assert math.isnan(score("mean-column-wise-spearman", y_true, frame(a=[3.0, 2.0, 1.0], b=[5, 5, 5])))
+
+
+def test_word_jaccard():
+    # "Good Day" vs "good day sir": {good, day} / {good, day, sir} = 2/3; "" vs "x": 0; NaN is "": mean 1/3.
+    y_true = frame(t=["good day sir", "x"])
+    assert score("word-jaccard", y_true, frame(t=["Good  Day", ""])) == pytest.approx(1 / 3)
+    assert score("word-jaccard", y_true, frame(t=["Good  Day", np.nan])) == pytest.approx(1 / 3)
+    assert score("word-jaccard", frame(t=["5", "a b"]), frame(t=[5, 7])) == pytest.approx(0.5)  # numbers as text
+    with pytest.raises(InvalidSubmission, match="empty"):
+        score("word-jaccard", frame(t=["", "x"]), frame(t=[np.nan, "x"]))  # v1: division by zero
