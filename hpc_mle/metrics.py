@@ -203,14 +203,23 @@ def _label_sets(series: pd.Series) -> list[list[str]]:
 
 
 @metric("micro-f1-label-sets", higher_is_better=True)
-def micro_f1_label_sets(y_true: pd.DataFrame, y_pred: pd.DataFrame) -> float:
+def micro_f1_label_sets(y_true: pd.DataFrame, y_pred: pd.DataFrame, *, text_only: bool = False) -> float:
     """Micro-F1 over space-separated label sets (upstream's imet/facebook/plant-pathology-2021 grader).
 
     Empty or missing cells are "no labels"; repeated labels count once. As in v1 (MultiLabelBinarizer
     fitted on the answers), predicted labels that never occur in the answers are dropped before
     scoring, so they cost nothing: a known upstream quirk, kept for comparability. Counting over sets
     gives the same value as the binarised matrices without building them.
+
+    `text_only`: a prediction cell pandas read as a number or a boolean is invalid (facebook's v1
+    split the cells with pandas' `.str`, which fails on them) instead of being read as a label.
     """
+    if text_only:
+        values = _single(y_pred).to_numpy(dtype=object, na_value=None)
+        bad = [v for v in values if v is not None and not isinstance(v, str)]
+        if bad:
+            raise InvalidSubmission(f"column '{y_pred.columns[0]}' must hold space-separated labels as text; "
+                                    f"found {bad[0]!r}")
     true_sets = [set(labels) for labels in _label_sets(_single(y_true))]
     known = set().union(*true_sets)
     tp = fp = fn = 0
@@ -478,3 +487,41 @@ def rounded_mae(y_true: pd.DataFrame, y_pred: pd.DataFrame) -> int:
     if not math.isfinite(mae):
         raise InvalidSubmission("the mean absolute error overflows (predictions far too large)")
     return int(round(mae))
+
+
+@metric("mcrmse", higher_is_better=False)
+def mean_columnwise_rmse(y_true: pd.DataFrame, y_pred: pd.DataFrame, *, columns: list[str] | None = None,
+                         mask_column: str | None = None) -> float:
+    """Mean over columns of RMSE (stanford-covid-vaccine's MCRMSE).
+
+    `columns`: the scored ones among the submission's (default all); `mask_column`: a boolean column
+    of y_true (context), only rows where it is true are scored and checked, as v1 filtered before
+    scikit-learn saw the values.
+    """
+    if mask_column is not None:
+        keep = y_true[mask_column].to_numpy(dtype=bool)
+        y_true, y_pred = y_true.drop(columns=[mask_column])[keep], y_pred[keep]
+    scored = list(columns) if columns else list(y_pred.columns)
+    t, p = _numeric(y_true[scored], "answers"), _numeric(y_pred[scored])
+    if not len(t):
+        raise InvalidSubmission("no scored rows to compare")
+    return float(np.mean(np.sqrt(np.mean((t - p) ** 2, axis=0))))
+
+
+@metric("mean-group-log-mae", higher_is_better=False)
+def mean_group_log_mae(y_true: pd.DataFrame, y_pred: pd.DataFrame, *, group_column: str = "type") -> float:
+    """Mean over groups (y_true's context column `group_column`) of ln(MAE) (champs-scalar-coupling).
+
+    As v1: no floor, so a group predicted exactly gives -inf (a valid score that wins no medal).
+    Groups are taken in sorted order, as pandas' groupby gave them to v1.
+    """
+    groups = y_true[group_column].to_numpy()
+    t = _numeric(y_true.drop(columns=[group_column]), "answers")[:, 0]
+    p = _numeric(y_pred)[:, 0]
+    if not len(t):
+        raise InvalidSubmission("no rows to compare")
+    err = np.abs(p - t)
+    keys, codes = np.unique(groups.astype(str) if groups.dtype == object else groups, return_inverse=True)
+    with np.errstate(divide="ignore"):
+        logs = [np.log(np.mean(err[codes == k])) for k in range(len(keys))]
+    return float(np.mean(logs))
