@@ -525,3 +525,43 @@ def mean_group_log_mae(y_true: pd.DataFrame, y_pred: pd.DataFrame, *, group_colu
     with np.errstate(divide="ignore"):
         logs = [np.log(np.mean(err[codes == k])) for k in range(len(keys))]
     return float(np.mean(logs))
+
+
+# ---------------------------------------------------------------- tabular competitions (osic)
+
+
+@metric("modified-laplace-log-likelihood", higher_is_better=True)
+def modified_laplace_log_likelihood(y_true: pd.DataFrame, y_pred: pd.DataFrame, *, id_column: str = "Patient_Week",
+                                    group_column: str = "Patient", last: int = 3) -> float:
+    """Mean of -sqrt(2) * min(|FVC error|, 1000) / max(Confidence, 70) - ln(sqrt(2) * max(Confidence, 70)).
+
+    osic v1 (row order `by-metric`: `y_true` is the whole answers file, `y_pred` the submission's
+    id, FVC and Confidence): every submission id must be a test id and FVC and Confidence numeric
+    columns; a missing Confidence counts as 0. Only each patient's `last` latest weeks with a known
+    FVC are scored; submission rows of other weeks are dropped, and a subset is allowed. Both sides
+    are then sorted by id and paired by position, as v1 pairs them (a repeated submission id shifts
+    the pairing; lengths that cannot be paired are invalid). A missing FVC gives a NaN score (valid).
+    """
+    sub_ids = y_pred[id_column]
+    unknown = ~sub_ids.isin(y_true[id_column].to_numpy())
+    if unknown.any():
+        raise InvalidSubmission(f"{id_column} {sub_ids[unknown].iloc[0]!r} in the submission is not a test id")
+    for col in ("FVC", "Confidence"):
+        if not pd.api.types.is_numeric_dtype(y_pred[col]):
+            raise InvalidSubmission(f"column '{col}' must be numeric")
+    sub = y_pred.assign(Confidence=y_pred["Confidence"].fillna(0))
+    answers = y_true.dropna(subset=["FVC"])
+    week = answers[id_column].map(lambda key: int(str(key).split("_")[-1]))
+    answers = answers.assign(_week=week).sort_values("_week").groupby(group_column).tail(last)
+    sub = sub[sub[id_column].isin(answers[id_column])].sort_values(by=id_column)
+    answers = answers.sort_values(by=id_column)
+    fvc_true = answers.loc[answers[id_column].isin(sub[id_column]), "FVC"].to_numpy(dtype=np.float64)
+    fvc_pred = sub["FVC"].to_numpy(dtype=np.float64)
+    sd = np.maximum(sub["Confidence"].to_numpy(dtype=np.float64), 70)
+    try:
+        delta = np.minimum(np.abs(fvc_true - fvc_pred), 1000)
+        values = -np.sqrt(2) * delta / sd - np.log(np.sqrt(2) * sd)
+    except ValueError:
+        raise InvalidSubmission(f"{len(fvc_pred)} submission rows of scored weeks cannot be paired with the "
+                                f"{len(fvc_true)} scored answers (an id repeated?)") from None
+    return float(np.mean(values))

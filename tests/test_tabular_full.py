@@ -10,10 +10,12 @@ byte, and pins the v1 grader rules that matter for the competition.
 from __future__ import annotations
 
 import io
+import math
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 from lite_support import Prepared, run_checks
 from sklearn.model_selection import train_test_split
 
@@ -186,3 +188,201 @@ def test_ml2021spring_hw2(tmp_path, monkeypatch):
     report = _grade(p, as_text, tmp_path)  # v1: text labels never equal the numeric answers
     assert report.valid_submission and report.score == 0.0
     assert "id(s)" in _grade(p, gold.assign(Id=gold["Id"] + 1), tmp_path).reason
+
+
+# ---------------------------------------------------------------- ventilator-pressure-prediction
+
+BREATH_ROWS = 8  # Kaggle's breaths have 80 time steps
+
+
+def make_ventilator(raw: Path, rng: np.random.Generator) -> None:
+    n_breaths = 30
+    breath_ids = rng.choice(np.arange(1, 200), size=n_breaths, replace=False)  # file order is not id order
+    rows = []
+    for b in breath_ids:
+        r, c = rng.choice([5, 20, 50]), rng.choice([10, 20, 50])
+        steps = np.cumsum(rng.uniform(0.03, 0.035, BREATH_ROWS)) - 0.033
+        for k in range(BREATH_ROWS):
+            rows.append({"breath_id": b, "R": r, "C": c, "time_step": steps[k], "u_in": rng.uniform(0, 100) / 3,
+                         "u_out": int(k >= BREATH_ROWS // 2), "pressure": 5 + rng.normal(0, 3) * 1.4060688})
+    frame = pd.DataFrame(rows)
+    frame.insert(0, "id", np.arange(1, len(frame) + 1))
+    frame.to_csv(raw / "train.csv", index=False)
+    test = frame.drop(columns=["pressure"]).head(5 * BREATH_ROWS)
+    test.to_csv(raw / "test.csv", index=False)
+    test[["id"]].assign(pressure=0).to_csv(raw / "sample_submission.csv", index=False)
+
+
+def test_masked_mae_by_hand():
+    from hpc_mle.metrics import InvalidSubmission, masked_mae
+
+    y_true = pd.DataFrame({"pressure": [1.0, 2.0, 3.0, 4.0], "u_out": [0, 1, 0, 1]})
+    y_pred = pd.DataFrame({"pressure": [2.0, np.nan, 1.0, "abc"]})  # rows with u_out = 1 are never read
+    assert masked_mae(y_true, y_pred) == 1.5  # (|2 - 1| + |1 - 3|) / 2
+    y_pred.loc[0, "pressure"] = np.nan
+    with pytest.raises(InvalidSubmission, match="missing"):
+        masked_mae(y_true, y_pred)
+    with pytest.raises(InvalidSubmission, match="nothing to score"):
+        masked_mae(y_true.assign(u_out=1), y_pred)
+
+
+def test_ventilator_pressure(tmp_path):
+    expect = tmp_path / "expect"
+    expect.mkdir()
+    make_ventilator(expect, np.random.default_rng(0))
+    old = pd.read_csv(expect / "train.csv", **EXACT_FLOATS)
+    # v1's own construction: a list of each breath's row labels in groupby order, split, flattened.
+    groups = [g.index.tolist() for _, g in old.groupby("breath_id")]
+    train_g, test_g = train_test_split(groups, test_size=0.1, random_state=0)
+    train = old.loc[[i for g in train_g for i in g]].assign(id=lambda f: range(1, len(f) + 1))
+    test = old.loc[[i for g in test_g for i in g]].assign(id=lambda f: range(1, len(f) + 1))
+    scored = test[test["u_out"] == 0]
+    sample_score = round(float(np.mean(np.abs(scored["pressure"]))), 5)
+    p = run_checks("ventilator-pressure-prediction", make_ventilator, tmp_path,
+                   public={"train.csv", "test.csv", "sample_submission.csv"}, private={"test.csv"},
+                   test_rows=3 * BREATH_ROWS, sample_score=sample_score, perfect_score=0.0)
+
+    def v1_bytes(frame: pd.DataFrame) -> bytes:
+        return frame.to_csv(index=False, float_format="%.10g", lineterminator="\n").encode()
+
+    assert (p.public / "train.csv").read_bytes() == v1_bytes(train)
+    assert (p.private / "test.csv").read_bytes() == v1_bytes(test)
+    assert (p.public / "test.csv").read_bytes() == v1_bytes(test.drop(columns="pressure"))
+    assert (p.public / "sample_submission.csv").read_bytes() == v1_bytes(test[["id"]].assign(pressure=0))
+    assert set(train["breath_id"]).isdisjoint(test["breath_id"])
+    gold = p.answers()[["id", "pressure"]]
+    expiring = p.answers()["u_out"] == 1
+    # Rows with u_out = 1 are not scored: anything there, even a missing value, leaves the score perfect.
+    loose = gold.astype({"pressure": object})
+    loose.loc[expiring, "pressure"] = np.nan
+    assert _grade(p, loose.sample(frac=1.0, random_state=2), tmp_path).score == 0.0
+    off = gold.assign(pressure=gold["pressure"] + 2.0)
+    assert _grade(p, off, tmp_path).score == 2.0
+    assert "rows" in _grade(p, gold.head(10), tmp_path).reason
+    assert "missing column" in _grade(p, gold.rename(columns={"pressure": "p"}), tmp_path).reason
+
+
+# ---------------------------------------------------------------- osic-pulmonary-fibrosis-progression
+
+
+def _element(group: int, elem: int, vr: bytes, value: bytes) -> bytes:
+    """One explicit-VR little-endian DICOM data element (values padded to even length)."""
+    if len(value) % 2:
+        value += b"\0" if vr in (b"UI", b"OB") else b" "
+    if vr in (b"OB", b"OW", b"UN", b"SQ", b"UT"):
+        return group.to_bytes(2, "little") + elem.to_bytes(2, "little") + vr + b"\0\0" + len(value).to_bytes(4, "little") + value
+    return group.to_bytes(2, "little") + elem.to_bytes(2, "little") + vr + len(value).to_bytes(2, "little") + value
+
+
+def tiny_dicom(patient: str, number: int) -> bytes:
+    """A minimal Part-10 DICOM file (preamble, file meta, patient id, instance number) that pydicom reads."""
+    sop_class = b"1.2.840.10008.5.1.4.1.1.2"  # CT Image Storage
+    meta = (_element(0x0002, 0x0001, b"OB", b"\0\1") + _element(0x0002, 0x0002, b"UI", sop_class)
+            + _element(0x0002, 0x0003, b"UI", f"1.2.826.0.1.3680043.8.498.{number}".encode())
+            + _element(0x0002, 0x0010, b"UI", b"1.2.840.10008.1.2.1"))
+    group_length = _element(0x0002, 0x0000, b"UL", len(meta).to_bytes(4, "little"))
+    body = (_element(0x0010, 0x0020, b"LO", patient.encode())
+            + _element(0x0020, 0x0013, b"IS", str(number).encode()))
+    return b"\0" * 128 + b"DICM" + group_length + meta + body
+
+
+OSIC_PATIENTS = 20
+
+
+def make_osic(raw: Path, rng: np.random.Generator) -> None:
+    patients = [f"ID{int(v):023d}" for v in rng.choice(10**9, size=OSIC_PATIENTS, replace=False)]
+    rows = []
+    for patient in patients:
+        age, sex = int(rng.integers(50, 85)), str(rng.choice(["Male", "Female"]))
+        smoking = str(rng.choice(["Ex-smoker", "Never smoked", "Currently smokes"]))
+        start = int(rng.integers(-5, 5))
+        weeks = start + np.cumsum(rng.integers(1, 9, size=int(rng.integers(5, 9))))
+        for week in [start, *weeks]:
+            fvc = int(rng.integers(1500, 4000))
+            rows.append((patient, week, fvc, fvc / 30.123, age, sex, smoking))
+    train = pd.DataFrame(rows, columns=["Patient", "Weeks", "FVC", "Percent", "Age", "Sex", "SmokingStatus"])
+    train = train.sample(frac=1.0, random_state=1).sort_values("Patient", kind="stable")  # visits out of week order
+    train.to_csv(raw / "train.csv", index=False)
+    for patient in patients:
+        folder = raw / "train" / patient
+        folder.mkdir(parents=True)
+        for n in range(1, 3):
+            (folder / f"{n}.dcm").write_bytes(tiny_dicom(patient, n))
+    test = train.groupby("Patient").head(1).head(5)
+    test.to_csv(raw / "test.csv", index=False)
+    for patient in test["Patient"]:
+        (raw / "test" / patient).mkdir(parents=True)
+        (raw / "test" / patient / "1.dcm").write_bytes(tiny_dicom(patient, 1))
+    pd.DataFrame({"Patient_Week": [f"{p}_{w}" for p in test["Patient"] for w in range(-12, 134)],
+                  "FVC": 2000, "Confidence": 100}).to_csv(raw / "sample_submission.csv", index=False)
+
+
+def _laplace(true_fvc, pred_fvc, confidence) -> float:
+    sd = np.maximum(np.asarray(confidence, dtype=float), 70)
+    delta = np.minimum(np.abs(np.asarray(true_fvc, dtype=float) - np.asarray(pred_fvc, dtype=float)), 1000)
+    return float(np.mean(-np.sqrt(2) * delta / sd - np.log(np.sqrt(2) * sd)))
+
+
+def test_laplace_log_likelihood_by_hand():
+    from hpc_mle.metrics import InvalidSubmission, modified_laplace_log_likelihood
+
+    answers = pd.DataFrame({
+        "Patient": ["a"] * 5 + ["b"] * 3,
+        "Patient_Week": ["a_-2", "a_0", "a_1", "a_5", "a_9", "b_3", "b_4", "b_7"],
+        "FVC": [1000.0, 2000.0, np.nan, 2100.0, 2200.0, 3000.0, np.nan, 3100.0],
+    })
+    sub = pd.DataFrame({"Patient_Week": ["b_7", "a_9", "a_5", "a_0", "a_-2", "b_3"],
+                        "FVC": [3100.0, 2300.0, 2100.0, 2000.0, 0.0, 4500.0],
+                        "Confidence": [70.0, 100.0, np.nan, 200.0, 100.0, 35.0]})
+    # Scored: a_0, a_5, a_9 (a's latest 3 measured weeks) and b_3, b_7 (b has 2 measured weeks).
+    # a_0: delta 0, sigma 200; a_5: delta 0, sigma 70 (missing -> 0 -> 70); a_9: delta 100, sigma 100;
+    # b_3: delta min(1500, 1000) = 1000, sigma 70; b_7: delta 0, sigma 70.
+    s2 = math.sqrt(2)
+    by_hand = (-math.log(s2 * 200) - math.log(s2 * 70) + (-s2 * 100 / 100 - math.log(s2 * 100))
+               + (-s2 * 1000 / 70 - math.log(s2 * 70)) - math.log(s2 * 70)) / 5
+    assert modified_laplace_log_likelihood(answers, sub) == pytest.approx(by_hand, abs=1e-12)
+    # A subset is scored on its own rows.
+    assert modified_laplace_log_likelihood(answers, sub[sub["Patient_Week"] == "b_7"]) == \
+        pytest.approx(-math.log(s2 * 70), abs=1e-12)
+    with pytest.raises(InvalidSubmission, match="not a test id"):
+        modified_laplace_log_likelihood(answers, sub.assign(Patient_Week="c_1"))
+    with pytest.raises(InvalidSubmission, match="must be numeric"):
+        modified_laplace_log_likelihood(answers, sub.assign(FVC="high"))
+
+
+def test_osic_fibrosis(tmp_path):
+    expect = tmp_path / "expect"
+    expect.mkdir()
+    make_osic(expect, np.random.default_rng(0))
+    old = pd.read_csv(expect / "train.csv", **EXACT_FLOATS)
+    train_g, test_g = train_test_split(list(old.groupby("Patient")), test_size=0.1, random_state=0)
+    train = pd.concat([g for _, g in train_g])
+    test = pd.concat([g for _, g in test_g])
+    test_patients = list(test["Patient"].unique())
+    p = run_checks("osic-pulmonary-fibrosis-progression", make_osic, tmp_path,
+                   public={"train.csv", "test.csv", "train", "test", "sample_submission.csv"},
+                   private={"test.csv"}, perfect_score=-math.log(math.sqrt(2) * 100))
+    assert (p.public / "train.csv").read_bytes() == _csv_bytes(train)
+    public_test = pd.read_csv(p.public / "test.csv")
+    assert sorted(public_test["Patient"]) == sorted(test_patients) and len(public_test) == 2
+    first = test.sort_values("Weeks").groupby("Patient").first().reset_index()
+    assert (p.public / "test.csv").read_bytes() == _csv_bytes(first)
+    answers = p.answers()
+    n_weeks = int(test["Weeks"].max() - test["Weeks"].min() + 1)
+    assert len(answers) == 2 * n_weeks and answers["Patient"].drop_duplicates().tolist() == test_patients
+    assert list(answers.columns) == ["Patient", "Weeks", "FVC", "Percent", "Age", "Sex", "SmokingStatus",
+                                     "Patient_Week", "Confidence"]
+    assert answers["FVC"].notna().sum() == len(test)
+    assert sorted(x.name for x in (p.public / "test").iterdir()) == sorted(test_patients)
+    assert sorted(x.name for x in (p.public / "train").iterdir()) == sorted(train["Patient"].unique())
+    assert (p.public / "test" / test_patients[0] / "1.dcm").read_bytes() == tiny_dicom(test_patients[0], 1)
+    # The sample is scored against each patient's three latest measured weeks, as computed by hand.
+    latest = test.sort_values("Weeks").groupby("Patient").tail(3)
+    sample = _grade(p, pd.read_csv(p.sample_path()), tmp_path)
+    assert sample.score == round(_laplace(latest["FVC"], 2000, 100), 5)
+    gold = p.gold()
+    # v1 allows a subset: the scored weeks alone score the same as the full grid.
+    scored_only = gold[gold["Patient_Week"].isin(latest["Patient"] + "_" + latest["Weeks"].astype(str))]
+    assert len(scored_only) == 6 and _grade(p, scored_only, tmp_path).score == round(-math.log(math.sqrt(2) * 100), 5)
+    assert "not a test id" in _grade(p, gold.assign(Patient_Week=gold["Patient_Week"] + "x"), tmp_path).reason
+    assert "numeric" in _grade(p, gold.assign(Confidence="sure"), tmp_path).reason

@@ -8,6 +8,7 @@ MLE-bench v1 makes (facts §4.4): the same rows in the same order (`train_test_s
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -150,3 +151,49 @@ def ventilator_pressure(raw: Path, public: Path, private: Path) -> None:
     for frame, path in ((train, public / "train.csv"), (public_test, public / "test.csv"),
                         (sample, public / "sample_submission.csv"), (test, private / "test.csv")):
         frame.to_csv(path, index=False, float_format=VENTILATOR_FLOATS, lineterminator="\n")
+
+
+# ---------------------------------------------------------------- osic-pulmonary-fibrosis-progression (medium)
+
+OSIC_SAMPLE_FVC = 2000
+OSIC_SAMPLE_CONFIDENCE = 100
+
+
+def osic_fibrosis(raw: Path, public: Path, private: Path) -> None:
+    """10% of the patients (all their visits) are the test set; their CT folders go to `public/test/`.
+
+    As v1: the public test keeps each test patient's earliest visit (`groupby(...).first()` after a
+    sort by week); the answers hold one row per test patient and week over the whole test week range,
+    the unmeasured weeks with an empty FVC, plus `Patient_Week` and `Confidence` = 100. The sample
+    predicts FVC 2000 with confidence 100. Kaggle's own `test/` (5 patients) is not used.
+    """
+    old = read_csv(raw / "train.csv", **EXACT_FLOATS)
+    groups = list(old.groupby("Patient"))
+    train_groups, test_groups = train_test_split(groups, test_size=0.1, random_state=SEED)
+    train = pd.concat([g for _, g in train_groups])
+    test = pd.concat([g for _, g in test_groups])
+    public_test = test.sort_values(by="Weeks").groupby("Patient").first().reset_index()
+
+    patients = test["Patient"].unique()
+    weeks = range(int(test["Weeks"].min()), int(test["Weeks"].max()) + 1)
+    grid = pd.DataFrame([(patient, week) for patient in patients for week in weeks], columns=["Patient", "Weeks"])
+    answers = grid.merge(test, on=["Patient", "Weeks"], how="left")
+    answers["Patient_Week"] = answers["Patient"] + "_" + answers["Weeks"].astype(str)
+    answers["Confidence"] = OSIC_SAMPLE_CONFIDENCE
+    if answers.groupby("Patient").size().nunique() != 1:
+        raise ValueError(f"{raw / 'train.csv'}: a test patient has two visits in one week, so the answers "
+                         "would not have the same weeks for every patient (v1 stops here too)")
+    sample = answers[["Patient_Week"]].assign(FVC=OSIC_SAMPLE_FVC, Confidence=OSIC_SAMPLE_CONFIDENCE)
+
+    write_csv(train, public / "train.csv")
+    write_csv(public_test, public / "test.csv")
+    write_csv(answers, private / "test.csv")
+    write_csv(sample, public / "sample_submission.csv")
+    for part, frame in (("train", train), ("test", test)):
+        (public / part).mkdir(exist_ok=True)
+        for patient in frame["Patient"].unique():
+            source = raw / "train" / patient
+            if not source.is_dir():
+                raise FileNotFoundError(f"{source}: the CT scans of patient {patient} are missing from the "
+                                        "download. Fix: delete the raw folder and prepare again.")
+            shutil.copytree(source, public / part / patient, dirs_exist_ok=True)
