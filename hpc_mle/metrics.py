@@ -512,7 +512,7 @@ def mean_columnwise_rmse(y_true: pd.DataFrame, y_pred: pd.DataFrame, *, columns:
 def mean_group_log_mae(y_true: pd.DataFrame, y_pred: pd.DataFrame, *, group_column: str = "type") -> float:
     """Mean over groups (y_true's context column `group_column`) of ln(MAE) (champs-scalar-coupling).
 
-    As v1: no floor, so a group predicted exactly gives -inf (a valid score that wins no medal).
+    As v1: no floor, so a group predicted exactly gives -inf (a valid score).
     Groups are taken in sorted order, as pandas' groupby gave them to v1.
     """
     groups = y_true[group_column].to_numpy()

@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from lite_support import run_checks
+from lite_support import check_layout, check_no_answers_in_public, prepare_from_raw, run_checks
 
-from hpc_mle import grading, metrics
+from hpc_mle import grading, metrics, paths
+from hpc_mle.prepare import prepare
 
 # ---------------------------------------------------------------- helpers
 
@@ -146,3 +147,134 @@ def test_mcrmse_by_hand():
     assert metrics.mean_columnwise_rmse(t, p, columns=["a"], mask_column="keep") == pytest.approx(math.sqrt(0.5))
     with pytest.raises(metrics.InvalidSubmission):
         metrics.mean_columnwise_rmse(t, p.assign(a=["x", 1, 2]), mask_column="keep")
+
+
+# ---------------------------------------------------------------- champs-scalar-coupling
+
+CHAMPS_TYPES = ["1JHC", "2JHH", "2JHC", "3JHC"]
+CHAMPS_MOLECULES = 30
+
+
+def make_champs(raw: Path, rng: np.random.Generator) -> None:
+    """Kaggle's CSVs (train molecules in every per-atom table, structures for train and test) and
+    the structures/ folder of .xyz files."""
+    train_names = [f"dsgdb9nsd_{i:06d}" for i in sorted(rng.choice(5000, CHAMPS_MOLECULES, replace=False))]
+    test_names = [f"dsgdb9nsd_{i:06d}" for i in range(6000, 6004)]
+    rows, atoms, next_id = [], [], 0
+    for name in rng.permutation(train_names + test_names):  # Kaggle's files are not sorted by molecule
+        n_atoms = int(rng.integers(3, 6))
+        for a in range(n_atoms):
+            atoms.append({"molecule_name": name, "atom_index": a, "atom": rng.choice(["C", "H", "N", "O"]),
+                          "x": round(float(rng.normal()), 6), "y": round(float(rng.normal()), 6),
+                          "z": round(float(rng.normal()), 6)})
+        for _ in range(int(rng.integers(3, 7))):
+            i, j = rng.choice(n_atoms, 2, replace=False)
+            kind = str(rng.choice(CHAMPS_TYPES))
+            rows.append({"id": next_id, "molecule_name": name, "atom_index_0": int(i), "atom_index_1": int(j),
+                         "type": kind, "scalar_coupling_constant": round(float(rng.normal(int(kind[0]) * 10, 5)), 5)})
+            next_id += 1
+    table = pd.DataFrame(rows)
+    is_train = table["molecule_name"].isin(train_names)
+    table[is_train].to_csv(raw / "train.csv", index=False)
+    test = table[~is_train].drop(columns=["scalar_coupling_constant"])
+    test.to_csv(raw / "test.csv", index=False)
+    test[["id"]].assign(scalar_coupling_constant=0).to_csv(raw / "sample_submission.csv", index=False)
+    structures = pd.DataFrame(atoms)
+    structures.to_csv(raw / "structures.csv", index=False)
+    (raw / "structures").mkdir()
+    for name, group in structures.groupby("molecule_name"):
+        lines = [str(len(group)), ""] + [f"{r.atom} {r.x} {r.y} {r.z}" for r in group.itertuples()]
+        (raw / "structures" / f"{name}.xyz").write_text("\n".join(lines) + "\n")
+    on_train = structures[structures["molecule_name"].isin(train_names)]
+    per_mol = pd.DataFrame({"molecule_name": on_train["molecule_name"].unique()})
+    per_mol.assign(X=rng.normal(size=len(per_mol)).round(4), Y=0.0, Z=rng.normal(size=len(per_mol)).round(4)) \
+        .to_csv(raw / "dipole_moments.csv", index=False)
+    per_mol.assign(potential_energy=rng.normal(-400, 50, len(per_mol)).round(5)).to_csv(raw / "potential_energy.csv",
+                                                                                     index=False)
+    base = on_train[["molecule_name", "atom_index"]]
+    base.assign(**{k: rng.normal(size=len(base)).round(4) for k in ["XX", "YX", "ZX", "XY", "YY", "ZY", "XZ", "YZ", "ZZ"]}) \
+        .to_csv(raw / "magnetic_shielding_tensors.csv", index=False)
+    base.assign(mulliken_charge=rng.normal(size=len(base)).round(6)).to_csv(raw / "mulliken_charges.csv", index=False)
+    contrib = table[is_train][["molecule_name", "atom_index_0", "atom_index_1", "type"]]
+    contrib.assign(**{k: rng.normal(size=len(contrib)).round(5) for k in ["fc", "sd", "pso", "dso"]}) \
+        .to_csv(raw / "scalar_coupling_contributions.csv", index=False)
+
+
+def _champs_reference(raw: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """New train and answers as concatenated pandas groupby groups in the split's order (v1's method)."""
+    from sklearn.model_selection import train_test_split
+
+    train = pd.read_csv(raw / "train.csv")
+    groups = list(train.groupby("molecule_name"))
+    a, b = train_test_split(groups, test_size=0.1, random_state=0)
+    return pd.concat([g for _, g in a]), pd.concat([g for _, g in b])
+
+
+def test_champs_scalar_coupling(tmp_path, monkeypatch):
+    from hpc_mle.prepare import molecules
+
+    monkeypatch.setattr(molecules, "CHUNK_ROWS", 7)  # several chunks per table
+    ref = tmp_path / "ref"
+    ref.mkdir()
+    make_champs(ref, np.random.default_rng(0))
+    want_train, want_answers = _champs_reference(ref)
+    p = prepare_from_raw("champs-scalar-coupling", make_champs, tmp_path / "data")
+    check_layout(p, {"train.csv", "test.csv", "sample_submission.csv", "structures.csv", "structures",
+                     "dipole_moments.csv", "magnetic_shielding_tensors.csv", "mulliken_charges.csv",
+                     "potential_energy.csv", "scalar_coupling_contributions.csv"}, {"answers.csv"})
+    check_no_answers_in_public(p)
+    answers = p.answers()
+    assert answers.equals(want_answers.reset_index(drop=True))
+    assert pd.read_csv(p.public / "train.csv").equals(want_train.reset_index(drop=True))
+    assert list(pd.read_csv(p.public / "test.csv").columns) == ["id", "molecule_name", "atom_index_0",
+                                                                 "atom_index_1", "type"]
+    train_mols = set(want_train["molecule_name"])
+    test_mols = set(answers["molecule_name"])
+    assert len(test_mols) == 3 and not train_mols & test_mols
+    # v1's known issue (#70), kept: no geometry for the test molecules.
+    for name in ["structures", "dipole_moments", "magnetic_shielding_tensors", "mulliken_charges",
+                 "potential_energy", "scalar_coupling_contributions"]:
+        table = pd.read_csv(p.public / f"{name}.csv")
+        assert set(table["molecule_name"]) == train_mols, name
+        raw_table = pd.read_csv(ref / f"{name}.csv")
+        kept = raw_table[raw_table["molecule_name"].isin(train_mols)]
+        assert (p.public / f"{name}.csv").read_text() == kept.to_csv(index=False), name  # chunks = whole
+    assert {f.stem for f in (p.public / "structures").iterdir()} == train_mols
+    assert prepare("champs-scalar-coupling", p.data_dir).action == "already-prepared"
+
+    tmp = tmp_path / "subs"
+    sample = grading.grade_submission(p.sample_path(), p.spec.id, p.data_dir)
+    by_type = answers.groupby("type")["scalar_coupling_constant"].apply(lambda s: math.log(s.abs().mean()))
+    assert sample.valid_submission and sample.score == round(float(by_type.mean()), 5)
+    gold = answers[["id", "scalar_coupling_constant"]]
+    perfect = _grade(p, gold, tmp)
+    assert perfect.valid_submission and perfect.score == -math.inf  # v1: no floor
+    assert "missing column" in _grade(p, gold.drop(columns=["scalar_coupling_constant"]), tmp).reason
+    assert not _grade(p, gold.iloc[1:], tmp).valid_submission
+    assert "missing value" in _grade(p, gold.assign(scalar_coupling_constant=np.nan), tmp).reason
+    near = gold.assign(scalar_coupling_constant=gold["scalar_coupling_constant"] + 0.01)
+    # v1 accepts a repeated id (it adds a row to the merge); the corrected grade refuses it.
+    dup = pd.concat([near, near.iloc[[0]]])
+    report = _grade(p, dup, tmp)
+    assert report.valid_submission and report.corrected_valid is False
+    assert "rows, expected" in report.corrected_reason
+
+    board = paths.competition_dir(p.spec.id, p.data_dir) / "leaderboard.csv"
+    good = _grade(p, near, tmp).score
+    pd.DataFrame({"teamId": range(1, 101), "score": np.linspace(good + 0.1, sample.score, 100)}).to_csv(board, index=False)
+    best = _grade(p, near, tmp)
+    assert best.gold_medal and best.is_lower_better
+    # -inf passes v1's inclusive "score <= threshold" (facts §8.2 says no medal; v1's code gives gold).
+    assert _grade(p, gold, tmp).gold_medal is True
+    worst = grading.grade_submission(p.sample_path(), p.spec.id, p.data_dir)
+    assert worst.any_medal is False and worst.above_median is False
+
+
+def test_mean_group_log_mae_by_hand():
+    t = pd.DataFrame({"y": [1.0, 3.0, 10.0, 20.0], "type": ["b", "b", "a", "a"]})
+    p = pd.DataFrame({"y": [2.0, 5.0, 10.0, 24.0]})
+    # a: MAE (0 + 4) / 2 = 2; b: (1 + 2) / 2 = 1.5
+    assert metrics.mean_group_log_mae(t, p) == pytest.approx((math.log(2) + math.log(1.5)) / 2)
+    assert metrics.mean_group_log_mae(t, t[["y"]]) == -math.inf
+    with pytest.raises(metrics.InvalidSubmission):
+        metrics.mean_group_log_mae(t, p.assign(y=[1, np.inf, 2, 3]))
