@@ -565,3 +565,26 @@ def modified_laplace_log_likelihood(y_true: pd.DataFrame, y_pred: pd.DataFrame, 
         raise InvalidSubmission(f"{len(fvc_pred)} submission rows of scored weeks cannot be paired with the "
                                 f"{len(fvc_true)} scored answers (an id repeated?)") from None
     return float(np.mean(values))
+
+
+@metric("matthews-correlation", higher_is_better=True)
+def matthews_correlation(y_true: pd.DataFrame, y_pred: pd.DataFrame) -> float:
+    """Matthews correlation coefficient of one label column (nfl-player-contact-detection).
+
+    As v1's scikit-learn 1.5.1 `matthews_corrcoef`: labels checked like its `_check_targets` (whole
+    numbers or texts, not mixed), the multi-class form over the union of both sides' labels, and 0.0
+    where a side has a single label (a zero denominator).
+    """
+    t, p = _v1_labels(_single(y_true), _single(y_pred), mixed_ok=False)
+    _, codes = np.unique(np.concatenate([t, p]), return_inverse=True)
+    k, n = int(codes.max()) + 1, len(t)
+    confusion = np.zeros((k, k), dtype=np.float64)
+    np.add.at(confusion, (codes[:n], codes[n:]), 1.0)
+    t_sum, p_sum = confusion.sum(axis=1), confusion.sum(axis=0)
+    n_correct, n_samples = np.trace(confusion), p_sum.sum()
+    cov_tp = n_correct * n_samples - np.dot(t_sum, p_sum)
+    cov_pp = n_samples**2 - np.dot(p_sum, p_sum)
+    cov_tt = n_samples**2 - np.dot(t_sum, t_sum)
+    if cov_pp * cov_tt == 0:
+        return 0.0
+    return cov_tp / np.sqrt(cov_tt * cov_pp)

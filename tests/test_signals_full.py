@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from lite_support import Prepared, run_checks
+from sklearn.metrics import matthews_corrcoef
 from sklearn.model_selection import train_test_split
 from test_fuzz_grading import mutations_for
 
@@ -142,3 +143,108 @@ def test_rounded_mae_by_hand():
     assert fn(t.iloc[:2], pd.DataFrame({"y": [10.0, 27.0]})) == 4
     with pytest.raises(InvalidSubmission):
         fn(t.iloc[:1], pd.DataFrame({"y": ["x"]}))
+
+
+# ---------------------------------------------------------------- nfl-player-contact-detection
+
+NFL = "nfl-player-contact-detection"
+
+
+def _mp4(tag: str) -> bytes:
+    """A minimal ISO base-media file: an `ftyp` box and a `free` box naming the clip (no frames)."""
+    ftyp = b"ftypisom" + (512).to_bytes(4, "big") + b"isomiso2mp41"
+    free = b"free" + tag.encode()
+    return (len(ftyp) + 4).to_bytes(4, "big") + ftyp + (len(free) + 4).to_bytes(4, "big") + free
+
+
+def make_nfl(raw: Path, rng: np.random.Generator) -> None:
+    plays = [f"{58100 + g}_{rng.integers(100, 4000):06d}" for g in range(20)]
+    labels, tracking, helmets, meta = [], [], [], []
+    for gp in plays:
+        game, play = gp.split("_")
+        players = rng.choice(np.arange(30000, 50000), size=3, replace=False)
+        start = pd.Timestamp("2020-09-11T03:01:48.100Z")
+        for step in range(2):
+            when = (start + pd.Timedelta(milliseconds=100 * step)).isoformat().replace("+00:00", "Z")
+            pairs = [(players[0], players[1]), (players[0], players[2]), (players[1], "G")]
+            for a, b in pairs:
+                labels.append({"contact_id": f"{gp}_{step}_{a}_{b}", "game_play": gp, "datetime": when,
+                               "step": step, "nfl_player_id_1": a, "nfl_player_id_2": b,
+                               "contact": int(rng.random() < 0.3)})
+            for pid in players:
+                tracking.append({"game_play": gp, "game_key": int(game), "play_id": int(play), "nfl_player_id": pid,
+                                 "step": step, "team": "home", "position": "TE", "jersey_number": 80,
+                                 "datetime": when, "x_position": round(rng.uniform(0, 120), 2),
+                                 "y_position": round(rng.uniform(0, 53), 2), "speed": round(rng.uniform(0, 9), 2),
+                                 "distance": round(rng.uniform(0, 1), 2), "direction": round(rng.uniform(0, 360), 2),
+                                 "orientation": round(rng.uniform(0, 360), 2),
+                                 "acceleration": round(rng.uniform(0, 5), 2), "sa": round(rng.uniform(-5, 5), 2)})
+        for view in ("Endzone", "Sideline"):
+            helmets.append({"game_play": gp, "game_key": int(game), "play_id": int(play), "view": view,
+                            "video": f"{gp}_{view}.mp4", "frame": 1, "nfl_player_id": players[0],
+                            "player_label": f"H{players[0] % 100}", "left": 100, "width": 20, "top": 50, "height": 22})
+        for view in ("All29", "Endzone", "Sideline"):
+            meta.append({"game_play": gp, "game_key": int(game), "play_id": int(play), "view": view,
+                         "start_time": "2020-09-11T03:01:43.134Z", "end_time": "2020-09-11T03:01:54.971Z",
+                         "snap_time": "2020-09-11T03:01:48.134Z"})
+    (raw / "train").mkdir()
+    (raw / "test").mkdir()
+    for gp in plays:
+        for view in ("All29", "Endzone", "Sideline"):
+            (raw / "train" / f"{gp}_{view}.mp4").write_bytes(_mp4(f"{gp}_{view}"))
+    (raw / "test" / f"58200_000001_{'All29'}.mp4").write_bytes(_mp4("test"))
+    pd.DataFrame(labels).to_csv(raw / "train_labels.csv", index=False)
+    pd.DataFrame(tracking).to_csv(raw / "train_player_tracking.csv", index=False)
+    pd.DataFrame(helmets).to_csv(raw / "train_baseline_helmets.csv", index=False)
+    pd.DataFrame(meta).to_csv(raw / "train_video_metadata.csv", index=False)
+    for name in ("player_tracking", "baseline_helmets", "video_metadata"):  # Kaggle's own test tables: unused
+        pd.DataFrame(tracking[:1]).to_csv(raw / f"test_{name}.csv", index=False)
+    pd.DataFrame({"contact_id": ["58200_000001_0_1_2"], "contact": [0]}).to_csv(raw / "sample_submission.csv",
+                                                                                 index=False)
+
+
+def test_nfl(tmp_path):
+    public = {"train_labels.csv", "train_baseline_helmets.csv", "test_baseline_helmets.csv",
+              "train_player_tracking.csv", "test_player_tracking.csv", "train_video_metadata.csv",
+              "test_video_metadata.csv", "train", "test", "sample_submission.csv"}
+    p = run_checks(NFL, make_nfl, tmp_path, public=public, private={"test.csv"}, test_rows=12,
+                   sample_score=0.0, perfect_score=1.0)
+    raw = p.data_dir / NFL / "raw"
+    labels = pd.read_csv(raw / "train_labels.csv")
+    train_plays, test_plays = train_test_split(np.asarray(labels["game_play"].unique(), dtype=object), test_size=0.1, random_state=0)
+    want = labels[labels["game_play"].isin(test_plays)].reset_index(drop=True)
+    pd.testing.assert_frame_equal(p.answers(), want)
+    assert list(pd.read_csv(p.public / "train_labels.csv")["game_play"].unique()) == \
+        [g for g in labels["game_play"].unique() if g in set(train_plays)]
+    for name in ("player_tracking", "baseline_helmets", "video_metadata"):
+        assert set(pd.read_csv(p.public / f"test_{name}.csv")["game_play"]) == set(test_plays)
+        assert set(pd.read_csv(p.public / f"train_{name}.csv")["game_play"]) == set(train_plays)
+    assert (p.public / "train_player_tracking.csv").read_text().splitlines()[0] == \
+        (raw / "train_player_tracking.csv").read_text().splitlines()[0]
+    assert sorted(x.name for x in (p.public / "test").iterdir()) == \
+        sorted(f"{g}_{v}.mp4" for g in test_plays for v in ("All29", "Endzone", "Sideline"))
+    assert len(list((p.public / "train").iterdir())) == 3 * len(train_plays)
+    sample = pd.read_csv(p.sample_path())
+    assert list(sample.columns) == ["contact_id", "contact"] and list(sample["contact_id"]) == list(want["contact_id"])
+
+    gold, subs = p.gold(), tmp_path / "subs2"
+    # Matched by id: any row order; v1's MCC takes any whole-number labels (multi-class form).
+    assert _grade(p, gold.iloc[::-1], subs).score == 1.0
+    three = gold.assign(contact=np.where(gold["contact"] == 1, 2, 0))
+    assert _grade(p, three, subs).score == round(matthews_corrcoef(p.answers()["contact"], three["contact"]), 5)
+    for bad in (gold.assign(contact=0.5), gold.assign(contact="yes"), gold.iloc[1:],
+                pd.concat([gold.iloc[1:], gold.iloc[[1]]]), gold.assign(contact=np.nan)):
+        report = _grade(p, bad, subs)
+        assert not report.valid_submission and report.reason and not report.grader_error, report.reason
+    fuzz(p, tmp_path / "fuzz")
+
+
+def test_mcc_by_hand():
+    fn = METRICS["matthews-correlation"]
+    t = pd.DataFrame({"c": [1, 1, 0, 0]})
+    # TP 1, FN 1, TN 2, FP 0: (1*2 - 0*1) / sqrt(1 * 2 * 2 * 3) = 2 / sqrt(12)
+    assert fn(t, pd.DataFrame({"c": [1, 0, 0, 0]})) == pytest.approx(2 / 12**0.5)
+    assert fn(t, pd.DataFrame({"c": [0, 0, 0, 0]})) == 0.0  # one predicted class: zero denominator
+    assert fn(t, pd.DataFrame({"c": [0, 0, 1, 1]})) == pytest.approx(-1.0)
+    with pytest.raises(InvalidSubmission):
+        fn(t, pd.DataFrame({"c": [0.5, 0, 1, 1]}))

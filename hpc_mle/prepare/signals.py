@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+
 from hpc_mle.prepare.common import EXACT_FLOATS, copy_files, read_csv, split, write_csv
 
 # ---------------------------------------------------------------- predict-volcanic-eruptions-ingv-oe
@@ -31,3 +34,37 @@ def predict_volcanic_eruptions(raw: Path, public: Path, private: Path) -> None:
     write_csv(test.assign(time_to_eruption=0), public / "sample_submission.csv")
     copy_files((f"{sid}.csv" for sid in train["segment_id"]), raw / "train", public / "train")
     copy_files((f"{sid}.csv" for sid in test["segment_id"]), raw / "train", public / "test")
+
+
+# ---------------------------------------------------------------- nfl-player-contact-detection
+
+NFL_VIEWS = ("All29", "Endzone", "Sideline")
+# Tables split by game_play, written as `train_<name>.csv` and `test_<name>.csv` in public/.
+NFL_TABLES = ("baseline_helmets", "player_tracking", "video_metadata")
+
+
+def nfl_player_contact(raw: Path, public: Path, private: Path) -> None:
+    """10% of Kaggle's labelled game plays (train_test_split of the unique game_play values in order
+    of first appearance, random_state=0) become the test set; every table keeps its row order.
+
+    Tables are read whole with pandas' default float parser, as v1 did, so their floats are written
+    back as v1 wrote them. The three videos of each game play come from `raw/train/`.
+    """
+    labels = read_csv(raw / "train_labels.csv")
+    plays = np.asarray(labels["game_play"].unique(), dtype=object)  # v1's pandas 2 gave an object array
+    train_plays, test_plays = split(plays)
+    train_rows = labels["game_play"].isin(train_plays)
+    test_labels = labels[labels["game_play"].isin(test_plays)]
+    write_csv(labels[train_rows], public / "train_labels.csv")
+    write_csv(test_labels, private / "test.csv")
+    train_used, test_used = labels.loc[train_rows, "game_play"].unique(), test_labels["game_play"].unique()
+    del labels
+    for name in NFL_TABLES:
+        table = read_csv(raw / f"train_{name}.csv")
+        write_csv(table[table["game_play"].isin(train_plays)], public / f"train_{name}.csv")
+        write_csv(table[table["game_play"].isin(test_plays)], public / f"test_{name}.csv")
+        del table
+    for view in NFL_VIEWS:
+        copy_files((f"{gp}_{view}.mp4" for gp in train_used), raw / "train", public / "train")
+        copy_files((f"{gp}_{view}.mp4" for gp in test_used), raw / "train", public / "test")
+    write_csv(pd.DataFrame({"contact_id": test_labels["contact_id"], "contact": 0}), public / "sample_submission.csv")
