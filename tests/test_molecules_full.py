@@ -25,6 +25,34 @@ def _grade(p, frame: pd.DataFrame, tmp: Path, name: str = "sub.csv", mode: str =
     return grading.grade_submission(path, p.spec.id, p.data_dir, mode)
 
 
+def _fuzz(p, base: pd.DataFrame, value_cols: list[str], value_rows: np.ndarray, tmp: Path, rounds: int = 60) -> None:
+    """Malformed variants of `base` (the fuzz test's structural damage, plus NaN, inf and text in
+    scored cells of `value_rows`) must all be invalid with a reason, never a grader error."""
+    from test_fuzz_grading import structural_mutations
+
+    ids = list(p.spec.submission.id_columns)
+    cols = [c for c in base.columns if c not in ids]
+    kinds = structural_mutations(ids, cols)
+    rng = np.random.default_rng(7)
+    tmp.mkdir(parents=True, exist_ok=True)
+    failures = []
+    for i in range(rounds):
+        if i % 3 == 2:
+            out = base.astype({c: object for c in value_cols})
+            out.loc[out.index[int(rng.choice(value_rows))], str(rng.choice(value_cols))] = [np.nan, np.inf, "abc"][i % 9 // 3]
+            content, kind = out.to_csv(index=False).encode(), "value"
+        else:
+            mutate = kinds[i % len(kinds)]
+            content, kind = mutate(base, rng), mutate.__name__
+        path = tmp / f"fuzz{i}.csv"
+        path.write_bytes(content)
+        for mode in ("v1", "corrected"):
+            r = grading.grade_submission(path, p.spec.id, p.data_dir, mode)
+            if r.valid_submission or not r.reason or r.grader_error:
+                failures.append((kind, mode, r.reason))
+    assert not failures, failures[:5]
+
+
 # ---------------------------------------------------------------- stanford-covid-vaccine
 
 COVID_TARGETS = ["reactivity", "deg_Mg_pH10", "deg_pH10", "deg_Mg_50C", "deg_50C"]
@@ -111,6 +139,7 @@ def test_stanford_covid_vaccine(tmp_path):
     v1 = _grade(p, shuffled, tmp)
     assert v1.valid_submission and v1.score > 0 and v1.corrected_score == 0.0 and v1.v1_score == v1.score
     assert _grade(p, shuffled, tmp, mode="corrected").score == 0.0
+    _fuzz(p, gold, ["reactivity", "deg_Mg_pH10", "deg_Mg_50C"], np.flatnonzero(answers["keep"]), tmp)
 
 
 def test_covid_v1_pairing_matches_pandas_label_alignment():
@@ -268,6 +297,7 @@ def test_champs_scalar_coupling(tmp_path, monkeypatch):
     assert _grade(p, gold, tmp).gold_medal is True
     worst = grading.grade_submission(p.sample_path(), p.spec.id, p.data_dir)
     assert worst.any_medal is False and worst.above_median is False
+    _fuzz(p, near, ["scalar_coupling_constant"], np.arange(len(near)), tmp)
 
 
 def test_mean_group_log_mae_by_hand():
