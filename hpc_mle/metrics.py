@@ -588,3 +588,48 @@ def matthews_correlation(y_true: pd.DataFrame, y_pred: pd.DataFrame) -> float:
     if cov_pp * cov_tt == 0:
         return 0.0
     return cov_tp / np.sqrt(cov_tt * cov_pp)
+
+
+
+def _inversions(ranks: list[int]) -> int:
+    """Pairs i < j with ranks[i] > ranks[j] (a Fenwick tree over the ranks 0..n-1)."""
+    n = len(ranks)
+    tree = [0] * (n + 1)
+    seen = inversions = 0
+    for r in ranks:
+        k, below = r + 1, 0
+        while k:
+            below += tree[k]
+            k -= k & -k
+        inversions += seen - below
+        k = r + 1
+        while k <= n:
+            tree[k] += 1
+            k += k & -k
+        seen += 1
+    return inversions
+
+
+@metric("kendall-tau", higher_is_better=True, v1_result="python")
+def kendall_tau_orders(y_true: pd.DataFrame, y_pred: pd.DataFrame) -> float:
+    """Kendall tau over item orders pooled across rows: 1 - 4·Σ inversions / Σ n(n-1) (AI4Code).
+
+    Each cell holds space-separated item ids (`astype(str)` first, so a missing cell is the one item
+    "nan"). As in v1, a predicted order must have as many items as the true one and contain every
+    true item, else the submission is invalid; the pooled score is v1's Python float.
+    """
+    inversions = pairs = 0
+    for i, (truth, pred) in enumerate(zip(_as_text(_single(y_true)), _as_text(_single(y_pred)), strict=True)):
+        true_items, pred_items = truth.split(), pred.split()
+        if len(true_items) != len(pred_items):
+            raise InvalidSubmission(f"row {i}: the predicted order has {len(pred_items)} items, the notebook "
+                                    f"has {len(true_items)}; list every cell id exactly once")
+        position = {item: k for k, item in reversed(list(enumerate(pred_items)))}  # first occurrence, as .index
+        missing = [item for item in true_items if item not in position]
+        if missing:
+            raise InvalidSubmission(f"row {i}: cell id {missing[0]!r} is missing from the predicted order")
+        inversions += _inversions([position[item] for item in true_items])
+        pairs += len(true_items) * (len(true_items) - 1)
+    if pairs == 0:
+        raise InvalidSubmission("every order has fewer than two items: Kendall tau is undefined (v1 divides by zero)")
+    return 1 - 4 * inversions / pairs

@@ -19,7 +19,7 @@ from lite_support import Prepared, run_checks
 from test_fuzz_grading import structural_mutations
 
 from hpc_mle import grading
-from hpc_mle.prepare import common
+from hpc_mle.prepare import common, text_tasks
 
 
 def _grade(p: Prepared, frame: pd.DataFrame, tmp: Path, name: str = "sub.csv") -> grading.CompetitionReport:
@@ -277,3 +277,105 @@ def test_facebook_keyword_extraction(tmp_path):
     # All-empty predictions are valid and score 0.
     assert _grade(p, gold.assign(Tags=np.nan), tmp_path).score == 0.0
     _fuzz(p, tmp_path)
+
+
+# ---------------------------------------------------------------- AI4Code
+
+
+def make_ai4code(raw: Path, rng: np.random.Generator) -> None:
+    """40 notebooks in 30 ancestor families (some forked), stored as Kaggle stores them."""
+    (raw / "train").mkdir()
+    (raw / "test").mkdir()
+    ids = [f"{v:014x}" for v in rng.choice(1 << 52, size=44, replace=False)]
+    ancestors = [f"{v:08x}" for v in rng.choice(1 << 31, size=30, replace=False)]
+    family = [ancestors[i] if i < 30 else ancestors[int(rng.integers(0, 5))] for i in range(40)]
+    orders = []
+    for k, notebook in enumerate(ids):
+        n = int(rng.integers(2, 9))
+        cells = [f"{v:08x}" for v in rng.choice(1 << 31, size=n, replace=False)]
+        kinds = ["code" if rng.random() < 0.6 else "markdown" for _ in cells]
+        code = [c for c, t in zip(cells, kinds, strict=True) if t == "code"]
+        markdown = [c for c, t in zip(cells, kinds, strict=True) if t == "markdown"]
+        stored = code + list(rng.permutation(markdown))
+        kind = dict(zip(cells, kinds, strict=True))
+        body = {"cell_type": {c: kind[c] for c in stored},
+                "source": {c: ("import numpy as np\nx = 1" if kind[c] == "code" else "## Plot, \"quoted\"")
+                           for c in stored}}
+        folder = raw / ("train" if k < 40 else "test")
+        (folder / f"{notebook}.json").write_text(json.dumps(body))
+        if k < 40:
+            orders.append({"id": notebook, "cell_order": " ".join(cells)})
+    pd.DataFrame(orders).to_csv(raw / "train_orders.csv", index=False)
+    pd.DataFrame({"id": ids[:40], "ancestor_id": family,
+                  "parent_id": [None if i < 30 else ids[i - 30] for i in range(40)]}).to_csv(
+        raw / "train_ancestors.csv", index=False)
+    pd.DataFrame({"id": ids[40:], "cell_order": "x"}).to_csv(raw / "sample_submission.csv", index=False)
+
+
+def _v1_kendall(truth: list[str], preds: list[str]) -> float:
+    """The pooled tau as v1 counts it (bisect inversions), for the checks."""
+    import bisect
+
+    inversions = pairs = 0
+    for t, p in zip(truth, preds, strict=True):
+        gt, pred = p.split(), t.split()  # v1 names the submission "ground truth"; tau is symmetric
+        ranks = [gt.index(x) for x in pred]
+        seen: list[int] = []
+        for i, r in enumerate(ranks):
+            j = bisect.bisect(seen, r)
+            inversions += i - j
+            seen.insert(j, r)
+        pairs += len(gt) * (len(gt) - 1)
+    return 1 - 4 * inversions / pairs
+
+
+def test_ai4code(tmp_path, monkeypatch):
+    monkeypatch.setattr(text_tasks, "AI4CODE_TEST_NOTEBOOKS", 8)
+    expect = tmp_path / "expect"
+    expect.mkdir()
+    make_ai4code(expect, np.random.default_rng(0))
+    shuffled = pd.read_csv(expect / "train_ancestors.csv").sample(frac=1, random_state=0).reset_index(drop=True)
+    _, test_ids = text_tasks._ancestor_split(shuffled, 8)
+
+    p = run_checks("AI4Code", make_ai4code, tmp_path,
+                   public={"train_orders.csv", "train_ancestors.csv", "train", "test", "sample_submission.csv"},
+                   private={"test_orders.csv"}, test_rows=8, perfect_score=1.0)
+    answers = p.answers()
+    orders = pd.read_csv(expect / "train_orders.csv")
+    assert answers["id"].tolist() == orders[orders["id"].isin(test_ids)]["id"].tolist()  # train_orders' order
+    assert sorted(x.name for x in (p.public / "test").iterdir()) == sorted(f"{i}.json" for i in test_ids)
+    assert len(list((p.public / "train").iterdir())) == 32
+    public_ancestors = pd.read_csv(p.public / "train_ancestors.csv")
+    assert public_ancestors["id"].tolist() == shuffled[~shuffled["id"].isin(test_ids)]["id"].tolist()
+    # No family is split: every test notebook's ancestor is absent from the public table.
+    test_families = set(shuffled[shuffled["id"].isin(test_ids)]["ancestor_id"])
+    assert not test_families & set(public_ancestors["ancestor_id"])
+
+    sample = pd.read_csv(p.sample_path())
+    expected = _v1_kendall(answers["cell_order"].tolist(), sample["cell_order"].tolist())
+    assert _grade(p, sample, tmp_path).score == round(expected, 5)
+    # The reverse of every order scores -1; one row missing a cell id, or with one too many, is invalid.
+    reverse = answers.assign(cell_order=[" ".join(reversed(o.split())) for o in answers["cell_order"]])
+    assert _grade(p, reverse, tmp_path).score == -1.0
+    short = answers.copy()
+    short.loc[0, "cell_order"] = " ".join(short.loc[0, "cell_order"].split()[:-1])
+    assert "items" in _grade(p, short, tmp_path).reason
+    swapped = answers.copy()
+    cells = swapped.loc[0, "cell_order"].split()
+    swapped.loc[0, "cell_order"] = " ".join(cells[:-1] + [cells[0]])
+    report = _grade(p, swapped, tmp_path)
+    assert "missing from the predicted order" in report.reason and not report.grader_error
+    _fuzz(p, tmp_path)
+
+
+def test_kendall_tau_by_hand():
+    from hpc_mle.metrics import METRICS
+
+    tau = METRICS["kendall-tau"]
+    truth = pd.DataFrame({"o": ["a b c", "x y"]})
+    # row 1: c a b against a b c = 2 inversions of 3 pairs; row 2: y x = 1 of 1. 1 - 4*3/(6+2) = -0.5
+    assert tau(truth, pd.DataFrame({"o": ["c a b", "y x"]})) == -0.5
+    assert tau(truth, pd.DataFrame({"o": ["a b c", "x y"]})) == 1.0
+    assert tau(truth, pd.DataFrame({"o": ["b a c", "x y"]})) == 1 - 4 * 1 / 8
+    assert text_tasks._ancestor_split(pd.DataFrame({"id": list("abcde"), "ancestor_id": [1, 2, 1, 3, 3]}), 3) == (
+        ["d", "e"], ["a", "c", "b"])  # families 1 (a, c) and 2 (b) fit in 3; family 3 goes to train

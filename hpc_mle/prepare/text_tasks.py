@@ -9,6 +9,8 @@ they are given; `hpc_mle.prepare` renames those into place when the whole prepar
 
 from __future__ import annotations
 
+import json
+import shutil
 import zipfile
 from pathlib import Path, PurePosixPath
 
@@ -95,3 +97,69 @@ def facebook_keyword_extraction(raw: Path, public: Path, private: Path) -> None:
     write_csv(test_public, public / "test.csv")
     write_csv(test_public.assign(Tags=FACEBOOK_SAMPLE_TAGS), public / "sample_submission.csv")
     write_csv(test, private / "test.csv")
+
+
+# ---------------------------------------------------------------- AI4Code
+
+AI4CODE_TEST_NOTEBOOKS = 20_000  # v1's test size; a module constant so tests can shrink it
+
+
+def _ancestor_split(ancestors: pd.DataFrame, test_size: int) -> tuple[list[str], list[str]]:
+    """v1's greedy split: ancestor groups in order of first appearance go to test while they fit.
+
+    Notebooks forked from the same ancestor stay on one side, so no relative of a test notebook is
+    in train. The test set must come out at exactly `test_size` notebooks, as v1 asserts.
+    """
+    groups: dict[object, list[str]] = {}
+    for notebook, ancestor in zip(ancestors["id"].tolist(), ancestors["ancestor_id"].tolist(), strict=True):
+        groups.setdefault(ancestor, []).append(notebook)
+    train_ids, test_ids = [], []
+    for members in groups.values():
+        if len(test_ids) + len(members) <= test_size:
+            test_ids.extend(members)
+        else:
+            train_ids.extend(members)
+    if len(test_ids) != test_size:
+        raise ValueError(f"the ancestor groups filled {len(test_ids)} test notebooks, not {test_size}; "
+                         "is train_ancestors.csv complete?")
+    return train_ids, test_ids
+
+
+def _copy_notebooks(ids: list[str], src: Path, dst: Path) -> None:
+    dst.mkdir(parents=True, exist_ok=True)
+    for notebook in ids:
+        shutil.copyfile(require_raw(src / f"{notebook}.json"), dst / f"{notebook}.json")
+
+
+def ai4code(raw: Path, public: Path, private: Path) -> None:
+    """20,000 notebooks of Kaggle's train, whole ancestor groups, are the test set (v1's greedy split).
+
+    `train_ancestors.csv` is shuffled with `sample(frac=1, random_state=0)`; its groups (by
+    `ancestor_id`, in order of first appearance) fill the test set while they fit. Notebook JSON files
+    are copied to `public/train/` and `public/test/`; `train_orders.csv` (original row order) goes to
+    public for train and to `private/test_orders.csv` for test; the public `train_ancestors.csv` is the
+    shuffled table without the test notebooks. The sample submission lists each test notebook's cells
+    in the order its JSON stores them (code cells in order, then markdown cells shuffled).
+    """
+    ancestors = read_csv(raw / "train_ancestors.csv", **EXACT_FLOATS)
+    ancestors = ancestors.sample(frac=1, random_state=0).reset_index(drop=True)
+    train_ids, test_ids = _ancestor_split(ancestors, AI4CODE_TEST_NOTEBOOKS)
+
+    _copy_notebooks(train_ids, raw / "train", public / "train")
+    _copy_notebooks(test_ids, raw / "train", public / "test")
+
+    orders = read_csv(raw / "train_orders.csv", **EXACT_FLOATS)
+    write_csv(orders[orders["id"].isin(train_ids)], public / "train_orders.csv")
+    test_orders = orders[orders["id"].isin(test_ids)]
+    write_csv(test_orders, private / "test_orders.csv")
+    write_csv(ancestors[~ancestors["id"].isin(test_ids)], public / "train_ancestors.csv")
+
+    rows = []
+    for notebook in test_orders["id"].tolist():
+        with open(public / "test" / f"{notebook}.json", encoding="utf-8") as fh:
+            cells = json.load(fh)["cell_type"]
+        rows.append({"id": notebook, "cell_order": " ".join(cells)})
+    sample = pd.DataFrame(rows, columns=["id", "cell_order"])
+    if len(sample) != len(test_ids):
+        raise ValueError(f"train_orders.csv has {len(sample)} of the {len(test_ids)} test notebooks")
+    write_csv(sample, public / "sample_submission.csv")
