@@ -633,3 +633,44 @@ def kendall_tau_orders(y_true: pd.DataFrame, y_pred: pd.DataFrame) -> float:
     if pairs == 0:
         raise InvalidSubmission("every order has fewer than two items: Kendall tau is undefined (v1 divides by zero)")
     return 1 - 4 * inversions / pairs
+
+
+# ---------------------------------------------------------------- ranking (MAP@k)
+
+
+def _average_precision_at_k(actual: set[str], predicted: list[str], k: int) -> float:
+    """AP@k as v1 computes it: the first k predictions; a hit counts once, at its first rank."""
+    hits, total = 0, 0.0
+    for rank, item in enumerate(predicted[:k]):
+        if item in actual and item not in predicted[:rank]:
+            hits += 1
+            total += hits / (rank + 1)
+    return total / min(len(actual), k) if actual else 0.0
+
+
+def _tokens(series: pd.Series) -> list[list[str]]:
+    """v1's `astype(str).str.split(" ")`: one space separates, so "a  b" has an empty token; NaN is "nan"."""
+    return [str(v).split(" ") for v in series.astype(str).to_numpy(dtype=object)]
+
+
+@metric("map-at-k", higher_is_better=True)
+def map_at_k(y_true: pd.DataFrame, y_pred: pd.DataFrame, *, k: int, id_column: str | None = None) -> float:
+    """Mean over rows of AP@k of space-separated predictions against the answer's space-separated set.
+
+    `id_column` (H&M v1, row order `by-metric`: `y_true`/`y_pred` hold the id and the label column):
+    the submission's ids must include every answer id; rows of other ids are dropped, both sides are
+    sorted by id and paired by position, pairs counted up to the shorter side (a repeated id shifts
+    the pairing, as in v1). Without it, rows are already paired and the one column is scored.
+    """
+    if id_column is not None:
+        missing = set(y_true[id_column]) - set(y_pred[id_column])
+        if missing:
+            raise InvalidSubmission(f"{len(missing)} {id_column}(s) of the test set are missing; the submission "
+                                    f"must include every {id_column} of the sample submission")
+        y_pred = y_pred[y_pred[id_column].isin(y_true[id_column])].sort_values(id_column)
+        y_true = y_true.sort_values(id_column)
+        y_true, y_pred = y_true.drop(columns=[id_column]), y_pred.drop(columns=[id_column])
+    actual = [set(tokens) for tokens in _tokens(_single(y_true))]
+    predicted = _tokens(_single(y_pred))
+    pairs = zip(actual, predicted, strict=False)  # v1 pairs up to the shorter side
+    return float(np.mean([_average_precision_at_k(a, p, k) for a, p in pairs]))

@@ -386,3 +386,83 @@ def test_osic_fibrosis(tmp_path):
     assert len(scored_only) == 6 and _grade(p, scored_only, tmp_path).score == round(-math.log(math.sqrt(2) * 100), 5)
     assert "not a test id" in _grade(p, gold.assign(Patient_Week=gold["Patient_Week"] + "x"), tmp_path).reason
     assert "numeric" in _grade(p, gold.assign(Confidence="sure"), tmp_path).reason
+
+
+# ---------------------------------------------------------------- h-and-m-personalized-fashion-recommendations
+
+
+def make_hm(raw: Path, rng: np.random.Generator) -> None:
+    from PIL import Image
+
+    customers = [rng.bytes(32).hex() for _ in range(30)]
+    articles = [int(v) for v in rng.choice(np.arange(108775015, 108775015 + 5000), size=25, replace=False)]
+    days = pd.date_range("2020-09-01", "2020-09-22")
+    rows = []
+    for day in days:
+        for _ in range(int(rng.integers(2, 6))):
+            rows.append((day.strftime("%Y-%m-%d"), str(rng.choice(customers)), f"{int(rng.choice(articles)):010d}",
+                         float(rng.integers(1, 200)) / 59.0, int(rng.integers(1, 3))))
+    rows.append(rows[-1])  # the same purchase twice on one day
+    pd.DataFrame(rows, columns=["t_dat", "customer_id", "article_id", "price", "sales_channel_id"]).to_csv(
+        raw / "transactions_train.csv", index=False)
+    pd.DataFrame({"article_id": [f"{a:010d}" for a in articles], "prod_name": [f"item {a}" for a in articles],
+                  "colour_group_code": rng.integers(1, 90, len(articles))}).to_csv(raw / "articles.csv", index=False)
+    pd.DataFrame({"customer_id": customers, "FN": rng.choice([1.0, np.nan], len(customers)),
+                  "age": rng.integers(18, 80, len(customers))}).to_csv(raw / "customers.csv", index=False)
+    popular = " ".join(f"{a:010d}" for a in articles[:12])
+    pd.DataFrame({"customer_id": customers, "prediction": popular}).to_csv(raw / "sample_submission.csv", index=False)
+    for a in articles[:4]:
+        folder = raw / "images" / f"{a:010d}"[:3]
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (4, 4), (a % 256, 0, 0)).save(folder / f"{a:010d}.jpg", format="JPEG")
+
+
+def test_map_at_k_by_hand():
+    from hpc_mle.metrics import InvalidSubmission, map_at_k
+
+    answers = pd.DataFrame({"customer_id": ["b", "a"], "prediction": ["1 2 3", "7"]})
+    sub = pd.DataFrame({"customer_id": ["a", "z", "b"], "prediction": ["9 7", "1", "2 2 9 1"]})
+    # a: hit at rank 2 -> (1/2) / min(1, 12) = 0.5. b: hits at ranks 1 and 4 (the repeated 2 counts once
+    # but takes rank 2) -> (1/1 + 2/4) / 3 = 0.5. Customer z is not in the answers: dropped.
+    assert map_at_k(answers, sub, k=12, id_column="customer_id") == pytest.approx(0.5)
+    assert map_at_k(answers, sub, k=1, id_column="customer_id") == pytest.approx((0 + 1.0) / 2)
+    # Without ids: rows already paired, one column each.
+    assert map_at_k(answers[["prediction"]], pd.DataFrame({"prediction": ["1  2", "7"]}), k=3) == \
+        pytest.approx(((1 + 2 / 3) / 3 + 1) / 2)  # "1  2" has an empty token at rank 2
+    with pytest.raises(InvalidSubmission, match="missing"):
+        map_at_k(answers, sub[sub["customer_id"] != "a"], k=12, id_column="customer_id")
+
+
+def test_hm_fashion(tmp_path, monkeypatch):
+    from hpc_mle.prepare import tabular
+
+    monkeypatch.setattr(tabular, "HM_CHUNK_ROWS", 17)  # several chunks, test rows in the last ones
+    expect = tmp_path / "expect"
+    expect.mkdir()
+    make_hm(expect, np.random.default_rng(0))
+    old = pd.read_csv(expect / "transactions_train.csv", **EXACT_FLOATS)
+    dates = pd.to_datetime(old["t_dat"])
+    in_test = dates >= dates.max() - pd.Timedelta(days=7)
+    answers = (old[in_test].groupby("customer_id")["article_id"].apply(lambda x: " ".join(x.astype(str)))
+               .reset_index().rename(columns={"article_id": "prediction"}))
+    p = run_checks("h-and-m-personalized-fashion-recommendations", make_hm, tmp_path,
+                   public={"transactions_train.csv", "articles.csv", "customers.csv", "images",
+                           "sample_submission.csv"},
+                   private={"answers.csv"}, test_rows=len(answers), sample_score=0.0)
+    assert (p.public / "transactions_train.csv").read_bytes() == _csv_bytes(old[~in_test])
+    assert (p.private / "answers.csv").read_bytes() == _csv_bytes(answers)
+    for name in ("articles.csv", "customers.csv", "sample_submission.csv"):
+        assert (p.public / name).read_bytes() == (tmp_path / "data" / p.spec.id / "raw" / name).read_bytes()
+    assert len(list((p.public / "images").rglob("*.jpg"))) == 4
+    assert not pd.read_csv(p.public / "transactions_train.csv", dtype=str)["article_id"].str.startswith("0").any()
+    # v1 quirk kept: the zero-padded form of the right articles matches nothing.
+    sample = pd.read_csv(p.sample_path(), dtype=str)
+    truth = dict(zip(answers["customer_id"], answers["prediction"], strict=True))
+    padded = sample.assign(prediction=[" ".join(f"{int(a):010d}" for a in truth.get(c, "1").split())
+                                       for c in sample["customer_id"]])
+    assert _grade(p, padded, tmp_path).score == 0.0
+    exact = sample.assign(prediction=[truth.get(c, "") for c in sample["customer_id"]])
+    best = _grade(p, exact, tmp_path)
+    assert best.valid_submission and best.score > 0.5
+    assert "missing" in _grade(p, sample[sample["customer_id"] != answers["customer_id"][0]], tmp_path).reason
+    assert "unexpected column" in _grade(p, sample.assign(rank=1), tmp_path).reason

@@ -197,3 +197,41 @@ def osic_fibrosis(raw: Path, public: Path, private: Path) -> None:
                 raise FileNotFoundError(f"{source}: the CT scans of patient {patient} are missing from the "
                                         "download. Fix: delete the raw folder and prepare again.")
             shutil.copytree(source, public / part / patient, dirs_exist_ok=True)
+
+
+# ---------------------------------------------------------------- h-and-m-personalized-fashion-recommendations (medium)
+
+HM_TEST_DAYS = 7  # v1: purchases on or after (last day - 7 days) are the test period (8 calendar days)
+HM_CHUNK_ROWS = 2_000_000  # transactions read at a time (~31.8M rows, 3.5 GB in all)
+
+
+def hm_fashion(raw: Path, public: Path, private: Path) -> None:
+    """The purchases of the last days are the test period; the answers list each buyer's articles.
+
+    As v1: `article_id` is read as an integer, so the public transactions and the answers write it
+    without Kaggle's leading zero (`108775015`), while `articles.csv` and the sample submission are
+    Kaggle's files unchanged (`0108775015`). Answers: one row per customer who bought in the test
+    period (customers sorted), the article ids in file order, space-separated, repeats kept.
+    The transactions are streamed in chunks (two passes), so memory does not grow with the file.
+    """
+    source = require_raw(raw / "transactions_train.csv")
+    last_day = max(pd.to_datetime(chunk["t_dat"]).max()
+                   for chunk in pd.read_csv(source, usecols=["t_dat"], chunksize=HM_CHUNK_ROWS))
+    cutoff = last_day - pd.Timedelta(days=HM_TEST_DAYS)
+    test_parts = []
+    train_path = public / "transactions_train.csv"
+    with open(train_path, "w", encoding="utf-8", newline="") as out:
+        for i, chunk in enumerate(pd.read_csv(source, chunksize=HM_CHUNK_ROWS, **EXACT_FLOATS)):
+            in_test = (pd.to_datetime(chunk["t_dat"]) >= cutoff).to_numpy()
+            chunk[~in_test].to_csv(out, index=False, header=i == 0, lineterminator="\n")
+            test_parts.append(chunk[in_test])
+    test = pd.concat(test_parts)
+    answers = (test.groupby("customer_id")["article_id"].apply(lambda ids: " ".join(ids.astype(str)))
+               .reset_index().rename(columns={"article_id": "prediction"}))
+    write_csv(answers, private / "answers.csv")
+    for name in ("sample_submission.csv", "articles.csv", "customers.csv"):
+        shutil.copyfile(require_raw(raw / name), public / name)
+    if not (raw / "images").is_dir():
+        raise FileNotFoundError(f"{raw / 'images'}: expected in the Kaggle download but missing. Fix: delete "
+                                f"{raw} and prepare again to re-extract the archive.")
+    shutil.copytree(raw / "images", public / "images", dirs_exist_ok=True)
