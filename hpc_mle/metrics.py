@@ -564,7 +564,7 @@ def modified_laplace_log_likelihood(y_true: pd.DataFrame, y_pred: pd.DataFrame, 
     except ValueError:
         raise InvalidSubmission(f"{len(fvc_pred)} submission rows of scored weeks cannot be paired with the "
                                 f"{len(fvc_true)} scored answers (an id repeated?)") from None
-    return float(np.mean(values))
+    return float(np.mean(values)) if values.size else math.nan  # v1: the mean of nothing, NaN (valid)
 
 
 @metric("matthews-correlation", higher_is_better=True)

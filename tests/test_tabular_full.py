@@ -466,3 +466,39 @@ def test_hm_fashion(tmp_path, monkeypatch):
     assert best.valid_submission and best.score > 0.5
     assert "missing" in _grade(p, sample[sample["customer_id"] != answers["customer_id"][0]], tmp_path).reason
     assert "unexpected column" in _grade(p, sample.assign(rank=1), tmp_path).reason
+
+
+# ---------------------------------------------------------------- fuzz: malformed files never break these graders
+
+FUZZ_PER_COMPETITION = 60
+# Mutations that every grader here must refuse; the others (fewer rows, a repeated id, a missing value)
+# are valid in v1 for some of them (osic and H&M accept a subset; ventilator ignores unscored rows).
+ALWAYS_INVALID = {"drop_column", "rename_column", "empty", "header_only", "binary_garbage", "utf16", "not_csv",
+                  "latin1_bytes"}
+
+
+@pytest.mark.parametrize(("cid", "make_raw"), [
+    ("spaceship-titanic", make_spaceship), ("playground-series-s3e18", make_s3e18),
+    ("ml2021spring-hw2", make_timit), ("ventilator-pressure-prediction", make_ventilator),
+    ("osic-pulmonary-fibrosis-progression", make_osic), ("h-and-m-personalized-fashion-recommendations", make_hm),
+])
+def test_fuzzed_submissions_never_break_the_grader(cid, make_raw, tmp_path):
+    from lite_support import prepare_from_raw
+    from test_fuzz_grading import structural_mutations, value_mutations
+
+    p = prepare_from_raw(cid, make_raw, tmp_path / "data")
+    sample = pd.read_csv(p.sample_path())
+    ids = list(p.spec.submission.id_columns)
+    cols = list(p.spec.submission.answer_columns)
+    kinds = structural_mutations(ids, cols) + value_mutations(p.spec.metric.name, cols)
+    rng = np.random.default_rng(0)
+    problems = []
+    for i in range(FUZZ_PER_COMPETITION):
+        mutate = kinds[i % len(kinds)]
+        path = tmp_path / f"{i}.csv"
+        path.write_bytes(mutate(sample, rng))
+        report = grading.grade_submission(path, cid, p.data_dir)
+        if report.grader_error or (not report.valid_submission and not report.reason) or \
+                (mutate.__name__ in ALWAYS_INVALID and report.valid_submission):
+            problems.append((mutate.__name__, report.valid_submission, report.reason))
+    assert not problems, problems[:5]
