@@ -80,6 +80,9 @@ class SubmissionSpec:
     # Answer columns the metric also reads (a group or a row mask), passed after the scored ones in
     # y_true and never asked of the submission (id, merge and id-mask-by-file-position pairings).
     context_columns: tuple[str, ...] = ()
+    # Submission columns v1 renames before reading them ({old: new}): jigsaw-unintended reads its
+    # `prediction` column as `toxicity`, and also takes a file that already names it `toxicity`.
+    renamed_columns: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -231,6 +234,7 @@ def parse_spec(data: Any, file: Path) -> CompetitionSpec:
         corrected_row_order=s.get("corrected_row_order", str, None, choices=ROW_ORDERS),
         first_column=s.get("first_column", str, None),
         context_columns=s.strings("context_columns", ()),
+        renamed_columns=s.get("renamed_columns", dict, {}),
     )
     s.done()
 

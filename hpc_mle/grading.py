@@ -201,9 +201,14 @@ def validate_and_align(spec: CompetitionSpec, sub: pd.DataFrame, answers: pd.Dat
     cols = scored_columns(spec, answers)
     order = row_order or spec.submission.row_order
     needed = cols if order == "positional" else ids + cols  # v1's positional graders never read ids
+    renamed = spec.submission.renamed_columns
+    if renamed:  # v1 renames these first; a file that has both the old and the new name then repeats a column
+        sub = sub.rename(columns=renamed)
     missing = [c for c in needed if c not in sub.columns]
     if missing:
-        raise InvalidSubmission(f"missing column(s) {missing}; expected {needed}")
+        shown = {new: old for old, new in renamed.items()}  # name the columns as the submission should
+        raise InvalidSubmission(f"missing column(s) {[shown.get(c, c) for c in missing]}; "
+                                f"expected {[shown.get(c, c) for c in needed]}")
     if sub.columns.duplicated().any():
         raise InvalidSubmission(f"duplicate column name(s) {list(sub.columns[sub.columns.duplicated()])}")
     if spec.submission.exact_columns and set(sub.columns) != set(ids + cols):

@@ -674,3 +674,51 @@ def map_at_k(y_true: pd.DataFrame, y_pred: pd.DataFrame, *, k: int, id_column: s
     predicted = _tokens(_single(y_pred))
     pairs = zip(actual, predicted, strict=False)  # v1 pairs up to the shorter side
     return float(np.mean([_average_precision_at_k(a, p, k) for a, p in pairs]))
+
+
+# ---------------------------------------------------------------- jigsaw-unintended-bias (bias-weighted AUC)
+
+
+def _at_least_half(series: pd.Series, what: str) -> np.ndarray:
+    """v1's `1 if x >= 0.5 else 0` on each cell: a missing value is 0, text is invalid."""
+    if not (pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series)):
+        raise InvalidSubmission(f"column '{series.name}' must be numeric in the {what}; "
+                                f"found {series[pd.to_numeric(series, errors='coerce').isna()].iloc[0]!r}")
+    values = series.to_numpy(dtype=np.float64, na_value=np.nan)
+    with np.errstate(invalid="ignore"):
+        return (values >= 0.5).astype(np.int64)
+
+
+def _subset_auc(t: np.ndarray, p: np.ndarray, keep: np.ndarray, what: str) -> np.float64:
+    if np.unique(t[keep]).size < 2:
+        raise InvalidSubmission(f"AUC of {what} is undefined: its test rows hold only one class (v1 fails on it)")
+    from sklearn.metrics import roc_auc_score
+
+    return np.float64(roc_auc_score(t[keep], p[keep]))
+
+
+@metric("jigsaw-bias-auc", higher_is_better=True)
+def jigsaw_bias_auc(y_true: pd.DataFrame, y_pred: pd.DataFrame, *, identity_columns: list[str],
+                    power: int = -5, weight: float = 0.25) -> float:
+    """Jigsaw's bias-weighted AUC as v1 computes it: w * overall AUC + w * (power mean over identities of
+    the subgroup, BPSN and BNSP AUCs), each of the three a generalised mean with p = -5.
+
+    `y_true`: toxicity then the identity columns (context); `y_pred`: the toxicity prediction. As in v1,
+    predictions, toxicity and identities are binarised at >= 0.5 (missing = 0) BEFORE the AUCs, so
+    only which side of 0.5 a prediction falls counts: a known v1 departure from Kaggle's metric.
+    """
+    tox = _at_least_half(y_true.iloc[:, 0], "answers")
+    pred = _at_least_half(_single(y_pred), "submission")
+    everyone = np.ones(len(tox), dtype=bool)
+    overall = _subset_auc(tox, pred, everyone, "the whole test set")
+    per_identity = []
+    for col in identity_columns:
+        member = _at_least_half(y_true[col], "answers") == 1
+        per_identity.append([
+            _subset_auc(tox, pred, member, f"subgroup '{col}'"),
+            _subset_auc(tox, pred, (member & (tox == 0)) | (~member & (tox == 1)), f"BPSN '{col}'"),
+            _subset_auc(tox, pred, (member & (tox == 1)) | (~member & (tox == 0)), f"BNSP '{col}'"),
+        ])
+    means = [(sum(aucs[k] ** power for aucs in per_identity) / len(identity_columns)) ** (1 / power)
+             for k in range(3)]
+    return weight * overall + sum(weight * m for m in means)

@@ -204,3 +204,24 @@ def test_word_jaccard():
     assert score("word-jaccard", frame(t=["5", "a b"]), frame(t=[5, 7])) == pytest.approx(0.5)  # numbers as text
     with pytest.raises(InvalidSubmission, match="empty"):
         score("word-jaccard", frame(t=["", "x"]), frame(t=[np.nan, "x"]))  # v1: division by zero
+
+
+def test_jigsaw_bias_auc():
+    # Binarised at >= 0.5 (missing = 0): toxicity [1,1,0,0], identity g [1,0,1,0], predictions [1,0,0,0].
+    # Overall AUC: pairs (0,2),(0,3) won, (1,2),(1,3) tied -> 3/4. Subgroup g (rows 0,2) -> 1;
+    # BPSN (rows 1,2: toxic without g, non-toxic with g) tied -> 0.5; BNSP (rows 0,3) -> 1.
+    # One identity: each power mean is the AUC itself. 0.25*0.75 + 0.25*(1 + 0.5 + 1) = 0.8125.
+    y_true = frame(toxicity=[0.9, 0.5, 0.4, np.nan], g=[0.6, np.nan, 0.5, 0.0])
+    y_pred = frame(prediction=[0.9, 0.2, 0.4, np.nan])
+    assert score("jigsaw-bias-auc", y_true, y_pred, identity_columns=["g"]) == pytest.approx(0.8125)
+    # Power mean p=-5 over two identities with subgroup AUCs 1 and 0.5: ((1 + 32)/2)^(-1/5).
+    two = frame(toxicity=[1, 0, 1, 0, 1, 0], g=[1, 1, 0, 0, 0, 0], h=[0, 0, 1, 1, 0, 0])
+    pred = frame(prediction=[1, 0, 0, 0, 1, 0])
+    # overall: positives (p 1,0,1) against 3 negatives (p 0): two win 3 pairs each, one ties 3 -> 7.5/9 = 5/6. g: subgroup 1, BPSN rows 1,2,4 (t 0,1,1; p 0,0,1) -> (0.5 + 1)/2 = 0.75,
+    # BNSP rows 0,3,5 -> 1. h: subgroup rows 2,3 (t 1,0; p 0,0) -> 0.5, BPSN rows 0,3,4 (t 1,0,1; p 1,0,1) -> 1,
+    # BNSP rows 1,2,5 (t 0,1,0; p 0,0,0) -> 0.5.
+    m = lambda a, b: ((a ** -5 + b ** -5) / 2) ** (-1 / 5)  # noqa: E731
+    expected = 0.25 * 5 / 6 + 0.25 * (m(1, 0.5) + m(0.75, 1) + m(1, 0.5))
+    assert score("jigsaw-bias-auc", two, pred, identity_columns=["g", "h"]) == pytest.approx(expected)
+    with pytest.raises(InvalidSubmission):
+        score("jigsaw-bias-auc", y_true, frame(prediction=["a", "b", "c", "d"]), identity_columns=["g"])

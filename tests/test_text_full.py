@@ -242,7 +242,7 @@ def test_google_quest(tmp_path):
         assert not report.valid_submission and report.reason and not report.grader_error, report.reason
 
 
-@pytest.mark.parametrize("cid", [MOVIE, PATENT, ESSAY, TWEET, QUEST])
+@pytest.mark.parametrize("cid", [MOVIE, PATENT, ESSAY, TWEET, QUEST, "jigsaw-unintended-bias-in-toxicity-classification"])
 def test_descriptions_exist_and_obfuscated_hides_the_name(cid):
     from hpc_mle import competitions
 
@@ -252,3 +252,80 @@ def test_descriptions_exist_and_obfuscated_hides_the_name(cid):
     assert plain.strip() and hidden.strip()
     for word in (spec.name, "Kaggle", cid):
         assert word.lower() not in hidden.lower()
+
+
+# ---------------------------------------------------------------- jigsaw-unintended-bias-in-toxicity-classification
+
+JIGSAW = "jigsaw-unintended-bias-in-toxicity-classification"
+JIGSAW_IDENTITIES = ["male", "female", "homosexual_gay_or_lesbian", "christian", "jewish", "muslim", "black",
+                     "white", "psychiatric_or_mental_illness"]
+JIGSAW_OTHER_IDENTITIES = ["transgender", "other_gender", "heterosexual", "bisexual", "other_sexual_orientation",
+                           "hindu", "buddhist", "atheist", "other_religion", "asian", "latino",
+                           "other_race_or_ethnicity", "physical_disability", "intellectual_or_learning_disability",
+                           "other_disability"]
+JIGSAW_META = ["created_date", "publication_id", "parent_id", "article_id", "rating", "funny", "wow", "sad", "likes",
+               "disagree"]
+JIGSAW_SUBLABELS = ["severe_toxicity", "obscene", "sexual_explicit", "identity_attack", "insult", "threat"]
+
+
+def make_raw_jigsaw(raw: Path, rng: np.random.Generator) -> None:
+    n = 36
+    frame = pd.DataFrame({"id": np.arange(7000000, 7000000 + n), "comment_text": [_sentence(rng, 5) for _ in range(n)]})
+    for col in JIGSAW_META:
+        frame[col] = rng.integers(0, 5, n)
+    frame["rating"] = rng.choice(["approved", "rejected"], n)
+    frame["toxicity"] = [0.8 if i % 2 == 0 else (0.5 if i % 7 == 0 else 0.1) for i in range(n)]
+    for col in JIGSAW_SUBLABELS:
+        frame[col] = rng.random(n).round(6)
+    for j, col in enumerate(JIGSAW_IDENTITIES + JIGSAW_OTHER_IDENTITIES):
+        member = np.array([(i // 2 + j) % 3 == 0 for i in range(n)])
+        frame[col] = np.where(member, 0.75, np.where(np.arange(n) % 5 == 0, np.nan, 0.0))
+    frame["identity_annotator_count"] = 4
+    frame["toxicity_annotator_count"] = 10
+    assert len(frame.columns) == 45
+    frame.to_csv(raw / "test_private_expanded.csv", index=False)
+    frame.iloc[:5].to_csv(raw / "test_public_expanded.csv", index=False)
+    train = pd.DataFrame({"id": np.arange(59848, 59848 + 20), "target": rng.random(20).round(6),
+                          "comment_text": [_sentence(rng, 6) for _ in range(20)]})
+    train.to_csv(raw / "train.csv", index=False)
+    frame[["id", "comment_text"]].iloc[:5].to_csv(raw / "test.csv", index=False)
+    frame[["id"]].iloc[:5].assign(prediction=0.0).to_csv(raw / "sample_submission.csv", index=False)
+
+
+def test_jigsaw_unintended_bias(tmp_path):
+    from lite_support import check_layout, check_no_answers_in_public, prepare_from_raw
+
+    data_dir = tmp_path / "data"
+    p = prepare_from_raw(JIGSAW, make_raw_jigsaw, data_dir)
+    check_layout(p, {"train.csv", "test.csv", "sample_submission.csv"}, {"test.csv"})
+    check_no_answers_in_public(p)
+    raw = paths.raw_dir(JIGSAW, data_dir)
+    assert (p.private / "test.csv").read_bytes() == (raw / "test_private_expanded.csv").read_bytes()
+    assert (p.public / "train.csv").read_bytes() == (raw / "train.csv").read_bytes()
+    assert list(_public_csv(p, "test.csv").columns) == ["id", "comment_text"]
+    answers = p.answers()
+    assert len(answers) == 36
+
+    sample = grading.grade_submission(p.sample_path(), JIGSAW, data_dir)
+    assert sample.valid_submission and sample.score == 0.5  # every AUC of constant predictions is 0.5
+    gold = answers[["id"]].assign(prediction=answers["toxicity"])
+    assert _grade(JIGSAW, data_dir, gold, tmp_path).score == 1.0
+    # v1 binarises at 0.5: any value on the right side of 0.5 is as good as the truth.
+    assert _grade(JIGSAW, data_dir, gold.assign(prediction=(gold["prediction"] >= 0.5) * 0.51), tmp_path).score == 1.0
+    # v1 also takes the answers' own column name, and reads a missing prediction as 0.
+    assert _grade(JIGSAW, data_dir, gold.rename(columns={"prediction": "toxicity"}), tmp_path).score == 1.0
+    assert _grade(JIGSAW, data_dir, gold.iloc[::-1], tmp_path).score == 1.0
+    with_nan = _grade(JIGSAW, data_dir, gold.assign(prediction=gold["prediction"].where(gold["prediction"] < 0.5)),
+                      tmp_path)
+    assert with_nan.valid_submission and with_nan.score == 0.5
+    for bad in (gold[["id"]], gold.assign(toxicity=0.1), gold.iloc[:-1], gold.assign(prediction="toxic"),
+                gold.assign(id=gold["id"] + 1)):
+        report = _grade(JIGSAW, data_dir, bad, tmp_path)
+        assert not report.valid_submission and report.reason and not report.grader_error, report.reason
+    assert "prediction" in _grade(JIGSAW, data_dir, gold[["id"]], tmp_path).reason
+
+    board = paths.competition_dir(JIGSAW, data_dir) / "leaderboard.csv"
+    pd.DataFrame({"teamId": range(1, 101), "score": np.linspace(0.98, 0.5, 100)}).to_csv(board, index=False)
+    assert _grade(JIGSAW, data_dir, gold, tmp_path).gold_medal
+    again = grading.grade_submission(p.sample_path(), JIGSAW, data_dir)
+    assert again.any_medal is False and again.above_median is False

@@ -9,12 +9,21 @@ written floats keep their digits.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from hpc_mle.prepare.common import EXACT_FLOATS, extract_nested, read_csv, split, write_csv, zip_files
+from hpc_mle.prepare.common import (
+    EXACT_FLOATS,
+    extract_nested,
+    read_csv,
+    require_raw,
+    split,
+    write_csv,
+    zip_files,
+)
 
 
 def _read_exact(path: Path, **kwargs) -> pd.DataFrame:
@@ -168,3 +177,28 @@ def google_quest_challenge(raw: Path, public: Path, private: Path) -> None:
     write_csv(train, public / "train.csv")
     write_csv(test.drop(columns=targets), public / "test.csv")
     write_csv(sample, public / "sample_submission.csv")
+
+
+# ---------------------------------------------------------------- jigsaw-unintended-bias-in-toxicity-classification
+
+JIGSAW_ANSWER_COLUMNS = 45  # id, comment_text, metadata, toxicity and its sub-labels, 24 identities, counts
+
+
+def jigsaw_unintended_bias_in_toxicity_classification(raw: Path, public: Path, private: Path) -> None:
+    """No split: Kaggle's released private test set (test_private_expanded.csv, with labels) is the test.
+
+    The labelled file is copied unchanged as the answers and Kaggle's train.csv unchanged to public/;
+    the public test keeps only `id` and `comment_text`. Only those two columns are read, so memory
+    stays far below the 1.8 million training comments' size (train.csv is copied, never parsed).
+    """
+    labelled = raw / "test_private_expanded.csv"
+    header = read_csv(labelled, nrows=0)
+    if len(header.columns) != JIGSAW_ANSWER_COLUMNS:
+        raise ValueError(f"{labelled}: expected {JIGSAW_ANSWER_COLUMNS} columns, found {len(header.columns)}")
+    test = _read_exact(labelled, usecols=["id", "comment_text"])[["id", "comment_text"]]
+    private.mkdir(parents=True, exist_ok=True)
+    public.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(labelled, private / "test.csv")
+    shutil.copyfile(require_raw(raw / "train.csv"), public / "train.csv")
+    write_csv(test, public / "test.csv")
+    write_csv(test[["id"]].assign(prediction=0.0), public / "sample_submission.csv")
