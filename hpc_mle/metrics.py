@@ -722,3 +722,24 @@ def jigsaw_bias_auc(y_true: pd.DataFrame, y_pred: pd.DataFrame, *, identity_colu
     means = [(sum(aucs[k] ** power for aucs in per_identity) / len(identity_columns)) ** (1 / power)
              for k in range(3)]
     return weight * overall + sum(weight * m for m in means)
+
+
+
+@metric("mean-levenshtein-distance", higher_is_better=False)
+def mean_levenshtein_distance(y_true: pd.DataFrame, y_pred: pd.DataFrame) -> float:
+    """Mean over rows of the character edit distance between prediction and answer (billion-word).
+
+    v1 calls python-Levenshtein's `distance` on the cells as pandas read them, so an empty cell
+    (NaN) or a column read as numbers failed there: invalid here with the reason. rapidfuzz computes
+    the same integer distances (python-Levenshtein is built on it); the mean is v1's NumPy float.
+    """
+    from rapidfuzz.distance import Levenshtein
+
+    truth = _single(y_true).to_numpy(dtype=object, na_value=None)
+    preds = _single(y_pred).to_numpy(dtype=object, na_value=None)
+    for values, frame, what in ((preds, y_pred, "submission"), (truth, y_true, "answers")):
+        bad = [i for i, v in enumerate(values) if not isinstance(v, str)]
+        if bad:
+            raise InvalidSubmission(f"column '{frame.columns[0]}' of the {what} must hold text in every row; "
+                                    f"row {bad[0]} has {values[bad[0]]!r}")
+    return float(np.mean([Levenshtein.distance(t, p) for t, p in zip(truth, preds, strict=True)]))

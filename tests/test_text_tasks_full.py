@@ -379,3 +379,98 @@ def test_kendall_tau_by_hand():
     assert tau(truth, pd.DataFrame({"o": ["b a c", "x y"]})) == 1 - 4 * 1 / 8
     assert text_tasks._ancestor_split(pd.DataFrame({"id": list("abcde"), "ancestor_id": [1, 2, 1, 3, 3]}), 3) == (
         ["d", "e"], ["a", "c", "b"])  # families 1 (a, c) and 2 (b) fit in 3; family 3 goes to train
+
+
+# ---------------------------------------------------------------- billion-word-imputation
+
+BW_LINES = 300
+
+
+def make_billion_word(raw: Path, rng: np.random.Generator) -> None:
+    vocab = ["the", "market", "rose", "by", "3.5", "%", "on", "Tuesday", ",", "analysts", "said", "'s", "\"",
+             "Zürich", "--", "n't", "(", ")"]
+    lines = []
+    for i in range(BW_LINES):
+        n = 2 if i % 25 == 0 else int(rng.integers(3, 14))
+        lines.append(" ".join(rng.choice(vocab, size=n)) + " .")
+    with zipfile.ZipFile(raw / "train_v2.txt.zip", "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("train_v2.txt", "\n".join(lines) + "\n")
+    with zipfile.ZipFile(raw / "test_v2.txt.zip", "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("test_v2.txt", '"id","sentence"\n1,"the market by ."\n')
+
+
+def _levenshtein(a: str, b: str) -> int:
+    row = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        prev, row[0] = row[0], i
+        for j, cb in enumerate(b, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (ca != cb))
+    return row[-1]
+
+
+def test_billion_word_imputation(tmp_path, monkeypatch):
+    monkeypatch.setattr(text_tasks, "BILLION_WORD_LINES", BW_LINES)
+    monkeypatch.setattr(text_tasks, "BILLION_WORD_TEST_SHARE", 0.1)  # more test rows from a small file
+    expect = tmp_path / "expect"
+    expect.mkdir()
+    make_billion_word(expect, np.random.default_rng(0))
+    with zipfile.ZipFile(expect / "train_v2.txt.zip") as zf:
+        original = zf.read("train_v2.txt").decode().splitlines(keepends=True)
+    # v1's draws: one uniform per line; a randint for the dropped word of each test line.
+    rs = np.random.RandomState(0)
+    test_lines, train_lines, given = [], [], []
+    for line in original:
+        if rs.uniform() <= 0.1 and len(line.split()) > 2:
+            words = line.strip().split()
+            k = rs.randint(1, len(words) - 1)
+            test_lines.append(line.strip())
+            given.append(" ".join(words[:k] + words[k + 1:]))
+        else:
+            train_lines.append(line)
+
+    p = run_checks("billion-word-imputation", make_billion_word, tmp_path,
+                   public={"train_v2.txt.zip", "test_v2.txt.zip"}, private={"test.csv", "sample_submission.csv"},
+                   test_rows=len(test_lines), perfect_score=0.0)
+    answers = p.answers()
+    assert answers["id"].tolist() == list(range(len(test_lines)))
+    assert answers["sentence"].tolist() == test_lines  # quotes doubled in the file, read back as one
+    with zipfile.ZipFile(p.public / "train_v2.txt.zip") as zf:
+        assert zf.namelist() == ["train_v2.txt"]
+        assert zf.read("train_v2.txt").decode() == "".join(train_lines)
+    with zipfile.ZipFile(p.public / "test_v2.txt.zip") as zf:
+        public_test = zf.read("test_v2.txt")
+    assert public_test == p.sample_path().read_bytes()
+    assert public_test.startswith(b'"id","sentence"\n0,"')
+    sample = pd.read_csv(p.sample_path())
+    assert sample["sentence"].tolist() == given
+    expected = np.mean([_levenshtein(t, g) for t, g in zip(test_lines, given, strict=True)])
+    assert _grade(p, sample, tmp_path).score == grading.round_score(expected)
+    assert any('"' in s for s in test_lines) and all(len(s.split()) > 2 for s in test_lines)
+    # An empty sentence (NaN) made v1's Levenshtein call fail: invalid with a reason.
+    empty = answers.copy()
+    empty.loc[0, "sentence"] = np.nan
+    report = _grade(p, empty, tmp_path)
+    assert not report.valid_submission and "must hold text" in report.reason and not report.grader_error
+    _fuzz(p, tmp_path)
+
+
+def test_billion_word_checks_the_line_count(tmp_path, monkeypatch):
+    monkeypatch.setattr(text_tasks, "BILLION_WORD_LINES", BW_LINES + 1)
+    make_billion_word(tmp_path, np.random.default_rng(0))
+    (tmp_path / "pub").mkdir()
+    (tmp_path / "priv").mkdir()
+    try:
+        text_tasks.billion_word_imputation(tmp_path, tmp_path / "pub", tmp_path / "priv")
+        raise AssertionError("a short train_v2.txt must fail")
+    except ValueError as exc:
+        assert f"has {BW_LINES} lines" in str(exc)
+
+
+def test_mean_levenshtein_by_hand():
+    from hpc_mle.metrics import METRICS
+
+    lev = METRICS["mean-levenshtein-distance"]
+    truth = pd.DataFrame({"s": ["kitten", "a b c", "Zürich"]})
+    # kitten -> sitting = 3; "a b c" -> "a c" = 2; Zürich -> Zurich = 1 (one code point): mean 2
+    assert lev(truth, pd.DataFrame({"s": ["sitting", "a c", "Zurich"]})) == 2.0
+    assert _levenshtein("kitten", "sitting") == 3

@@ -9,14 +9,18 @@ they are given; `hpc_mle.prepare` renames those into place when the whole prepar
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import shutil
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
+import numpy as np
 import pandas as pd
 
-from hpc_mle.prepare.common import EXACT_FLOATS, read_csv, require_raw, split, write_csv
+from hpc_mle.prepare.common import EXACT_FLOATS, ZIP_DATE, read_csv, require_raw, split, write_csv
 
 
 def _csv_in_download(raw: Path, name: str, archive: str, **kwargs) -> pd.DataFrame:
@@ -163,3 +167,81 @@ def ai4code(raw: Path, public: Path, private: Path) -> None:
     if len(sample) != len(test_ids):
         raise ValueError(f"train_orders.csv has {len(sample)} of the {len(test_ids)} test notebooks")
     write_csv(sample, public / "sample_submission.csv")
+
+
+# ---------------------------------------------------------------- billion-word-imputation
+
+# The number of lines v1 reads from train_v2.txt (it stops there and checks the count); a module
+# constant so tests can set it to the size of their synthetic file.
+BILLION_WORD_LINES = 30_301_028
+BILLION_WORD_TEST_SHARE = 0.01
+
+
+@contextlib.contextmanager
+def _text_in_download(raw: Path, name: str, archive: str) -> Iterator[io.TextIOBase]:
+    """`raw/<name>` opened as text, else the entry `name` of the zip `raw/<archive>`, streamed.
+
+    Both read with universal newlines and UTF-8, as v1's `open(path, "r")` did on its machines.
+    """
+    if (raw / name).is_file() or not (raw / archive).is_file():
+        with open(require_raw(raw / name), encoding="utf-8") as fh:
+            yield fh
+        return
+    with zipfile.ZipFile(raw / archive) as zf:
+        members = [m for m in zf.namelist() if PurePosixPath(m).name == name and not m.startswith("__MACOSX")]
+        if not members:
+            raise FileNotFoundError(f"{raw / archive}: has no entry '{name}'. Fix: delete {raw} and prepare again.")
+        with io.TextIOWrapper(zf.open(members[0]), encoding="utf-8") as fh:
+            yield fh
+
+
+def _zip_entry(zf: zipfile.ZipFile, name: str):
+    """A writable, deflated entry with a fixed timestamp, so big files stream into the archive."""
+    info = zipfile.ZipInfo(name, date_time=ZIP_DATE)
+    info.compress_type = zipfile.ZIP_DEFLATED
+    info.external_attr = 0o644 << 16
+    return io.TextIOWrapper(zf.open(info, "w", force_zip64=True), encoding="utf-8", newline="")
+
+
+def billion_word_imputation(raw: Path, public: Path, private: Path) -> None:
+    """About 1% of train_v2.txt's sentences, each with one inner word removed, are the test set.
+
+    As v1: one `RandomState(0)` draws `uniform()` per line; a line goes to test when the draw is
+    <= 0.01 and it has more than two words, and then `randint(1, words - 1)` picks the word to drop
+    (never the first or last). Test ids count from 0. The answers (`private/test.csv`) and the public
+    `test_v2.txt` are written by hand with quotes doubled; train lines are copied unchanged. Public
+    files are zipped as Kaggle ships them (`train_v2.txt.zip`, `test_v2.txt.zip`), so the sample
+    submission (the test sentences as given) lives in `private/`. Everything streams: memory stays flat.
+    """
+    rng = np.random.RandomState(0)
+    header = '"id","sentence"\n'
+    lines = test_count = 0
+    with (
+        _text_in_download(raw, "train_v2.txt", "train_v2.txt.zip") as old_train,
+        zipfile.ZipFile(public / "train_v2.txt.zip", "w") as train_zip,
+        zipfile.ZipFile(public / "test_v2.txt.zip", "w") as test_zip,
+        _zip_entry(train_zip, "train_v2.txt") as public_train,
+        _zip_entry(test_zip, "test_v2.txt") as public_test,
+        open(private / "test.csv", "w", encoding="utf-8", newline="") as answers,
+        open(private / "sample_submission.csv", "w", encoding="utf-8", newline="") as sample,
+    ):
+        for out in (public_test, answers, sample):
+            out.write(header)
+        for sentence in old_train:
+            if rng.uniform() <= BILLION_WORD_TEST_SHARE and len(sentence.strip().split()) > 2:
+                sentence = sentence.strip().replace('"', '""')
+                words = sentence.split()
+                drop = rng.randint(1, len(words) - 1)
+                given = " ".join(words[:drop] + words[drop + 1:])
+                answers.write(f'{test_count},"{sentence}"\n')
+                public_test.write(f'{test_count},"{given}"\n')
+                sample.write(f'{test_count},"{given}"\n')
+                test_count += 1
+            else:
+                public_train.write(sentence)
+            lines += 1
+            if lines >= BILLION_WORD_LINES:
+                break
+    if lines != BILLION_WORD_LINES:
+        raise ValueError(f"train_v2.txt has {lines} lines; v1 reads exactly {BILLION_WORD_LINES}. "
+                         "Fix: delete the raw folder and download the competition again.")
