@@ -46,6 +46,9 @@ ROW_ORDERS += ("id-mask-by-file-position",)
 #   by-metric: the metric pairs rows itself from the whole answers and the submission's id and scored
 #   columns; no row count or id-set check here (osic v1: a subset is allowed, unknown ids are not).
 ROW_ORDERS += ("by-metric",)
+#   id-set-sorted: equal id sets and row counts, then both sorted by id and paired by position; a repeated
+#   id may repeat a different number of times than in the answers (hms v1, whose answers repeat eeg_ids).
+ROW_ORDERS += ("id-set-sorted",)
 V1_RESULTS = ("numpy", "python")  # the type v1's grader returned (see hpc_mle.metrics.Metric.v1_result)
 DOWNLOADS = ("none", "kaggle")  # where `prepare` gets the raw files: nowhere (packages) or the Kaggle API
 

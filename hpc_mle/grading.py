@@ -229,6 +229,12 @@ def validate_and_align(spec: CompetitionSpec, sub: pd.DataFrame, answers: pd.Dat
     if order == "positional":
         # Upstream quirk (e.g. nomad2018): rows are scored in file order and ids are not compared.
         return answers[cols].reset_index(drop=True), sub[cols].reset_index(drop=True)
+    if order == "id-set-sorted":  # hms v1: the same id sets, then paired by position after sorting by id
+        want, got = set(answers[ids].itertuples(index=False, name=None)), set(sub[ids].itertuples(index=False, name=None))
+        if want != got:
+            raise InvalidSubmission(f"the submission's ids differ from the test set's: {len(want - got)} test id(s) "
+                                    f"missing and {len(got - want)} id(s) not in the test set")
+        return _sorted_by(answers, ids)[cols], _sorted_by(sub, ids)[cols]
     if order == "sorted":
         # Upstream quirk (nyc-taxi): both files sorted by id and paired by position, ids never compared.
         return _sorted_by(answers, ids)[cols], _sorted_by(sub, ids)[cols]

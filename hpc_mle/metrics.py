@@ -743,3 +743,37 @@ def mean_levenshtein_distance(y_true: pd.DataFrame, y_pred: pd.DataFrame) -> flo
             raise InvalidSubmission(f"column '{frame.columns[0]}' of the {what} must hold text in every row; "
                                     f"row {bad[0]} has {values[bad[0]]!r}")
     return float(np.mean([Levenshtein.distance(t, p) for t, p in zip(truth, preds, strict=True)]))
+
+
+@metric("kl-divergence", higher_is_better=False)
+def kl_divergence(y_true: pd.DataFrame, y_pred: pd.DataFrame, *, epsilon: float = 1e-15) -> float:
+    """Kaggle's KL divergence (hms v1): answers' vote counts divided by their row sum, predictions
+    clipped to [epsilon, 1 - epsilon], per cell y·ln(y/p) where y > 0 (else 0), summed per row, mean over rows.
+
+    v1's checks, in its order: each row's predictions summed (missing cells skipped) must round to 1 at
+    5 decimals, every value must lie in [0, 1], and the sums must be close to 1 (np.allclose). A missing
+    prediction passes those checks when the rest of its row sums to 1; its cell then adds nothing to the
+    row's sum (pandas skips it), as in v1.
+    """
+    p = np.empty(y_pred.shape, dtype=np.float64)
+    for j, col in enumerate(y_pred.columns):
+        values = pd.to_numeric(y_pred[col], errors="coerce")
+        bad = values.isna() & y_pred[col].notna()
+        if bad.any():
+            raise InvalidSubmission(f"column '{col}' must be numeric; found {y_pred[col][bad].iloc[0]!r}")
+        p[:, j] = values.to_numpy(dtype=np.float64, na_value=np.nan)
+    sums = np.nansum(p, axis=1)
+    off = [i for i, s in enumerate(sums.tolist()) if round(s, 5) != 1]
+    if off:
+        raise InvalidSubmission(f"each row's probabilities must add to 1 (rounded to 5 decimals); row {off[0]} "
+                                f"adds to {sums[off[0]]:.9g}")
+    if (p < 0).any() or (p > 1).any():
+        raise InvalidSubmission("every probability must lie in [0, 1]")
+    if not np.allclose(sums, 1):
+        raise InvalidSubmission("each row's probabilities must add to 1")
+    votes = _numeric(y_true, "answers")
+    y = votes / votes.sum(axis=1, keepdims=True)
+    clipped = np.clip(p, epsilon, 1 - epsilon)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cells = np.where(y != 0, y * np.log(y / clipped), 0.0)
+    return np.average(np.nansum(cells, axis=1))

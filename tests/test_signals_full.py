@@ -248,3 +248,124 @@ def test_mcc_by_hand():
     assert fn(t, pd.DataFrame({"c": [0, 0, 1, 1]})) == pytest.approx(-1.0)
     with pytest.raises(InvalidSubmission):
         fn(t, pd.DataFrame({"c": [0.5, 0, 1, 1]}))
+
+
+# ---------------------------------------------------------------- hms-harmful-brain-activity-classification
+
+HMS = "hms-harmful-brain-activity-classification"
+HMS_VOTES = ["seizure_vote", "lpd_vote", "gpd_vote", "lrda_vote", "grda_vote", "other_vote"]
+
+
+def _parquet(frame: pd.DataFrame, path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path)
+
+
+def make_hms(raw: Path, rng: np.random.Generator) -> None:
+    rows, label_id = [], 0
+    for _ in range(20):
+        spec_id, patient = int(rng.integers(10**6, 2**31)), int(rng.integers(1000, 60000))
+        for _ in range(int(rng.integers(1, 3))):
+            eeg_id = int(rng.integers(10**6, 2**32))
+            for sub in range(int(rng.integers(1, 4))):
+                votes = rng.integers(0, 4, 6)
+                votes[rng.integers(6)] += 1  # at least one vote
+                rows.append({"eeg_id": eeg_id, "eeg_sub_id": sub, "eeg_label_offset_seconds": 2.0 * sub,
+                             "spectrogram_id": spec_id, "spectrogram_sub_id": sub,
+                             "spectrogram_label_offset_seconds": 2.0 * sub + 0.5, "label_id": label_id,
+                             "patient_id": patient,
+                             "expert_consensus": ["Seizure", "LPD", "GPD", "LRDA", "GRDA", "Other"][int(np.argmax(votes))],
+                             **dict(zip(HMS_VOTES, votes.tolist(), strict=True))})
+                label_id += 1
+    train = pd.DataFrame(rows)
+    train.to_csv(raw / "train.csv", index=False)
+    for folder in ("train_eegs", "train_spectrograms", "test_eegs", "test_spectrograms", "example_figures"):
+        (raw / folder).mkdir()
+    for eeg_id in train["eeg_id"].unique():
+        _parquet(pd.DataFrame({ch: rng.normal(size=8).astype(np.float32) for ch in ("Fp1", "F3", "C3", "EKG")}),
+                 raw / "train_eegs" / f"{eeg_id}.parquet")
+    for spec_id in train["spectrogram_id"].unique():
+        _parquet(pd.DataFrame({"time": [1, 3], "LL_0.59": [1.5, 2.5], "RP_19.92": [0.1, 0.2]}),
+                 raw / "train_spectrograms" / f"{spec_id}.parquet")
+    _parquet(pd.DataFrame({"Fp1": [0.0]}), raw / "test_eegs" / "3911565283.parquet")
+    _parquet(pd.DataFrame({"time": [1]}), raw / "test_spectrograms" / "853520.parquet")
+    (raw / "example_figures" / "Seizure.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    pd.DataFrame({"spectrogram_id": [853520], "eeg_id": [3911565283], "patient_id": [6885]}).to_csv(
+        raw / "test.csv", index=False)
+    pd.DataFrame({"eeg_id": [3911565283], **{c: [1 / 6] for c in HMS_VOTES}}).to_csv(
+        raw / "sample_submission.csv", index=False)
+
+
+def test_hms(tmp_path):
+    import pyarrow.parquet as pq
+
+    raw_train = pd.DataFrame()
+
+    def make(raw: Path, rng: np.random.Generator) -> None:
+        nonlocal raw_train
+        make_hms(raw, rng)
+        raw_train = pd.read_csv(raw / "train.csv")
+
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    make_hms(probe, np.random.default_rng(0))
+    table = pd.read_csv(probe / "train.csv")
+    _, test_specs = train_test_split(table["spectrogram_id"].unique(), test_size=0.1, random_state=0)
+    test = table[table["spectrogram_id"].isin(test_specs)]
+    y = test[HMS_VOTES].to_numpy(float)
+    y = y / y.sum(axis=1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        sample_score = round(float(np.mean(np.where(y > 0, y * np.log(y * 6), 0).sum(axis=1))), 5)
+
+    p = run_checks(HMS, make, tmp_path,
+                   public={"train.csv", "test.csv", "example_figures", "train_eegs", "train_spectrograms",
+                           "test_eegs", "test_spectrograms", "sample_submission.csv"},
+                   private={"test.csv", "gold_submission.csv"}, test_rows=len(test), sample_score=sample_score,
+                   perfect_score=0.0)
+    train_specs, test_specs = train_test_split(raw_train["spectrogram_id"].unique(), test_size=0.1, random_state=0)
+    want = raw_train[raw_train["spectrogram_id"].isin(test_specs)].reset_index(drop=True)
+    pd.testing.assert_frame_equal(p.answers(), want)
+    public_test = pd.read_csv(p.public / "test.csv")
+    assert list(public_test.columns) == ["spectrogram_id", "eeg_id", "patient_id"] and len(public_test) == len(want)
+    assert sorted(x.name for x in (p.public / "test_eegs").iterdir()) == sorted(f"{i}.parquet" for i in want["eeg_id"].unique())
+    assert sorted(x.name for x in (p.public / "test_spectrograms").iterdir()) == \
+        sorted(f"{i}.parquet" for i in test_specs)
+    assert len(list((p.public / "train_spectrograms").iterdir())) == len(train_specs)
+    assert pq.read_table(next((p.public / "test_eegs").iterdir())).num_columns == 4
+    assert (p.public / "example_figures" / "Seizure.png").is_file()
+    sample = pd.read_csv(p.sample_path())
+    assert list(sample.columns) == ["eeg_id", *HMS_VOTES] and (sample[HMS_VOTES] == 1 / 6).all().all()
+
+    gold, subs = p.gold(), tmp_path / "subs2"
+    # v1 compares id sets and lengths only: a repeated eeg_id may give a row to another test eeg_id.
+    repeated = want["eeg_id"][want["eeg_id"].duplicated()].iloc[0]
+    moved = gold.copy()
+    moved.loc[int(np.flatnonzero(moved["eeg_id"] == repeated)[-1]), "eeg_id"] = want["eeg_id"][want["eeg_id"] != repeated].iloc[0]
+    report = _grade(p, moved, subs)
+    assert report.valid_submission and report.score >= 0, report.reason
+    # v1 skips a missing probability when its row's others add to 1 (and the cell then adds nothing).
+    holed = gold.copy()
+    zero_row = int(np.flatnonzero(want["seizure_vote"].to_numpy() == 0)[0])
+    holed.loc[zero_row, "seizure_vote"] = np.nan
+    report = _grade(p, holed, subs)
+    assert report.valid_submission and report.score == 0.0, report.reason
+    for bad in (gold.assign(seizure_vote=gold["seizure_vote"] + 0.01),   # rows no longer add to 1
+                gold.assign(seizure_vote=-0.5, lpd_vote=gold["lpd_vote"] + 0.5 + gold["seizure_vote"]),
+                gold.assign(seizure_vote="x"), gold.iloc[1:], gold.drop(columns="other_vote")):
+        report = _grade(p, bad, subs)
+        assert not report.valid_submission and report.reason and not report.grader_error, report.reason
+    fuzz(p, tmp_path / "fuzz", valid_ok={"value_nan", "duplicate_id"})
+
+
+def test_kl_divergence_by_hand():
+    fn = METRICS["kl-divergence"]
+    votes = pd.DataFrame({"a": [0, 3], "b": [2, 1]})  # distributions (0, 1) and (0.75, 0.25)
+    pred = pd.DataFrame({"a": [0.5, 0.5], "b": [0.5, 0.5]})
+    # row 1: 1*ln(1/0.5) = ln 2; row 2: 0.75 ln(1.5) + 0.25 ln(0.5); mean of the two
+    want = (np.log(2) + 0.75 * np.log(1.5) + 0.25 * np.log(0.5)) / 2
+    assert fn(votes, pred) == pytest.approx(want)
+    assert fn(votes, pd.DataFrame({"a": [0.0, 0.75], "b": [1.0, 0.25]})) == pytest.approx(0.0, abs=1e-12)
+    with pytest.raises(InvalidSubmission):
+        fn(votes, pd.DataFrame({"a": [0.5, 0.5], "b": [0.6, 0.5]}))

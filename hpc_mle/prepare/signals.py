@@ -8,6 +8,7 @@ Signal files are copied one at a time; no preparer here holds more than its inde
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -68,3 +69,36 @@ def nfl_player_contact(raw: Path, public: Path, private: Path) -> None:
         copy_files((f"{gp}_{view}.mp4" for gp in train_used), raw / "train", public / "train")
         copy_files((f"{gp}_{view}.mp4" for gp in test_used), raw / "train", public / "test")
     write_csv(pd.DataFrame({"contact_id": test_labels["contact_id"], "contact": 0}), public / "sample_submission.csv")
+
+
+# ---------------------------------------------------------------- hms-harmful-brain-activity-classification
+
+HMS_VOTES = ["seizure_vote", "lpd_vote", "gpd_vote", "lrda_vote", "grda_vote", "other_vote"]
+
+
+def hms_brain_activity(raw: Path, public: Path, private: Path) -> None:
+    """10% of Kaggle's spectrograms (train_test_split of the unique spectrogram_id values in order of
+    first appearance, random_state=0) and every label window on them become the test set.
+
+    public/test.csv keeps only spectrogram_id, eeg_id, patient_id; private/ holds the labelled rows and
+    a gold submission (votes divided by their row sum); the sample predicts 1/6 everywhere. EEG and
+    spectrogram parquet files are copied from Kaggle's train folders, one at a time, unread.
+    """
+    table = read_csv(raw / "train.csv", **EXACT_FLOATS)
+    train_specs, test_specs = split(table["spectrogram_id"].unique())
+    train = table[table["spectrogram_id"].isin(train_specs)]
+    test = table[table["spectrogram_id"].isin(test_specs)]
+    write_csv(train, public / "train.csv")
+    write_csv(test, private / "test.csv")
+    write_csv(test[["spectrogram_id", "eeg_id", "patient_id"]], public / "test.csv")
+    gold = test[["eeg_id", *HMS_VOTES]].copy()
+    gold[HMS_VOTES] = gold[HMS_VOTES].div(gold[HMS_VOTES].sum(axis=1), axis=0)
+    write_csv(gold, private / "gold_submission.csv")
+    sample = gold.copy()
+    sample[HMS_VOTES] = 1 / len(HMS_VOTES)
+    write_csv(sample, public / "sample_submission.csv")
+    shutil.copytree(raw / "example_figures", public / "example_figures")
+    for part, frame in (("train", train), ("test", test)):
+        copy_files((f"{i}.parquet" for i in frame["eeg_id"].unique()), raw / "train_eegs", public / f"{part}_eegs")
+        copy_files((f"{i}.parquet" for i in frame["spectrogram_id"].unique()), raw / "train_spectrograms",
+                   public / f"{part}_spectrograms")
