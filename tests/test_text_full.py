@@ -329,3 +329,39 @@ def test_jigsaw_unintended_bias(tmp_path):
     assert _grade(JIGSAW, data_dir, gold, tmp_path).gold_medal
     again = grading.grade_submission(p.sample_path(), JIGSAW, data_dir)
     assert again.any_medal is False and again.above_median is False
+
+
+# ---------------------------------------------------------------- fuzz: malformed files never break these graders
+
+FUZZ_PER_COMPETITION = 40
+# Every grader here checks the row count and the columns; only google-quest's v1 never reads the ids.
+ALWAYS_INVALID = {"drop_column", "rename_column", "drop_rows", "extra_rows", "empty", "header_only",
+                  "binary_garbage", "utf16", "latin1_bytes", "truncated_rows", "not_csv"}
+ID_MUTATIONS = {"duplicate_id", "bogus_id", "missing_id"}
+
+
+@pytest.mark.parametrize(("cid", "make_raw"), [
+    (MOVIE, make_raw_movie), (PATENT, make_raw_patent), (ESSAY, make_raw_essay), (TWEET, make_raw_tweet),
+    (QUEST, make_raw_quest), (JIGSAW, make_raw_jigsaw),
+])
+def test_fuzzed_submissions_never_break_the_grader(cid, make_raw, tmp_path):
+    from lite_support import prepare_from_raw
+    from test_fuzz_grading import structural_mutations, value_mutations
+
+    p = prepare_from_raw(cid, make_raw, tmp_path / "data")
+    sample = pd.read_csv(p.sample_path())
+    ids = list(p.spec.submission.id_columns)
+    cols = [c for c in sample.columns if c not in ids]
+    kinds = structural_mutations(ids, cols) + value_mutations(p.spec.metric.name, cols)
+    must_fail = ALWAYS_INVALID | (set() if cid == QUEST else ID_MUTATIONS)
+    rng = np.random.default_rng(0)
+    problems = []
+    for i in range(FUZZ_PER_COMPETITION):
+        mutate = kinds[i % len(kinds)]
+        path = tmp_path / f"{i}.csv"
+        path.write_bytes(mutate(sample, rng))
+        report = grading.grade_submission(path, cid, p.data_dir)
+        if report.grader_error or (not report.valid_submission and not report.reason) or \
+                (mutate.__name__ in must_fail and report.valid_submission):
+            problems.append((mutate.__name__, report.valid_submission, report.reason))
+    assert not problems, problems[:5]
