@@ -777,3 +777,23 @@ def kl_divergence(y_true: pd.DataFrame, y_pred: pd.DataFrame, *, epsilon: float 
     with np.errstate(divide="ignore", invalid="ignore"):
         cells = np.where(y != 0, y * np.log(y / clipped), 0.0)
     return np.average(np.nansum(cells, axis=1))
+
+
+@metric("mean-angular-error", higher_is_better=False)
+def mean_angular_error(y_true: pd.DataFrame, y_pred: pd.DataFrame) -> float:
+    """Mean angle (radians) between true and predicted directions given as (azimuth, zenith) in radians
+    (icecube; the host's formula): unit vectors, their dot product clipped to [-1, 1], arccos, mean.
+
+    v1 needs both columns numeric (not booleans or texts) and finite.
+    """
+    for col in y_pred.columns:
+        values = y_pred[col]
+        if pd.api.types.is_bool_dtype(values) or not pd.api.types.is_numeric_dtype(values):
+            raise InvalidSubmission(f"column '{col}' must hold numbers")
+        if not np.isfinite(values.to_numpy(dtype=np.float64, na_value=np.nan)).all():
+            raise InvalidSubmission(f"column '{col}' has missing or infinite values")
+    t, p = _numeric(y_true, "answers"), y_pred.to_numpy(dtype=np.float64)
+    az1, zen1, az2, zen2 = t[:, 0], t[:, 1], p[:, 0], p[:, 1]
+    dot = np.sin(zen1) * np.sin(zen2) * (np.cos(az1) * np.cos(az2) + np.sin(az1) * np.sin(az2)) \
+        + np.cos(zen1) * np.cos(zen2)
+    return np.average(np.abs(np.arccos(np.clip(dot, -1, 1))))

@@ -369,3 +369,86 @@ def test_kl_divergence_by_hand():
     assert fn(votes, pd.DataFrame({"a": [0.0, 0.75], "b": [1.0, 0.25]})) == pytest.approx(0.0, abs=1e-12)
     with pytest.raises(InvalidSubmission):
         fn(votes, pd.DataFrame({"a": [0.5, 0.5], "b": [0.6, 0.5]}))
+
+
+# ---------------------------------------------------------------- icecube-neutrinos-in-deep-ice
+
+ICECUBE = "icecube-neutrinos-in-deep-ice"
+
+
+def make_icecube(raw: Path, rng: np.random.Generator) -> None:
+    meta, event_id = [], 24
+    order = rng.permutation(np.arange(1, 21))  # batches listed out of numeric order
+    (raw / "train").mkdir()
+    (raw / "test").mkdir()
+    for batch in order.tolist():
+        pulses, first = [], 0
+        for _ in range(3):
+            n = int(rng.integers(2, 5))
+            meta.append({"batch_id": batch, "event_id": event_id, "first_pulse_index": first,
+                         "last_pulse_index": first + n - 1, "azimuth": rng.uniform(0, 2 * np.pi),
+                         "zenith": rng.uniform(0, np.pi)})
+            pulses.append(pd.DataFrame({"event_id": event_id, "sensor_id": rng.integers(0, 5160, n).astype(np.int16),
+                                        "time": rng.integers(5000, 20000, n), "charge": rng.uniform(0.2, 3, n),
+                                        "auxiliary": rng.random(n) < 0.5}))
+            first, event_id = first + n, event_id + int(rng.integers(1, 9))
+        _parquet(pd.concat(pulses).set_index("event_id").reset_index(), raw / "train" / f"batch_{batch}.parquet")
+    _parquet(pd.DataFrame(meta), raw / "train_meta.parquet")
+    _parquet(pd.DataFrame(meta[:2]).drop(columns=["azimuth", "zenith"]).assign(batch_id=661), raw / "test_meta.parquet")
+    _parquet(pd.DataFrame({"event_id": [1], "sensor_id": [3], "time": [6000], "charge": [1.0], "auxiliary": [True]}),
+             raw / "test" / "batch_661.parquet")
+    pd.DataFrame({"sensor_id": range(5), "x": rng.uniform(-500, 500, 5), "y": rng.uniform(-500, 500, 5),
+                  "z": rng.uniform(-500, 500, 5)}).to_csv(raw / "sensor_geometry.csv", index=False)
+    _parquet(pd.DataFrame({"event_id": [2092], "azimuth": [1.0], "zenith": [1.0]}), raw / "sample_submission.parquet")
+
+
+def test_icecube(tmp_path, monkeypatch):
+    import pyarrow.parquet as pq
+
+    from hpc_mle.prepare import signals
+
+    monkeypatch.setattr(signals, "ICECUBE_ROWS_PER_READ", 7)  # several slices, as on the real file
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    make_icecube(probe, np.random.default_rng(0))
+    meta = pd.read_parquet(probe / "train_meta.parquet")
+    train_ids, test_ids = train_test_split(meta["batch_id"].unique(), test_size=0.1, random_state=0)
+    test = meta[meta["batch_id"].isin(test_ids)].reset_index(drop=True)
+    want_sample = float(METRICS["mean-angular-error"](test[["azimuth", "zenith"]],
+                                                      pd.DataFrame({"azimuth": [1] * len(test), "zenith": 1})))
+
+    p = run_checks(ICECUBE, make_icecube, tmp_path,
+                   public={"train_meta.parquet", "test_meta.parquet", "sensor_geometry.csv", "train", "test",
+                           "sample_submission.csv"},
+                   private={"test.csv"}, test_rows=len(test), sample_score=round(want_sample, 5), perfect_score=0.0)
+    pd.testing.assert_frame_equal(p.answers(), test[["event_id", "azimuth", "zenith"]])
+    assert (p.private / "test.csv").read_text() == test[["event_id", "azimuth", "zenith"]].to_csv(index=False)
+    pd.testing.assert_frame_equal(pd.read_parquet(p.public / "train_meta.parquet"),
+                                  meta[meta["batch_id"].isin(train_ids)].reset_index(drop=True))
+    pd.testing.assert_frame_equal(pd.read_parquet(p.public / "test_meta.parquet"),
+                                  test.drop(columns=["azimuth", "zenith"]))
+    assert pq.read_schema(p.public / "test_meta.parquet").names == ["batch_id", "event_id", "first_pulse_index",
+                                                                     "last_pulse_index"]
+    assert sorted(x.name for x in (p.public / "test").iterdir()) == sorted(f"batch_{b}.parquet" for b in test_ids)
+    assert len(list((p.public / "train").iterdir())) == len(train_ids)
+    assert (p.public / "sample_submission.csv").read_text().splitlines()[:2] == \
+        ["event_id,azimuth,zenith", f"{test['event_id'][0]},1,1"]
+
+    gold, subs = p.gold(), tmp_path / "subs2"
+    assert _grade(p, gold.iloc[::-1], subs).score == 0.0
+    for bad in (gold.assign(extra=1), gold.assign(azimuth=True), gold.assign(zenith="x"),
+                gold.assign(zenith=np.nan), gold.iloc[1:], gold.rename(columns={"zenith": "Zenith"})):
+        report = _grade(p, bad, subs)
+        assert not report.valid_submission and report.reason and not report.grader_error, report.reason
+    fuzz(p, tmp_path / "fuzz")
+
+
+def test_mean_angular_error_by_hand():
+    fn = METRICS["mean-angular-error"]
+    truth = pd.DataFrame({"azimuth": [0.0, 0.0], "zenith": [np.pi / 2, 0.0]})  # +x and +z
+    # +y (90 degrees from +x) and -z (180 degrees from +z): mean (pi/2 + pi) / 2
+    pred = pd.DataFrame({"azimuth": [np.pi / 2, 1.0], "zenith": [np.pi / 2, np.pi]})
+    assert fn(truth, pred) == pytest.approx(3 * np.pi / 4)
+    assert fn(truth, truth) == pytest.approx(0.0, abs=1e-7)
+    with pytest.raises(InvalidSubmission):
+        fn(truth, pred.assign(zenith=[np.inf, 0.0]))

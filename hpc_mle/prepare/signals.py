@@ -102,3 +102,59 @@ def hms_brain_activity(raw: Path, public: Path, private: Path) -> None:
         copy_files((f"{i}.parquet" for i in frame["eeg_id"].unique()), raw / "train_eegs", public / f"{part}_eegs")
         copy_files((f"{i}.parquet" for i in frame["spectrogram_id"].unique()), raw / "train_spectrograms",
                    public / f"{part}_spectrograms")
+
+
+# ---------------------------------------------------------------- icecube-neutrinos-in-deep-ice
+
+ICECUBE_ROWS_PER_READ = 1 << 21  # meta rows read at a time (train_meta.parquet has about 130 million)
+
+
+def icecube_neutrinos(raw: Path, public: Path, private: Path) -> None:
+    """10% of Kaggle's training batches (train_test_split of the unique batch_id values in order of first
+    appearance, random_state=0) become the test set; `train/batch_<n>.parquet` pulse files go to
+    public/train or public/test unread.
+
+    train_meta.parquet is streamed in slices, never held whole: public/train_meta.parquet and
+    public/test_meta.parquet (without azimuth and zenith) keep its columns and row order, and the
+    answers (event_id, azimuth, zenith) are appended to private/test.csv slice by slice. v1 wrote its
+    parquet files with fastparquet, whose bytes depend on the installed versions (upstream #58): ours are
+    written by pyarrow, so compare their content, not their checksums.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    meta = pq.ParquetFile(raw / "train_meta.parquet")
+    seen: dict[int, None] = {}
+    for piece in meta.iter_batches(batch_size=ICECUBE_ROWS_PER_READ, columns=["batch_id"]):
+        seen.update(dict.fromkeys(pc.unique(piece.column(0)).to_pylist()))
+    train_ids, test_ids = split(np.array(list(seen), dtype=np.int64))
+    train_set, test_set = pa.array(train_ids), pa.array(test_ids)
+
+    schema = meta.schema_arrow
+    test_schema = pa.schema([f for f in schema if f.name not in ("azimuth", "zenith")])
+    answers_path = private / "test.csv"
+    with pq.ParquetWriter(public / "train_meta.parquet", schema) as train_out, \
+            pq.ParquetWriter(public / "test_meta.parquet", test_schema) as test_out:
+        header = True
+        for piece in meta.iter_batches(batch_size=ICECUBE_ROWS_PER_READ):
+            table = pa.Table.from_batches([piece], schema=schema)
+            train_out.write_table(table.filter(pc.is_in(table["batch_id"], value_set=train_set)))
+            test = table.filter(pc.is_in(table["batch_id"], value_set=test_set))
+            test_out.write_table(test.select(test_schema.names))
+            answers = test.select(["event_id", "azimuth", "zenith"]).to_pandas()
+            answers.to_csv(answers_path, mode="w" if header else "a", header=header, index=False, lineterminator="\n")
+            header = False
+    answers = pd.read_csv(answers_path, usecols=["event_id"])
+    write_csv(answers.assign(azimuth=1, zenith=1), public / "sample_submission.csv")
+    del answers
+    shutil.copyfile(raw / "sensor_geometry.csv", public / "sensor_geometry.csv")
+    train_keep, test_keep = set(train_ids.tolist()), set(test_ids.tolist())
+    (public / "train").mkdir(exist_ok=True)
+    (public / "test").mkdir(exist_ok=True)
+    for batch_file in sorted((raw / "train").glob("*.parquet")):
+        batch_id = int(batch_file.stem.split("_")[-1])
+        if batch_id in train_keep:
+            shutil.copyfile(batch_file, public / "train" / batch_file.name)
+        elif batch_id in test_keep:
+            shutil.copyfile(batch_file, public / "test" / batch_file.name)
