@@ -96,6 +96,8 @@ class FilesSpec:
     sample_submission: str
     gold_submission: str | None = None
     public: tuple[str, ...] = ()
+    # For answers in JSON lines (`.jsonl`): the keys grading keeps from each record (empty: all of them).
+    answers_fields: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -247,6 +249,7 @@ def parse_spec(data: Any, file: Path) -> CompetitionSpec:
         sample_submission=f.get("sample_submission", str),
         gold_submission=f.get("gold_submission", str, None),
         public=f.strings("public", ()),
+        answers_fields=f.strings("answers_fields", ()),
     )
     f.done()
 

@@ -142,9 +142,24 @@ def load_answers(spec: CompetitionSpec, data_dir: str | os.PathLike | None = Non
     if not path.is_file():
         raise NotPrepared(f"{spec.id}: answers {path} are missing. Fix: run `hpc-mle prepare -c {spec.id}`"
                           + (f" --data-dir {data_dir}" if data_dir else ""))
+    if path.suffix.lower() == ".jsonl":
+        return _jsonl_answers_cached(str(path), path.stat().st_mtime_ns, spec.files.answers_fields)
     if path.suffix.lower() != ".csv":
         raise NotPrepared(f"{spec.id}: answers {path} are not CSV; this grader is not implemented yet")
     return _answers_cached(str(path), path.stat().st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=2)
+def _jsonl_answers_cached(path: str, mtime_ns: int, fields: tuple[str, ...]) -> pd.DataFrame:
+    """JSON-lines answers (tensorflow2-QA's test.jsonl), one record per line, values as JSON gives
+    them (ids stay text, as v1's `load_answers` read them); only `fields` kept when the spec names them."""
+    rows = []
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                record = json.loads(line)
+                rows.append({k: record.get(k) for k in fields} if fields else record)
+    return pd.DataFrame.from_records(rows, columns=list(fields) or None)
 
 
 @functools.lru_cache(maxsize=64)

@@ -797,3 +797,62 @@ def mean_angular_error(y_true: pd.DataFrame, y_pred: pd.DataFrame) -> float:
     dot = np.sin(zen1) * np.sin(zen2) * (np.cos(az1) * np.cos(az2) + np.sin(az1) * np.sin(az2)) \
         + np.cos(zen1) * np.cos(zen2)
     return np.average(np.abs(np.arccos(np.clip(dot, -1, 1))))
+
+
+
+def _nq_answer(pred: str, row: int):
+    """A tensorflow2-QA prediction as v1 parsed it: (start, end) from "start:end", or YES, NO, ""."""
+    if ":" in pred and len(pred.split(":")) == 2:
+        start, end = pred.split(":")
+        try:
+            return int(start), int(end)
+        except ValueError:
+            raise InvalidSubmission(f"row {row}: {pred!r} is not 'start_token:end_token' with whole numbers") from None
+    if pred in ("YES", "NO", ""):
+        return pred
+    raise InvalidSubmission(f"row {row}: {pred!r} is not 'start:end', YES, NO or empty")
+
+
+@metric("answer-presence-micro-f1", higher_is_better=True)
+def answer_presence_micro_f1(y_true: pd.DataFrame, y_pred: pd.DataFrame) -> float:
+    """tensorflow2-QA as v1 grades it: micro-F1 of "answered" flags over two rows per example (= accuracy).
+
+    `y_true` holds the answer records (`example_id`, `annotations`), `y_pred` the submission
+    (`example_id` = `<id>_long` / `<id>_short`, `PredictionString`). Per row, the prediction is 1 when
+    non-empty; the truth is 1 when a non-empty prediction is one of the valid answers (long: the long
+    answer's span; short: every short span, plus YES/NO), or when an empty prediction leaves a valid
+    answer unanswered. Only the first annotation counts. With binary labels scikit-learn's micro-F1
+    (v1) equals the share of rows where both flags agree; the value is the same NumPy float.
+    """
+    if len(y_pred) != 2 * len(y_true):
+        raise InvalidSubmission(f"has {len(y_pred)} rows, expected {2 * len(y_true)} (a _long and a _short row "
+                                "per example)")
+    sub = y_pred.astype(object).fillna("").astype(str)  # as v1: empty cells are empty answers, all text
+    annotations = {str(eid): ann[0] for eid, ann in zip(y_true["example_id"], y_true["annotations"], strict=True)}
+    expected = {f"{eid}{suffix}" for eid in annotations for suffix in ("_long", "_short")}
+    ids = sub["example_id"].tolist()
+    if set(ids) != expected:
+        unknown = sorted(set(ids) - expected)[:1] or sorted(expected - set(ids))[:1]
+        raise InvalidSubmission(f"example_ids must be each test example's <id>_long and <id>_short; e.g. {unknown[0]!r}"
+                                " is extra or missing")
+    if len(set(ids)) != len(ids):
+        raise InvalidSubmission("example_ids are not unique")
+    agree = 0
+    for row, (sample_id, raw) in enumerate(zip(ids, sub["PredictionString"].tolist(), strict=True)):
+        pred = _nq_answer(raw.strip(), row)
+        if sample_id.endswith("_long"):
+            ann = annotations[sample_id.split("_long")[0]]
+            span = ann["long_answer"]
+            valid = [(int(span["start_token"]), int(span["end_token"]))] if span["start_token"] != -1 else []
+        elif sample_id.endswith("_short"):
+            ann = annotations[sample_id.split("_short")[0]]
+            valid = [(int(s["start_token"]), int(s["end_token"])) for s in ann["short_answers"]]
+            if ann["yes_no_answer"] != "NONE":
+                valid.append(ann["yes_no_answer"])
+        else:  # unreachable once the id set matched; v1 checks it here
+            raise InvalidSubmission(f"example_id {sample_id!r} does not end with '_long' or '_short'")
+        flag = 1 if raw.strip() else 0
+        truth = (1 if pred in valid else 0) if pred else (1 if valid else 0)
+        agree += truth == flag
+    n = len(ids)
+    return float(np.float64(2 * agree) / np.float64(2 * n))  # v1: 2·TP / (2·TP + FP + FN) over both classes

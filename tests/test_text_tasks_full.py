@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from lite_support import Prepared, run_checks
+from lite_support import Prepared, check_grading, check_layout, prepare_from_raw, run_checks
 from test_fuzz_grading import structural_mutations
 
 from hpc_mle import grading
@@ -474,3 +474,102 @@ def test_mean_levenshtein_by_hand():
     # kitten -> sitting = 3; "a b c" -> "a c" = 2; Zürich -> Zurich = 1 (one code point): mean 2
     assert lev(truth, pd.DataFrame({"s": ["sitting", "a c", "Zurich"]})) == 2.0
     assert _levenshtein("kitten", "sitting") == 3
+
+
+# ---------------------------------------------------------------- tensorflow2-question-answering
+
+NQ_LINES, NQ_CHUNK = 50, 20
+
+
+def _nq_record(rng: np.random.Generator, k: int) -> dict:
+    tokens = ["<P>"] + list(rng.choice(["The", "river", "flows", "north", "«quoted»", "1,200", "km", "."], size=30)) \
+        + ["</P>", "<Table>", "x", "</Table>"]
+    candidates = [{"start_token": 0, "end_token": 32, "top_level": True},
+                  {"start_token": 32, "end_token": 35, "top_level": True}]
+    kind = k % 4
+    long = candidates[k % 2] if kind else {"start_token": -1, "end_token": -1, "candidate_index": -1}
+    short = [{"start_token": 3, "end_token": 5}] if kind == 1 else []
+    if kind == 3:
+        short = [{"start_token": 2, "end_token": 3}, {"start_token": 7, "end_token": 9}]
+    return {
+        "document_text": " ".join(tokens),
+        "long_answer_candidates": candidates,
+        "question_text": f"where does the river {k} flow",
+        "annotations": [{"yes_no_answer": "YES" if kind == 2 else "NONE", "long_answer": long,
+                         "short_answers": short, "annotation_id": int(rng.integers(1 << 60))}],
+        "document_url": f"https://en.wikipedia.org//w/index.php?title=River_{k}",
+        "example_id": int(rng.integers(-(1 << 62), 1 << 62)),
+    }
+
+
+def make_nq(raw: Path, rng: np.random.Generator) -> None:
+    with open(raw / "simplified-nq-train.jsonl", "w") as fh:
+        for k in range(NQ_LINES):
+            fh.write(json.dumps(_nq_record(rng, k)) + "\n")
+    with open(raw / "simplified-nq-test.jsonl", "w") as fh:
+        record = _nq_record(rng, 0)
+        fh.write(json.dumps({k: record[k] for k in text_tasks.TF2QA_TEST_KEYS + ["document_url"]}) + "\n")
+    pd.DataFrame({"example_id": ["1_long", "1_short"], "PredictionString": ""}).to_csv(
+        raw / "sample_submission.csv", index=False)
+
+
+def test_tensorflow2_question_answering(tmp_path, monkeypatch):
+    monkeypatch.setattr(text_tasks, "TF2QA_CHUNK", NQ_CHUNK)
+    expect = tmp_path / "expect"
+    expect.mkdir()
+    make_nq(expect, np.random.default_rng(0))
+    records = [json.loads(line) for line in (expect / "simplified-nq-train.jsonl").read_text().splitlines()]
+    test_ids = []  # v1 splits every chunk on its own
+    for start in range(0, NQ_LINES, NQ_CHUNK):
+        chunk = pd.DataFrame({"example_id": [str(r["example_id"]) for r in records[start:start + NQ_CHUNK]]})
+        test_ids += common.split(chunk)[1]["example_id"].tolist()
+    by_id = {str(r["example_id"]): r["annotations"][0] for r in records}
+
+    def has_answer(ann: dict, part: str) -> bool:
+        if part == "long":
+            return ann["long_answer"]["start_token"] != -1
+        return bool(ann["short_answers"]) or ann["yes_no_answer"] != "NONE"
+
+    sample_expected = np.mean([not has_answer(by_id[i], part) for i in test_ids for part in ("short", "long")])
+
+    data_dir = tmp_path / "data"
+    p = prepare_from_raw("tensorflow2-question-answering", make_nq, data_dir)
+    check_layout(p, {"simplified-nq-train.jsonl", "simplified-nq-test.jsonl", "sample_submission.csv"},
+                 {"test.jsonl", "gold_submission.csv"})
+    answers = [json.loads(line) for line in (p.private / "test.jsonl").read_text().splitlines()]
+    assert [a["example_id"] for a in answers] == test_ids  # ids as text, in the split's order
+    public_test = [json.loads(line) for line in (p.public / "simplified-nq-test.jsonl").read_text().splitlines()]
+    assert [sorted(r) for r in public_test] == [sorted(text_tasks.TF2QA_TEST_KEYS)] * len(test_ids)
+    public_train = (p.public / "simplified-nq-train.jsonl").read_text()
+    assert not any(f'"example_id":"{i}"' in public_train for i in test_ids)
+    assert len(public_train.splitlines()) == NQ_LINES - len(test_ids)
+    gold = p.gold()
+    assert gold["example_id"].tolist() == [f"{i}{s}" for i in test_ids for s in ("_short", "_long")]
+    check_grading(p, tmp_path / "subs", sample_score=grading.round_score(sample_expected), perfect_score=1.0)
+
+    subs = tmp_path / "more"
+    subs.mkdir()
+    gold = gold.astype({"PredictionString": object})
+    # Every short row answered YES: right only where YES is the answer; rows pair by id, not position.
+    yes = gold.copy()
+    short = yes["example_id"].str.endswith("_short")
+    yes.loc[short, "PredictionString"] = "YES"
+    right = [by_id[i]["yes_no_answer"] == "YES" for i in test_ids] + \
+            [True] * len(test_ids)  # the long rows stay gold
+    assert _grade(p, yes.iloc[::-1], subs).score == grading.round_score(np.mean(right))
+    for bad, reason in (("3-5", "is not 'start:end'"), ("a:b", "whole numbers"), ("yes", "is not 'start:end'")):
+        broken_one = gold.copy()
+        broken_one.loc[0, "PredictionString"] = bad
+        report = _grade(p, broken_one, subs)
+        assert not report.valid_submission and reason in report.reason and not report.grader_error, report.reason
+    dup = gold.copy()
+    dup.loc[1, "example_id"] = dup.loc[0, "example_id"]
+    assert not _grade(p, dup, subs).valid_submission
+    assert "rows, expected" in _grade(p, gold.iloc[:-1], subs).reason
+    # v1's validator read the answers with read_csv, which cannot give the records its grader needs.
+    try:
+        as_csv = pd.read_csv(p.private / "test.jsonl")
+        assert "annotations" not in as_csv.columns
+    except (pd.errors.ParserError, ValueError):
+        pass
+    _fuzz(p, subs)

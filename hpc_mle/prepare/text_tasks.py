@@ -245,3 +245,57 @@ def billion_word_imputation(raw: Path, public: Path, private: Path) -> None:
     if lines != BILLION_WORD_LINES:
         raise ValueError(f"train_v2.txt has {lines} lines; v1 reads exactly {BILLION_WORD_LINES}. "
                          "Fix: delete the raw folder and download the competition again.")
+
+
+# ---------------------------------------------------------------- tensorflow2-question-answering
+
+TF2QA_CHUNK = 1_000  # v1 splits each chunk of 1,000 lines on its own; a module constant for tests
+TF2QA_TEST_KEYS = ["example_id", "question_text", "document_text", "long_answer_candidates"]
+
+
+def _nq_gold_rows(example_id: str, annotations: list) -> list[dict]:
+    """v1's gold rows of one test example: the short answer first, then the long one."""
+    if len(annotations) != 1:
+        raise ValueError(f"example {example_id} has {len(annotations)} annotations; v1 expects exactly one")
+    ann = annotations[0]
+    if ann["yes_no_answer"] != "NONE":
+        short = ann["yes_no_answer"]
+    elif len(ann["short_answers"]) > 0:
+        short = f"{ann['short_answers'][0]['start_token']}:{ann['short_answers'][0]['end_token']}"
+    else:
+        short = ""
+    span = ann["long_answer"]
+    long = f"{span['start_token']}:{span['end_token']}" if span["start_token"] != -1 else ""
+    return [{"example_id": f"{example_id}_short", "PredictionString": short},
+            {"example_id": f"{example_id}_long", "PredictionString": long}]
+
+
+def tensorflow2_question_answering(raw: Path, public: Path, private: Path) -> None:
+    """10% of each 1,000-line chunk of simplified-nq-train.jsonl is test, as v1 splits it.
+
+    Chunks are read with pandas' `read_json(lines=True, chunksize=1000)`, ids cast to text, split with
+    `train_test_split(test_size=0.1, random_state=0)` and appended with `to_json(lines=True)`, so the
+    files match v1's bytes and memory stays at one chunk. `private/test.jsonl` keeps whole test records
+    (the answers); the public test keeps id, question, document and long-answer candidates. The gold
+    submission (first short answer or YES/NO, and the long answer, per example) is private; the sample
+    submission has the same ids with empty predictions.
+    """
+    source = require_raw(raw / "simplified-nq-train.jsonl")
+    gold_rows: list[dict] = []
+    with (
+        open(public / "simplified-nq-train.jsonl", "w", encoding="utf-8") as train_out,
+        open(private / "test.jsonl", "w", encoding="utf-8") as answers_out,
+        open(public / "simplified-nq-test.jsonl", "w", encoding="utf-8") as test_out,
+        pd.read_json(source, orient="records", lines=True, chunksize=TF2QA_CHUNK) as chunks,
+    ):
+        for chunk in chunks:
+            chunk["example_id"] = chunk["example_id"].astype(str)
+            train, test = split(chunk)
+            train_out.write(train.to_json(orient="records", lines=True))
+            answers_out.write(test.to_json(orient="records", lines=True))
+            test_out.write(test[TF2QA_TEST_KEYS].to_json(orient="records", lines=True))
+            for example_id, annotations in zip(test["example_id"], test["annotations"], strict=True):
+                gold_rows.extend(_nq_gold_rows(example_id, annotations))
+    gold = pd.DataFrame(gold_rows, columns=["example_id", "PredictionString"])
+    write_csv(gold, private / "gold_submission.csv")
+    write_csv(gold.assign(PredictionString=""), public / "sample_submission.csv")
