@@ -856,3 +856,28 @@ def answer_presence_micro_f1(y_true: pd.DataFrame, y_pred: pd.DataFrame) -> floa
         agree += truth == flag
     n = len(ids)
     return float(np.float64(2 * agree) / np.float64(2 * n))  # v1: 2·TP / (2·TP + FP + FN) over both classes
+
+
+def _int_sequences(series: pd.Series, what: str) -> list[list[int]]:
+    """Cells as v1 read them (`astype(str)`, so a missing cell is "nan"), split on whitespace into ints."""
+    out = []
+    for row, text in enumerate(str(v) for v in series.tolist()):  # pandas 3's astype(str) keeps NaN missing
+        try:
+            out.append([int(tok) for tok in text.split()])
+        except ValueError:
+            raise InvalidSubmission(f"{what} row {row}: 'Sequence' must be whole numbers separated by spaces, "
+                                    f"got {text[:40]!r}") from None
+    return out
+
+
+@metric("levenshtein-error-rate", higher_is_better=False)
+def levenshtein_error_rate(y_true: pd.DataFrame, y_pred: pd.DataFrame) -> float:
+    """Sum over rows of the edit distance between the true and predicted integer sequences (tokens,
+    not characters), divided by the total length of the true sequences (multi-modal-gesture v1)."""
+    from rapidfuzz.distance import Levenshtein
+
+    truth = _int_sequences(_single(y_true), "answers")
+    preds = _int_sequences(_single(y_pred), "submission")
+    total = np.sum([Levenshtein.distance(t, p) for t, p in zip(truth, preds, strict=True)])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.int64(total) / sum(len(t) for t in truth)

@@ -452,3 +452,122 @@ def test_mean_angular_error_by_hand():
     assert fn(truth, truth) == pytest.approx(0.0, abs=1e-7)
     with pytest.raises(InvalidSubmission):
         fn(truth, pred.assign(zenith=[np.inf, 0.0]))
+
+
+# ---------------------------------------------------------------- multi-modal-gesture-recognition
+
+GESTURE = "multi-modal-gesture-recognition"
+
+
+def _empty_7z() -> bytes:
+    """A valid empty 7z archive: the signature header with no next header (what 7-Zip writes for nothing)."""
+    import struct
+    import zlib
+
+    tail = struct.pack("<QQI", 0, 0, 0)
+    return b"7z\xbc\xaf\x27\x1c\x00\x04" + struct.pack("<I", zlib.crc32(tail)) + tail
+
+
+def _tar_gz(path: Path, members: dict[str, bytes]) -> None:
+    import io
+    import tarfile
+
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+
+def _gesture_sample(number: int, labels: list[int]) -> bytes:
+    """A SampleNNNNN.zip as Kaggle ships it: a .mat data file (with the labels, the leak) and a CSV."""
+    import io
+    import zipfile
+
+    import scipy.io
+
+    mat = io.BytesIO()
+    scipy.io.savemat(mat, {"Video": {"NumFrames": 10, "Labels": np.array(labels, dtype=np.int32)}})
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as zf:
+        zf.writestr(f"Sample{number:05d}_data.mat", mat.getvalue())
+        zf.writestr(f"Sample{number:05d}_labels.csv", "\n".join(f"{g},1,10" for g in labels))
+    return out.getvalue()
+
+
+def make_gesture(raw: Path, rng: np.random.Generator) -> None:
+    numbers = list(range(1, 31))
+    sequences = {n: rng.choice(np.arange(1, 21), size=int(rng.integers(1, 5)), replace=False).tolist() for n in numbers}
+    order = rng.permutation(numbers).tolist()  # training.csv is not in id order
+    pd.DataFrame({"Id": [f"{n:04d}" for n in order],
+                  "Sequence": [" ".join(map(str, sequences[n])) for n in order]}).to_csv(raw / "training.csv", index=False)
+    groups = {"training1.tar.gz": numbers[:8], "training2.tar.gz": numbers[8:16], "training3.tar.gz": numbers[16:22],
+              "training4.tar.gz": numbers[22:]}
+    for archive, members in groups.items():
+        _tar_gz(raw / archive, {f"Sample{n:05d}.zip": _gesture_sample(n, sequences[n]) for n in members})
+    for k in (1, 2, 3):
+        _tar_gz(raw / f"validation{k}.tar.gz", {f"Sample{400 + k:05d}.zip": _gesture_sample(400 + k, [])})
+    (raw / "devel01-40.7z").write_bytes(_empty_7z())
+    (raw / "valid_all_files_combined.7z").write_bytes(_empty_7z())
+    import zipfile
+
+    with zipfile.ZipFile(raw / "sample_code_mmrgc.zip", "w") as zf:
+        zf.writestr("main.m", "% sample code\n")
+    pd.DataFrame({"Id": ["0410"], "Sequence": ["1 2 3"]}).to_csv(raw / "randomPredictions.csv", index=False)
+    pd.DataFrame({"Id": ["0410"]}).to_csv(raw / "test.csv", index=False)
+
+
+def test_gesture(tmp_path):
+    import random
+
+    public = {"training.csv", "test.csv", "randomPredictions.csv", "test.tar.gz", "training1.tar.gz",
+              "training2.tar.gz", "training3.tar.gz", "validation1.tar.gz", "validation2.tar.gz",
+              "validation3.tar.gz", "devel01-40.7z", "valid_all_files_combined.7z", "sample_code_mmrgc.zip"}
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    make_gesture(probe, np.random.default_rng(0))
+    training = pd.read_csv(probe / "training.csv", dtype=str)
+    test_ids = [f"{n:04d}" for n in range(23, 31)]
+    answers = training[training["Id"].isin(test_ids)]
+    random.seed(0)
+    orders = [" ".join(str(x) for x in random.sample(range(1, 21), 20)) for _ in test_ids]
+    by_id = dict(zip(test_ids, orders, strict=True))
+    truth = [list(map(int, s.split())) for s in answers["Sequence"]]
+    guess = [list(map(int, by_id[i].split())) for i in answers["Id"]]
+    from rapidfuzz.distance import Levenshtein
+
+    sample_score = round(sum(Levenshtein.distance(t, g) for t, g in zip(truth, guess, strict=True))
+                         / sum(map(len, truth)), 5)
+
+    p = run_checks(GESTURE, make_gesture, tmp_path, public=public, private={"test.csv"}, test_rows=8,
+                   sample_score=sample_score, perfect_score=0.0)
+    private_text = (p.private / "test.csv").read_text()
+    assert private_text == answers.to_csv(index=False)  # zero-padded ids, training.csv's row order
+    assert (p.public / "test.csv").read_text().split() == ["Id", *test_ids]
+    assert pd.read_csv(p.public / "randomPredictions.csv", dtype=str)["Sequence"].tolist() == orders
+    assert len(pd.read_csv(p.public / "training.csv")) == 22
+    raw = p.data_dir / GESTURE / "raw"
+    assert (p.public / "test.tar.gz").read_bytes() == (raw / "training4.tar.gz").read_bytes()
+
+    gold, subs = p.gold(), tmp_path / "subs2"
+    assert _grade(p, gold.iloc[::-1], subs).score == 0.0
+    padded = gold.assign(Id=[f"{i:04d}" for i in gold["Id"]])
+    assert _grade(p, padded, subs).score == 0.0
+    one_off = gold.copy()
+    one_off.loc[0, "Sequence"] = str(one_off.loc[0, "Sequence"]) + " 20"
+    assert _grade(p, one_off, subs).score == round(1 / sum(map(len, truth)), 5)
+    for bad in (gold.assign(Sequence="1, 2"), gold.assign(Sequence=np.nan), gold.assign(Sequence=1.5), gold.iloc[1:]):
+        report = _grade(p, bad, subs)
+        assert not report.valid_submission and report.reason and not report.grader_error, report.reason
+    fuzz(p, tmp_path / "fuzz")
+
+
+def test_levenshtein_error_rate_by_hand():
+    fn = METRICS["levenshtein-error-rate"]
+    truth = pd.DataFrame({"Sequence": ["1 2 3", "4 5"]})
+    # "1 3": one deletion; "4 5 6": one insertion; 2 edits over 5 true gestures
+    assert fn(truth, pd.DataFrame({"Sequence": ["1 3", "4 5 6"]})) == pytest.approx(0.4)
+    # tokens, not characters: 10 vs 1 is one substitution
+    assert fn(pd.DataFrame({"Sequence": ["10 2"]}), pd.DataFrame({"Sequence": ["1 2"]})) == pytest.approx(0.5)
+    with pytest.raises(InvalidSubmission):
+        fn(truth, pd.DataFrame({"Sequence": ["1 x", "4"]}))

@@ -9,7 +9,7 @@ Signal files are copied one at a time; no preparer here holds more than its inde
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
+from pathlib import Path, PurePath
 
 import numpy as np
 import pandas as pd
@@ -158,3 +158,47 @@ def icecube_neutrinos(raw: Path, public: Path, private: Path) -> None:
             shutil.copyfile(batch_file, public / "train" / batch_file.name)
         elif batch_id in test_keep:
             shutil.copyfile(batch_file, public / "test" / batch_file.name)
+
+
+# ---------------------------------------------------------------- multi-modal-gesture-recognition
+
+GESTURE_PUBLIC_ARCHIVES = ("training1.tar.gz", "training2.tar.gz", "training3.tar.gz", "validation1.tar.gz",
+                           "validation2.tar.gz", "validation3.tar.gz", "devel01-40.7z",
+                           "valid_all_files_combined.7z", "sample_code_mmrgc.zip")
+
+
+def _top_level_zips(archive: Path) -> list[str]:
+    """Names of the `.zip` files at the top level of a tar archive, read from its index (not unpacked)."""
+    import tarfile
+    from pathlib import PurePosixPath
+
+    with tarfile.open(archive) as tar:
+        names = [PurePosixPath(m.name) for m in tar.getmembers() if m.isfile()]
+    return [n.name for n in names if n.suffix == ".zip" and str(n.parent) in ("", ".")]
+
+
+def multi_modal_gesture(raw: Path, public: Path, private: Path) -> None:
+    """Kaggle's fourth training archive becomes the test set (public/test.tar.gz, unchanged).
+
+    Its samples (`SampleNNNNN.zip`, id = the last four digits) leave training.csv for private/test.csv;
+    public/test.csv lists the sorted ids, and randomPredictions.csv gives each a random order of the
+    gestures 1-20 (Python's `random.seed(0)`). The other archives are copied as they are. As in v1, the
+    test archive keeps each sample's labels inside its .mat file (a known leak, upstream #77).
+    """
+    import random
+
+    test_ids = sorted(PurePath(name).stem[-4:] for name in _top_level_zips(raw / "training4.tar.gz"))
+    training = read_csv(raw / "training.csv", dtype={"Id": str, "Sequence": str})
+    is_test = training["Id"].isin(test_ids)
+    if int(is_test.sum()) != len(test_ids):
+        raise ValueError(f"{raw / 'training.csv'}: {int(is_test.sum())} rows match the {len(test_ids)} samples "
+                         f"of training4.tar.gz (v1 requires one each)")
+    write_csv(training[~is_test], public / "training.csv")
+    write_csv(training[is_test], private / "test.csv")
+    write_csv(pd.DataFrame({"Id": test_ids}), public / "test.csv")
+    rng = random.Random(0)
+    orders = [" ".join(str(x) for x in rng.sample(range(1, 21), 20)) for _ in test_ids]
+    write_csv(pd.DataFrame({"Id": test_ids, "Sequence": orders}), public / "randomPredictions.csv")
+    shutil.copyfile(raw / "training4.tar.gz", public / "test.tar.gz")
+    for name in GESTURE_PUBLIC_ARCHIVES:
+        shutil.copyfile(raw / name, public / name)
