@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from lite_support import Prepared, check_grading, check_layout, prepare_from_raw, run_checks
-from test_fuzz_grading import structural_mutations
+from test_fuzz_grading import mutations_for
 
 from hpc_mle import grading
 from hpc_mle.prepare import common, text_tasks
@@ -28,20 +28,18 @@ def _grade(p: Prepared, frame: pd.DataFrame, tmp: Path, name: str = "sub.csv") -
     return grading.grade_submission(path, p.spec.id, p.data_dir)
 
 
-def _fuzz(p: Prepared, tmp: Path, rounds: int = 40) -> None:
-    """Structural damage to the sample submission: always invalid with a reason, never a grader error."""
+def _fuzz(p: Prepared, tmp: Path, rounds: int = 42) -> None:
+    """The fuzz test's mutations of the sample submission (structural, and values where the metric's
+    type refuses them): always invalid with a reason, never a grader error."""
     sample = pd.read_csv(p.sample_path())
-    ids = list(p.spec.submission.id_columns)
-    cols = grading.scored_columns(p.spec, p.answers())
-    kinds = structural_mutations(ids, cols)
-    rng = np.random.default_rng(0)
-    for i in range(rounds):
-        mutate = kinds[i % len(kinds)]
+    cols = list(p.spec.submission.answer_columns)
+    for i, (kind, content) in enumerate(mutations_for(p.spec, sample, cols)):
+        if i == rounds:
+            break
         path = tmp / f"fuzz{i}.csv"
-        path.write_bytes(mutate(sample, rng))
+        path.write_bytes(content)
         report = grading.grade_submission(path, p.spec.id, p.data_dir)
-        assert not report.valid_submission and report.reason and not report.grader_error, (mutate.__name__,
-                                                                                              report.reason)
+        assert not report.valid_submission and report.reason and not report.grader_error, (kind, report.reason)
 
 
 def _sentences(rng: np.random.Generator, n: int, vocab: list[str]) -> list[str]:
