@@ -881,3 +881,49 @@ def levenshtein_error_rate(y_true: pd.DataFrame, y_pred: pd.DataFrame) -> float:
     total = np.sum([Levenshtein.distance(t, p) for t, p in zip(truth, preds, strict=True)])
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.int64(total) / sum(len(t) for t in truth)
+
+
+HAVERSINE_RADIUS_M = 6_371_000
+
+
+@metric("mean-haversine-p50-p95", higher_is_better=False)
+def mean_haversine_p50_p95(y_true: pd.DataFrame, y_pred: pd.DataFrame, *, trip_column: str = "tripId",
+                           lat_column: str = "LatitudeDegrees", lng_column: str = "LongitudeDegrees") -> float:
+    """smartphone-decimeter v1 (row order `by-metric`): per trip (in order of first appearance in the
+    answers), haversine distances in metres between the answers' rows and the submission's rows of that
+    trip, paired by position in each file; the trip scores the mean of the distances' 50th and 95th
+    percentiles (linear), and the score is the mean over trips.
+
+    v1 needs as many rows as the answers overall and per trip; it never compares UnixTimeMillis. A
+    missing coordinate makes the score NaN (valid in v1, no medal).
+    """
+    if len(y_pred) != len(y_true):
+        raise InvalidSubmission(f"has {len(y_pred)} rows, expected {len(y_true)}")
+    coords = {}
+    for col in (lat_column, lng_column):
+        values = y_pred[col]
+        if not (pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)):
+            numbers = pd.to_numeric(values, errors="coerce")
+            bad = numbers.isna() & values.notna()
+            if bad.any():
+                raise InvalidSubmission(f"column '{col}' must be numeric; found {values[bad].iloc[0]!r}")
+            values = numbers
+        coords[col] = values.to_numpy(dtype=np.float64, na_value=np.nan)
+    pred_trips = y_pred[trip_column].to_numpy(dtype=object)
+    true_trips = y_true[trip_column].to_numpy(dtype=object)
+    scores, wrong = [], 0
+    for trip in pd.unique(true_trips):
+        t_rows, p_rows = true_trips == trip, pred_trips == trip
+        if t_rows.sum() != p_rows.sum():
+            wrong += 1
+            continue
+        lat1, lng1 = np.deg2rad(coords[lat_column][p_rows]), np.deg2rad(coords[lng_column][p_rows])
+        lat2 = np.deg2rad(y_true[lat_column].to_numpy(dtype=np.float64)[t_rows])
+        lng2 = np.deg2rad(y_true[lng_column].to_numpy(dtype=np.float64)[t_rows])
+        a = np.sin((lat2 - lat1) / 2) ** 2 + np.cos(lat1) * np.cos(lat2) * np.sin((lng2 - lng1) / 2) ** 2
+        d = 2 * HAVERSINE_RADIUS_M * np.arcsin(np.sqrt(a))
+        scores.append(np.mean([np.quantile(d, 0.50), np.quantile(d, 0.95)]))
+    if wrong:
+        raise InvalidSubmission(f"{wrong} trip(s) have a different number of rows than the test set's "
+                                f"(one row per answer row of each tripId)")
+    return np.mean(scores)

@@ -571,3 +571,110 @@ def test_levenshtein_error_rate_by_hand():
     assert fn(pd.DataFrame({"Sequence": ["10 2"]}), pd.DataFrame({"Sequence": ["1 2"]})) == pytest.approx(0.5)
     with pytest.raises(InvalidSubmission):
         fn(truth, pd.DataFrame({"Sequence": ["1 x", "4"]}))
+
+
+# ---------------------------------------------------------------- smartphone-decimeter-2022
+
+PHONE = "smartphone-decimeter-2022"
+
+
+def make_smartphone(raw: Path, rng: np.random.Generator) -> None:
+    drives = [f"2021-{m:02d}-{d:02d}-US-MTV-1" for m, d in ((1, 4), (3, 16), (4, 2), (4, 22), (5, 13), (7, 19),
+                                                               (8, 24), (12, 7))]
+    drives += ["2021-4-2-US-SJC-2", "2022-01-11-US-LAX-3", "2022-01-11-US-LAX-4", "2022-02-08-US-SJC-1"]
+    for k, drive in enumerate(drives):
+        for phone in (["GooglePixel4", "GooglePixel4XL"] if k % 3 == 0 else ["SamsungGalaxyS20Ultra"]):
+            folder = raw / "train" / drive / phone
+            (folder / "supplemental").mkdir(parents=True)
+            n = int(rng.integers(3, 7))
+            times = 1273608785432 + 1000 * np.arange(n)
+            lat, lng = 37.4 + rng.normal(0, 0.01, n), -122.1 + rng.normal(0, 0.01, n)
+            pd.DataFrame({"MessageType": "Fix", "Provider": "GT", "LatitudeDegrees": lat, "LongitudeDegrees": lng,
+                          "AltitudeMeters": rng.uniform(0, 50, n), "SpeedMps": rng.uniform(0, 30, n),
+                          "AccuracyMeters": 0.1, "BearingDegrees": rng.uniform(0, 360, n),
+                          "UnixTimeMillis": times}).to_csv(folder / "ground_truth.csv", index=False)
+            pd.DataFrame({"utcTimeMillis": times, "Svid": rng.integers(1, 32, n),
+                          "WlsPositionXEcefMeters": rng.normal(-2.7e6, 10, n)}).to_csv(folder / "device_gnss.csv",
+                                                                                         index=False)
+            pd.DataFrame({"MessageType": "UncalAccel", "utcTimeMillis": times,
+                          "MeasurementX": rng.normal(0, 1, n)}).to_csv(folder / "device_imu.csv", index=False)
+            (folder / "supplemental" / "span_log.nmea").write_text(
+                "".join(f"$GPGGA,{t},{la:.8f},N,{-lo:.8f},W,4,*00\n" for t, la, lo in zip(times, lat, lng, strict=True)))
+    (raw / "metadata").mkdir()
+    (raw / "metadata" / "accumulated_delta_range_error.csv").write_text("Phone,Year\nGooglePixel4,2021\n")
+    test_trip = raw / "test" / "2022-04-25-US-OAK-1" / "GooglePixel4"
+    test_trip.mkdir(parents=True)
+    (test_trip / "device_gnss.csv").write_text("utcTimeMillis,Svid\n1,2\n")
+    pd.DataFrame({"tripId": ["2022-04-25-US-OAK-1-GooglePixel4"], "UnixTimeMillis": [1], "LatitudeDegrees": [37.5],
+                  "LongitudeDegrees": [-122.2]}).to_csv(raw / "sample_submission.csv", index=False)
+
+
+def test_smartphone(tmp_path):
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    make_smartphone(probe, np.random.default_rng(0))
+    drives = sorted(p.name for p in (probe / "train").iterdir())
+    dates = sorted({"-".join(f"{int(x):02d}" if i else x for i, x in enumerate(d.split("-")[:3])) for d in drives})
+    _, test_dates = train_test_split(dates, test_size=0.1, random_state=0)
+    test_drives = [d for d in drives if "-".join(f"{int(x):02d}" if i else x
+                                                  for i, x in enumerate(d.split("-")[:3])) in test_dates]
+    frames = []
+    for drive in test_drives:
+        for phone in sorted(p.name for p in (probe / "train" / drive).iterdir()):
+            gt = pd.read_csv(probe / "train" / drive / phone / "ground_truth.csv")
+            frames.append(gt.assign(tripId=f"{drive}-{phone}")[["tripId", "UnixTimeMillis", "LatitudeDegrees",
+                                                                   "LongitudeDegrees"]])
+    answers = pd.concat(frames, ignore_index=True)
+
+    def haversine(lat1, lng1, lat2, lng2):
+        lat1, lng1, lat2, lng2 = map(np.deg2rad, (lat1, lng1, lat2, lng2))
+        a = np.sin((lat2 - lat1) / 2) ** 2 + np.cos(lat1) * np.cos(lat2) * np.sin((lng2 - lng1) / 2) ** 2
+        return 2 * 6_371_000 * np.arcsin(np.sqrt(a))
+
+    per_trip = []
+    for _, trip in answers.groupby("tripId", sort=False):
+        d = haversine(37.904611315634504, -86.48107806249548, trip["LatitudeDegrees"], trip["LongitudeDegrees"])
+        per_trip.append((np.quantile(d, 0.5) + np.quantile(d, 0.95)) / 2)
+
+    p = run_checks(PHONE, make_smartphone, tmp_path, public={"train", "test", "metadata", "sample_submission.csv"},
+                   private={"test.csv"}, test_rows=len(answers), sample_score=round(float(np.mean(per_trip)), 5),
+                   perfect_score=0.0)
+    assert (p.private / "test.csv").read_text() == answers.to_csv(index=False)
+    assert sorted(x.name for x in (p.public / "test").iterdir()) == test_drives
+    assert not list((p.public / "test").rglob("ground_truth.csv"))
+    assert len(list((p.public / "train").rglob("ground_truth.csv"))) + answers["tripId"].nunique() == \
+        len(list((p.data_dir / PHONE / "raw" / "train").rglob("ground_truth.csv")))
+    assert list((p.public / "test").rglob("span_log.nmea"))  # v1's leak, kept
+    assert (p.public / "metadata" / "accumulated_delta_range_error.csv").is_file()
+
+    gold, subs = p.gold(), tmp_path / "subs2"
+    assert list(gold.columns) == ["tripId", "UnixTimeMillis", "LatitudeDegrees", "LongitudeDegrees"]
+    # Trips may come in any order, but within a trip rows pair by position (time stamps are not read).
+    by_trip = pd.concat([g for _, g in gold.groupby("tripId", sort=False)][::-1])
+    assert _grade(p, by_trip, subs).score == 0.0
+    assert _grade(p, gold.assign(UnixTimeMillis=0), subs).score == 0.0
+    assert _grade(p, gold.iloc[::-1], subs).score > 0
+    report = _grade(p, gold.assign(LatitudeDegrees=np.nan), subs)
+    assert report.valid_submission and report.score != report.score  # NaN: valid in v1, never a medal
+    renamed = gold.rename(columns={"tripId": "phone"})  # the column upstream's description names
+    first_trip = gold["tripId"].iloc[0]
+    for bad in (renamed, gold.drop(columns="UnixTimeMillis"), gold.iloc[1:], gold.assign(LatitudeDegrees="north"),
+                gold.assign(tripId=gold["tripId"].where(gold["tripId"] != first_trip, gold["tripId"].iloc[-1]))):
+        report = _grade(p, bad, subs)
+        assert not report.valid_submission and report.reason and not report.grader_error, report.reason
+        assert "rows in the answers" not in report.reason
+    fuzz(p, tmp_path / "fuzz", valid_ok={"value_nan", "duplicate_id"})  # tripIds repeat: a row may stay in its trip
+
+
+def test_mean_haversine_by_hand():
+    fn = METRICS["mean-haversine-p50-p95"]
+    truth = pd.DataFrame({"tripId": ["a", "a", "b"], "LatitudeDegrees": [0.0, 0.0, 10.0],
+                          "LongitudeDegrees": [0.0, 0.0, 20.0]})
+    # trip a: 0 m and one degree of latitude (R * pi / 180); P50 = half of it (linear), P95 = 0.95 of it;
+    # trip b exact. Score = ((0.5 + 0.95) / 2 * deg + 0) / 2.
+    deg = 6_371_000 * np.pi / 180
+    pred = pd.DataFrame({"tripId": ["a", "b", "a"], "LatitudeDegrees": [0.0, 10.0, 1.0],
+                         "LongitudeDegrees": [0.0, 20.0, 0.0]})
+    assert fn(truth, pred) == pytest.approx((0.5 + 0.95) / 2 * deg / 2)
+    with pytest.raises(InvalidSubmission):
+        fn(truth, pred.assign(tripId=["a", "b", "b"]))

@@ -202,3 +202,47 @@ def multi_modal_gesture(raw: Path, public: Path, private: Path) -> None:
     shutil.copyfile(raw / "training4.tar.gz", public / "test.tar.gz")
     for name in GESTURE_PUBLIC_ARCHIVES:
         shutil.copyfile(raw / name, public / name)
+
+
+# ---------------------------------------------------------------- smartphone-decimeter-2022
+
+SMARTPHONE_SAMPLE = {"LatitudeDegrees": 37.904611315634504, "LongitudeDegrees": -86.48107806249548}
+
+
+def _drive_date(drive_id: str) -> str:
+    """`YYYY-MM-DD` from a drive folder named `YYYY-M-D-<anything>` (month and day zero-padded)."""
+    parts = drive_id.split("-")
+    if len(parts) < 3 or not all(p.isdigit() for p in parts[:3]):
+        raise ValueError(f"train/{drive_id}: expected a drive folder named YYYY-MM-DD-..., as Kaggle's")
+    return f"{parts[0]}-{parts[1].zfill(2)}-{parts[2].zfill(2)}"
+
+
+def smartphone_decimeter(raw: Path, public: Path, private: Path) -> None:
+    """10% of the recording dates (train_test_split of the sorted unique dates, random_state=0) and every
+    drive on them become the test set; drive folders are copied whole to public/train or public/test.
+
+    The answers are every test `<drive>/<phone>/ground_truth.csv` (in path order) as tripId
+    (`<drive>-<phone>`), UnixTimeMillis, LatitudeDegrees, LongitudeDegrees; those files are then removed
+    from public/test. As in v1, the rest stays, including each phone's supplemental/span_log.nmea, a
+    high-precision reference track that gives the answers away (upstream #93).
+    """
+    drives = sorted(p.name for p in (raw / "train").iterdir() if p.is_dir())
+    dates = sorted({_drive_date(d) for d in drives})
+    train_dates, test_dates = split(dates)
+    test_drives = sorted(d for d in drives if _drive_date(d) in set(test_dates))
+    for drive in drives:
+        part = "test" if drive in test_drives else "train"
+        shutil.copytree(raw / "train" / drive, public / part / drive)
+    trips = []
+    truth_files = sorted((public / "test").rglob("ground_truth.csv"), key=lambda p: p.parts)
+    for path in truth_files:
+        drive, phone = path.parent.parent.name, path.parent.name
+        truth = pd.read_csv(path)
+        truth.loc[:, "tripId"] = f"{drive}-{phone}"
+        trips.append(truth[["tripId", "UnixTimeMillis", "LatitudeDegrees", "LongitudeDegrees"]])
+    answers = pd.concat(trips, ignore_index=True)
+    write_csv(answers, private / "test.csv")
+    for path in truth_files:
+        path.unlink()
+    shutil.copytree(raw / "metadata", public / "metadata")
+    write_csv(answers.assign(**SMARTPHONE_SAMPLE), public / "sample_submission.csv")
