@@ -47,7 +47,8 @@ ROW_ORDERS += ("id-mask-by-file-position",)
 #   columns; no row count or id-set check here (osic v1: a subset is allowed, unknown ids are not).
 ROW_ORDERS += ("by-metric",)
 #   id-set-sorted: equal id sets and row counts, then both sorted by id and paired by position; a repeated
-#   id may repeat a different number of times than in the answers (hms v1, whose answers repeat eeg_ids).
+#   id may repeat a different number of times than in the answers (hms v1, whose answers repeat eeg_ids);
+#   the submission's other non-id columns follow the scored ones in y_pred (v1's hms metric checks them).
 ROW_ORDERS += ("id-set-sorted",)
 V1_RESULTS = ("numpy", "python")  # the type v1's grader returned (see hpc_mle.metrics.Metric.v1_result)
 DOWNLOADS = ("none", "kaggle")  # where `prepare` gets the raw files: nowhere (packages) or the Kaggle API

@@ -249,7 +249,8 @@ def validate_and_align(spec: CompetitionSpec, sub: pd.DataFrame, answers: pd.Dat
         if want != got:
             raise InvalidSubmission(f"the submission's ids differ from the test set's: {len(want - got)} test id(s) "
                                     f"missing and {len(got - want)} id(s) not in the test set")
-        return _sorted_by(answers, ids)[cols], _sorted_by(sub, ids)[cols]
+        extra = [c for c in sub.columns if c not in ids + cols]  # hms v1 checks these as probabilities too
+        return _sorted_by(answers, ids)[cols], _sorted_by(sub, ids)[cols + extra]
     if order == "sorted":
         # Upstream quirk (nyc-taxi): both files sorted by id and paired by position, ids never compared.
         return _sorted_by(answers, ids)[cols], _sorted_by(sub, ids)[cols]

@@ -755,6 +755,8 @@ def kl_divergence(y_true: pd.DataFrame, y_pred: pd.DataFrame, *, epsilon: float 
     prediction passes those checks when the rest of its row sums to 1; its cell then adds nothing to the
     row's sum (pandas skips it), as in v1.
     """
+    # Columns of y_pred beyond y_true's are the submission's other non-id columns (row order id-set-sorted):
+    # v1 did not score them but checked them with the rest, as numbers in [0, 1] inside the row sums.
     p = np.empty(y_pred.shape, dtype=np.float64)
     for j, col in enumerate(y_pred.columns):
         values = pd.to_numeric(y_pred[col], errors="coerce")
@@ -762,15 +764,17 @@ def kl_divergence(y_true: pd.DataFrame, y_pred: pd.DataFrame, *, epsilon: float 
         if bad.any():
             raise InvalidSubmission(f"column '{col}' must be numeric; found {y_pred[col][bad].iloc[0]!r}")
         p[:, j] = values.to_numpy(dtype=np.float64, na_value=np.nan)
-    sums = np.nansum(p, axis=1)
+    k = y_true.shape[1]
+    sums = np.nansum(p[:, :k], axis=1)
     off = [i for i, s in enumerate(sums.tolist()) if round(s, 5) != 1]
     if off:
         raise InvalidSubmission(f"each row's probabilities must add to 1 (rounded to 5 decimals); row {off[0]} "
                                 f"adds to {sums[off[0]]:.9g}")
     if (p < 0).any() or (p > 1).any():
-        raise InvalidSubmission("every probability must lie in [0, 1]")
-    if not np.allclose(sums, 1):
-        raise InvalidSubmission("each row's probabilities must add to 1")
+        raise InvalidSubmission("every value of every non-id column must lie in [0, 1]")
+    if not np.allclose(np.nansum(p, axis=1), 1):
+        raise InvalidSubmission("each row's values over all non-id columns must add to 1")
+    p = p[:, :k]
     votes = _numeric(y_true, "answers")
     y = votes / votes.sum(axis=1, keepdims=True)
     clipped = np.clip(p, epsilon, 1 - epsilon)

@@ -351,7 +351,10 @@ def test_hms(tmp_path):
     holed.loc[zero_row, "seizure_vote"] = np.nan
     report = _grade(p, holed, subs)
     assert report.valid_submission and report.score == 0.0, report.reason
-    for bad in (gold.assign(seizure_vote=gold["seizure_vote"] + 0.01),   # rows no longer add to 1
+    # Extra columns are checked as v1 did: zeros pass, an id-like column does not.
+    assert _grade(p, gold.assign(note=0.0), subs).score == 0.0
+    for bad in (gold.assign(spectrogram_id=want["spectrogram_id"]), gold.assign(note="x"),
+                gold.assign(seizure_vote=gold["seizure_vote"] + 0.01),   # rows no longer add to 1
                 gold.assign(seizure_vote=-0.5, lpd_vote=gold["lpd_vote"] + 0.5 + gold["seizure_vote"]),
                 gold.assign(seizure_vote="x"), gold.iloc[1:], gold.drop(columns="other_vote")):
         report = _grade(p, bad, subs)
@@ -369,6 +372,10 @@ def test_kl_divergence_by_hand():
     assert fn(votes, pd.DataFrame({"a": [0.0, 0.75], "b": [1.0, 0.25]})) == pytest.approx(0.0, abs=1e-12)
     with pytest.raises(InvalidSubmission):
         fn(votes, pd.DataFrame({"a": [0.5, 0.5], "b": [0.6, 0.5]}))
+    # A column beyond the answers' (a submission's extra column) is checked, not scored.
+    assert fn(votes, pred.assign(extra=0.0)) == pytest.approx(want)
+    with pytest.raises(InvalidSubmission):
+        fn(votes, pred.assign(extra=0.5))
 
 
 # ---------------------------------------------------------------- icecube-neutrinos-in-deep-ice
