@@ -595,8 +595,8 @@ def _inversions(ranks: list[int]) -> int:
     """Pairs i < j with ranks[i] > ranks[j] (a Fenwick tree over the ranks 0..n-1)."""
     n = len(ranks)
     tree = [0] * (n + 1)
-    seen = inversions = 0
-    for r in ranks:
+    inversions = 0
+    for seen, r in enumerate(ranks):
         k, below = r + 1, 0
         while k:
             below += tree[k]
@@ -606,7 +606,6 @@ def _inversions(ranks: list[int]) -> int:
         while k <= n:
             tree[k] += 1
             k += k & -k
-        seen += 1
     return inversions
 
 
