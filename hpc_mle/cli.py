@@ -385,7 +385,7 @@ def _duration(text: str) -> float:
               help="Apptainer image (.sif).")
 @click.option("--network/--no-network", default=False, help="Let the agent reach the network (default: no).")
 @click.option("--hardware", default=None, help="What HARDWARE tells the agent (default: detected).")
-@click.option("--obfuscate", is_flag=True, help="Give the obfuscated instructions.")
+@click.option("--obfuscate", is_flag=True, help="Give the obfuscated instructions and description (contamination study).")
 @click.option("--snapshot-interval", default="10m", help="How often the submission is snapshotted.")
 @click.option("--telemetry-interval", default="10s")
 @click.option("--grace", default="10s", help="Between TERM and KILL at the time limit.")

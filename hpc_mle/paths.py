@@ -56,6 +56,16 @@ def checksum_file(competition_id: str, data_dir: str | os.PathLike | None = None
     return prepared_dir(competition_id, data_dir) / "checksums.json"
 
 
+def obfuscated_description_candidates(competition_id: str, data_dir: str | os.PathLike | None = None
+                                      ) -> list[Path]:
+    """Where the obfuscated description (the contamination study's variant) may be: ours beside the spec first,
+    then one imported from upstream."""
+    return [
+        competitions_root() / competition_id / "description_obfuscated.md",
+        competition_dir(competition_id, data_dir) / "upstream" / "description_obfuscated.md",
+    ]
+
+
 def leaderboard_candidates(competition_id: str, data_dir: str | os.PathLike | None = None) -> list[Path]:
     """Where a leaderboard may be, in order of preference.
 

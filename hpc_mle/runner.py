@@ -275,11 +275,13 @@ def _stage(cfg: AttemptConfig, spec, scaffold: Scaffold, sock_dir: Path
         raise AttemptError(f"{spec.id} is not prepared in {paths.data_root(cfg.data_dir)}. "
                            f"Fix: hpc-mle prepare -c {spec.id}")
     instructions = "instructions_obfuscated.txt" if cfg.obfuscate else "instructions.txt"
+    obfuscated = _obfuscated_description(spec.id, cfg.data_dir) if cfg.obfuscate else None
     scratch = Path(tempfile.mkdtemp(prefix="hpcmle-tmp-", dir=os.environ.get("TMPDIR")))
     for sub in SCRATCH:  # the agent's /tmp and /home, on disk, so its quota counts them
         (scratch / sub).mkdir()
     mounts = (
         sandbox.Mount(public, "/home/data"),
+        *((sandbox.Mount(obfuscated, "/home/data/description.md"),) if obfuscated else ()),
         sandbox.Mount(out / "submission", "/home/submission", writable=True),
         sandbox.Mount(out / "logs", "/home/logs", writable=True),
         sandbox.Mount(out / "code", "/home/code", writable=True),
@@ -294,6 +296,16 @@ def _stage(cfg: AttemptConfig, spec, scaffold: Scaffold, sock_dir: Path
         mounts += (sandbox.Mount(out / "agent", "/home/agent", writable=True),)
     hidden = [paths.private_dir(spec.id, cfg.data_dir), paths.data_root(cfg.data_dir)]
     return mounts, hidden, scratch
+
+
+def _obfuscated_description(competition_id: str, data_dir) -> Path:
+    """The description an obfuscated attempt sees in place of description.md; never the identifying one."""
+    found = [p for p in paths.obfuscated_description_candidates(competition_id, data_dir) if p.is_file()]
+    if not found:
+        raise AttemptError(f"{competition_id} has no obfuscated description. Fix: write competitions/"
+                           f"{competition_id}/description_obfuscated.md, or import upstream's with "
+                           "`hpc-mle competitions import-upstream PATH`.")
+    return found[0]
 
 
 def _environment(cfg: AttemptConfig, scaffold: Scaffold, remaining_s: float, gpus: tuple[str, ...],

@@ -229,3 +229,18 @@ def test_unprepared_competition_is_refused_before_anything_runs(tmp_path):
     with pytest.raises(runner.AttemptError, match="hpc-mle prepare -c mini-churn"):
         runner.run_attempt(runner.AttemptConfig(competition_id=CID, scaffold="dummy", out=tmp_path / "a",
                                                 data_dir=tmp_path / "empty"))
+
+
+def test_obfuscate_gives_the_obfuscated_description_or_refuses(tmp_path, mini_data, monkeypatch):
+    """--obfuscate (the contamination study) hides the identifying description too, never falling back to it."""
+    with pytest.raises(runner.AttemptError, match="no obfuscated description.*description_obfuscated.md"):
+        attempt(tmp_path, mini_data, scaffold(tmp_path, "read_description.py"), obfuscate=True)
+    root = tmp_path / "competitions"
+    shutil.copytree(paths.competitions_root() / CID, root / CID)
+    (root / CID / "description_obfuscated.md").write_text("Predict which customers leave a service.\n")
+    monkeypatch.setenv("HPC_MLE_COMPETITIONS", str(root))
+    status, out = attempt(tmp_path, mini_data, scaffold(tmp_path, "read_description.py"), obfuscate=True)
+    assert status["state"] == "done", status
+    assert (out / "logs" / "description.md").read_text() == "Predict which customers leave a service.\n"
+    assert (out / "logs" / "instructions.txt").read_text() == (out / "harness" / "instructions_obfuscated.txt").read_text()
+    assert paths.public_dir(CID, mini_data).joinpath("description.md").read_text() != "Predict which customers leave a service.\n"
