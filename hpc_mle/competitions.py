@@ -66,6 +66,9 @@ class MetricSpec:
     upstream_grader_name: str | None = None
     # The type v1's grader returned, where it differs from the metric's (null: the metric's own).
     v1_result: str | None = None
+    # Where v1's metric is plainly wrong: options merged over `options` for the corrected grade
+    # (grading.mode=corrected), e.g. tensorflow2-QA's F1 of the answered rows instead of accuracy.
+    corrected_options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -228,6 +231,7 @@ def parse_spec(data: Any, file: Path) -> CompetitionSpec:
         options=m.get("options", dict, {}),
         upstream_grader_name=m.get("upstream_grader_name", str, None),
         v1_result=m.get("v1_result", str, None, choices=V1_RESULTS),
+        corrected_options=m.get("corrected_options", dict, {}),
     )
     m.done()
 

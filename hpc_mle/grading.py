@@ -373,12 +373,14 @@ def _same_values(a: pd.DataFrame, b: pd.DataFrame) -> bool:
 
 
 def score_frame(spec: CompetitionSpec, sub: pd.DataFrame, answers: pd.DataFrame,
-                row_order: str | None = None) -> float:
-    """Score a parsed submission; raises InvalidSubmission (bad input) or anything else (grader bug)."""
+                row_order: str | None = None, options: dict[str, Any] | None = None) -> float:
+    """Score a parsed submission; raises InvalidSubmission (bad input) or anything else (grader bug).
+
+    `options` are merged over the spec's metric options (the corrected grade's `corrected_options`)."""
     y_true, y_pred = validate_and_align(spec, sub, answers, row_order)
     metric = METRICS[spec.metric.name]
     with np.errstate(all="ignore"):
-        return metric(y_true, y_pred, **spec.metric.options)
+        return metric(y_true, y_pred, **{**spec.metric.options, **(options or {})})
 
 
 def v1_result(spec: CompetitionSpec) -> str:
@@ -426,9 +428,10 @@ def check_mode(mode: str) -> str:
     return mode
 
 
-def _grade_frame(spec: CompetitionSpec, sub: pd.DataFrame, answers: pd.DataFrame, row_order: str | None) -> Grade:
+def _grade_frame(spec: CompetitionSpec, sub: pd.DataFrame, answers: pd.DataFrame, row_order: str | None,
+                 options: dict[str, Any] | None = None) -> Grade:
     try:
-        return Grade(round_score(score_frame(spec, sub, answers, row_order), v1_result(spec)))
+        return Grade(round_score(score_frame(spec, sub, answers, row_order, options), v1_result(spec)))
     except InvalidSubmission as exc:
         return Grade(None, str(exc))
     except Exception as exc:  # a grader bug must not stop other gradings (v1: any exception = invalid)
@@ -445,8 +448,10 @@ def _grade_file(spec: CompetitionSpec, path: Path, answers: pd.DataFrame, data_d
         failed = Grade(None, f"grader error: {type(exc).__name__}: {exc}", grader_error=True)
         return failed, failed
     v1 = _grade_frame(spec, sub, answers, None)
-    fixed_order = spec.submission.corrected_row_order
-    return v1, (_grade_frame(spec, sub, answers, fixed_order) if fixed_order else v1)
+    fixed_order, fixed_options = spec.submission.corrected_row_order, spec.metric.corrected_options
+    if not fixed_order and not fixed_options:
+        return v1, v1
+    return v1, _grade_frame(spec, sub, answers, fixed_order, fixed_options)
 
 
 def _both_grades(v1: Grade, corrected: Grade) -> dict[str, Any]:

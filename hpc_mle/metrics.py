@@ -817,7 +817,7 @@ def _nq_answer(pred: str, row: int):
 
 
 @metric("answer-presence-micro-f1", higher_is_better=True)
-def answer_presence_micro_f1(y_true: pd.DataFrame, y_pred: pd.DataFrame) -> float:
+def answer_presence_micro_f1(y_true: pd.DataFrame, y_pred: pd.DataFrame, *, answered_f1: bool = False) -> float:
     """tensorflow2-QA as v1 grades it: micro-F1 of "answered" flags over two rows per example (= accuracy).
 
     `y_true` holds the answer records (`example_id`, `annotations`), `y_pred` the submission
@@ -826,6 +826,10 @@ def answer_presence_micro_f1(y_true: pd.DataFrame, y_pred: pd.DataFrame) -> floa
     answer's span; short: every short span, plus YES/NO), or when an empty prediction leaves a valid
     answer unanswered. Only the first annotation counts. With binary labels scikit-learn's micro-F1
     (v1) equals the share of rows where both flags agree; the value is the same NumPy float.
+
+    `answered_f1` (the corrected grade): F1 of the answered class, as Kaggle defined the metric and v1's
+    own docstring describes it: TP a right answer, FP a wrong one or an answer where none exists, FN no
+    answer where one exists; 2·TP / (2·TP + FP + FN), 0 when there is nothing to count.
     """
     if len(y_pred) != 2 * len(y_true):
         raise InvalidSubmission(f"has {len(y_pred)} rows, expected {2 * len(y_true)} (a _long and a _short row "
@@ -840,7 +844,7 @@ def answer_presence_micro_f1(y_true: pd.DataFrame, y_pred: pd.DataFrame) -> floa
                                 " is extra or missing")
     if len(set(ids)) != len(ids):
         raise InvalidSubmission("example_ids are not unique")
-    agree = 0
+    agree = tp = fp = fn = 0
     for row, (sample_id, raw) in enumerate(zip(ids, sub["PredictionString"].tolist(), strict=True)):
         pred = _nq_answer(raw.strip(), row)
         if sample_id.endswith("_long"):
@@ -857,6 +861,9 @@ def answer_presence_micro_f1(y_true: pd.DataFrame, y_pred: pd.DataFrame) -> floa
         flag = 1 if raw.strip() else 0
         truth = (1 if pred in valid else 0) if pred else (1 if valid else 0)
         agree += truth == flag
+        tp, fp, fn = tp + (flag and truth), fp + (flag and not truth), fn + (truth and not flag)
+    if answered_f1:
+        return 0.0 if tp + fp + fn == 0 else float(2 * tp / (2 * tp + fp + fn))
     n = len(ids)
     return float(np.float64(2 * agree) / np.float64(2 * n))  # v1: 2·TP / (2·TP + FP + FN) over both classes
 

@@ -564,6 +564,15 @@ def test_tensorflow2_question_answering(tmp_path, monkeypatch):
     dup.loc[1, "example_id"] = dup.loc[0, "example_id"]
     assert not _grade(p, dup, subs).valid_submission
     assert "rows, expected" in _grade(p, gold.iloc[:-1], subs).reason
+    # The corrected grade beside v1's: F1 of the answered rows (Kaggle's metric). The empty sample answers
+    # nothing, so it has no true positive: 0 where v1 gave it the share of unanswerable rows.
+    assert grading.grade_submission(p.sample_path(), p.spec.id, p.data_dir, mode="corrected").score == 0.0
+    tp = sum(by_id[i]["yes_no_answer"] == "YES" for i in test_ids) + sum(has_answer(by_id[i], "long") for i in test_ids)
+    fp = len(test_ids) - sum(by_id[i]["yes_no_answer"] == "YES" for i in test_ids)
+    fn = 0  # every short row is answered, and the long rows are gold
+    corrected = _grade(p, yes, subs)
+    assert corrected.corrected_score == grading.round_score(2 * tp / (2 * tp + fp + fn)) != corrected.v1_score
+    assert corrected.v1_score == corrected.score == grading.round_score(np.mean(right))
     # v1's validator read the answers with read_csv, which cannot give the records its grader needs.
     try:
         as_csv = pd.read_csv(p.private / "test.jsonl")
@@ -571,3 +580,18 @@ def test_tensorflow2_question_answering(tmp_path, monkeypatch):
     except (pd.errors.ParserError, ValueError):
         pass
     _fuzz(p, subs)
+
+
+def test_answer_presence_f1_by_hand():
+    from hpc_mle.metrics import METRICS
+
+    f1 = METRICS["answer-presence-micro-f1"]
+    answers = pd.DataFrame({"example_id": ["7", "8"], "annotations": [
+        [{"long_answer": {"start_token": 3, "end_token": 9}, "short_answers": [{"start_token": 4, "end_token": 5}],
+          "yes_no_answer": "NONE"}],
+        [{"long_answer": {"start_token": -1, "end_token": -1}, "short_answers": [], "yes_no_answer": "NONE"}]]})
+    sub = pd.DataFrame({"example_id": ["7_long", "7_short", "8_long", "8_short"],
+                        "PredictionString": ["3:9", "1:2", np.nan, "NO"]})
+    # rows: right answer (TP), wrong span (FP), nothing to find and nothing said (TN), NO where none (FP)
+    assert f1(answers, sub) == 0.5  # v1: 2 of 4 rows agree
+    assert f1(answers, sub, answered_f1=True) == 2 * 1 / (2 * 1 + 2 + 0)
