@@ -47,8 +47,9 @@ def test_show_mini_competition_prints_panel_thresholds(mini_data):
 def test_prepare_is_a_no_op_when_prepared_and_says_what_is_not_implemented(mini_data, tmp_path):
     again = hpc_mle("prepare", "--benchmark", "mini", "--data-dir", str(mini_data))
     assert again.returncode == 0 and again.stdout.count("already-prepared") == len(competitions.split_ids("mini"))
-    lite = hpc_mle("prepare", "-c", "spaceship-titanic", "--data-dir", str(tmp_path))
-    assert lite.returncode == 1 and "not implemented" in lite.stdout
+    pending = next(cid for cid in competitions.split_ids("all") if not competitions.get(cid).implemented)
+    later = hpc_mle("prepare", "-c", pending, "--data-dir", str(tmp_path))
+    assert later.returncode == 1 and "not implemented" in later.stdout
     both = hpc_mle("prepare", "--data-dir", str(tmp_path))
     assert both.returncode == 2 and "either -c/--competition" in both.stderr
 
