@@ -756,13 +756,7 @@ def kl_divergence(y_true: pd.DataFrame, y_pred: pd.DataFrame, *, epsilon: float 
     """
     # Columns of y_pred beyond y_true's are the submission's other non-id columns (row order id-set-sorted):
     # v1 did not score them but checked them with the rest, as numbers in [0, 1] inside the row sums.
-    p = np.empty(y_pred.shape, dtype=np.float64)
-    for j, col in enumerate(y_pred.columns):
-        values = pd.to_numeric(y_pred[col], errors="coerce")
-        bad = values.isna() & y_pred[col].notna()
-        if bad.any():
-            raise InvalidSubmission(f"column '{col}' must be numeric; found {y_pred[col][bad].iloc[0]!r}")
-        p[:, j] = values.to_numpy(dtype=np.float64, na_value=np.nan)
+    p = _numbers_or_nan(y_pred)
     k = y_true.shape[1]
     sums = np.nansum(p[:, :k], axis=1)
     off = [i for i, s in enumerate(sums.tolist()) if round(s, 5) != 1]

@@ -159,3 +159,23 @@ def test_fuzz_mutations_parse_back_as_intended():
     assert len(pd.read_csv(io.BytesIO(by_name["drop_rows"](df, rng)))) < 4
     assert pd.read_csv(io.BytesIO(by_name["duplicate_id"](df, rng)))["id"].duplicated().any()
     assert b"\x00" in by_name["utf16"](df, rng)
+
+
+def fuzz_problems(prepared, competition_id: str, folder, cols: list[str], must_fail: set[str], n: int
+                  ) -> list[tuple]:
+    """Grade `n` mutations of a prepared competition's sample; return those that broke a rule: a grader error,
+    an invalid verdict without a reason, or a mutation in `must_fail` graded valid. Used by the family tests."""
+    sample = pd.read_csv(prepared.sample_path())
+    ids = list(prepared.spec.submission.id_columns)
+    kinds = structural_mutations(ids, cols) + value_mutations(prepared.spec.metric.name, cols)
+    rng = np.random.default_rng(0)
+    problems = []
+    for i in range(n):
+        mutate = kinds[i % len(kinds)]
+        path = folder / f"{i}.csv"
+        path.write_bytes(mutate(sample, rng))
+        report = grading.grade_submission(path, competition_id, prepared.data_dir)
+        if report.grader_error or (not report.valid_submission and not report.reason) or \
+                (mutate.__name__ in must_fail and report.valid_submission):
+            problems.append((mutate.__name__, report.valid_submission, report.reason))
+    return problems

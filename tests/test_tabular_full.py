@@ -484,21 +484,9 @@ ALWAYS_INVALID = {"drop_column", "rename_column", "empty", "header_only", "binar
 ])
 def test_fuzzed_submissions_never_break_the_grader(cid, make_raw, tmp_path):
     from lite_support import prepare_from_raw
-    from test_fuzz_grading import structural_mutations, value_mutations
+    from test_fuzz_grading import fuzz_problems
 
     p = prepare_from_raw(cid, make_raw, tmp_path / "data")
-    sample = pd.read_csv(p.sample_path())
-    ids = list(p.spec.submission.id_columns)
-    cols = list(p.spec.submission.answer_columns)
-    kinds = structural_mutations(ids, cols) + value_mutations(p.spec.metric.name, cols)
-    rng = np.random.default_rng(0)
-    problems = []
-    for i in range(FUZZ_PER_COMPETITION):
-        mutate = kinds[i % len(kinds)]
-        path = tmp_path / f"{i}.csv"
-        path.write_bytes(mutate(sample, rng))
-        report = grading.grade_submission(path, cid, p.data_dir)
-        if report.grader_error or (not report.valid_submission and not report.reason) or \
-                (mutate.__name__ in ALWAYS_INVALID and report.valid_submission):
-            problems.append((mutate.__name__, report.valid_submission, report.reason))
+    problems = fuzz_problems(p, cid, tmp_path, list(p.spec.submission.answer_columns), ALWAYS_INVALID,
+                             FUZZ_PER_COMPETITION)
     assert not problems, problems[:5]

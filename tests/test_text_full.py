@@ -346,22 +346,11 @@ ID_MUTATIONS = {"duplicate_id", "bogus_id", "missing_id"}
 ])
 def test_fuzzed_submissions_never_break_the_grader(cid, make_raw, tmp_path):
     from lite_support import prepare_from_raw
-    from test_fuzz_grading import structural_mutations, value_mutations
+    from test_fuzz_grading import fuzz_problems
 
     p = prepare_from_raw(cid, make_raw, tmp_path / "data")
-    sample = pd.read_csv(p.sample_path())
     ids = list(p.spec.submission.id_columns)
-    cols = [c for c in sample.columns if c not in ids]
-    kinds = structural_mutations(ids, cols) + value_mutations(p.spec.metric.name, cols)
+    cols = [c for c in pd.read_csv(p.sample_path()).columns if c not in ids]
     must_fail = ALWAYS_INVALID | (set() if cid == QUEST else ID_MUTATIONS)
-    rng = np.random.default_rng(0)
-    problems = []
-    for i in range(FUZZ_PER_COMPETITION):
-        mutate = kinds[i % len(kinds)]
-        path = tmp_path / f"{i}.csv"
-        path.write_bytes(mutate(sample, rng))
-        report = grading.grade_submission(path, cid, p.data_dir)
-        if report.grader_error or (not report.valid_submission and not report.reason) or \
-                (mutate.__name__ in must_fail and report.valid_submission):
-            problems.append((mutate.__name__, report.valid_submission, report.reason))
+    problems = fuzz_problems(p, cid, tmp_path, cols, must_fail, FUZZ_PER_COMPETITION)
     assert not problems, problems[:5]
