@@ -71,17 +71,26 @@ def metric(name: str, *, higher_is_better: bool, v1_result: str = "numpy") -> Ca
 # ---------------------------------------------------------------- input checks shared by metrics
 
 
-def _numeric(frame: pd.DataFrame, what: str = "submission") -> np.ndarray:
-    """Float matrix of `frame`, or InvalidSubmission naming the first bad column and value."""
+def _numbers_or_nan(frame: pd.DataFrame) -> np.ndarray:
+    """Float matrix where missing cells stay NaN (v1's SciPy correlations propagate them to a NaN score);
+    a cell that is text is invalid with a reason."""
     out = np.empty(frame.shape, dtype=np.float64)
     for j, col in enumerate(frame.columns):
         values = pd.to_numeric(frame[col], errors="coerce")
         bad = values.isna() & frame[col].notna()
         if bad.any():
             raise InvalidSubmission(f"column '{col}' must be numeric; found {frame[col][bad].iloc[0]!r}")
-        if values.isna().any():
-            raise InvalidSubmission(f"column '{col}' has {int(values.isna().sum())} missing value(s) in the {what}")
-        out[:, j] = values.to_numpy(dtype=np.float64)
+        out[:, j] = values.to_numpy(dtype=np.float64, na_value=np.nan)
+    return out
+
+
+def _numeric(frame: pd.DataFrame, what: str = "submission") -> np.ndarray:
+    """Float matrix of `frame`, or InvalidSubmission naming the first bad column and value (text, missing, inf)."""
+    out = _numbers_or_nan(frame)
+    missing = np.isnan(out).sum(axis=0)
+    if missing.any():
+        j = int(np.flatnonzero(missing)[0])
+        raise InvalidSubmission(f"column '{frame.columns[j]}' has {int(missing[j])} missing value(s) in the {what}")
     if not np.isfinite(out).all():
         col = frame.columns[np.where(~np.isfinite(out))[1][0]]
         raise InvalidSubmission(f"column '{col}' has infinite values")
@@ -349,19 +358,6 @@ def mean_columnwise_rmsle(y_true: pd.DataFrame, y_pred: pd.DataFrame) -> float:
 
 
 # ---------------------------------------------------------------- text competitions (pearson, spearman, jaccard)
-
-
-def _numbers_or_nan(frame: pd.DataFrame) -> np.ndarray:
-    """Float matrix where missing cells stay NaN (v1's SciPy correlations propagate them to a NaN score);
-    a cell that is text is invalid with a reason."""
-    out = np.empty(frame.shape, dtype=np.float64)
-    for j, col in enumerate(frame.columns):
-        values = pd.to_numeric(frame[col], errors="coerce")
-        bad = values.isna() & frame[col].notna()
-        if bad.any():
-            raise InvalidSubmission(f"column '{col}' must be numeric; found {frame[col][bad].iloc[0]!r}")
-        out[:, j] = values.to_numpy(dtype=np.float64, na_value=np.nan)
-    return out
 
 
 @metric("pearson-correlation", higher_is_better=True)
