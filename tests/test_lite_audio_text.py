@@ -373,3 +373,12 @@ def test_text_normalization_english(tmp_path):
 
 def test_text_normalization_russian(tmp_path):
     _check_text(TEXT_RU, "ru", RU_WORDS, RU_SPECIAL, tmp_path)
+
+
+# The synthetic downloads of this module, for tests/synthetic_downloads.py.
+MAKERS = {
+    MLSP: make_raw_mlsp,
+    WHALE: make_raw_whale,
+    TEXT_EN: make_raw_text("en", EN_WORDS, EN_SPECIAL),
+    TEXT_RU: make_raw_text("ru", RU_WORDS, RU_SPECIAL),
+}

@@ -308,3 +308,10 @@ def test_mean_group_log_mae_by_hand():
     assert metrics.mean_group_log_mae(t, t[["y"]]) == -math.inf
     with pytest.raises(metrics.InvalidSubmission):
         metrics.mean_group_log_mae(t, p.assign(y=[1, np.inf, 2, 3]))
+
+
+# The synthetic downloads of this module, for tests/synthetic_downloads.py.
+MAKERS = {
+    "stanford-covid-vaccine": make_covid,
+    "champs-scalar-coupling": make_champs,
+}

@@ -685,3 +685,14 @@ def test_mean_haversine_by_hand():
     assert fn(truth, pred) == pytest.approx((0.5 + 0.95) / 2 * deg / 2)
     with pytest.raises(InvalidSubmission):
         fn(truth, pred.assign(tripId=["a", "b", "b"]))
+
+
+# The synthetic downloads of this module, for tests/synthetic_downloads.py.
+MAKERS = {
+    VOLCANO: make_volcano,
+    NFL: make_nfl,
+    HMS: make_hms,
+    ICECUBE: make_icecube,
+    GESTURE: make_gesture,
+    PHONE: make_smartphone,
+}

@@ -490,3 +490,14 @@ def test_fuzzed_submissions_never_break_the_grader(cid, make_raw, tmp_path):
     problems = fuzz_problems(p, cid, tmp_path, list(p.spec.submission.answer_columns), ALWAYS_INVALID,
                              FUZZ_PER_COMPETITION)
     assert not problems, problems[:5]
+
+
+# The synthetic downloads of this module, for tests/synthetic_downloads.py.
+MAKERS = {
+    "spaceship-titanic": make_spaceship,
+    "playground-series-s3e18": make_s3e18,
+    "ml2021spring-hw2": make_timit,
+    "ventilator-pressure-prediction": make_ventilator,
+    "osic-pulmonary-fibrosis-progression": make_osic,
+    "h-and-m-personalized-fashion-recommendations": make_hm,
+}

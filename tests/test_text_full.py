@@ -354,3 +354,14 @@ def test_fuzzed_submissions_never_break_the_grader(cid, make_raw, tmp_path):
     must_fail = ALWAYS_INVALID | (set() if cid == QUEST else ID_MUTATIONS)
     problems = fuzz_problems(p, cid, tmp_path, cols, must_fail, FUZZ_PER_COMPETITION)
     assert not problems, problems[:5]
+
+
+# The synthetic downloads of this module, for tests/synthetic_downloads.py.
+MAKERS = {
+    MOVIE: make_raw_movie,
+    PATENT: make_raw_patent,
+    ESSAY: make_raw_essay,
+    TWEET: make_raw_tweet,
+    QUEST: make_raw_quest,
+    JIGSAW: make_raw_jigsaw,
+}

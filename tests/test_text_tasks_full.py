@@ -595,3 +595,20 @@ def test_answer_presence_f1_by_hand():
     # rows: right answer (TP), wrong span (FP), nothing to find and nothing said (TN), NO where none (FP)
     assert f1(answers, sub) == 0.5  # v1: 2 of 4 rows agree
     assert f1(answers, sub, answered_f1=True) == 2 * 1 / (2 * 1 + 2 + 0)
+
+
+# The synthetic downloads of this module, for tests/synthetic_downloads.py, and the preparer constants
+# (on the preparer's module) that must shrink to fit them, as the tests above shrink them.
+MAKERS = {
+    "lmsys-chatbot-arena": make_lmsys,
+    "chaii-hindi-and-tamil-question-answering": make_chaii,
+    "facebook-recruiting-iii-keyword-extraction": make_facebook,
+    "AI4Code": make_ai4code,
+    "billion-word-imputation": make_billion_word,
+    "tensorflow2-question-answering": make_nq,
+}
+PREPARER_CONSTANTS = {
+    "AI4Code": {"AI4CODE_TEST_NOTEBOOKS": 8},
+    "billion-word-imputation": {"BILLION_WORD_LINES": BW_LINES, "BILLION_WORD_TEST_SHARE": 0.1},
+    "tensorflow2-question-answering": {"TF2QA_CHUNK": NQ_CHUNK},
+}
