@@ -309,7 +309,7 @@ def test_dogs_vs_cats_redux_kernels_edition(tmp_path):
 
 
 def test_missing_image_is_named_before_anything_is_written(tmp_path):
-    from hpc_mle.prepare.lite_images_a import aptos2019_blindness_detection
+    from hpc_mle.prepare.images import aptos2019_blindness_detection
 
     raw, public, private = tmp_path / "raw", tmp_path / "out" / "public", tmp_path / "out" / "private"
     for folder in (raw, public, private):
@@ -324,3 +324,13 @@ def test_missing_image_is_named_before_anything_is_written(tmp_path):
     else:
         raise AssertionError("a missing image must fail the preparation")
     assert not any(public.iterdir()) and not any(private.iterdir())
+
+
+# The synthetic downloads of this module, for tests/synthetic_downloads.py.
+MAKERS = {
+    "aerial-cactus-identification": make_raw_aerial_cactus,
+    "aptos2019-blindness-detection": make_raw_aptos,
+    "denoising-dirty-documents": make_raw_denoising,
+    "dog-breed-identification": make_raw_dog_breed,
+    "dogs-vs-cats-redux-kernels-edition": make_raw_dogs_vs_cats,
+}

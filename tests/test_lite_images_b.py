@@ -24,7 +24,8 @@ from sklearn.model_selection import train_test_split
 
 from hpc_mle import grading
 from hpc_mle.prepare import tfrecord
-from hpc_mle.prepare.lite_images_b import LEAF_SPECIES, PLANT_LABELS, RANZCR_LABELS, RANZCR_SCORED
+from hpc_mle.prepare.images import LEAF_SPECIES, PLANT_LABELS
+from hpc_mle.prepare.medical import RANZCR_LABELS, RANZCR_SCORED
 
 # ---------------------------------------------------------------- tiny files in the real formats
 
@@ -431,3 +432,13 @@ def test_tfrecord_reader_reads_names_and_refuses_damaged_files(tmp_path):
     (tmp_path / "bad.tfrec").write_bytes(data[:3] + b"\xff" + data[4:])
     with pytest.raises(tfrecord.TFRecordError, match="bad length checksum"):
         tfrecord.string_feature(tmp_path / "bad.tfrec", "image_name")
+
+
+# The synthetic downloads of this module, for tests/synthetic_downloads.py.
+MAKERS = {
+    "histopathologic-cancer-detection": make_raw_histopathologic,
+    "leaf-classification": make_raw_leaf,
+    "plant-pathology-2020-fgvc7": make_raw_plant,
+    "ranzcr-clip-catheter-line-classification": make_raw_ranzcr,
+    "siim-isic-melanoma-classification": make_raw_siim,
+}

@@ -21,7 +21,8 @@ import pytest
 from lite_support import Prepared, run_checks
 
 from hpc_mle import grading
-from hpc_mle.prepare import lite_tabular
+from hpc_mle.prepare import common, tabular
+from hpc_mle.prepare import text as text_prep
 
 # ---------------------------------------------------------------- helpers for fake downloads
 
@@ -100,7 +101,7 @@ def test_detecting_insults(tmp_path):
 
 
 def make_jigsaw(raw: Path, rng: np.random.Generator) -> None:
-    classes = lite_tabular.JIGSAW_CLASSES
+    classes = text_prep.JIGSAW_CLASSES
     n_train, n_test = 300, 150
     ids = _hex_ids(rng, n_train + n_test)
     text = [f'{_words(rng, 8)}, "quoted"\nsecond line {i}' for i in range(n_train + n_test)]
@@ -126,7 +127,7 @@ def test_jigsaw_toxic(tmp_path):
                    public={"train.csv", "test.csv", "sample_submission.csv"}, private={"test.csv"},
                    test_rows=150, sample_score=0.5, perfect_score=1.0)
     answers = p.answers()
-    classes = lite_tabular.JIGSAW_CLASSES
+    classes = text_prep.JIGSAW_CLASSES
     unscored = answers[classes].sum(axis=1) < 0
     assert unscored.any(), "the answers keep Kaggle's -1 rows"
     # Rows labelled -1 are not scored: garbage there leaves a perfect score perfect.
@@ -155,7 +156,7 @@ def make_spooky(raw: Path, rng: np.random.Generator) -> None:
     with zipfile.ZipFile(raw / "test.zip", "w") as zf:
         zf.writestr("test.csv", pd.DataFrame({"id": test_ids, "text": "x"}).to_csv(index=False))
     with zipfile.ZipFile(raw / "sample_submission.zip", "w") as zf:
-        sample = pd.DataFrame({"id": test_ids, **lite_tabular.SPOOKY_SAMPLE})
+        sample = pd.DataFrame({"id": test_ids, **text_prep.SPOOKY_SAMPLE})
         zf.writestr("sample_submission.csv", sample.to_csv(index=False))
 
 
@@ -165,8 +166,8 @@ def test_spooky_author(tmp_path):
     make_spooky(data, np.random.default_rng(0))
     with zipfile.ZipFile(data / "train.zip") as zf:
         train = pd.read_csv(io.BytesIO(zf.read("train.csv")))
-    _, test = lite_tabular.split(train)
-    expected = -np.mean([math.log(lite_tabular.SPOOKY_SAMPLE[a]) for a in test["author"]])
+    _, test = common.split(train)
+    expected = -np.mean([math.log(text_prep.SPOOKY_SAMPLE[a]) for a in test["author"]])
     p = run_checks("spooky-author-identification", make_spooky, tmp_path,
                    public={"train.csv", "test.csv", "sample_submission.csv"}, private={"test.csv"},
                    test_rows=30, sample_score=round(expected, 5), perfect_score=0.0)
@@ -273,11 +274,11 @@ def make_taxi(raw: Path, rng: np.random.Generator) -> None:
 
 
 def test_nyc_taxi_fare(tmp_path, monkeypatch):
-    monkeypatch.setattr(lite_tabular, "NYC_TEST_ROWS", 37)
+    monkeypatch.setattr(tabular, "NYC_TEST_ROWS", 37)
     expect = tmp_path / "expect"
     expect.mkdir()
     make_taxi(expect, np.random.default_rng(0))
-    _, test = lite_tabular.split(pd.read_csv(expect / "train.csv"), test_size=37)
+    _, test = common.split(pd.read_csv(expect / "train.csv"), test_size=37)
     sample_score = round(float(np.sqrt(np.mean((test["fare_amount"] - 11.35) ** 2))), 5)
     p = run_checks("new-york-city-taxi-fare-prediction", make_taxi, tmp_path,
                    public={"labels.csv", "test.csv", "sample_submission.csv", "GCP-Coupons-Instructions.rtf"},
@@ -329,7 +330,7 @@ def make_nomad(raw: Path, rng: np.random.Generator) -> None:
     test = _nomad_rows(rng, 50)
     _zip_csv(train, raw / "train.csv.zip", "train.csv")
     _zip_csv(test, raw / "test.csv.zip", "test.csv")
-    _zip_csv(pd.DataFrame({"id": test["id"], **lite_tabular.NOMAD_SAMPLE}), raw / "sample_submission.csv.zip",
+    _zip_csv(pd.DataFrame({"id": test["id"], **tabular.NOMAD_SAMPLE}), raw / "sample_submission.csv.zip",
              "sample_submission.csv")
     for name, frame in (("train", train), ("test", test)):
         with zipfile.ZipFile(raw / f"{name}.zip", "w") as zf:
@@ -347,8 +348,8 @@ def test_nomad2018(tmp_path):
     expect.mkdir()
     make_nomad(expect, np.random.default_rng(0))
     with zipfile.ZipFile(expect / "train.csv.zip") as zf:
-        _, test = lite_tabular.split(pd.read_csv(io.BytesIO(zf.read("train.csv"))))
-    sample = lite_tabular.NOMAD_SAMPLE
+        _, test = common.split(pd.read_csv(io.BytesIO(zf.read("train.csv"))))
+    sample = tabular.NOMAD_SAMPLE
     sample_score = round((_rmsle(test["formation_energy_ev_natom"], sample["formation_energy_ev_natom"])
                           + _rmsle(test["bandgap_energy_ev"], sample["bandgap_energy_ev"])) / 2, 5)
     p = run_checks("nomad2018-predict-transparent-conductors", make_nomad, tmp_path,
@@ -364,7 +365,7 @@ def test_nomad2018(tmp_path):
             text = (p.public / part / str(int(row["id"])) / "geometry.xyz").read_text()
             assert f"# lattice {row['lattice_vector_1_ang']!r}\n" in text
     # v1 pairs rows by position and never reads ids: order matters, the id column does not.
-    gold = answers[["id", *lite_tabular.NOMAD_TARGETS]]
+    gold = answers[["id", *tabular.NOMAD_TARGETS]]
     assert _grade(p, gold.iloc[::-1], tmp_path).score > 0
     assert _grade(p, gold.drop(columns=["id"]), tmp_path).score == 0.0
 
@@ -399,7 +400,7 @@ def test_tps_dec_2021(tmp_path):
     expect = tmp_path / "expect"
     expect.mkdir()
     make_tps_dec(expect, np.random.default_rng(0))
-    _, test = lite_tabular.split(pd.read_csv(expect / "train.csv"))
+    _, test = common.split(pd.read_csv(expect / "train.csv"))
     p = run_checks("tabular-playground-series-dec-2021", make_tps_dec, tmp_path,
                    public={"train.csv", "test.csv", "sample_submission.csv"}, private={"test.csv"},
                    test_rows=30, sample_score=round(float((test["Cover_Type"] == 2).mean()), 5),
@@ -438,7 +439,7 @@ def make_tps_may(raw: Path, rng: np.random.Generator) -> None:
 
 
 def test_tps_may_2022(tmp_path, monkeypatch):
-    monkeypatch.setattr(lite_tabular, "TPS_MAY_TEST_ROWS", 50)
+    monkeypatch.setattr(tabular, "TPS_MAY_TEST_ROWS", 50)
     p = run_checks("tabular-playground-series-may-2022", make_tps_may, tmp_path,
                    public={"train.csv", "test.csv", "sample_submission.csv"},
                    private={"test.csv", "gold_submission.csv"}, test_rows=50, sample_score=0.5, perfect_score=1.0)
@@ -479,3 +480,21 @@ def test_repeated_ids_are_accepted_only_where_the_answers_repeat_them(synthetic)
     wrong = grading.grade_submission(synthetic.submission("w.csv", "id,target\na,0.1\na,0.9\nc,0.8\nb,0.2\n"),
                                      "rep", synthetic.data)
     assert not wrong.valid_submission and "repeated a different number of times" in wrong.reason
+
+
+# The synthetic downloads of this module, for tests/synthetic_downloads.py, and the preparer constants
+# (on the preparer's module) that must shrink to fit them, as the tests above shrink them.
+MAKERS = {
+    "detecting-insults-in-social-commentary": make_insults,
+    "jigsaw-toxic-comment-classification-challenge": make_jigsaw,
+    "spooky-author-identification": make_spooky,
+    "random-acts-of-pizza": make_pizza,
+    "new-york-city-taxi-fare-prediction": make_taxi,
+    "nomad2018-predict-transparent-conductors": make_nomad,
+    "tabular-playground-series-dec-2021": make_tps_dec,
+    "tabular-playground-series-may-2022": make_tps_may,
+}
+PREPARER_CONSTANTS = {
+    "new-york-city-taxi-fare-prediction": {"NYC_TEST_ROWS": 37},
+    "tabular-playground-series-may-2022": {"TPS_MAY_TEST_ROWS": 50},
+}

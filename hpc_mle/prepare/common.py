@@ -8,9 +8,11 @@ that in one place, so a difference in line ends or float format cannot creep in 
 from __future__ import annotations
 
 import shutil
+import tempfile
 import zipfile
-from collections.abc import Iterable, Sequence
-from pathlib import Path
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pandas as pd
@@ -97,3 +99,95 @@ def extract_nested(archive: Path, dest: Path) -> Path:
     with zipfile.ZipFile(archive) as zf:
         zf.extractall(dest)
     return dest
+
+
+# ---------------------------------------------------------------- reading the download
+
+
+def read_exact(path: Path, **kwargs) -> pd.DataFrame:
+    """A raw CSV parsed as v1's `read_csv` parses it (floats round-trip, so they are written back unchanged)."""
+    return read_csv(path, **EXACT_FLOATS, **kwargs)
+
+
+def zip_member(zf: zipfile.ZipFile, name: str) -> str:
+    """The archive entry whose file name is `name` (Kaggle sometimes nests it in a folder)."""
+    for member in zf.namelist():
+        if PurePosixPath(member).name == name and not member.startswith("__MACOSX"):
+            return member
+    raise FileNotFoundError(f"{zf.filename}: has no entry '{name}'. Fix: delete the raw folder and "
+                            "prepare again to re-download the Kaggle archive.")
+
+
+def csv_in_download(raw: Path, name: str, archive: str | None = None, **kwargs) -> pd.DataFrame:
+    """`raw/<name>` if extracted, else the entry `name` of the zip `raw/<archive>` read in place
+    (Kaggle ships big tables zipped inside the download; reading the entry saves unpacking it)."""
+    if (raw / name).is_file() or archive is None or not (raw / archive).is_file():
+        return read_csv(raw / name, **kwargs)
+    with zipfile.ZipFile(raw / archive) as zf, zf.open(zip_member(zf, name)) as fh:
+        return pd.read_csv(fh, **kwargs)
+
+
+def raw_csv(raw: Path, name: str, archive: str | None = None) -> pd.DataFrame:
+    """`raw/<name>` or the same entry of Kaggle's nested zip, parsed as v1 parses it (exact floats)."""
+    return csv_in_download(raw, name, archive, **EXACT_FLOATS)
+
+
+def unzipped(raw: Path, name: str) -> Path:
+    """`raw/<name>`, extracting `raw/<name>.zip` into `raw` first when only the archive is there."""
+    target = raw / name
+    if not target.exists():
+        archive = raw / f"{name}.zip"
+        if not archive.is_file():
+            raise FileNotFoundError(f"{raw}: neither {name} nor {archive.name} is in the Kaggle download. "
+                                    f"Fix: delete {raw} and prepare again to re-extract the archive.")
+        extract_nested(archive, raw)
+        if not target.exists():
+            raise FileNotFoundError(f"{archive}: does not contain {name}; the download's layout has changed.")
+    return target
+
+
+@contextmanager
+def scratch(public: Path) -> Iterator[Path]:
+    """A folder beside `public/` for unpacked archives: same disk, gone when the preparer ends."""
+    with tempfile.TemporaryDirectory(dir=public.parent, prefix=".scratch-") as tmp:
+        yield Path(tmp)
+
+
+def require_columns(frame: pd.DataFrame, expected: Iterable[str], path: Path) -> None:
+    """Fail early, naming the file, when the download's columns are not the ones v1 was built on."""
+    expected = list(expected)
+    if list(frame.columns) != expected:
+        raise ValueError(f"{path}: columns {list(frame.columns)} differ from the expected {expected}. "
+                         "Fix: re-download the competition; Kaggle may have changed the files.")
+
+
+# ---------------------------------------------------------------- folders of files (images, audio, scans)
+
+
+def require_files(names: Iterable[str], folder: Path) -> None:
+    """Fail before writing anything when the download lacks files that the labels name."""
+    missing = [n for n in names if not (folder / n).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{folder}: {len(missing)} file(s) named in the labels are missing, e.g. "
+                                f"{missing[0]}. Fix: delete {folder.parent} and prepare again to re-extract it.")
+
+
+def files_of(ids: Iterable[str], suffix: str) -> list[str]:
+    """File names `<id><suffix>` of the given ids, in their order."""
+    return [f"{i}{suffix}" for i in ids]
+
+
+def sorted_names(folder: Path, pattern: str = "*.png") -> list[str]:
+    """Names of the files in `folder` matching `pattern`, sorted (v1 lists folders sorted)."""
+    return sorted(p.name for p in folder.glob(pattern))
+
+
+def split_names(names: list[str], test_size: float) -> tuple[list[str], list[str]]:
+    """v1 splits a sorted list of file paths; a frame of the names gives the same permutation."""
+    train, test = split(pd.DataFrame({"name": names}), test_size=test_size)
+    return train["name"].tolist(), test["name"].tolist()
+
+
+def zip_flat(names: Iterable[str], folder: Path, archive: Path) -> None:
+    """Zip `folder/<name>` as top-level entries, sorted: v1's archives have no folder inside."""
+    zip_files({name: folder / name for name in sorted(names)}, archive)

@@ -1,5 +1,5 @@
-"""Preparers of the text competitions beyond Lite (dev, medium): sentiment, phrase similarity, essays,
-tweet spans, question-answer quality, toxicity.
+"""Preparers of the text-classification and text-regression competitions: insults, toxicity, authorship,
+requests, sentiment, phrase similarity, essays, tweet spans, question-answer quality.
 
 Each turns the extracted Kaggle download in `raw` into upstream v1's split (facts §4.4) and writes
 into the staging folders `public` and `private` it is given; `prepare` makes the result atomic.
@@ -9,6 +9,7 @@ written floats keep their digits.
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -18,17 +19,14 @@ import pandas as pd
 from hpc_mle.prepare.common import (
     EXACT_FLOATS,
     extract_nested,
+    raw_csv,
     read_csv,
+    read_exact,
     require_raw,
     split,
     write_csv,
     zip_files,
 )
-
-
-def _read_exact(path: Path, **kwargs) -> pd.DataFrame:
-    """A raw CSV read as v1's `mlebench.utils.read_csv` reads it (floats round-trip exactly)."""
-    return read_csv(path, **EXACT_FLOATS, **kwargs)
 
 
 def _label_split(raw_table: pd.DataFrame, label: str, test_size: float = 0.1) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -81,7 +79,7 @@ def us_patent_phrase_to_phrase_matching(raw: Path, public: Path, private: Path) 
 
     The sample predicts 0 everywhere, so its Pearson correlation is undefined (NaN, a valid grade in v1).
     """
-    pairs = _read_exact(raw / "train.csv")
+    pairs = read_exact(raw / "train.csv")
     train, answers = _label_split(pairs, "score")
     write_csv(train, public / "train.csv")
     write_csv(answers, private / "test.csv")
@@ -99,7 +97,7 @@ def learning_agency_lab_automated_essay_scoring_2(raw: Path, public: Path, priva
 
     The sample holds random scores 1..6 (RandomState(42).randint(1, 7)), as v1's does.
     """
-    essays = _read_exact(raw / "train.csv")
+    essays = read_exact(raw / "train.csv")
     train, answers = _label_split(essays, "score")
     sample = answers[["essay_id"]].copy()
     sample["score"] = np.random.RandomState(ESSAY_SAMPLE_SEED).randint(1, 7, size=len(sample))
@@ -117,7 +115,7 @@ def tweet_sentiment_extraction(raw: Path, public: Path, private: Path) -> None:
 
     The sample leaves `selected_text` empty (a Jaccard of 0 on every tweet with a non-empty answer).
     """
-    tweets = _read_exact(raw / "train.csv")
+    tweets = read_exact(raw / "train.csv")
     train, answers = _label_split(tweets, "selected_text")
     write_csv(train, public / "train.csv")
     write_csv(answers, private / "test.csv")
@@ -162,7 +160,7 @@ def google_quest_challenge(raw: Path, public: Path, private: Path) -> None:
 
     The sample gives every target the same ramp 0..1 down the rows (so no column is constant).
     """
-    pairs = _read_exact(raw / "train.csv")
+    pairs = read_exact(raw / "train.csv")
     train, test = split(pairs)
     _quest_ensure_varied(train, test)
     targets = list(QUEST_TARGETS)
@@ -195,10 +193,94 @@ def jigsaw_unintended_bias_in_toxicity_classification(raw: Path, public: Path, p
     header = read_csv(labelled, nrows=0)
     if len(header.columns) != JIGSAW_ANSWER_COLUMNS:
         raise ValueError(f"{labelled}: expected {JIGSAW_ANSWER_COLUMNS} columns, found {len(header.columns)}")
-    test = _read_exact(labelled, usecols=["id", "comment_text"])[["id", "comment_text"]]
+    test = read_exact(labelled, usecols=["id", "comment_text"])[["id", "comment_text"]]
     private.mkdir(parents=True, exist_ok=True)
     public.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(labelled, private / "test.csv")
     shutil.copyfile(require_raw(raw / "train.csv"), public / "train.csv")
     write_csv(test, public / "test.csv")
     write_csv(test[["id"]].assign(prediction=0.0), public / "sample_submission.csv")
+
+
+# ---------------------------------------------------------------- Lite: insults, jigsaw toxic, spooky, pizza
+
+JIGSAW_CLASSES = ["toxic", "severe_toxic", "obscene", "threat", "insult", "identity_hate"]
+SPOOKY_CLASSES = ["EAP", "HPL", "MWS"]
+# The sample submission's constant predictions, as v1 writes them.
+SPOOKY_SAMPLE = {"EAP": 0.403493538995863, "HPL": 0.287808366106543, "MWS": 0.308698094897594}
+
+
+def _write_json(obj: object, path: Path) -> None:
+    """As v1: `json.dump(..., indent=4)` with its defaults (ASCII only, so the bytes are stable)."""
+    path.write_text(json.dumps(obj, indent=4), encoding="utf-8", newline="\n")
+
+
+def _read_json(path: Path) -> list[dict]:
+    return json.loads(require_raw(path).read_text(encoding="utf-8"))
+
+
+# ---------------------------------------------------------------- original test labels (no resplit)
+
+
+def detecting_insults(raw: Path, public: Path, private: Path) -> None:
+    """Kaggle's labelled test set is the test set; the comment text is the id.
+
+    The public test and sample submission are rebuilt from it (Kaggle's current public test is the
+    later verification set, which v1 ignores). Train and the answers are byte copies of the download.
+    """
+    train_csv, answers_csv = require_raw(raw / "train.csv"), require_raw(raw / "test_with_solutions.csv")
+    shutil.copyfile(train_csv, public / "train.csv")
+    shutil.copyfile(answers_csv, private / "test.csv")
+    gold = read_csv(private / "test.csv", **EXACT_FLOATS)[["Insult", "Date", "Comment"]]
+    write_csv(gold, private / "gold_submission.csv")
+    write_csv(gold.drop(columns=["Insult"]), public / "test.csv")
+    write_csv(gold.assign(Insult=0), public / "sample_submission_null.csv")
+
+
+def jigsaw_toxic(raw: Path, public: Path, private: Path) -> None:
+    """Kaggle's test labels are the answers; rows labelled -1 (not scored by Kaggle) stay in them."""
+    train = raw_csv(raw, "train.csv", "train.csv.zip")
+    test = raw_csv(raw, "test.csv", "test.csv.zip")
+    answers = raw_csv(raw, "test_labels.csv", "test_labels.csv.zip")
+    sample = raw_csv(raw, "sample_submission.csv", "sample_submission.csv.zip")
+    sample[JIGSAW_CLASSES] = 0.5
+    write_csv(train, public / "train.csv")
+    write_csv(test, public / "test.csv")
+    write_csv(sample, public / "sample_submission.csv")
+    write_csv(answers, private / "test.csv")
+
+
+# ---------------------------------------------------------------- new splits of the labelled train set
+
+
+def spooky_author(raw: Path, public: Path, private: Path) -> None:
+    """10% of train is the test set; the answers are one-hot (id, EAP, HPL, MWS) like a submission."""
+    train, test = split(raw_csv(raw, "train.csv", "train.zip"))
+    answers = pd.DataFrame({"id": test["id"].to_numpy()})
+    for author in SPOOKY_CLASSES:
+        answers[author] = (test["author"].to_numpy() == author).astype(np.int64)
+    write_csv(train, public / "train.csv")
+    write_csv(test.drop(columns=["author"]), public / "test.csv")
+    write_csv(answers.assign(**SPOOKY_SAMPLE), public / "sample_submission.csv")
+    write_csv(answers, private / "test.csv")
+
+
+def random_acts_of_pizza(raw: Path, public: Path, private: Path) -> None:
+    """Train is resplit with Kaggle's test share; test requests keep only Kaggle's test fields.
+
+    Kept as in v1: the test field `giver_username_if_known` leaks the outcome (upstream #108).
+    """
+    old_train, old_test = _read_json(raw / "train.json"), _read_json(raw / "test.json")
+    test_share = len(old_test) / (len(old_train) + len(old_test))
+    test_fields = list(old_test[0])
+    train, test = split(old_train, test_size=test_share)
+    _write_json(train, public / "train.json")
+    _write_json([{key: row[key] for key in test_fields} for row in test], public / "test.json")
+    zip_files({"train.json": public / "train.json"}, public / "train.zip")
+    zip_files({"test.json": public / "test.json"}, public / "test.zip")
+    answers = pd.DataFrame({"request_id": [row["request_id"] for row in test],
+                            "requester_received_pizza": [int(row["requester_received_pizza"]) for row in test]})
+    write_csv(answers, private / "test.csv")
+    write_csv(answers.assign(requester_received_pizza=0), public / "sampleSubmission.csv")
+
+

@@ -1,5 +1,5 @@
-"""Preparers of the text competitions beyond Lite: preference prediction, question answering, tagging,
-cell ordering, word imputation.
+"""Preparers of the text tasks beyond classification: preference prediction, question answering, tagging,
+cell ordering, word imputation, text normalisation.
 
 Each `prepare(raw, public, private)` turns the extracted Kaggle download in `raw` into the split
 MLE-bench v1 makes (facts §4.4): same file names, columns, row order, `random_state=0` and test
@@ -10,31 +10,29 @@ they are given; `hpc_mle.prepare` renames those into place when the whole prepar
 from __future__ import annotations
 
 import contextlib
+import csv
 import io
 import json
 import shutil
 import zipfile
 from collections.abc import Iterator
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from hpc_mle.prepare.common import EXACT_FLOATS, ZIP_DATE, read_csv, require_raw, split, write_csv
-
-
-def _csv_in_download(raw: Path, name: str, archive: str, **kwargs) -> pd.DataFrame:
-    """`raw/<name>` if extracted, else the entry `name` of the zip `raw/<archive>` read in place
-    (Kaggle ships big tables zipped inside the download; reading the entry saves unpacking it)."""
-    if (raw / name).is_file() or not (raw / archive).is_file():
-        return read_csv(raw / name, **kwargs)
-    with zipfile.ZipFile(require_raw(raw / archive)) as zf:
-        members = [m for m in zf.namelist() if PurePosixPath(m).name == name and not m.startswith("__MACOSX")]
-        if not members:
-            raise FileNotFoundError(f"{raw / archive}: has no entry '{name}'. Fix: delete {raw} and prepare "
-                                    "again to re-download the Kaggle archive.")
-        with zf.open(members[0]) as fh:
-            return pd.read_csv(fh, **kwargs)
+from hpc_mle.prepare.common import (
+    EXACT_FLOATS,
+    ZIP_DATE,
+    csv_in_download,
+    extract_nested,
+    read_csv,
+    require_raw,
+    split,
+    write_csv,
+    zip_files,
+    zip_member,
+)
 
 # ---------------------------------------------------------------- lmsys-chatbot-arena
 
@@ -92,7 +90,7 @@ def facebook_keyword_extraction(raw: Path, public: Path, private: Path) -> None:
     Ids and tags are read as text, as v1 reads them, so ids are written back unchanged. The table is
     read whole (~7 GB of text): v1's split permutes all rows, so there is no streaming shortcut.
     """
-    old_train = _csv_in_download(raw, "Train.csv", "Train.zip", dtype={"Id": str, "Tags": str})
+    old_train = csv_in_download(raw, "Train.csv", "Train.zip", dtype={"Id": str, "Tags": str})
     train, test = split(old_train)
     del old_train
     test_public = test.drop(columns=["Tags"])
@@ -187,12 +185,8 @@ def _text_in_download(raw: Path, name: str, archive: str) -> Iterator[io.TextIOB
         with open(require_raw(raw / name), encoding="utf-8") as fh:
             yield fh
         return
-    with zipfile.ZipFile(raw / archive) as zf:
-        members = [m for m in zf.namelist() if PurePosixPath(m).name == name and not m.startswith("__MACOSX")]
-        if not members:
-            raise FileNotFoundError(f"{raw / archive}: has no entry '{name}'. Fix: delete {raw} and prepare again.")
-        with io.TextIOWrapper(zf.open(members[0]), encoding="utf-8") as fh:
-            yield fh
+    with zipfile.ZipFile(raw / archive) as zf, io.TextIOWrapper(zf.open(zip_member(zf, name)), encoding="utf-8") as fh:
+        yield fh
 
 
 def _zip_entry(zf: zipfile.ZipFile, name: str):
@@ -299,3 +293,66 @@ def tensorflow2_question_answering(raw: Path, public: Path, private: Path) -> No
     gold = pd.DataFrame(gold_rows, columns=["example_id", "PredictionString"])
     write_csv(gold, private / "gold_submission.csv")
     write_csv(gold.assign(PredictionString=""), public / "sample_submission.csv")
+
+
+# ---------------------------------------------------------------- text normalization (en, ru)
+
+
+def _write_quoted_csv(frame: pd.DataFrame, path: Path) -> None:
+    """Upstream writes these with every non-numeric field quoted (csv.QUOTE_NONNUMERIC)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(path, index=False, quoting=csv.QUOTE_NONNUMERIC, lineterminator="\n")
+
+
+def _renumber_sentences(frame: pd.DataFrame) -> pd.DataFrame:
+    """Sentence ids 0..K-1 in order of first appearance, so an id says nothing about the original corpus."""
+    mapping = {old: new for new, old in enumerate(frame["sentence_id"].unique())}
+    out = frame.copy()
+    out["sentence_id"] = out["sentence_id"].map(mapping)
+    return out
+
+
+def _token_ids(frame: pd.DataFrame) -> pd.Series:
+    """The submission id `<sentence_id>_<token_id>`."""
+    return frame["sentence_id"].astype(str) + "_" + frame["token_id"].astype(str)
+
+
+def _zip_public_csv(frame: pd.DataFrame, name: str, public: Path) -> None:
+    """Write `name` and replace it by `name.zip`, the form in which Kaggle ships these files."""
+    path = public / name
+    _write_quoted_csv(frame, path)
+    zip_files({name: path}, public / f"{name}.zip")
+    path.unlink()
+
+
+def _text_normalization(lang: str, raw: Path, public: Path, private: Path) -> None:
+    """Split Kaggle's training corpus by sentence (10% test); the test's `after` column becomes the answers.
+
+    Only `<lang>_train.csv.zip` is used: Kaggle's test sets have no answers. The public files keep
+    Kaggle's names (`*_test_2.csv`, `*_sample_submission_2.csv`, the second-stage names) and are zipped.
+    """
+    extract_nested(raw / f"{lang}_train.csv.zip", raw)
+    corpus = read_csv(raw / f"{lang}_train.csv")
+    train_ids, test_ids = split(corpus["sentence_id"].unique())
+    train = _renumber_sentences(corpus[corpus["sentence_id"].isin(train_ids)])
+    held_out = _renumber_sentences(corpus[corpus["sentence_id"].isin(test_ids)])
+
+    test = held_out.drop(columns=["after", "class"])
+    answers = pd.DataFrame({"id": _token_ids(held_out), "after": held_out["after"]})
+    sample = pd.DataFrame({"id": _token_ids(test), "after": test["before"]})
+
+    _write_quoted_csv(answers, private / "answers.csv")
+    _write_quoted_csv(sample, private / "sample_submission.csv")
+    _zip_public_csv(train, f"{lang}_train.csv", public)
+    _zip_public_csv(test, f"{lang}_test_2.csv", public)
+    _zip_public_csv(sample, f"{lang}_sample_submission_2.csv", public)
+
+
+def text_normalization_challenge_english_language(raw: Path, public: Path, private: Path) -> None:
+    """English corpus: see `_text_normalization`."""
+    _text_normalization("en", raw, public, private)
+
+
+def text_normalization_challenge_russian_language(raw: Path, public: Path, private: Path) -> None:
+    """Russian corpus: the same preparation as the English one."""
+    _text_normalization("ru", raw, public, private)

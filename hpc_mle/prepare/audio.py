@@ -1,15 +1,14 @@
-"""Preparers of four MLE-bench Lite competitions: two audio (mlsp birds, ICML whale), two text normalisation.
+"""Preparers of the audio competitions (bird song, whale calls, ...).
 
 Each turns the extracted Kaggle download in `raw` into upstream v1's split (facts §4.4), aiming at
 byte-identical CSVs: the same rows in the same order, the same random states, the same quoting.
-Audio is only copied or re-zipped, never decoded. Where upstream re-zips public data, our archives hold
-the same member files but not the same archive bytes (timestamps and compression differ); upstream's
-checksums cover only CSVs, so that does not affect `import-upstream` verification.
+Audio is only copied or re-zipped, one file at a time, never decoded. Where upstream re-zips public
+data, our archives hold the same member files but not the same archive bytes (timestamps and
+compression differ); upstream's checksums cover only CSVs, so `import-upstream` verification holds.
 """
 
 from __future__ import annotations
 
-import csv
 import re
 import shutil
 from collections.abc import Iterable
@@ -17,7 +16,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from hpc_mle.prepare.common import copy_files, extract_nested, read_csv, split, write_csv, zip_files
+from hpc_mle.prepare.common import (
+    copy_files,
+    extract_nested,
+    read_csv,
+    write_csv,
+    zip_files,
+)
 
 # ---------------------------------------------------------------- mlsp-2013-birds
 
@@ -167,64 +172,3 @@ def the_icml_2013_whale_challenge_right_whale_redux(raw: Path, public: Path, pri
     shutil.rmtree(extracted)  # as upstream: the unzipped copy in raw/ is not kept
 
 
-# ---------------------------------------------------------------- text normalization (en, ru)
-
-
-def _write_quoted_csv(frame: pd.DataFrame, path: Path) -> None:
-    """Upstream writes these with every non-numeric field quoted (csv.QUOTE_NONNUMERIC)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(path, index=False, quoting=csv.QUOTE_NONNUMERIC, lineterminator="\n")
-
-
-def _renumber_sentences(frame: pd.DataFrame) -> pd.DataFrame:
-    """Sentence ids 0..K-1 in order of first appearance, so an id says nothing about the original corpus."""
-    mapping = {old: new for new, old in enumerate(frame["sentence_id"].unique())}
-    out = frame.copy()
-    out["sentence_id"] = out["sentence_id"].map(mapping)
-    return out
-
-
-def _token_ids(frame: pd.DataFrame) -> pd.Series:
-    """The submission id `<sentence_id>_<token_id>`."""
-    return frame["sentence_id"].astype(str) + "_" + frame["token_id"].astype(str)
-
-
-def _zip_public_csv(frame: pd.DataFrame, name: str, public: Path) -> None:
-    """Write `name` and replace it by `name.zip`, the form in which Kaggle ships these files."""
-    path = public / name
-    _write_quoted_csv(frame, path)
-    zip_files({name: path}, public / f"{name}.zip")
-    path.unlink()
-
-
-def _text_normalization(lang: str, raw: Path, public: Path, private: Path) -> None:
-    """Split Kaggle's training corpus by sentence (10% test); the test's `after` column becomes the answers.
-
-    Only `<lang>_train.csv.zip` is used: Kaggle's test sets have no answers. The public files keep
-    Kaggle's names (`*_test_2.csv`, `*_sample_submission_2.csv`, the second-stage names) and are zipped.
-    """
-    extract_nested(raw / f"{lang}_train.csv.zip", raw)
-    corpus = read_csv(raw / f"{lang}_train.csv")
-    train_ids, test_ids = split(corpus["sentence_id"].unique())
-    train = _renumber_sentences(corpus[corpus["sentence_id"].isin(train_ids)])
-    held_out = _renumber_sentences(corpus[corpus["sentence_id"].isin(test_ids)])
-
-    test = held_out.drop(columns=["after", "class"])
-    answers = pd.DataFrame({"id": _token_ids(held_out), "after": held_out["after"]})
-    sample = pd.DataFrame({"id": _token_ids(test), "after": test["before"]})
-
-    _write_quoted_csv(answers, private / "answers.csv")
-    _write_quoted_csv(sample, private / "sample_submission.csv")
-    _zip_public_csv(train, f"{lang}_train.csv", public)
-    _zip_public_csv(test, f"{lang}_test_2.csv", public)
-    _zip_public_csv(sample, f"{lang}_sample_submission_2.csv", public)
-
-
-def text_normalization_challenge_english_language(raw: Path, public: Path, private: Path) -> None:
-    """English corpus: see `_text_normalization`."""
-    _text_normalization("en", raw, public, private)
-
-
-def text_normalization_challenge_russian_language(raw: Path, public: Path, private: Path) -> None:
-    """Russian corpus: the same preparation as the English one."""
-    _text_normalization("ru", raw, public, private)
