@@ -165,3 +165,43 @@ def test_baseline_beats_the_sample_submission(cid, mini_data, tmp_path):
         assert ours.score > sample.score
     else:
         assert ours.score < sample.score
+
+
+def test_rows_that_add_to_one_and_a_target_no_model_learns(baseline, tmp_path, monkeypatch):
+    """Per-column vote counts become distributions, as a sample adding to 1 asks; a target no model can learn
+    (one positive row in the train set) keeps the sample's values instead of sinking the whole submission."""
+    rng = np.random.default_rng(0)
+    data = tmp_path / "data"
+    data.mkdir()
+    x = rng.normal(size=60)
+    rare = np.zeros(40)
+    rare[7] = 1
+    pd.DataFrame({"id": range(40), "x": x[:40], "a": np.where(x[:40] > 0, 3, 0), "b": np.where(x[:40] > 0, 0, 2),
+                  "c": rare}).to_csv(data / "train.csv", index=False)
+    pd.DataFrame({"id": range(40, 60), "x": x[40:]}).to_csv(data / "test.csv", index=False)
+    pd.DataFrame({"id": range(40, 60), "a": 0.25, "b": 0.25, "c": 0.5}).to_csv(data / "sample_submission.csv",
+                                                                               index=False)
+    for name in ("submission", "logs", "code"):
+        (tmp_path / name).mkdir()
+        monkeypatch.setenv(f"{name.upper()}_DIR", str(tmp_path / name))
+    monkeypatch.setenv("DATA_DIR", str(data))
+    monkeypatch.setenv("TIME_LIMIT_SECS", "60")
+    monkeypatch.setenv("HPC_MLE_VALIDATE_SCRIPT", str(tmp_path / "no-validator.sh"))
+
+    with threadpool_limits(1):
+        assert baseline.main() == 0
+    report = json.loads((tmp_path / "logs" / "baseline.json").read_text())
+    assert report["outcome"] == "submitted the model's predictions", report
+    failed = [m for m in report["models"] if str(m.get("status", "")).startswith("failed")]
+    assert [m["target"] for m in failed] == ["c"]
+    sub = pd.read_csv(tmp_path / "submission" / "submission.csv")
+    assert np.allclose(sub[["a", "b", "c"]].sum(axis=1), 1) and (sub[["a", "b", "c"]] >= 0).all().all()
+    assert np.corrcoef(sub["a"], x[40:])[0, 1] > 0.5  # still learned from x, after normalising
+
+
+def test_normalise_rows_keeps_the_sample_where_nothing_is_left(baseline):
+    sample = pd.DataFrame({"id": [1, 2], "p": [0.5, 0.2], "q": [0.5, 0.8]})
+    assert baseline.sums_to_one(sample) and not baseline.sums_to_one(sample.assign(q=[0.5, 0.5]))
+    assert not baseline.sums_to_one(sample[["id", "p"]])
+    got = baseline.normalise_rows(pd.DataFrame({"p": [3.0, -1.0], "q": [1.0, 0.0]}), sample[["p", "q"]])
+    assert got.tolist() == [[0.75, 0.25], [0.2, 0.8]]

@@ -847,9 +847,19 @@ def solve(cfg: dict[str, Any], report: dict[str, Any]) -> pd.DataFrame:
     for i, task in enumerate(tasks):
         share = (i + 1) / len(tasks)
         soft, hard = START + search_s * share, START + 2 * search_s * share
-        task_columns, task_report = solve_task(task, train, views_train, views_test, soft, hard)
+        try:
+            task_columns, task_report = solve_task(task, train, views_train, views_test, soft, hard)
+        except Exception as exc:  # one target no model could learn keeps the sample's values; the rest go on
+            if len(tasks) == 1:
+                raise
+            log(f"{task.target}: {type(exc).__name__}: {exc}; its columns keep the sample's values")
+            report["models"].append({"target": task.target, "metric": task.metric, "chosen": "the sample's values",
+                                     "status": f"failed: {type(exc).__name__}: {exc}"})
+            continue
         columns.update(task_columns)
         report["models"].append(task_report)
+    if len(columns) == 1:
+        raise RuntimeError("no target could be modelled")
     predicted = pd.DataFrame(columns).drop_duplicates(subset=[id_col]).set_index(id_col)
     missing = sample[id_col][~sample[id_col].isin(predicted.index)]
     if len(missing):
@@ -859,8 +869,23 @@ def solve(cfg: dict[str, Any], report: dict[str, Any]) -> pd.DataFrame:
         if col not in out.columns:
             out[col] = sample[col].to_numpy()
     out = out[list(sample.columns)]
+    if sums_to_one(sample):
+        out[list(sample.columns[1:])] = normalise_rows(out[sample.columns[1:]], sample[sample.columns[1:]])
     check_shape(out, sample)
     return out
+
+
+def sums_to_one(sample: pd.DataFrame) -> bool:
+    """Two or more number columns that add to 1 on every sample row ask for a distribution per row."""
+    values = sample.iloc[:, 1:].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
+    return values.shape[1] >= 2 and bool(np.isfinite(values).all()) and bool(np.allclose(values.sum(axis=1), 1))
+
+
+def normalise_rows(predicted: pd.DataFrame, sample: pd.DataFrame) -> np.ndarray:
+    """Per-column predictions (counts, scores) as rows that add to 1; a row with nothing left keeps the sample's."""
+    values = np.clip(predicted.to_numpy(dtype=float), 0, None)
+    totals = values.sum(axis=1, keepdims=True)
+    return np.where(totals > 0, values / np.where(totals > 0, totals, 1), sample.to_numpy(dtype=float))
 
 
 def save_code(cfg: dict[str, Any], report: dict[str, Any]) -> None:
