@@ -927,3 +927,85 @@ def mean_haversine_p50_p95(y_true: pd.DataFrame, y_pred: pd.DataFrame, *, trip_c
         raise InvalidSubmission(f"{wrong} trip(s) have a different number of rows than the test set's "
                                 f"(one row per answer row of each tripId)")
     return np.mean(scores)
+
+
+# ---------------------------------------------------------------- medical images (issue 14)
+
+# rsna-2022-cervical: Kaggle's per-study targets in v1's column order, and the weight of each target
+# when its label is negative / positive (patient_overall counts seven times a vertebra).
+CERVICAL_TARGETS = ("patient_overall", "C1", "C2", "C3", "C4", "C5", "C6", "C7")
+CERVICAL_WEIGHTS_NEGATIVE = (7, 1, 1, 1, 1, 1, 1, 1)
+CERVICAL_WEIGHTS_POSITIVE = (14, 2, 2, 2, 2, 2, 2, 2)
+
+
+def _per_study(frame: pd.DataFrame, study_column: str, target_column: str, values: np.ndarray) -> np.ndarray:
+    """One row per study (sorted), one column per target in CERVICAL_TARGETS order: v1 pivots its long
+    rows back to Kaggle's wide table, so the arrays (and their summation order) are the same as v1's."""
+    long = pd.DataFrame({"study": frame[study_column].to_numpy(), "target": frame[target_column].to_numpy(),
+                         "value": values})
+    wide = long.pivot(index="study", columns="target", values="value").reset_index().sort_values("study")
+    missing = [t for t in CERVICAL_TARGETS if t not in wide.columns]
+    if missing:
+        raise ValueError(f"answers lack the target(s) {missing} for some study")
+    return wide[list(CERVICAL_TARGETS)].to_numpy()
+
+
+@metric("weighted-multi-label-log-loss", higher_is_better=False)
+def weighted_multi_label_log_loss(y_true: pd.DataFrame, y_pred: pd.DataFrame, *,
+                                  study_column: str = "StudyInstanceUID",
+                                  target_column: str = "prediction_type", epsilon: float = 1e-15) -> float:
+    """rsna-2022-cervical's weighted binary log loss, as v1 computes it.
+
+    Predictions (clipped to [eps, 1 - eps], eps = 1e-15, not scikit-learn's) are pivoted to one row per
+    study; each of the 8 targets gets weight 7/1 (negative) or 14/2 (positive, patient_overall first);
+    a study's loss is its weighted sum over its weight sum; the score is the mean over studies.
+    `y_true`: the label, then the study and target columns of each row (context); `y_pred`: the label.
+    """
+    p = _probabilities(y_pred)[:, 0]
+    t = _numeric(y_true.iloc[:, [0]], "answers")[:, 0].astype(np.int64)
+    truth = _per_study(y_true, study_column, target_column, t)
+    pred = np.clip(_per_study(y_true, study_column, target_column, p), epsilon, 1 - epsilon)
+    loss = -(truth * np.log(pred) + (1 - truth) * np.log(1 - pred))
+    positive = np.array(CERVICAL_WEIGHTS_POSITIVE, dtype=np.float32)  # v1's weights are float32
+    negative = np.array(CERVICAL_WEIGHTS_NEGATIVE, dtype=np.float32)
+    weights = truth * positive + (1 - truth) * negative
+    per_study = np.sum(loss * weights, axis=1) / weights.sum(axis=1)
+    return np.mean(per_study)
+
+
+def _clipped_prediction(value: float) -> float:
+    """v1's `min(max(p, 0), 1)` in Python: a NaN stays NaN (it then makes the score 0)."""
+    return min(max(value, 0.0), 1.0)
+
+
+@metric("probabilistic-f1", higher_is_better=True)
+def probabilistic_f1(y_true: pd.DataFrame, y_pred: pd.DataFrame, *, beta: float = 1) -> float | int:
+    """rsna-breast's probabilistic F-beta (Kaggle's pF1, beta = 1), as v1 computes it.
+
+    Each prediction is clipped to [0, 1] (so -1 and inf are scored); ctp sums it over the positive
+    rows and cfp over the negative ones, in id order; precision = ctp / (ctp + cfp), recall =
+    ctp / positives. v1 returns the int 0 unless both are > 0, which a missing prediction (NaN)
+    forces: such a submission is valid and scores 0. Text is invalid (v1's comparison raised).
+    """
+    column = _single(y_pred)
+    if not (pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column)):
+        raise InvalidSubmission(f"column '{column.name}' must be numeric (probabilities)")
+    labels = _numeric(y_true.iloc[:, [0]], "answers")[:, 0]
+    predictions = column.to_numpy(dtype=np.float64, na_value=np.nan)
+    positives, ctp, cfp = 0, 0.0, 0.0
+    for label, value in zip(labels.tolist(), predictions.tolist(), strict=True):
+        clipped = _clipped_prediction(value)
+        if label:
+            positives += 1
+            ctp += clipped
+        else:
+            cfp += clipped
+    if positives == 0:
+        raise InvalidSubmission("probabilistic F1 is undefined: the answers hold no positive case (v1: division by zero)")
+    with np.errstate(all="ignore"):  # v1 divided NumPy floats: 0/0 gave NaN, not an error
+        precision = np.float64(ctp) / np.float64(ctp + cfp)
+        recall = np.float64(ctp) / positives
+    if not (precision > 0 and recall > 0):
+        return 0
+    squared = beta * beta
+    return (1 + squared) * (precision * recall) / (squared * precision + recall)

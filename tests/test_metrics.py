@@ -225,3 +225,55 @@ def test_jigsaw_bias_auc():
     assert score("jigsaw-bias-auc", two, pred, identity_columns=["g", "h"]) == pytest.approx(expected)
     with pytest.raises(InvalidSubmission):
         score("jigsaw-bias-auc", y_true, frame(prediction=["a", "b", "c", "d"]), identity_columns=["g"])
+
+
+# ---------------------------------------------------------------- medical images (issue 14)
+
+
+def _cervical(labels: dict[str, list[int]], preds: dict[str, list[float]]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Long rows (label, study, target) as the rsna-2022 grader passes them, one per study and target."""
+    targets = ["patient_overall", *(f"C{i}" for i in range(1, 8))]
+    rows = [(labels[s][k], s, t, preds[s][k]) for s in labels for k, t in enumerate(targets)]
+    y_true = pd.DataFrame([r[:3] for r in rows], columns=["fractured", "StudyInstanceUID", "prediction_type"])
+    return y_true, pd.DataFrame({"fractured": [r[3] for r in rows]})
+
+
+def test_weighted_multi_label_log_loss():
+    # Study a: all 8 labels 0, every prediction 0.5 -> each loss ln 2, so its weighted mean is ln 2.
+    # Study b: patient_overall and C1 positive (weights 14 and 2), the rest negative (weight 1 each, sum 22).
+    # Predictions 1.0 and 0.5 for the positives, 0 for the negatives: clipping to 1e-15 makes the exact
+    # hits cost -ln(1 - 1e-15) ~ 1e-15; C1 costs 2 ln 2 -> (2 ln 2 + ~0) / 22. Mean: (ln 2 + ln 2 / 11) / 2.
+    y_true, y_pred = _cervical({"a": [0] * 8, "b": [1, 1, 0, 0, 0, 0, 0, 0]},
+                               {"a": [0.5] * 8, "b": [1.0, 0.5, 0, 0, 0, 0, 0, 0]})
+    expected = (math.log(2) + math.log(2) / 11) / 2
+    assert score("weighted-multi-label-log-loss", y_true, y_pred) == pytest.approx(expected, rel=1e-12)
+    # Rows are grouped by their study and target columns, not by position.
+    order = np.random.default_rng(0).permutation(len(y_true))
+    shuffled = score("weighted-multi-label-log-loss", y_true.iloc[order], y_pred.iloc[order])
+    assert shuffled == pytest.approx(expected, rel=1e-12)
+    # A confident miss costs -ln(1e-15) = 34.5388 (v1's own eps, not scikit-learn's 2.2e-16).
+    y_true, y_pred = _cervical({"a": [1, 0, 0, 0, 0, 0, 0, 0]}, {"a": [0.0] + [0.0] * 7})
+    # weights 14 (positive patient_overall) + 7 * 1: (14 * 34.5388 + 7 * ~1e-15) / 21
+    assert score("weighted-multi-label-log-loss", y_true, y_pred) == pytest.approx(14 * -math.log(1e-15) / 21)
+    for bad in (1.5, -0.1, np.nan, "x"):
+        broken = y_pred.astype(object)
+        broken.iloc[3, 0] = bad
+        with pytest.raises(InvalidSubmission):
+            score("weighted-multi-label-log-loss", y_true, broken)
+
+
+def test_probabilistic_f1():
+    # labels [1, 0, 1, 0], predictions clipped to [0.8, 0.4, 0.6, 0]: ctp = 1.4, cfp = 0.4.
+    # precision = 1.4 / 1.8 = 7/9, recall = 1.4 / 2 = 0.7, F1 = 2PR / (P + R) = (98/90) / (133/90) = 14/19.
+    y_true = frame(cancer=[1, 0, 1, 0])
+    assert score("probabilistic-f1", y_true, frame(cancer=[0.8, 0.4, 0.6, -1.0])) == pytest.approx(14 / 19)
+    # Above 1 and +inf clip to 1: ctp = 2, cfp = 1 -> P = 2/3, R = 1, F1 = (4/3) / (5/3) = 0.8.
+    assert score("probabilistic-f1", y_true, frame(cancer=[1.5, np.inf, 1.0, 0.0])) == pytest.approx(0.8)
+    # v1 returns the int 0 when precision or recall is not > 0: all-zero predictions, or any NaN.
+    zero = score("probabilistic-f1", y_true, frame(cancer=[0.0, 0.3, 0.0, 0.2]))
+    assert zero == 0 and isinstance(zero, int)
+    assert score("probabilistic-f1", y_true, frame(cancer=[0.9, np.nan, 0.9, 0.1])) == 0
+    with pytest.raises(InvalidSubmission, match="numeric"):
+        score("probabilistic-f1", y_true, frame(cancer=["a", 0.1, 0.2, 0.3]))
+    with pytest.raises(InvalidSubmission, match="no positive"):
+        score("probabilistic-f1", frame(cancer=[0, 0]), frame(cancer=[0.5, 0.5]))
