@@ -205,3 +205,29 @@ def test_normalise_rows_keeps_the_sample_where_nothing_is_left(baseline):
     assert not baseline.sums_to_one(sample[["id", "p"]])
     got = baseline.normalise_rows(pd.DataFrame({"p": [3.0, -1.0], "q": [1.0, 0.0]}), sample[["p", "q"]])
     assert got.tolist() == [[0.75, 0.25], [0.2, 0.8]]
+
+
+def test_tables_are_found_zipped_tab_separated_or_parquet(baseline, tmp_path):
+    """Kaggle ships train.tsv.zip / test.tsv.zip (movie reviews) and train_meta.parquet (icecube)."""
+    tsv = tmp_path / "tsv"
+    tsv.mkdir()
+    pd.DataFrame({"PhraseId": [1, 2], "Phrase": ["a b", "c"], "Sentiment": [0, 4]}).to_csv(
+        tsv / "train.tsv.zip", sep="\t", index=False)
+    pd.DataFrame({"PhraseId": [3], "Phrase": ["d"]}).to_csv(tsv / "test.tsv.zip", sep="\t", index=False)
+    pd.DataFrame({"PhraseId": [3], "Sentiment": [2]}).to_csv(tsv / "sampleSubmission.csv", index=False)
+    sample = str(tsv / "sampleSubmission.csv")
+    assert baseline.find_train(str(tsv), "PhraseId", ["Sentiment"], sample) == str(tsv / "train.tsv.zip")
+    train = baseline.read_table(str(tsv / "train.tsv.zip"), "PhraseId")
+    assert train["PhraseId"].tolist() == ["1", "2"] and train["Phrase"].tolist() == ["a b", "c"]
+    test = baseline.read_test(str(tsv), "PhraseId", baseline.read_csv(sample, "PhraseId"))
+    assert test.columns.tolist() == ["PhraseId", "Phrase"]
+
+    pq = tmp_path / "parquet"
+    pq.mkdir()
+    pd.DataFrame({"event_id": [1, 2], "f": [0.5, 0.1], "zenith": [1.0, 2.0]}).to_parquet(pq / "train_meta.parquet")
+    pd.DataFrame({"event_id": [7], "f": [0.3]}).to_parquet(pq / "test_meta.parquet")
+    pd.DataFrame({"event_id": [7], "zenith": [1.5]}).to_csv(pq / "sample_submission.csv", index=False)
+    found = baseline.find_train(str(pq), "event_id", ["zenith"], str(pq / "sample_submission.csv"))
+    assert found == str(pq / "train_meta.parquet")
+    assert baseline.read_table(found, "event_id")["event_id"].tolist() == ["1", "2"]
+    assert baseline.test_path(str(pq)) == str(pq / "test_meta.parquet")

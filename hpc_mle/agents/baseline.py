@@ -52,6 +52,7 @@ from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, OrdinalEnc
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # sample_submission.py sits beside this file
 from sample_submission import find_sample  # noqa: E402
 
+TABLE_SUFFIXES = (".csv", ".tsv", ".csv.zip", ".tsv.zip", ".csv.gz", ".tsv.gz", ".parquet")  # as Kaggle ships them
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp")
 POSITIVE_WORDS = ("1", "true", "yes", "y", "t", "positive", "pos")
 LOG_ERROR_WORDS = ("logarithmic error", "rmsle", "log error")
@@ -82,6 +83,35 @@ def read_csv(path: str, id_col: str) -> pd.DataFrame:
     return pd.read_csv(path, dtype={id_col: str} if id_col in header else None, low_memory=False)
 
 
+def table_stem(path: str) -> str:
+    """'train.tsv.zip' -> 'train'; '' for a file that is not a table."""
+    name = os.path.basename(path).lower()
+    return next((name[: -len(s)] for s in TABLE_SUFFIXES if name.endswith(s)), "")
+
+
+def table_files(data_dir: str) -> list[str]:
+    """The top-level tables of the data folder, sorted."""
+    return sorted(p for p in glob.glob(os.path.join(data_dir, "*")) if os.path.isfile(p) and table_stem(p))
+
+
+def read_table(path: str, id_col: str, nrows: int | None = None) -> pd.DataFrame:
+    """A CSV or TSV (plain, zipped or gzipped: pandas unpacks by the name) or a parquet file, ids as text.
+    A parquet file can be far larger than memory: `nrows` (or MAX_TRAIN_ROWS) of its first rows are read."""
+    if path.lower().endswith(".parquet"):
+        import pyarrow.parquet as pq
+
+        parquet = pq.ParquetFile(path)
+        batch = next(parquet.iter_batches(batch_size=nrows or MAX_TRAIN_ROWS), None)
+        frame = (batch if batch is not None else parquet.schema_arrow.empty_table()).to_pandas()
+        if id_col in frame.columns:
+            frame[id_col] = frame[id_col].astype(str)
+        return frame
+    sep = "\t" if os.path.basename(path).lower().endswith((".tsv", ".tsv.zip", ".tsv.gz")) else ","
+    header = pd.read_csv(path, sep=sep, nrows=0).columns
+    return pd.read_csv(path, sep=sep, nrows=nrows, dtype={id_col: str} if id_col in header else None,
+                       low_memory=False)
+
+
 def label_text(value: Any) -> str:
     """How a class value is spelled as a column name (1.0 and 1 are the same class)."""
     if isinstance(value, float) and value.is_integer():
@@ -102,14 +132,17 @@ def class_column(frame: pd.DataFrame, names: list[str], skip: set[str]) -> str |
 
 
 def find_train(data_dir: str, id_col: str, pred_cols: list[str], sample_path: str) -> str:
-    """train.csv when it holds the targets, else another CSV that holds them next to the ids."""
+    """The train table (train.csv, train.tsv.zip, train_meta.parquet, ...) when it holds the targets, else
+    another table that holds them next to the ids."""
+    tables = table_files(data_dir)
     paths = [os.path.join(data_dir, "train.csv")]
-    paths += sorted(p for p in glob.glob(os.path.join(data_dir, "*.csv")) if p not in paths)
-    skip = {os.path.abspath(sample_path), os.path.abspath(os.path.join(data_dir, "test.csv"))}
+    paths += [p for p in tables if table_stem(p).startswith("train") and p not in paths]
+    paths += [p for p in tables if p not in paths]
+    skip = {os.path.abspath(sample_path), os.path.abspath(test_path(data_dir) or sample_path)}
     for path in paths:
         if not os.path.isfile(path) or os.path.abspath(path) in skip:
             continue
-        head = pd.read_csv(path, nrows=200, low_memory=False)
+        head = read_table(path, id_col, nrows=200)
         if all(c in head.columns for c in pred_cols):
             return path
         if id_col in head.columns and (len(pred_cols) > 1 and class_column(head, pred_cols, {id_col})
@@ -120,11 +153,21 @@ def find_train(data_dir: str, id_col: str, pred_cols: list[str], sample_path: st
     raise FileNotFoundError(f"no training file in {data_dir} holds the columns {pred_cols[:5]}")
 
 
+def test_path(data_dir: str) -> str | None:
+    """test.csv, else the table named test (test.tsv.zip), else one named test_... (test_meta.parquet)."""
+    tables = table_files(data_dir)
+    exact = [p for p in tables if table_stem(p) == "test"]
+    named = [p for p in tables if table_stem(p).startswith("test")]
+    plain = os.path.join(data_dir, "test.csv")
+    return plain if os.path.isfile(plain) else next(iter(exact + named), None)
+
+
 def read_test(data_dir: str, id_col: str, sample: pd.DataFrame) -> pd.DataFrame:
-    """test.csv gives the features of the rows to predict; without it, the sample's ids are all there is."""
-    path = os.path.join(data_dir, "test.csv")
-    if os.path.isfile(path):
-        test = read_csv(path, id_col)
+    """The test table gives the features of the rows to predict; without it, the sample's ids are all there is."""
+    path = test_path(data_dir)
+    if path is not None:
+        rows = len(sample) or None if path.lower().endswith(".parquet") else None  # parquet: one row per id
+        test = read_table(path, id_col, nrows=rows)
         if id_col in test.columns:
             return test
     return sample[[id_col]].copy()
@@ -803,7 +846,7 @@ def load_data(cfg: dict[str, Any], report: dict[str, Any]) -> tuple[pd.DataFrame
     id_col, pred_cols = header[0], list(header[1:])
     sample = read_csv(sample_path, id_col)
     train_path = find_train(cfg["data"], id_col, pred_cols, sample_path)
-    train = read_csv(train_path, id_col)
+    train = read_table(train_path, id_col)
     test = read_test(cfg["data"], id_col, sample)
     description = ""
     for name in ("description.md", "description.txt", "overview.md"):
