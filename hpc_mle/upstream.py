@@ -13,7 +13,12 @@ Everything is read and checked before anything is written, so a clone with Git L
 of files leaves the data dir as it was.
 
 Verification recomputes upstream's checksum dict for our prepared folder: MD5 of the top-level files
-of public/ and private/ with extensions csv, json, jsonl, parquet or bson (nothing in sub-folders).
+of public/ and private/ with extensions csv, json, jsonl, parquet or bson, as v1 lists them. Files in
+sub-folders and archives (v1's re-zipped `.zip`, `.tar.gz`, `.7z`) are not in upstream's checksums, so
+they can be neither confirmed nor refuted by them (and a zip's bytes hold its members' times: no two
+preparations agree on them anyway). A parquet file's bytes depend on the library that wrote it (v1's
+icecube wrote them with fastparquet, so upstream's own check fails there, #58): a differing parquet MD5
+is reported as not comparable by bytes, never as a mismatch; compare such files by content.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from hpc_mle.files import atomic_write_bytes, atomic_write_json, md5sum
 
 LFS_MAGIC = b"version https://git-lfs"
 CHECKSUM_EXTENSIONS = ("csv", "json", "jsonl", "parquet", "bson")
+WRITER_DEPENDENT = ("parquet",)  # bytes vary with the writing library and its version; the content does not
 FILES = ("leaderboard.csv", "description.md", "description_obfuscated.md", "checksums.yaml")
 SUBDIR = "upstream"
 
@@ -98,9 +104,13 @@ def checksum_dict(public: Path, private: Path) -> dict[str, dict[str, str]]:
 class Verification:
     state: str  # match | mismatch | not prepared | no checksums
     files: list[str] = field(default_factory=list)  # what differs: public/train.csv (missing|extra|md5), zip
+    not_comparable: list[str] = field(default_factory=list)  # writer-dependent files whose MD5 differs
 
     def text(self) -> str:
-        return self.state + (f": {', '.join(self.files)}" if self.files else "")
+        text = self.state + (f": {', '.join(self.files)}" if self.files else "")
+        if self.not_comparable:
+            text += f" (not comparable by bytes, compare content: {', '.join(self.not_comparable)})"
+        return text
 
 
 def verify(cid: str, data_dir=None) -> Verification:
@@ -111,7 +121,7 @@ def verify(cid: str, data_dir=None) -> Verification:
     if not paths.checksum_file(cid, data_dir).is_file():
         return Verification("not prepared")
     got = checksum_dict(paths.public_dir(cid, data_dir), paths.private_dir(cid, data_dir))
-    diffs = []
+    diffs, not_comparable = [], []
     for part in ("public", "private"):
         w, g = want.get(part) or {}, got[part]
         for name in sorted(set(w) | set(g)):
@@ -119,6 +129,8 @@ def verify(cid: str, data_dir=None) -> Verification:
                 diffs.append(f"{part}/{name} (missing)")
             elif name not in w:
                 diffs.append(f"{part}/{name} (extra)")
+            elif str(w[name]) != g[name] and name.rpartition(".")[2] in WRITER_DEPENDENT:
+                not_comparable.append(f"{part}/{name}")
             elif str(w[name]) != g[name]:
                 diffs.append(f"{part}/{name} (md5)")
     from hpc_mle import kaggle
@@ -130,7 +142,7 @@ def verify(cid: str, data_dir=None) -> Verification:
         recorded = json.loads(manifest.read_text()).get("md5")
         if recorded and recorded != str(want["zip"]):
             diffs.append("zip (md5)")
-    return Verification("mismatch" if diffs else "match", diffs)
+    return Verification("mismatch" if diffs else "match", diffs, not_comparable)
 
 
 # ---------------------------------------------------------------- import

@@ -119,3 +119,55 @@ def test_description_upstream_replaces_ours_and_stays_verifiable(synthetic, tmp_
     assert cli("prepare", "-c", "comp-a", "--data-dir", str(data)).exit_code == 0
     assert public_description.read_text() == "# Our description\n"
     assert md5sum(public_description) == prepare.recorded_checksums("comp-a", data)["public"]["description.md"]
+
+
+def test_checksums_of_issue_13_competitions_prepared_from_synthetic_downloads(tmp_path):
+    """Upstream's layout: only top-level csv/json/jsonl/parquet/bson files count. billion-word's public
+    holds only re-zipped files (public: {} upstream), TF2-QA's answers are .jsonl, icecube's parquet files
+    were written by fastparquet (#58: their MD5 cannot match ours, so they are not comparable by bytes) and
+    its pulse batches lie in sub-folders, which upstream's checksums never list."""
+    import hashlib
+
+    import synthetic_downloads
+
+    ids = ["billion-word-imputation", "tensorflow2-question-answering", "icecube-neutrinos-in-deep-ice"]
+    data = tmp_path / "data"
+    makers, _ = synthetic_downloads.discover()
+    for cid in ids:
+        assert synthetic_downloads.prepare_synthetic(makers[cid], data).result == "prepared"
+    clone = make_clone(tmp_path, ids)
+
+    def upstream_sums(cid: str) -> dict:
+        """MD5 of the top-level data files, as v1's data.py lists them (written here independently)."""
+        sums = {}
+        for part in ("public", "private"):
+            folder = paths.prepared_dir(cid, data) / part
+            sums[part] = {p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in folder.iterdir()
+                          if p.is_file() and p.suffix in (".csv", ".json", ".jsonl", ".parquet", ".bson")}
+        return {**sums, "zip": "f" * 32}
+
+    sums = {cid: upstream_sums(cid) for cid in ids}
+    assert sums["billion-word-imputation"]["public"] == {}  # as upstream's own checksums.yaml
+    assert set(sums["tensorflow2-question-answering"]["private"]) == {"test.jsonl", "gold_submission.csv"}
+    assert any(p.is_dir() for p in paths.public_dir(ids[2], data).iterdir())  # train/ and test/ batches
+    icecube = sums[ids[2]]
+    icecube["public"].update({"train_meta.parquet": "1" * 32, "test_meta.parquet": "2" * 32})  # fastparquet's
+    for cid in ids:
+        write_upstream_checksums(clone, cid, sums[cid])
+
+    out = cli("competitions", "import-upstream", str(clone), *[a for c in ids for a in ("-c", c)],
+              "--data-dir", str(data))
+    assert out.exit_code == 0, out.output
+    for cid in ids[:2]:
+        assert upstream.verify(cid, data).text() == "match"
+    verdict = upstream.verify(ids[2], data)
+    assert verdict.state == "match" and verdict.not_comparable == ["public/test_meta.parquet",
+                                                                  "public/train_meta.parquet"]
+    assert "compare content" in verdict.text()
+
+    answers = sums["tensorflow2-question-answering"]
+    answers["private"]["test.jsonl"] = "0" * 32
+    write_upstream_checksums(clone, "tensorflow2-question-answering", answers)
+    out = cli("competitions", "import-upstream", str(clone), "-c", "tensorflow2-question-answering",
+              "--data-dir", str(data))
+    assert out.exit_code == 1 and "private/test.jsonl" in out.output
