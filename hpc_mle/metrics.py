@@ -1009,3 +1009,45 @@ def probabilistic_f1(y_true: pd.DataFrame, y_pred: pd.DataFrame, *, beta: float 
         return 0
     squared = beta * beta
     return (1 + squared) * (precision * recall) / (squared * precision + recall)
+
+
+# ---------------------------------------------------------------- detection boxes (hpc_mle.boxes)
+# The four detection graders of v1 pair rows their own way, so their specs use row order `by-metric`:
+# `y_true` is the whole answers file and `y_pred` the submission's id and prediction columns. The box
+# arithmetic (parsing, IoU, matching, AP) lives in hpc_mle.boxes, imported when a grade needs it.
+
+
+@metric("point-in-box-f1", higher_is_better=True, v1_result="python")
+def point_in_box_f1(y_true: pd.DataFrame, y_pred: pd.DataFrame, *, id_column: str = "image_id",
+                    column: str = "labels") -> float:
+    """kuzushiji v1: F1 of predicted character centres (label x y) strictly inside same-label truth boxes."""
+    from hpc_mle import boxes
+
+    return boxes.kuzushiji_f1(y_true, y_pred, id_column, column)
+
+
+@metric("detection-map-at-iou-50", higher_is_better=True)
+def detection_map_at_iou_50(y_true: pd.DataFrame, y_pred: pd.DataFrame, *, id_column: str = "id",
+                            column: str = "PredictionString") -> float:
+    """siim-covid19 v1: mean over the answers' labels of AP over greedy IoU > 0.5 matches per row."""
+    from hpc_mle import boxes
+
+    return boxes.siim_map(y_true, y_pred, id_column, column)
+
+
+@metric("coco-map-at-iou-40", higher_is_better=True)
+def coco_map_at_iou_40(y_true: pd.DataFrame, y_pred: pd.DataFrame, *, id_column: str = "image_id",
+                       column: str = "PredictionString") -> float:
+    """vinbigdata v1: pycocotools bbox AP at IoU 0.4 (boxes given as x_min y_min x_max y_max)."""
+    from hpc_mle import boxes
+
+    return boxes.vinbig_coco_map(y_true, y_pred, id_column, column)
+
+
+@metric("mean-average-precision-3d", higher_is_better=True)
+def mean_average_precision_3d(y_true: pd.DataFrame, y_pred: pd.DataFrame, *, id_column: str = "Id",
+                              column: str = "PredictionString") -> float:
+    """3d-object v1: Lyft's 3D mAP over IoU 0.50..0.95, averaged per sample, then over samples."""
+    from hpc_mle import boxes
+
+    return boxes.lyft_map(y_true, y_pred, id_column, column)
