@@ -1,0 +1,477 @@
+"""Preparers of the large image collections: herbaria, iNaturalist, camera traps, hotels, museum art, Cdiscount.
+
+Each `name(raw, public, private)` turns the extracted Kaggle download in `raw` into the split MLE-bench v1
+makes (facts §4.4), from tens of thousands to millions of images. Images are copied (or streamed into an
+archive) one at a time and never decoded; folders are never listed. What is held in memory is the index:
+a label table, or, where v1 rewrites a COCO-style metadata JSON (herbaria, iNaturalist, iWildCam 2020),
+that JSON, because v1's output regroups its records by category (the specs state the memory it needs).
+cdiscount's train.bson is streamed twice; only two integer columns of it are held.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import tarfile
+import zipfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+from hpc_mle.prepare.common import SEED, read_exact, require_columns, require_raw, split, write_csv
+
+# ---------------------------------------------------------------- shared steps
+
+COPY_CHUNK = 1 << 20  # bytes per read when streaming an image into an archive
+
+
+def _copy(src: Path, dst: Path) -> None:
+    """One image, with an error that names the missing file (folders created as needed)."""
+    if not src.is_file():
+        raise FileNotFoundError(f"{src}: named in the metadata but missing from the Kaggle download. "
+                                f"Fix: delete {src.parent} and prepare again to re-extract it.")
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src, dst)
+
+
+def _load_json(path: Path, encoding: str = "utf-8") -> Any:
+    with open(require_raw(path), encoding=encoding) as fh:
+        return json.load(fh)
+
+
+def _dump_json(obj: Any, path: Path, **kwargs) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as fh:
+        json.dump(obj, fh, **kwargs)
+
+
+def _pretty_json(obj: Any, path: Path) -> None:
+    """v1's metadata format for the herbaria and iNaturalist: indent 4, keys sorted, ASCII escapes."""
+    _dump_json(obj, path, indent=4, sort_keys=True)
+
+
+def _paired_records(meta: dict, path: Path, image_key: str) -> Iterator[tuple[dict, dict]]:
+    """(annotation, image) pairs; v1 asserts that the two lists are aligned record for record."""
+    for annotation, image in zip(meta["annotations"], meta["images"], strict=False):
+        if annotation["image_id"] != image[image_key]:
+            raise ValueError(f"{path}: annotation for image {annotation['image_id']!r} is paired with image "
+                             f"{image[image_key]!r}; v1 needs 'annotations' and 'images' in the same order.")
+        yield annotation, image
+
+
+def _split_per_category(meta: dict, path: Path, image_key: str, test_size: float,
+                        small_rule: bool) -> tuple[dict[int, list[int]], list[int]]:
+    """v1's per-category split of a COCO-style training set into record positions.
+
+    Categories in order of first appearance; within one, `train_test_split(random_state=0)`. With
+    `small_rule` (herbarium 2020/21, iNaturalist) a single record stays in train and fewer than five
+    put their last `max(1, int(n * test_size))` in test. The test positions of all categories, in
+    category order, are then shuffled with `random.Random(0)`. Returns (train positions per category,
+    test positions in their new order).
+    """
+    by_category: dict[int, list[int]] = {}
+    for i, (annotation, _) in enumerate(_paired_records(meta, path, image_key)):
+        by_category.setdefault(annotation["category_id"], []).append(i)
+    train: dict[int, list[int]] = {}
+    test: list[int] = []
+    for category, rows in by_category.items():
+        n = len(rows)
+        if small_rule and n == 1:
+            keep, held = rows, []
+        elif small_rule and n < 5:
+            k = max(1, int(n * test_size))
+            keep, held = rows[:-k], rows[-k:]
+        else:
+            if n < 2:
+                raise ValueError(f"{path}: category {category} has a single image; v1's split (test_size="
+                                 f"{test_size}) cannot put it in both train and test.")
+            keep, held = train_test_split(rows, test_size=test_size, random_state=SEED)
+        train[category] = list(keep)
+        test.extend(held)
+    random.Random(SEED).shuffle(test)
+    return train, test
+
+
+def _category_subdir(category: int) -> str:
+    """v1's nested folder of a category: 15504 -> '155/04', 3 -> '000/03'."""
+    return f"{category // 100:03d}/{category % 100:02d}"
+
+
+def _renamed(record: dict, **changes: Any) -> dict:
+    out = dict(record)
+    out.update(changes)
+    return out
+
+
+# ---------------------------------------------------------------- herbarium-2020-fgvc7 / herbarium-2021-fgvc8
+
+
+def _herbarium_v1(raw_train: Path, public_train: Path, public_test: Path, private: Path, public: Path,
+                  encoding: str, dropped: tuple[str, ...]) -> None:
+    """The 2020 and 2021 preparers (same steps, different folders and dropped keys).
+
+    Train keeps every record and file name as they were, grouped by category; test images are renamed
+    `images/<idx // 1000:03d>/<idx>.jpg` with id `str(idx)`. The public test metadata keeps only images,
+    info and licenses. Answers: Id, Predicted (the category); the sample predicts 0.
+    """
+    path = raw_train / "metadata.json"
+    meta = _load_json(path, encoding)
+    train, test = _split_per_category(meta, path, "id", test_size=0.2, small_rule=True)
+    annotations, images = meta["annotations"], meta["images"]
+    order = [i for rows in train.values() for i in rows]
+    for i in order:
+        name = images[i]["file_name"]
+        _copy(raw_train / name, public_train / name)
+    _pretty_json({**meta, "annotations": [annotations[i] for i in order], "images": [images[i] for i in order]},
+                 public_train / "metadata.json")
+    test_images, answers = [], []
+    for idx, i in enumerate(test):
+        name = f"images/{idx // 1000:03d}/{idx}.jpg"
+        _copy(raw_train / images[i]["file_name"], public_test / name)
+        test_images.append(_renamed(images[i], id=str(idx), file_name=name))
+        answers.append(annotations[i]["category_id"])
+    public_meta = {k: v for k, v in meta.items() if k not in (*dropped, "annotations")}
+    public_meta["images"] = test_images
+    _pretty_json(public_meta, public_test / "metadata.json")
+    ids = [image["id"] for image in test_images]
+    write_csv(pd.DataFrame({"Id": ids, "Predicted": answers}), private / "answers.csv")
+    write_csv(pd.DataFrame({"Id": ids, "Predicted": 0}), public / "sample_submission.csv")
+
+
+def herbarium_2020(raw: Path, public: Path, private: Path) -> None:
+    """nybg2020/train/metadata.json re-split 80/20 per category into public/nybg2020/{train,test}.
+
+    v1 reads the metadata as Latin-1 (UTF-8 failed on it), so non-ASCII names are written back as the
+    \\u escapes of their Latin-1 reading, as v1 wrote them. Kaggle's own test images are not used.
+    """
+    _herbarium_v1(raw / "nybg2020" / "train", public / "nybg2020" / "train", public / "nybg2020" / "test",
+                  private, public, encoding="latin-1", dropped=("categories", "regions"))
+
+
+def herbarium_2021(raw: Path, public: Path, private: Path) -> None:
+    """train/metadata.json re-split 80/20 per category into public/train and public/test."""
+    _herbarium_v1(raw / "train", public / "train", public / "test", private, public,
+                  encoding="utf-8", dropped=("categories", "institutions"))
+
+
+# ---------------------------------------------------------------- herbarium-2022-fgvc9
+
+HERBARIUM_2022_SAMPLE = 42  # v1's constant prediction
+
+
+def herbarium_2022(raw: Path, public: Path, private: Path) -> None:
+    """train_metadata.json re-split 80/20 per category (every category split by train_test_split).
+
+    Train images are renumbered per category (`<category:05d>__<n:03d>`, file
+    `<ccc>/<cc>/<id>.jpg`); test images become `<idx // 1000:03d>/test-<idx:06d>.jpg` with id `str(idx)`.
+    public/test_metadata.json is the list of test image records only.
+    """
+    path = raw / "train_metadata.json"
+    meta = _load_json(path)
+    train, test = _split_per_category(meta, path, "image_id", test_size=0.2, small_rule=False)
+    annotations, images = meta["annotations"], meta["images"]
+    new_annotations, new_images = [], []
+    for category, rows in train.items():
+        for n, i in enumerate(rows, start=1):
+            image_id = f"{category:05d}__{n:03d}"
+            name = f"{_category_subdir(category)}/{image_id}.jpg"
+            _copy(raw / "train_images" / images[i]["file_name"], public / "train_images" / name)
+            new_annotations.append(_renamed(annotations[i], image_id=image_id))
+            new_images.append(_renamed(images[i], image_id=image_id, file_name=name))
+    _pretty_json({**meta, "annotations": new_annotations, "images": new_images}, public / "train_metadata.json")
+    test_images, answers = [], []
+    for idx, i in enumerate(test):
+        name = f"{idx // 1000:03d}/test-{idx:06d}.jpg"
+        _copy(raw / "train_images" / images[i]["file_name"], public / "test_images" / name)
+        test_images.append(_renamed(images[i], image_id=str(idx), file_name=name))
+        answers.append(annotations[i]["category_id"])
+    _pretty_json(test_images, public / "test_metadata.json")
+    ids = [image["image_id"] for image in test_images]
+    write_csv(pd.DataFrame({"Id": ids, "Predicted": answers}), private / "answers.csv")
+    write_csv(pd.DataFrame({"Id": ids, "Predicted": HERBARIUM_2022_SAMPLE}), public / "sample_submission.csv")
+
+
+# ---------------------------------------------------------------- inaturalist-2019-fgvc6
+
+INATURALIST_TEST_SIZE = 0.12  # v1: 35,400 / (268,243 + 35,400), Kaggle's own test share
+INATURALIST_CLASSES = 1010
+
+
+def _inaturalist_images(raw: Path) -> Path:
+    """raw/train_val2019/, unpacked from train_val2019.tar.gz into raw (as v1 does) when not there yet."""
+    folder = raw / "train_val2019"
+    if not folder.is_dir():
+        with tarfile.open(require_raw(raw / "train_val2019.tar.gz")) as tar:
+            tar.extractall(raw, filter="data")
+    return raw
+
+
+def _tar_files(members: Iterable[tuple[Path, str]], out: Path) -> None:
+    """An uncompressed tar of (file, name in the archive); v1 names it .tar.gz without compressing."""
+    with tarfile.open(out, "w") as tar:
+        for src, arcname in members:
+            if not src.is_file():
+                raise FileNotFoundError(f"{src}: named in train2019.json but missing from the download. "
+                                        f"Fix: delete {src.parents[-2]} and prepare again to re-extract it.")
+            tar.add(src, arcname=arcname)
+
+
+def inaturalist_2019(raw: Path, public: Path, private: Path) -> None:
+    """train2019.json re-split 88/12 per category; images go into two uncompressed tars named .tar.gz.
+
+    public/train_val2019.tar.gz holds the train images under their own paths (less the leading
+    `train_val2019/`), public/test2019.tar.gz the test images by base name; test2019.json renames them
+    `test2019/<base name>` and keeps their ids. val2019.json is copied. The sample predicts
+    `random.Random(42).randint(0, 1009)` on every row: v1 seeds a new generator per row, so one class.
+    """
+    path = raw / "train2019.json"
+    meta = _load_json(path)
+    root = _inaturalist_images(raw)
+    train, test = _split_per_category(meta, path, "id", test_size=INATURALIST_TEST_SIZE, small_rule=True)
+    annotations, images = meta["annotations"], meta["images"]
+    order = [i for rows in train.values() for i in rows]
+    _pretty_json({**meta, "annotations": [annotations[i] for i in order], "images": [images[i] for i in order]},
+                 public / "train2019.json")
+    shutil.copyfile(require_raw(raw / "val2019.json"), public / "val2019.json")
+    test_images = [_renamed(images[i], file_name="test2019/" + images[i]["file_name"].split("/")[-1]) for i in test]
+    public_meta = {k: v for k, v in meta.items() if k not in ("categories", "annotations")}
+    _pretty_json({**public_meta, "images": test_images}, public / "test2019.json")
+    ids = [image["id"] for image in test_images]
+    answers = pd.DataFrame({"id": ids, "predicted": [annotations[i]["category_id"] for i in test]})
+    write_csv(answers, private / "answers.csv")
+    sample = random.Random(42).randint(0, INATURALIST_CLASSES - 1)
+    write_csv(answers.assign(predicted=sample), public / "kaggle_sample_submission.csv")
+    _tar_files(((root / images[i]["file_name"], images[i]["file_name"].split("/", 1)[1]) for i in order),
+               public / "train_val2019.tar.gz")
+    _tar_files(((root / images[i]["file_name"], images[i]["file_name"].split("/")[-1]) for i in test),
+               public / "test2019.tar.gz")
+
+
+# ---------------------------------------------------------------- iwildcam-2019-fgvc6
+
+IWILDCAM_2019_SEED = 8  # v1 tried seeds until the test share of rows was near Kaggle's
+
+
+def _zip_stream(names: Iterable[str], source: Path | zipfile.ZipFile, out: Path) -> None:
+    """A flat zip of the named images, read one at a time from a folder or from Kaggle's zip."""
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as dst:
+        for name in names:
+            if isinstance(source, Path):
+                dst.write(source / name, arcname=name)
+                continue
+            info = zipfile.ZipInfo(name, date_time=source.getinfo(name).date_time)
+            info.compress_type, info.external_attr = zipfile.ZIP_DEFLATED, 0o644 << 16
+            with source.open(name) as fin, dst.open(info, "w") as fout:
+                shutil.copyfileobj(fin, fout, COPY_CHUNK)
+
+
+def _zipped_images(names: list[str], folder: Path, archive: Path, out: dict[str, list[str]]) -> None:
+    """Write out[zip name] = image names as flat zips, from `folder` if extracted, else from `archive`."""
+    if folder.is_dir():
+        for target, subset in out.items():
+            _zip_stream(subset, folder, target)
+        return
+    with zipfile.ZipFile(require_raw(archive)) as zf:
+        present = set(zf.namelist())
+        missing = [n for n in names if n not in present]
+        if missing:
+            raise FileNotFoundError(f"{archive}: {len(missing)} image(s) named in train.csv are missing, e.g. "
+                                    f"{missing[0]}. Fix: delete it and prepare again to re-download.")
+        for target, subset in out.items():
+            _zip_stream(subset, zf, target)
+
+
+def iwildcam_2019(raw: Path, public: Path, private: Path) -> None:
+    """10% of the camera locations (train_test_split of the unique locations in order of first
+    appearance, random_state=8) and all their images become the test set.
+
+    private/test.csv keeps the full rows, private/answers.csv is (Id, Category); public/test.csv drops
+    category_id; the sample predicts 0 and, as in v1, is written with pandas' index as a first unnamed
+    column. train_images.zip and test_images.zip are flat zips of `<id>.jpg`, streamed from Kaggle's zip.
+    """
+    table = read_exact(raw / "train.csv")
+    train_locations, test_locations = split(np.asarray(table["location"].unique()), random_state=IWILDCAM_2019_SEED)
+    in_test = table["location"].isin(test_locations)
+    train, answers = table[~in_test], table[in_test]
+    write_csv(answers, private / "test.csv")
+    write_csv(answers[["id", "category_id"]].rename(columns={"id": "Id", "category_id": "Category"}),
+              private / "answers.csv")
+    write_csv(train, public / "train.csv")
+    write_csv(answers.drop(columns=["category_id"]), public / "test.csv")
+    sample = pd.DataFrame({"Id": answers["id"], "Category": 0}, index=answers.index)
+    sample.to_csv(public / "sample_submission.csv", index=True, lineterminator="\n")
+    names = [f"{i}.jpg" for i in table["id"]]
+    _zipped_images(names, raw / "train_images", raw / "train_images.zip",
+                   {public / "train_images.zip": [f"{i}.jpg" for i in train["id"]],
+                    public / "test_images.zip": [f"{i}.jpg" for i in answers["id"]]})
+
+
+# ---------------------------------------------------------------- iwildcam-2020-fgvc7
+
+IWILDCAM_2020_TEST_SHARE = 0.22  # v1: 62,894 / (217,959 + 62,894)
+IWILDCAM_2020_CLASSES = 676
+
+
+def _iwildcam_2020_locations(images: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """v1's location split, then its adjustment loops, which move the last location of one side to the
+    other while `test rows / (all rows + test rows)` is below, then above, 0.22 (v1's own ratio)."""
+    train_loc, test_loc = split(np.asarray(images["location"].unique()), test_size=IWILDCAM_2020_TEST_SHARE)
+    total = len(images)
+
+    def share(locations: np.ndarray) -> float:
+        n = int(images["location"].isin(locations).sum())
+        return n / (total + n)
+
+    while share(test_loc) < IWILDCAM_2020_TEST_SHARE:
+        train_loc, test_loc = train_loc[:-1], np.append(test_loc, train_loc[-1])
+    while share(test_loc) > IWILDCAM_2020_TEST_SHARE:
+        test_loc, train_loc = test_loc[:-1], np.append(train_loc, test_loc[-1])
+    return train_loc, test_loc
+
+
+def iwildcam_2020(raw: Path, public: Path, private: Path) -> None:
+    """Images of ~22% of the camera locations become the test set; the COCO-style JSONs are rebuilt.
+
+    As v1, the JSON lists go through pandas (`DataFrame(...).to_dict("records")`), so a field missing
+    from some records comes back as NaN in all of them, and are written with `json.dump` defaults.
+    Answers: (Id, Category) of the test annotations in file order; the sample draws
+    `np.random.seed(0); randint(0, 676)`. Images are copied from raw/train/ one at a time.
+    """
+    train_json = _load_json(raw / "iwildcam2020_train_annotations.json")
+    test_json = _load_json(raw / "iwildcam2020_test_information.json")
+    annotations = pd.DataFrame(train_json["annotations"])
+    images = pd.DataFrame(train_json["images"])
+    train_loc, test_loc = _iwildcam_2020_locations(images)
+    train_images = images[images["location"].isin(train_loc)]
+    test_images = images[images["location"].isin(test_loc)]
+    train_ids, test_ids = train_images["id"].unique(), test_images["id"].unique()
+    test_annotations = annotations[annotations["image_id"].isin(test_ids)]
+    answers = test_annotations[["image_id", "category_id"]].rename(columns={"image_id": "Id", "category_id": "Category"})
+    write_csv(answers, private / "answers.csv")
+    draws = np.random.RandomState(0).randint(0, IWILDCAM_2020_CLASSES, size=len(answers))
+    write_csv(answers.assign(Category=draws), public / "sample_submission.csv")
+    _dump_json({"annotations": annotations[annotations["image_id"].isin(train_ids)].to_dict(orient="records"),
+                "images": train_images.to_dict(orient="records"),
+                "categories": pd.DataFrame(train_json["categories"]).to_dict(orient="records"),
+                "info": train_json["info"]}, public / "iwildcam2020_train_annotations.json")
+    _dump_json({"images": test_images.to_dict(orient="records"),
+                "categories": pd.DataFrame(test_json["categories"]).to_dict(orient="records"),
+                "info": test_json["info"]}, public / "iwildcam2020_test_information.json")
+    del train_json, test_json, annotations
+    shutil.copyfile(require_raw(raw / "iwildcam2020_megadetector_results.json"),
+                    public / "iwildcam2020_megadetector_results.json")
+    for part, ids in (("train", train_ids), ("test", test_ids)):
+        (public / part).mkdir(exist_ok=True)
+        for image_id in ids:
+            _copy(raw / "train" / f"{image_id}.jpg", public / part / f"{image_id}.jpg")
+
+
+# ---------------------------------------------------------------- hotel-id-2021-fgvc8
+
+HOTEL_DUPLICATE_IMAGE = "ce27d36c9147cc19.jpg"  # v1 drops it: listed twice, it could land on both sides
+HOTEL_SAMPLE = "36363 53586 18807 64314 60181"
+HOTEL_COLUMNS = ["image", "chain", "hotel_id", "timestamp"]
+
+
+def hotel_id_2021(raw: Path, public: Path, private: Path) -> None:
+    """train.csv (without the twice-listed image) split 90/10 by row, random_state=0.
+
+    Train images keep `train_images/<chain>/<image>`; test images go flat into test_images/. There is
+    no public test table: the full test rows are the answers (private/test.csv). The sample predicts
+    the same five hotels for every image.
+    """
+    table = read_exact(raw / "train.csv")
+    require_columns(table, HOTEL_COLUMNS, raw / "train.csv")
+    table = table[table["image"] != HOTEL_DUPLICATE_IMAGE]
+    train, test = split(table)
+    write_csv(train, public / "train.csv")
+    write_csv(pd.DataFrame({"image": test["image"], "hotel_id": HOTEL_SAMPLE}), public / "sample_submission.csv")
+    write_csv(test, private / "test.csv")
+    for image, chain in zip(train["image"], train["chain"], strict=True):
+        _copy(raw / "train_images" / str(chain) / image, public / "train_images" / str(chain) / image)
+    (public / "test_images").mkdir(exist_ok=True)
+    for image, chain in zip(test["image"], test["chain"], strict=True):
+        _copy(raw / "train_images" / str(chain) / image, public / "test_images" / image)
+
+
+# ---------------------------------------------------------------- imet-2020-fgvc7
+
+IMET_TEST_SIZE = 0.15  # v1: 25,958 / (142,119 + 25,958), Kaggle's test share
+IMET_SAMPLE = "0 1 2"
+
+
+def imet_2020(raw: Path, public: Path, private: Path) -> None:
+    """train.csv (id, attribute_ids) split 85/15 by row, random_state=0; labels.csv copied; images
+    `<id>.png` copied from raw/train/ into public/train or public/test. The sample predicts "0 1 2"."""
+    table = read_exact(raw / "train.csv")
+    require_columns(table, ["id", "attribute_ids"], raw / "train.csv")
+    train, answers = split(table, test_size=IMET_TEST_SIZE)
+    write_csv(answers, private / "answers.csv")
+    write_csv(train, public / "train.csv")
+    write_csv(answers.assign(attribute_ids=IMET_SAMPLE), public / "sample_submission.csv")
+    shutil.copyfile(require_raw(raw / "labels.csv"), public / "labels.csv")
+    for part, frame in (("train", train), ("test", answers)):
+        (public / part).mkdir(exist_ok=True)
+        for image_id in frame["id"]:
+            _copy(raw / "train" / f"{image_id}.png", public / part / f"{image_id}.png")
+
+
+# ---------------------------------------------------------------- cdiscount-image-classification-challenge
+
+CDISCOUNT_SAMPLE = 1000010653  # v1's constant category
+CDISCOUNT_EXAMPLE_ROWS = 100  # train_example.bson: the first products of the new train.bson
+
+
+def _bson_products(path: Path) -> Iterator[dict]:
+    import bson  # pymongo's package, as v1 imports it
+
+    with open(require_raw(path), "rb") as fh:
+        yield from bson.decode_file_iter(fh)
+
+
+def _bson_ids(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(_id, category_id) of every product, as two integer arrays (not a frame of dicts: 7 M products)."""
+    ids, categories = [], []
+    for product in _bson_products(path):
+        ids.append(product["_id"])
+        categories.append(product["category_id"])
+    return np.asarray(ids, dtype=np.int64), np.asarray(categories, dtype=np.int64)
+
+
+def cdiscount(raw: Path, public: Path, private: Path) -> None:
+    """10% of train.bson's products (train_test_split by position, random_state=0) become the test set.
+
+    A second pass over train.bson writes each product, decoded and re-encoded by pymongo's bson as v1
+    does, to public/train.bson or, without category_id, to public/test.bson (file order kept); the first
+    100 train products also go to train_example.bson. Answers are sorted by _id; the sample predicts
+    one category. Kaggle's own test.bson is not used.
+    """
+    import bson
+
+    ids, categories = _bson_ids(raw / "train.bson")
+    train_rows, test_rows = train_test_split(np.arange(len(ids)), test_size=0.1, random_state=SEED)
+    answers = pd.DataFrame({"_id": ids[test_rows], "category_id": categories[test_rows]}).sort_values(by="_id")
+    write_csv(answers, private / "answers.csv")
+    write_csv(pd.DataFrame({"_id": answers["_id"], "category_id": CDISCOUNT_SAMPLE}), public / "sample_submission.csv")
+    in_test = np.zeros(len(ids), dtype=bool)
+    in_test[test_rows] = True
+    del ids, categories, answers
+    written = 0
+    with open(public / "train.bson", "wb") as train, open(public / "test.bson", "wb") as test, \
+            open(public / "train_example.bson", "wb") as example:
+        for position, product in enumerate(_bson_products(raw / "train.bson")):
+            if in_test[position]:
+                product.pop("category_id", None)
+                test.write(bson.encode(product))
+                continue
+            data = bson.encode(product)
+            train.write(data)
+            if written < CDISCOUNT_EXAMPLE_ROWS:
+                example.write(data)
+                written += 1
+    shutil.copyfile(require_raw(raw / "category_names.csv"), public / "category_names.csv")
