@@ -1051,3 +1051,44 @@ def mean_average_precision_3d(y_true: pd.DataFrame, y_pred: pd.DataFrame, *, id_
     from hpc_mle import boxes
 
     return boxes.lyft_map(y_true, y_pred, id_column, column)
+
+
+# ---------------------------------------------------------------- integer class labels (herbaria, iwildcam-2019, inaturalist-2019)
+
+
+def _v1_ints(series: pd.Series, *, first_token: bool = False) -> list[int]:
+    """Each cell through Python's `int()`, as these v1 graders convert labels (so 3.0 and "3" are 3,
+    and 3.7 is truncated to 3). `first_token` (inaturalist): a cell that is not an int is split on
+    whitespace and its first token converted; a float cell has no `split` there. Anything v1's
+    conversion raised on is invalid with the reason."""
+    out = []
+    for value in series.tolist():  # Python scalars, as iterating a pandas column gives them to v1
+        try:
+            out.append(int(value if not first_token or isinstance(value, int) else value.split()[0]))
+        except (TypeError, ValueError, OverflowError, AttributeError, IndexError):
+            need = "an integer class id, or text whose first token is one" if first_token else "an integer class id"
+            raise InvalidSubmission(f"column '{series.name}' must hold {need}; found {value!r}") from None
+    return out
+
+
+@metric("macro-f1", higher_is_better=True)
+def macro_f1(y_true: pd.DataFrame, y_pred: pd.DataFrame) -> float:
+    """Macro-averaged F1 over the classes seen in the answers or the predictions (herbaria and
+    iwildcam-2019 v1: scikit-learn's f1_score on int() labels; a class never predicted scores 0)."""
+    import warnings
+
+    from sklearn.metrics import f1_score
+
+    t, p = _v1_ints(_single(y_true)), _v1_ints(_single(y_pred))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return float(f1_score(t, p, average="macro"))
+
+
+@metric("top-1-error", higher_is_better=False, v1_result="python")
+def top_1_error(y_true: pd.DataFrame, y_pred: pd.DataFrame) -> float:
+    """1 - accuracy of the first predicted class (inaturalist-2019 v1: a cell may list several classes
+    separated by spaces; only the first counts)."""
+    t = np.asarray(_v1_ints(_single(y_true)), dtype=object)
+    p = np.asarray(_v1_ints(_single(y_pred), first_token=True), dtype=object)
+    return 1 - float(np.mean(t == p))
