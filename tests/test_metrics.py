@@ -277,3 +277,33 @@ def test_probabilistic_f1():
         score("probabilistic-f1", y_true, frame(cancer=["a", 0.1, 0.2, 0.3]))
     with pytest.raises(InvalidSubmission, match="no positive"):
         score("probabilistic-f1", frame(cancer=[0, 0]), frame(cancer=[0.5, 0.5]))
+
+
+# ---------------------------------------------------------------- integer class labels (herbaria, iwildcam-2019, inaturalist-2019)
+
+
+def test_macro_f1_by_hand():
+    # truth [1, 1, 2, 3], predictions [1, 2, 2, 2]:
+    # class 1: P = 1/1, R = 1/2 -> F1 = 2/3; class 2: P = 1/3, R = 1 -> F1 = 1/2; class 3: never predicted -> 0.
+    # macro = (2/3 + 1/2 + 0) / 3 = 7/18
+    y_true = frame(Predicted=[1, 1, 2, 3])
+    assert score("macro-f1", y_true, frame(Predicted=[1, 2, 2, 2])) == pytest.approx(7 / 18)
+    # v1 converts each cell with int(): 2.9 is 2, "2" is 2, so the same labels score the same.
+    assert score("macro-f1", y_true, frame(Predicted=[1.0, 2.9, 2.0, "2"])) == pytest.approx(7 / 18)
+    # A class only predicted counts too (union of labels): truth [1, 1], predictions [1, 4]:
+    # class 1: P = 1, R = 1/2 -> 2/3; class 4: 0 -> macro = 1/3.
+    assert score("macro-f1", frame(Predicted=[1, 1]), frame(Predicted=[1, 4])) == pytest.approx(1 / 3)
+    for bad in (np.nan, np.inf, "cat", "1.5"):
+        with pytest.raises(InvalidSubmission, match="integer"):
+            score("macro-f1", y_true, frame(Predicted=[1, 2, 2, bad]))
+
+
+def test_top_1_error_by_hand():
+    y_true = frame(predicted=[5, 7, 9, 11])
+    # Only the first space-separated class counts: 5, 1, 9, 11 -> 3 of 4 right -> error 1/4.
+    assert score("top-1-error", y_true, frame(predicted=["5 7", "1 7", "9", "11 3 4"])) == pytest.approx(0.25)
+    assert score("top-1-error", y_true, frame(predicted=[5, 7, 0, 0])) == pytest.approx(0.5)
+    # A float column has no first token in v1 (it splits only non-int cells): invalid, as are empty cells.
+    for bad in ([5.0, 7.0, 9.0, 11.0], ["5", " ", "9", "11"], ["5", "x", "9", "11"]):
+        with pytest.raises(InvalidSubmission, match="integer"):
+            score("top-1-error", y_true, frame(predicted=bad))
