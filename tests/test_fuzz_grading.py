@@ -20,8 +20,8 @@ from hpc_mle import competitions, grading, paths
 PER_COMPETITION = 420
 NUMERIC_METRICS = {"auc-roc", "log-loss", "multi-class-log-loss", "root-mean-squared-error",
                    "root-mean-squared-log-error", "mean-column-wise-rmsle", "mean-column-wise-roc-auc",
-                   "rounded-mean-absolute-error"}
-PROBABILITY_METRICS = {"auc-roc", "log-loss", "multi-class-log-loss"}
+                   "rounded-mean-absolute-error", "weighted-multi-label-log-loss", "lwlrap"}
+PROBABILITY_METRICS = {"auc-roc", "log-loss", "multi-class-log-loss", "weighted-multi-label-log-loss"}
 
 Mutation = Callable[[pd.DataFrame, np.random.Generator], bytes]
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pandas as pd
+
 from hpc_mle.prepare import tfrecord
 from hpc_mle.prepare.common import (
     copy_files,
@@ -114,3 +116,132 @@ def siim_isic_melanoma_classification(raw: Path, public: Path, private: Path) ->
         copy_files(files_of(rows["image_name"], ".dcm"), raw / "train", public / part)
         copy_files(files_of(rows["image_name"], ".jpg"), raw / "jpeg" / "train", public / "jpeg" / part)
     copy_siim_tfrecords(tfrecords, public / "tfrecords")
+
+
+# ---------------------------------------------------------------- rsna-2022-cervical-spine-fracture-detection
+
+CERVICAL_COLUMNS = ("StudyInstanceUID", "patient_overall", "C1", "C2", "C3", "C4", "C5", "C6", "C7")
+CERVICAL_BOX_COLUMNS = ("StudyInstanceUID", "x", "y", "width", "height", "slice_number")
+# v1 keeps this fraction of the studies (and of the boxed, segmented and overlapping ones) as TRAIN;
+# the other ~90 % become the test set (its comment meant the reverse; kept for v1, flagged in the spec).
+CERVICAL_TRAIN_RATIO = 0.1
+
+
+def _without(population: list[str], taken: list[str]) -> list[str]:
+    """`population` in its order, less the ids in `taken` (v1's list comprehensions, with a set)."""
+    drop = set(taken)
+    return [uid for uid in population if uid not in drop]
+
+
+def cervical_train_studies(studies: list[str], boxed: list[str], segmented: list[str]) -> tuple[list[str], list[str], list[str]]:
+    """v1's draws with Python's `random.Random(0)`, in its order: the train studies, the boxed ones
+    among them and the segmented ones among them.
+
+    The fraction of boxed, segmented and both is kept: first the overlap, then segmented-only, then
+    boxed-only, then any other study, each `random.sample` from the sorted (or file-order) remainder.
+    """
+    import random
+
+    rng = random.Random(0)
+    segmented_set = set(segmented)
+    overlap = [uid for uid in boxed if uid in segmented_set]
+    picked = rng.sample(overlap, round(len(overlap) * CERVICAL_TRAIN_RATIO))
+    more_segmented = rng.sample(_without(segmented, overlap),
+                                round(len(segmented) * CERVICAL_TRAIN_RATIO) - len(picked))
+    more_boxed = rng.sample(_without(boxed, overlap), round(len(boxed) * CERVICAL_TRAIN_RATIO) - len(picked))
+    train = picked + more_segmented + more_boxed
+    train += rng.sample(_without(studies, train), round(len(studies) * CERVICAL_TRAIN_RATIO) - len(train))
+    return train, picked + more_boxed, picked + more_segmented
+
+
+def rsna_2022_cervical_spine(raw: Path, public: Path, private: Path) -> None:
+    """CT studies of the cervical spine; v1 keeps 10 % of Kaggle's labelled studies as train and makes
+    the other 90 % the test set, one answer row per study and target (`<StudyInstanceUID>_<target>`).
+
+    The answers are the test studies melted target by target (all patient_overall rows, then C1, ...);
+    public/test.csv is them without `fractured`; the sample predicts 0.5. Train bounding boxes and
+    segmentations (`.nii`, copied unread) are kept for train studies only. Each study's DICOM folder
+    is copied from Kaggle's train_images/ to public/train_images or public/test_images.
+    """
+    table = read_exact(raw / "train.csv")
+    require_columns(table, CERVICAL_COLUMNS, raw / "train.csv")
+    boxes = read_exact(raw / "train_bounding_boxes.csv")
+    require_columns(boxes, CERVICAL_BOX_COLUMNS, raw / "train_bounding_boxes.csv")
+    segmented = sorted(p.stem for p in (raw / "segmentations").glob("*.nii"))
+    boxed = sorted(boxes["StudyInstanceUID"].unique())
+    train_ids, boxed_ids, segmented_ids = cervical_train_studies(table["StudyInstanceUID"].tolist(), boxed, segmented)
+
+    is_train = table["StudyInstanceUID"].isin(train_ids)
+    answers = table[~is_train].melt(id_vars="StudyInstanceUID", var_name="prediction_type", value_name="fractured")
+    answers["row_id"] = answers["StudyInstanceUID"] + "_" + answers["prediction_type"]
+    write_csv(table[is_train], public / "train.csv")
+    write_csv(boxes[boxes["StudyInstanceUID"].isin(boxed_ids)], public / "train_bounding_boxes.csv")
+    write_csv(answers, private / "answers.csv")
+    write_csv(answers[["row_id"]].assign(fractured=0.5), public / "sample_submission.csv")
+    write_csv(answers.drop(columns=["fractured"]), public / "test.csv")
+
+    copy_files(files_of(segmented_ids, ".nii"), raw / "segmentations", public / "segmentations")
+    for part, studies in (("train", table.loc[is_train, "StudyInstanceUID"]),
+                          ("test", answers["StudyInstanceUID"].unique())):
+        (public / f"{part}_images").mkdir(exist_ok=True)
+        for study in studies:
+            shutil.copytree(raw / "train_images" / study, public / f"{part}_images" / study)
+
+
+# ---------------------------------------------------------------- rsna-breast-cancer-detection
+
+BREAST_COLUMNS = ("site_id", "patient_id", "image_id", "laterality", "view", "age", "cancer", "biopsy",
+                  "invasive", "BIRADS", "implant", "density", "machine_id", "difficult_negative_case")
+BREAST_TEST_COLUMNS = ("site_id", "patient_id", "image_id", "laterality", "view", "age", "implant", "machine_id")
+BREAST_SEED = 42  # v1 splits patients with random_state=42 (not the usual 0)
+
+
+def _copy_patient_images(rows: pd.DataFrame, raw_images: Path, dst: Path) -> None:
+    """`<patient_id>/<image_id>.dcm` for every row, one file at a time, a folder per patient."""
+    dst.mkdir(parents=True, exist_ok=True)
+    for patient, images in rows.groupby("patient_id", sort=False)["image_id"]:
+        copy_files(files_of(images, ".dcm"), raw_images / str(patient), dst / str(patient))
+
+
+def rsna_breast_cancer(raw: Path, public: Path, private: Path) -> None:
+    """Screening mammograms; 10 % of Kaggle's patients (train_test_split of the unique patient_id values
+    in order of first appearance, random_state=42) and all their images become the test set.
+
+    public/test.csv lists the test images (Kaggle's test columns plus `prediction_id` =
+    `<patient_id>_<laterality>`); the answers hold one row per prediction_id (its first image's label),
+    sorted; the sample predicts the train set's cancer rate everywhere.
+    """
+    table = read_exact(raw / "train.csv")
+    require_columns(table, BREAST_COLUMNS, raw / "train.csv")
+    train_patients, test_patients = split(table["patient_id"].unique(), random_state=BREAST_SEED)
+    train = table[table["patient_id"].isin(train_patients)]
+    test = table[table["patient_id"].isin(test_patients)][[*BREAST_TEST_COLUMNS, "cancer"]].copy()
+    test["prediction_id"] = test["patient_id"].astype(str) + "_" + test["laterality"]
+    answers = test[["prediction_id", "cancer"]].groupby("prediction_id").first().reset_index()
+    write_csv(train, public / "train.csv")
+    write_csv(test.drop(columns=["cancer"]), public / "test.csv")
+    write_csv(answers, private / "answers.csv")
+    write_csv(answers.assign(cancer=train["cancer"].mean()), public / "sample_submission.csv")
+    _copy_patient_images(train, raw / "train_images", public / "train_images")
+    _copy_patient_images(test, raw / "train_images", public / "test_images")
+
+
+# ---------------------------------------------------------------- rsna-miccai-brain-tumor-radiogenomic-classification
+
+
+def rsna_miccai_brain_tumor(raw: Path, public: Path, private: Path) -> None:
+    """MRI scans (FLAIR, T1w, T1wCE, T2w DICOM series per case); 10 % of Kaggle's labelled cases become
+    the test set (random_state=0). Ids are read as text so `00012` keeps its zeros in the files (pandas
+    reads them back as numbers when grading, as v1's grader did). Each case folder is copied whole
+    from Kaggle's train/ to public/train or public/test; the sample predicts 0.5.
+    """
+    table = read_exact(raw / "train_labels.csv", dtype={"BraTS21ID": str, "MGMT_value": int})
+    require_columns(table, ["BraTS21ID", "MGMT_value"], raw / "train_labels.csv")
+    train, test = split(table)
+    for part, cases in (("train", train["BraTS21ID"]), ("test", test["BraTS21ID"])):
+        (public / part).mkdir(exist_ok=True)
+        for case in cases:
+            shutil.copytree(raw / "train" / case, public / part / case)
+    write_csv(train, public / "train_labels.csv")
+    write_csv(test, private / "test.csv")
+    write_csv(test.assign(MGMT_value=0.5), public / "sample_submission.csv")

@@ -246,3 +246,34 @@ def smartphone_decimeter(raw: Path, public: Path, private: Path) -> None:
         path.unlink()
     shutil.copytree(raw / "metadata", public / "metadata")
     write_csv(answers.assign(**SMARTPHONE_SAMPLE), public / "sample_submission.csv")
+
+
+# ---------------------------------------------------------------- seti-breakthrough-listen
+
+
+def _cadence_files(ids, src: Path, dst: Path) -> None:
+    """Copy `<first character>/<id>.npy` cadences (Kaggle's layout) one at a time, unread."""
+    for file_id in ids:
+        name = f"{file_id[0]}/{file_id}.npy"
+        (dst / file_id[0]).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src / name, dst / name)
+
+
+def seti_breakthrough_listen(raw: Path, public: Path, private: Path) -> None:
+    """Radio-telescope cadences (one .npy array of 6 spectrograms per id); 10 % of Kaggle's labelled
+    ids become the test set (random_state=0), both folders filled from Kaggle's train/.
+
+    As in v1, Kaggle's `old_leaky_data/` (the first release of the data) is copied to public/ whole;
+    Kaggle's own test cadences are not used. The sample predicts 0.5.
+    """
+    table = read_csv(raw / "train_labels.csv", **EXACT_FLOATS)
+    if list(table.columns) != ["id", "target"]:
+        raise ValueError(f"{raw / 'train_labels.csv'}: expected the columns id, target; got {list(table.columns)}. "
+                         "Fix: re-download the competition; Kaggle may have changed the files.")
+    train, test = split(table)
+    write_csv(train, public / "train_labels.csv")
+    write_csv(test, private / "test.csv")
+    write_csv(test.assign(target=0.5), public / "sample_submission.csv")
+    shutil.copytree(raw / "old_leaky_data", public / "old_leaky_data")
+    _cadence_files(train["id"], raw / "train", public / "train")
+    _cadence_files(test["id"], raw / "train", public / "test")
