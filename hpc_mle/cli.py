@@ -296,6 +296,9 @@ def _prepare_check(ids: list[str], unknown: list[str], data_dir: Path | None) ->
     for cid in unknown:
         table.add_row(cid, "-", "unknown", "-", "-", "0.00", "[red]not in the registry[/red]")
     console.print(table)
+    for r in result.rows:
+        for note in r.notes:
+            console.print(f"{r.competition_id}: {note}", soft_wrap=True)
     console.print(f"disk: {result.free_gb:.1f} GB free at {result.data_root}, about {result.need_gb:.1f} GB needed "
                   f"({kaggle.DISK_FACTOR:g} x each dataset to download: zip, extracted, prepared)")
     for problem in result.problems:

@@ -90,6 +90,9 @@ class SubmissionSpec:
     # Submission columns v1 renames before reading them ({old: new}): jigsaw-unintended reads its
     # `prediction` column as `toxicity`, and also takes a file that already names it `toxicity`.
     renamed_columns: dict[str, str] = field(default_factory=dict)
+    # True: the header must be exactly the id columns then the scored columns, in the answers' order
+    # (freesound v1 compares the header with its class list, so a reordered header is refused).
+    exact_header: bool = False
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,17 @@ class FilesSpec:
     public: tuple[str, ...] = ()
     # For answers in JSON lines (`.jsonl`): the keys grading keeps from each record (empty: all of them).
     answers_fields: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ExtraDownload:
+    """A file the preparer needs from outside Kaggle (freesound's test labels on Zenodo), fetched into raw/."""
+
+    file: str  # its name in raw/
+    url: str
+    source: str  # who serves it, for messages ("Zenodo")
+    md5: str | None = None  # checked after the download and on a file placed by hand; null where unknown
+    size_bytes: int | None = None  # approximate, for the preflight's disk estimate
 
 
 @dataclass(frozen=True)
@@ -137,6 +151,8 @@ class CompetitionSpec:
     download: str = "none"
     sample_score: float | None = None
     description: str = "description.md"
+    # Files from elsewhere than Kaggle that `prepare` downloads into raw/ (hpc_mle.extra_downloads).
+    extra_downloads: tuple[ExtraDownload, ...] = ()
     spec_path: Path | None = None
 
     @property
@@ -245,6 +261,7 @@ def parse_spec(data: Any, file: Path) -> CompetitionSpec:
         first_column=s.get("first_column", str, None),
         context_columns=s.strings("context_columns", ()),
         renamed_columns=s.get("renamed_columns", dict, {}),
+        exact_header=s.get("exact_header", bool, False),
     )
     s.done()
 
@@ -294,6 +311,7 @@ def parse_spec(data: Any, file: Path) -> CompetitionSpec:
         download=r.get("download", str, "none", choices=DOWNLOADS),
         sample_score=r.get("sample_score", float, None),
         description=r.get("description", str, "description.md"),
+        extra_downloads=_extra_downloads(r),
         spec_path=file,
     )
     r.done()
@@ -310,6 +328,20 @@ def parse_spec(data: Any, file: Path) -> CompetitionSpec:
         if not spec.preparer:
             raise r.fail("preparer", "is required when implemented is true. Fix: name 'module:function'.")
     return spec
+
+
+def _extra_downloads(r: _Reader) -> tuple[ExtraDownload, ...]:
+    """The `extra_downloads:` list: each entry names file, url and source; md5 and size_bytes optional."""
+    items = r.get("extra_downloads", list, [])
+    out = []
+    for i, item in enumerate(items):
+        e = _Reader(item, r.file, f"extra_downloads[{i}].")
+        out.append(ExtraDownload(file=e.get("file", str), url=e.get("url", str), source=e.get("source", str),
+                                 md5=e.get("md5", str, None), size_bytes=e.get("size_bytes", int, None)))
+        e.done()
+        if "/" in out[-1].file or out[-1].file in ("", ".", ".."):
+            raise e.fail("file", f"{out[-1].file!r} must be a plain file name (it lands in raw/).")
+    return tuple(out)
 
 
 def load_spec(path: str | Path) -> CompetitionSpec:

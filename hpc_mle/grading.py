@@ -229,6 +229,8 @@ def validate_and_align(spec: CompetitionSpec, sub: pd.DataFrame, answers: pd.Dat
     if spec.submission.exact_columns and set(sub.columns) != set(ids + cols):
         extra = [c for c in sub.columns if c not in ids + cols]
         raise InvalidSubmission(f"unexpected column(s) {extra}; this competition requires exactly {ids + cols}")
+    if spec.submission.exact_header and list(sub.columns) != ids + cols:
+        raise InvalidSubmission(_header_difference(list(sub.columns), ids + cols))
     first = spec.submission.first_column
     if first and sub.columns[0] != first:
         raise InvalidSubmission(f"column '{first}' must come first (v1 reads every column after the first "
@@ -274,6 +276,15 @@ def validate_and_align(spec: CompetitionSpec, sub: pd.DataFrame, answers: pd.Dat
         return ans_sorted[cols + context], _mask_by_file_position(spec, sub, answers, ans_sorted, sub_sorted,
                                                                   ids, cols)
     return ans_sorted[cols + context], sub_sorted[cols]
+
+
+def _header_difference(got: list[str], want: list[str]) -> str:
+    """Why a header is not exactly `want` (spec `exact_header`): the first column that differs."""
+    at = next((i for i, (a, b) in enumerate(zip(got, want, strict=False)) if a != b), min(len(got), len(want)))
+    found = repr(got[at]) if at < len(got) else "missing"
+    expected = repr(want[at]) if at < len(want) else "no further column"
+    return (f"the header must be exactly {want[0]!r} then the {len(want) - 1} columns of the sample submission, "
+            f"in its order; column {at + 1} is {found}, expected {expected}")
 
 
 def _mask_by_file_position(spec: CompetitionSpec, sub: pd.DataFrame, answers: pd.DataFrame,

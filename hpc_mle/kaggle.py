@@ -436,6 +436,7 @@ class CheckRow:
     size_gb: float | None = None
     need_gb: float = 0.0
     blocker: str | None = None
+    notes: list[str] = field(default_factory=list)  # files from outside Kaggle (spec extra_downloads)
 
 
 @dataclass
@@ -486,6 +487,11 @@ def preflight(ids: list[str], data_dir=None) -> Preflight:
             partial = paths.competition_dir(cid, data_dir) / DOWNLOAD_SUBDIR / f"{cid}.zip"
             row.state = "partial download" if partial.is_file() else "to download"
             to_probe.append(row)
+        if spec.implemented and spec.extra_downloads and row.state != "prepared":
+            from hpc_mle import extra_downloads
+
+            row.notes = extra_downloads.preflight_notes(spec, paths.raw_dir(cid, data_dir))
+            row.need_gb += extra_downloads.missing_bytes(spec, paths.raw_dir(cid, data_dir)) / GB
         rows.append(row)
     creds = find_credentials() if to_probe else None
     if to_probe:
@@ -501,7 +507,7 @@ def preflight(ids: list[str], data_dir=None) -> Preflight:
                 row.blocker = found.reason
             if row.size_gb is None and found.size_bytes:
                 row.size_gb = found.size_bytes / GB
-            row.need_gb = (row.size_gb or 0.0) * DISK_FACTOR
+            row.need_gb += (row.size_gb or 0.0) * DISK_FACTOR
     root = paths.data_root(data_dir)
     free = free_bytes(root) / GB
     need = sum(r.need_gb for r in rows)

@@ -168,12 +168,17 @@ def _v1_labels(y_true: pd.Series, y_pred: pd.Series, *, mixed_ok: bool) -> tuple
 
 
 @metric("accuracy", higher_is_better=True, v1_result="python")
-def accuracy(y_true: pd.DataFrame, y_pred: pd.DataFrame, *, as_string: bool = False) -> float:
+def accuracy(y_true: pd.DataFrame, y_pred: pd.DataFrame, *, as_string: bool = False,
+             answer_map: dict[str, str] | None = None, answer_other: str | None = None) -> float:
     """Fraction of rows whose label equals the answer (upstream: sklearn accuracy_score).
 
     `as_string`: cast both sides with `astype(str)` first, so NaN becomes "nan" (text-normalization).
+    `answer_map` / `answer_other`: the answers relabelled first, a label missing from the map becoming
+    `answer_other` (tensorflow-speech's corrected grade folds the raw word folders into Kaggle's 12 classes).
     """
     t, p = _single(y_true), _single(y_pred)
+    if answer_map is not None:
+        t = t.map(lambda label: answer_map.get(label, label if answer_other is None else answer_other))
     if as_string:
         return float(np.mean(_as_text(t) == _as_text(p)))
     t_values, p_values = _v1_labels(t, p, mixed_ok=True)
@@ -721,15 +726,20 @@ def jigsaw_bias_auc(y_true: pd.DataFrame, y_pred: pd.DataFrame, *, identity_colu
 
 
 @metric("mean-levenshtein-distance", higher_is_better=False)
-def mean_levenshtein_distance(y_true: pd.DataFrame, y_pred: pd.DataFrame) -> float:
+def mean_levenshtein_distance(y_true: pd.DataFrame, y_pred: pd.DataFrame, *, as_string: bool = False) -> float:
     """Mean over rows of the character edit distance between prediction and answer (billion-word).
 
     v1 calls python-Levenshtein's `distance` on the cells as pandas read them, so an empty cell
     (NaN) or a column read as numbers failed there: invalid here with the reason. rapidfuzz computes
     the same integer distances (python-Levenshtein is built on it); the mean is v1's NumPy float.
+    `as_string`: both columns cast with `astype(str)` first, so an empty cell is the text "nan" and
+    a number its pandas text (bms v1).
     """
     from rapidfuzz.distance import Levenshtein
 
+    if as_string:
+        truth, preds = _as_text(_single(y_true)), _as_text(_single(y_pred))
+        return float(np.mean([Levenshtein.distance(t, p) for t, p in zip(truth, preds, strict=True)]))
     truth = _single(y_true).to_numpy(dtype=object, na_value=None)
     preds = _single(y_pred).to_numpy(dtype=object, na_value=None)
     for values, frame, what in ((preds, y_pred, "submission"), (truth, y_true, "answers")):
@@ -1092,3 +1102,26 @@ def top_1_error(y_true: pd.DataFrame, y_pred: pd.DataFrame) -> float:
     t = np.asarray(_v1_ints(_single(y_true)), dtype=object)
     p = np.asarray(_v1_ints(_single(y_pred), first_token=True), dtype=object)
     return 1 - float(np.mean(t == p))
+
+
+# ---------------------------------------------------------------- multi-label ranking (freesound-audio-tagging-2019)
+
+
+@metric("lwlrap", higher_is_better=True)
+def label_weighted_lrap(y_true: pd.DataFrame, y_pred: pd.DataFrame) -> float:
+    """Label-weighted label-ranking average precision (freesound v1): scikit-learn's LRAP of the
+    answers' 0/1 matrix against the scores, each clip weighted by its number of true labels.
+
+    Clips without a true label are left out, as v1 leaves them out (scikit-learn would count them
+    as 1). v1 converted the scores with `pd.to_numeric` and scikit-learn refused missing or infinite
+    values: invalid here with the reason. Tied scores share the worst rank, as in scikit-learn.
+    """
+    from sklearn.metrics import label_ranking_average_precision_score
+
+    truth = _numeric(y_true, "answers") > 0
+    scores = _numeric(y_pred)
+    weights = truth.sum(axis=1)
+    keep = np.flatnonzero(weights > 0)
+    if keep.size == 0:
+        raise InvalidSubmission("no test clip has a true label; the answers file looks damaged")
+    return label_ranking_average_precision_score(truth[keep], scores[keep], sample_weight=weights[keep])

@@ -181,6 +181,10 @@ def _prepare(
 
         kaggle.fetch(spec.id, data_dir, log=log)
     raw.mkdir(parents=True, exist_ok=True)
+    if spec.extra_downloads:  # files from outside Kaggle (freesound's Zenodo labels), unless already in raw/
+        from hpc_mle import extra_downloads
+
+        extra_downloads.fetch_all(spec, raw, paths.competition_dir(spec.id, data_dir), log=log)
     with staged_dir(final, "prepared") as staging:
         (staging / "public").mkdir()
         (staging / "private").mkdir()

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import re
 import shutil
+import tempfile
+import zipfile
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -20,8 +22,11 @@ from hpc_mle.prepare.common import (
     copy_files,
     extract_nested,
     read_csv,
+    require_raw,
+    split,
     write_csv,
     zip_files,
+    zip_member,
 )
 
 # ---------------------------------------------------------------- mlsp-2013-birds
@@ -172,3 +177,139 @@ def the_icml_2013_whale_challenge_right_whale_redux(raw: Path, public: Path, pri
     shutil.rmtree(extracted)  # as upstream: the unzipped copy in raw/ is not kept
 
 
+
+
+# ---------------------------------------------------------------- freesound-audio-tagging-2019
+
+# The 80 classes in the column order of Kaggle's sample submission (v1's vocabulary; the header must match).
+FREESOUND_CLASSES = (
+    "Accelerating_and_revving_and_vroom", "Accordion", "Acoustic_guitar", "Applause", "Bark", "Bass_drum",
+    "Bass_guitar", "Bathtub_(filling_or_washing)", "Bicycle_bell", "Burping_and_eructation", "Bus", "Buzz",
+    "Car_passing_by", "Cheering", "Chewing_and_mastication", "Child_speech_and_kid_speaking", "Chink_and_clink",
+    "Chirp_and_tweet", "Church_bell", "Clapping", "Computer_keyboard", "Crackle", "Cricket", "Crowd",
+    "Cupboard_open_or_close", "Cutlery_and_silverware", "Dishes_and_pots_and_pans", "Drawer_open_or_close",
+    "Drip", "Electric_guitar", "Fart", "Female_singing", "Female_speech_and_woman_speaking", "Fill_(with_liquid)",
+    "Finger_snapping", "Frying_(food)", "Gasp", "Glockenspiel", "Gong", "Gurgling", "Harmonica", "Hi-hat", "Hiss",
+    "Keys_jangling", "Knock", "Male_singing", "Male_speech_and_man_speaking", "Marimba_and_xylophone",
+    "Mechanical_fan", "Meow", "Microwave_oven", "Motorcycle", "Printer", "Purr", "Race_car_and_auto_racing",
+    "Raindrop", "Run", "Scissors", "Screaming", "Shatter", "Sigh", "Sink_(filling_or_washing)", "Skateboard",
+    "Slam", "Sneeze", "Squeak", "Stream", "Strum", "Tap", "Tick-tock", "Toilet_flush",
+    "Traffic_noise_and_roadway_noise", "Trickle_and_dribble", "Walk_and_footsteps", "Water_tap_and_faucet",
+    "Waves_and_surf", "Whispering", "Writing", "Yell", "Zipper_(clothing)",
+)
+# Zenodo's post-competition metadata (the spec's extra_downloads): raw items with this in their name
+# are not copied to public/, as in v1.
+FREESOUND_META = "FSDKaggle2019.meta"
+FREESOUND_META_ZIP = f"{FREESOUND_META}.zip"
+FREESOUND_TEST_LABELS = "test_post_competition.csv"
+
+
+def _freesound_answers(meta_zip: Path) -> pd.DataFrame:
+    """The Private-usage clips of Zenodo's test labels as fname + one 0/1 column per class, in file order.
+
+    A clip's `labels` is a comma-separated list of class names; names outside the 80 are ignored, as in v1.
+    """
+    with zipfile.ZipFile(require_raw(meta_zip)) as zf, zf.open(zip_member(zf, FREESOUND_TEST_LABELS)) as fh:
+        labels = pd.read_csv(fh)
+    private = labels[labels["usage"] == "Private"]
+    if private["labels"].isna().any():
+        raise ValueError(f"{meta_zip}: {FREESOUND_TEST_LABELS} has Private clips without labels; the file looks "
+                         "damaged. Fix: delete it and prepare again to download it anew.")
+    sets = [set(text.split(",")) for text in private["labels"]]
+    hot = [[int(name in chosen) for name in FREESOUND_CLASSES] for chosen in sets]
+    answers = pd.DataFrame(hot, columns=list(FREESOUND_CLASSES), dtype="int64")
+    answers.insert(0, "fname", private["fname"].to_numpy())
+    return answers
+
+
+def _freesound_check_sample(sample_path: Path, answers: pd.DataFrame) -> None:
+    """v1's checks: Kaggle's sample submission lists exactly the Private clips, with the 80 classes in order."""
+    sample = read_csv(sample_path)
+    if list(sample.columns) != list(answers.columns):
+        raise ValueError(f"{sample_path}: columns differ from fname + the 80 classes in v1's order. Fix: "
+                         "re-download the competition; Kaggle may have changed the files.")
+    if len(sample) != len(answers) or sorted(sample["fname"]) != sorted(answers["fname"]):
+        raise ValueError(f"{sample_path}: its {len(sample)} clips are not the {len(answers)} Private clips of "
+                         f"{FREESOUND_META_ZIP}. Fix: re-download both files.")
+
+
+def freesound_audio_tagging_2019(raw: Path, public: Path, private: Path) -> None:
+    """No new split: Kaggle's download is public as it is, and the test labels Zenodo published after
+    the competition (Private-usage rows) become the answers.
+
+    Every item of the download is copied unchanged (train_curated/train_noisy CSVs and zips, test.zip,
+    the sample submission), one file at a time; the Zenodo archive is read in place, never copied.
+    """
+    answers = _freesound_answers(raw / FREESOUND_META_ZIP)
+    _freesound_check_sample(raw / "sample_submission.csv", answers)
+    for item in sorted(raw.iterdir()):
+        if FREESOUND_META in item.name:
+            continue
+        if item.is_dir():
+            shutil.copytree(item, public / item.name)
+        else:
+            shutil.copyfile(item, public / item.name)
+    write_csv(answers, private / "test.csv")
+
+
+# ---------------------------------------------------------------- tensorflow-speech-recognition-challenge
+
+SPEECH_TEST_SIZE = 0.1
+SPEECH_SAMPLE_LABEL = "silence"
+
+
+def _speech_train_audio(raw: Path) -> Path:
+    """`raw/train/audio`, extracting Kaggle's train.7z into raw/ first (as v1 does; kept for a re-run).
+
+    The archive is unpacked into a scratch folder inside raw/ and renamed into place, so an interrupted
+    extraction never leaves a half-filled train/ behind.
+    """
+    audio = raw / "train" / "audio"
+    if audio.is_dir():
+        return audio
+    archive = require_raw(raw / "train.7z")
+    try:
+        import py7zr
+    except ImportError:
+        raise RuntimeError(f"{archive}: a 7z archive needs py7zr. Fix: pip install py7zr") from None
+    with tempfile.TemporaryDirectory(dir=raw, prefix=".extract-") as tmp:
+        with py7zr.SevenZipFile(archive) as zf:
+            zf.extractall(tmp)
+        if not (Path(tmp) / "train" / "audio").is_dir():
+            raise FileNotFoundError(f"{archive}: has no train/audio/ folder; the download's layout has changed.")
+        if (raw / "train").exists():
+            shutil.rmtree(raw / "train")  # a train/ without audio/: not ours to keep
+        (Path(tmp) / "train").rename(raw / "train")
+    return audio
+
+
+def tensorflow_speech_recognition_challenge(raw: Path, public: Path, private: Path) -> None:
+    """v1's split of Kaggle's labelled clips: every `train/audio/<word>/*.wav` (the long
+    `_background_noise_` recordings included), sorted by "<word>_<file name>", split 90/10 with
+    `train_test_split(random_state=0)`.
+
+    Train clips keep their folders; test clips are renamed `clip_<8-digit index>.wav` in split order.
+    The answers keep the raw folder name as the label (v1's known issue #63: not Kaggle's 12 classes);
+    the sample submission says "silence" for every clip. Kaggle's own test.7z is not used.
+    """
+    audio = _speech_train_audio(raw)
+    clips = sorted(((p.parent.name, p) for p in audio.rglob("*.wav")), key=lambda c: f"{c[0]}_{c[1].name}")
+    if not clips:
+        raise FileNotFoundError(f"{audio}: no .wav clips. Fix: delete {raw / 'train'} and prepare again.")
+    train_rows, test_rows = split(pd.DataFrame({"i": range(len(clips))}), test_size=SPEECH_TEST_SIZE)
+    for i in train_rows["i"]:
+        label, path = clips[i]
+        dst = public / "train" / "audio" / label
+        dst.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, dst / path.name)
+    test_dir = public / "test" / "audio"
+    test_dir.mkdir(parents=True, exist_ok=True)
+    names, labels = [], []
+    for n, i in enumerate(test_rows["i"]):
+        label, path = clips[i]
+        names.append(f"clip_{n:08d}.wav")
+        labels.append(label)
+        shutil.copyfile(path, test_dir / names[-1])
+    answers = pd.DataFrame({"fname": names, "label": labels})
+    write_csv(answers, private / "test.csv")
+    write_csv(answers.assign(label=SPEECH_SAMPLE_LABEL), public / "sample_submission.csv")
