@@ -53,18 +53,24 @@ class Synthetic:
     constants: dict[str, object] = field(default_factory=dict)
 
 
-def maker_modules(tests_dir: Path = TESTS) -> list[str]:
-    """Test modules that define MAKERS at module level (read as text, so other test modules are not imported)."""
-    return [p.stem for p in sorted(tests_dir.glob("test_*.py")) if _DEFINES_MAKERS.search(p.read_text("utf-8"))]
+def maker_modules(tests_dir: Path = TESTS, mentioning: list[str] | None = None) -> list[str]:
+    """Test modules that define MAKERS at module level, read as text so that other test modules are not
+    imported; with `mentioning`, only those whose text names one of these competition ids."""
+    found = []
+    for path in sorted(tests_dir.glob("test_*.py")):
+        text = path.read_text("utf-8")
+        if _DEFINES_MAKERS.search(text) and (mentioning is None or any(cid in text for cid in mentioning)):
+            found.append(path.stem)
+    return found
 
 
-def discover(tests_dir: Path = TESTS) -> tuple[dict[str, Synthetic], list[str]]:
+def discover(tests_dir: Path = TESTS, mentioning: list[str] | None = None) -> tuple[dict[str, Synthetic], list[str]]:
     """Every competition with a synthetic maker, by id, and the problems found (a module that does not
     import, an id that two modules define). A module may re-export another's maker (the same function,
     or one built by a function of that module): the module that defines it owns the entry."""
     found: dict[str, Synthetic] = {}
     problems: list[str] = []
-    for name in maker_modules(tests_dir):
+    for name in maker_modules(tests_dir, mentioning):
         try:
             module = importlib.import_module(name)
         except Exception as exc:  # noqa: BLE001 -- one broken test module must not hide the others' makers
@@ -159,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="the split's competitions that have a maker")
     parser.add_argument("ids", nargs="*", help="competition ids (added to --split's)")
     args = parser.parse_args(argv)
-    makers, problems = discover()
+    makers, problems = discover(mentioning=None if args.split or not args.ids else args.ids)
     for problem in problems:
         print(f"warning: {problem}", file=sys.stderr, flush=True)
     todo, unknown = chosen(makers, args.split, args.ids)
