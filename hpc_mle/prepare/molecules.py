@@ -1,5 +1,5 @@
-"""Preparers of the molecular competitions: RNA degradation (stanford-covid-vaccine) and NMR scalar
-couplings (champs-scalar-coupling).
+"""Preparers of the molecular competitions: RNA degradation (stanford-covid-vaccine), NMR scalar
+couplings (champs-scalar-coupling) and structure images to InChI strings (bms-molecular-translation).
 
 Each `prepare(raw, public, private)` turns the extracted Kaggle download in `raw` into the split
 MLE-bench v1 uses, writing into the staging folders it is given (the caller makes it atomic). Row
@@ -178,3 +178,43 @@ def champs_scalar_coupling(raw: Path, public: Path, private: Path) -> None:
     write_csv(new_train, public / "train.csv")
     write_csv(new_test, public / "test.csv")
     write_csv(sample, public / "sample_submission.csv")
+
+
+# ---------------------------------------------------------------- bms-molecular-translation
+
+BMS_TEST_SIZE = 0.2
+BMS_SAMPLE_INCHI = "InChI=1S/H2O/h1H2"  # v1's constant prediction (water) for every test image
+
+
+def _bms_image(image_id: str) -> Path:
+    """Kaggle's layout: `<c0>/<c1>/<c2>/<image_id>.png` from the id's first three characters."""
+    return Path(image_id[0], image_id[1], image_id[2], f"{image_id}.png")
+
+
+def _bms_copy_images(image_ids, src: Path, dst: Path) -> None:
+    """Copy each image into the same nested layout under `dst`, one file at a time."""
+    for image_id in image_ids:
+        rel = _bms_image(image_id)
+        (dst / rel).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            shutil.copyfile(src / rel, dst / rel)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{src / rel}: named in train_labels.csv but missing from the download. Fix: "
+                                    f"delete {src.parent} and prepare again to re-extract it.") from None
+
+
+def bms_molecular_translation(raw: Path, public: Path, private: Path) -> None:
+    """80/20 split of Kaggle's labelled images (`train_test_split(test_size=0.2, random_state=0)` over
+    train_labels.csv); the held-out images move from train/ to public/test/ in the same nested layout.
+
+    Kaggle's own test images and sample submission are not used. train_labels.csv (~2.4M rows) is read
+    whole; the ~2.4M images are copied one at a time. extra_approved_InChIs.csv is copied unchanged.
+    """
+    labels = read_csv(raw / "train_labels.csv")
+    new_train, new_test = split(labels, test_size=BMS_TEST_SIZE)
+    write_csv(new_train, public / "train_labels.csv")
+    write_csv(new_test, private / "test.csv")
+    write_csv(new_test.assign(InChI=BMS_SAMPLE_INCHI), public / "sample_submission.csv")
+    shutil.copyfile(require_raw(raw / "extra_approved_InChIs.csv"), public / "extra_approved_InChIs.csv")
+    _bms_copy_images(new_train["image_id"], raw / "train", public / "train")
+    _bms_copy_images(new_test["image_id"], raw / "train", public / "test")
