@@ -12,6 +12,7 @@ Adding one of the other upstream metrics = one function decorated with `@metric(
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -169,10 +170,14 @@ def _v1_labels(y_true: pd.Series, y_pred: pd.Series, *, mixed_ok: bool) -> tuple
 
 @metric("accuracy", higher_is_better=True, v1_result="python")
 def accuracy(y_true: pd.DataFrame, y_pred: pd.DataFrame, *, as_string: bool = False,
+             missing_as_empty: bool = False, mixed_ok: bool = True,
              answer_map: dict[str, str] | None = None, answer_other: str | None = None) -> float:
     """Fraction of rows whose label equals the answer (upstream: sklearn accuracy_score).
 
     `as_string`: cast both sides with `astype(str)` first, so NaN becomes "nan" (text-normalization).
+    `missing_as_empty`: a missing prediction is the label "" (paddy v1: `fillna("")`), never right.
+    `mixed_ok=False`: text against numbers is always invalid, as v1's micro-F1 graders (plant-seedlings)
+    raised on it, while accuracy_score accepted it for more than two classes.
     `answer_map` / `answer_other`: the answers relabelled first, a label missing from the map becoming
     `answer_other` (tensorflow-speech's corrected grade folds the raw word folders into Kaggle's 12 classes).
     """
@@ -181,7 +186,9 @@ def accuracy(y_true: pd.DataFrame, y_pred: pd.DataFrame, *, as_string: bool = Fa
         t = t.map(lambda label: answer_map.get(label, label if answer_other is None else answer_other))
     if as_string:
         return float(np.mean(_as_text(t) == _as_text(p)))
-    t_values, p_values = _v1_labels(t, p, mixed_ok=True)
+    if missing_as_empty and p.isna().any():
+        p = p.astype(object).where(p.notna(), "")
+    t_values, p_values = _v1_labels(t, p, mixed_ok=mixed_ok)
     if _is_text(t_values) != _is_text(p_values):
         return 0.0  # v1: a text label never equals a number
     return float(np.mean(t_values == p_values))
@@ -330,9 +337,14 @@ def mean_columnwise_roc_auc(
 
 
 @metric("root-mean-squared-error", higher_is_better=False)
-def rmse(y_true: pd.DataFrame, y_pred: pd.DataFrame) -> float:
-    """Root mean squared error of one numeric column."""
+def rmse(y_true: pd.DataFrame, y_pred: pd.DataFrame, *, bounds: list[float] | None = None) -> float:
+    """Root mean squared error of one numeric column.
+
+    `bounds` [low, high]: predictions outside them are invalid (petfinder v1: Pawpularity in [1, 100]).
+    """
     t, p = _numeric(y_true, "answers")[:, 0], _numeric(y_pred)[:, 0]
+    if bounds is not None and ((p < bounds[0]) | (p > bounds[1])).any():
+        raise InvalidSubmission(f"column '{y_pred.columns[0]}' must lie in [{bounds[0]:g}, {bounds[1]:g}]")
     return float(np.sqrt(np.mean((t - p) ** 2)))
 
 
@@ -939,6 +951,307 @@ def mean_haversine_p50_p95(y_true: pd.DataFrame, y_pred: pd.DataFrame, *, trip_c
     return np.mean(scores)
 
 
+# ---------------------------------------------------------------- segmentation masks (run-length encoded)
+# The five segmentation graders of v1 pair rows their own way, so their specs use row order `by-metric`:
+# `y_true` is the whole answers file (with the image sizes) and `y_pred` the submission's id and mask
+# columns. Masks are compared as runs (hpc_mle.rle), never as full images: the counts are the same
+# integers v1 summed over its decoded masks, so the scores are the same floats.
+
+
+def _text_cells(series: pd.Series, what: str, *, blank_is_empty: bool) -> list:
+    """Cells as v1 saw them: texts stay; missing cells become "" where v1 called `fillna("")`."""
+    values = series.to_numpy(dtype=object, na_value=np.nan)
+    out = []
+    for i, value in enumerate(values):
+        if isinstance(value, str):
+            out.append(value)
+        elif blank_is_empty and isinstance(value, float) and math.isnan(value):
+            out.append("")
+        else:
+            raise InvalidSubmission(f"{what} row {i + 1}: expected run-length text, found {value!r:.30}")
+    return out
+
+
+def _runs(text: str, n_pixels: int, where: str):
+    from hpc_mle import rle
+
+    try:
+        return rle.parse(text, n_pixels)
+    except rle.RLEError as exc:
+        raise InvalidSubmission(f"{where}: {exc}") from None
+
+
+def _answer_runs(text, n_pixels: int):
+    from hpc_mle import rle
+
+    return rle.parse("" if isinstance(text, float) and math.isnan(text) else text, n_pixels)
+
+
+def _sorted_by_id(frame: pd.DataFrame, column: str, what: str) -> pd.DataFrame:
+    """Rows sorted by `column` (v1's `sort_values`; test ids are unique, so any sort pairs the same)."""
+    try:
+        return frame.sort_values(column, kind="stable").reset_index(drop=True)
+    except TypeError:
+        raise InvalidSubmission(f"the {what}'s '{column}' column mixes text and numbers") from None
+
+
+def _ids_as_v1(series: pd.Series) -> np.ndarray:
+    return series.to_numpy() if pd.api.types.is_numeric_dtype(series) else series.to_numpy(dtype=object)
+
+
+def _same_sorted_ids(sub: pd.Series, answers: pd.Series) -> bool:
+    """v1: `(submission[id].values != answers[id].values).any()` is False, after both are sorted."""
+    a, b = _ids_as_v1(sub), _ids_as_v1(answers)
+    if (a.dtype == object) != (b.dtype == object):
+        return False
+    return not bool((a != b).any())
+
+
+def _dice(inter: int, a: int, b: int, both_empty: float) -> float:
+    return both_empty if a + b == 0 else np.float64(2 * inter / (a + b))
+
+
+@metric("global-dice", higher_is_better=True)
+def global_dice(y_true: pd.DataFrame, y_pred: pd.DataFrame, *, id_column: str = "record_id",
+                mask_column: str = "encoded_pixels", empty_mark: str = "-") -> float:
+    """Dice of all images' pixels pooled, 2|X and Y| / (|X| + |Y|); NaN (valid) when both are empty.
+
+    contrails v1: as many rows as the answers; both sorted by record_id, which must then be equal row
+    for row; a mask is `empty_mark` when empty ("-" exactly; an empty cell is invalid); each mask is
+    decoded with the answers' height and width, column-major.
+    """
+    if len(y_pred) != len(y_true):
+        raise InvalidSubmission(f"has {len(y_pred)} rows, expected {len(y_true)} (one per test record)")
+    answers = _sorted_by_id(y_true, id_column, "answers")
+    sub = _sorted_by_id(y_pred, id_column, "submission")
+    if not _same_sorted_ids(sub[id_column], answers[id_column]):
+        raise InvalidSubmission(f"the {id_column} values differ from the test set's")
+    preds = _text_cells(sub[mask_column], mask_column, blank_is_empty=False)
+    sizes = answers["height"].astype(int).to_numpy() * answers["width"].astype(int).to_numpy()
+    inter = total_true = total_pred = 0
+    for i, (truth, pred, n) in enumerate(zip(answers[mask_column], preds, sizes.tolist(), strict=True)):
+        t = _answer_runs("" if truth == empty_mark else truth, n)
+        p = _runs("" if pred == empty_mark else pred, n, f"{mask_column} of {id_column} {sub[id_column][i]!r}")
+        inter, total_true, total_pred = inter + _overlap(t, p), total_true + t.size, total_pred + p.size
+    return _dice(inter, total_true, total_pred, math.nan)
+
+
+def _overlap(a, b) -> int:
+    from hpc_mle import rle
+
+    return rle.overlap(a, b)
+
+
+@metric("mean-dice", higher_is_better=True)
+def mean_dice(y_true: pd.DataFrame, y_pred: pd.DataFrame, *, id_column: str = "id", mask_column: str = "predicted",
+              answer_column: str = "encoding", height_column: str = "height_pixels",
+              width_column: str = "width_pixels") -> float:
+    """Mean over images of Dice, 2|X and Y| / (|X| + |Y|), 1 where both masks are empty.
+
+    hubmap v1: as many rows as the answers and the same set of ids; rows paired after sorting by id; an
+    empty cell is an empty mask; masks decoded with the answers' image sizes.
+    """
+    if len(y_pred) != len(y_true):
+        raise InvalidSubmission(f"has {len(y_pred)} rows, expected {len(y_true)} (one per test image)")
+    if set(y_pred[id_column].tolist()) != set(y_true[id_column].tolist()):
+        raise InvalidSubmission(f"the {id_column} values differ from the test set's")
+    answers = _sorted_by_id(y_true, id_column, "answers")
+    sub = _sorted_by_id(y_pred, id_column, "submission")
+    preds = _text_cells(sub[mask_column], mask_column, blank_is_empty=True)
+    scores = []
+    for i, (truth, pred) in enumerate(zip(answers[answer_column], preds, strict=True)):
+        n = int(answers[height_column][i]) * int(answers[width_column][i])
+        t, p = _answer_runs(truth, n), _runs(pred, n, f"{mask_column} of {id_column} {sub[id_column][i]!r}")
+        scores.append(_dice(_overlap(t, p), t.size, p.size, 1.0))
+    return np.mean(scores)
+
+
+# v1's thresholds, as NumPy's arange gives them (0.6000000000000001, ...): an IoU of 0.6 does not pass 0.6.
+IOU_THRESHOLDS = np.arange(0.5, 1.0, 0.05)
+
+
+def _salt_iou(inter: int, t: int, p: int, n: int) -> float:
+    """v1's IoU of one image (a 2x2 histogram of the two masks). A constant mask's pixels all land in
+    NumPy's upper bin, so an empty prediction counts as the whole image against a non-empty truth."""
+    if p == 0:
+        inter, p = t, n
+    return np.float64(inter) / np.float64(t + p - inter)
+
+
+@metric("mean-iou-threshold-precision", higher_is_better=True)
+def mean_iou_threshold_precision(y_true: pd.DataFrame, y_pred: pd.DataFrame, *, id_column: str = "id",
+                                 mask_column: str = "rle_mask", height: int = 101, width: int = 101) -> float:
+    """Mean over images of the share of IoU thresholds 0.50, 0.55, ..., 0.95 that the mask's IoU exceeds.
+
+    tgs v1: an empty truth scores 1 for an empty prediction and 0 otherwise; otherwise the IoU comes
+    from v1's histograms (an empty prediction against a truth covering over half the image passes some
+    thresholds). As many rows as the answers, every cell text (a missing cell is ""), rows paired by
+    sorted id. v1 ran this under pandas 2.2; its `applymap` is gone in pandas 3, which made every
+    submission invalid there: we grade as under pandas 2.2.
+    """
+    if len(y_pred) != len(y_true):
+        raise InvalidSubmission(f"has {len(y_pred)} rows, expected {len(y_true)} (one per test image)")
+    ids = _text_cells(y_pred[id_column], id_column, blank_is_empty=True)
+    sub = _sorted_by_id(y_pred.assign(**{id_column: ids}), id_column, "submission")
+    answers = y_true.assign(**{id_column: _text_cells(y_true[id_column], id_column, blank_is_empty=True)})
+    answers = _sorted_by_id(answers, id_column, "answers")
+    preds = _text_cells(sub[mask_column], mask_column, blank_is_empty=True)
+    if not _same_sorted_ids(sub[id_column], answers[id_column]):
+        raise InvalidSubmission(f"the {id_column} values differ from the test set's")
+    n = height * width
+    scores = np.empty(len(preds), dtype=np.float64)
+    for i, (truth, pred) in enumerate(zip(answers[mask_column], preds, strict=True)):
+        t, p = _answer_runs(truth, n), _runs(pred, n, f"{mask_column} of {id_column} {sub[id_column][i]!r}")
+        if t.size == 0:
+            scores[i] = 1.0 if p.size == 0 else 0.0
+        else:
+            iou = _salt_iou(_overlap(t, p), t.size, p.size, n)
+            scores[i] = int((iou > IOU_THRESHOLDS).sum()) / len(IOU_THRESHOLDS)
+    return np.mean(scores)
+
+
+@metric("mean-pixel-f05", higher_is_better=True)
+def mean_pixel_f05(y_true: pd.DataFrame, y_pred: pd.DataFrame, *, id_column: str = "Id",
+                   mask_column: str = "Predicted", beta: float = 0.5) -> float:
+    """Mean over rows of the pixel F-beta (beta 0.5) of the masks, 0 where neither has a pixel.
+
+    vesuvius v1: rows paired by position (same count), each submission row's Id equal to the answers'
+    row's; the mask text is row-major over the answers' width x height; F-beta as scikit-learn 1.5.1
+    computes it from the counts: (1 + b^2) tp / (b^2 |truth| + |prediction|).
+    """
+    if len(y_pred) != len(y_true):
+        raise InvalidSubmission(f"has {len(y_pred)} rows, expected {len(y_true)} (one per test fragment)")
+    beta2 = beta**2
+    scores = []
+    for i in range(len(y_true)):
+        want, got = y_true[id_column].iloc[i], y_pred[id_column].iloc[i]
+        if not (isinstance(got, str) and got == want):
+            raise InvalidSubmission(f"row {i + 1}: {id_column} must be {want!r} (rows in the test set's order), "
+                                    f"found {got!r:.30}")
+        pred = _text_cells(y_pred[mask_column].iloc[[i]], mask_column, blank_is_empty=False)[0]
+        n = int(y_true["width"].iloc[i]) * int(y_true["height"].iloc[i])
+        t, p = _answer_runs(y_true[mask_column].iloc[i], n), _runs(pred, n, f"{mask_column} of row {i + 1}")
+        denom = beta2 * np.float64(t.size) + np.float64(p.size)
+        scores.append((1 + beta2) * np.float64(_overlap(t, p)) / denom if denom else 0.0)
+    return np.mean(scores)
+
+
+UNIT_CUBE_DIAGONAL = np.sqrt(3)
+
+
+def _nanmean(values: list) -> np.float64:
+    """NumPy's nanmean, as v1 took it; NaN (a valid score in v1) where every value is NaN or none is left."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(np.array(values, dtype=np.float64))
+
+
+def _boundary(volume: np.ndarray) -> np.ndarray:
+    """Voxels of the mask with a face neighbour outside it (or outside the volume): the nearest mask voxel
+    to any point not in the mask is one of these (a step towards the point from any other would be
+    closer), so a Hausdorff distance needs no others."""
+    from scipy.ndimage import binary_erosion
+
+    return volume & ~binary_erosion(volume, border_value=0)
+
+
+def _directed_hausdorff(a: np.ndarray, b: np.ndarray, scale: np.ndarray) -> float:
+    """SciPy's directed Hausdorff distance from mask `a` to mask `b` (coordinates / `scale`), computed
+    on a's voxels not in b (the others are at distance 0) and b's boundary: the same pair attains the
+    maximum, so the same float comes out."""
+    from scipy.spatial.distance import directed_hausdorff
+
+    points = np.argwhere(a)
+    inside = (points < np.asarray(b.shape)).all(axis=1)
+    covered = np.zeros(len(points), dtype=bool)
+    covered[inside] = b[tuple(points[inside].T)]  # same index in b: distance 0 (the volumes may differ in shape)
+    if covered.all():
+        return 0.0
+    return directed_hausdorff(points[~covered] / scale, np.argwhere(_boundary(b)) / scale)[0]
+
+
+def _hausdorff_3d(pred: np.ndarray, truth: np.ndarray) -> float:
+    """v1's normalised symmetric Hausdorff distance of two stacked volumes (its rules first)."""
+    p_sum, t_sum = int(pred.sum()), int(truth.sum())
+    if p_sum == 0 and t_sum == 0:
+        return math.nan
+    if np.array_equal(pred, truth):
+        return 0
+    if p_sum == 0 or t_sum == 0 or p_sum > 10 * t_sum:
+        return 1
+    scale = np.asarray(truth.shape)  # v1 divides both sets of coordinates by the true volume's shape
+    pred, truth = pred.astype(bool), truth.astype(bool)
+    forward = _directed_hausdorff(truth, pred, scale)
+    backward = _directed_hausdorff(pred, truth, scale)
+    return max(forward, backward) / UNIT_CUBE_DIAGONAL
+
+
+def _volumes(ids: list[str], masks: list, sizes: list[tuple[int, int]], what: str) -> tuple[list[str], dict]:
+    """v1's grouping: rows sorted by id (stable), masks of one slice id OR-ed, slices stacked per
+    case_day (the id before "_slice_"). Returns the case_days in that order and, per case_day, the
+    (slice rows, shape) to build its volume from."""
+    for value in ids:
+        if not isinstance(value, str):
+            raise InvalidSubmission(f"the {what}'s id column must be text like 'case1_day2_slice_0003', found {value!r}")
+    order = np.argsort(np.asarray(ids, dtype=object), kind="stable")
+    days: dict[str, list[list[int]]] = {}
+    last_slice = None
+    for row in order.tolist():
+        if ids[row] != last_slice:
+            days.setdefault(ids[row].split("_slice_")[0], []).append([])
+            last_slice = ids[row]
+        days[ids[row].split("_slice_")[0]][-1].append(row)
+    for day, slices in days.items():
+        shapes = {sizes[r] for rows in slices for r in rows}
+        if len(shapes) > 1:
+            raise InvalidSubmission(f"the {what}'s slices of {day!r} cannot be stacked: their rows stand where "
+                                    f"the test set has images of different sizes {sorted(shapes)} (rows out of order?)")
+    return list(days), days
+
+
+def _stack(slices: list[list[int]], runs: list, sizes: list[tuple[int, int]]) -> np.ndarray:
+    from hpc_mle import rle
+
+    height, width = sizes[slices[0][0]]
+    volume = np.zeros((len(slices), height, width), dtype=bool)
+    for k, rows in enumerate(slices):
+        for r in rows:
+            if runs[r].size:
+                volume[k] |= rle.column_major_mask(runs[r], height, width)
+    return volume
+
+
+@metric("dice-hausdorff-combo", higher_is_better=True)
+def dice_hausdorff_combo(y_true: pd.DataFrame, y_pred: pd.DataFrame, *, id_column: str = "id",
+                         mask_column: str = "predicted", same_rows: bool = False) -> float:
+    """0.4 x mean 2D Dice + 0.6 x (1 - mean normalised 3D Hausdorff distance per case_day).
+
+    uw-madison v1 pairs rows by position only: the submission's row i is decoded with the answers' row
+    i's image size and compared with it (Dice; both empty: skipped); extra rows are ignored and a
+    shorter file is scored on its first rows. For the 3D part each file is grouped by its own ids
+    (slices OR-ed over classes, stacked per case_day in id order) and the case_days are paired in that
+    order. `same_rows` (the corrected grade) first requires the answers' row count and ids, in order.
+    """
+    if same_rows:
+        if len(y_pred) != len(y_true):
+            raise InvalidSubmission(f"has {len(y_pred)} rows, expected {len(y_true)} (one per id and class)")
+        if y_pred[id_column].astype(str).tolist() != y_true[id_column].astype(str).tolist():
+            raise InvalidSubmission("rows must list the test set's ids in its order")
+    n = min(len(y_pred), len(y_true))
+    sizes = list(zip(y_true["image_height"].astype(int).tolist(), y_true["image_width"].astype(int).tolist(), strict=True))
+    preds = _text_cells(y_pred[mask_column], mask_column, blank_is_empty=True)[:n]
+    pred_runs = [_runs(text, h * w, f"{mask_column} of row {i + 1}") for i, (text, (h, w)) in enumerate(zip(preds, sizes, strict=False))]
+    true_runs = [_answer_runs(text, h * w) for text, (h, w) in zip(y_true[mask_column], sizes, strict=True)]
+    dice = _nanmean([_dice(_overlap(t, p), t.size, p.size, math.nan) for p, t in zip(pred_runs, true_runs, strict=False)])
+    pred_ids = y_pred[id_column].to_numpy(dtype=object, na_value=np.nan)[:n].tolist()
+    pred_days, pred_slices = _volumes(pred_ids, pred_runs, sizes[:n], "submission")
+    true_days, true_slices = _volumes(y_true[id_column].astype(str).tolist(), true_runs, sizes, "answers")
+    distances = [_hausdorff_3d(_stack(pred_slices[p], pred_runs, sizes), _stack(true_slices[t], true_runs, sizes))
+                 for p, t in zip(pred_days, true_days, strict=False)]
+    hausdorff = _nanmean(distances)
+    return 0.4 * dice + 0.6 * (1 - hausdorff)
+
+
 # ---------------------------------------------------------------- medical images (issue 14)
 
 # rsna-2022-cervical: Kaggle's per-study targets in v1's column order, and the weight of each target
@@ -1021,6 +1334,55 @@ def probabilistic_f1(y_true: pd.DataFrame, y_pred: pd.DataFrame, *, beta: float 
     return (1 + squared) * (precision * recall) / (squared * precision + recall)
 
 
+# ---------------------------------------------------------------- alaska2: ROC area weighted by TPR band
+
+ALASKA_TPR_LEVELS = (0.0, 0.4, 1.0)  # the bands [0, 0.4] and [0.4, 1] of the true-positive rate
+ALASKA_BAND_WEIGHTS = (2, 1)
+
+
+def _with_tpr_levels(fpr: np.ndarray, tpr: np.ndarray, levels: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """The ROC points plus one point at each TPR level the curve lacks, placed before the first point
+    above the level, its FPR interpolated linearly from that point and the one before (v1's insertion)."""
+    fprs, tprs = fpr.tolist(), tpr.tolist()
+    for level in levels:
+        if level in tprs:
+            continue
+        above = next((i for i, value in enumerate(tprs) if value > level), None)
+        if above is None:
+            continue
+        lo = above - 1
+        fprs.insert(above, fprs[lo] + (fprs[above] - fprs[lo]) * (level - tprs[lo]) / (tprs[above] - tprs[lo]))
+        tprs.insert(above, level)
+    return np.array(fprs), np.array(tprs)
+
+
+@metric("weighted-auc-roc", higher_is_better=True)
+def weighted_auc_roc(y_true: pd.DataFrame, y_pred: pd.DataFrame) -> float:
+    """alaska2's weighted AUC: ROC area in the TPR band [0, 0.4] counted twice, over 1.4.
+
+    Each band's area is taken between the curve's points inside the band (plus a closing point at
+    FPR 1 on the band's top), measured from the band's floor; the points come from scikit-learn's
+    `roc_curve` with v1's inserted points at TPR 0.4 and 1. Any number is accepted (no range check).
+    """
+    from sklearn.metrics import auc, roc_curve
+
+    t, p = _numeric(y_true, "answers")[:, 0], _numeric(y_pred)[:, 0]
+    if np.unique(t).size < 2:
+        raise InvalidSubmission(f"AUC is undefined for '{y_pred.columns[0]}': the answers hold only one class")
+    fpr, tpr, _ = roc_curve(t, p, pos_label=1)
+    fpr, tpr = _with_tpr_levels(fpr, tpr, ALASKA_TPR_LEVELS)
+    levels = np.array(ALASKA_TPR_LEVELS)
+    total = 0.0
+    for low, high, weight in zip(levels[:-1], levels[1:], ALASKA_BAND_WEIGHTS, strict=True):
+        inside = (tpr >= low) & (tpr <= high)
+        if not inside.any():
+            continue
+        xs = np.append(fpr[inside], 1.0)
+        ys = np.append(tpr[inside], high) - low
+        total += auc(xs, ys) * weight
+    return total / np.dot(levels[1:] - levels[:-1], ALASKA_BAND_WEIGHTS)
+
+
 # ---------------------------------------------------------------- detection boxes (hpc_mle.boxes)
 # The four detection graders of v1 pair rows their own way, so their specs use row order `by-metric`:
 # `y_true` is the whole answers file and `y_pred` the submission's id and prediction columns. The box
@@ -1047,11 +1409,16 @@ def detection_map_at_iou_50(y_true: pd.DataFrame, y_pred: pd.DataFrame, *, id_co
 
 @metric("coco-map-at-iou-40", higher_is_better=True)
 def coco_map_at_iou_40(y_true: pd.DataFrame, y_pred: pd.DataFrame, *, id_column: str = "image_id",
-                       column: str = "PredictionString") -> float:
-    """vinbigdata v1: pycocotools bbox AP at IoU 0.4 (boxes given as x_min y_min x_max y_max)."""
+                       column: str = "PredictionString", xywh: bool = False, unique_ids: bool = False,
+                       one_based_ids: bool = False) -> float:
+    """vinbigdata v1: pycocotools bbox AP at IoU 0.4 (boxes given as x_min y_min x_max y_max).
+
+    `xywh`, `unique_ids`, `one_based_ids` (the corrected grade): COCO's own box format, one row per
+    image, boxes numbered from 1 (pycocotools reads id 0 as "unmatched")."""
     from hpc_mle import boxes
 
-    return boxes.vinbig_coco_map(y_true, y_pred, id_column, column)
+    return boxes.vinbig_coco_map(y_true, y_pred, id_column, column, xywh=xywh, unique_ids=unique_ids,
+                                 one_based_ids=one_based_ids)
 
 
 @metric("mean-average-precision-3d", higher_is_better=True)
@@ -1061,6 +1428,29 @@ def mean_average_precision_3d(y_true: pd.DataFrame, y_pred: pd.DataFrame, *, id_
     from hpc_mle import boxes
 
     return boxes.lyft_map(y_true, y_pred, id_column, column)
+
+
+# ---------------------------------------------------------------- multi-label ranking (freesound-audio-tagging-2019)
+
+
+@metric("lwlrap", higher_is_better=True)
+def label_weighted_lrap(y_true: pd.DataFrame, y_pred: pd.DataFrame) -> float:
+    """Label-weighted label-ranking average precision (freesound v1): scikit-learn's LRAP of the
+    answers' 0/1 matrix against the scores, each clip weighted by its number of true labels.
+
+    Clips without a true label are left out, as v1 leaves them out (scikit-learn would count them
+    as 1). v1 converted the scores with `pd.to_numeric` and scikit-learn refused missing or infinite
+    values: invalid here with the reason. Tied scores share the worst rank, as in scikit-learn.
+    """
+    from sklearn.metrics import label_ranking_average_precision_score
+
+    truth = _numeric(y_true, "answers") > 0
+    scores = _numeric(y_pred)
+    weights = truth.sum(axis=1)
+    keep = np.flatnonzero(weights > 0)
+    if keep.size == 0:
+        raise InvalidSubmission("no test clip has a true label; the answers file looks damaged")
+    return label_ranking_average_precision_score(truth[keep], scores[keep], sample_weight=weights[keep])
 
 
 # ---------------------------------------------------------------- integer class labels (herbaria, iwildcam-2019, inaturalist-2019)
@@ -1102,26 +1492,3 @@ def top_1_error(y_true: pd.DataFrame, y_pred: pd.DataFrame) -> float:
     t = np.asarray(_v1_ints(_single(y_true)), dtype=object)
     p = np.asarray(_v1_ints(_single(y_pred), first_token=True), dtype=object)
     return 1 - float(np.mean(t == p))
-
-
-# ---------------------------------------------------------------- multi-label ranking (freesound-audio-tagging-2019)
-
-
-@metric("lwlrap", higher_is_better=True)
-def label_weighted_lrap(y_true: pd.DataFrame, y_pred: pd.DataFrame) -> float:
-    """Label-weighted label-ranking average precision (freesound v1): scikit-learn's LRAP of the
-    answers' 0/1 matrix against the scores, each clip weighted by its number of true labels.
-
-    Clips without a true label are left out, as v1 leaves them out (scikit-learn would count them
-    as 1). v1 converted the scores with `pd.to_numeric` and scikit-learn refused missing or infinite
-    values: invalid here with the reason. Tied scores share the worst rank, as in scikit-learn.
-    """
-    from sklearn.metrics import label_ranking_average_precision_score
-
-    truth = _numeric(y_true, "answers") > 0
-    scores = _numeric(y_pred)
-    weights = truth.sum(axis=1)
-    keep = np.flatnonzero(weights > 0)
-    if keep.size == 0:
-        raise InvalidSubmission("no test clip has a true label; the answers file looks damaged")
-    return label_ranking_average_precision_score(truth[keep], scores[keep], sample_weight=weights[keep])
