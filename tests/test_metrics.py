@@ -307,3 +307,121 @@ def test_top_1_error_by_hand():
     for bad in ([5.0, 7.0, 9.0, 11.0], ["5", " ", "9", "11"], ["5", "x", "9", "11"]):
         with pytest.raises(InvalidSubmission, match="integer"):
             score("top-1-error", y_true, frame(predicted=bad))
+
+
+# ---------------------------------------------------------------- audio and molecule images (issue 14: freesound,
+# tensorflow-speech, bms)
+
+
+def test_lwlrap_by_hand():
+    truth = frame(a=[1, 0, 0], b=[0, 1, 0], c=[0, 1, 0])
+    pred = frame(a=[0.9, 0.2, 0.5], b=[0.5, 0.8, 0.5], c=[0.1, 0.1, 0.5])
+    # Clip 1: 'a' ranked first -> 1. Clip 2: 'b' first (1/1), 'c' third with 2 true at or above it (2/3),
+    # weighted by its 2 labels. Clip 3 has no label: left out. (1 + 2 * (1 + 2/3) / 2) / 3 = 8/9.
+    assert score("lwlrap", truth, pred) == pytest.approx(8 / 9)
+    # All scores tied: every class shares the last rank 3, so a true class has precision (true labels)/3.
+    tied = pred.assign(a=0.0, b=0.0, c=0.0)
+    assert score("lwlrap", truth, tied) == pytest.approx((1 * (1 / 3) + 2 * (2 / 3)) / 3)
+    for bad in (np.nan, np.inf, "x"):
+        with pytest.raises(InvalidSubmission, match="column 'a'"):
+            score("lwlrap", truth, pred.assign(a=[bad, 0.1, 0.1]))
+
+
+def test_accuracy_answer_map_folds_the_answers():
+    # tensorflow-speech's corrected grade: raw folder names folded into Kaggle's classes before comparing.
+    truth = frame(label=["yes", "bed", "_background_noise_", "wow"])
+    pred = frame(label=["yes", "unknown", "silence", "bed"])
+    assert score("accuracy", truth, pred) == 0.25  # v1: only 'yes' equals a raw folder name
+    folding = {"answer_map": {"yes": "yes", "_background_noise_": "silence"}, "answer_other": "unknown"}
+    # yes == yes, bed -> unknown, noise -> silence; wow -> unknown != bed: 3 of 4.
+    assert score("accuracy", truth, pred, **folding) == 0.75
+
+
+def test_levenshtein_as_string_scores_empty_and_numeric_cells():
+    truth = frame(InChI=["InChI=1S/H2O/h1H2", "abc"])
+    # bms v1 casts with astype(str): 'InChI=1S/H2O/h1H2' -> 'InChI=1S/H2O' deletes 5 characters; an
+    # empty cell is the text 'nan', 3 substitutions from 'abc'. Mean (5 + 3) / 2.
+    assert score("mean-levenshtein-distance", truth, frame(InChI=["InChI=1S/H2O", None]), as_string=True) == 4.0
+    # A float column prints as pandas prints it: 7 is '7.0', 3 edits from 'abc'; '1.5' against the
+    # 17-character answer: 14 deletions, and of its 3 characters only '1' matches, so 2 more edits: 16.
+    # Mean (16 + 3) / 2.
+    assert score("mean-levenshtein-distance", truth, frame(InChI=[1.5, 7]), as_string=True) == 9.5
+    # Without the cast (billion-word v1), an empty cell is refused.
+    with pytest.raises(InvalidSubmission):
+        score("mean-levenshtein-distance", truth, frame(InChI=["InChI=1S/H2O", None]))
+
+
+# ---------------------------------------------------------------- segmentation masks (run-length text)
+
+
+def test_global_dice_pools_every_image():
+    # Two 2x2 images (4 pixels each). Record 1: truth {1,2}, prediction {2,3}: 1 shared. Record 2: truth
+    # empty ('-'), prediction {1}. Pooled: 2 * 1 / (2 + 3) = 0.4 (a per-image mean would give (0.5 + 0) / 2).
+    truth = frame(record_id=[2, 1], encoded_pixels=["-", "1 2"], height=[2, 2], width=[2, 2])
+    pred = frame(record_id=[1, 2], encoded_pixels=["2 2", "1 1"])
+    assert score("global-dice", truth, pred) == 0.4
+    assert math.isnan(score("global-dice", truth.assign(encoded_pixels="-"), pred.assign(encoded_pixels="-")))
+    # A missing cell (how pandas reads an empty one) is invalid: v1 wants '-'.
+    for bad in (pred.assign(encoded_pixels=[np.nan, "-"]), pred.assign(record_id=[1, 3]), pred.iloc[:1],
+                pred.assign(encoded_pixels=["2 1 1 1", "-"])):
+        with pytest.raises(InvalidSubmission):
+            score("global-dice", truth, bad)
+
+
+def test_mean_dice_per_image_both_empty_is_one():
+    # Image a (3x1): truth {1,2,3}, prediction {3} -> 2*1/(3+1) = 0.5. Image b: both empty -> 1. Mean 0.75.
+    truth = frame(id=["a", "b"], encoding=["1 3", np.nan], width_pixels=[1, 2], height_pixels=[3, 2])
+    pred = frame(id=["b", "a"], predicted=[np.nan, "3 1"])
+    assert score("mean-dice", truth, pred) == 0.75
+    # A run past the image is cut at its end: "3 9" is pixel 3 only.
+    assert score("mean-dice", truth, pred.assign(predicted=[np.nan, "3 9"])) == 0.75
+    with pytest.raises(InvalidSubmission):
+        score("mean-dice", truth, pred.assign(id=["b", "c"]))
+
+
+def test_iou_threshold_precision_by_hand():
+    # 10x10 images (100 pixels). Truth of 60 pixels: a prediction of its first 48 has IoU 0.8, above
+    # 0.5, 0.55, ..., 0.75 but not above 0.8: 6 of 10 thresholds. An empty prediction counts as the
+    # whole image (v1's histograms): IoU 60/100 = 0.6, above 0.5 and 0.55 only (0.6 < 0.6000000000000001).
+    truth = frame(id=["x", "y", "z"], rle_mask=["1 60", "", "5 5"])
+    pred = frame(id=["x", "y", "z"], rle_mask=["1 48", "", ""])
+    # x: 0.6; y: both empty, 1; z: empty prediction on 5 pixels, IoU 0.05: 0. Mean 1.6 / 3.
+    assert score("mean-iou-threshold-precision", truth, pred, height=10, width=10) == np.mean([0.6, 1.0, 0.0])
+    got = score("mean-iou-threshold-precision", truth, pred.assign(rle_mask=["", "", ""]), height=10, width=10)
+    assert got == np.mean([0.2, 1.0, 0.0])
+    # Empty truth: any predicted pixel scores 0.
+    assert score("mean-iou-threshold-precision", truth.iloc[[1]], pred.iloc[[1]].assign(rle_mask="7 1"),
+                 height=10, width=10) == 0.0
+    with pytest.raises(InvalidSubmission):
+        score("mean-iou-threshold-precision", truth, pred.assign(id=[1, 2, 3]), height=10, width=10)
+
+
+def test_pixel_f05_by_hand():
+    # A 4x2 fragment (8 pixels, row-major). Truth {1..4}, prediction {3..6}: tp 2, |truth| 4, |pred| 4:
+    # 1.25 * 2 / (0.25 * 4 + 4) = 0.5. Both empty: 0 (scikit-learn's zero-division value).
+    truth = frame(Id=["a"], Predicted=["1 4"], width=[4], height=[2])
+    assert score("mean-pixel-f05", truth, frame(Id=["a"], Predicted=["3 4"])) == 0.5
+    assert score("mean-pixel-f05", truth.assign(Predicted=""), frame(Id=["a"], Predicted=[""])) == 0.0
+    for bad in (frame(Id=["b"], Predicted=["3 4"]), frame(Id=["a"], Predicted=[np.nan]), frame(Id=["a"], Predicted=["1 2 3"])):
+        with pytest.raises(InvalidSubmission):
+            score("mean-pixel-f05", truth, bad)
+
+
+def test_dice_hausdorff_combo_by_hand():
+    # One case_day of two 2x2 slices, one class. Truth: pixel (0,0) of slice 1; prediction: pixel (1,0)
+    # of slice 1 (column-major pixel 2). Dice: slice 1 has 0 shared -> 0; slice 2 both empty -> skipped.
+    # 3D: points (0,0,0) and (0,1,0), divided by the shape (2,2,2): distance 0.5, over sqrt(3).
+    truth = frame(id=["c1_day1_slice_0001", "c1_day1_slice_0002"], **{"class": ["stomach"] * 2},
+                  predicted=["1 1", np.nan], image_height=[2.0, 2.0], image_width=[2.0, 2.0])
+    pred = truth[["id", "class"]].assign(predicted=["2 1", np.nan])
+    want = 0.4 * 0.0 + 0.6 * (1 - 0.5 / np.sqrt(3))
+    assert score("dice-hausdorff-combo", truth, pred) == want
+    # Identical volumes: Hausdorff 0; Dice 1: score 1. A prediction more than 10x the truth: distance 1.
+    assert score("dice-hausdorff-combo", truth, truth[["id", "class", "predicted"]]) == 1.0
+    big = frame(id=["c1_day1_slice_0001"] * 1, **{"class": ["stomach"]}, predicted=["1 100"],
+                image_height=[10.0], image_width=[10.0])
+    assert score("dice-hausdorff-combo", big.assign(predicted="1 1"), big) == 0.4 * (2 / 101) + 0.6 * 0
+    # Rows are paired by position, never by id: a shorter file is scored on its first rows (v1).
+    assert score("dice-hausdorff-combo", truth, pred.iloc[:1]) == want
+    with pytest.raises(InvalidSubmission):
+        score("dice-hausdorff-combo", truth, pred.iloc[:1], same_rows=True)
