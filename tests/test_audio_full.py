@@ -31,7 +31,6 @@ from test_signals_full import fuzz
 
 from hpc_mle import competitions, extra_downloads, grading, kaggle, paths
 from hpc_mle.cli import main
-from hpc_mle.metrics import METRICS, InvalidSubmission
 from hpc_mle.prepare import prepare
 from hpc_mle.prepare.audio import FREESOUND_CLASSES
 
@@ -138,20 +137,6 @@ def test_freesound(tmp_path):
         report = _grade(p, bad, subs)
         assert not report.valid_submission and not report.grader_error and "Bark" in report.reason, report.reason
     fuzz(p, tmp_path / "fuzz")
-
-
-def test_lwlrap_by_hand():
-    fn = METRICS["lwlrap"]
-    truth = pd.DataFrame({"a": [1, 0, 0], "b": [0, 1, 0], "c": [0, 1, 0]})
-    pred = pd.DataFrame({"a": [0.9, 0.2, 0.5], "b": [0.5, 0.8, 0.5], "c": [0.1, 0.1, 0.5]})
-    # Clip 1: 'a' ranked first -> 1. Clip 2: 'b' first (1/1), 'c' third with 2 true at or above (2/3);
-    # weighted by its 2 labels. Clip 3 has no label: left out. (1 + 1 + 2/3) / 3 = 8/9.
-    assert fn(truth, pred) == pytest.approx(8 / 9)
-    # All scores tied: each true class shares the last rank 3 -> precision (true labels)/3.
-    tied = pred.assign(a=0.0, b=0.0, c=0.0)
-    assert fn(truth, tied) == pytest.approx((1 * (1 / 3) + 2 * (2 / 3)) / 3)
-    with pytest.raises(InvalidSubmission, match="missing"):
-        fn(truth, pred.assign(a=[np.nan, 0.1, 0.1]))
 
 
 # ---------------------------------------------------------------- the Zenodo download
@@ -348,15 +333,6 @@ def test_speech(tmp_path):
     report = _grade(p, answers.assign(label=[None, "yes", "go", "bed", "yes"]), subs)
     assert not report.valid_submission and not report.grader_error and report.reason
     fuzz(p, tmp_path / "fuzz", valid_ok={"value_inf", "value_2.5"})  # text labels: any text is a label
-
-
-def test_speech_folding_by_hand():
-    fn = METRICS["accuracy"]
-    folding = competitions.get(SPEECH).metric.corrected_options
-    truth = pd.DataFrame({"label": ["yes", "bed", "_background_noise_", "wow"]})
-    pred = pd.DataFrame({"label": ["yes", "unknown", "silence", "bed"]})
-    assert fn(truth, pred) == 0.25  # v1: only 'yes' equals a raw folder name
-    assert fn(truth, pred, **folding) == 0.75  # bed -> unknown, noise -> silence; 'wow' -> unknown != 'bed'
 
 
 # The synthetic downloads of this module, for tests/synthetic_downloads.py.

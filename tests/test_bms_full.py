@@ -17,7 +17,6 @@ from sklearn.model_selection import train_test_split
 from test_signals_full import fuzz
 
 from hpc_mle import grading, paths
-from hpc_mle.metrics import METRICS
 
 BMS = "bms-molecular-translation"
 ROWS = 40  # 8 test images
@@ -116,17 +115,6 @@ def test_bms(tmp_path):
         report = _grade(p, bad, subs)
         assert not report.valid_submission and not report.grader_error and report.reason, report.reason
     fuzz(p, tmp_path / "fuzz")
-
-
-def test_bms_levenshtein_by_hand():
-    fn = METRICS["mean-levenshtein-distance"]
-    truth = pd.DataFrame({"InChI": ["InChI=1S/H2O/h1H2", "abc"]})
-    # 'InChI=1S/H2O/h1H2' -> 'InChI=1S/H2O' deletes 5; 'abc' -> 'nan': 3 substitutions (a->n, b->a, c->n).
-    pred = pd.DataFrame({"InChI": ["InChI=1S/H2O", None]})
-    assert fn(truth, pred, as_string=True) == pytest.approx((5 + 3) / 2)
-    # A float column prints as pandas prints it: 7 becomes "7.0".
-    assert fn(truth, pd.DataFrame({"InChI": [1.5, 7]}), as_string=True) == pytest.approx(
-        (_levenshtein("InChI=1S/H2O/h1H2", "1.5") + _levenshtein("abc", "7.0")) / 2)
 
 
 # The synthetic downloads of this module, for tests/synthetic_downloads.py.
