@@ -191,3 +191,26 @@ def split_names(names: list[str], test_size: float) -> tuple[list[str], list[str
 def zip_flat(names: Iterable[str], folder: Path, archive: Path) -> None:
     """Zip `folder/<name>` as top-level entries, sorted: v1's archives have no folder inside."""
     zip_files({name: folder / name for name in sorted(names)}, archive)
+
+
+# ---------------------------------------------------------------- 7z archives (py7zr, as v1)
+
+
+def extract_7z(archive: Path, dest: Path, members: Iterable[str] | None = None) -> Path:
+    """Unpack a 7z archive of the download (all of it, or only `members`) into `dest`."""
+    import py7zr
+
+    dest.mkdir(parents=True, exist_ok=True)
+    with py7zr.SevenZipFile(require_raw(archive), "r") as sz:
+        sz.extract(path=dest, targets=list(members) if members is not None else None)
+    return dest
+
+
+def sevenzip_files(files: dict[str, Path], archive: Path) -> None:
+    """A 7z archive holding `files` ({entry name: file}), one file read at a time (v1 writes 7z with py7zr)."""
+    import py7zr
+
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    with py7zr.SevenZipFile(archive, "w") as sz:
+        for arcname, path in files.items():
+            sz.write(path, arcname)

@@ -11,6 +11,9 @@ format. Images are copied one at a time and never decoded, except where the answ
 
 from __future__ import annotations
 
+import json
+import random
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +23,7 @@ from PIL import Image
 from hpc_mle.prepare.common import (
     copy_files,
     copy_renamed,
+    extract_7z,
     extract_nested,
     files_of,
     one_hot,
@@ -28,13 +32,16 @@ from hpc_mle.prepare.common import (
     require_columns,
     require_files,
     scratch,
+    sevenzip_files,
     sorted_names,
     split,
     split_names,
     unzipped,
     write_csv,
+    zip_files,
     zip_flat,
 )
+from hpc_mle.prepare.tfrecord import string_feature
 
 AERIAL_CACTUS_TEST_SIZE = 0.19  # v1: about 4000 / (4000 + 17500), the size of Kaggle's own test set
 DENOISING_TEST_SIZE = 0.2
@@ -272,3 +279,301 @@ def plant_pathology_2020_fgvc7(raw: Path, public: Path, private: Path) -> None:
     write_csv(train, public / "train.csv")
 
 
+
+
+# ---------------------------------------------------------------- cassava-leaf-disease-classification
+
+CASSAVA_TEST_SIZE = 0.1  # of the TFRecord files, not of the rows
+
+
+def cassava_record_name(kind: str, index: int, record: str) -> str:
+    """v1's new record name `ld_<kind><nn>-<count>.tfrec`; the count is the part after '-' in the old stem."""
+    return f"ld_{kind}{index:02d}-{Path(record).stem.split('-')[1]}.tfrec"
+
+
+def cassava_leaf_disease_classification(raw: Path, public: Path, private: Path) -> None:
+    """Split by TFRecord file: 10 % of Kaggle's train_tfrecords (sorted) hold the new test images.
+
+    Each test image is found by the `image_name` feature of its record; train.csv rows are divided
+    keeping their order. Records are renumbered ld_train00-<n>.tfrec / ld_test00-<n>.tfrec in split order.
+    Known issue kept from v1: the test records still carry each image's `target` label.
+    """
+    records = sorted(p.name for p in (raw / "train_tfrecords").iterdir() if p.is_file() and p.suffix == ".tfrec")
+    if not records:
+        raise FileNotFoundError(f"{raw / 'train_tfrecords'}: no .tfrec files; v1 splits by them. "
+                                f"Fix: delete {raw} and prepare again to re-extract the download.")
+    train_records, test_records = split_names(records, CASSAVA_TEST_SIZE)
+    test_ids = {name for record in test_records for name in string_feature(raw / "train_tfrecords" / record,
+                                                                             "image_name")}
+    labels = read_exact(raw / "train.csv")
+    require_columns(labels, ["image_id", "label"], raw / "train.csv")
+    held_out = labels["image_id"].isin(test_ids)
+    train, test = labels[~held_out], labels[held_out]
+    require_files(labels["image_id"], raw / "train_images")
+
+    write_csv(train, public / "train.csv")
+    write_csv(test, private / "test.csv")
+    write_csv(test.assign(label=4), public / "sample_submission.csv")
+    for kind, chosen in (("train", train_records), ("test", test_records)):
+        copy_renamed(((r, cassava_record_name(kind, i, r)) for i, r in enumerate(chosen)),
+                     raw / "train_tfrecords", public / f"{kind}_tfrecords")
+    copy_files(train["image_id"], raw / "train_images", public / "train_images")
+    copy_files(test["image_id"], raw / "train_images", public / "test_images")
+    copy_files(["label_num_to_disease_map.json"], raw, public)
+
+
+# ---------------------------------------------------------------- plant-pathology-2021-fgvc8
+
+PLANT_2021_TEST_SIZE = 0.2
+
+
+def plant_pathology_2021_fgvc8(raw: Path, public: Path, private: Path) -> None:
+    """train.csv (image, space-separated labels) split 80/20; the sample predicts 'healthy' everywhere."""
+    labels = read_exact(raw / "train.csv")
+    require_columns(labels, ["image", "labels"], raw / "train.csv")
+    train, answers = split(labels, test_size=PLANT_2021_TEST_SIZE)
+    require_files(labels["image"], raw / "train_images")
+    write_csv(answers, private / "answers.csv")
+    write_csv(train, public / "train.csv")
+    write_csv(answers.assign(labels="healthy"), public / "sample_submission.csv")
+    copy_files(train["image"], raw / "train_images", public / "train_images")
+    copy_files(answers["image"], raw / "train_images", public / "test_images")
+
+
+# ---------------------------------------------------------------- paddy-disease-classification
+
+PADDY_TRAIN_SIZE = 0.75  # v1: Kaggle's 10,407 train / 3,469 test images
+
+
+def paddy_disease_classification(raw: Path, public: Path, private: Path) -> None:
+    """train.csv (image_id, label, variety, age) split 75/25; images sit in train_images/<label>/.
+
+    The new train keeps the per-label folders; test images go flat into test_images/. The answers keep
+    all four columns; the sample holds image_id and an empty label.
+    """
+    labels = read_exact(raw / "train.csv")
+    require_columns(labels, ["image_id", "label", "variety", "age"], raw / "train.csv")
+    train, test = split(labels, test_size=None, train_size=PADDY_TRAIN_SIZE)
+    source = raw / "train_images"
+    require_files((f"{row.label}/{row.image_id}" for row in labels.itertuples()), source)
+    write_csv(train, public / "train.csv")
+    write_csv(test[["image_id", "label"]].assign(label=""), public / "sample_submission.csv")
+    write_csv(test, private / "test.csv")
+    for label, rows in train.groupby("label", sort=False):
+        copy_files(rows["image_id"], source / label, public / "train_images" / label)
+    copy_renamed(((f"{row.label}/{row.image_id}", row.image_id) for row in test.itertuples()),
+                 source, public / "test_images")
+
+
+# ---------------------------------------------------------------- plant-seedlings-classification
+
+SEEDLINGS_TEST_SIZE = 0.14  # v1: 794 / (4750 + 794), the share of Kaggle's own test set
+
+
+def seedling_files(train: Path) -> pd.DataFrame:
+    """(file, species) for every .png in train/<species>/, species then files sorted, as v1 lists them."""
+    rows = [(name, species.name) for species in sorted(p for p in train.iterdir() if p.is_dir())
+            for name in sorted(f.name for f in species.iterdir() if f.name.endswith(".png"))]
+    if not rows:
+        raise FileNotFoundError(f"{train}: no <species>/*.png images. Fix: delete {train.parent} and prepare again.")
+    return pd.DataFrame(rows, columns=["file", "species"])
+
+
+def plant_seedlings_classification(raw: Path, public: Path, private: Path) -> None:
+    """Kaggle's labelled seedlings (train/<species>/*.png) split 86/14; test images go flat into test/.
+
+    v1 writes no train.csv: the species of a train image is its folder. The sample says 'Sugar beet'.
+    """
+    images = seedling_files(raw / "train")
+    train, test = split(images, test_size=SEEDLINGS_TEST_SIZE)
+    write_csv(test, private / "answers.csv")
+    write_csv(test.assign(species="Sugar beet"), public / "sample_submission.csv")
+    for species, rows in train.groupby("species", sort=False):
+        copy_files(rows["file"], raw / "train" / species, public / "train" / species)
+    copy_renamed(((f"{row.species}/{row.file}", row.file) for row in test.itertuples()), raw / "train",
+                 public / "test")
+
+
+# ---------------------------------------------------------------- invasive-species-monitoring
+
+INVASIVE_TEST_SIZE = 0.2
+
+
+def invasive_species_monitoring(raw: Path, public: Path, private: Path) -> None:
+    """train_labels.csv (name, invasive) split 80/20; public/ gets only archives, as Kaggle ships them.
+
+    v1 writes train_labels.csv.zip, sample_submission.csv.zip, train.7z (train/<name>.jpg) and test.7z
+    (test/<name>.jpg); the plain sample submission is kept in private/ (and graded from there).
+    """
+    labels = read_exact(unzipped(raw, "train_labels.csv"))
+    require_columns(labels, ["name", "invasive"], raw / "train_labels.csv")
+    train, answers = split(labels, test_size=INVASIVE_TEST_SIZE)
+    sample = answers.assign(invasive=0.5)
+    write_csv(answers, private / "answers.csv")
+    write_csv(sample, private / "sample_submission.csv")
+    with scratch(public) as tmp:
+        images = raw / "train" if (raw / "train").is_dir() else extract_7z(raw / "train.7z", tmp) / "train"
+        require_files(files_of(labels["name"], ".jpg"), images)
+        for folder, rows in (("train", train), ("test", answers)):
+            sevenzip_files({f"{folder}/{n}": images / n for n in files_of(rows["name"], ".jpg")},
+                           public / f"{folder}.7z")
+        write_csv(train, tmp / "train_labels.csv")
+        zip_files({"train_labels.csv": tmp / "train_labels.csv"}, public / "train_labels.csv.zip")
+    zip_files({"sample_submission.csv": private / "sample_submission.csv"}, public / "sample_submission.csv.zip")
+
+
+# ---------------------------------------------------------------- whale-categorization-playground
+
+WHALE_TEST_SIZE = 0.1
+WHALE_SAMPLE_GUESS = "new_whale w_1287fbc w_98baff9 w_7554f44 w_1eafe46"  # v1's fixed sample prediction
+
+
+def whale_split(labels: pd.DataFrame) -> np.ndarray:
+    """v1's 'train'/'test' per row: every whale with two or more images puts one in each (pandas'
+    `sample(2, random_state=0)` of its rows); a whale seen once goes to test with probability 0.1
+    (one `default_rng(0)` draw per such whale, in order of first appearance); the rest is split 90/10."""
+    side = np.full(len(labels), "undecided", dtype=object)
+    rng = np.random.default_rng(0)
+    rows_of = labels.groupby("Id", sort=False).indices
+    for whale in labels["Id"].unique():
+        positions = rows_of[whale]
+        if len(positions) >= 2:
+            chosen = labels.iloc[positions].sample(2, random_state=0).index
+            side[chosen[0]], side[chosen[1]] = "train", "test"
+        else:
+            side[positions[0]] = rng.choice(["train", "test"], replace=False,
+                                            p=[1 - WHALE_TEST_SIZE, WHALE_TEST_SIZE])
+    rest = labels[side == "undecided"]
+    train, test = split(rest, test_size=WHALE_TEST_SIZE)
+    side[train.index], side[test.index] = "train", "test"
+    return side
+
+
+def whale_categorization_playground(raw: Path, public: Path, private: Path) -> None:
+    """train.csv (Image, Id) split so each whale seen twice or more is on both sides (see whale_split).
+
+    Test images whose whale is then absent from the new train are relabelled 'new_whale' in the
+    answers, as v1 does (a whale never seen before is Kaggle's 'new_whale').
+    """
+    labels = read_exact(raw / "train.csv").reset_index(drop=True)
+    require_columns(labels, ["Image", "Id"], raw / "train.csv")
+    side = whale_split(labels)
+    train, answers = labels[side == "train"], labels[side == "test"].copy()
+    unseen = ~answers["Id"].isin(set(train["Id"]))
+    answers.loc[unseen, "Id"] = "new_whale"
+    require_files(labels["Image"], raw / "train")
+    write_csv(answers, private / "test.csv")
+    write_csv(train, public / "train.csv")
+    write_csv(answers.assign(Id=WHALE_SAMPLE_GUESS), public / "sample_submission.csv")
+    copy_files(train["Image"], raw / "train", public / "train")
+    copy_files(answers["Image"], raw / "train", public / "test")
+
+
+# ---------------------------------------------------------------- petfinder-pawpularity-score
+
+
+def petfinder_pawpularity_score(raw: Path, public: Path, private: Path) -> None:
+    """train.csv (Id, 12 photo-metadata flags, Pawpularity) split 90/10; images train/<Id>.jpg.
+
+    The sample gives each test photo a score drawn by `default_rng(0).uniform(1, 100)`, rounded to 2 places.
+    """
+    labels = read_exact(raw / "train.csv")
+    if list(labels.columns[[0, -1]]) != ["Id", "Pawpularity"]:
+        raise ValueError(f"{raw / 'train.csv'}: expected 'Id' first and 'Pawpularity' last, got "
+                         f"{list(labels.columns)}. Fix: re-download the competition.")
+    rng = np.random.default_rng(0)
+    train, test = split(labels)
+    sample = test[["Id", "Pawpularity"]].assign(Pawpularity=rng.uniform(1, 100, len(test)).round(2))
+    require_files(files_of(labels["Id"], ".jpg"), raw / "train")
+    write_csv(train, public / "train.csv")
+    write_csv(test, private / "test.csv")
+    write_csv(test.drop(columns=["Pawpularity"]), public / "test.csv")
+    write_csv(sample, public / "sample_submission.csv")
+    copy_files(files_of(train["Id"], ".jpg"), raw / "train", public / "train")
+    copy_files(files_of(test["Id"], ".jpg"), raw / "train", public / "test")
+
+
+# ---------------------------------------------------------------- statoil-iceberg-classifier-challenge
+
+STATOIL_TEST_SIZE = 0.2
+STATOIL_MEMBER = "data/processed/{}.json"  # where Kaggle's .json.7z archives keep the JSON
+
+
+def first_record_keys(path: Path, chunk: int = 1 << 20) -> list[str]:
+    """The keys of the first object of a JSON array file, reading only as far as that object ends
+    (Kaggle's test.json is 1.5 GB; v1 reads it whole only for these keys)."""
+    decoder, text = json.JSONDecoder(), ""
+    with path.open(encoding="utf-8") as fh:
+        while block := fh.read(chunk):
+            text += block
+            start = text.find("{")
+            if start < 0:
+                continue
+            try:
+                record, _ = decoder.raw_decode(text, start)
+            except json.JSONDecodeError:
+                continue
+            return list(record)
+    raise ValueError(f"{path}: no JSON object found; expected an array of records. Fix: re-download the competition.")
+
+
+def statoil_iceberg_classifier_challenge(raw: Path, public: Path, private: Path) -> None:
+    """Radar records (train.json in train.json.7z) split 80/20, written back as JSON in 7z archives.
+
+    The new test records keep only the fields of Kaggle's test records (no is_iceberg). As in v1 the
+    sample submission is written to private/ and, for agents, only as public/sample_submission.csv.7z.
+    """
+    with scratch(public) as tmp:
+        for name in ("train", "test"):
+            extract_7z(raw / f"{name}.json.7z", tmp, [STATOIL_MEMBER.format(name)])
+        records = json.loads((tmp / STATOIL_MEMBER.format("train")).read_text(encoding="utf-8"))
+        test_fields = first_record_keys(tmp / STATOIL_MEMBER.format("test"))
+        train_rows, test_rows = split(pd.DataFrame({"row": range(len(records))}), test_size=STATOIL_TEST_SIZE)
+        train = [records[i] for i in train_rows["row"]]
+        test = [records[i] for i in test_rows["row"]]
+        del records
+        for name, rows in (("train", train), ("test", [{k: r[k] for k in test_fields} for r in test])):
+            with (tmp / f"{name}.json").open("w", encoding="utf-8") as fh:
+                json.dump(rows, fh)
+            sevenzip_files({f"{name}.json": tmp / f"{name}.json"}, public / f"{name}.json.7z")
+    answers = pd.DataFrame({"id": [r["id"] for r in test], "is_iceberg": [int(r["is_iceberg"]) for r in test]})
+    write_csv(answers, private / "test.csv")
+    write_csv(answers.assign(is_iceberg=0.5), private / "sample_submission.csv")
+    sevenzip_files({"sample_submission.csv": private / "sample_submission.csv"}, public / "sample_submission.csv.7z")
+
+
+# ---------------------------------------------------------------- alaska2-image-steganalysis
+
+ALASKA2_TEST_SIZE = 5000
+ALASKA2_SEED = 42
+ALASKA2_STEGO = ("JMiPOD", "JUNIWARD", "UERD")
+
+
+def alaska2_image_steganalysis(raw: Path, public: Path, private: Path) -> None:
+    """5000 cover images (split with random_state=42) become the test set; the rest stay for training.
+
+    Train covers and their three stego versions are renamed 00001.jpg.. in split order. The test
+    list is shuffled with Python's `random.seed(0)`; each test image, named 0001.jpg.., is the cover
+    (label 0) or, on a coin flip, one stego version chosen at random (label 1), as v1 draws them.
+    """
+    covers = sorted_names(raw / "Cover", "*.jpg")
+    require_files(covers, raw / "Cover")
+    for algorithm in ALASKA2_STEGO:
+        require_files(covers, raw / algorithm)
+    train, test = split(pd.DataFrame({"name": covers}), test_size=ALASKA2_TEST_SIZE, random_state=ALASKA2_SEED)
+    train, test = train["name"].tolist(), test["name"].tolist()
+    for folder in ("Cover", *ALASKA2_STEGO):
+        copy_renamed(((name, f"{i:05d}.jpg") for i, name in enumerate(train, start=1)), raw / folder, public / folder)
+
+    draw = random.Random(0)
+    draw.shuffle(test)
+    (public / "Test").mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i, name in enumerate(test, start=1):
+        image_id = f"{i:04d}.jpg"
+        folder = "Cover" if draw.choice([True, False]) else draw.choice(ALASKA2_STEGO)
+        shutil.copyfile(raw / folder / name, public / "Test" / image_id)
+        rows.append((image_id, int(folder != "Cover")))
+    answers = pd.DataFrame(rows, columns=["Id", "Label"])
+    write_csv(answers, private / "test.csv")
+    write_csv(answers.assign(Label=0), public / "sample_submission.csv")
