@@ -516,19 +516,6 @@ def test_alaska2(tmp_path, monkeypatch):
     fuzz(p, tmp_path / "fuzz")
 
 
-def test_weighted_auc_by_hand():
-    from hpc_mle.metrics import METRICS
-
-    fn = METRICS["weighted-auc-roc"]
-    truth = pd.DataFrame({"Label": [0, 0, 1, 1]})
-    # ROC points (0,0) (0,.5) (.5,.5) (.5,1) (1,1), plus (0,.4) inserted. Band [0,.4]: the area under
-    # y=.4 from x=0 to 1 is .4, weight 2 -> .8. Band [.4,1] (shifted down .4): .1 * .5 + .6 * .5 = .35.
-    assert fn(truth, pd.DataFrame({"Label": [0.1, 0.4, 0.35, 0.8]})) == pytest.approx((0.8 + 0.35) / 1.4)
-    # Constant scores: the diagonal; band 1: .08 + .24 = .32 (x2), band 2: .18 -> .82 / 1.4 (v1's sample score).
-    assert fn(truth, pd.DataFrame({"Label": [0, 0, 0, 0]})) == pytest.approx(0.82 / 1.4)
-    assert fn(truth, pd.DataFrame({"Label": [1, 1, 0, 0]})) == pytest.approx(0.0)
-
-
 MAKERS = {
     CASSAVA: make_cassava,
     PLANT: make_plant_2021,

@@ -425,3 +425,43 @@ def test_dice_hausdorff_combo_by_hand():
     assert score("dice-hausdorff-combo", truth, pred.iloc[:1]) == want
     with pytest.raises(InvalidSubmission):
         score("dice-hausdorff-combo", truth, pred.iloc[:1], same_rows=True)
+
+
+# ---------------------------------------------------------------- issue 14 images: alaska2, paddy, plant-seedlings, petfinder
+
+
+def test_weighted_auc_roc_by_hand():
+    truth = frame(Label=[0, 0, 1, 1])
+    # ROC points (0,0) (0,.5) (.5,.5) (.5,1) (1,1), plus (0,.4) inserted at TPR 0.4. Band [0,.4]: the area
+    # under y=.4 from x=0 to 1 is .4, weight 2 -> .8. Band [.4,1], shifted down .4: .1 * .5 + .6 * .5 = .35.
+    assert score("weighted-auc-roc", truth, frame(Label=[0.1, 0.4, 0.35, 0.8])) == pytest.approx((0.8 + 0.35) / 1.4)
+    # Constant scores: the diagonal. Band 1: .08 + .24 = .32 (x2); band 2: .18 -> .82 / 1.4 (v1's sample score).
+    assert score("weighted-auc-roc", truth, frame(Label=[0, 0, 0, 0])) == pytest.approx(0.82 / 1.4)
+    # Perfect, and perfectly reversed (the curve runs along FPR = 1: no area). Any numbers: no range check.
+    assert score("weighted-auc-roc", truth, frame(Label=[-5, -5, 40, 41])) == 1.0
+    assert score("weighted-auc-roc", truth, frame(Label=[1, 1, 0, 0])) == 0.0
+    for bad in (frame(Label=[0, np.nan, 1, 1]), frame(Label=["a", "b", "c", "d"])):
+        with pytest.raises(InvalidSubmission):
+            score("weighted-auc-roc", truth, bad)
+
+
+def test_accuracy_missing_as_empty_and_strict_types():
+    truth = frame(label=["blast", "normal", "tungro", "blast"])
+    # paddy v1: fillna("") -> a missing prediction is wrong, not invalid; all missing scores 0.
+    assert score("accuracy", truth, frame(label=["blast", np.nan, "tungro", np.nan]), missing_as_empty=True) == 0.5
+    assert score("accuracy", truth, frame(label=[np.nan] * 4), missing_as_empty=True) == 0.0
+    with pytest.raises(InvalidSubmission):
+        score("accuracy", truth, frame(label=["blast", np.nan, "tungro", "blast"]))
+    # plant-seedlings v1 (f1_score): numbers against text labels raise even with 3+ classes.
+    assert score("accuracy", truth, frame(label=[1, 2, 3, 4])) == 0.0
+    with pytest.raises(InvalidSubmission):
+        score("accuracy", truth, frame(label=[1, 2, 3, 4]), mixed_ok=False)
+
+
+def test_rmse_bounds():
+    truth = frame(Pawpularity=[10.0, 50.0])
+    # sqrt(((1 - 10)^2 + (100 - 50)^2) / 2) = sqrt((81 + 2500) / 2)
+    assert score("root-mean-squared-error", truth, frame(Pawpularity=[1, 100]), bounds=[1, 100]) == math.sqrt(1290.5)
+    for bad in ([0.99, 50], [1, 100.5]):
+        with pytest.raises(InvalidSubmission, match=r"\[1, 100\]"):
+            score("root-mean-squared-error", truth, frame(Pawpularity=bad), bounds=[1, 100])
