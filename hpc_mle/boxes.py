@@ -244,26 +244,41 @@ def _vinbig_rows(texts: np.ndarray, column: str) -> list[np.ndarray]:
 
 
 def vinbig_coco_map(y_true: pd.DataFrame, y_pred: pd.DataFrame, id_column: str, column: str,
-                    iou_threshold: float = 0.4) -> np.float64:
+                    iou_threshold: float = 0.4, *, xywh: bool = False, unique_ids: bool = False,
+                    one_based_ids: bool = False) -> np.float64:
     """COCO bbox AP (pycocotools, all areas, 100 detections) at one IoU threshold, boxes passed as
     [x_min, y_min, x_max, y_max] where COCO reads [x, y, w, h] (v1's community metric, kept).
 
-    v1 compares only the sets of image ids: a repeated image row adds its boxes to that image's.
+    v1 compares only the sets of image ids: a repeated image row adds its boxes to that image's. v1
+    numbers the boxes from 0, and pycocotools reads a match to id 0 as no match: the first truth box
+    can never be found (and the first detection never marks its truth as taken). The corrected grade
+    sets `xywh` (COCO's [x, y, w, h] boxes), `unique_ids` (one row per image, as Kaggle required)
+    and `one_based_ids` (boxes numbered from 1).
     """
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
     if set(y_pred[id_column]) != set(y_true[id_column]):
         raise InvalidSubmission(f"the set of {id_column} values must equal the test set's")
+    if unique_ids and y_pred[id_column].duplicated().any():
+        raise InvalidSubmission(f"{int(y_pred[id_column].duplicated().sum())} repeated {id_column}(s); "
+                                f"give each image one row with all its boxes")
     image_ids = y_true[id_column].unique()
     index = {image_id: i for i, image_id in enumerate(image_ids)}
     images = [{"id": i} for i in range(len(image_ids))]
     categories = _vinbig_categories(y_true)
     parsed = _vinbig_rows(y_pred[column].to_numpy(dtype=object), column)
     gt, dt = COCO(), COCO()
-    gt.dataset = {"images": images, "categories": categories, "annotations": _vinbig_truth(y_true, index, id_column)}
-    dt.dataset = {"images": list(images), "categories": list(categories),
-                  "annotations": _vinbig_detections(y_pred[id_column].to_numpy(dtype=object), parsed, index)}
+    truth = _vinbig_truth(y_true, index, id_column)
+    found = _vinbig_detections(y_pred[id_column].to_numpy(dtype=object), parsed, index)
+    if one_based_ids:
+        for ann in truth + found:
+            ann["id"] += 1
+    if xywh:
+        for ann in truth + found:
+            ann["bbox"] = np.array([*ann["bbox"][:2], ann["bbox"][2] - ann["bbox"][0], ann["bbox"][3] - ann["bbox"][1]])
+    gt.dataset = {"images": images, "categories": categories, "annotations": truth}
+    dt.dataset = {"images": list(images), "categories": list(categories), "annotations": found}
     with contextlib.redirect_stdout(io.StringIO()):
         gt.createIndex()
         dt.createIndex()
@@ -385,7 +400,8 @@ def lyft_map(y_true: pd.DataFrame, y_pred: pd.DataFrame, id_column: str, column:
     process per CPU of the node, so a grading job uses only the CPUs its allocation gave it.
     """
     y_pred = y_pred.copy()
-    y_pred[column] = y_pred[column].fillna("")
+    cells = y_pred[column].astype(object)
+    y_pred[column] = cells.where(cells.notna(), "")  # v1's fillna(""): numbers stay numbers (then invalid)
     _, truth, preds = sorted_pairs(y_true, y_pred, id_column, column)
     sub = [_lyft_row(_text(v, column, i), i, column) for i, v in enumerate(preds)]
     ans = [_lyft_row(v, i, "answers") for i, v in enumerate(truth)]
