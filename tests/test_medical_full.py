@@ -17,14 +17,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pydicom
 import pytest
 from lite_support import Prepared, run_checks
 from sklearn.model_selection import train_test_split
 from test_fuzz_grading import fuzz_problems, structural_mutations, value_mutations
 
 from hpc_mle import grading
-
-pydicom = pytest.importorskip("pydicom")
 
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 MAMMOGRAPHY_STORAGE = "1.2.840.10008.5.1.4.1.1.1.2"  # Digital Mammography X-Ray Image Storage (presentation)
