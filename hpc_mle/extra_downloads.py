@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -42,6 +43,10 @@ class Retry:
 
 class _Transient(Exception):
     """A failure worth another try (dropped connection, short body, HTTP 429 or 5xx)."""
+
+
+class _NoNetwork(Exception):
+    """The host name does not resolve: no internet here (a compute node); retrying cannot help."""
 
 
 def _unavailable(message: str, kind: str):
@@ -98,11 +103,12 @@ def fetch(item: ExtraDownload, raw: Path, staging: Path, *, retry: Retry | None 
         try:
             _download(item, partial, log)
             break
-        except _Transient as exc:
-            if attempt == retry.attempts:
-                raise _unavailable(f"{item.file}: could not be downloaded from {item.source} after {attempt} "
-                                   f"tries ({exc}). Compute nodes usually have no internet: run `hpc-mle prepare` "
-                                   f"on a login node, or fetch the file there with `{_manual_fetch(item, raw)}`.",
+        except (_Transient, _NoNetwork) as exc:
+            if attempt == retry.attempts or isinstance(exc, _NoNetwork):
+                tries = f"after {attempt} tries " if isinstance(exc, _Transient) else ""
+                raise _unavailable(f"{item.file}: could not be downloaded from {item.source} {tries}({exc}). "
+                                   "Compute nodes usually have no internet: run `hpc-mle prepare` on a login "
+                                   f"node, or fetch the file there with `{_manual_fetch(item, raw)}`.",
                                    "network") from None
             wait = retry.delay(attempt)
             log(f"{item.file}: {exc}; retry {attempt}/{retry.attempts - 1} in {wait:.1f} s")
@@ -146,7 +152,11 @@ def _download(item: ExtraDownload, partial: Path, log: Callable[[str], None]) ->
         raise _unavailable(f"{item.file}: {item.source} answered HTTP {exc.code} {exc.reason} for {item.url}. "
                            "Fix: check the URL in the spec's extra_downloads; if the record moved, place the file "
                            f"in raw/ by hand.", "not-found" if exc.code == 404 else "refused") from None
-    except (urllib.error.URLError, OSError) as exc:
+    except urllib.error.URLError as exc:
+        if isinstance(exc.reason, socket.gaierror):
+            raise _NoNetwork(f"cannot resolve the host of {item.url}: {exc.reason}") from None
+        raise _Transient(f"{type(exc).__name__}: {exc.reason}") from None
+    except OSError as exc:
         raise _Transient(f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}") from None
     with response:
         resumed = have and response.status == 206

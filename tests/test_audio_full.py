@@ -234,6 +234,11 @@ def test_zenodo_download_failures_say_why(zenodo, tmp_path):
     with pytest.raises(kaggle.Unavailable, match="login node") as exc:
         extra_downloads.fetch(_item(zenodo), raw, staging, retry=FAST)
     assert exc.value.kind == "network" and len(zenodo.ranges) == 2 + FAST.attempts
+    # A host name that does not resolve (a compute node without internet) fails at once, with the fix.
+    offline = replace(_item(zenodo), url="http://zenodo.invalid/FSDKaggle2019.meta.zip")
+    with pytest.raises(kaggle.Unavailable, match="cannot resolve") as exc:
+        extra_downloads.fetch(offline, raw, staging, retry=extra_downloads.Retry(attempts=5, base_s=60.0))
+    assert exc.value.kind == "network" and "curl -L -o" in str(exc.value)
 
 
 def test_freesound_prepare_downloads_labels_and_preflight_says_so(zenodo, tmp_path, monkeypatch):
