@@ -54,7 +54,7 @@ from test_lite_tabular import (
 
 from hpc_mle import competitions, grading, paths
 from hpc_mle.agents import sample_submission
-from hpc_mle.prepare import lite_tabular
+from hpc_mle.prepare import tabular
 
 AGENTS = Path(__file__).resolve().parents[1] / "hpc_mle" / "agents"
 MAKERS = {
@@ -102,8 +102,8 @@ def test_the_lite_split_is_covered():
 
 @pytest.mark.slow
 def test_dummy_agent_submits_a_valid_file_on_every_lite_competition(tmp_path, monkeypatch):
-    monkeypatch.setattr(lite_tabular, "NYC_TEST_ROWS", 37)  # as the competitions' own tests do
-    monkeypatch.setattr(lite_tabular, "TPS_MAY_TEST_ROWS", 50)
+    monkeypatch.setattr(tabular, "NYC_TEST_ROWS", 37)  # as the competitions' own tests do
+    monkeypatch.setattr(tabular, "TPS_MAY_TEST_ROWS", 50)
     data, found = tmp_path / "data", {}
     for cid, make_raw in MAKERS.items():
         p = prepare_from_raw(cid, make_raw, data)

@@ -32,12 +32,9 @@ def test_a_constant_the_preparer_lacks_is_named(tmp_path):
     assert outcome.result == "failed" and "NO_SUCH" in outcome.detail and "PREPARER_CONSTANTS" in outcome.detail
 
 
-def test_cli_writes_the_downloads_and_prepares_them_once(tmp_path):
-    def run(*ids: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, str(SCRIPT), "--data-dir", str(tmp_path), *ids],
-                              capture_output=True, text=True, timeout=120)
-
-    first = run(*CHEAP, "no-such-competition")
+def test_cli_writes_the_downloads_and_prepares_them_once(tmp_path, capsys):
+    first = subprocess.run([sys.executable, str(SCRIPT), "--data-dir", str(tmp_path), *CHEAP, "no-such-competition"],
+                           capture_output=True, text=True, timeout=120)
     assert first.returncode == 1, first.stdout + first.stderr  # the unknown id fails, the others are prepared
     lines = first.stdout.splitlines()
     assert any(line.startswith("failed") and "no-such-competition" in line for line in lines)
@@ -47,7 +44,7 @@ def test_cli_writes_the_downloads_and_prepares_them_once(tmp_path):
     raw = tmp_path / CHEAP[0] / "raw"
     before = {p.name: p.stat().st_mtime_ns for p in raw.iterdir()}
 
-    again = run(*CHEAP)
-    assert again.returncode == 0, again.stdout + again.stderr
-    assert all(line.startswith("already-prepared") for line in again.stdout.splitlines()[:2]), again.stdout
+    assert synthetic_downloads.main(["--data-dir", str(tmp_path), *CHEAP]) == 0  # again, in this process
+    again = capsys.readouterr().out
+    assert all(line.startswith("already-prepared") for line in again.splitlines()[:2]), again
     assert {p.name: p.stat().st_mtime_ns for p in raw.iterdir()} == before  # the raw files are kept as they were
