@@ -32,7 +32,7 @@ from test_signals_full import fuzz
 from hpc_mle import competitions, extra_downloads, grading, kaggle, paths
 from hpc_mle.cli import main
 from hpc_mle.prepare import prepare
-from hpc_mle.prepare.audio import FREESOUND_CLASSES
+from hpc_mle.prepare.audio import FREESOUND_CLASSES, freesound_audio_tagging_2019
 
 FREESOUND = "freesound-audio-tagging-2019"
 SPEECH = "tensorflow-speech-recognition-challenge"
@@ -263,6 +263,23 @@ def test_freesound_prepare_downloads_labels_and_preflight_says_so(zenodo, tmp_pa
     assert (raw / META_ZIP).read_bytes() == zenodo.body and zenodo.ranges == [None]
     assert len(pd.read_csv(paths.private_dir(FREESOUND, data) / "test.csv")) == FREESOUND_ONE + FREESOUND_TWO
     assert META_ZIP not in {x.name for x in paths.public_dir(FREESOUND, data).iterdir()}
+
+
+def test_freesound_refuses_a_sample_that_is_not_the_private_clips(tmp_path):
+    """v1 asserts Kaggle's sample lists exactly Zenodo's Private clips, 80 classes in order: a clear error here."""
+    raw, public, private = tmp_path / "raw", tmp_path / "public", tmp_path / "private"
+    for folder in (raw, public, private):
+        folder.mkdir()
+    make_freesound(raw, np.random.default_rng(0))
+    sample = pd.read_csv(raw / "sample_submission.csv")
+    sample.iloc[1:].to_csv(raw / "sample_submission.csv", index=False)
+    with pytest.raises(ValueError, match="not the 41 Private clips"):
+        freesound_audio_tagging_2019(raw, public, private)
+    cols = list(sample.columns)
+    sample[[cols[0], cols[2], cols[1], *cols[3:]]].to_csv(raw / "sample_submission.csv", index=False)
+    with pytest.raises(ValueError, match="columns differ"):
+        freesound_audio_tagging_2019(raw, public, private)
+    assert not any(public.iterdir()) and not any(private.iterdir())
 
 
 # ---------------------------------------------------------------- tensorflow-speech-recognition-challenge

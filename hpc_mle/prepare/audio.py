@@ -1,4 +1,4 @@
-"""Preparers of the audio competitions (bird song, whale calls, ...).
+"""Preparers of the audio competitions (bird song, whale calls, sound-event tags, spoken commands).
 
 Each turns the extracted Kaggle download in `raw` into upstream v1's split (facts §4.4), aiming at
 byte-identical CSVs: the same rows in the same order, the same random states, the same quoting.
