@@ -219,12 +219,13 @@ def competitions_import_upstream(clone: Path, ids: tuple[str, ...], split: str |
 @click.option("--cluster", "cluster_name", default="slurm", show_default=True,
               help="With --slurm: conf/cluster/NAME.yaml (data_partition, data_time) or a path to one.")
 @click.option("--job-cpus", type=click.IntRange(min=1), default=2, show_default=True, help="With --slurm: CPUs.")
-@click.option("--job-mem-gb", type=click.IntRange(min=1), default=16, show_default=True,
-              help="With --slurm: memory (the largest Lite CSVs are read whole).")
+@click.option("--job-mem-gb", type=click.IntRange(min=1), default=None,
+              help="With --slurm (or --check): memory in GB. Default: the most any chosen spec's "
+                   "prepare_memory_gb asks for, plus a quarter, at least 16.")
 @click.option("--write-checksums", is_flag=True, hidden=True, help="Maintainers: record reference checksums.")
 @data_dir_option
 def prepare_cmd(ids: tuple[str, ...], split: str | None, force: bool, check: bool, description: str, slurm: bool,
-                cluster_name: str, job_cpus: int, job_mem_gb: int, write_checksums: bool,
+                cluster_name: str, job_cpus: int, job_mem_gb: int | None, write_checksums: bool,
                 data_dir: Path | None) -> None:
     """Download (Kaggle), extract and build competitions' public and private files into the data dir."""
     from hpc_mle import kaggle, prepare
@@ -237,9 +238,17 @@ def prepare_cmd(ids: tuple[str, ...], split: str | None, force: bool, check: boo
             ids = tuple(competitions.split_ids(split))
         except KeyError as exc:
             _fail(exc.args[0])
+    known = [c for c in ids if c in specs]
+    if slurm and job_mem_gb is None:
+        job_mem_gb = kaggle.slurm_memory_gb(known)
     if check:
-        _prepare_check([c for c in ids if c in specs], [c for c in ids if c not in specs], data_dir)
+        _prepare_check(known, [c for c in ids if c not in specs], data_dir, job_mem_gb)
         return
+    if not slurm:
+        for cid in known:
+            if (need := specs[cid].prepare_memory_gb) and need > (have := kaggle.usable_memory_gb()):
+                err.print(f"[yellow]warning:[/yellow] {cid}: a preparation needs about {need:g} GB of memory, this "
+                          f"node has {have:.0f} GB; it may be killed. `hpc-mle prepare --slurm` asks for enough.")
     try:
         if any(kaggle.needs_download(c, data_dir) for c in ids if c in specs):
             creds = kaggle.find_credentials()
@@ -247,11 +256,12 @@ def prepare_cmd(ids: tuple[str, ...], split: str | None, force: bool, check: boo
                 err.print(f"[yellow]warning:[/yellow] {warning}")
         if slurm:
             cluster = kaggle.load_cluster(cluster_name)
-            job = kaggle.submit_prepare([c for c in ids if c in specs], data_dir, cluster,
+            job = kaggle.submit_prepare(known, data_dir, cluster,
                                         description=description, force=force, cpus=job_cpus, mem_gb=job_mem_gb)
             root = paths.data_root(data_dir)
             console.print(f"submitted prepare job {job.job_id} (partition "
-                          f"{cluster.data_partition or cluster.partition or 'default'}, --time {cluster.data_time}); "
+                          f"{cluster.data_partition or cluster.partition or 'default'}, --time {cluster.data_time}, "
+                          f"--mem {job_mem_gb}G); "
                           f"log: {root / '.slurm' / str(job.job_id)}; results: {root / 'prepare-report.json'}")
             return
         outcomes = prepare.prepare_many(
@@ -272,12 +282,12 @@ def prepare_cmd(ids: tuple[str, ...], split: str | None, force: bool, check: boo
         _fail(f"{failed} of {len(ids)} competition(s) not prepared", code=1)
 
 
-def _prepare_check(ids: list[str], unknown: list[str], data_dir: Path | None) -> None:
+def _prepare_check(ids: list[str], unknown: list[str], data_dir: Path | None, memory_gb: int | None) -> None:
     """The preflight table; exit 1 when something would block `prepare`, 2 for credentials."""
     from hpc_mle import kaggle
 
     try:
-        result = kaggle.preflight(ids, data_dir)
+        result = kaggle.preflight(ids, data_dir, memory_gb)
     except kaggle.KaggleError as exc:
         _fail(str(exc))
     if result.credentials:
@@ -286,15 +296,16 @@ def _prepare_check(ids: list[str], unknown: list[str], data_dir: Path | None) ->
         for warning in result.credentials.warnings:
             err.print(f"[yellow]warning:[/yellow] {warning}")
     table = Table(title=f"preflight for {result.data_root}")
-    for col in ("competition", "download", "state", "rules", "size GB", "needs GB", "blocker"):
+    for col in ("competition", "download", "state", "rules", "size GB", "needs GB", "memory GB", "blocker"):
         table.add_column(col)
     for r in result.rows:
         rules = r.rules if r.rules != "not accepted" else "[red]not accepted[/red]"
         table.add_row(r.competition_id, r.download, r.state, rules,
                       "-" if r.size_gb is None else f"{r.size_gb:.2f}", f"{r.need_gb:.2f}",
+                      "-" if r.memory_gb is None else f"{r.memory_gb:g}",
                       f"[red]{r.blocker}[/red]" if r.blocker else "")
     for cid in unknown:
-        table.add_row(cid, "-", "unknown", "-", "-", "0.00", "[red]not in the registry[/red]")
+        table.add_row(cid, "-", "unknown", "-", "-", "0.00", "-", "[red]not in the registry[/red]")
     console.print(table)
     for r in result.rows:
         for note in r.notes:

@@ -147,6 +147,10 @@ class CompetitionSpec:
     competition_type: str = "simple"
     awards_medals: bool = False
     dataset_size_gb: float | None = None
+    # What one preparation of the real data needs at its peak: memory (RSS) and disk (download, extracted
+    # files and prepared output together). `prepare --check` refuses early and `prepare --slurm` asks for them.
+    prepare_memory_gb: float | None = None
+    prepare_disk_gb: float | None = None
     preparer: str | None = None
     download: str = "none"
     sample_score: float | None = None
@@ -307,6 +311,8 @@ def parse_spec(data: Any, file: Path) -> CompetitionSpec:
         competition_type=r.get("competition_type", str, "simple", choices=("simple", "code")),
         awards_medals=r.get("awards_medals", bool, False),
         dataset_size_gb=r.get("dataset_size_gb", float, None),
+        prepare_memory_gb=r.get("prepare_memory_gb", float, None),
+        prepare_disk_gb=r.get("prepare_disk_gb", float, None),
         preparer=r.get("preparer", str, None),
         download=r.get("download", str, "none", choices=DOWNLOADS),
         sample_score=r.get("sample_score", float, None),

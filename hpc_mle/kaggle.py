@@ -17,6 +17,7 @@ The API key never reaches a message, manifest or report: messages pass through `
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import shutil
@@ -37,6 +38,7 @@ RULES_URL = "https://www.kaggle.com/c/{id}/rules"
 TOKEN_URL = "https://www.kaggle.com/settings"
 # Disk needed per competition = dataset size x this: the zip, its extracted files, the prepared split.
 DISK_FACTOR = 3.0
+PREPARE_JOB_MEM_GB = 16  # a prepare job's memory when no spec asks for more
 DOWNLOAD_SUBDIR = ".download"
 MANIFEST = "download.json"
 GB = 1024**3
@@ -435,6 +437,7 @@ class CheckRow:
     rules: str = "-"
     size_gb: float | None = None
     need_gb: float = 0.0
+    memory_gb: float | None = None  # the spec's peak memory of one preparation
     blocker: str | None = None
     notes: list[str] = field(default_factory=list)  # files from outside Kaggle (spec extra_downloads)
 
@@ -461,9 +464,37 @@ def free_bytes(root: Path) -> int:
     return shutil.disk_usage(probe_at).free
 
 
-def preflight(ids: list[str], data_dir=None) -> Preflight:
+def usable_memory_gb() -> float:
+    """Memory a preparation here may use: the node's total, or less where a cgroup (a Slurm job) caps it."""
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    for limit_file in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            text = Path(limit_file).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit():
+            total = min(total, int(text))
+    return total / GB
+
+
+def slurm_memory_gb(ids: list[str], floor_gb: int = PREPARE_JOB_MEM_GB) -> int:
+    """What a prepare job asks Slurm for: the largest spec figure plus a quarter for safety, at least the floor."""
+    specs = competitions.registry()
+    need = max((specs[c].prepare_memory_gb or 0.0 for c in ids if c in specs), default=0.0)
+    return max(floor_gb, math.ceil(need * 1.25))
+
+
+def _memory_blocker(spec, memory_gb: float, where: str) -> str | None:
+    if spec.prepare_memory_gb is None or spec.prepare_memory_gb <= memory_gb:
+        return None
+    return (f"a preparation needs about {spec.prepare_memory_gb:g} GB of memory, {where} has {memory_gb:.0f} GB. "
+            f"Fix: `hpc-mle prepare --slurm` (asks for it) or a node with more memory.")
+
+
+def preflight(ids: list[str], data_dir=None, memory_gb: float | None = None) -> Preflight:
     """What `prepare` would do for each competition and what would stop it; writes nothing.
 
+    `memory_gb` is what the preparation will have (a Slurm job's --mem); by default this node's memory.
     Raises CredentialsError when a download is needed and no usable credentials exist.
     """
     from hpc_mle import prepare
@@ -473,7 +504,7 @@ def preflight(ids: list[str], data_dir=None) -> Preflight:
     to_probe: list[CheckRow] = []
     for cid in ids:
         spec = specs[cid]
-        row = CheckRow(cid, spec.download, "", size_gb=spec.dataset_size_gb)
+        row = CheckRow(cid, spec.download, "", size_gb=spec.dataset_size_gb, memory_gb=spec.prepare_memory_gb)
         if not spec.implemented:
             row.state, row.blocker = "no preparer yet", "its data preparation is not written yet"
         elif prepare.is_prepared(cid, data_dir):
@@ -482,7 +513,7 @@ def preflight(ids: list[str], data_dir=None) -> Preflight:
             row.state = "raw files present" if spec.download == "kaggle" else "packaged data"
         elif zip_path(cid, data_dir).is_file():
             row.state = "downloaded"
-            row.need_gb = (spec.dataset_size_gb or 0.0) * (DISK_FACTOR - 1)
+            row.need_gb = _disk_gb(spec) - (spec.dataset_size_gb or 0.0)
         else:
             partial = paths.competition_dir(cid, data_dir) / DOWNLOAD_SUBDIR / f"{cid}.zip"
             row.state = "partial download" if partial.is_file() else "to download"
@@ -507,7 +538,12 @@ def preflight(ids: list[str], data_dir=None) -> Preflight:
                 row.blocker = found.reason
             if row.size_gb is None and found.size_bytes:
                 row.size_gb = found.size_bytes / GB
-            row.need_gb += (row.size_gb or 0.0) * DISK_FACTOR
+            row.need_gb += specs[row.competition_id].prepare_disk_gb or (row.size_gb or 0.0) * DISK_FACTOR
+    memory = usable_memory_gb() if memory_gb is None else memory_gb
+    where = "this node" if memory_gb is None else "the job"
+    for row in rows:
+        if row.state != "prepared" and not row.blocker:
+            row.blocker = _memory_blocker(specs[row.competition_id], memory, where)
     root = paths.data_root(data_dir)
     free = free_bytes(root) / GB
     need = sum(r.need_gb for r in rows)
@@ -516,6 +552,11 @@ def preflight(ids: list[str], data_dir=None) -> Preflight:
         problems.append(f"not enough disk at {root}: about {need:.1f} GB needed ({DISK_FACTOR:g} x each dataset: zip, "
                         f"extracted, prepared), {free:.1f} GB free. Fix: free space or use --data-dir on a larger disk.")
     return Preflight(rows, creds, root, free, need, problems)
+
+
+def _disk_gb(spec) -> float:
+    """Peak disk of one preparation: the spec's figure, else the download times DISK_FACTOR."""
+    return spec.prepare_disk_gb or (spec.dataset_size_gb or 0.0) * DISK_FACTOR
 
 
 # ---------------------------------------------------------------- Slurm

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import signal
 import subprocess
@@ -150,6 +151,27 @@ def test_check_reports_rules_missing_preparers_and_disk(fake, tmp_path):
     full = cli("prepare", "-c", "comp-huge", "--check", "--data-dir", str(data))
     assert full.exit_code == 1 and "not enough disk" in " ".join(full.stderr.split())
     assert not any(s.method == "GET" and s.status == 200 and fake.sent.get(s.path) for s in fake.seen)
+
+
+def test_check_refuses_a_preparation_that_needs_more_memory_or_disk_than_the_spec_allows(fake, tmp_path):
+    """The spec's prepare_memory_gb / prepare_disk_gb: --check refuses early; a Slurm job asks for enough."""
+    data = tmp_path / "data"
+    node_gb = kaggle.usable_memory_gb()
+    add_competition(fake, "comp-big", kaggle_zip(), prepare_memory_gb=round(node_gb * 4), prepare_disk_gb=1e7)
+    add_competition(fake, "comp-small", kaggle_zip(), prepare_memory_gb=1, dataset_size_gb=0.001)
+    out = cli("prepare", "-c", "comp-big", "-c", "comp-small", "--check", "--data-dir", str(data))
+    rows = {line.split("│")[1].strip(): line for line in out.stdout.splitlines() if line.count("│") > 3}
+    text = " ".join(out.stdout.split())
+    assert out.exit_code == 1 and "1 competition(s) blocked; not enough disk" in " ".join(out.stderr.split())
+    assert f"needs about {round(node_gb * 4)} GB of memory, this node has" in text and "--slurm" in text
+    assert "10000000.00" in rows["comp-big"]  # the spec's disk figure, not 3 x the download
+    assert "1" in rows["comp-small"].split("│")[7] and "memory" not in rows["comp-small"]
+    # A job with enough memory unblocks it; the default job memory is the spec's figure plus a quarter.
+    assert kaggle.slurm_memory_gb(["comp-small"]) == kaggle.PREPARE_JOB_MEM_GB
+    assert kaggle.slurm_memory_gb(["comp-big", "comp-small"]) == math.ceil(round(node_gb * 4) * 1.25)
+    roomy = kaggle.preflight(["comp-big"], data, memory_gb=kaggle.slurm_memory_gb(["comp-big"]))
+    assert roomy.rows[0].blocker is None and roomy.problems  # memory fits the job; the disk still does not
+    assert not data.exists()
 
 
 # ---------------------------------------------------------------- download, retry, resume, checksum
