@@ -137,7 +137,7 @@ def _label_kind(values: np.ndarray, column: str) -> str:
     """
     if values.dtype == object:
         if not all(isinstance(v, str) for v in values):
-            raise InvalidSubmission(f"column '{column}' has missing values among its text labels")
+            raise InvalidSubmission(f"column '{column}' has missing values or numbers among its text labels")
     elif values.dtype.kind == "f":
         if not np.isfinite(values).all():
             raise InvalidSubmission(f"column '{column}' has missing or infinite values; class labels are needed")
