@@ -8,8 +8,8 @@ read row-major). v1's decoder (`competitions/utils.rle_decode`) is the contract,
 * a string that is empty or only whitespace is an empty mask;
 * every token must be an integer as Python's `int()` reads it ("+5" and "1_0" pass, "1.5" does not);
 * starts must be in non-decreasing order, starts and lengths positive;
-* an odd number of values is refused, except a lone start, which decodes to an empty mask
-  (NumPy broadcasts the one start against zero lengths);
+* an odd number of values is refused, except where NumPy broadcast v1's starts against its lengths:
+  a lone start decodes to an empty mask, and "s1 n s2" to two runs of length n;
 * runs past the image are cut at its end (a slice of the flat image), and a run wholly past it is ignored;
 * overlapping runs are refused, but only where they overlap inside the image.
 
@@ -81,10 +81,12 @@ def parse(text: str, n_pixels: int) -> Runs:
         raise RLEError("run starts must be in increasing order")
     if (starts <= 0).any() or (lengths <= 0).any():
         raise RLEError("run starts and lengths must be positive integers")
-    if starts.size != lengths.size:
-        if starts.size == 1:  # v1: one start and no length decodes to an empty mask
+    if starts.size != lengths.size:  # v1 added the lengths to the starts with NumPy broadcasting:
+        if starts.size == 1:  # one start and no length: nothing, an empty mask
             return Runs(EMPTY, EMPTY, n_pixels)
-        raise RLEError(f"an odd number of values ({values.size}): runs are 'start length' pairs")
+        if lengths.size != 1:
+            raise RLEError(f"an odd number of values ({values.size}): runs are 'start length' pairs")
+        lengths = np.repeat(lengths, 2)  # "s1 n s2": both starts take the one length
     lo = starts - 1
     hi = lo + lengths
     if lo.size > 1:

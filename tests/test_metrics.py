@@ -402,7 +402,7 @@ def test_pixel_f05_by_hand():
     truth = frame(Id=["a"], Predicted=["1 4"], width=[4], height=[2])
     assert score("mean-pixel-f05", truth, frame(Id=["a"], Predicted=["3 4"])) == 0.5
     assert score("mean-pixel-f05", truth.assign(Predicted=""), frame(Id=["a"], Predicted=[""])) == 0.0
-    for bad in (frame(Id=["b"], Predicted=["3 4"]), frame(Id=["a"], Predicted=[np.nan]), frame(Id=["a"], Predicted=["1 2 3"])):
+    for bad in (frame(Id=["b"], Predicted=["3 4"]), frame(Id=["a"], Predicted=[np.nan]), frame(Id=["a"], Predicted=["1 2 3 4 5"])):
         with pytest.raises(InvalidSubmission):
             score("mean-pixel-f05", truth, bad)
 

@@ -123,7 +123,7 @@ def _fuzz(p: Prepared, tmp: Path, valid_ok: set[str] = frozenset()) -> None:
         if report.grader_error or (report.valid_submission and mutate.__name__ not in valid_ok) \
                 or (not report.valid_submission and not report.reason):
             failures.append((mutate.__name__, report.reason))
-    for bad in ("1.5 2", "0 3", "3 0", "-2 2", "4 2 1 1", "1 5 3 2", "1 2 3", "abc", "1 2e3", "0x10 2"):
+    for bad in ("1.5 2", "0 3", "3 0", "-2 2", "4 2 1 1", "1 5 3 2", "1 2 3 4 5", "abc", "1 2e3", "0x10 2"):
         frame = sample.copy().astype({cols[0]: object})
         frame.loc[frame.index[0], cols[0]] = bad
         report = _grade(p, frame, tmp)
