@@ -306,12 +306,12 @@ def test_invasive_species(tmp_path):
     with zipfile.ZipFile(p.public / "train_labels.csv.zip") as zf:
         assert zf.namelist() == ["train_labels.csv"]
         pd.testing.assert_frame_equal(pd.read_csv(zf.open("train_labels.csv")), train.reset_index(drop=True))
-    originals = _unseven(raw / "train.7z")
-    for folder, rows in (("train", train), ("test", test)):
-        entries = _unseven(p.public / f"{folder}.7z")
-        assert set(entries) == {f"{folder}/{n}.jpg" for n in rows["name"]}
-        assert all(data == originals[f"train/{name.split('/')[1]}"] and _is_image(data)
-                   for name, data in entries.items())
+    # v1's known issue kept (upstream #122): py7zr's write() of a folder stores the folder, not its images.
+    for folder in ("train", "test"):
+        with py7zr.SevenZipFile(p.public / f"{folder}.7z") as sz:
+            assert [(i.filename, i.is_directory) for i in sz.list()] == [(folder, True)]
+    assert p.spec.status.state == "known-issue" and p.spec.status.upstream_issue == 122
+    assert all(_is_image(data) for data in _unseven(raw / "train.7z").values())  # the download itself has them
     # The dummy agent finds the zipped public sample (the plain one is private, as in v1).
     found = sample_submission.find_sample(str(p.public), str(tmp_path / "scratch"))
     assert found and _read(Path(found)).equals(_read(p.private / "sample_submission.csv"))

@@ -31,6 +31,7 @@ from hpc_mle.prepare.common import (
     read_exact,
     require_columns,
     require_files,
+    require_raw,
     scratch,
     sevenzip_files,
     sorted_names,
@@ -399,24 +400,37 @@ def plant_seedlings_classification(raw: Path, public: Path, private: Path) -> No
 INVASIVE_TEST_SIZE = 0.2
 
 
+def sevenzip_names(archive: Path) -> set[str]:
+    """The entry names of a 7z archive, read from its header only (nothing is unpacked)."""
+    import py7zr
+
+    with py7zr.SevenZipFile(archive, "r") as sz:
+        return set(sz.getnames())
+
+
 def invasive_species_monitoring(raw: Path, public: Path, private: Path) -> None:
     """train_labels.csv (name, invasive) split 80/20; public/ gets only archives, as Kaggle ships them.
 
-    v1 writes train_labels.csv.zip, sample_submission.csv.zip, train.7z (train/<name>.jpg) and test.7z
-    (test/<name>.jpg); the plain sample submission is kept in private/ (and graded from there).
+    v1 writes train_labels.csv.zip, sample_submission.csv.zip, train.7z and test.7z; the plain sample
+    submission is kept in private/ (and graded from there). Known issue kept from v1 (upstream #122):
+    v1 adds each image folder with py7zr's `write`, which stores the folder entry but none of its files,
+    so train.7z and test.7z hold one empty folder (`train`, `test`) and no image. The download's
+    images are therefore only checked (train.7z must list every labelled image), never copied.
     """
     labels = read_exact(unzipped(raw, "train_labels.csv"))
     require_columns(labels, ["name", "invasive"], raw / "train_labels.csv")
+    listed = sevenzip_names(require_raw(raw / "train.7z"))
+    missing = [n for n in files_of(labels["name"], ".jpg") if f"train/{n}" not in listed]
+    if missing:
+        raise FileNotFoundError(f"{raw / 'train.7z'}: {len(missing)} labelled image(s) are not in the archive, "
+                                f"e.g. train/{missing[0]}. Fix: delete {raw} and prepare again to re-download it.")
     train, answers = split(labels, test_size=INVASIVE_TEST_SIZE)
-    sample = answers.assign(invasive=0.5)
     write_csv(answers, private / "answers.csv")
-    write_csv(sample, private / "sample_submission.csv")
+    write_csv(answers.assign(invasive=0.5), private / "sample_submission.csv")
     with scratch(public) as tmp:
-        images = raw / "train" if (raw / "train").is_dir() else extract_7z(raw / "train.7z", tmp) / "train"
-        require_files(files_of(labels["name"], ".jpg"), images)
-        for folder, rows in (("train", train), ("test", answers)):
-            sevenzip_files({f"{folder}/{n}": images / n for n in files_of(rows["name"], ".jpg")},
-                           public / f"{folder}.7z")
+        for folder in ("train", "test"):
+            (tmp / folder).mkdir()
+            sevenzip_files({folder: tmp / folder}, public / f"{folder}.7z")
         write_csv(train, tmp / "train_labels.csv")
         zip_files({"train_labels.csv": tmp / "train_labels.csv"}, public / "train_labels.csv.zip")
     zip_files({"sample_submission.csv": private / "sample_submission.csv"}, public / "sample_submission.csv.zip")
