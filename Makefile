@@ -16,8 +16,13 @@ system-deps:
 lint: install
 	$(PYTHON) -m ruff check hpc_mle tests benchmarks analysis
 
+# Two workers (pytest-xdist): the Slurm tests mostly wait on the dev cluster, so they run in one worker beside
+# the CPU-bound tests in the other. Tests sharing the cluster or the hostile-test account keep to one worker
+# (xdist groups set in tests/conftest.py). TEST_WORKERS=0 runs everything in this one process.
+TEST_WORKERS ?= 2
+
 test: install system-deps lint
-	$(PYTHON) -m pytest
+	$(PYTHON) -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 # The embedded default (README): the mini benchmark with the baseline agent on this machine, in
 # bubblewrap sandboxes; it prepares the data, runs, grades, analyses and prints the results table.
