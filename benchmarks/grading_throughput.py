@@ -107,12 +107,159 @@ def run_case(family: str, rows: int) -> dict:
         }
 
 
+# ---------------------------------------------------------------- full-size detection submissions
+# One case per detection grader, as many rows and boxes as the real test set (v1's split of Kaggle's
+# data), graded through the real spec (its metric, options and row order). Target: < 30 s, < 4 GiB.
+
+def _boxes_text(groups: list[np.ndarray], fmt) -> list[str]:
+    return [" ".join(fmt(row) for row in g) for g in groups]
+
+
+def _full_kuzushiji(rng: np.random.Generator) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """389 test pages (10% of 3,881) with ~176 characters each; every character predicted, some moved off."""
+    codes = np.array([f"U+{c:04X}" for c in range(0x3041, 0x3041 + 400)])
+    pages, truth, preds = [f"page_{i:05d}" for i in range(389)], [], []
+    for _ in pages:
+        n = int(rng.integers(120, 230))
+        xy, wh, label = rng.integers(0, 3000, (n, 2)), rng.integers(20, 120, (n, 2)), codes[rng.integers(0, 400, n)]
+        truth.append(" ".join(f"{c} {x} {y} {w} {h}" for c, (x, y), (w, h) in zip(label, xy, wh, strict=True)))
+        centre = xy + wh // 2 + rng.integers(-40, 40, (n, 2))
+        preds.append(" ".join(f"{c} {x} {y}" for c, (x, y) in zip(label, centre, strict=True)))
+    return pd.DataFrame({"image_id": pages, "labels": truth}), pd.DataFrame({"image_id": pages, "labels": preds})
+
+
+def _full_siim(rng: np.random.Generator) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """606 study rows (4 labels predicted each) and 634 image rows (10 opacity boxes + none predicted)."""
+    ids, truth, preds = [], [], []
+    labels = ["negative", "typical", "indeterminate", "atypical"]
+    for i in range(606):
+        ids.append(f"{i:012x}_study")
+        truth.append(f"{labels[rng.integers(4)]} 1 0 0 1 1")
+        preds.append(" ".join(f"{lab} {rng.random():.4f} 0 0 1 1" for lab in labels))
+    for i in range(634):
+        ids.append(f"{i:012x}_image")
+        k = int(rng.integers(0, 4))
+        xy = rng.uniform(0, 3000, (max(k, 1), 2))
+        wh = rng.uniform(200, 1200, (max(k, 1), 2))
+        truth.append(" ".join(f"opacity 1 {x:.5f} {y:.5f} {x + w:.5f} {y + h:.5f}" for (x, y), (w, h) in zip(xy, wh, strict=True))
+                     if k else "none 1 0 0 1 1")
+        guess = np.concatenate([xy, xy + wh], axis=1)[rng.integers(0, len(xy), 10)] + rng.normal(0, 60, (10, 4))
+        preds.append(" ".join(f"opacity {rng.random():.4f} {a:.2f} {b:.2f} {c:.2f} {d:.2f}" for a, b, c, d in guess)
+                     + f" none {rng.random():.4f} 0 0 1 1")
+    return pd.DataFrame({"id": ids, "PredictionString": truth}), pd.DataFrame({"id": ids, "PredictionString": preds})
+
+
+def _full_vinbig(rng: np.random.Generator) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """1,500 test images (v1's 10%), ~2 consensus boxes each, 60 predicted boxes per image over 15 classes."""
+    rows, preds = [], []
+    for i in range(1500):
+        image = f"{i:032x}"
+        classes = [14] if rng.random() < 0.7 else sorted(rng.choice(14, size=int(rng.integers(1, 5)), replace=False))
+        for c in classes:
+            x, y = rng.uniform(0, 2500, 2)
+            box = (0.0, 0.0, 1.0, 1.0) if c == 14 else (x, y, x + rng.uniform(50, 900), y + rng.uniform(50, 900))
+            rows.append((image, f"class {c}", int(c), "R8", *box))
+        guess = np.column_stack([rng.integers(0, 15, 60), rng.random(60), rng.uniform(0, 2500, (60, 2))])
+        guess = np.column_stack([guess, guess[:, 2:4] + rng.uniform(50, 900, (60, 2))])
+        preds.append((image, " ".join(f"{int(c)} {s:.4f} {a:.1f} {b:.1f} {d:.1f} {e:.1f}" for c, s, a, b, d, e in guess)))
+    answers = pd.DataFrame(rows, columns=["image_id", "class_name", "class_id", "rad_id", "x_min", "y_min", "x_max", "y_max"])
+    return answers, pd.DataFrame(preds, columns=["image_id", "PredictionString"])
+
+
+def _full_lyft(rng: np.random.Generator) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """4,536 test samples (v1's 20% of logs) with ~25 truth boxes each; 50 predicted boxes per sample,
+    most of them near a truth box (the hard case: many overlapping pairs)."""
+    names = np.array(["car", "pedestrian", "bicycle", "truck", "bus", "other_vehicle", "motorcycle", "animal",
+                      "emergency_vehicle"])
+    ids, truth, preds = [], [], []
+    for i in range(4536):
+        n = int(rng.integers(10, 40))
+        box = np.column_stack([rng.uniform(900, 1100, n), rng.uniform(1600, 1800, n), rng.uniform(-25, -15, n),
+                               rng.uniform(0.5, 2.5, n), rng.uniform(0.5, 6, n), rng.uniform(1, 2.5, n),
+                               rng.uniform(-3.1, 3.1, n)])
+        label = names[rng.choice(9, n, p=[0.7, 0.1, 0.04, 0.04, 0.03, 0.05, 0.02, 0.01, 0.01])]
+        ids.append(f"{i:064x}")
+        truth.append(" ".join("1.0 " + " ".join(f"{v:.6f}" for v in b) + f" {c}" for b, c in zip(box, label, strict=True)))
+        pick = rng.integers(0, n, 50)
+        guess = box[pick] + rng.normal(0, 0.3, (50, 7)) * [1, 1, 0.2, 0.1, 0.2, 0.1, 0.1]
+        guess[:, 3:6] = np.abs(guess[:, 3:6]) + 0.1
+        preds.append(" ".join(f"{rng.random():.4f} " + " ".join(f"{v:.6f}" for v in b) + f" {c}"
+                              for b, c in zip(guess, label[pick], strict=True)))
+    return pd.DataFrame({"Id": ids, "PredictionString": truth}), pd.DataFrame({"Id": ids, "PredictionString": preds})
+
+
+FULL_SIZE = {
+    # name: (competition whose spec is graded, maker of (answers, submission), tokens per predicted object)
+    "kuzushiji-recognition": ("kuzushiji-recognition", _full_kuzushiji, 3),
+    "siim-covid19-detection": ("siim-covid19-detection", _full_siim, 6),
+    "vinbigdata-chest-xray": ("vinbigdata-chest-xray-abnormalities-detection", _full_vinbig, 6),
+    "3d-object-detection": ("3d-object-detection-for-autonomous-vehicles", _full_lyft, 9),
+}
+
+
+def run_full_size(name: str) -> dict:
+    """Child process: a copy of the real spec under a bench id, full-size answers and submission, one grade."""
+    source, make, per_object = FULL_SIZE[name]
+    real = Path(__file__).resolve().parents[1] / "competitions" / source / "spec.yaml"
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        spec = yaml.safe_load(real.read_text())
+        cid = f"bench-{name}"
+        spec.update(id=cid, name=cid, split="mini", leaderboard={"source": "reference-panel"}, download="none")
+        spec["files"].pop("gold_submission", None)
+        (root / "competitions" / cid).mkdir(parents=True)
+        (root / "competitions" / cid / "spec.yaml").write_text(yaml.safe_dump(spec))
+        pd.DataFrame({"score": np.linspace(1.0, 0.0, 200)}).to_csv(root / "competitions" / cid / "leaderboard.csv",
+                                                                  index=False)
+        os.environ["HPC_MLE_COMPETITIONS"] = str(root / "competitions")
+        answers, sub = make(np.random.default_rng(0))
+        answers_path = root / "data" / cid / "prepared" / spec["files"]["answers"]
+        answers_path.parent.mkdir(parents=True)
+        answers.to_csv(answers_path, index=False)
+        path = root / f"{cid}.csv"
+        sub.sample(frac=1.0, random_state=0).to_csv(path, index=False)
+        objects = int((sub.iloc[:, 1].str.count(" ") + 1).sum()) // per_object
+        del answers, sub
+        from hpc_mle import grading
+
+        base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        t0 = time.perf_counter()
+        report = grading.grade_submission(path, cid, root / "data")
+        elapsed = time.perf_counter() - t0
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        assert report.valid_submission, report.reason
+        return {"family": name, "rows": int(pd.read_csv(path, usecols=[0]).shape[0]), "objects": objects,
+                "size_mib": path.stat().st_size / 2**20, "seconds": elapsed, "score": report.score,
+                "peak_rss_mib": peak / 1024, "grading_rss_mib": (peak - base_rss) / 1024}
+
+
+def full_size_main(names: list[str]) -> None:
+    """Run each full-size case in its own process and print time and peak memory against the target."""
+    print(f"{'full-size case':<26}{'rows':>8}{'objects':>9}{'MiB':>7}{'seconds':>9}{'peak RSS MiB':>14}{'score':>10}"
+          "  target <30 s, <4 GiB")
+    for name in names:
+        out = subprocess.run([sys.executable, __file__, "--full-size-child", name], check=True, capture_output=True, text=True)
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        ok = "OK" if r["seconds"] < 30 and r["peak_rss_mib"] < 4096 else "OVER TARGET"
+        print(f"{r['family']:<26}{r['rows']:>8,}{r['objects']:>9,}{r['size_mib']:>7.1f}{r['seconds']:>9.2f}{r['peak_rss_mib']:>14.0f}"
+              f"{r['score']:>10}  {ok}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, nargs="*", default=[10_000, 1_000_000])
     parser.add_argument("--family", nargs="*", default=list(FAMILIES))
     parser.add_argument("--child", nargs=2, metavar=("FAMILY", "ROWS"), help=argparse.SUPPRESS)
+    parser.add_argument("--full-size", nargs="*", metavar="CASE", choices=list(FULL_SIZE),
+                        help=f"full-size detection submissions instead ({', '.join(FULL_SIZE)}; none named: all)")
+    parser.add_argument("--full-size-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.full_size_child:
+        print(json.dumps(run_full_size(args.full_size_child)))
+        return
+    if args.full_size is not None:
+        full_size_main(args.full_size or list(FULL_SIZE))
+        return
     if args.child:
         print(json.dumps(run_case(args.child[0], int(args.child[1]))))
         return

@@ -414,8 +414,7 @@ def lyft_map(y_true: pd.DataFrame, y_pred: pd.DataFrame, id_column: str, column:
         i = int(np.argmax(refused))
         raise InvalidSubmission(f"row {int(pr['sample'][i])}: a {pr['name'][i]!r} box has a missing value, a "
                                 f"size not above 0, or a non-finite or huge value (v1's Box3D refused it)")
-    gxs, gys = _ground_corners(gt["box"])
-    per_sample = _lyft_sample_aps(gt, pr, (gxs, gys), (xs, ys), len(ans))
+    per_sample = _lyft_sample_aps(gt, pr, _shapes(gt["box"]), _shapes(pr["box"]), len(ans))
     return np.mean([m for sample in per_sample for m in sample])
 
 
@@ -433,31 +432,38 @@ def _in_truth_classes(pr: dict, gt: dict) -> np.ndarray:
                        bool, len(pr["name"]))
 
 
-def _lyft_ious(p_idx: np.ndarray, g_idx: np.ndarray, pr: dict, gt: dict, pc, gc) -> np.ndarray:
-    """3D IoU of prediction/truth pairs: ground-polygon overlap (shapely, as v1) times height overlap."""
+def _shapes(box: np.ndarray) -> dict[str, np.ndarray]:
+    """What the IoU needs of each box, computed once: base corners and polygon, extents, z range, volume."""
     import shapely
 
-    pb, gb = pr["box"][p_idx], gt["box"][g_idx]
-    pxs, pys, gxs, gys = pc[0][p_idx], pc[1][p_idx], gc[0][g_idx], gc[1][g_idx]
-    p_lo, p_hi = pb[:, 3] - pb[:, 6] / 2, pb[:, 3] + pb[:, 6] / 2
-    g_lo, g_hi = gb[:, 3] - gb[:, 6] / 2, gb[:, 3] + gb[:, 6] / 2
-    # Python's max(gt, pred) / min(gt, pred) / max(0, d) keep the first value when the other is NaN.
-    height = np.fmax(0, np.fmin(g_hi, p_hi) - np.fmax(g_lo, p_lo))
-    area = np.zeros(len(p_idx))
-    near = ((pxs.min(1) < gxs.max(1)) & (gxs.min(1) < pxs.max(1)) & (pys.min(1) < gys.max(1))
-            & (gys.min(1) < pys.max(1)) & (height > 0))
-    if near.any():
-        a = shapely.polygons(np.stack([pxs[near], pys[near]], axis=2))
-        b = shapely.polygons(np.stack([gxs[near], gys[near]], axis=2))
-        area[near] = shapely.area(shapely.intersection(a, b))
-    inter = height * area
-    p_vol = pb[:, 4] * pb[:, 5] * pb[:, 6]
-    g_vol = gb[:, 4] * gb[:, 5] * gb[:, 6]
+    xs, ys = _ground_corners(box)
     with np.errstate(all="ignore"):
-        return np.clip(inter / (p_vol + g_vol - inter), 0, 1)
+        return {"xs": xs, "ys": ys, "x0": xs.min(1), "x1": xs.max(1), "y0": ys.min(1), "y1": ys.max(1),
+                "z0": box[:, 3] - box[:, 6] / 2, "z1": box[:, 3] + box[:, 6] / 2,
+                "volume": box[:, 4] * box[:, 5] * box[:, 6],
+                "polygon": shapely.polygons(np.stack([xs, ys], axis=2)) if len(box) else np.array([])}
 
 
-def _lyft_sample_aps(gt: dict, pr: dict, gc, pc, n_samples: int) -> list[list[np.float64]]:
+def _lyft_ious(p_idx: np.ndarray, g_idx: np.ndarray, ps: dict, gs: dict) -> np.ndarray:
+    """3D IoU of prediction/truth pairs: ground-polygon overlap (shapely, as v1) times height overlap.
+
+    Python's max(truth, pred), min(truth, pred) and max(0, d) keep the first value where the other is
+    NaN, as np.fmax/np.fmin do. Pairs whose extents do not overlap have no area (GEOS gives 0.0 too).
+    """
+    import shapely
+
+    height = np.fmax(0, np.fmin(gs["z1"][g_idx], ps["z1"][p_idx]) - np.fmax(gs["z0"][g_idx], ps["z0"][p_idx]))
+    near = ((ps["x0"][p_idx] < gs["x1"][g_idx]) & (gs["x0"][g_idx] < ps["x1"][p_idx])
+            & (ps["y0"][p_idx] < gs["y1"][g_idx]) & (gs["y0"][g_idx] < ps["y1"][p_idx]) & (height > 0))
+    area = np.zeros(len(p_idx))
+    if near.any():
+        area[near] = shapely.area(shapely.intersection(ps["polygon"][p_idx[near]], gs["polygon"][g_idx[near]]))
+    inter = height * area
+    with np.errstate(all="ignore"):
+        return np.clip(inter / (ps["volume"][p_idx] + gs["volume"][g_idx] - inter), 0, 1)
+
+
+def _lyft_sample_aps(gt: dict, pr: dict, gs: dict, ps: dict, n_samples: int) -> list[list[np.float64]]:
     """Per sample, the 10 per-threshold means of per-class AP (0 for a truth class without predictions)."""
     g_groups = _groups(gt["sample"], gt["name"])
     p_groups = _groups(pr["sample"], pr["name"])
@@ -468,7 +474,7 @@ def _lyft_sample_aps(gt: dict, pr: dict, gc, pc, n_samples: int) -> list[list[np
         pairs_g.append(np.tile(g_idx, len(p_idx)))
     if pairs_p:
         all_p, all_g = np.concatenate(pairs_p), np.concatenate(pairs_g)
-        ious = _lyft_ious(all_p, all_g, pr, gt, pc, gc)
+        ious = _lyft_ious(all_p, all_g, ps, gs)
     offsets, start = {}, 0
     for key, p_idx in p_groups.items():
         n = len(p_idx) * len(g_groups[key])
@@ -509,27 +515,33 @@ def _groups(samples: np.ndarray, names: np.ndarray) -> dict[tuple[int, str], np.
 
 
 def _lyft_group_aps(ious: np.ndarray, scores: np.ndarray, n_truth: int) -> np.ndarray:
-    """Lyft's recall_precision + get_ap for one class of one sample, at each threshold."""
+    """Lyft's recall_precision + get_ap for one class of one sample, at each threshold.
+
+    Going down the predictions by confidence, each takes its best-overlapping truth box; it is a true
+    positive at threshold t when that overlap is above t and no earlier prediction above t took the
+    same box, i.e. when (the best overlap of earlier predictions on that box) <= t < (its own).
+    """
     order = sorted(range(len(scores)), key=scores.__getitem__, reverse=True)  # v1's sort, NaN included
     ious = ious[order]
-    best = ious.max(axis=1)
-    jmax = ious.argmax(axis=1)
-    out = np.zeros(len(LYFT_THRESHOLDS))
-    for t, threshold in enumerate(LYFT_THRESHOLDS):
-        above = best > threshold
-        tp = np.zeros(len(order))
-        _, first = np.unique(np.where(above, jmax, -1), return_index=True)
-        first = first[above[first]]
-        tp[first] = 1.0
-        fp = 1.0 - tp
-        tp, fp = np.cumsum(tp, axis=0), np.cumsum(fp, axis=0)
-        recalls = tp / float(n_truth)
-        precisions = tp / np.maximum(tp + fp, np.finfo(np.float64).eps)
-        out[t] = _lyft_ap(recalls, precisions)
-    return out
+    best, jmax = ious.max(axis=1), ious.argmax(axis=1)
+    before = np.full(len(order), -np.inf)
+    seen: dict[int, float] = {}
+    for i, (j, b) in enumerate(zip(jmax.tolist(), best.tolist(), strict=True)):
+        if j in seen:
+            before[i] = seen[j]
+        if b == b:  # a NaN overlap is never above a threshold, so it takes no box
+            seen[j] = max(seen.get(j, -np.inf), b)
+    thresholds = np.array(LYFT_THRESHOLDS)[:, None]
+    hit = (best[None, :] > thresholds) & ~(before[None, :] > thresholds)
+    tp = np.cumsum(hit * 1.0, axis=1)
+    fp = np.cumsum(1.0 - hit, axis=1)
+    recalls = tp / float(n_truth)
+    precisions = tp / np.maximum(tp + fp, np.finfo(np.float64).eps)
+    return np.array([_lyft_ap(r, p) for r, p in zip(recalls, precisions, strict=True)])
 
 
 def _lyft_ap(recalls: np.ndarray, precisions: np.ndarray) -> np.float64:
+    """Lyft's get_ap: area under the precision envelope where recall steps (its np.sum, same order)."""
     recalls = np.concatenate(([0.0], recalls, [1.0]))
     precisions = np.concatenate(([0.0], precisions, [0.0]))
     precisions = np.maximum.accumulate(precisions[::-1])[::-1]

@@ -235,9 +235,8 @@ def test_lyft_properties(truth_boxes, pred_boxes):
     if len(pr["name"]):
         p_idx = np.repeat(np.arange(len(pr["name"])), len(gt["name"]))
         g_idx = np.tile(np.arange(len(gt["name"])), len(pr["name"]))
-        pc, gc = boxes._ground_corners(pr["box"]), boxes._ground_corners(gt["box"])
-        forward = boxes._lyft_ious(p_idx, g_idx, pr, gt, pc, gc)
-        backward = boxes._lyft_ious(g_idx, p_idx, gt, pr, gc, pc)
+        ps, gs = boxes._shapes(pr["box"]), boxes._shapes(gt["box"])
+        forward, backward = boxes._lyft_ious(p_idx, g_idx, ps, gs), boxes._lyft_ious(g_idx, p_idx, gs, ps)
         assert np.allclose(forward, backward, atol=1e-9) and (forward >= 0).all() and (forward <= 1).all()
 
 
