@@ -465,3 +465,20 @@ def test_rmse_bounds():
     for bad in ([0.99, 50], [1, 100.5]):
         with pytest.raises(InvalidSubmission, match=r"\[1, 100\]"):
             score("root-mean-squared-error", truth, frame(Pawpularity=bad), bounds=[1, 100])
+
+
+# ---------------------------------------------------------------- detection (more cases: tests/test_box_metrics.py)
+
+
+def test_detection_metrics_v1_result_types():
+    assert METRICS["point-in-box-f1"].v1_result == "python"  # v1 returned float(kuzushiji_f1(...))
+    for name in ("detection-map-at-iou-50", "coco-map-at-iou-40", "mean-average-precision-3d"):
+        assert METRICS[name].v1_result == "numpy" and METRICS[name].higher_is_better
+
+
+def test_point_in_box_f1_two_pages():
+    truth = frame(image_id=["p1", "p2"], labels=["A 0 0 10 10 B 20 0 10 10", "C 0 0 4 4"])
+    # p1: A(5,5) in A's box; B(5,5) outside B's box [20, 30]; B(25,5) inside -> 2 tp, 1 fp. p2: 1 fp, 1 fn.
+    # P = 2/4, R = 2/3 -> F1 = (2 * 1/2 * 2/3) / (1/2 + 2/3) = 4/7.
+    sub = frame(image_id=["p2", "p1"], labels=["C 9 9", "A 5 5 B 5 5 B 25 5"])
+    assert score("point-in-box-f1", truth, sub) == pytest.approx(4 / 7, abs=1e-15)
