@@ -89,7 +89,7 @@ def coco(rng: np.random.Generator, counts: dict[int, int], name_of, image_key: s
         image_id = 500000 + 7 * i
         annotations.append({"id": image_id, "image_id": image_id, "category_id": int(c), "region_id": i % 3})
         images.append({image_key: image_id, "file_name": name_of(int(c), image_id), "height": 8, "width": 8,
-                       "license": 0})
+                       "license": 0, "aspect": 0.1 + 0.3 * i, "note": None if i % 2 else "é"})
     return annotations, images
 
 
@@ -97,7 +97,7 @@ def make_herbarium(raw: Path, rng: np.random.Generator, top: Path, extra_key: st
     annotations, images = coco(rng, HERB_COUNTS, lambda c, i: f"images/{c // 100:03d}/{c % 100:02d}/{i}.jpg")
     meta = {"annotations": annotations, "images": images,
             "categories": [{"id": c, "name": f"Acacia ×hybrida {c}", "family": "Fabaceae"} for c in HERB_COUNTS],
-            "info": {"year": 2020, "version": "1.0"}, "licenses": [{"id": 0, "name": "CC BY-NC"}],
+            "info": {"year": 2020, "version": "1.0", "scale": 1e20, "tiny": 5e-324, "ok": True}, "licenses": [{"id": 0, "name": "CC BY-NC"}],
             extra_key: [{"id": 0, "name": "New York Botanical Garden"}]}
     dump(meta, top / "train" / "metadata.json")
     for image in images:

@@ -2,10 +2,14 @@
 
 Each `name(raw, public, private)` turns the extracted Kaggle download in `raw` into the split MLE-bench v1
 makes (facts §4.4), from tens of thousands to millions of images. Images are copied (or streamed into an
-archive) one at a time and never decoded; folders are never listed. What is held in memory is the index:
-a label table, or, where v1 rewrites a COCO-style metadata JSON (herbaria, iNaturalist, iWildCam 2020),
-that JSON, because v1's output regroups its records by category (the specs state the memory it needs).
-cdiscount's train.bson is streamed twice; only two integer columns of it are held.
+archive) one at a time and never decoded; folders are never listed.
+
+Memory does not grow with the images. The COCO-style metadata that v1 rewrites with its records regrouped
+by category (herbaria, iNaturalist; herbarium-2021's is about a gigabyte) is streamed with ijson: each
+record is parsed once and spilled to a scratch file, only its category and file offset stay in memory,
+and the new JSON is written by `json.dump` itself from lists that fetch their records back one at a
+time, so the bytes are v1's. iWildCam 2020's JSONs go through pandas as in v1 (the spec states the
+memory). cdiscount's train.bson is streamed twice; only two integer columns of it are held.
 """
 
 from __future__ import annotations
@@ -16,15 +20,17 @@ import shutil
 import tarfile
 import zipfile
 from array import array
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from hpc_mle.prepare.common import SEED, read_exact, require_columns, require_raw, split, write_csv
+from hpc_mle.prepare.common import SEED, read_exact, require_columns, require_raw, scratch, split, write_csv
 
 # ---------------------------------------------------------------- shared steps
 
@@ -56,17 +62,109 @@ def _pretty_json(obj: Any, path: Path) -> None:
     _dump_json(obj, path, indent=4, sort_keys=True)
 
 
-def _paired_records(meta: dict, path: Path, image_key: str) -> Iterator[tuple[dict, dict]]:
-    """(annotation, image) pairs; v1 asserts that the two lists are aligned record for record."""
-    for annotation, image in zip(meta["annotations"], meta["images"], strict=False):
-        if annotation["image_id"] != image[image_key]:
-            raise ValueError(f"{path}: annotation for image {annotation['image_id']!r} is paired with image "
-                             f"{image[image_key]!r}; v1 needs 'annotations' and 'images' in the same order.")
-        yield annotation, image
+# ---------------------------------------------------------------- COCO-style metadata, streamed
 
 
-def _split_per_category(meta: dict, path: Path, image_key: str, test_size: float,
-                        small_rule: bool) -> tuple[dict[int, list[int]], list[int]]:
+class _Latin1AsUtf8:
+    """A binary file read as v1 read herbarium 2020's metadata (Latin-1), re-encoded for ijson (UTF-8)."""
+
+    def __init__(self, fh: BinaryIO) -> None:
+        self.fh = fh
+
+    def read(self, size: int = -1) -> bytes:
+        return self.fh.read(size).decode("latin-1").encode("utf-8")
+
+
+@contextmanager
+def _json_source(path: Path, latin1: bool) -> Iterator[Any]:
+    with open(require_raw(path), "rb") as fh:
+        yield _Latin1AsUtf8(fh) if latin1 else fh
+
+
+def _json_items(path: Path, prefix: str, latin1: bool) -> Iterator[Any]:
+    """The values at `prefix`, one at a time, parsed as json.load parses them (floats, not Decimals)."""
+    import ijson
+
+    with _json_source(path, latin1) as src:
+        yield from ijson.items(src, prefix, use_float=True)
+
+
+def _top_level_keys(path: Path, latin1: bool) -> list[str]:
+    import ijson
+
+    with _json_source(path, latin1) as src:
+        return [value for prefix, event, value in ijson.parse(src) if prefix == "" and event == "map_key"]
+
+
+class _Spill:
+    """Records kept on disk as one JSON line each; memory holds only their offsets."""
+
+    def __init__(self, path: Path) -> None:
+        self.fh = open(path, "w+b")  # noqa: SIM115 -- closed by the _Coco that owns it
+        self.offsets = array("q")
+
+    def add(self, record: dict) -> None:
+        self.offsets.append(self.fh.tell())
+        self.fh.write(json.dumps(record).encode("ascii") + b"\n")
+
+    def __getitem__(self, position: int) -> dict:
+        self.fh.seek(self.offsets[position])
+        return json.loads(self.fh.readline())
+
+
+class _Lazy(list):
+    """A list that `json.dump` (its pure-Python encoder, used whenever it writes to a file) walks one
+    element at a time: `get(k)` builds element k when the encoder reaches it."""
+
+    def __init__(self, size: int, get: Callable[[int], Any]) -> None:
+        super().__init__()
+        self._size, self._get = size, get
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __iter__(self) -> Iterator[Any]:
+        return (self._get(k) for k in range(self._size))
+
+
+@dataclass
+class _Coco:
+    """A COCO-style metadata file: its other top-level values, and per (annotation, image) pair its
+    category (in memory) and both records (spilled)."""
+
+    path: Path
+    extras: dict[str, Any]
+    categories: array
+    annotations: _Spill
+    images: _Spill
+
+
+@contextmanager
+def _read_coco(path: Path, tmp: Path, image_key: str, latin1: bool = False) -> Iterator[_Coco]:
+    """Stream `annotations` and `images` side by side (v1 zips them and asserts each pair names the same
+    image); every other top-level value is small and read whole."""
+    keys = _top_level_keys(path, latin1)
+    extras = {key: next(_json_items(path, key, latin1)) for key in keys if key not in ("annotations", "images")}
+    coco = _Coco(path, extras, array("q"), _Spill(tmp / "annotations.jsonl"), _Spill(tmp / "images.jsonl"))
+    try:
+        pairs = zip(_json_items(path, "annotations.item", latin1), _json_items(path, "images.item", latin1),
+                    strict=False)  # v1's zip stops at the shorter list
+        for annotation, image in pairs:
+            if annotation["image_id"] != image[image_key]:
+                raise ValueError(f"{path}: annotation for image {annotation['image_id']!r} is paired with image "
+                                 f"{image[image_key]!r}; v1 needs 'annotations' and 'images' in the same order.")
+            coco.categories.append(annotation["category_id"])
+            coco.annotations.add(annotation)
+            coco.images.add(image)
+        coco.annotations.fh.flush()
+        coco.images.fh.flush()
+        yield coco
+    finally:
+        coco.annotations.fh.close()
+        coco.images.fh.close()
+
+
+def _split_per_category(coco: _Coco, test_size: float, small_rule: bool) -> tuple[dict[int, list[int]], list[int]]:
     """v1's per-category split of a COCO-style training set into record positions.
 
     Categories in order of first appearance; within one, `train_test_split(random_state=0)`. With
@@ -76,8 +174,8 @@ def _split_per_category(meta: dict, path: Path, image_key: str, test_size: float
     test positions in their new order).
     """
     by_category: dict[int, list[int]] = {}
-    for i, (annotation, _) in enumerate(_paired_records(meta, path, image_key)):
-        by_category.setdefault(annotation["category_id"], []).append(i)
+    for i, category in enumerate(coco.categories):
+        by_category.setdefault(category, []).append(i)
     train: dict[int, list[int]] = {}
     test: list[int] = []
     for category, rows in by_category.items():
@@ -89,7 +187,7 @@ def _split_per_category(meta: dict, path: Path, image_key: str, test_size: float
             keep, held = rows[:-k], rows[-k:]
         else:
             if n < 2:
-                raise ValueError(f"{path}: category {category} has a single image; v1's split (test_size="
+                raise ValueError(f"{coco.path}: category {category} has a single image; v1's split (test_size="
                                  f"{test_size}) cannot put it in both train and test.")
             keep, held = train_test_split(rows, test_size=test_size, random_state=SEED)
         train[category] = list(keep)
@@ -109,37 +207,44 @@ def _renamed(record: dict, **changes: Any) -> dict:
     return out
 
 
+def _records(spill: _Spill, positions: list[int], **changes: Callable[[int], Any]) -> _Lazy:
+    """The spilled records at `positions`, in that order; `changes[field](k)` overrides a field of the k-th."""
+    def get(k: int) -> dict:
+        return _renamed(spill[positions[k]], **{name: fn(k) for name, fn in changes.items()})
+
+    return _Lazy(len(positions), get)
+
+
 # ---------------------------------------------------------------- herbarium-2020-fgvc7 / herbarium-2021-fgvc8
 
 
 def _herbarium_v1(raw_train: Path, public_train: Path, public_test: Path, private: Path, public: Path,
-                  encoding: str, dropped: tuple[str, ...]) -> None:
+                  latin1: bool, dropped: tuple[str, ...]) -> None:
     """The 2020 and 2021 preparers (same steps, different folders and dropped keys).
 
     Train keeps every record and file name as they were, grouped by category; test images are renamed
     `images/<idx // 1000:03d>/<idx>.jpg` with id `str(idx)`. The public test metadata keeps only images,
     info and licenses. Answers: Id, Predicted (the category); the sample predicts 0.
     """
-    path = raw_train / "metadata.json"
-    meta = _load_json(path, encoding)
-    train, test = _split_per_category(meta, path, "id", test_size=0.2, small_rule=True)
-    annotations, images = meta["annotations"], meta["images"]
-    order = [i for rows in train.values() for i in rows]
-    for i in order:
-        name = images[i]["file_name"]
-        _copy(raw_train / name, public_train / name)
-    _pretty_json({**meta, "annotations": [annotations[i] for i in order], "images": [images[i] for i in order]},
-                 public_train / "metadata.json")
-    test_images, answers = [], []
-    for idx, i in enumerate(test):
-        name = f"images/{idx // 1000:03d}/{idx}.jpg"
-        _copy(raw_train / images[i]["file_name"], public_test / name)
-        test_images.append(_renamed(images[i], id=str(idx), file_name=name))
-        answers.append(annotations[i]["category_id"])
-    public_meta = {k: v for k, v in meta.items() if k not in (*dropped, "annotations")}
-    public_meta["images"] = test_images
-    _pretty_json(public_meta, public_test / "metadata.json")
-    ids = [image["id"] for image in test_images]
+    with scratch(public) as tmp, _read_coco(raw_train / "metadata.json", tmp, "id", latin1) as coco:
+        train, test = _split_per_category(coco, test_size=0.2, small_rule=True)
+        order = [i for rows in train.values() for i in rows]
+        for i in order:
+            name = coco.images[i]["file_name"]
+            _copy(raw_train / name, public_train / name)
+        _pretty_json({**coco.extras, "annotations": _records(coco.annotations, order),
+                      "images": _records(coco.images, order)}, public_train / "metadata.json")
+
+        def test_name(k: int) -> str:
+            return f"images/{k // 1000:03d}/{k}.jpg"
+
+        for k, i in enumerate(test):
+            _copy(raw_train / coco.images[i]["file_name"], public_test / test_name(k))
+        public_meta = {key: v for key, v in coco.extras.items() if key not in dropped}
+        public_meta["images"] = _records(coco.images, test, id=str, file_name=test_name)
+        _pretty_json(public_meta, public_test / "metadata.json")
+        ids = [str(k) for k in range(len(test))]
+        answers = [coco.categories[i] for i in test]
     write_csv(pd.DataFrame({"Id": ids, "Predicted": answers}), private / "answers.csv")
     write_csv(pd.DataFrame({"Id": ids, "Predicted": 0}), public / "sample_submission.csv")
 
@@ -151,13 +256,13 @@ def herbarium_2020(raw: Path, public: Path, private: Path) -> None:
     \\u escapes of their Latin-1 reading, as v1 wrote them. Kaggle's own test images are not used.
     """
     _herbarium_v1(raw / "nybg2020" / "train", public / "nybg2020" / "train", public / "nybg2020" / "test",
-                  private, public, encoding="latin-1", dropped=("categories", "regions"))
+                  private, public, latin1=True, dropped=("categories", "regions"))
 
 
 def herbarium_2021(raw: Path, public: Path, private: Path) -> None:
     """train/metadata.json re-split 80/20 per category into public/train and public/test."""
     _herbarium_v1(raw / "train", public / "train", public / "test", private, public,
-                  encoding="utf-8", dropped=("categories", "institutions"))
+                  latin1=False, dropped=("categories", "institutions"))
 
 
 # ---------------------------------------------------------------- herbarium-2022-fgvc9
@@ -172,27 +277,29 @@ def herbarium_2022(raw: Path, public: Path, private: Path) -> None:
     `<ccc>/<cc>/<id>.jpg`); test images become `<idx // 1000:03d>/test-<idx:06d>.jpg` with id `str(idx)`.
     public/test_metadata.json is the list of test image records only.
     """
-    path = raw / "train_metadata.json"
-    meta = _load_json(path)
-    train, test = _split_per_category(meta, path, "image_id", test_size=0.2, small_rule=False)
-    annotations, images = meta["annotations"], meta["images"]
-    new_annotations, new_images = [], []
-    for category, rows in train.items():
-        for n, i in enumerate(rows, start=1):
-            image_id = f"{category:05d}__{n:03d}"
-            name = f"{_category_subdir(category)}/{image_id}.jpg"
-            _copy(raw / "train_images" / images[i]["file_name"], public / "train_images" / name)
-            new_annotations.append(_renamed(annotations[i], image_id=image_id))
-            new_images.append(_renamed(images[i], image_id=image_id, file_name=name))
-    _pretty_json({**meta, "annotations": new_annotations, "images": new_images}, public / "train_metadata.json")
-    test_images, answers = [], []
-    for idx, i in enumerate(test):
-        name = f"{idx // 1000:03d}/test-{idx:06d}.jpg"
-        _copy(raw / "train_images" / images[i]["file_name"], public / "test_images" / name)
-        test_images.append(_renamed(images[i], image_id=str(idx), file_name=name))
-        answers.append(annotations[i]["category_id"])
-    _pretty_json(test_images, public / "test_metadata.json")
-    ids = [image["image_id"] for image in test_images]
+    with scratch(public) as tmp, _read_coco(raw / "train_metadata.json", tmp, "image_id") as coco:
+        train, test = _split_per_category(coco, test_size=0.2, small_rule=False)
+        order = [i for rows in train.values() for i in rows]
+        train_ids = [f"{category:05d}__{n:03d}" for category, rows in train.items() for n in range(1, len(rows) + 1)]
+
+        def train_name(k: int) -> str:
+            return f"{_category_subdir(coco.categories[order[k]])}/{train_ids[k]}.jpg"
+
+        for k, i in enumerate(order):
+            _copy(raw / "train_images" / coco.images[i]["file_name"], public / "train_images" / train_name(k))
+        new_id = train_ids.__getitem__
+        _pretty_json({**coco.extras, "annotations": _records(coco.annotations, order, image_id=new_id),
+                      "images": _records(coco.images, order, image_id=new_id, file_name=train_name)},
+                     public / "train_metadata.json")
+
+        def test_name(k: int) -> str:
+            return f"{k // 1000:03d}/test-{k:06d}.jpg"
+
+        for k, i in enumerate(test):
+            _copy(raw / "train_images" / coco.images[i]["file_name"], public / "test_images" / test_name(k))
+        _pretty_json(_records(coco.images, test, image_id=str, file_name=test_name), public / "test_metadata.json")
+        ids = [str(k) for k in range(len(test))]
+        answers = [coco.categories[i] for i in test]
     write_csv(pd.DataFrame({"Id": ids, "Predicted": answers}), private / "answers.csv")
     write_csv(pd.DataFrame({"Id": ids, "Predicted": HERBARIUM_2022_SAMPLE}), public / "sample_submission.csv")
 
@@ -230,27 +337,29 @@ def inaturalist_2019(raw: Path, public: Path, private: Path) -> None:
     `test2019/<base name>` and keeps their ids. val2019.json is copied. The sample predicts
     `random.Random(42).randint(0, 1009)` on every row: v1 seeds a new generator per row, so one class.
     """
-    path = raw / "train2019.json"
-    meta = _load_json(path)
     root = _inaturalist_images(raw)
-    train, test = _split_per_category(meta, path, "id", test_size=INATURALIST_TEST_SIZE, small_rule=True)
-    annotations, images = meta["annotations"], meta["images"]
-    order = [i for rows in train.values() for i in rows]
-    _pretty_json({**meta, "annotations": [annotations[i] for i in order], "images": [images[i] for i in order]},
-                 public / "train2019.json")
-    shutil.copyfile(require_raw(raw / "val2019.json"), public / "val2019.json")
-    test_images = [_renamed(images[i], file_name="test2019/" + images[i]["file_name"].split("/")[-1]) for i in test]
-    public_meta = {k: v for k, v in meta.items() if k not in ("categories", "annotations")}
-    _pretty_json({**public_meta, "images": test_images}, public / "test2019.json")
-    ids = [image["id"] for image in test_images]
-    answers = pd.DataFrame({"id": ids, "predicted": [annotations[i]["category_id"] for i in test]})
-    write_csv(answers, private / "answers.csv")
-    sample = random.Random(42).randint(0, INATURALIST_CLASSES - 1)
-    write_csv(answers.assign(predicted=sample), public / "kaggle_sample_submission.csv")
-    _tar_files(((root / images[i]["file_name"], images[i]["file_name"].split("/", 1)[1]) for i in order),
-               public / "train_val2019.tar.gz")
-    _tar_files(((root / images[i]["file_name"], images[i]["file_name"].split("/")[-1]) for i in test),
-               public / "test2019.tar.gz")
+    with scratch(public) as tmp, _read_coco(raw / "train2019.json", tmp, "id") as coco:
+        train, test = _split_per_category(coco, test_size=INATURALIST_TEST_SIZE, small_rule=True)
+        order = [i for rows in train.values() for i in rows]
+        _pretty_json({**coco.extras, "annotations": _records(coco.annotations, order),
+                      "images": _records(coco.images, order)}, public / "train2019.json")
+        shutil.copyfile(require_raw(raw / "val2019.json"), public / "val2019.json")
+
+        def test_name(k: int) -> str:
+            return "test2019/" + coco.images[test[k]]["file_name"].split("/")[-1]
+
+        public_meta = {key: v for key, v in coco.extras.items() if key != "categories"}
+        _pretty_json({**public_meta, "images": _records(coco.images, test, file_name=test_name)},
+                     public / "test2019.json")
+        ids = [coco.images[i]["id"] for i in test]
+        answers = pd.DataFrame({"id": ids, "predicted": [coco.categories[i] for i in test]})
+        write_csv(answers, private / "answers.csv")
+        sample = random.Random(42).randint(0, INATURALIST_CLASSES - 1)
+        write_csv(answers.assign(predicted=sample), public / "kaggle_sample_submission.csv")
+        names = (coco.images[i]["file_name"] for i in order)
+        _tar_files(((root / name, name.split("/", 1)[1]) for name in names), public / "train_val2019.tar.gz")
+        names = (coco.images[i]["file_name"] for i in test)
+        _tar_files(((root / name, name.split("/")[-1]) for name in names), public / "test2019.tar.gz")
 
 
 # ---------------------------------------------------------------- iwildcam-2019-fgvc6
