@@ -463,39 +463,57 @@ def _lyft_ious(p_idx: np.ndarray, g_idx: np.ndarray, ps: dict, gs: dict) -> np.n
         return np.clip(inter / (ps["volume"][p_idx] + gs["volume"][g_idx] - inter), 0, 1)
 
 
+LYFT_PAIR_BATCH = 1 << 21  # prediction/truth pairs held at once: memory stays bounded for huge submissions
+
+
 def _lyft_sample_aps(gt: dict, pr: dict, gs: dict, ps: dict, n_samples: int) -> list[list[np.float64]]:
-    """Per sample, the 10 per-threshold means of per-class AP (0 for a truth class without predictions)."""
+    """Per sample, the 10 per-threshold means of per-class AP (0 for a truth class without predictions).
+
+    Samples are taken in order and their pairs' IoUs computed a batch of samples at a time."""
     g_groups = _groups(gt["sample"], gt["name"])
     p_groups = _groups(pr["sample"], pr["name"])
-    pairs_p, pairs_g = [], []
-    for key, p_idx in p_groups.items():
-        g_idx = g_groups[key]
-        pairs_p.append(np.repeat(p_idx, len(g_idx)))
-        pairs_g.append(np.tile(g_idx, len(p_idx)))
-    if pairs_p:
-        all_p, all_g = np.concatenate(pairs_p), np.concatenate(pairs_g)
-        ious = _lyft_ious(all_p, all_g, ps, gs)
-    offsets, start = {}, 0
-    for key, p_idx in p_groups.items():
-        n = len(p_idx) * len(g_groups[key])
-        offsets[key] = (start, n)
-        start += n
     classes: dict[int, list[str]] = defaultdict(list)
     for s, name in g_groups:
         classes[s].append(name)
-    out = []
-    for s in range(n_samples):
-        names = sorted(classes.get(s, []))
-        aps = np.zeros((len(LYFT_THRESHOLDS), len(names)))
-        for c, name in enumerate(names):
-            if (s, name) in p_groups:
-                start, n = offsets[(s, name)]
-                p_idx, g_idx = p_groups[(s, name)], g_groups[(s, name)]
-                matrix = ious[start:start + n].reshape(len(p_idx), len(g_idx))
-                aps[:, c] = _lyft_group_aps(matrix, pr["box"][p_idx, 0], len(g_idx))
-        with np.errstate(all="ignore"), _quiet_mean():
-            out.append([np.mean(aps[t]) for t in range(len(LYFT_THRESHOLDS))])
+    keys_of: dict[int, list[tuple[int, str]]] = defaultdict(list)
+    for key in p_groups:
+        keys_of[key[0]].append(key)
+    out: list[list[np.float64]] = []
+    pending: list[int] = []
+    budget = 0
+    for s in range(n_samples + 1):
+        pairs = sum(len(p_groups[k]) * len(g_groups[k]) for k in keys_of.get(s, []))
+        if s == n_samples or (pending and budget + pairs > LYFT_PAIR_BATCH):
+            matrices = _group_ious([k for t in pending for k in keys_of.get(t, [])], p_groups, g_groups, ps, gs)
+            out.extend(_sample_aps(t, sorted(classes.get(t, [])), matrices, p_groups, g_groups, pr) for t in pending)
+            pending, budget = [], 0
+        pending.append(s)
+        budget += pairs
     return out
+
+
+def _group_ious(keys: list, p_groups: dict, g_groups: dict, ps: dict, gs: dict) -> dict:
+    """IoU matrix (predictions x truths) of each (sample, class) group in `keys`."""
+    if not keys:
+        return {}
+    p = np.concatenate([np.repeat(p_groups[k], len(g_groups[k])) for k in keys])
+    g = np.concatenate([np.tile(g_groups[k], len(p_groups[k])) for k in keys])
+    flat, out, start = _lyft_ious(p, g, ps, gs), {}, 0
+    for k in keys:
+        n_p, n_g = len(p_groups[k]), len(g_groups[k])
+        out[k] = flat[start:start + n_p * n_g].reshape(n_p, n_g)
+        start += n_p * n_g
+    return out
+
+
+def _sample_aps(s: int, names: list[str], matrices: dict, p_groups: dict, g_groups: dict, pr: dict) -> list:
+    aps = np.zeros((len(LYFT_THRESHOLDS), len(names)))
+    for c, name in enumerate(names):
+        if (s, name) in matrices:
+            aps[:, c] = _lyft_group_aps(matrices[(s, name)], pr["box"][p_groups[(s, name)], 0],
+                                        len(g_groups[(s, name)]))
+    with np.errstate(all="ignore"), _quiet_mean():
+        return [np.mean(aps[t]) for t in range(len(LYFT_THRESHOLDS))]
 
 
 @contextlib.contextmanager
