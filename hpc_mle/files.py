@@ -79,24 +79,67 @@ def read_json(path: str | os.PathLike, default: Any = None) -> Any:
         return default
 
 
-@contextmanager
-def staged_dir(final: str | os.PathLike, label: str) -> Iterator[Path]:
-    """A fresh staging folder beside `final`, renamed over it when the block succeeds, removed when it fails.
+class StagingBusy(RuntimeError):
+    """Another process is filling the same resumable staging folder."""
 
+
+RESUME_KEY = ".resume.json"
+
+
+@contextmanager
+def resumable_dir(final: str | os.PathLike, label: str, key: dict) -> Iterator[Path]:
+    """Like `staged_dir`, but a failed or killed run leaves its staging folder for the next run to finish.
+
+    The folder `.<label>.partial` beside `final` is reused only when `key` (what the content depends on:
+    input files, code version) equals the one recorded in it; otherwise it is emptied first. One process
+    at a time (an advisory lock beside it). Helpers that fill it skip files already complete (`copy_file`).
     `final` is never half-filled: it is the old folder, or briefly none, or the complete new one.
     """
+    import fcntl
+
     final = Path(final)
-    staging = final.with_name(f".{label}.tmp-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    try:
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = final.with_name(f".{label}.partial")
+    with open(final.with_name(f".{label}.lock"), "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise StagingBusy(f"{staging}: another process is preparing it now. Fix: wait for it to end.") from None
+        recorded = staging / RESUME_KEY
+        try:
+            same = json.loads(recorded.read_text()) == key
+        except (OSError, ValueError):
+            same = False
+        if not same:
+            shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(exist_ok=True)
+        for leftover in staging.glob(".*"):  # scratch folders of a killed run
+            if leftover.name != RESUME_KEY:
+                shutil.rmtree(leftover, ignore_errors=True) if leftover.is_dir() else leftover.unlink()
+        atomic_write_json(recorded, key)
         yield staging
+        recorded.unlink()
         if final.exists():
             shutil.rmtree(final)
         os.replace(staging, final)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+
+
+def copy_file(src: str | os.PathLike, dst: str | os.PathLike) -> bool:
+    """Copy `src` to `dst` unless `dst` is already a complete copy (same size); False when skipped.
+
+    The copy is written beside `dst` and renamed, so a `dst` that exists is whole: a resumed preparation
+    of hundreds of GB copies only what the killed run had not.
+    """
+    src, dst = Path(src), Path(dst)
+    try:
+        if dst.stat().st_size == src.stat().st_size:
+            return False
+    except FileNotFoundError:
+        pass
+    part = dst.with_name(f".{dst.name}.part")
+    shutil.copyfile(src, part)
+    os.replace(part, dst)
+    return True
 
 
 def md5sum(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

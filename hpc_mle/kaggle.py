@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from hpc_mle import competitions, paths
-from hpc_mle.files import atomic_write_json, md5sum, staged_dir
+from hpc_mle.files import atomic_write_json, md5sum, resumable_dir
 from hpc_mle.prepare import PrepareError
 
 RULES_URL = "https://www.kaggle.com/c/{id}/rules"
@@ -356,11 +356,19 @@ def check_zip(cid: str, archive: Path, data_dir=None) -> str:
 
 
 def extract(archive: Path, raw: Path) -> None:
-    """Unpack into `raw/` atomically: a staging folder renamed into place, so raw/ is never half-full."""
-    with staged_dir(raw, "raw") as staging:
+    """Unpack into `raw/` atomically: a staging folder renamed into place, so raw/ is never half-full.
+
+    A killed extraction (hundreds of GB for the largest downloads) is resumed: members already unpacked
+    whole are kept; the staging folder is trusted only for the same archive (name, size, time).
+    """
+    stat_ = archive.stat()
+    key = {"archive": archive.name, "bytes": stat_.st_size, "mtime_ns": stat_.st_mtime_ns}
+    with resumable_dir(raw, "raw", key) as staging:
         if archive.suffix == ".zip":
             with zipfile.ZipFile(archive) as zf:
-                zf.extractall(staging)
+                for info in zf.infolist():
+                    if not _already_extracted(info, staging):
+                        zf.extract(info, staging)
         elif archive.suffix == ".7z":
             try:
                 import py7zr
@@ -370,6 +378,15 @@ def extract(archive: Path, raw: Path) -> None:
                 zf.extractall(staging)
         else:
             raise PrepareError(f"{archive}: cannot extract {archive.suffix} archives (zip and 7z only).")
+
+
+def _already_extracted(info: zipfile.ZipInfo, staging: Path) -> bool:
+    """Whether a member is on disk whole from a killed run (only plain relative names: zipfile cleans others)."""
+    parts = Path(info.filename).parts
+    if info.is_dir() or not parts or Path(info.filename).is_absolute() or ".." in parts:
+        return False
+    target = staging.joinpath(*parts)
+    return target.is_file() and not target.is_symlink() and target.stat().st_size == info.file_size
 
 
 def fetch(cid: str, data_dir=None, policy: RetryPolicy | None = None,

@@ -71,6 +71,21 @@ def prepare_tiny(raw: Path, public: Path, private: Path) -> None:
     pd.DataFrame({"id": [3, 4], "target": [0, 1]}).to_csv(private / "test.csv", index=False)
 
 
+CRASH_AFTER: dict[str, int | None] = {"files": None}  # tests set it to kill prepare_images half-way
+
+
+def prepare_images(raw: Path, public: Path, private: Path) -> None:
+    """A preparer for tests: copies raw/images/*.png one by one with the shared (resumable) step."""
+    from hpc_mle.prepare.common import copy_files
+
+    names = sorted(p.name for p in (raw / "images").iterdir())
+    for i, name in enumerate(names):
+        if CRASH_AFTER["files"] is not None and i == CRASH_AFTER["files"]:
+            raise KeyboardInterrupt("killed half-way")  # as a job killed by Slurm
+        copy_files([name], raw / "images", public / "images")
+    prepare_tiny(raw, public, private)
+
+
 def prepare_crash(raw: Path, public: Path, private: Path) -> None:
     """A preparer that dies half-way, as a killed job or a full disk would."""
     (public / "train.csv").write_text("id,x\n1,0.1\n")

@@ -23,7 +23,7 @@ from click.testing import CliRunner
 from fake_kaggle import FakeKaggle
 from slurm_cluster import slurm_env  # noqa: F401  (session fixture)
 
-from hpc_mle import kaggle, paths, prepare
+from hpc_mle import files, kaggle, paths, prepare
 from hpc_mle.cli import main
 from hpc_mle.files import md5sum
 from support import write_spec
@@ -201,6 +201,30 @@ def test_prepare_downloads_retries_and_reports_the_unavailable(fake, tmp_path):
     again = cli("prepare", "-c", "comp-a", "--data-dir", str(data))
     assert again.exit_code == 0 and "already-prepared" in again.stdout
     assert len(fake.requests_for("DownloadDataFiles")) == 4  # nothing asked the second time
+
+
+def test_a_killed_extraction_resumes_with_the_members_already_unpacked(tmp_path):
+    archive = tmp_path / "comp.zip"
+    members = {"train.csv": b"id,y\n1,0\n", "images/a.png": b"a" * 5000, "images/b.png": b"b" * 7000}
+    with zipfile.ZipFile(archive, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    raw = tmp_path / "data" / "comp" / "raw"
+    with pytest.raises(RuntimeError), files.resumable_dir(raw, "raw", {"archive": "comp.zip", "bytes": 0}):
+        raise RuntimeError("a key of another archive: this partial folder must not be trusted")
+    partial = raw.with_name(".raw.partial")
+    stat_ = archive.stat()
+    key = {"archive": archive.name, "bytes": stat_.st_size, "mtime_ns": stat_.st_mtime_ns}
+    with pytest.raises(KeyboardInterrupt), files.resumable_dir(raw, "raw", key) as staging:
+        (staging / "images").mkdir()
+        (staging / "images" / "a.png").write_bytes(members["images/a.png"])  # unpacked whole
+        (staging / "images" / "b.png").write_bytes(b"b" * 100)  # cut short by the kill
+        raise KeyboardInterrupt
+    whole = (partial / "images" / "a.png").stat().st_mtime_ns
+    time.sleep(0.01)
+    kaggle.extract(archive, raw)
+    assert {p.relative_to(raw).as_posix(): p.read_bytes() for p in raw.rglob("*") if p.is_file()} == members
+    assert (raw / "images" / "a.png").stat().st_mtime_ns == whole and not partial.exists()
 
 
 def test_raw_files_present_means_no_download(fake, tmp_path):

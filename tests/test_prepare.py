@@ -55,8 +55,53 @@ def test_an_interrupted_preparation_leaves_nothing_that_looks_prepared(tiny):
         prepare.prepare("crashy", tiny)
     comp = paths.competition_dir("crashy", tiny)
     assert not paths.prepared_dir("crashy", tiny).exists()
-    assert [p.name for p in comp.iterdir()] == ["raw"]  # no staging folder left behind
+    # Only the hidden partial folder a resumed run finishes (and its lock) is left beside raw/.
+    assert sorted(p.name for p in comp.iterdir()) == [".prepared.lock", ".prepared.partial", "raw"]
     assert prepare.verify("crashy", tiny) == [f"crashy: not prepared (no {paths.checksum_file('crashy', tiny)})"]
+
+
+def test_a_killed_preparation_resumes_without_copying_again_and_equals_a_clean_one(tiny, tmp_path, monkeypatch):
+    import fcntl
+
+    from PIL import Image
+
+    import support
+
+    write_spec(tmp_path / "competitions", "pics", preparer="support:prepare_images")
+    for data in (tiny, tmp_path / "clean"):
+        images = paths.raw_dir("pics", data) / "images"
+        images.mkdir(parents=True)
+        for i in range(6):
+            Image.new("L", (8, 8), color=i * 40).save(images / f"{i}.png")
+    monkeypatch.setitem(support.CRASH_AFTER, "files", 4)
+    with pytest.raises(KeyboardInterrupt):
+        prepare.prepare("pics", tiny)
+    partial = paths.competition_dir("pics", tiny) / ".prepared.partial" / "public" / "images"
+    kept = {p.name: p.stat().st_mtime_ns for p in partial.iterdir()}
+    assert sorted(kept) == ["0.png", "1.png", "2.png", "3.png"] and not paths.prepared_dir("pics", tiny).exists()
+
+    with open(paths.competition_dir("pics", tiny) / ".prepared.lock", "a") as lock:  # another job preparing it
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        monkeypatch.setitem(support.CRASH_AFTER, "files", None)
+        with pytest.raises(prepare.PrepareError, match="another process is preparing it now"):
+            prepare.prepare("pics", tiny)
+    assert prepare.prepare("pics", tiny).action == "prepared"
+    done = paths.public_dir("pics", tiny) / "images"
+    assert {n: (done / n).stat().st_mtime_ns for n in kept} == kept  # not copied again
+    assert len(list(done.iterdir())) == 6 and prepare.verify("pics", tiny) == []
+    prepare.prepare("pics", tmp_path / "clean")
+    assert prepare.recorded_checksums("pics", tiny)["public"] == prepare.recorded_checksums(
+        "pics", tmp_path / "clean")["public"]
+    assert not (paths.competition_dir("pics", tiny) / ".prepared.partial").exists()
+
+    # Raw files changed since the killed run: the partial folder is not trusted, it starts afresh.
+    monkeypatch.setitem(support.CRASH_AFTER, "files", 2)
+    with pytest.raises(KeyboardInterrupt):
+        prepare.prepare("pics", tiny, force=True)
+    Image.new("L", (8, 8), color=255).save(paths.raw_dir("pics", tiny) / "images" / "0.png")
+    monkeypatch.setitem(support.CRASH_AFTER, "files", None)
+    assert prepare.prepare("pics", tiny, force=True).action == "prepared"
+    assert (done / "0.png").read_bytes() == (paths.raw_dir("pics", tiny) / "images" / "0.png").read_bytes()
 
 
 def test_output_must_match_the_reference_checksums(tiny, tmp_path):

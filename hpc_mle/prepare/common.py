@@ -18,6 +18,8 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
+from hpc_mle.files import copy_file
+
 SEED = 0
 TEST_SIZE = 0.1
 # A fixed timestamp for files we zip, so the same input gives the same archive bytes.
@@ -54,17 +56,26 @@ def split(frame: pd.DataFrame, test_size: float | int = TEST_SIZE, random_state:
 
 
 def copy_files(names, src: Path, dst: Path) -> None:
-    """Copy files `src/<name>` to `dst/<name>` (folders created), e.g. the images of one split."""
+    """Copy files `src/<name>` to `dst/<name>` (folders created), e.g. the images of one split.
+
+    Files a killed run already copied whole are skipped (`files.copy_file`), so a resumed preparation
+    of a large download copies only the rest.
+    """
     dst.mkdir(parents=True, exist_ok=True)
     for name in names:
-        shutil.copyfile(src / name, dst / name)
+        copy_file(src / name, dst / name)
 
 
 def copy_renamed(pairs: Iterable[tuple[str, str]], src: Path, dst: Path) -> None:
-    """Copy `src/<old>` to `dst/<new>` for each (old, new) file name (folders created)."""
+    """Copy `src/<old>` to `dst/<new>` for each (old, new) file name (folders created); resumable as copy_files."""
     dst.mkdir(parents=True, exist_ok=True)
     for old, new in pairs:
-        shutil.copyfile(src / old, dst / new)
+        copy_file(src / old, dst / new)
+
+
+def copy_tree(src: Path, dst: Path) -> None:
+    """A whole folder copied file by file; resumable as copy_files (a folder a killed run began is completed)."""
+    shutil.copytree(src, dst, copy_function=copy_file, dirs_exist_ok=True)
 
 
 def one_hot(frame: pd.DataFrame, id_column: str, label_column: str, classes: Sequence[str]) -> pd.DataFrame:

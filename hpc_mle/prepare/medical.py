@@ -16,6 +16,7 @@ import pandas as pd
 from hpc_mle.prepare import tfrecord
 from hpc_mle.prepare.common import (
     copy_files,
+    copy_tree,
     files_of,
     read_exact,
     require_columns,
@@ -185,7 +186,7 @@ def rsna_2022_cervical_spine(raw: Path, public: Path, private: Path) -> None:
                           ("test", answers["StudyInstanceUID"].unique())):
         (public / f"{part}_images").mkdir(exist_ok=True)
         for study in studies:
-            shutil.copytree(raw / "train_images" / study, public / f"{part}_images" / study)
+            copy_tree(raw / "train_images" / study, public / f"{part}_images" / study)
 
 
 # ---------------------------------------------------------------- rsna-breast-cancer-detection
@@ -241,7 +242,7 @@ def rsna_miccai_brain_tumor(raw: Path, public: Path, private: Path) -> None:
     for part, cases in (("train", train["BraTS21ID"]), ("test", test["BraTS21ID"])):
         (public / part).mkdir(exist_ok=True)
         for case in cases:
-            shutil.copytree(raw / "train" / case, public / part / case)
+            copy_tree(raw / "train" / case, public / part / case)
     write_csv(train, public / "train_labels.csv")
     write_csv(test, private / "test.csv")
     write_csv(test.assign(MGMT_value=0.5), public / "sample_submission.csv")

@@ -14,7 +14,7 @@ from pathlib import Path, PurePath
 import numpy as np
 import pandas as pd
 
-from hpc_mle.prepare.common import EXACT_FLOATS, copy_files, read_csv, split, write_csv
+from hpc_mle.prepare.common import EXACT_FLOATS, copy_files, copy_tree, read_csv, split, write_csv
 
 # ---------------------------------------------------------------- predict-volcanic-eruptions-ingv-oe
 
@@ -97,7 +97,7 @@ def hms_brain_activity(raw: Path, public: Path, private: Path) -> None:
     sample = gold.copy()
     sample[HMS_VOTES] = 1 / len(HMS_VOTES)
     write_csv(sample, public / "sample_submission.csv")
-    shutil.copytree(raw / "example_figures", public / "example_figures")
+    copy_tree(raw / "example_figures", public / "example_figures")
     for part, frame in (("train", train), ("test", test)):
         copy_files((f"{i}.parquet" for i in frame["eeg_id"].unique()), raw / "train_eegs", public / f"{part}_eegs")
         copy_files((f"{i}.parquet" for i in frame["spectrogram_id"].unique()), raw / "train_spectrograms",
@@ -232,7 +232,7 @@ def smartphone_decimeter(raw: Path, public: Path, private: Path) -> None:
     test_drives = sorted(d for d in drives if _drive_date(d) in set(test_dates))
     for drive in drives:
         part = "test" if drive in test_drives else "train"
-        shutil.copytree(raw / "train" / drive, public / part / drive)
+        copy_tree(raw / "train" / drive, public / part / drive)
     trips = []
     truth_files = sorted((public / "test").rglob("ground_truth.csv"), key=lambda p: p.parts)
     for path in truth_files:
@@ -244,7 +244,7 @@ def smartphone_decimeter(raw: Path, public: Path, private: Path) -> None:
     write_csv(answers, private / "test.csv")
     for path in truth_files:
         path.unlink()
-    shutil.copytree(raw / "metadata", public / "metadata")
+    copy_tree(raw / "metadata", public / "metadata")
     write_csv(answers.assign(**SMARTPHONE_SAMPLE), public / "sample_submission.csv")
 
 
@@ -274,6 +274,6 @@ def seti_breakthrough_listen(raw: Path, public: Path, private: Path) -> None:
     write_csv(train, public / "train_labels.csv")
     write_csv(test, private / "test.csv")
     write_csv(test.assign(target=0.5), public / "sample_submission.csv")
-    shutil.copytree(raw / "old_leaky_data", public / "old_leaky_data")
+    copy_tree(raw / "old_leaky_data", public / "old_leaky_data")
     _cadence_files(train["id"], raw / "train", public / "train")
     _cadence_files(test["id"], raw / "train", public / "test")
