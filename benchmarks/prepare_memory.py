@@ -2,11 +2,13 @@
 
     python benchmarks/prepare_memory.py [--images 5000,20000,40000] [--competition imet-2020-fgvc7]
 
-For each size, builds a synthetic Kaggle-shaped download (train.csv, labels.csv and one small real PNG
-per row in train/), then runs the competition's real preparer in a fresh child process, which reports
-its own peak resident memory (ru_maxrss), its resident memory after imports (the floor every size
-pays), and the wall time. Images are copied one at a time, so the peak should stay flat while the
-time grows with the count; only the label table (a few bytes per row) grows with the download.
+For each size, builds a synthetic Kaggle-shaped download (imet-2020: train.csv, labels.csv and one small
+real PNG per row in train/; herbarium-2021-fgvc8: train/metadata.json in COCO style, 20 images per
+category, one small real JPEG per record under train/images/), then runs the competition's real preparer
+in a fresh child process, which reports its own peak resident memory (ru_maxrss), its resident memory
+after imports (the floor every size pays), and the wall time. Images are copied one at a time and the
+metadata is streamed, so the peak should stay nearly flat while the time grows with the count; what does
+grow is the index (a label table; per record a category and two offsets), tens to hundreds of bytes a row.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-PREPARERS = {"imet-2020-fgvc7": "hpc_mle.prepare.image_collections:imet_2020"}
+PREPARERS = {"imet-2020-fgvc7": "hpc_mle.prepare.image_collections:imet_2020",
+             "herbarium-2021-fgvc8": "hpc_mle.prepare.image_collections:herbarium_2021"}
 DISTINCT_IMAGES = 64  # encoded once, written round-robin: building the download stays fast
 
 
@@ -51,6 +54,27 @@ def build_imet(raw: Path, images: int, rng: np.random.Generator) -> None:
         (raw / "train" / f"{image_id}.png").write_bytes(variants[k % DISTINCT_IMAGES])
 
 
+def build_herbarium_2021(raw: Path, images: int, rng: np.random.Generator) -> None:
+    """Herbarium 2021's download at `images` records: train/metadata.json and train/images/<ccc>/<cc>/<id>.jpg."""
+    categories = rng.permutation(np.repeat(np.arange(max(1, images // 20)), 20))[:images]
+    variants = png_variants(rng, DISTINCT_IMAGES)  # the preparer copies files unread: any image bytes do
+    annotations, records = [], []
+    for k, c in enumerate(categories.tolist()):
+        name = f"images/{c // 100:03d}/{c % 100:02d}/{k}.jpg"
+        annotations.append({"category_id": c, "id": k, "image_id": k, "institution_id": k % 5})
+        records.append({"file_name": name, "height": 1000, "id": k, "license": 0, "width": 680})
+        path = raw / "train" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(variants[k % DISTINCT_IMAGES])
+    meta = {"annotations": annotations, "categories": [{"id": int(c), "name": f"species {c}"}
+                                                       for c in np.unique(categories)],
+            "images": records, "info": {"year": 2021}, "licenses": [{"id": 0}], "institutions": [{"id": 0}]}
+    (raw / "train" / "metadata.json").write_text(json.dumps(meta))
+
+
+BUILDERS = {"imet-2020-fgvc7": build_imet, "herbarium-2021-fgvc8": build_herbarium_2021}
+
+
 def child(preparer: str, root: Path) -> None:
     """Runs in the child: import, note the floor, prepare, print the figures as one JSON line."""
     import importlib
@@ -70,11 +94,11 @@ def child(preparer: str, root: Path) -> None:
 def measure(competition: str, images: int, workdir: Path) -> dict:
     root = workdir / f"{competition}-{images}"
     (root / "raw").mkdir(parents=True)
-    build_imet(root / "raw", images, np.random.default_rng(0))
+    BUILDERS[competition](root / "raw", images, np.random.default_rng(0))
     out = subprocess.run([sys.executable, __file__, "--child", PREPARERS[competition], str(root)],
                          check=True, capture_output=True, text=True)
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    copied = sum(1 for part in ("train", "test") for _ in (root / "public" / part).iterdir())
+    copied = sum(1 for p in (root / "public").rglob("*") if p.suffix in (".png", ".jpg"))
     if copied != images:
         raise RuntimeError(f"{root}: prepared {copied} images, expected {images}")
     return {"images": images, **result}
