@@ -25,6 +25,7 @@ from sklearn.model_selection import train_test_split
 from test_fuzz_grading import mutations_for
 
 from hpc_mle import grading
+from hpc_mle.prepare import prepare
 
 
 def _grade(p: Prepared, frame: pd.DataFrame, tmp: Path, mode: str = "v1") -> grading.CompetitionReport:
@@ -392,6 +393,32 @@ def test_lyft(tmp_path):
         report = _grade(p, bad_sub, subs)
         assert not report.valid_submission and not report.grader_error and report.reason, (bad, report)
     fuzz(p, tmp_path / "fuzz")
+
+
+def test_import_upstream_checksums(tmp_path):
+    """Upstream's checksums list only top-level data files: kuzushiji's re-zipped pages and the Lyft
+    folders (JSON tables, images, lidar) are not in them; what is listed matches after import-upstream."""
+    import hashlib
+
+    from test_import_upstream import cli, make_clone, write_upstream_checksums
+
+    from hpc_mle import paths, upstream
+
+    ids, data = [KUZUSHIJI, LYFT], tmp_path / "data"
+    for cid, make in ((KUZUSHIJI, make_kuzushiji), (LYFT, make_lyft)):
+        raw = paths.raw_dir(cid, data)
+        raw.mkdir(parents=True)
+        make(raw, np.random.default_rng(0))
+        assert prepare(cid, data).action == "prepared"
+    clone = make_clone(tmp_path, ids)
+    for cid in ids:
+        sums = {part: {f.name: hashlib.md5(f.read_bytes()).hexdigest()
+                       for f in (paths.prepared_dir(cid, data) / part).iterdir() if f.suffix in (".csv", ".json")}
+                for part in ("public", "private")}
+        write_upstream_checksums(clone, cid, {**sums, "zip": "f" * 32})
+    out = cli("competitions", "import-upstream", str(clone), *[a for c in ids for a in ("-c", c)], "--data-dir", str(data))
+    assert out.exit_code == 0, out.output
+    assert all(upstream.verify(cid, data).text() == "match" for cid in ids)
 
 
 MAKERS = {
