@@ -104,6 +104,9 @@ def value_mutations(metric: str, cols: list[str]) -> list[Mutation]:
     elif metric == "accuracy":
         # Text among numeric labels is not here: v1 scores it (no row matches) when there are 3+ classes.
         bad = [np.nan, np.inf, 2.5]
+    elif metric in ("macro-f1", "top-1-error"):
+        # v1 passes each label through int(): missing, infinite and non-numeric text fail (2.5 is truncated).
+        bad = [np.nan, np.inf, "abc"]
     else:  # label sets: any text is a valid (if wrong) set of labels
         return []
 
