@@ -311,11 +311,18 @@ INATURALIST_CLASSES = 1010
 
 
 def _inaturalist_images(raw: Path) -> Path:
-    """raw/train_val2019/, unpacked from train_val2019.tar.gz into raw (as v1 does) when not there yet."""
+    """raw/train_val2019/, unpacked from train_val2019.tar.gz into raw (as v1 does) when not there yet.
+
+    It is unpacked beside and renamed when complete, so an interrupted preparation unpacks it again.
+    """
     folder = raw / "train_val2019"
     if not folder.is_dir():
+        partial = raw / ".train_val2019.partial"
+        shutil.rmtree(partial, ignore_errors=True)
         with tarfile.open(require_raw(raw / "train_val2019.tar.gz")) as tar:
-            tar.extractall(raw, filter="data")
+            tar.extractall(partial, filter="data")
+        (partial / "train_val2019").rename(folder)
+        shutil.rmtree(partial)
     return raw
 
 
@@ -324,8 +331,8 @@ def _tar_files(members: Iterable[tuple[Path, str]], out: Path) -> None:
     with tarfile.open(out, "w") as tar:
         for src, arcname in members:
             if not src.is_file():
-                raise FileNotFoundError(f"{src}: named in train2019.json but missing from the download. "
-                                        f"Fix: delete {src.parents[-2]} and prepare again to re-extract it.")
+                raise FileNotFoundError(f"{src}: named in train2019.json but missing from the unpacked "
+                                        "train_val2019/. Fix: delete that folder and prepare again to re-extract it.")
             tar.add(src, arcname=arcname)
 
 
