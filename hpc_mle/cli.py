@@ -282,14 +282,29 @@ def prepare_cmd(ids: tuple[str, ...], split: str | None, force: bool, check: boo
         _fail(f"{failed} of {len(ids)} competition(s) not prepared", code=1)
 
 
+def _memory_summary(rows, memory_gb: int | None) -> str:
+    """The largest memory one preparation still to run needs, what it will have, and what --slurm asks for."""
+    from hpc_mle import kaggle
+
+    todo = [r for r in rows if r.state != "prepared" and r.memory_gb]
+    if not todo:
+        return "memory: no preparation to run states prepare_memory_gb"
+    top = max(todo, key=lambda r: r.memory_gb)
+    have = f"the job has {memory_gb} GB" if memory_gb else f"this node has {kaggle.usable_memory_gb():.1f} GB"
+    return (f"memory: one preparation at a time, at most {top.memory_gb:g} GB ({top.competition_id}); {have}; "
+            f"`prepare --slurm` would ask for {kaggle.slurm_memory_gb([r.competition_id for r in todo])} GB")
+
+
 def _prepare_check(ids: list[str], unknown: list[str], data_dir: Path | None, memory_gb: int | None) -> None:
     """The preflight table; exit 1 when something would block `prepare`, 2 for credentials."""
     from hpc_mle import kaggle
 
+    kaggle_error = None
     try:
         result = kaggle.preflight(ids, data_dir, memory_gb)
-    except kaggle.KaggleError as exc:
-        _fail(str(exc))
+    except kaggle.KaggleError as exc:  # no usable credentials or no Kaggle: still show what the specs say
+        kaggle_error = exc
+        result = kaggle.preflight(ids, data_dir, memory_gb, ask_kaggle=False)
     if result.credentials:
         console.print(f"Kaggle credentials: {result.credentials.kind} from {result.credentials.source}"
                       + (f" (user {result.credentials.username})" if result.credentials.username else ""))
@@ -311,9 +326,13 @@ def _prepare_check(ids: list[str], unknown: list[str], data_dir: Path | None, me
         for note in r.notes:
             console.print(f"{r.competition_id}: {note}", soft_wrap=True)
     console.print(f"disk: {result.free_gb:.1f} GB free at {result.data_root}, about {result.need_gb:.1f} GB needed "
-                  f"({kaggle.DISK_FACTOR:g} x each dataset to download: zip, extracted, prepared)")
+                  f"(each spec's prepare_disk_gb, else {kaggle.DISK_FACTOR:g} x each dataset to download: zip, "
+                  "extracted, prepared)")
+    console.print(_memory_summary(result.rows, memory_gb))
     for problem in result.problems:
         err.print(f"[red]blocked:[/red] {problem}")
+    if kaggle_error is not None:
+        _fail(f"{kaggle_error} (Kaggle was not asked: rules and download sizes above are unchecked)")
     blocked = sum(bool(r.blocker) for r in result.rows) + len(unknown)
     if blocked or result.problems:
         _fail(f"{blocked} competition(s) blocked" + ("; not enough disk" if result.problems else ""), code=1)

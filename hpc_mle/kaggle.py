@@ -504,15 +504,16 @@ def slurm_memory_gb(ids: list[str], floor_gb: int = PREPARE_JOB_MEM_GB) -> int:
 def _memory_blocker(spec, memory_gb: float, where: str) -> str | None:
     if spec.prepare_memory_gb is None or spec.prepare_memory_gb <= memory_gb:
         return None
-    return (f"a preparation needs about {spec.prepare_memory_gb:g} GB of memory, {where} has {memory_gb:.0f} GB. "
+    return (f"a preparation needs about {spec.prepare_memory_gb:g} GB of memory, {where} has {memory_gb:.1f} GB. "
             f"Fix: `hpc-mle prepare --slurm` (asks for it) or a node with more memory.")
 
 
-def preflight(ids: list[str], data_dir=None, memory_gb: float | None = None) -> Preflight:
+def preflight(ids: list[str], data_dir=None, memory_gb: float | None = None, ask_kaggle: bool = True) -> Preflight:
     """What `prepare` would do for each competition and what would stop it; writes nothing.
 
     `memory_gb` is what the preparation will have (a Slurm job's --mem); by default this node's memory.
-    Raises CredentialsError when a download is needed and no usable credentials exist.
+    Raises CredentialsError when a download is needed and no usable credentials exist. With `ask_kaggle`
+    false, Kaggle is not asked (rules "?", sizes from the specs): what can be said before credentials exist.
     """
     from hpc_mle import prepare
 
@@ -541,8 +542,8 @@ def preflight(ids: list[str], data_dir=None, memory_gb: float | None = None) -> 
             row.notes = extra_downloads.preflight_notes(spec, paths.raw_dir(cid, data_dir))
             row.need_gb += extra_downloads.missing_bytes(spec, paths.raw_dir(cid, data_dir)) / GB
         rows.append(row)
-    creds = find_credentials() if to_probe else None
-    if to_probe:
+    creds = find_credentials() if to_probe and ask_kaggle else None
+    if to_probe and ask_kaggle:
         api = _api()
         try:
             api.competitions_list(page_size=1)  # one authenticated call: are the credentials accepted?
@@ -555,7 +556,9 @@ def preflight(ids: list[str], data_dir=None, memory_gb: float | None = None) -> 
                 row.blocker = found.reason
             if row.size_gb is None and found.size_bytes:
                 row.size_gb = found.size_bytes / GB
-            row.need_gb += specs[row.competition_id].prepare_disk_gb or (row.size_gb or 0.0) * DISK_FACTOR
+    for row in to_probe:
+        row.rules = row.rules if ask_kaggle else "?"
+        row.need_gb += specs[row.competition_id].prepare_disk_gb or (row.size_gb or 0.0) * DISK_FACTOR
     memory = usable_memory_gb() if memory_gb is None else memory_gb
     where = "this node" if memory_gb is None else "the job"
     for row in rows:

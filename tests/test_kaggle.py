@@ -174,6 +174,21 @@ def test_check_refuses_a_preparation_that_needs_more_memory_or_disk_than_the_spe
     assert not data.exists()
 
 
+def test_check_without_credentials_still_shows_disk_and_memory_from_the_specs(fake, tmp_path):
+    """No kaggle.json yet: the table still gives each spec's disk and memory (rules unknown), then the fix."""
+    (Path(os.environ["KAGGLE_CONFIG_DIR"]) / "kaggle.json").unlink()
+    add_competition(fake, "comp-a", kaggle_zip(), prepare_memory_gb=3, prepare_disk_gb=0.5)
+    add_competition(fake, "comp-b", kaggle_zip(), prepare_memory_gb=1.5, dataset_size_gb=0.002)
+    data = tmp_path / "data"
+    out = cli("prepare", "-c", "comp-a", "-c", "comp-b", "--check", "--data-dir", str(data))
+    rows = {line.split("│")[1].strip(): line.split("│") for line in out.stdout.splitlines() if line.count("│") > 3}
+    assert out.exit_code == 2 and "no Kaggle credentials" in " ".join(out.stderr.split())
+    assert [c.strip() for c in rows["comp-a"][4:8]] == ["?", "0.00", "0.50", "3"]  # rules, size, disk, memory
+    assert [c.strip() for c in rows["comp-b"][4:8]] == ["?", "0.00", "0.01", "1.5"]  # 3 x the download
+    assert "at most 3 GB (comp-a)" in " ".join(out.stdout.split()) and f"ask for {kaggle.PREPARE_JOB_MEM_GB} GB" in out.stdout
+    assert not fake.seen and not data.exists()
+
+
 # ---------------------------------------------------------------- download, retry, resume, checksum
 
 
