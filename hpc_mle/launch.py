@@ -20,12 +20,13 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from hpc_mle import competitions, jobs, plan, prepare, runner, slurm, status
+from hpc_mle import competitions, jobs, plan, preflight, prepare, runner, slurm, status
 from hpc_mle.files import disk_full_message, is_disk_full
 from hpc_mle.llm import serve
 from hpc_mle.plan import Attempt, PlanError
 
 OUTPUT_FULL_FIX = "free space there, or write the sweep elsewhere with output_root=DIR"
+PREFLIGHT_FAILED = 2  # the exit status of a dry run whose preflight found problems (as a refused launch)
 USAGE = """usage: python -m hpc_mle.launch [-m|--multirun] [KEY=VALUE ...] [--dry-run]
 
   python -m hpc_mle.launch                                  # mini benchmark, baseline agent, this machine
@@ -153,8 +154,6 @@ def describe_servers(served: dict[str, dict], cluster: DictConfig) -> list[str]:
     for name, model in served.items():
         where = "a Slurm job" if cluster.kind == "slurm" else "a subprocess here"
         lines.append(f"  model server {name}: {where}; attempts wait up to {model['serve_conf']['wait']} for it")
-        if cluster.kind == "slurm":
-            lines.append(f"    sbatch: {slurm.server_parameters(model, cluster)}")
         lines.append(f"    command: {' '.join(serve.server_command(model, model['serve_conf']['port']))}")
         if cluster.kind == "slurm":
             lines.append("    then a teardown job (afterany on the agent arrays) cancels it")
@@ -169,9 +168,6 @@ def describe(sweep_dir: Path, attempts: list[Attempt], todo: list[Attempt], clus
     for group, members in slurm.group_attempts(todo).items():
         comps = len({a.competition_id for a in members})
         lines.append(f"  group {group}: {len(members)} attempts ({comps} competitions)")
-        if cluster.kind == "slurm":
-            params = slurm.sbatch_parameters(members[0], cluster)
-            lines.append(f"    sbatch: {params}")
     if cluster.kind == "slurm" and todo:
         lines.append(f"  then a grading array ({min(cluster.grading_tasks, len(todo))} tasks, afterany) "
                      "and an analysis job (afterany)")
@@ -228,6 +224,16 @@ def _run_attempts_here(sweep_dir: Path, todo: list[Attempt], max_parallel: int, 
     print(f"ran {len(todo)} attempt(s) in {time.monotonic() - started:.0f} s", flush=True)
 
 
+def refuse_if_failed(report: preflight.Report) -> None:
+    """A real launch runs the dry run's checks first: on any problem it stops before writing or submitting."""
+    if not report.ok:
+        print(report.text(), flush=True)
+        raise PlanError(f"preflight refused the launch ({len(report.problems)} problem(s), each with its fix, "
+                        "listed above): nothing was written or submitted. See everything with --dry-run")
+    for w in report.warnings:
+        print(f"warning: {w.what}\n    fix: {w.fix}", flush=True)
+
+
 def launch(argv: list[str]) -> int:
     overrides, multirun = parse_argv(argv)
     job_overrides = plan.expand(overrides, multirun)
@@ -238,12 +244,14 @@ def launch(argv: list[str]) -> int:
     served = check_models(cfgs)
     attempts = plan.plan_attempts(cfgs)
     sweep_dir = (Path(first.output_root) / plan.sweep_name(cfgs, job_overrides)).resolve()
+    todo, table = pending_attempts(sweep_dir, attempts, first.retry_agent_failures)
+    report = preflight.run(sweep_dir, todo, cfgs, served)
     if first.dry_run:
-        todo, table = pending_attempts(sweep_dir, attempts, first.retry_agent_failures)
         print(describe(sweep_dir, attempts, todo, cluster, served), flush=True)
         print(status.summary(table))
-        print("dry run: nothing written, nothing submitted")
-        return 0
+        print(f"\n{report.text()}\n\ndry run: nothing written, nothing submitted", flush=True)
+        return 0 if report.ok else PREFLIGHT_FAILED
+    refuse_if_failed(report)
     if cluster.kind == "slurm" and not slurm.available():
         raise PlanError("cluster=slurm but sbatch/squeue are not on PATH here. Run on a login node, or use "
                         "cluster=local. For the development cluster: bash slurm/dev/up.sh && source slurm/dev/env.sh")

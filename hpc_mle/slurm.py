@@ -30,6 +30,10 @@ from hpc_mle.plan import Attempt
 DEFAULT_MAX_ARRAY_SIZE = 1001
 LAUNCH_LOG = "launches.jsonl"
 NAME_PREFIX = "hpcmle-"
+# The fixed resources of the jobs around the agent arrays (submitit parameters).
+GRADING_PARAMETERS = {"timeout_min": 120, "cpus_per_task": 1, "mem_gb": 8}
+ANALYSIS_PARAMETERS = {"timeout_min": 60, "cpus_per_task": 1, "mem_gb": 8}
+TEARDOWN_PARAMETERS = {"timeout_min": 10, "cpus_per_task": 1, "mem_gb": 1}
 
 
 class SlurmError(RuntimeError):
@@ -244,8 +248,7 @@ def submit(sweep_dir: Path, attempts: list[Attempt], cluster: Any, after: list[s
     for name, ids in users.items():
         serve.record_job(sweep_dir, name, servers[name], sorted(ids))
         ex = _executor(folder, cluster, name)
-        ex.update_parameters(timeout_min=10, cpus_per_task=1, mem_gb=1,
-                             slurm_dependency="afterany:" + ":".join(sorted(ids)))
+        ex.update_parameters(**TEARDOWN_PARAMETERS, slurm_dependency="afterany:" + ":".join(sorted(ids)))
         (teardowns[name],) = _sbatch(sweep_dir, launch_id, f"teardown-{name}", ex, [],
                                      lambda e, n=name, i=ids: [e.submit(serve.teardown_task, str(sweep_dir), n,
                                                                         sorted(i))])
@@ -255,7 +258,7 @@ def submit(sweep_dir: Path, attempts: list[Attempt], cluster: Any, after: list[s
     if waits or after is not None:
         n = max(1, min(int(cluster.grading_tasks), max(len(attempts), 1)))
         ex = _executor(folder, cluster, "grading")
-        ex.update_parameters(timeout_min=120, cpus_per_task=1, mem_gb=8, slurm_array_parallelism=n)
+        ex.update_parameters(**GRADING_PARAMETERS, slurm_array_parallelism=n)
         if waits:
             ex.update_parameters(slurm_dependency="afterany:" + ":".join(waits))
         graders = _sbatch(sweep_dir, launch_id, "grading", ex, [],
@@ -263,12 +266,78 @@ def submit(sweep_dir: Path, attempts: list[Attempt], cluster: Any, after: list[s
         calls += 1
         grading_id = graders[0].split("_")[0]
         ex = _executor(folder, cluster, "analysis")
-        ex.update_parameters(timeout_min=60, cpus_per_task=1, mem_gb=8, slurm_dependency=f"afterany:{grading_id}")
+        ex.update_parameters(**ANALYSIS_PARAMETERS, slurm_dependency=f"afterany:{grading_id}")
         (analysis_id,) = _sbatch(sweep_dir, launch_id, "analysis", ex, [],
                                  lambda e: [e.submit(jobs.analysis_task, str(sweep_dir))])
         calls += 1
     log(sweep_dir, "complete", launch=launch_id)
     return Submission(arrays, grading_id, analysis_id, calls, tasks, servers, teardowns, launch_id)
+
+
+@dataclass(frozen=True)
+class PlannedJob:
+    """One sbatch a launch would make, as submitit would write it (for the preflight and --dry-run)."""
+
+    role: str  # as in the job name: agents<k>-<chunk>, grading, analysis, serve-<model>, teardown-<model>
+    group: str  # the resource group: the agents' group key, else the role
+    tasks: int  # array size (1: a plain job)
+    parameters: dict[str, Any]  # submitit's sbatch parameters: time (minutes), cpus_per_task, mem, gres, ...
+    script: str  # the sbatch script submitit writes
+
+    def sbatch_lines(self) -> list[str]:
+        return [line for line in self.script.splitlines() if line.startswith("#SBATCH")]
+
+    def setup_lines(self) -> list[str]:
+        return list(self.parameters.get("setup") or [])
+
+
+def render(ex: Any, role: str, group: str, tasks: int) -> PlannedJob:
+    """The script submitit would submit for `ex` (`tasks` > 1: as map_array's array), written nowhere."""
+    from submitit.slurm.slurm import _make_sbatch_string
+
+    inner = ex._executor
+    params = dict(inner.parameters)
+    extra = {"map_count": tasks} if tasks > 1 else {}
+    script = _make_sbatch_string(command=inner._submitit_command_str, folder=inner.folder, **params, **extra)
+    return PlannedJob(role, group, tasks, params, script)
+
+
+def planned_jobs(sweep_dir: Path, attempts: list[Attempt], cluster: Any, served: dict[str, dict[str, Any]],
+                 launch_id: str, limit: int = DEFAULT_MAX_ARRAY_SIZE) -> list[PlannedJob]:
+    """Every job `submit` would make for `attempts`, in its order; dependencies on job ids not yet known
+    are shown as `<...>` (submission fills them in)."""
+    sweep_dir = Path(sweep_dir)
+    folder = sweep_dir / "slurm"
+    out: list[PlannedJob] = []
+
+    def add(ex: Any, role: str, group: str, tasks: int) -> None:
+        ex.update_parameters(name=job_name(sweep_dir, launch_id, role))
+        out.append(render(ex, role, group, tasks))
+
+    used = {name: model for name, model in served.items() if name in {a.model for a in attempts}}
+    for name, model in used.items():
+        ex = _executor(folder, cluster, name)
+        ex.update_parameters(**server_parameters(model, cluster))
+        add(ex, f"serve-{name}", f"serve-{name}", 1)
+    for k, (group, members) in enumerate(group_attempts(attempts).items()):
+        for start in range(0, len(members), limit):
+            ex = _executor(folder, cluster, group)
+            ex.update_parameters(**sbatch_parameters(members[0], cluster))
+            add(ex, f"agents{k}-{start // limit}", group, len(members[start:start + limit]))
+    for name in used:
+        ex = _executor(folder, cluster, name)
+        ex.update_parameters(**TEARDOWN_PARAMETERS, slurm_dependency="afterany:<agent arrays>")
+        add(ex, f"teardown-{name}", "teardown", 1)
+    if attempts:
+        n = max(1, min(int(cluster.grading_tasks), len(attempts)))
+        ex = _executor(folder, cluster, "grading")
+        ex.update_parameters(**GRADING_PARAMETERS, slurm_array_parallelism=n,
+                             slurm_dependency="afterany:<agent arrays>")
+        add(ex, "grading", "grading", n)
+        ex = _executor(folder, cluster, "analysis")
+        ex.update_parameters(**ANALYSIS_PARAMETERS, slurm_dependency="afterany:<grading array>")
+        add(ex, "analysis", "analysis", 1)
+    return out
 
 
 @dataclass(frozen=True)

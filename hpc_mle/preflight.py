@@ -1,0 +1,428 @@
+"""The preflight: what a launch would submit, and whether it can run, checked before anything is submitted.
+
+`--dry-run` prints the whole report; a real launch runs the same checks first and refuses, listing
+every problem with its fix, before it writes or submits anything. Data flows one way: the checks read
+the plan, the composed configs, the data folder, the environment and (one batched `sinfo` call) the
+cluster's nodes; they never submit, write or start anything.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from hpc_mle import competitions, paths, prepare, scaffold_env, slurm
+from hpc_mle.plan import Attempt
+
+# Scaffolds that never call a language model: `model=` does not change what they do.
+NO_MODEL_SCAFFOLDS = ("dummy", "baseline")
+KEYED_PROVIDERS = ("openai", "anthropic", "openai-compatible")
+SINFO_FORMAT = "%N|%P|%c|%m|%G|%l|%T"
+SLURM_FIX = ("run on a login node of the cluster, or use cluster=local "
+             "(dev cluster: bash slurm/dev/up.sh && source slurm/dev/env.sh)")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Something that would make the launch fail or wait forever, and the one-line fix."""
+
+    what: str
+    fix: str
+    warning: bool = False  # shown, but the launch goes ahead
+
+
+@dataclass(frozen=True)
+class Section:
+    title: str
+    lines: list[str] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Report:
+    sections: list[Section]
+
+    @property
+    def problems(self) -> list[Problem]:
+        return [p for s in self.sections for p in s.problems if not p.warning]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [p for s in self.sections for p in s.problems if p.warning]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def verdict(self) -> str:
+        lines = [f"PROBLEM: {p.what}\n    fix: {p.fix}" for p in self.problems]
+        lines += [f"WARNING: {p.what}\n    fix: {p.fix}" for p in self.warnings]
+        head = ("verdict: ready" if self.ok else f"verdict: REFUSED, {len(self.problems)} problem(s)") + (
+            f", {len(self.warnings)} warning(s)" if self.warnings else "")
+        return "\n".join([head, *("  " + line for line in lines)])
+
+    def text(self) -> str:
+        blocks = [s.title + "\n" + "\n".join("  " + line for line in s.lines) for s in self.sections]
+        return "\n\n".join([*blocks, self.verdict()])
+
+
+# ---------------------------------------------------------------- the cluster's nodes
+
+
+@dataclass(frozen=True)
+class Node:
+    """One node in one partition, as sinfo shows it."""
+
+    name: str
+    partition: str
+    default: bool  # the cluster's default partition
+    cpus: int
+    mem_mb: int
+    gpus: dict[str, int]  # gpu type ('' when untyped) -> count
+    max_time_min: float | None  # the partition's MaxTime; None = unlimited
+    state: str
+
+
+def parse_time_min(text: str) -> float | None:
+    """Slurm's time (`infinite`, `30:00`, `2:00:00`, `1-00:00:00`, `45`) in minutes; None when unlimited."""
+    t = text.strip().lower()
+    if t in ("infinite", "unlimited", "n/a", ""):
+        return None
+    days, _, rest = t.rpartition("-")
+    parts = [float(x) for x in rest.split(":")]
+    if days:  # days-hours[:minutes[:seconds]]
+        parts += [0.0] * (3 - len(parts))
+        h, m, s = parts
+    else:  # minutes | minutes:seconds | hours:minutes:seconds
+        h, m, s = {1: (0, parts[0], 0), 2: (0, *parts), 3: tuple(parts)}[len(parts)]
+    return float(days or 0) * 1440 + h * 60 + m + s / 60
+
+
+def parse_gres(text: str) -> dict[str, int]:
+    """`gpu:2`, `gpu:a100:4(S:0-1)`, `gpu:a100:2,gpu:v100:1`, `(null)` -> {type: count} of the GPUs."""
+    out: dict[str, int] = {}
+    for item in re.sub(r"\([^)]*\)", "", text).split(","):
+        parts = item.strip().split(":")
+        if parts[0] != "gpu" or len(parts) < 2:
+            continue
+        try:
+            count = int(parts[-1])
+        except ValueError:
+            continue
+        kind = parts[1] if len(parts) > 2 else ""
+        out[kind] = out.get(kind, 0) + count
+    return out
+
+
+def parse_sinfo(text: str) -> list[Node]:
+    """The lines of `sinfo -N -h -o SINFO_FORMAT`, one per node and partition."""
+    nodes = []
+    for line in text.splitlines():
+        parts = line.strip().split("|")
+        if len(parts) != 7:
+            continue
+        name, part, cpus, mem, gres, limit, state = parts
+        try:
+            nodes.append(Node(name, part.rstrip("*"), part.endswith("*"), int(cpus), int(float(mem.rstrip("+"))),
+                              parse_gres(gres), parse_time_min(limit), state))
+        except ValueError:
+            continue
+    return nodes
+
+
+def query_nodes() -> list[Node]:
+    """Every node of every partition, in one `sinfo` call; RuntimeError naming the fix when it fails."""
+    if shutil.which("sinfo") is None:
+        raise RuntimeError(f"sinfo is not on PATH here. Fix: {SLURM_FIX}")
+    try:
+        out = subprocess.run(["sinfo", "-N", "-h", "-o", SINFO_FORMAT], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise RuntimeError(f"sinfo did not answer ({exc}). Fix: check that slurmctld is up and SLURM_CONF") from None
+    if out.returncode != 0:
+        why = (out.stderr.strip() or "no message").splitlines()[-1]
+        raise RuntimeError(f"sinfo failed (exit {out.returncode}: {why}). Fix: check SLURM_CONF and that the "
+                           "controller answers")
+    return parse_sinfo(out.stdout)
+
+
+# ---------------------------------------------------------------- jobs and their requests
+
+
+@dataclass(frozen=True)
+class Request:
+    cpus: int
+    mem_mb: int
+    gpus: int
+    gpu_type: str
+    minutes: float
+    partition: str | None
+
+    def describe(self) -> str:
+        gpus = f", {self.gpus} GPU{'s' if self.gpus != 1 else ''}{' ' + self.gpu_type if self.gpu_type else ''}"
+        return (f"{self.cpus} CPU{'s' if self.cpus != 1 else ''}, {self.mem_mb / 1024:g} GB"
+                f"{gpus if self.gpus else ''}, {self.minutes:g} min")
+
+
+def mem_mb(text: Any) -> int:
+    """submitit's `--mem` (`8GB`, `512MB`) in MB, as Slurm reads it (G = 1024 M)."""
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([KMGT]?)B?", str(text).strip().upper())
+    if not match:
+        return 0
+    scale = {"K": 1 / 1024, "": 1, "M": 1, "G": 1024, "T": 1024 * 1024}[match.group(2)]
+    return int(float(match.group(1)) * scale)
+
+
+def request_of(job: slurm.PlannedJob) -> Request:
+    """What the job asks Slurm for, read from the parameters its script is written from."""
+    p = job.parameters
+    gres = parse_gres(str(p.get("gres") or ""))
+    kind = next(iter(gres), "") if gres else ""
+    gpus = int(p.get("gpus_per_node") or sum(gres.values()))
+    return Request(int(p.get("cpus_per_task") or 1), mem_mb(p.get("mem") or 0), gpus, kind,
+                   float(p.get("time") or 0), p.get("partition"))
+
+
+def fits(req: Request, node: Node) -> bool:
+    gpus = node.gpus.get(req.gpu_type, 0) if req.gpu_type else sum(node.gpus.values())
+    return node.cpus >= req.cpus and node.mem_mb >= req.mem_mb and gpus >= req.gpus
+
+
+def resize_fix(job: slurm.PlannedJob, req: Request, biggest: Node) -> str:
+    """The overrides that make this kind of job fit the largest node: only the fields that are too big."""
+    prefix = {"agents": "hardware.", "serve-": "model.serve_conf."}
+    key = next((v for k, v in prefix.items() if job.role.startswith(k)), None)
+    if key is None:  # grading, analysis, teardown: fixed small jobs
+        return f"cluster.partition=<one whose nodes have {job.parameters.get('mem')} and a CPU>"
+    gpus = biggest.gpus.get(req.gpu_type, 0) if req.gpu_type else sum(biggest.gpus.values())
+    over = [f"{key}cpus={biggest.cpus}"] if req.cpus > biggest.cpus else []
+    over += [f"{key}mem_gb={biggest.mem_mb // 1024}"] if req.mem_mb > biggest.mem_mb else []
+    over += [f"{key}gpus={gpus}"] if req.gpus > gpus else []
+    return f"{' '.join(over)} (or cluster.partition=<one with bigger nodes>)"
+
+
+def check_request(job: slurm.PlannedJob, nodes: list[Node]) -> tuple[str, list[Problem]]:
+    """One resource group's request against the nodes of its partition: a line and its problems."""
+    req = request_of(job)
+    partitions = sorted({n.partition for n in nodes})
+    part = req.partition or next((n.partition for n in nodes if n.default), None)
+    members = [n for n in nodes if n.partition == part]
+    label = f"{job.group}: asks {req.describe()} on partition {part or '(none)'}"
+    if not members:
+        return label + ": no such partition", [Problem(
+            f"{job.group}: partition {part or '(default)'} is not on this cluster (partitions: "
+            f"{', '.join(partitions) or 'none'})", f"cluster.partition=<one of {', '.join(partitions) or '?'}>")]
+    problems = []
+    fit = [n for n in members if fits(req, n)]
+    biggest = max(members, key=lambda n: (n.cpus, n.mem_mb, sum(n.gpus.values())))
+    if not fit:
+        problems.append(Problem(
+            f"{job.group} ({job.role}): asks {req.describe()}, but no node of partition {part} has that "
+            f"(largest: {biggest.name} with {biggest.cpus} CPUs, {biggest.mem_mb} MB, "
+            f"{sum(biggest.gpus.values())} GPUs); it would wait in the queue forever", resize_fix(job, req, biggest)))
+    limit = members[0].max_time_min
+    if limit is not None and req.minutes > limit:
+        problems.append(Problem(
+            f"{job.group} ({job.role}): --time={req.minutes:g} min is above partition {part}'s MaxTime "
+            f"({limit:g} min); Slurm rejects or never starts it",
+            "a shorter runtime (runtime=... or runtime.time_limit=...), or cluster.partition=<one with a longer "
+            "MaxTime>"))
+    max_time = "unlimited" if limit is None else f"{limit:g} min"
+    return f"{label}: fits {len(fit)} of {len(members)} node(s) (MaxTime {max_time})", problems
+
+
+# ---------------------------------------------------------------- the sections
+
+
+def jobs_section(jobs: list[slurm.PlannedJob], launch_id: str) -> Section:
+    lines = [f"{len(jobs)} sbatch call(s); job names carry this launch's id ({launch_id}, new at each launch); "
+             "ids in --dependency are filled in at submission"]
+    for job in jobs:
+        shape = f"array of {job.tasks} tasks" if job.tasks > 1 else "one job"
+        lines += [f"{job.role} ({shape}, group {job.group})", *("  " + x for x in job.sbatch_lines())]
+        lines += [f"  setup: {x}" for x in job.setup_lines()]
+    return Section("jobs", lines)
+
+
+def site_section(cluster: DictConfig) -> Section:
+    def show(key: str) -> str:
+        return str(cluster.get(key) or "-")
+
+    setup = list(cluster.get("setup") or [])
+    lines = [f"cluster {cluster.name} ({cluster.kind})"]
+    if cluster.kind == "slurm":
+        lines += [f"partition {show('partition')}, account {show('account')}, qos {show('qos')}, "
+                  f"constraint {show('constraint')}, GPUs as {cluster.gpu_syntax}",
+                  f"setup lines: {'; '.join(setup) if setup else '(none)'}"]
+    return Section("site", lines)
+
+
+def describe_node(n: Node) -> str:
+    gpus = ", ".join(f"{kind or 'gpu'}:{count}" for kind, count in n.gpus.items()) or "none"
+    default = " (default)" if n.default else ""
+    return f"node {n.name} [{n.partition}{default}]: {n.cpus} CPUs, {n.mem_mb} MB, GPUs {gpus}, {n.state}"
+
+
+def resources_section(cluster: DictConfig, jobs: list[slurm.PlannedJob], nodes: list[Node] | None = None) -> Section:
+    """Each resource group (first job of each group) against the cluster's nodes by partition."""
+    if cluster.kind != "slurm":
+        return Section("resources vs nodes", [f"cluster={cluster.name}: runs on this machine; Slurm checks skipped"])
+    if nodes is None:
+        try:
+            nodes = query_nodes()
+        except RuntimeError as exc:
+            what, _, fix = str(exc).partition(" Fix: ")
+            return Section("resources vs nodes", ["the cluster's nodes could not be read"],
+                           [Problem(what, fix or SLURM_FIX)])
+    lines = [describe_node(n) for n in nodes]
+    problems: list[Problem] = []
+    seen: set[str] = set()
+    for job in jobs:
+        if job.group in seen:
+            continue
+        seen.add(job.group)
+        line, found = check_request(job, nodes)
+        lines.append(line)
+        problems += found
+    return Section("resources vs nodes", lines, problems)
+
+
+def data_section(attempts: list[Attempt], data_dir: str | None) -> Section:
+    """Every competition of the plan prepared (the embedded mini ones are prepared at launch)."""
+    reg = competitions.registry()
+    ids = sorted({a.competition_id for a in attempts})
+    root = paths.data_root(data_dir)
+    lines, problems, missing_gb = [f"data folder {root}"], [], 0.0
+    hint = f" --data-dir {data_dir}" if data_dir else ""
+    for cid in ids:
+        found = prepare.verify(cid, data_dir)
+        if not found:
+            continue
+        if reg[cid].split == "mini":
+            lines.append(f"{cid}: embedded data, prepared at launch")
+            continue
+        gb = reg[cid].prepare_disk_gb
+        missing_gb += gb or 0
+        need = f"; its preparation needs about {gb:g} GB of disk" if gb else ""
+        problems.append(Problem(f"{cid}: {found[0]}{' (and more)' if len(found) > 1 else ''}{need}",
+                                f"hpc-mle prepare -c {cid}{hint}   (on a node that can reach Kaggle)"))
+    lines.append(f"{len(ids)} competition(s): {len(ids) - len(problems)} ready, {len(problems)} not prepared"
+                 + (f" (about {missing_gb:g} GB of disk to prepare them)" if missing_gb else ""))
+    return Section("data", lines, problems)
+
+
+def _models(cfgs: list[DictConfig]) -> dict[tuple[str, str], DictConfig]:
+    """(scaffold, model) pairs of the plan, each once."""
+    return {(str(c.scaffold.name), str(c.model.name)): c for c in cfgs}
+
+
+def keys_section(cfgs: list[DictConfig], env: dict[str, str] | None = None) -> Section:
+    """API keys and endpoints for the scaffolds that call a model (never a key's value)."""
+    env = dict(os.environ) if env is None else env
+    lines, problems, seen = [], [], set()
+    for (scaffold, model), cfg in _models(cfgs).items():
+        m = cfg.model
+        uses_model = scaffold not in NO_MODEL_SCAFFOLDS
+        if not uses_model and m.provider != "none":
+            problems.append(Problem(f"model={model} is set, but scaffold {scaffold} uses no model: the model "
+                                    "changes nothing but the sweep's name", "drop model= (or use an LLM scaffold: "
+                                    "scaffold=aide)", warning=True))
+        if uses_model and m.provider == "none":
+            problems.append(Problem(f"scaffold {scaffold} needs a model, but model=none",
+                                    "model=gpt4o (or another conf/model/ entry)"))
+        if not uses_model or model in seen:
+            continue
+        seen.add(model)
+        if m.get("serve"):
+            lines.append(f"{model}: served by a job of this launch ({m.model}); no key")
+        elif m.provider in KEYED_PROVIDERS:
+            lines.append(f"{model}: {m.provider} endpoint {m.base_url or '(none)'}, model {m.model or '(none)'}")
+            var = m.get("api_key_env")
+            if var:
+                present = bool(env.get(var))
+                lines.append(f"  key from ${var}: {'set' if present else 'NOT SET'}")
+                if not present:
+                    problems.append(Problem(f"model {model} reads its API key from ${var}, which is not set here "
+                                            "(every attempt would fail after its queue wait)",
+                                            f"export {var}=<your key> before launching"))
+            elif m.provider != "openai-compatible":
+                problems.append(Problem(f"model {model}: no model.api_key_env", "model.api_key_env=VARIABLE_WITH_KEY"))
+    if not lines:
+        lines.append("no scaffold of this plan calls a model")
+    return Section("keys and endpoints", lines, problems)
+
+
+def _image_problem(scaffold: str, image: str | None) -> tuple[str, Problem | None]:
+    build = f"hpc-mle containers build {scaffold} --output-dir DIR"
+    if not image:
+        return f"{scaffold}: apptainer image not set", Problem(
+            f"scaffold {scaffold} with sandbox=apptainer has no image", f"{build}, then sandbox.image=DIR/{scaffold}.sif")
+    if not Path(image).expanduser().is_file():
+        return f"{scaffold}: image {image} MISSING", Problem(f"scaffold {scaffold}: image {image} does not exist",
+                                                             f"{build}, then sandbox.image=DIR/{scaffold}.sif")
+    return f"{scaffold}: image {image}", None
+
+
+def _venv_problem(scaffold: str, venv: str) -> tuple[str, Problem | None]:
+    try:
+        found = scaffold_env.find(venv)
+        where = scaffold_env.venv_path(scaffold_env.spec(venv))
+    except scaffold_env.VenvError as exc:
+        return f"{scaffold}: venv {venv} unknown", Problem(str(exc), "sandbox=apptainer with the scaffold's image")
+    if found is None:
+        return f"{scaffold}: venv {venv} NOT BUILT ({where})", Problem(
+            f"scaffold {scaffold} runs in its own venv, which is not built ({where})", f"hpc-mle scaffolds venv {venv}")
+    return f"{scaffold}: venv {found}", None
+
+
+def envs_section(cfgs: list[DictConfig]) -> Section:
+    """Scaffold venvs (bwrap/none) or Apptainer images (apptainer), and served models' images."""
+    lines, problems, seen = [], [], set()
+    for cfg in cfgs:
+        sc, kind = cfg.scaffold, str(cfg.sandbox.kind)
+        image = cfg.sandbox.get("image") or sc.get("image")
+        key = (str(sc.name), kind, image, sc.get("venv"))
+        if key in seen:
+            continue
+        seen.add(key)
+        if kind == "apptainer":
+            line, problem = _image_problem(str(sc.name), image)
+        elif sc.get("venv"):
+            line, problem = _venv_problem(str(sc.name), str(sc.venv))
+        elif str(sc.name) in NO_MODEL_SCAFFOLDS:
+            line, problem = f"{sc.name}: runs on this Python in the {kind} sandbox", None
+        else:
+            line, problem = f"{sc.name}: needs its image", Problem(
+                f"scaffold {sc.name} runs from its Apptainer image (containers/{sc.name}.def), not in sandbox={kind}",
+                f"sandbox=apptainer sandbox.image=DIR/{sc.name}.sif (hpc-mle containers build {sc.name} --output-dir DIR)")
+        lines.append(line)
+        problems += [problem] if problem else []
+        served_image = cfg.model.get("serve") and cfg.model.serve_conf.get("image")
+        if served_image and not Path(served_image).expanduser().is_file() and served_image not in seen:
+            seen.add(served_image)
+            problems.append(Problem(f"model {cfg.model.name}: server image {served_image} does not exist",
+                                    "model.serve_conf.image=<an Apptainer .sif with vLLM> (or null: vllm on PATH)"))
+    return Section("scaffold environments", lines, problems)
+
+
+def run(sweep_dir: Path, todo: list[Attempt], cfgs: list[DictConfig], served: dict[str, dict[str, Any]],
+        nodes: list[Node] | None = None, env: dict[str, str] | None = None) -> Report:
+    """Every check for the attempts still to run; `nodes` skips the sinfo call (already read)."""
+    first, cluster = cfgs[0], cfgs[0].cluster
+    launch_id = slurm.new_launch_id()
+    planned = slurm.planned_jobs(sweep_dir, todo, cluster, served, launch_id) if cluster.kind == "slurm" else []
+    sections = [site_section(cluster)]
+    if cluster.kind == "slurm":
+        sections.append(jobs_section(planned, launch_id))
+    if cluster.kind == "slurm" and not todo:
+        sections.append(Section("resources vs nodes", ["nothing to submit"]))
+    else:
+        sections.append(resources_section(cluster, planned, nodes))
+    sections += [data_section(todo, first.data_dir), keys_section(cfgs, env), envs_section(cfgs)]
+    return Report(sections)
