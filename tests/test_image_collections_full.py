@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import json
 import random
+import shutil
 import tarfile
 import zipfile
 from pathlib import Path
@@ -19,6 +20,7 @@ from pathlib import Path
 import bson
 import numpy as np
 import pandas as pd
+import pytest
 from lite_support import Prepared, run_checks
 from PIL import Image
 from sklearn.metrics import f1_score
@@ -26,6 +28,7 @@ from sklearn.model_selection import train_test_split
 from test_signals_full import fuzz
 
 from hpc_mle import grading
+from hpc_mle.prepare.image_collections import herbarium_2021
 
 
 def jpeg(rng: np.random.Generator, fmt: str = "JPEG") -> bytes:
@@ -586,3 +589,25 @@ MAKERS = {
     "imet-2020-fgvc7": make_imet,
     "cdiscount-image-classification-challenge": make_cdiscount,
 }
+
+
+def test_coco_metadata_beyond_the_fast_parser(tmp_path):
+    """An integer beyond 64 bits (json.load takes it; ijson's C parser overflows) is read by the Python
+    parser, with v1's output; NaN, which is not JSON, is refused with the file's name."""
+
+    raw = tmp_path / "raw"
+    make_herbarium_2021(raw, np.random.default_rng(0))
+    meta_path = raw / "train" / "metadata.json"
+    meta = json.loads(meta_path.read_text())
+    meta["info"]["big"] = 2**70
+    meta_path.write_text(json.dumps(meta))
+    public, private = tmp_path / "pub", tmp_path / "priv"
+    public.mkdir(), private.mkdir()
+    herbarium_2021(raw, public, private)
+    assert json.loads((public / "train" / "metadata.json").read_text())["info"]["big"] == 2**70
+    meta_path.write_text(json.dumps(meta).replace('"year": 2020', '"year": NaN'))
+    for folder in (public, private):
+        shutil.rmtree(folder)
+        folder.mkdir()
+    with pytest.raises(ValueError, match="metadata.json: not parseable as standard JSON"):
+        herbarium_2021(raw, public, private)

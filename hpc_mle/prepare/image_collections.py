@@ -81,19 +81,22 @@ def _json_source(path: Path, latin1: bool) -> Iterator[Any]:
         yield _Latin1AsUtf8(fh) if latin1 else fh
 
 
-def _json_items(path: Path, prefix: str, latin1: bool) -> Iterator[Any]:
+def _ijson(backend: str):
+    """ijson's fast C parser ("yajl2_c"), or its pure-Python one, which also takes integers beyond 64 bits."""
+    import ijson
+
+    return ijson.get_backend(backend)
+
+
+def _json_items(path: Path, prefix: str, latin1: bool, backend: str) -> Iterator[Any]:
     """The values at `prefix`, one at a time, parsed as json.load parses them (floats, not Decimals)."""
-    import ijson
-
     with _json_source(path, latin1) as src:
-        yield from ijson.items(src, prefix, use_float=True)
+        yield from _ijson(backend).items(src, prefix, use_float=True)
 
 
-def _top_level_keys(path: Path, latin1: bool) -> list[str]:
-    import ijson
-
+def _top_level_keys(path: Path, latin1: bool, backend: str) -> list[str]:
     with _json_source(path, latin1) as src:
-        return [value for prefix, event, value in ijson.parse(src) if prefix == "" and event == "map_key"]
+        return [value for prefix, event, value in _ijson(backend).parse(src) if prefix == "" and event == "map_key"]
 
 
 class _Spill:
@@ -138,17 +141,21 @@ class _Coco:
     annotations: _Spill
     images: _Spill
 
+    def close(self) -> None:
+        self.annotations.fh.close()
+        self.images.fh.close()
 
-@contextmanager
-def _read_coco(path: Path, tmp: Path, image_key: str, latin1: bool = False) -> Iterator[_Coco]:
+
+def _stream_coco(path: Path, tmp: Path, image_key: str, latin1: bool, backend: str) -> _Coco:
     """Stream `annotations` and `images` side by side (v1 zips them and asserts each pair names the same
     image); every other top-level value is small and read whole."""
-    keys = _top_level_keys(path, latin1)
-    extras = {key: next(_json_items(path, key, latin1)) for key in keys if key not in ("annotations", "images")}
+    keys = _top_level_keys(path, latin1, backend)
+    extras = {key: next(_json_items(path, key, latin1, backend))
+              for key in keys if key not in ("annotations", "images")}
     coco = _Coco(path, extras, array("q"), _Spill(tmp / "annotations.jsonl"), _Spill(tmp / "images.jsonl"))
     try:
-        pairs = zip(_json_items(path, "annotations.item", latin1), _json_items(path, "images.item", latin1),
-                    strict=False)  # v1's zip stops at the shorter list
+        pairs = zip(_json_items(path, "annotations.item", latin1, backend),
+                    _json_items(path, "images.item", latin1, backend), strict=False)  # v1's zip stops at the shorter
         for annotation, image in pairs:
             if annotation["image_id"] != image[image_key]:
                 raise ValueError(f"{path}: annotation for image {annotation['image_id']!r} is paired with image "
@@ -158,10 +165,30 @@ def _read_coco(path: Path, tmp: Path, image_key: str, latin1: bool = False) -> I
             coco.images.add(image)
         coco.annotations.fh.flush()
         coco.images.fh.flush()
+    except BaseException:
+        coco.close()
+        raise
+    return coco
+
+
+@contextmanager
+def _read_coco(path: Path, tmp: Path, image_key: str, latin1: bool = False) -> Iterator[_Coco]:
+    """The metadata streamed by ijson's C parser, or by its Python parser where the C one overflows (an
+    integer beyond 64 bits). NaN and Infinity, which json.load (v1) accepts, are not JSON: refused by name."""
+    from ijson.common import JSONError
+
+    try:
+        coco = _stream_coco(path, tmp, image_key, latin1, "yajl2_c")
+    except JSONError:
+        try:
+            coco = _stream_coco(path, tmp, image_key, latin1, "python")
+        except JSONError as exc:
+            raise ValueError(f"{path}: not parseable as standard JSON ({exc}). Fix: re-download the "
+                             "competition; NaN or Infinity values are not supported by the streaming reader.") from None
+    try:
         yield coco
     finally:
-        coco.annotations.fh.close()
-        coco.images.fh.close()
+        coco.close()
 
 
 def _split_per_category(coco: _Coco, test_size: float, small_rule: bool) -> tuple[dict[int, list[int]], list[int]]:
