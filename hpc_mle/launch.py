@@ -1,6 +1,7 @@
-"""`python -m hpc_mle.launch [-m] [overrides] [--dry-run]`: plan a study and run or submit it.
+"""`python -m hpc_mle.launch [-m] [overrides] [--dry-run] [--cfg job]`: plan a study and run or submit it.
 
-Hydra's grammar and composition (conf/ + the typed schema of hpc_mle/config.py); our own expansion
+Hydra's grammar and composition (conf/, site config dirs, the typed schema of hpc_mle/config.py; the
+command line in hpc_mle/launch_args.py); our own expansion
 so the whole sweep is seen at once: sweep x competitions -> attempts -> one array per resource
 group -> grading -> analysis. With `cluster=local` it runs everything here (a bounded number at
 once), waits, grades, analyses and prints the table. With a Slurm cluster it submits and returns.
@@ -20,30 +21,14 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from hpc_mle import competitions, jobs, plan, preflight, prepare, runner, slurm, status
+from hpc_mle import competitions, jobs, launch_args, plan, preflight, prepare, runner, slurm, status
+from hpc_mle.config import ConfigError
 from hpc_mle.files import disk_full_message, is_disk_full
 from hpc_mle.llm import serve
 from hpc_mle.plan import Attempt, PlanError
 
 OUTPUT_FULL_FIX = "free space there, or write the sweep elsewhere with output_root=DIR"
 PREFLIGHT_FAILED = 2  # the exit status of a dry run whose preflight found problems (as a refused launch)
-USAGE = """usage: python -m hpc_mle.launch [-m|--multirun] [KEY=VALUE ...] [--dry-run]
-
-  python -m hpc_mle.launch                                  # mini benchmark, baseline agent, this machine
-  python -m hpc_mle.launch -m scaffold=dummy,baseline 'seed=range(2)'
-  python -m hpc_mle.launch -m model=gpt4o,o1 'seed=range(8)' benchmark=lite hardware=gpu1,gpu2 cluster=slurm
-Quote 'seed=range(8)': unquoted, the shell rejects the parentheses. Config groups: conf/."""
-
-
-def parse_argv(argv: list[str]) -> tuple[list[str], bool]:
-    multirun = any(a in ("-m", "--multirun") for a in argv)
-    overrides = [a for a in argv if a not in ("-m", "--multirun")]
-    if "--dry-run" in overrides:
-        overrides = [a for a in overrides if a != "--dry-run"] + ["dry_run=true"]
-    unknown = [a for a in overrides if a.startswith("-")]
-    if unknown:
-        raise PlanError(f"unknown option {unknown[0]}\n{USAGE}")
-    return overrides, multirun
 
 
 def planned_rows(sweep_dir: Path, attempts: list[Attempt]) -> list[dict]:
@@ -230,14 +215,22 @@ def refuse_if_failed(report: preflight.Report) -> None:
         print(report.text(), flush=True)
         raise PlanError(f"preflight refused the launch ({len(report.problems)} problem(s), each with its fix, "
                         "listed above): nothing was written or submitted. See everything with --dry-run")
+    print(report.text(only=("site", "jobs")), flush=True)  # what is submitted, exactly
     for w in report.warnings:
         print(f"warning: {w.what}\n    fix: {w.fix}", flush=True)
 
 
 def launch(argv: list[str]) -> int:
-    overrides, multirun = parse_argv(argv)
-    job_overrides = plan.expand(overrides, multirun)
-    cfgs = plan.compose_all(job_overrides)
+    args = launch_args.parse_argv(argv)
+    if args.help:
+        print(launch_args.help_text(args))
+        return 0
+    composed = launch_args.compose(args)
+    launch_args.print_notes(args, composed)
+    if args.cfg:
+        launch_args.print_cfg(args, composed)
+        return 0
+    cfgs, job_overrides = composed.cfgs, composed.jobs
     if len({c.cluster.name for c in cfgs}) > 1 or len({c.output_root for c in cfgs}) > 1:
         raise PlanError("one launch uses one cluster and one output_root: do not sweep over them")
     cluster, first = cfgs[0].cluster, cfgs[0]
@@ -300,12 +293,9 @@ def _launch_locked(sweep_dir: Path, cfgs: list[DictConfig], job_overrides: list[
 
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in ("-h", "--help"):
-        print(USAGE)
-        return
     try:
         sys.exit(launch(argv))
-    except PlanError as exc:
+    except (PlanError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
     except Exception as exc:

@@ -68,9 +68,11 @@ class Report:
             f", {len(self.warnings)} warning(s)" if self.warnings else "")
         return "\n".join([head, *("  " + line for line in lines)])
 
-    def text(self) -> str:
-        blocks = [s.title + "\n" + "\n".join("  " + line for line in s.lines) for s in self.sections]
-        return "\n\n".join([*blocks, self.verdict()])
+    def text(self, only: tuple[str, ...] | None = None) -> str:
+        """The report as grouped human text; `only`: just those sections, without the verdict."""
+        blocks = [s.title + "\n" + "\n".join("  " + line for line in s.lines) for s in self.sections
+                  if only is None or s.title in only]
+        return "\n\n".join(blocks if only else [*blocks, self.verdict()])
 
 
 # ---------------------------------------------------------------- the cluster's nodes

@@ -66,10 +66,13 @@ def test_vllm_command_line_and_server_job_resources():
 
 
 def test_dry_run_shows_the_server_job(capsys, tmp_path):
-    assert launch.launch(["model=llama-3.1-70b-vllm", "cluster=slurm", "--dry-run", f"output_root={tmp_path}"]) == 0
+    code = launch.launch(["model=llama-3.1-70b-vllm", "cluster=slurm", "--dry-run", f"output_root={tmp_path}"])
     out = capsys.readouterr().out
+    assert code == (0 if "verdict: ready" in out else launch.PREFLIGHT_FAILED)
     assert "model server llama-3.1-70b-vllm: a Slurm job" in out
-    assert "sbatch: {'timeout_min': 2880, 'cpus_per_task': 16, 'mem_gb': 256, 'slurm_gres': 'gpu:4'}" in out
+    server = out.split("serve-llama-3.1-70b-vllm (one job")[1].split("agents0-0")[0]
+    for line in ("--time=2880", "--cpus-per-task=16", "--mem=256GB", "--gres=gpu:4"):
+        assert f"#SBATCH {line}\n" in server
     assert "command: vllm serve meta-llama/Llama-3.1-70B-Instruct --host 0.0.0.0 --port 8000 " \
            "--tensor-parallel-size 4" in out
     assert "teardown job (afterany on the agent arrays)" in out

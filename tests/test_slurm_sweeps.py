@@ -78,7 +78,7 @@ def test_two_gpu_tasks_see_both_gpus(slurm_env, mini_data, tmp_path):  # noqa: F
     out = launch(slurm_env, "scaffold=dummy", "hardware=gpu2", "benchmark.competitions=[mini-churn]", *SMALL,
                  f"output_root={tmp_path}", f"data_dir={mini_data}")
     assert out.returncode == 0, out.stderr
-    assert "'slurm_gres': 'gpu:2'" in out.stdout
+    assert "#SBATCH --gres=gpu:2" in out.stdout
     sweep = sweep_of(tmp_path)
     wait_for("the attempt", lambda: all(s.get("state") == "done" for s in states(sweep).values()), timeout=240)
     (aid,) = states(sweep)
