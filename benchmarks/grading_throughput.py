@@ -197,6 +197,108 @@ FULL_SIZE = {
 }
 
 
+# ---------------------------------------------------------------- full-size segmentation submissions
+# One case per segmentation grader (issue 15), as many rows and mask pixels as v1's real test set: image
+# sizes from upstream's code and the competitions' data pages, made-up masks of realistic run counts.
+# An "object" below is one run of the run-length masks (2 tokens).
+
+HUBMAP_SLIDES = [(38160, 42360), (39960, 50680), (36800, 43780)]  # (height, width): ~1.6-2 gigapixels each
+UW_CASE_DAYS, UW_SLICES = 60, 144  # ~26,000 rows (3 organs per slice) of 266 x 266 scans: a generous estimate
+VESUVIUS_SHAPE = (7606, 5249)  # fragment 3, v1's one test fragment (height, width)
+
+
+def _runs_text(starts: np.ndarray, lengths: np.ndarray) -> str:
+    order = np.argsort(starts, kind="stable")
+    return " ".join(map(str, np.column_stack([starts[order] + 1, lengths[order]]).ravel().tolist()))
+
+
+def _ellipse_runs(height: int, cy: float, cx: float, ry: float, rx: float) -> tuple[np.ndarray, np.ndarray]:
+    """Column-major runs (0-based starts, lengths) of a filled ellipse: one run per column it covers."""
+    xs = np.arange(int(np.ceil(cx - rx)), int(np.floor(cx + rx)) + 1)
+    half = np.floor(ry * np.sqrt(np.clip(1 - ((xs - cx) / rx) ** 2, 0, 1))).astype(np.int64)
+    top = np.clip(round(cy) - half, 0, height - 1)
+    return xs * height + top, np.clip(round(cy) + half, 0, height - 1) - top + 1
+
+
+def _ellipses(height: int, width: int, cell: int, radius: tuple[int, int], rng: np.random.Generator,
+              shift: int = 0, keep: float = 1.0) -> str:
+    """At most one ellipse per `cell`-sized square of the image (so none overlap), as column-major run text."""
+    starts, lengths = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
+    for y in range(cell // 2, height - cell // 2, cell):
+        for x in range(cell // 2, width - cell // 2, cell):
+            if rng.random() < keep:
+                s, n = _ellipse_runs(height, y + shift, x + shift, *rng.integers(*radius, size=2))
+                starts.append(s)
+                lengths.append(n)
+    return _runs_text(np.concatenate(starts), np.concatenate(lengths))
+
+
+def _full_contrails(rng: np.random.Generator) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """1,856 records of 256 x 256 (as many as Kaggle's validation set); a third of the squares hold a mask."""
+    ids = rng.choice(10**18, 1856, replace=False) + 10**18
+    truth = [_ellipses(256, 256, 64, (2, 12), rng, keep=0.3) or "-" for _ in ids]
+    pred = [_ellipses(256, 256, 64, (2, 12), rng, shift=1, keep=0.3) or "-" for _ in ids]
+    answers = pd.DataFrame({"record_id": ids, "encoded_pixels": truth, "height": 256, "width": 256})
+    return answers, answers[["record_id"]].assign(encoded_pixels=pred)
+
+
+def _full_hubmap(rng: np.random.Generator) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """3 slides of 1.6-2 gigapixels with ~1,000 glomeruli each (~270,000 runs a slide)."""
+    ids = ["2f6ecfcdf", "aaa6a05cc", "cb2d976f4"]
+    truth = [_ellipses(h, w, 1400, (80, 200), rng) for h, w in HUBMAP_SLIDES]
+    pred = [_ellipses(h, w, 1400, (70, 190), rng, shift=5, keep=0.9) for h, w in HUBMAP_SLIDES]
+    answers = pd.DataFrame({"id": ids, "encoding": truth, "width_pixels": [w for _, w in HUBMAP_SLIDES],
+                            "height_pixels": [h for h, _ in HUBMAP_SLIDES]})
+    return answers, answers[["id"]].assign(predicted=pred)
+
+
+def _full_tgs(rng: np.random.Generator) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """1,000 images of 101 x 101 (a quarter of Kaggle's 4,000)."""
+    ids = [f"{v:010x}" for v in rng.choice(16**10, 1000, replace=False)]
+    truth = [_ellipses(101, 101, 50, (5, 24), rng, keep=0.6) for _ in ids]
+    pred = [_ellipses(101, 101, 50, (5, 24), rng, shift=2, keep=0.6) for _ in ids]
+    return pd.DataFrame({"id": ids, "rle_mask": truth}), pd.DataFrame({"id": ids, "rle_mask": pred})
+
+
+def _full_uw(rng: np.random.Generator) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """60 case-days of 144 slices x 3 organs (~26,000 rows), organs in the middle slices, predicted 1-2 px off."""
+    rows = []
+    for day in range(UW_CASE_DAYS):
+        for s in range(1, UW_SLICES + 1):
+            for k, organ in enumerate(("large_bowel", "small_bowel", "stomach")):
+                present = 40 < s < 110 and rng.random() < 0.8
+                cy, cx = 133 + 20 * np.sin(s / 20), 70 + 60 * k
+                truth = _runs_text(*_ellipse_runs(266, cy, cx, 25, 30)) if present else ""
+                pred = _runs_text(*_ellipse_runs(266, cy + 2, cx + 1, 24, 31)) if present else ""
+                rows.append((f"case{day}_day{day % 7}_slice_{s:04}", organ, truth, pred))
+    frame = pd.DataFrame(rows, columns=["id", "class", "truth", "pred"])
+    answers = frame[["id", "class"]].assign(predicted=frame["truth"], image_width=266.0, image_height=266.0)
+    return answers, frame[["id", "class"]].assign(predicted=frame["pred"])
+
+
+def _full_vesuvius(rng: np.random.Generator) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Fragment 3's ~40 megapixels in one row: ink strokes on 30% of the rows (~45,000 runs), row-major."""
+    height, width = VESUVIUS_SHAPE
+    texts = []
+    for shift in (0, 2):
+        rows = np.flatnonzero(rng.random(height) < 0.3)
+        cells = np.arange(0, width - 250, 250)
+        offsets = rng.integers(0, 200, size=(len(rows), len(cells))) + shift
+        lengths = rng.integers(5, 40, size=(len(rows), len(cells)))
+        texts.append(_runs_text((rows[:, None] * width + cells[None, :] + offsets).ravel(), lengths.ravel()))
+    answers = pd.DataFrame({"Id": ["a"], "Predicted": [texts[0]], "width": [width], "height": [height]})
+    return answers, pd.DataFrame({"Id": ["a"], "Predicted": [texts[1]]})
+
+
+FULL_SIZE.update({
+    "google-research-contrails": ("google-research-identify-contrails-reduce-global-warming", _full_contrails, 2),
+    "hubmap-kidney": ("hubmap-kidney-segmentation", _full_hubmap, 2),
+    "tgs-salt": ("tgs-salt-identification-challenge", _full_tgs, 2),
+    "uw-madison-gi-tract": ("uw-madison-gi-tract-image-segmentation", _full_uw, 2),
+    "vesuvius-ink": ("vesuvius-challenge-ink-detection", _full_vesuvius, 2),
+})
+
+
 def run_full_size(name: str) -> dict:
     """Child process: a copy of the real spec under a bench id, full-size answers and submission, one grade."""
     source, make, per_object = FULL_SIZE[name]
@@ -251,7 +353,7 @@ def main() -> None:
     parser.add_argument("--family", nargs="*", default=list(FAMILIES))
     parser.add_argument("--child", nargs=2, metavar=("FAMILY", "ROWS"), help=argparse.SUPPRESS)
     parser.add_argument("--full-size", nargs="*", metavar="CASE", choices=list(FULL_SIZE),
-                        help=f"full-size detection submissions instead ({', '.join(FULL_SIZE)}; none named: all)")
+                        help=f"full-size detection and segmentation submissions instead ({', '.join(FULL_SIZE)}; none named: all)")
     parser.add_argument("--full-size-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.full_size_child:

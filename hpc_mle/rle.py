@@ -112,12 +112,21 @@ def overlap(a: Runs, b: Runs) -> int:
     return a.size + b.size - int(union)
 
 
+def paint(starts: np.ndarray, ends: np.ndarray, n_pixels: int) -> np.ndarray:
+    """A flat boolean array of `n_pixels`, true inside any interval [starts[i], ends[i]) (they may
+    overlap); the work grows with the painted pixels, not the image."""
+    mask = np.zeros(n_pixels, dtype=bool)
+    lengths = ends - starts
+    total = int(lengths.sum())
+    if total:
+        before = np.cumsum(lengths) - lengths  # painted pixels before each run
+        mask[np.arange(total) + np.repeat(starts - before, lengths)] = True
+    return mask
+
+
 def flat_mask(runs: Runs) -> np.ndarray:
     """The mask as a flat boolean array of `n_pixels`, in the encoding's pixel order."""
-    edges = np.zeros(runs.n_pixels + 1, dtype=np.int8)
-    edges[runs.starts] += 1
-    edges[runs.ends] -= 1
-    return np.cumsum(edges[:-1], dtype=np.int8).astype(bool)
+    return paint(runs.starts, runs.ends, runs.n_pixels)
 
 
 def column_major_mask(runs: Runs, height: int, width: int) -> np.ndarray:
