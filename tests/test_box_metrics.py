@@ -20,7 +20,7 @@ from hpc_mle.metrics import METRICS, InvalidSubmission
 
 F1, SIIM, VIN, LYFT = (METRICS[n] for n in ("point-in-box-f1", "detection-map-at-iou-50", "coco-map-at-iou-40",
                                             "mean-average-precision-3d"))
-FAST = settings(max_examples=30, deadline=None)
+FAST = settings(max_examples=30, deadline=None, derandomize=True)  # the same examples on every run
 
 
 def kz(truth: list, preds: list) -> float:
