@@ -289,7 +289,9 @@ def read_manifest(sweep_dir: Path) -> pd.DataFrame | None:
     path = Path(sweep_dir) / MANIFEST
     if not path.is_file():
         return None
-    return pd.read_csv(path, dtype={"id": str, "array_job_id": str, "task_id": "Int64", "job_id": str})
+    # Hashes are text: a config id such as 64e862241214 would otherwise be read as a float (inf).
+    return pd.read_csv(path, dtype={"id": str, "config_id": str, "array_job_id": str, "task_id": "Int64",
+                                    "job_id": str})
 
 
 def read_sweep(sweep_dir: Path) -> dict | None:

@@ -153,3 +153,17 @@ def test_local_workers_get_disjoint_cpu_sets():
     assert launch_module.cpu_slices([0, 1, 2, 3, 4], 2) == [[0, 1], [2, 3]]
     assert launch_module.cpu_slices([3], 2) == [[3], [3]]  # fewer CPUs than workers: shared
     assert launch_module.cpu_slices([0, 1], 1) == [[0, 1]]
+
+
+def test_manifest_keeps_config_ids_that_look_like_numbers(tmp_path):
+    """A config id is a hash: 64e862241214 must stay that text (read as a float it was inf, and the attempt's
+    job then looked for configs/inf.json)."""
+    cfgs = plan.compose_all([["scaffold=dummy", "benchmark.competitions=[mini-churn]", f"output_root={tmp_path}"]])
+    (attempt,) = plan.plan_attempts(cfgs)
+    plan.write_plan(tmp_path, cfgs, [[]], [attempt])
+    manifest = tmp_path / plan.MANIFEST
+    manifest.write_text(manifest.read_text().replace(attempt.config_id, "64e862241214"))
+    plan.update_manifest(tmp_path, {attempt.id: "7_0"}, "2026-01-01T00:00:00+00:00")
+    row = plan.read_manifest(tmp_path).iloc[0]
+    assert row["config_id"] == "64e862241214" and row["job_id"] == "7_0"
+    assert "64e862241214" in manifest.read_text()
