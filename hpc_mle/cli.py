@@ -35,6 +35,13 @@ def _dumps(obj) -> str:
     return json.dumps(obj, indent=2, default=str)
 
 
+def _print_fields(fields: dict) -> None:
+    """`key  value` lines for people (scripts read the JSON files the command writes and names)."""
+    width = max(map(len, fields), default=0)
+    for key, value in fields.items():
+        console.print(terminal(f"{key:<{width}}  {'-' if value is None else value}"))
+
+
 class _Group(click.Group):
     """A full disk under any command is one line naming the file system and the fix, not a traceback."""
 
@@ -70,7 +77,7 @@ def _registry_or_fail():
 
 
 @competitions_group.command("list")
-@click.option("--split", default=None, help="Only this split: lite, medium, high, all, dev, mini.")
+@click.option("--benchmark", "--split", "split", default=None, help="Only this split: lite, medium, high, all, dev, mini.")
 @click.option("--implemented", is_flag=True, help="Only competitions that can be prepared and graded.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def competitions_list(split: str | None, implemented: bool, as_json: bool) -> None:
@@ -144,7 +151,7 @@ def competitions_show(competition_id: str, data_dir: Path | None) -> None:
 
 
 @competitions_group.command("samples")
-@click.option("--split", required=True, help="Which competitions: mini, lite, all, ...")
+@click.option("--benchmark", "--split", "split", required=True, help="Which competitions: mini, lite, all, ...")
 @click.option("--kind", type=click.Choice(["sample", "gold"]), default="sample",
               help="sample: the naive sample submission; gold: the answers (should win gold).")
 @data_dir_option
@@ -168,8 +175,10 @@ def competitions_samples(split: str, kind: str, data_dir: Path | None) -> None:
 
 @competitions_group.command("import-upstream")
 @click.argument("clone", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("-c", "--competition", "ids", multiple=True, help="Only this competition (repeatable).")
-@click.option("--benchmark", "split", default=None, help="Only this split (lite, all, ...); default every known one.")
+@click.option("-c", "--competition", "--competition-id", "ids", multiple=True,
+              help="Only this competition (repeatable).")
+@click.option("--benchmark", "--split", "split", default=None,
+              help="Only this split (lite, all, ...); default every known one.")
 @data_dir_option
 def competitions_import_upstream(clone: Path, ids: tuple[str, ...], split: str | None, data_dir: Path | None) -> None:
     """Copy leaderboards, descriptions and checksums from a clone of openai/mle-bench; verify our data."""
@@ -208,8 +217,12 @@ def competitions_import_upstream(clone: Path, ids: tuple[str, ...], split: str |
 
 
 @main.command("prepare")
-@click.option("-c", "--competition", "ids", multiple=True, help="Competition id (repeatable).")
-@click.option("--benchmark", "split", default=None, help="A whole split: mini, lite, medium, high, all, dev.")
+@click.option("-c", "--competition", "--competition-id", "ids", multiple=True, help="Competition id (repeatable).")
+@click.option("--benchmark", "--split", "split", default=None, help="A whole split: mini, lite, medium, high, all, dev.")
+@click.option("--lite", "split", flag_value="lite", help="As upstream's `mlebench prepare --lite`: --benchmark lite.")
+@click.option("-a", "--all", "split", flag_value="all", help="As upstream's `--all`: --benchmark all.")
+@click.option("-l", "--list", "id_list", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="As upstream's `--list`: a text file of competition ids, one a line.")
 @click.option("--force", is_flag=True, help="Prepare again even if already prepared.")
 @click.option("--check", is_flag=True,
               help="Preflight only: Kaggle credentials, rules accepted, free disk; writes nothing.")
@@ -224,15 +237,17 @@ def competitions_import_upstream(clone: Path, ids: tuple[str, ...], split: str |
                    "prepare_memory_gb asks for, plus a quarter, at least 16.")
 @click.option("--write-checksums", is_flag=True, hidden=True, help="Maintainers: record reference checksums.")
 @data_dir_option
-def prepare_cmd(ids: tuple[str, ...], split: str | None, force: bool, check: bool, description: str, slurm: bool,
-                cluster_name: str, job_cpus: int, job_mem_gb: int | None, write_checksums: bool,
-                data_dir: Path | None) -> None:
+def prepare_cmd(ids: tuple[str, ...], split: str | None, id_list: Path | None, force: bool, check: bool,
+                description: str, slurm: bool, cluster_name: str, job_cpus: int, job_mem_gb: int | None,
+                write_checksums: bool, data_dir: Path | None) -> None:
     """Download (Kaggle), extract and build competitions' public and private files into the data dir."""
     from hpc_mle import kaggle, prepare
 
     specs = _registry_or_fail()
+    if id_list is not None:
+        ids = (*ids, *(line.strip() for line in id_list.read_text().splitlines() if line.strip()))
     if bool(ids) == bool(split):
-        _fail("give either -c/--competition ID (repeatable) or --benchmark SPLIT")
+        _fail("give either -c/--competition ID (repeatable; or -l FILE of ids) or --benchmark SPLIT (--lite, --all)")
     if split:
         try:
             ids = tuple(competitions.split_ids(split))
@@ -368,7 +383,7 @@ def grade_sample(submission: Path, competition_id: str, data_dir: Path | None, m
 
 
 @main.command("grade")
-@click.option("--submissions", "jsonl", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+@click.option("--submissions", "--submission", "jsonl", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="JSONL: one {competition_id, submission_path} per line (MLE-bench's format).")
 @click.option("--output-dir", required=True, type=click.Path(file_okay=False, path_type=Path))
 @data_dir_option
@@ -391,7 +406,7 @@ def grade_cmd(jsonl: Path, output_dir: Path, data_dir: Path | None, mode: str) -
         table.add_row(cell(r.competition_id), cell("-" if r.score is None else r.score),
                       "yes" if r.valid_submission else "[red]no[/red]", medal, cell(r.reason or ""))
     console.print(table)
-    console.print_json(_dumps(summary))
+    _print_fields(summary)
     console.print(f"report: {terminal(out)}")
 
 
@@ -409,7 +424,7 @@ def _duration(text: str) -> float:
 
 
 @main.command("run-attempt")
-@click.option("--competition", "competition_id", required=True)
+@click.option("-c", "--competition", "--competition-id", "competition_id", required=True)
 @click.option("--scaffold", required=True, help="A scaffold in conf/scaffold/ (dummy, baseline, ...).")
 @click.option("--sandbox", "sandbox_kind", type=click.Choice(["bwrap", "apptainer", "none"]), default="bwrap")
 @click.option("--time-limit", default="10m", help="Agent budget: 90s, 10m, 24h ...")
@@ -458,7 +473,7 @@ def run_attempt_cmd(competition_id, scaffold, sandbox_kind, time_limit, out, ima
         _fail(str(exc).strip("'\""))
     summary = {k: status.get(k) for k in ("state", "exit_code", "reason", "agent_elapsed_s", "starts",
                                           "submission_exists", "snapshots", "validator_calls")}
-    click.echo(_dumps(summary))
+    _print_fields(summary)
     console.print(f"attempt directory: {out}\nnext: hpc-mle grade-sample {out}/submission/submission.csv "
                   f"{competition_id}" + (f" --data-dir {data_dir}" if data_dir else ""))
     sys.exit(0 if status["state"] in ("done", "timeout") else 1)
@@ -586,6 +601,7 @@ def resume_cmd(sweep_dir: Path, retry_agent_failures: bool, rerun_damaged: bool)
             console.print(terminal(status.summary(table)))
             launch.refuse_unknown(table)
             console.print(f"{len(todo)} attempt(s) to run again")
+            launch.preflight_sweep(sweep_dir, todo)
             launch.mark_for_retry(sweep_dir, todo)
             if cluster.kind == "local":
                 if todo:
@@ -661,7 +677,7 @@ def nightly_cmd(config: Path, day: str | None) -> None:
 
 @main.command("report")
 @click.argument("sweeps", nargs=-1, required=True, type=click.Path(file_okay=False, path_type=Path))
-@click.option("--split", default=None, help="Only this split: lite, medium, high, all, mini, dev.")
+@click.option("--benchmark", "--split", "split", default=None, help="Only this split: lite, medium, high, all, mini, dev.")
 @click.option("--format", "fmt", type=click.Choice(["md", "html", "csv"]), default="md", show_default=True,
               help="md: the summary; html: the full report with figures; csv: the leaderboard's numbers.")
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -689,6 +705,16 @@ def report_cmd(sweeps: tuple[Path, ...], split: str | None, fmt: str, output: Pa
         console.print(f"wrote {terminal(output)}")
     else:
         click.echo(text)
+
+
+@main.command("launch", context_settings={"ignore_unknown_options": True, "allow_extra_args": True,
+                                          "help_option_names": []})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def launch_cmd(args: tuple[str, ...]) -> None:
+    """Plan and run or submit a study: the same as `python -m hpc_mle.launch ARGS` (--help lists its options)."""
+    from hpc_mle import launch
+
+    launch.main(list(args))
 
 
 # `hpc-mle scaffolds venv NAME`: a scaffold's own environment (AIDE's pins clash with ours).

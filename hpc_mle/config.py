@@ -6,8 +6,13 @@ fails at once with the key named, before anything is planned or submitted.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+import difflib
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, is_dataclass
+from pathlib import Path
+from typing import Any, get_origin, get_type_hints
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
@@ -181,3 +186,336 @@ def register() -> None:
 
 
 register()
+
+
+# ---------------------------------------------------------------- where configs come from, and their mistakes
+
+
+class ConfigError(ValueError):
+    """A config mistake worded for the user: the key or file, what is wrong, and the fix."""
+
+
+GROUP_FILE_SUFFIXES = (".yaml", ".yml")
+
+
+def config_dirs(extra: list[Path] | tuple[Path, ...] = ()) -> list[Path]:
+    """Where options are looked up, lowest priority first: conf/, the user conf dir, then each --config-dir.
+
+    A later directory's `cluster/slurm.yaml` replaces an earlier one's: a site config may shadow ours."""
+    from hpc_mle import paths
+
+    dirs = [paths.REPO_ROOT / "conf"]
+    user = paths.user_conf_dir()
+    if user.is_dir():
+        dirs.append(user)
+    for d in extra:
+        d = Path(d).expanduser().resolve()
+        if not d.is_dir():
+            raise ConfigError(f"--config-dir {d}: no such directory. Fix: a folder holding group folders such as "
+                              f"cluster/mysite.yaml (or put them in {user})")
+        dirs.append(d)
+    return dirs
+
+
+def group_options(dirs: list[Path], files: dict[tuple[str, str], Path] | None = None) -> dict[str, dict[str, Path]]:
+    """group -> option name -> the file that provides it (the highest-priority one)."""
+    groups: dict[str, dict[str, Path]] = {}
+    for d in dirs:
+        for sub in sorted(p for p in d.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            for f in sorted(sub.iterdir()):
+                if f.suffix in GROUP_FILE_SUFFIXES and f.is_file():
+                    groups.setdefault(sub.name, {})[f.stem] = f
+    for (group, name), f in (files or {}).items():
+        groups.setdefault(group, {})[name] = f
+    return groups
+
+
+def take_group_files(args: list[str], groups: set[str]) -> tuple[list[str], dict[tuple[str, str], Path]]:
+    """`cluster=/abs/mysite.yaml` -> `cluster=mysite`, with the file remembered for the composition.
+
+    Hydra's grammar has no file paths as options; the stem becomes the option's name (and so the sweep's)."""
+    out, files = [], {}
+    for arg in args:
+        key, sep, value = arg.partition("=")
+        if not sep or key not in groups or not (value.endswith(GROUP_FILE_SUFFIXES) or "/" in value):
+            out.append(arg)
+            continue
+        path = Path(value).expanduser().resolve()
+        if not path.is_file():
+            raise ConfigError(f"{arg}: no such file {path}. Fix: a YAML file with the fields of conf/{key}/*.yaml, "
+                              f"or {key}=NAME of an option (python -m hpc_mle.launch --help lists them)")
+        if files.get((key, path.stem), path) != path:
+            raise ConfigError(f"{arg}: another {key} file named {path.stem}.yaml is already used "
+                              f"({files[(key, path.stem)]}). Fix: rename one of them")
+        files[(key, path.stem)] = path
+        out.append(f"{key}={path.stem}")
+    return out, files
+
+
+@contextmanager
+def overlay(dirs: list[Path], files: dict[tuple[str, str], Path]) -> Iterator[Path]:
+    """One temporary config dir of links, later sources replacing earlier ones, for Hydra to compose from."""
+    with tempfile.TemporaryDirectory(prefix="hpcmle-conf-") as tmp:
+        root = Path(tmp)
+        for d in dirs:
+            for f in d.rglob("*"):
+                if f.is_file() and f.suffix in GROUP_FILE_SUFFIXES:
+                    _link(root / f.relative_to(d), f)
+        for (group, name), f in files.items():
+            _link(root / group / f"{name}{f.suffix}", f)
+        yield root
+
+
+def _link(at: Path, target: Path) -> None:
+    at.parent.mkdir(parents=True, exist_ok=True)
+    for old in (at.with_suffix(s) for s in GROUP_FILE_SUFFIXES):  # x.yml must not hide a later x.yaml
+        old.unlink(missing_ok=True)
+    at.symlink_to(target.resolve())
+
+
+# ---------------------------------------------------------------- Hydra's own keys
+
+# Keys of Hydra's app config that mean something else here: what to use instead.
+HYDRA_INSTEAD = {
+    "hydra.run.dir": "output_root=DIR (each sweep is written to <output_root>/<sweep_name>)",
+    "hydra.sweep.dir": "output_root=DIR and sweep_name=NAME (the sweep folder is <output_root>/<sweep_name>)",
+    "hydra.sweep.subdir": "nothing: each attempt has its own folder <sweep>/attempts/<id>",
+    "hydra.job.name": "sweep_name=NAME",
+    "hydra.launcher.partition": "cluster.partition=NAME",
+    "hydra.launcher.account": "cluster.account=NAME",
+    "hydra.launcher.qos": "cluster.qos=NAME",
+    "hydra.launcher.constraint": "cluster.constraint=FEATURE",
+    "hydra.launcher.timeout_min": "runtime.time_limit=DURATION (Slurm's --time adds runtime.margin)",
+    "hydra.launcher.cpus_per_task": "hardware.cpus=N",
+    "hydra.launcher.gpus_per_node": "hardware.gpus=N",
+    "hydra.launcher.mem_gb": "hardware.mem_gb=N",
+    "hydra.launcher.array_parallelism": "cluster.array_throttle=N",
+    "hydra.launcher.setup": "cluster.setup='[module load apptainer]'",
+    "hydra.launcher.additional_parameters": "cluster.additional='{key: value}'",
+    "hydra.launcher": "cluster=slurm (or your site config), with cluster.partition/account/qos",
+    "hydra/launcher": "cluster=slurm (or your site config): this launcher submits Slurm arrays itself",
+    "hydra/sweeper": "-m with Hydra's basic sweep values: a,b  range(n)  glob(*)",
+    "hydra.sweeper": "-m with Hydra's basic sweep values: a,b  range(n)  glob(*)",
+}
+# Keys that change nothing here: accepted with a note.
+HYDRA_HARMLESS = {
+    "hydra.job.chdir": "the launcher never changes directory",
+    "hydra.verbose": "the launcher's messages are not Hydra logging",
+    "hydra.output_subdir": "no .hydra folder is written; <sweep>/configs/ keeps every composed config",
+    "hydra/job_logging": "the launcher configures no Python logging",
+    "hydra/hydra_logging": "the launcher configures no Python logging",
+    "hydra.job_logging": "the launcher configures no Python logging",
+    "hydra.hydra_logging": "the launcher configures no Python logging",
+}
+
+
+@dataclass
+class HydraKeys:
+    """What `hydra.*` arguments asked for: extra config dirs, multirun, and notes for the user."""
+
+    searchpath: list[Path] = field(default_factory=list)
+    multirun: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+def take_hydra_keys(args: list[str]) -> tuple[list[str], HydraKeys]:
+    """Remove `hydra.*` / `hydra/*` arguments: apply the ones with a meaning here, note the harmless ones,
+    and refuse the rest naming what to use instead."""
+    keys, rest = HydraKeys(), []
+    for arg in args:
+        key, _, value = arg.partition("=")
+        key = key.lstrip("+~")
+        if not key.startswith(("hydra.", "hydra/")):
+            rest.append(arg)
+        elif key == "hydra.searchpath":
+            keys.searchpath += [_search_dir(arg, v) for v in _list_value(value)]
+        elif key == "hydra.mode":
+            keys.multirun = value.strip().upper() == "MULTIRUN"
+        elif (why := _longest_prefix(key, HYDRA_HARMLESS)) is not None:
+            keys.notes.append(f"{arg}: ignored ({why})")
+        elif (instead := _longest_prefix(key, HYDRA_INSTEAD)) is not None:
+            raise ConfigError(f"{arg}: this launcher runs no Hydra app, so {key} has no effect. Use {instead}")
+        else:
+            known = [*HYDRA_INSTEAD, *HYDRA_HARMLESS, "hydra.searchpath", "hydra.mode"]
+            close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+            hint = f" Did you mean {close[0]}?" if close else ""
+            raise ConfigError(f"{arg}: {key} is not used by this launcher (it runs no Hydra app).{hint} Sweep "
+                              "settings are top-level: output_root, sweep_name, data_dir; see --help")
+    return rest, keys
+
+
+def _longest_prefix(key: str, table: dict[str, str]) -> str | None:
+    hits = [k for k in table if key == k or key.startswith(k + ".")]
+    return table[max(hits, key=len)] if hits else None
+
+
+def _list_value(value: str) -> list[str]:
+    inner = value.strip().removeprefix("[").removesuffix("]")
+    return [v.strip().strip("'\"") for v in inner.split(",") if v.strip()]
+
+
+def _search_dir(arg: str, entry: str) -> Path:
+    if entry.startswith("pkg://"):
+        raise ConfigError(f"{arg}: {entry} is a Python package path. Fix: a folder, e.g. "
+                          "hydra.searchpath=[/path/to/conf] or --config-dir /path/to/conf")
+    return Path(entry.removeprefix("file://"))
+
+
+# ---------------------------------------------------------------- misspelled keys and options
+
+
+def _schema_fields(cls: type) -> dict[str, Any]:
+    """Field name -> its type (the annotations are strings under `from __future__ import annotations`)."""
+    return get_type_hints(cls)
+
+
+def _is_open(tp: Any) -> bool:
+    """A dict or Any field: any sub-key is allowed (sampling, env, extra, additional)."""
+    return tp is Any or get_origin(tp) is dict or tp is dict
+
+
+def check_key(key: str, line: str, groups: set[str]) -> None:
+    """Refuse a key the schema does not have, suggesting the closest ones (`modle` -> `model`)."""
+    cls: type = Config
+    parts = key.split(".")
+    for i, part in enumerate(parts):
+        hints = _schema_fields(cls)
+        if part not in hints:
+            where = ".".join(parts[:i]) or "the top level"
+            names = sorted(hints) + (sorted(groups - set(hints)) if i == 0 else [])
+            close = difflib.get_close_matches(part, names, n=3, cutoff=0.6)
+            owner = "Config" if i == 0 else cls.__name__
+            fixed = [line.replace(key, ".".join([*parts[:i], c, *parts[i + 1:]]), 1) for c in close]
+            hint = f" Did you mean {' or '.join(fixed)}?" if fixed else f" Keys of {where}: {', '.join(names)}"
+            raise ConfigError(f"override '{line}': Key '{part}' not in '{owner}'.{hint}")
+        tp = hints[part]
+        if _is_open(tp):
+            return
+        if not is_dataclass(tp):
+            if i < len(parts) - 1:
+                raise ConfigError(f"override '{line}': {'.'.join(parts[:i + 1])} is a value, not a section; "
+                                  f"set it as {'.'.join(parts[:i + 1])}=VALUE")
+            return
+        cls = tp
+
+
+def check_option(group: str, value: str, line: str, options: dict[str, dict[str, Path]]) -> None:
+    """Refuse an option no config dir has (`model=gpt-4o`), listing the closest and where options come from."""
+    names = sorted(options.get(group, {}))
+    if value in names:
+        return
+    close = difflib.get_close_matches(value, names, n=3, cutoff=0.5)
+    hint = f"Did you mean {' or '.join(f'{group}={c}' for c in close)}? " if close else ""
+    raise ConfigError(f"override '{line}': Could not find '{group}/{value}'. {hint}Options: {', '.join(names)}. "
+                      f"A site config: {group}=/path/to/{value}.yaml, or put {value}.yaml in a {group}/ folder of "
+                      "the user conf dir or --config-dir")
+
+
+def check_overrides(jobs: list[list[str]], options: dict[str, dict[str, Path]]) -> None:
+    """Every distinct override of the sweep names a known key or option, before anything is composed."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    seen: set[str] = set()
+    for job in jobs:
+        for o in parser.parse_overrides([x for x in job if x not in seen]):
+            seen.add(o.input_line)
+            key = o.key_or_group
+            if key in options and o.package is None:
+                if isinstance(o.value(), str):
+                    check_option(key, o.value(), o.input_line, options)
+            elif not o.input_line.startswith("+"):  # `+key=` adds a key on purpose
+                check_key(key, o.input_line, set(options))
+
+
+# ---------------------------------------------------------------- numbers and durations
+
+# Durations: (the smallest allowed in seconds, why).
+DURATIONS = {
+    "runtime.time_limit": (1, "the agent's budget"),
+    "runtime.snapshot_interval": (1, "how often the submission is snapshotted"),
+    "runtime.margin": (0, "added to the budget for Slurm's --time"),
+    "cluster.data_time": (60, "the download job's --time"),
+    "model.serve_conf.time": (60, "the model server job's --time"),
+    "model.serve_conf.wait": (1, "how long an attempt waits for the server"),
+}
+# Numbers: (the smallest allowed, why). null stays allowed where the schema allows it.
+MINIMUMS = {
+    "cluster.max_parallel": (1, "attempts at once on this machine"),
+    "cluster.array_throttle": (1, "array tasks at once"),
+    "cluster.max_restarts": (0, "requeues of one attempt"),
+    "cluster.signal_delay_s": (0, "seconds of warning before --time"),
+    "cluster.grading_tasks": (1, "the grading array's size"),
+    "hardware.gpus": (0, "GPUs per attempt"),
+    "hardware.cpus": (1, "CPUs per attempt"),
+    "hardware.mem_gb": (1, "memory per attempt in GB"),
+    "seed": (0, "the attempt's seed"),
+    "model.serve_conf.gpus": (1, "the model server's GPUs"),
+    "model.serve_conf.cpus": (1, "the model server's CPUs"),
+    "model.serve_conf.mem_gb": (1, "the model server's memory in GB"),
+    "model.budget.max_tokens": (1, "tokens per attempt"),
+    "model.budget.max_cost_usd": (0.01, "dollars per attempt"),
+    "sandbox.limits.disk_gb": (0.01, "GB the agent may write"),
+    "sandbox.limits.file_size_gb": (0.01, "GB of one file"),
+    "sandbox.limits.processes": (16, "processes and threads of the agent"),
+    "sandbox.limits.open_files": (64, "open files per process"),
+    "sandbox.limits.memory_gb": (0.1, "GB of memory"),
+    "sandbox.limits.files": (100, "files in the agent's folders"),
+    "sandbox.limits.shm_gb": (0.01, "GB of /dev/shm"),
+}
+
+
+def validate(cfg: Any) -> None:
+    """Refuse numbers and durations that cannot work (`runtime.time_limit=-5m`, `cluster.max_parallel=0`)."""
+    from omegaconf import OmegaConf
+
+    from hpc_mle.plan import PlanError, duration_s
+
+    for key, (least, why) in DURATIONS.items():
+        value = OmegaConf.select(cfg, key)
+        if value is None:
+            continue
+        try:
+            seconds = duration_s(value)
+        except PlanError:
+            raise ConfigError(f"{key}={value}: not a duration ({why}). Fix: e.g. {key}=30m (s, m, h, d)") from None
+        if seconds < least:
+            raise ConfigError(f"{key}={value}: {why} must be at least {least} s. Fix: e.g. {key}=30m")
+    for key, (least, why) in MINIMUMS.items():
+        value = OmegaConf.select(cfg, key)
+        if value is not None and value < least:
+            raise ConfigError(f"{key}={value}: {why}, at least {least:g}. Fix: {key}={least:g} or more")
+
+
+# ---------------------------------------------------------------- what --help lists
+
+# The settings a user most often changes; the groups' fields are in their conf/<group>/*.yaml.
+SETTINGS = {
+    "seed": "the seed of the attempts (sweep: -m 'seed=range(8)')",
+    "output_root": "where sweeps are written (default runs/; the sweep folder is <output_root>/<sweep_name>)",
+    "sweep_name": "the sweep folder's name (default: derived from the command, so a relaunch resumes it)",
+    "data_dir": "prepared data (default: $HPC_MLE_DATA or ~/.cache/hpc-mle/data)",
+    "runtime.time_limit": "the agent's budget, e.g. 30m, 24h (Slurm's --time adds runtime.margin)",
+    "benchmark.competitions": "a subset of the split, e.g. '[mini-churn,mini-digits]'",
+    "hardware.gpus|cpus|mem_gb": "what each attempt asks Slurm for",
+    "cluster.partition|account|qos": "your site's Slurm settings (or write a site config)",
+    "cluster.max_parallel": "cluster=local: attempts at once on this machine",
+    "cluster.setup": "lines run in each job before the task, e.g. '[module load apptainer]'",
+    "model.budget.max_cost_usd": "stop an attempt's LLM calls past this cost",
+    "grading.mode": "v1 (as MLE-bench v1 graded) or corrected",
+    "retry_agent_failures": "a relaunch also reruns attempts whose agent failed",
+}
+
+
+def primary_defaults(dirs: list[Path]) -> dict[str, str]:
+    """group -> the default option of the primary config.yaml that will be used (the last dir that has one)."""
+    from omegaconf import OmegaConf
+
+    primary = next((d / "config.yaml" for d in reversed(dirs) if (d / "config.yaml").is_file()), None)
+    if primary is None:
+        return {}
+    out = {}
+    for entry in OmegaConf.to_container(OmegaConf.load(primary)).get("defaults", []):
+        if isinstance(entry, dict):
+            out.update({str(k): str(v) for k, v in entry.items()})
+    return out

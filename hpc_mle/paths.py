@@ -25,6 +25,12 @@ def data_root(data_dir: str | os.PathLike | None = None) -> Path:
     return Path(platformdirs.user_cache_dir("hpc-mle")) / "data"
 
 
+def user_conf_dir() -> Path:
+    """Site configs outside the clone (`cluster/mysite.yaml`, ...): `$XDG_CONFIG_HOME/hpc-mle/conf`, else
+    `~/.config/hpc-mle/conf`; they survive a fresh clone and shadow built-in options of the same name."""
+    return Path(platformdirs.user_config_dir("hpc-mle")) / "conf"
+
+
 def venvs_root() -> Path:
     """Scaffold venvs (hpc_mle/scaffold_env.py): `$HPC_MLE_VENVS`, else the user's cache dir (`~/.cache/hpc-mle/venvs`)."""
     env = os.environ.get("HPC_MLE_VENVS")

@@ -100,23 +100,24 @@ def expand(overrides: list[str], multirun: bool) -> list[list[str]]:
     return [list(combo) for combo in itertools.product(*axes)] if axes else [[]]
 
 
-def _is_plain_value(o) -> bool:
+def _is_plain_value(o, conf_dir: Path = CONF_DIR) -> bool:
     """`key=value` that sets a field (not a config group choice, not +/~): OmegaConf can apply it."""
-    return o.type == OverrideType.CHANGE and o.package is None and not (CONF_DIR / o.key_or_group).is_dir()
+    return o.type == OverrideType.CHANGE and o.package is None and not (conf_dir / o.key_or_group).is_dir()
 
 
-def compose_all(jobs: list[list[str]]) -> list[DictConfig]:
+def compose_all(jobs: list[list[str]], conf_dir: Path = CONF_DIR) -> list[DictConfig]:
     """One config per job. Hydra composes once per distinct set of group choices (it costs ~0.2 s);
-    plain value overrides such as `seed=3` are applied to a copy, with the schema's type checks."""
+    plain value overrides such as `seed=3` are applied to a copy, with the schema's type checks.
+    `conf_dir`: conf/, or an overlay of it with site configs (config.overlay)."""
     _register_schema()
     parser = OverridesParser.create()
     cache: dict[tuple[str, ...], DictConfig] = {}
     out = []
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
+    with initialize_config_dir(config_dir=str(conf_dir), version_base=None):
         for job in jobs:
             parsed = parser.parse_overrides(job)
-            plain = [o for o in parsed if _is_plain_value(o)]
-            rest = tuple(o.input_line for o in parsed if not _is_plain_value(o))
+            plain = [o for o in parsed if _is_plain_value(o, conf_dir)]
+            rest = tuple(o.input_line for o in parsed if not _is_plain_value(o, conf_dir))
             if rest not in cache:
                 cache[rest] = compose(config_name="config", overrides=list(rest))
             cfg = copy.deepcopy(cache[rest])

@@ -29,7 +29,9 @@ from hpc_mle.plan import Attempt
 
 DEFAULT_MAX_ARRAY_SIZE = 1001
 LAUNCH_LOG = "launches.jsonl"
-NAME_PREFIX = "hpcmle-"
+NAME_PREFIX = ""  # job names start with the sweep's own name (sweep_key), so squeue shows the study first
+LEGACY_PREFIX = "hpcmle-"  # jobs submitted before that: `hpcmle-<hash>-<launch>-<role>`
+SWEEP_LABEL_CHARS = 40  # of the sweep folder's name, in each job name
 # The fixed resources of the jobs around the agent arrays (submitit parameters).
 GRADING_PARAMETERS = {"timeout_min": 120, "cpus_per_task": 1, "mem_gb": 8}
 ANALYSIS_PARAMETERS = {"timeout_min": 60, "cpus_per_task": 1, "mem_gb": 8}
@@ -129,13 +131,19 @@ def group_attempts(attempts: list[Attempt]) -> dict[str, list[Attempt]]:
     return dict(groups)
 
 
-def sweep_key(sweep_dir: Path) -> str:
-    """A short, stable tag of the sweep folder that every job name of the sweep carries."""
+def _folder_hash(sweep_dir: Path) -> str:
     return hashlib.sha256(str(Path(sweep_dir).resolve()).encode()).hexdigest()[:8]
 
 
+def sweep_key(sweep_dir: Path) -> str:
+    """`<sweep name>-<hash of its folder>`: every job name of the sweep starts with it. The name tells the
+    user which study a job is; the hash keeps two sweeps of one name (other output_root) apart."""
+    label = re.sub(r"[^A-Za-z0-9._+-]", "_", Path(sweep_dir).name)[:SWEEP_LABEL_CHARS] or "sweep"
+    return f"{label}-{_folder_hash(sweep_dir)}"
+
+
 def job_name(sweep_dir: Path, launch_id: str, role: str) -> str:
-    """`hpcmle-<sweep>-<launch>-<role>`: squeue shows which sweep, launch and array a job is."""
+    """`<sweep name>-<hash>-<launch>-<role>`: squeue shows which sweep, launch and array a job is."""
     return f"{NAME_PREFIX}{sweep_key(sweep_dir)}-{launch_id}-{role}"
 
 
@@ -423,9 +431,9 @@ def recorded_jobs(entries: list[dict[str, Any]]) -> list[str]:
 
 
 def sweep_jobs(sweep_dir: Path, queue: list[QueuedJob]) -> list[QueuedJob]:
-    """The queue entries that belong to this sweep, by job name."""
-    prefix = f"{NAME_PREFIX}{sweep_key(sweep_dir)}-"
-    return [q for q in queue if q.name.startswith(prefix)]
+    """The queue entries that belong to this sweep, by job name (also as named before names led with the sweep's)."""
+    prefixes = (f"{NAME_PREFIX}{sweep_key(sweep_dir)}-", f"{LEGACY_PREFIX}{_folder_hash(sweep_dir)}-")
+    return [q for q in queue if q.name.startswith(prefixes)]
 
 
 @dataclass(frozen=True)
@@ -455,7 +463,8 @@ def reconcile(sweep_dir: Path, queue: list[QueuedJob]) -> Reconciled:
     if drop:
         cancel(drop)
         log(sweep_dir, "cancelled", jobs=drop, why="left by a launch that was killed before it finished")
-    live = sorted({q.job.split("_")[0] for q in mine if q.name in recorded and "-agents" in q.name} - set(drop))
+    agents = {e["name"] for e in entries if e.get("event") == "submitted" and str(e.get("role")).startswith("agents")}
+    live = sorted({q.job.split("_")[0] for q in mine if q.name in agents} - set(drop))
     return Reconciled(drop, live, unfinished)
 
 
