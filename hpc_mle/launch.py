@@ -10,6 +10,7 @@ Relaunching the same command submits only what is not done or queued.
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import sys
@@ -218,6 +219,16 @@ def refuse_if_failed(report: preflight.Report) -> None:
     print(report.text(only=("site", "jobs")), flush=True)  # what is submitted, exactly
     for w in report.warnings:
         print(f"warning: {w.what}\n    fix: {w.fix}", flush=True)
+
+
+def preflight_sweep(sweep_dir: Path, todo: list[Attempt]) -> None:
+    """`hpc-mle resume`: the launch's checks on the sweep's recorded configs (this shell's keys, today's nodes)."""
+    if not todo:
+        return
+    configs = Path(sweep_dir) / "configs"
+    cfgs = [OmegaConf.create(json.loads((configs / f"{cid}.json").read_text()))
+            for cid in sorted({a.config_id for a in todo})]
+    refuse_if_failed(preflight.run(Path(sweep_dir), todo, cfgs, check_models(cfgs)))
 
 
 def launch(argv: list[str]) -> int:

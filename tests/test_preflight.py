@@ -10,9 +10,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from slurm_cluster import slurm_env  # noqa: F401  (fixture)
 
-from hpc_mle import launch, plan, preflight, prepare, slurm
+from hpc_mle import cli, launch, plan, preflight, prepare, slurm
 
 FITS = ["cluster=dev", "hardware.cpus=1", "hardware.mem_gb=1", "cluster.grading_tasks=1"]
 ONE = "benchmark.competitions=[mini-churn]"
@@ -203,3 +204,19 @@ def test_cluster_local_skips_the_slurm_checks(tmp_path):
     assert [s.title for s in report.sections] == ["site", "resources vs nodes", "data", "keys and endpoints",
                                                   "scaffold environments"]
     assert "cluster=local: runs on this machine; Slurm checks skipped" in report.text() and report.ok
+
+
+def test_resume_refuses_the_same_way(slurm_env, tmp_path, monkeypatch):  # noqa: F811
+    """A sweep resumed from a shell without its key (or whose venv is gone) submits nothing."""
+    cfgs, attempts, sweep = planned(["scaffold=aide", "model=gpt4o", "cluster=dev", ONE], tmp_path)
+    plan.write_plan(sweep, cfgs, [["scaffold=aide"]], attempts)
+    use_cluster(monkeypatch, slurm_env)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.setenv("HPC_MLE_VENVS", str(tmp_path / "venvs"))
+    out = CliRunner().invoke(cli.main, ["resume", str(sweep)])
+    assert out.exit_code == 2, out.output
+    assert "preflight refused the launch (2 problem(s)" in " ".join(out.stderr.split()), out.stderr
+    assert "fix: export OPENAI_API_KEY=<your key> before launching" in out.stdout
+    assert "fix: hpc-mle scaffolds venv aide" in out.stdout
+    assert not (sweep / "slurm").exists() and not (sweep / slurm.LAUNCH_LOG).exists()
+    assert f"{slurm.NAME_PREFIX}{slurm.sweep_key(sweep)}-" not in queued_names(slurm_env)
