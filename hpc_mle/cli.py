@@ -602,7 +602,6 @@ def resume_cmd(sweep_dir: Path, retry_agent_failures: bool, rerun_damaged: bool)
             launch.refuse_unknown(table)
             console.print(f"{len(todo)} attempt(s) to run again")
             launch.preflight_sweep(sweep_dir, todo)
-            launch.preflight_sweep(sweep_dir, todo)
             launch.mark_for_retry(sweep_dir, todo)
             if cluster.kind == "local":
                 if todo:
