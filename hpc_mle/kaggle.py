@@ -569,8 +569,9 @@ def preflight(ids: list[str], data_dir=None, memory_gb: float | None = None, ask
     need = sum(r.need_gb for r in rows)
     problems = []
     if need > free:
-        problems.append(f"not enough disk at {root}: about {need:.1f} GB needed ({DISK_FACTOR:g} x each dataset: zip, "
-                        f"extracted, prepared), {free:.1f} GB free. Fix: free space or use --data-dir on a larger disk.")
+        problems.append(f"not enough disk at {root}: about {need:.1f} GB needed (each spec's prepare_disk_gb, else "
+                        f"{DISK_FACTOR:g} x each dataset: zip, extracted, prepared), {free:.1f} GB free. Fix: free "
+                        "space or use --data-dir on a larger disk.")
     return Preflight(rows, creds, root, free, need, problems)
 
 
