@@ -33,7 +33,7 @@ FLAGS = """options:
   -c, --cfg job|hydra|all print the composed config as YAML and exit (hydra: the launcher's own settings)
   -p, --package KEY       with --cfg: only this part, e.g. -p cluster
   --resolve               with --cfg: resolve ${...} interpolations
-  -cd, --config-dir DIR   more config groups (DIR/cluster/mysite.yaml ...); later ones win
+  -cd, --config-dir DIR   another config dir (DIR/cluster/mysite.yaml ...); later ones win
   -h, --help              this help"""
 # Flags that take a value, by every spelling; the value is the next argument or follows `=`.
 VALUE_FLAGS = {"-c": "cfg", "--cfg": "cfg", "-p": "package", "--package": "package",
