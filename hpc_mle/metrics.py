@@ -958,7 +958,7 @@ def mean_haversine_p50_p95(y_true: pd.DataFrame, y_pred: pd.DataFrame, *, trip_c
 # integers v1 summed over its decoded masks, so the scores are the same floats.
 
 
-def _text_cells(series: pd.Series, what: str, *, blank_is_empty: bool) -> list:
+def _text_cells(series: pd.Series, what: str, *, blank_is_empty: bool, expected: str = "run-length text") -> list:
     """Cells as v1 saw them: texts stay; missing cells become "" where v1 called `fillna("")`."""
     values = series.to_numpy(dtype=object, na_value=np.nan)
     out = []
@@ -968,7 +968,7 @@ def _text_cells(series: pd.Series, what: str, *, blank_is_empty: bool) -> list:
         elif blank_is_empty and isinstance(value, float) and math.isnan(value):
             out.append("")
         else:
-            raise InvalidSubmission(f"{what} row {i + 1}: expected run-length text, found {value!r:.30}")
+            raise InvalidSubmission(f"{what} row {i + 1}: expected {expected}, found {value!r:.30}")
     return out
 
 
@@ -1091,9 +1091,10 @@ def mean_iou_threshold_precision(y_true: pd.DataFrame, y_pred: pd.DataFrame, *, 
     """
     if len(y_pred) != len(y_true):
         raise InvalidSubmission(f"has {len(y_pred)} rows, expected {len(y_true)} (one per test image)")
-    ids = _text_cells(y_pred[id_column], id_column, blank_is_empty=True)
+    ids = _text_cells(y_pred[id_column], id_column, blank_is_empty=True, expected="a text id")
     sub = _sorted_by_id(y_pred.assign(**{id_column: ids}), id_column, "submission")
-    answers = y_true.assign(**{id_column: _text_cells(y_true[id_column], id_column, blank_is_empty=True)})
+    answers = y_true.assign(**{id_column: _text_cells(y_true[id_column], id_column, blank_is_empty=True,
+                                                      expected="a text id")})
     answers = _sorted_by_id(answers, id_column, "answers")
     preds = _text_cells(sub[mask_column], mask_column, blank_is_empty=True)
     if not _same_sorted_ids(sub[id_column], answers[id_column]):
