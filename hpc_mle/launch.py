@@ -85,21 +85,16 @@ def submit_todo(sweep_dir: Path, todo: list[Attempt], cluster: DictConfig,
 
 
 def ensure_prepared(attempts: list[Attempt], data_dir) -> None:
-    """The embedded mini competitions are prepared on the fly; anything else must be prepared first."""
-    missing = sorted({a.competition_id for a in attempts if not prepare.is_prepared(a.competition_id, data_dir)})
+    """The embedded mini competitions are prepared on the fly. The others were verified by the preflight just
+    before (a second checksum pass over a whole benchmark's data would double the launch's wait)."""
     reg = competitions.registry()
-    for cid in [c for c in missing if reg[c].split == "mini"]:
+    minis = sorted({a.competition_id for a in attempts if reg[a.competition_id].split == "mini"})
+    for cid in [c for c in minis if not prepare.is_prepared(c, data_dir)]:
         print(f"preparing {cid} (embedded data) ...", flush=True)
         try:
             prepare.prepare(cid, data_dir)
         except prepare.PrepareError as exc:  # a full data directory: one line naming it and the fix
             raise PlanError(str(exc)) from None
-        missing.remove(cid)
-    if missing:
-        hint = " --data-dir " + str(data_dir) if data_dir else ""
-        raise PlanError(f"{len(missing)} competition(s) are not prepared: {', '.join(missing[:8])}"
-                        f"{' ...' if len(missing) > 8 else ''}\nFix: hpc-mle prepare -c {missing[0]}{hint} "
-                        "(or --benchmark NAME for a whole split), on a node that can reach Kaggle.")
 
 
 def mark_for_retry(sweep_dir: Path, attempts: list[Attempt]) -> None:
