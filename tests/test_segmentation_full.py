@@ -574,3 +574,18 @@ MAKERS = {
     UW: make_uw,
     VESUVIUS: make_vesuvius,
 }
+
+
+TELLTALE = {CONTRAILS: ("contrail", "GOES", "aircraft"), HUBMAP: ("glomerul", "kidney"), TGS: ("salt", "seismic"),
+            UW: ("UW-Madison", "stomach", "bowel"), VESUVIUS: ("Vesuvius", "Herculaneum", "papyrus")}
+
+
+def test_descriptions_exist_and_obfuscated_hides_the_name():
+    from hpc_mle import competitions
+
+    for cid, words in TELLTALE.items():
+        spec = competitions.get(cid)
+        plain, hidden = spec.description_path.read_text(), (spec.folder / "description_obfuscated.md").read_text()
+        assert plain.strip() and hidden.strip() and "## Submission format" in hidden
+        for word in (spec.name, "Kaggle", cid, *words):
+            assert word.lower() not in hidden.lower(), (cid, word)
