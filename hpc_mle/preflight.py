@@ -312,7 +312,8 @@ def data_section(attempts: list[Attempt], data_dir: str | None) -> Section:
         gb = reg[cid].prepare_disk_gb
         missing_gb += gb or 0
         need = f"; its preparation needs about {gb:g} GB of disk" if gb else ""
-        problems.append(Problem(f"{cid}: {found[0]}{' (and more)' if len(found) > 1 else ''}{need}",
+        first = found[0] if found[0].startswith(f"{cid}:") else f"{cid}: {found[0]}"
+        problems.append(Problem(f"{first}{' (and more)' if len(found) > 1 else ''}{need}",
                                 f"hpc-mle prepare -c {cid}{hint}   (on a node that can reach Kaggle)"))
     lines.append(f"{len(ids)} competition(s): {len(ids) - len(problems)} ready, {len(problems)} not prepared"
                  + (f" (about {missing_gb:g} GB of disk to prepare them)" if missing_gb else ""))
@@ -349,7 +350,8 @@ def keys_section(cfgs: list[DictConfig], env: dict[str, str] | None = None) -> S
             if var:
                 present = bool(env.get(var))
                 lines.append(f"  key from ${var}: {'set' if present else 'NOT SET'}")
-                if not present:
+                if not present and var not in seen:
+                    seen.add(var)
                     problems.append(Problem(f"model {model} reads its API key from ${var}, which is not set here "
                                             "(every attempt would fail after its queue wait)",
                                             f"export {var}=<your key> before launching"))

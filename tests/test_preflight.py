@@ -83,6 +83,13 @@ def test_oversized_request_refused_and_a_fitting_one_accepted(slurm_env, tmp_pat
                                            slurm.planned_jobs(sweep, small, small_cfgs[0].cluster, {}, "x"), nodes)
     assert accepted.problems == []
     assert any("asks 1 CPU, 1 GB, 2 GPUs, 25 min on partition debug: fits 1 of 1" in x for x in accepted.lines)
+    served_cfgs, served, _ = planned([*FITS, "model=llama-3.1-70b-vllm", "scaffold=dummy", ONE], tmp_path)
+    server_jobs = slurm.planned_jobs(sweep, served, served_cfgs[0].cluster, launch.check_models(served_cfgs), "x")
+    assert [j.role for j in server_jobs] == ["serve-llama-3.1-70b-vllm", "agents0-0", "teardown-llama-3.1-70b-vllm",
+                                             "grading", "analysis"]
+    (server,) = preflight.resources_section(served_cfgs[0].cluster, server_jobs, nodes).problems
+    assert "asks 16 CPUs, 256 GB, 4 GPUs, 2880 min, but no node" in server.what
+    assert server.fix.startswith("model.serve_conf.cpus=2 model.serve_conf.mem_gb=20 model.serve_conf.gpus=2 (")
 
 
 def test_dry_run_lists_every_problem_and_exits_non_zero(slurm_env, tmp_path, monkeypatch, capsys):  # noqa: F811
