@@ -555,7 +555,13 @@ def _lyft_group_aps(ious: np.ndarray, scores: np.ndarray, n_truth: int) -> np.nd
     fp = np.cumsum(1.0 - hit, axis=1)
     recalls = tp / float(n_truth)
     precisions = tp / np.maximum(tp + fp, np.finfo(np.float64).eps)
-    return np.array([_lyft_ap(r, p) for r, p in zip(recalls, precisions, strict=True)])
+    out = np.zeros(len(LYFT_THRESHOLDS))
+    for t in range(len(LYFT_THRESHOLDS)):  # a higher threshold often keeps the same hits: the same AP
+        if not hit[t].any():
+            break  # no hit here nor above: AP (1 - 0) * 0.0 = 0.0, as already set
+        same = t > 0 and np.array_equal(hit[t], hit[t - 1])
+        out[t] = out[t - 1] if same else _lyft_ap(recalls[t], precisions[t])
+    return out
 
 
 def _lyft_ap(recalls: np.ndarray, precisions: np.ndarray) -> np.float64:
