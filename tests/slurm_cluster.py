@@ -5,8 +5,8 @@ with `slurm/dev/up.sh` when this machine can (root with apt-get). When it cannot
 leaves the reason in `ensure_cluster.reason`; under CI (`CI=true`) it raises instead, because CI must
 run the Slurm tests rather than skip them.
 
-`slurm_env` is a session fixture built on it; a conftest can expose it with
-`from slurm_cluster import slurm_env  # noqa: F401`.
+`slurm_env` is the fixture built on it (tests import it: `from slurm_cluster import slurm_env  # noqa: F401`);
+it also cancels what a test's sweeps left in the queue, so the next test finds the node's CPUs free.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -150,13 +150,43 @@ def require_cluster() -> dict[str, str]:
     return env
 
 
-@pytest.fixture(scope="session")
-def slurm_env() -> dict[str, str]:
-    """Session fixture: the dev cluster's environment, or a skip (an error under CI=true)."""
-    return require_cluster()
+def sweep_job_prefixes(root: Path) -> list[str]:
+    """The job-name prefix of every sweep under `root` (the launcher names each job after its sweep folder)."""
+    from hpc_mle import plan, slurm
+
+    sweeps = {m.parent for depth in ("*", "*/*", "*/*/*") for m in root.glob(f"{depth}/{plan.MANIFEST}")}
+    return sorted(f"{slurm.NAME_PREFIX}{slurm.sweep_key(s)}-" for s in sweeps)
 
 
-def wait_for(what: str, check: Callable[[], bool], timeout: float = 420, every: float = 1) -> None:
+def cancel_sweep_jobs(env: dict[str, str], root: Path) -> list[str]:
+    """Cancel the jobs still queued or running of the sweeps under `root`; returns their ids.
+
+    A test ends when its checks are done, often with its sweep's grading and analysis jobs still queued: left
+    alone they would hold the node's two CPUs while the next test waits for them."""
+    prefixes = sweep_job_prefixes(root)
+    if not prefixes:
+        return []
+    try:
+        out = subprocess.run(["squeue", "-h", "-o", "%i|%j"], env=env, capture_output=True, text=True, timeout=30)
+    except subprocess.TimeoutExpired:
+        return []
+    jobs = sorted({line.split("|")[0].split("_")[0] for line in out.stdout.splitlines()
+                   if "|" in line and line.split("|", 1)[1].startswith(tuple(prefixes))})
+    if jobs:
+        subprocess.run(["scancel", *jobs], env=env, capture_output=True, timeout=30)
+    return jobs
+
+
+@pytest.fixture
+def slurm_env(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """The dev cluster's environment, or a skip (an error under CI=true). Started once per process
+    (ensure_cluster); after each test, the jobs its sweeps (under its tmp_path) left in the queue are cancelled."""
+    env = require_cluster()
+    yield env
+    cancel_sweep_jobs(env, tmp_path)
+
+
+def wait_for(what: str, check: Callable[[], bool], timeout: float = 420, every: float = 0.5) -> None:
     """Poll `check` until it is true; fail naming `what` after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

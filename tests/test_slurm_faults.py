@@ -18,12 +18,15 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from slurm_cluster import slurm_env, state_dir, wait_for  # noqa: F401  (session fixture)
+from slurm_cluster import slurm_env, state_dir, wait_for  # noqa: F401  (fixture)
 
 from hpc_mle import jobs, plan, runner
 
 pytestmark = pytest.mark.slow
 SMALL = ["cluster=dev", "hardware.cpus=1", "hardware.mem_gb=1", "cluster.grading_tasks=1"]
+# How long each start of the requeued dummy agents stays busy: long enough to be seen running and requeued,
+# short because every restart sleeps it again.
+BUSY_S = 12
 
 
 def launch(env: dict, *args: str) -> subprocess.CompletedProcess:
@@ -87,7 +90,7 @@ def release_if_held(env: dict, job: str) -> bool:
 def test_cancelled_grading_and_two_requeues(slurm_env, mini_data, tmp_path):  # noqa: F811
     """scancel of the grading array runs the analysis at once: it publishes no attempt that has not ended and
     marks itself partial; the last attempt to end analyses again. Two requeues in a row keep the budget."""
-    sweep, tasks, grading_id = sleeping_sweep(slurm_env, tmp_path, mini_data, 20)
+    sweep, tasks, grading_id = sleeping_sweep(slurm_env, tmp_path, mini_data, BUSY_S)
     first = started_first(sweep, tasks)
     subprocess.run(["scancel", grading_id], env=slurm_env, check=True)
     requeues = [subprocess.run(["scontrol", "requeue", tasks[first]], env=slurm_env, capture_output=True,
@@ -106,11 +109,11 @@ def test_cancelled_grading_and_two_requeues(slurm_env, mini_data, tmp_path):  # 
         release_if_held(slurm_env, tasks[first])
         return all(status_of(sweep, a).get("state") in runner.TERMINAL for a in tasks) and not partial.exists()
 
-    wait_for("the last attempt to end and analyse the sweep again", finished, timeout=300, every=2)
+    wait_for("the last attempt to end and analyse the sweep again", finished, timeout=300)
     for aid in tasks:
         st = status_of(sweep, aid)
         assert st["state"] == "done", st
-        assert 20 <= st["agent_elapsed_s"] <= 90  # the budget held across the restarts
+        assert BUSY_S <= st["agent_elapsed_s"] <= 90  # the budget held across the restarts
     assert status_of(sweep, first)["starts"] >= 2
     results = pd.read_csv(sweep / "analysis" / "results.csv")
     assert sorted(results["attempt_id"]) == sorted(tasks) and set(results["state"]) == {"done"}
@@ -171,11 +174,11 @@ def test_node_crash_and_the_slurm_time_limit_end_truthfully_each_graded_once(slu
             resumes.append(resume(slurm_env, sweep))
         return all(st == "timeout" for st in states.values())
 
-    wait_for("both attempts to use up their budget", ended, timeout=300, every=3)
+    wait_for("both attempts to use up their budget", ended, timeout=300, every=1)
     assert len(resumes) <= 3
     wait_for("a complete analysis", lambda: (sweep / "analysis" / "results.csv").is_file()
              and not (sweep / "analysis" / jobs.PARTIAL).exists()
-             and len(pd.read_csv(sweep / "analysis" / "results.csv")) == 2, timeout=240, every=2)
+             and len(pd.read_csv(sweep / "analysis" / "results.csv")) == 2, timeout=240)
     for aid in tasks:
         st = status_of(sweep, aid)
         assert 59 <= st["agent_elapsed_s"] <= 61, st  # the budget, across every start

@@ -16,7 +16,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from slurm_cluster import slurm_env, wait_for  # noqa: F401  (session fixture)
+from slurm_cluster import slurm_env, wait_for  # noqa: F401  (fixture)
 
 from hpc_mle import plan, slurm, status
 

@@ -14,12 +14,15 @@ import time
 from pathlib import Path
 
 import pytest
-from slurm_cluster import slurm_env, wait_for  # noqa: F401  (session fixture)
+from slurm_cluster import slurm_env, wait_for  # noqa: F401  (fixture)
 
 from hpc_mle import plan, runner
 
 pytestmark = pytest.mark.slow
 SMALL = ["cluster=dev", "hardware.cpus=1", "hardware.mem_gb=1", "cluster.grading_tasks=1"]
+# How long each start of a requeued dummy agent stays busy: long enough for two to run at once and be
+# signalled while running, short because every restart sleeps it again.
+BUSY_S = 15
 
 
 def launch(env: dict, *args: str) -> subprocess.CompletedProcess:
@@ -89,7 +92,7 @@ def test_two_gpu_tasks_see_both_gpus(slurm_env, mini_data, tmp_path):  # noqa: F
 
 def test_requeue_cancel_and_warning_are_survived(slurm_env, mini_data, tmp_path):  # noqa: F811
     # The node has 2 CPUs: two 1-CPU attempts run at once, the third waits for a free CPU.
-    args = ["-m", "scaffold=dummy", "scaffold.command=[python3,/home/agent/dummy.py,--sleep,25]",
+    args = ["-m", "scaffold=dummy", f"scaffold.command=[python3,/home/agent/dummy.py,--sleep,{BUSY_S}]",
             "runtime.time_limit=90s", "benchmark.competitions=[mini-churn,mini-digits,mini-leaf-species]",
             *SMALL, "cluster.array_throttle=2", f"output_root={tmp_path}", f"data_dir={mini_data}"]
     out = launch(slurm_env, *args)
@@ -107,10 +110,10 @@ def test_requeue_cancel_and_warning_are_survived(slurm_env, mini_data, tmp_path)
         return st.get("state") == "running" and st.get("agent_elapsed_s", 0) > 3
 
     first, second, third = sorted(aid, key=lambda c: int(manifest.at[c, "task_id"]))
-    wait_for("two attempts to run", lambda: running(first) and running(second), timeout=240, every=1)
+    wait_for("two attempts to run", lambda: running(first) and running(second), timeout=240)
     subprocess.run(["scontrol", "requeue", job[first]], env=slurm_env, check=True)
     subprocess.run(["scancel", "--signal=USR2", job[second]], env=slurm_env, check=True)  # Slurm's warning
-    wait_for("the third attempt to run", lambda: running(third), timeout=240, every=1)
+    wait_for("the third attempt to run", lambda: running(third), timeout=240)
     subprocess.run(["scancel", job[third]], env=slurm_env, check=True)
 
     # Slurm holds a requeued job for about two minutes (Reason=BeginTime); release them, as a user may.
@@ -130,7 +133,7 @@ def test_requeue_cancel_and_warning_are_survived(slurm_env, mini_data, tmp_path)
     for cid in (first, second):
         st = final(cid)
         assert st["starts"] == 2, st
-        assert 25 <= st["agent_elapsed_s"] <= 90  # the budget was respected across the restart
+        assert BUSY_S <= st["agent_elapsed_s"] <= 90  # the budget was respected across the restart
     events = (plan.attempt_dir(sweep, aid[second]) / "events.jsonl").read_text()
     assert "stopped by SIGUSR2" in events
 
