@@ -415,6 +415,24 @@ def envs_section(cfgs: list[DictConfig]) -> Section:
     return Section("scaffold environments", lines, problems)
 
 
+BWRAP_FIX = ("install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap; RHEL/Fedora: dnf install bubblewrap; "
+             "or ask your admins), or choose sandbox=apptainer, or sandbox=none (no isolation: results marked unsandboxed)")
+
+
+def sandbox_check(cfgs: list[DictConfig], cluster_kind: str, env: dict[str, str] | None = None,
+                  ) -> tuple[list[str], list[Problem]]:
+    """bubblewrap on PATH, checked once here rather than failing every attempt. Slurm attempts run on compute
+    nodes, whose PATH may differ from the login node's: there a missing bwrap is a warning."""
+    if not any(str(c.sandbox.kind) == "bwrap" for c in cfgs):
+        return [], []
+    found = shutil.which("bwrap", path=(dict(os.environ) if env is None else env).get("PATH", ""))
+    if found:
+        return [f"sandbox bwrap: {found}"], []
+    where = "on this node's PATH" if cluster_kind == "local" else "on this login node's PATH (compute nodes may differ)"
+    return ["sandbox bwrap: NOT FOUND"], [
+        Problem(f"sandbox=bwrap but bubblewrap (bwrap) is not {where}", BWRAP_FIX, warning=cluster_kind != "local")]
+
+
 def run(sweep_dir: Path, todo: list[Attempt], cfgs: list[DictConfig], served: dict[str, dict[str, Any]],
         nodes: list[Node] | None = None, env: dict[str, str] | None = None) -> Report:
     """Every check for the attempts still to run; `nodes` skips the sinfo call (already read)."""
@@ -428,5 +446,7 @@ def run(sweep_dir: Path, todo: list[Attempt], cfgs: list[DictConfig], served: di
         sections.append(Section("resources vs nodes", ["nothing to submit"]))
     else:
         sections.append(resources_section(cluster, planned, nodes))
-    sections += [data_section(todo, first.data_dir), keys_section(cfgs, env), envs_section(cfgs)]
+    envs, (box_lines, box_problems) = envs_section(cfgs), sandbox_check(cfgs, str(cluster.kind), env)
+    envs = Section(envs.title, [*envs.lines, *box_lines], [*envs.problems, *box_problems])
+    sections += [data_section(todo, first.data_dir), keys_section(cfgs, env), envs]
     return Report(sections)
