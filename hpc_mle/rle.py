@@ -47,6 +47,27 @@ class Runs:
         return int((self.ends - self.starts).sum())
 
 
+ASCII_SPACE = np.frombuffer(b" \t\n\r\x0b\x0c", dtype=np.uint8)
+
+
+def _plain_integers(text: str) -> np.ndarray | None:
+    """The values of a text of ASCII digits and spaces, parsed in C without a Python string per token
+    (a full-size mask has millions); None for anything else (signs, "1_0", other digits), which the
+    token-by-token path reads as Python's int() does."""
+    if not text.isascii():
+        return None
+    raw = np.frombuffer(text.encode("ascii"), dtype=np.uint8)
+    digit = (raw >= ord("0")) & (raw <= ord("9"))
+    if not digit.all() and not np.isin(raw[~digit], ASCII_SPACE).all():
+        return None
+    edges = np.diff(digit.view(np.int8), prepend=np.int8(0), append=np.int8(0))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    if starts.size and (ends - starts).max() > 18:  # may not fit in 64 bits: let the slow path say so
+        return None
+    values = np.fromstring(text, dtype=np.int64, sep=" ") if starts.size else EMPTY
+    return values if values.size == starts.size else None
+
+
 def _integers(tokens: list[str]) -> np.ndarray:
     try:
         values = np.array(tokens, dtype=np.int64)  # Python's int() rules, token by token
@@ -72,10 +93,12 @@ def parse(text: str, n_pixels: int) -> Runs:
     """The runs of `text` inside an image of `n_pixels`, or RLEError where v1's decoder failed."""
     if not isinstance(text, str):
         raise RLEError(f"expected run-length text, found {type(text).__name__} {text!r:.20}")
-    tokens = text.split()
-    if not tokens:
+    values = _plain_integers(text)
+    if values is None:
+        tokens = text.split()
+        values = _integers(tokens) if tokens else EMPTY
+    if not values.size:
         return Runs(EMPTY, EMPTY, n_pixels)
-    values = _integers(tokens)
     starts, lengths = values[0::2], values[1::2]
     if starts.size > 1 and (np.diff(starts) < 0).any():
         raise RLEError("run starts must be in increasing order")

@@ -130,3 +130,15 @@ def test_encode_round_trip_and_overlap_counts(mask, rnd):
     both = int((mask & other).sum())
     assert rle.overlap(runs, b) == rle.overlap(b, runs) == both  # symmetric, and the true count
     assert 0 <= both <= min(runs.size, b.size) and runs.size == int(mask.sum())
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 10**19), st.sampled_from([" ", "  ", "\t", "\n", " \r\n", "\x0b", "\x1c"])),
+                max_size=8), st.sampled_from(["", "0", "00"]))
+def test_any_whitespace_and_zero_padding_read_as_int_reads_them(tokens, pad):
+    text = "".join(f"{pad}{v}{sep}" for v, sep in tokens)
+    got, want = decoded(text, 50), oracle(text, 50)
+    too_large = any(v >= rle.MAX_VALUE for v, _ in tokens)
+    assert (got is None) == (want is None or too_large), text
+    if got is not None:
+        assert np.array_equal(got, want), text
