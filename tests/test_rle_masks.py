@@ -104,7 +104,7 @@ def test_overlap_by_hand():
 pairs = st.lists(st.tuples(st.integers(-2, 40), st.integers(-1, 12)), max_size=8)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(pairs, st.booleans(), st.integers(1, 30))
 def test_parse_agrees_with_v1_rules(runs, odd, n):
     values = [v for pair in runs for v in pair] + ([7] if odd else [])
@@ -119,7 +119,7 @@ masks = st.integers(1, 6).flatmap(lambda h: st.integers(1, 6).flatmap(
     lambda w: st.lists(st.booleans(), min_size=h * w, max_size=h * w).map(lambda v: np.array(v).reshape(h, w))))
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(masks, st.randoms(use_true_random=False))
 def test_encode_round_trip_and_overlap_counts(mask, rnd):
     h, w = mask.shape
