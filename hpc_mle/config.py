@@ -450,7 +450,7 @@ MINIMUMS = {
     "hardware.cpus": (1, "CPUs per attempt"),
     "hardware.mem_gb": (1, "memory per attempt in GB"),
     "seed": (0, "the attempt's seed"),
-    "model.serve_conf.gpus": (1, "the model server's GPUs"),
+    "model.serve_conf.gpus": (0, "the model server's GPUs"),
     "model.serve_conf.cpus": (1, "the model server's CPUs"),
     "model.serve_conf.mem_gb": (1, "the model server's memory in GB"),
     "model.budget.max_tokens": (1, "tokens per attempt"),
