@@ -206,11 +206,12 @@ def test_missing_venv_and_missing_image_are_refused(tmp_path, monkeypatch):
 
 
 def test_cluster_local_skips_the_slurm_checks(tmp_path):
-    cfgs, attempts, sweep = planned(["scaffold=dummy", ONE], tmp_path)
+    cfgs, attempts, sweep = planned(["scaffold=dummy", ONE, f"data_dir={tmp_path / 'data'}"], tmp_path)
     report = preflight.run(sweep, attempts, cfgs, {})
     assert [s.title for s in report.sections] == ["site", "resources vs nodes", "data", "keys and endpoints",
                                                   "scaffold environments"]
-    assert "cluster=local: runs on this machine; Slurm checks skipped" in report.text() and report.ok
+    assert "cluster=local: runs on this machine; Slurm checks skipped" in report.text()
+    assert report.ok, report.text()
 
 
 def test_resume_refuses_the_same_way(slurm_env, tmp_path, monkeypatch):  # noqa: F811
