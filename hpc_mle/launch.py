@@ -211,7 +211,8 @@ def refuse_if_failed(report: preflight.Report) -> None:
         print(report.text(), flush=True)
         raise PlanError(f"preflight refused the launch ({len(report.problems)} problem(s), each with its fix, "
                         "listed above): nothing was written or submitted. See everything with --dry-run")
-    print(report.text(only=("site", "jobs")), flush=True)  # what is submitted, exactly
+    if any(s.title == "jobs" for s in report.sections):  # a Slurm launch: what is submitted, exactly
+        print(report.text(only=("site", "jobs")), flush=True)
     for w in report.warnings:
         print(f"warning: {w.what}\n    fix: {w.fix}", flush=True)
 

@@ -228,3 +228,17 @@ def test_resume_refuses_the_same_way(slurm_env, tmp_path, monkeypatch):  # noqa:
     assert "fix: hpc-mle scaffolds venv aide" in out.stdout
     assert not (sweep / "slurm").exists() and not (sweep / slurm.LAUNCH_LOG).exists()
     assert f"{slurm.NAME_PREFIX}{slurm.sweep_key(sweep)}-" not in queued_names(slurm_env)
+
+
+def test_typed_gpus_and_gpus_per_node_are_matched_by_type(tmp_path):
+    nodes = preflight.parse_sinfo("g1|gpu*|64|515000|gpu:a100:4(S:0-1)|2-00:00:00|idle\n")
+    for syntax, gpu_type, line, fits in (("gres", "a100", "--gres=gpu:a100:2", True),
+                                         ("gres", "h100", "--gres=gpu:h100:2", False),
+                                         ("gpus-per-node", "null", "--gpus-per-node=2", True)):
+        cfgs, attempts, sweep = planned(["cluster=slurm", f"cluster.gpu_syntax={syntax}", "hardware=gpu2",
+                                         f"hardware.gpu_type={gpu_type}", ONE], tmp_path)
+        (agents, *_) = slurm.planned_jobs(sweep, attempts, cfgs[0].cluster, {}, "x")
+        assert f"#SBATCH {line}" in agents.sbatch_lines()
+        assert preflight.request_of(agents).gpus == 2
+        problems = preflight.resources_section(cfgs[0].cluster, [agents], nodes).problems
+        assert (problems == []) is fits, problems
