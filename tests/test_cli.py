@@ -47,9 +47,11 @@ def test_show_mini_competition_prints_panel_thresholds(mini_data):
 def test_prepare_is_a_no_op_when_prepared_and_says_what_is_not_implemented(mini_data, tmp_path):
     again = hpc_mle("prepare", "--benchmark", "mini", "--data-dir", str(mini_data))
     assert again.returncode == 0 and again.stdout.count("already-prepared") == len(competitions.split_ids("mini"))
-    pending = next(cid for cid in competitions.split_ids("all") if not competitions.get(cid).implemented)
-    later = hpc_mle("prepare", "-c", pending, "--data-dir", str(tmp_path))
-    assert later.returncode == 1 and "not implemented" in later.stdout
+    # Every shipped competition is implemented now; a site's own spec without a preparer says so.
+    write_spec(tmp_path / "competitions", "site-pending", implemented=False, preparer=None)
+    later = hpc_mle("prepare", "-c", "site-pending", "--data-dir", str(tmp_path / "data"),
+                    env={"HPC_MLE_COMPETITIONS": str(tmp_path / "competitions")})
+    assert later.returncode == 1 and "not implemented" in later.stdout, later.stdout + later.stderr
     both = hpc_mle("prepare", "--data-dir", str(tmp_path))
     assert both.returncode == 2 and "either -c/--competition" in both.stderr
 
