@@ -584,14 +584,17 @@ def _disk_gb(spec) -> float:
 
 
 def load_cluster(name: str):
-    """A cluster config (conf/cluster/<name>.yaml, or a path to a YAML) over the typed schema."""
+    """A cluster config (an option of conf/cluster/ or the user conf dir, as the launcher finds it, or a path
+    to a YAML) over the typed schema."""
     from omegaconf import OmegaConf
 
-    from hpc_mle.config import ClusterConf
+    from hpc_mle.config import ClusterConf, config_dirs, group_options
 
-    path = Path(name) if name.endswith((".yaml", ".yml")) else paths.REPO_ROOT / "conf" / "cluster" / f"{name}.yaml"
+    options = group_options(config_dirs()).get("cluster", {})
+    path = Path(name) if name.endswith((".yaml", ".yml")) else options.get(name, Path(f"conf/cluster/{name}.yaml"))
     if not path.is_file():
-        raise PrepareError(f"no cluster config {path}. Fix: pass --cluster NAME of a file in conf/cluster/, or a path.")
+        raise PrepareError(f"no cluster config {path}. Fix: pass --cluster NAME of one of {', '.join(sorted(options))} "
+                           f"(conf/cluster/ or {paths.user_conf_dir() / 'cluster'}), or a path to a YAML file.")
     cluster = OmegaConf.merge(OmegaConf.structured(ClusterConf), OmegaConf.load(path))
     if cluster.kind != "slurm":
         raise PrepareError(f"{path}: field 'kind' is {cluster.kind!r}; --slurm needs a Slurm cluster (kind: slurm).")

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from hpc_mle import cli, launch, slurm
+from hpc_mle import cli, kaggle, launch, slurm
 
 
 def run(capsys, *args: str) -> tuple[int, str, str]:
@@ -83,6 +83,7 @@ def test_user_config_dir_and_config_dir_add_options_and_shadow_ours(capsys, tmp_
     assert code == 0 and yaml.safe_load(out) == {"cluster.partition": "from-user-dir"}
     code, out, err = run(capsys, "cluster=slurm", "--cfg", "job", "-p", "cluster.partition")
     assert yaml.safe_load(out) == {"cluster.partition": "shadowed"} and str(user / "slurm.yaml") in err
+    assert kaggle.load_cluster("mysite").partition == "from-user-dir"  # `prepare --slurm --cluster mysite` too
     extra = tmp_path / "project-conf"
     site_file(extra / "cluster", "mysite", "from-config-dir")
     for flags in (["--config-dir", str(extra)], ["-cd", str(extra)], [f"hydra.searchpath=[file://{extra}]"]):
