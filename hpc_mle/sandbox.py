@@ -150,7 +150,11 @@ def bwrap_command(plan: Plan, hidden: list[Path] = (), *, args_fd: int, seccomp_
     cmd += ["--tmpfs", "/run"]
     # Writable for an agent that is not root: its HOME (caches) and /dev/shm (multiprocessing's semaphores).
     cmd += ["--chmod", "1777", "/home", "--chmod", "1777", "/dev/shm"]
-    # After the empty /home and /tmp, so a Python (or venv) installed under them stays visible.
+    # The attempt's own /tmp (or any mount over a folder holding a Python) goes first, then the Pythons on top,
+    # so a Python (or venv) installed under /home or /tmp stays visible.
+    under = [m for m in plan.mounts if any(Path(d).is_relative_to(m.target) for d in plan.extra_ro)]
+    for m in under:
+        cmd += ["--bind" if m.writable else "--ro-bind", str(m.source), m.target]
     for d in plan.extra_ro:
         cmd += ["--ro-bind", str(d), str(d)]
     for d in plan.hide:
@@ -158,7 +162,7 @@ def bwrap_command(plan: Plan, hidden: list[Path] = (), *, args_fd: int, seccomp_
     if plan.gpus:
         for dev in nvidia_devices():
             cmd += ["--dev-bind", dev, dev]
-    for m in plan.mounts:
+    for m in [m for m in plan.mounts if m not in under]:
         cmd += ["--bind" if m.writable else "--ro-bind", str(m.source), m.target]
     for parent in _created_parents([str(d) for d in plan.extra_ro] + [m.target for m in plan.mounts]):
         cmd += ["--chmod", "0755", parent]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from hpc_mle import bootstrap, plan, preflight
+from hpc_mle import bootstrap, plan, preflight, sandbox
 
 REPO = Path(__file__).resolve().parents[1]
 MINI_ONE = ["scaffold=dummy", "benchmark.competitions=[mini-churn]"]
@@ -96,6 +96,28 @@ def test_launch_without_bwrap_stops_before_any_attempt(tmp_path):
     assert "sandbox=bwrap but bubblewrap (bwrap) is not on this node's PATH" in out
     assert "apt-get install bubblewrap" in out and "Traceback" not in out
     assert not list(runs.rglob("status.json")) and not data.exists()  # no attempt started, nothing prepared
+
+
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="no bubblewrap here")
+def test_a_venv_under_tmp_stays_visible_beside_the_agents_own_tmp(tmp_path):
+    """A clone in /tmp has its .venv there; the agent's /tmp (its scratch folder) must not cover it."""
+    venv = tmp_path / "clone" / ".venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    (next(venv.glob("lib/python3*/site-packages")) / "venv_marker.py").write_text("WHERE = 'the venv'\n")
+    scratch = tmp_path / "scratch-tmp"
+    scratch.mkdir()
+    plan = sandbox.Plan(argv=(str(venv / "bin" / "python"), "-c", "import venv_marker; print(venv_marker.WHERE)"),
+                        mounts=(sandbox.Mount(scratch, "/tmp", writable=True),), env={},
+                        extra_ro=(*sandbox.python_dirs(), venv.resolve()))
+    fd = os.memfd_create("env")
+    os.write(fd, sandbox.bwrap_env_args({"PATH": "/usr/bin:/bin"}))
+    os.lseek(fd, 0, os.SEEK_SET)
+    try:
+        proc = subprocess.run(sandbox.bwrap_command(plan, args_fd=fd), pass_fds=(fd,), capture_output=True,
+                              text=True, timeout=60)
+    finally:
+        os.close(fd)
+    assert proc.stdout.strip() == "the venv", proc.stderr
 
 
 # ------------------------------------------------------------------ what `make test` says about the dev cluster
