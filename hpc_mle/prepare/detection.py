@@ -22,6 +22,7 @@ from hpc_mle.prepare.common import (
     SEED,
     ZIP_DATE,
     copy_files,
+    copy_tree,
     read_csv,
     require_raw,
     split,
@@ -104,7 +105,7 @@ def siim_covid19(raw: Path, public: Path, private: Path) -> None:
     for part, frame in (("train", train_studies), ("test", test_studies)):
         for study in frame["id"]:
             study = study.replace("_study", "")
-            shutil.copytree(raw / "train" / study, public / part / study)
+            copy_tree(raw / "train" / study, public / part / study)
     labels = np.array(SIIM_STUDY_LABELS)[test_studies.iloc[:, 1:].to_numpy().argmax(axis=1)]
     answers = pd.DataFrame({"id": [*test_studies["id"], *test_images["id"]],
                             "PredictionString": [f"{label} 1 0 0 1 1" for label in labels] + list(test_images["label"])})
