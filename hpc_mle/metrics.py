@@ -1179,24 +1179,26 @@ def _directed_hausdorff(a: np.ndarray, b: np.ndarray, scale: np.ndarray, offset:
     return nearest.max()
 
 
-def _hausdorff_3d(pred: np.ndarray, truth: np.ndarray) -> float:
-    """v1's normalised symmetric Hausdorff distance of two stacked volumes (its rules first). Same-shape
-    volumes are cut to the box holding both masks first (coordinates keep their place via `offset`)."""
-    p_sum, t_sum = int(pred.sum()), int(truth.sum())
-    if p_sum == 0 and t_sum == 0:
+def _hausdorff_3d(pred: np.ndarray, truth: np.ndarray, boxes: list) -> float:
+    """v1's normalised symmetric Hausdorff distance of two stacked volumes (its rules first). Volumes of
+    one shape are first cut to the box holding both masks (`boxes`: each mask's [low, high] corners, None
+    when empty); nothing lies outside it, so sums and equality are the same, and coordinates keep their
+    place through `offset`."""
+    scale = np.asarray(truth.shape)  # v1 divides both sets of coordinates by the true volume's shape
+    offset = np.zeros(3, dtype=np.int64)
+    found = [box for box in boxes if box is not None]
+    if not found:
         return math.nan
+    if pred.shape == truth.shape:
+        offset = np.min([box[0] for box in found], axis=0)
+        high = np.max([box[1] for box in found], axis=0)
+        cut = tuple(slice(lo, hi + 1) for lo, hi in zip(offset, high, strict=True))
+        pred, truth = np.ascontiguousarray(pred[cut]), np.ascontiguousarray(truth[cut])
+    p_sum, t_sum = int(pred.sum()), int(truth.sum())
     if np.array_equal(pred, truth):
         return 0
     if p_sum == 0 or t_sum == 0 or p_sum > 10 * t_sum:
         return 1
-    scale = np.asarray(truth.shape)  # v1 divides both sets of coordinates by the true volume's shape
-    offset = np.zeros(3, dtype=np.int64)
-    if pred.shape == truth.shape:
-        both = pred | truth
-        spans = [np.flatnonzero(both.any(axis=tuple(j for j in range(3) if j != axis))) for axis in range(3)]
-        offset = np.array([span[0] for span in spans], dtype=np.int64)
-        box = tuple(slice(span[0], span[-1] + 1) for span in spans)
-        pred, truth = pred[box], truth[box]
     forward = _directed_hausdorff(truth, pred, scale, offset)
     backward = _directed_hausdorff(pred, truth, scale, offset)
     return max(forward, backward) / UNIT_CUBE_DIAGONAL
@@ -1225,16 +1227,25 @@ def _volumes(ids: list[str], masks: list, sizes: list[tuple[int, int]], what: st
     return list(days), days
 
 
-def _stack(slices: list[list[int]], runs: list, sizes: list[tuple[int, int]]) -> np.ndarray:
-    """The (slices, height, width) volume: each slice the OR of its rows' column-major masks."""
+def _stack(slices: list[list[int]], runs: list, sizes: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray | None]:
+    """The (slices, height, width) volume, each slice the OR of its rows' column-major masks, and the
+    [low, high] corners of the box holding them (None when empty), found from the runs."""
     from hpc_mle import rle
 
     height, width = sizes[slices[0][0]]
     n = height * width
-    starts = [runs[r].starts + k * n for k, rows in enumerate(slices) for r in rows]
-    ends = [runs[r].ends + k * n for k, rows in enumerate(slices) for r in rows]
-    flat = rle.paint(np.concatenate(starts), np.concatenate(ends), len(slices) * n)
-    return flat.reshape(len(slices), width, height).transpose(0, 2, 1)
+    starts = np.concatenate([runs[r].starts + k * n for k, rows in enumerate(slices) for r in rows])
+    ends = np.concatenate([runs[r].ends + k * n for k, rows in enumerate(slices) for r in rows])
+    volume = rle.paint(starts, ends, len(slices) * n).reshape(len(slices), width, height).transpose(0, 2, 1)
+    if not starts.size:
+        return volume, None
+    first, last = starts % n, (ends - 1) % n  # a run never leaves its slice
+    col_lo, col_hi = first // height, last // height
+    one_column = col_lo == col_hi
+    row_lo = np.where(one_column, first % height, 0)
+    row_hi = np.where(one_column, last % height, height - 1)
+    return volume, np.array([[starts.min() // n, row_lo.min(), col_lo.min()],
+                             [starts.max() // n, row_hi.max(), col_hi.max()]])
 
 
 @metric("dice-hausdorff-combo", higher_is_better=True)
@@ -1262,8 +1273,10 @@ def dice_hausdorff_combo(y_true: pd.DataFrame, y_pred: pd.DataFrame, *, id_colum
     pred_ids = y_pred[id_column].to_numpy(dtype=object, na_value=np.nan)[:n].tolist()
     pred_days, pred_slices = _volumes(pred_ids, pred_runs, sizes[:n], "submission")
     true_days, true_slices = _volumes(y_true[id_column].astype(str).tolist(), true_runs, sizes, "answers")
-    distances = [_hausdorff_3d(_stack(pred_slices[p], pred_runs, sizes), _stack(true_slices[t], true_runs, sizes))
-                 for p, t in zip(pred_days, true_days, strict=False)]
+    distances = []
+    for p, t in zip(pred_days, true_days, strict=False):
+        (pred, pred_box), (truth, true_box) = _stack(pred_slices[p], pred_runs, sizes), _stack(true_slices[t], true_runs, sizes)
+        distances.append(_hausdorff_3d(pred, truth, [pred_box, true_box]))
     hausdorff = _nanmean(distances)
     return 0.4 * dice + 0.6 * (1 - hausdorff)
 

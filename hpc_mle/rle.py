@@ -47,6 +47,7 @@ class Runs:
         return int((self.ends - self.starts).sum())
 
 
+LONG_TEXT = 4096  # characters: a shorter run list is read faster token by token
 ASCII_SPACE = np.frombuffer(b" \t\n\r\x0b\x0c", dtype=np.uint8)
 
 
@@ -93,7 +94,7 @@ def parse(text: str, n_pixels: int) -> Runs:
     """The runs of `text` inside an image of `n_pixels`, or RLEError where v1's decoder failed."""
     if not isinstance(text, str):
         raise RLEError(f"expected run-length text, found {type(text).__name__} {text!r:.20}")
-    values = _plain_integers(text)
+    values = _plain_integers(text) if len(text) > LONG_TEXT else None
     if values is None:
         tokens = text.split()
         values = _integers(tokens) if tokens else EMPTY

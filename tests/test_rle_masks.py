@@ -136,9 +136,26 @@ def test_encode_round_trip_and_overlap_counts(mask, rnd):
 @given(st.lists(st.tuples(st.integers(0, 10**19), st.sampled_from([" ", "  ", "\t", "\n", " \r\n", "\x0b", "\x1c"])),
                 max_size=8), st.sampled_from(["", "0", "00"]))
 def test_any_whitespace_and_zero_padding_read_as_int_reads_them(tokens, pad):
-    text = "".join(f"{pad}{v}{sep}" for v, sep in tokens)
-    got, want = decoded(text, 50), oracle(text, 50)
+    short = "".join(f"{pad}{v}{sep}" for v, sep in tokens)
     too_large = any(v >= rle.MAX_VALUE for v, _ in tokens)
-    assert (got is None) == (want is None or too_large), text
-    if got is not None:
-        assert np.array_equal(got, want), text
+    for text in (short, short + " " * rle.LONG_TEXT):  # the second is read in C, the first token by token
+        got, want = decoded(text, 50), oracle(text, 50)
+        assert (got is None) == (want is None or too_large), text
+        if got is not None:
+            assert np.array_equal(got, want), text
+
+
+def test_long_run_lists_agree_with_v1_rules():
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        k = int(rng.integers(700, 1200))
+        starts = np.sort(rng.choice(50_000, k, replace=False)) + 1
+        lengths = rng.integers(1, 5, k)
+        if rng.random() < 0.5:
+            lengths[rng.integers(k)] = rng.integers(-2, 1)  # a zero or negative length somewhere
+        seps = rng.choice([" ", "\t", "\n", "  ", " \r\n"], 2 * k)
+        text = "".join(f"{v}{sep}" for v, sep in zip(np.column_stack([starts, lengths]).ravel(), seps, strict=True))
+        text += "7" if rng.random() < 0.3 else ""  # odd
+        assert len(text) > rle.LONG_TEXT
+        got, want = decoded(text, 60_000), oracle(text, 60_000)
+        assert (got is None) == (want is None) and (got is None or np.array_equal(got, want))
