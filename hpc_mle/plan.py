@@ -8,6 +8,7 @@ number, so relaunching the same sweep finds the same folders and skips what is d
 from __future__ import annotations
 
 import copy
+import difflib
 import fcntl
 import hashlib
 import itertools
@@ -188,7 +189,11 @@ def benchmark_ids(cfg: DictConfig) -> list[str]:
     if cfg.benchmark.competitions:
         unknown = [c for c in cfg.benchmark.competitions if c not in ids]
         if unknown:
-            raise PlanError(f"benchmark.competitions: {unknown} are not in split {cfg.benchmark.split!r}")
+            close = {c: difflib.get_close_matches(c, ids, n=1) for c in unknown}
+            hint = "; ".join(f"{c}: did you mean {m[0]}?" for c, m in close.items() if m)
+            raise PlanError(f"benchmark.competitions: {', '.join(unknown)} are not in split {cfg.benchmark.split!r}"
+                            + (f" ({hint})" if hint else f"; it has {', '.join(ids[:8])}"
+                               + (" ..." if len(ids) > 8 else "")))
         ids = [c for c in ids if c in set(cfg.benchmark.competitions)]
     reg = competitions.registry()
     return [c for c in ids if reg[c].status.state not in set(cfg.benchmark.exclude_status)]

@@ -136,6 +136,12 @@ def test_mistakes_are_refused_with_the_fix(capsys, args, message):
     assert code == 2 and message in err and out == "", err
 
 
+def test_a_misspelled_competition_gets_the_closest_id(capsys, tmp_path):
+    code, _, err = run(capsys, "benchmark.competitions=[mini-chrn]", "--dry-run", f"output_root={tmp_path}")
+    assert code == 2 and "mini-chrn are not in split 'mini' (mini-chrn: did you mean mini-churn?)" in err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_harmless_hydra_keys_are_accepted_with_a_note(capsys):
     code, out, err = run(capsys, "hydra.job.chdir=true", "hydra/job_logging=disabled", "--cfg", "job", "-p", "seed")
     assert code == 0 and yaml.safe_load(out) == {"seed": 0}
