@@ -178,7 +178,7 @@ def test_job_names_lead_with_the_sweep_name_and_the_sweep_finds_its_jobs(tmp_pat
 # ---------------------------------------------------------------- hpc-mle option names
 
 
-def test_option_aliases_shared_with_upstream(tmp_path):
+def test_option_aliases_shared_with_upstream(tmp_path, mini_data):
     runner = CliRunner()
     by_split = runner.invoke(cli.main, ["competitions", "list", "--split", "mini", "--json"])
     by_benchmark = runner.invoke(cli.main, ["competitions", "list", "--benchmark", "mini", "--json"])
@@ -188,13 +188,13 @@ def test_option_aliases_shared_with_upstream(tmp_path):
     assert both.exit_code == 2 and "give either" in both.output
     ids = tmp_path / "ids.txt"
     ids.write_text("mini-churn\n")
-    prepared = runner.invoke(cli.main, ["prepare", "-l", str(ids), "--data-dir", str(tmp_path / "data")])
-    assert prepared.exit_code == 0, prepared.output
-    sample = tmp_path / "data" / "mini-churn" / "prepared" / "public" / "sample_submission.csv"
+    prepared = runner.invoke(cli.main, ["prepare", "-l", str(ids), "--data-dir", str(mini_data)])
+    assert prepared.exit_code == 0 and "mini-churn" in prepared.output and "already-prepared" in prepared.output
+    sample = mini_data / "mini-churn" / "prepared" / "public" / "sample_submission.csv"
     jsonl = tmp_path / "subs.jsonl"
     jsonl.write_text(json.dumps({"competition_id": "mini-churn", "submission_path": str(sample)}) + "\n")
     graded = runner.invoke(cli.main, ["grade", "--submission", str(jsonl), "--output-dir", str(tmp_path / "out"),
-                                      "--data-dir", str(tmp_path / "data")])
+                                      "--data-dir", str(mini_data)])
     assert graded.exit_code == 0, graded.output
     assert "total_valid_submissions" in graded.output and '"total_runs"' not in graded.output  # lines, not JSON
     cfg = runner.invoke(cli.main, ["launch", "--cfg", "job", "-p", "benchmark.split"])
