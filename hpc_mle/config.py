@@ -262,14 +262,15 @@ def overlay(dirs: list[Path], files: dict[tuple[str, str], Path]) -> Iterator[Pa
                 if f.is_file() and f.suffix in GROUP_FILE_SUFFIXES:
                     _link(root / f.relative_to(d), f)
         for (group, name), f in files.items():
-            _link(root / group / f"{name}{f.suffix}", f)
+            _link(root / group / f"{name}.yaml", f)
         yield root
 
 
 def _link(at: Path, target: Path) -> None:
+    """`at` as `.yaml` (the only suffix Hydra reads), replacing what an earlier source put there."""
+    at = at.with_suffix(".yaml")
     at.parent.mkdir(parents=True, exist_ok=True)
-    for old in (at.with_suffix(s) for s in GROUP_FILE_SUFFIXES):  # x.yml must not hide a later x.yaml
-        old.unlink(missing_ok=True)
+    at.unlink(missing_ok=True)
     at.symlink_to(target.resolve())
 
 

@@ -71,6 +71,9 @@ def test_a_site_config_outside_the_clone(capsys, tmp_path):
     assert code == 0 and cluster["name"] == "mysite" and cluster["partition"] == "gpu-a100"
     assert cluster["setup"] == ["module load apptainer"] and cluster["max_restarts"] == 3  # schema defaults kept
     assert f"site config: cluster=mysite: {path}" in err
+    dotted = path.rename(path.with_name("lab.v2.yml"))  # a dotted name and Hydra's unread .yml suffix
+    code, out, _ = run(capsys, f"cluster={dotted}", "--cfg", "job", "-p", "cluster.partition")
+    assert code == 0 and yaml.safe_load(out) == {"cluster.partition": "gpu-a100"}
     code, _, err = run(capsys, f"cluster={tmp_path / 'missing.yaml'}", "--cfg", "job")
     assert code == 2 and "no such file" in err and "missing.yaml" in err
 
