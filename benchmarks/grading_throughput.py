@@ -273,7 +273,7 @@ def _full_uw(rng: np.random.Generator) -> tuple[pd.DataFrame, pd.DataFrame]:
                 rows.append((f"case{day}_day{day % 7}_slice_{s:04}", organ, truth, pred))
     frame = pd.DataFrame(rows, columns=["id", "class", "truth", "pred"])
     answers = frame[["id", "class"]].assign(predicted=frame["truth"], image_width=266.0, image_height=266.0)
-    return answers, frame[["id", "class"]].assign(predicted=frame["pred"])
+    return answers, frame[["id"]].assign(predicted=frame["pred"], **{"class": frame["class"]})  # masks 2nd: counted
 
 
 def _full_vesuvius(rng: np.random.Generator) -> tuple[pd.DataFrame, pd.DataFrame]:
