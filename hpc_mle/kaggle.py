@@ -601,6 +601,11 @@ def load_cluster(name: str):
     return cluster
 
 
+def prepare_job_name(ids: list[str]) -> str:
+    """`prepare-<first id>[+N]`: squeue's first characters say what is being prepared."""
+    return f"prepare-{ids[0] if ids else 'none'}" + (f"+{len(ids) - 1}" if len(ids) > 1 else "")
+
+
 def submit_prepare(ids: list[str], data_dir, cluster, *, description: str = "ours", force: bool = False,
                    cpus: int = 2, mem_gb: int = 16):
     """Submit `prepare` of these competitions as one job on the cluster's data partition."""
@@ -611,7 +616,7 @@ def submit_prepare(ids: list[str], data_dir, cluster, *, description: str = "our
     root = paths.data_root(data_dir)
     ex = submitit.AutoExecutor(folder=str(root / ".slurm" / "%j"), cluster="slurm")
     params: dict[str, Any] = {
-        "name": "hpc-mle-prepare", "timeout_min": max(1, int(duration_s(cluster.data_time) // 60)),
+        "name": prepare_job_name(ids), "timeout_min": max(1, int(duration_s(cluster.data_time) // 60)),
         "cpus_per_task": cpus, "mem_gb": mem_gb, "slurm_setup": list(cluster.setup),
     }
     partition = cluster.data_partition or cluster.partition

@@ -162,6 +162,7 @@ def test_job_names_lead_with_the_sweep_name_and_the_sweep_finds_its_jobs(tmp_pat
     name = slurm.job_name(sweep, "abc123", "grading")
     assert name.startswith("my-agents-study-") and name.endswith("-abc123-grading")
     assert slurm.job_name(tmp_path / "x y/z", "l", "r").startswith("z-")
+    assert kaggle.prepare_job_name(["spooky-author-identification", "mini-churn"]) == "prepare-spooky-author-identification+1"
     legacy = f"{slurm.LEGACY_PREFIX}{slurm.sweep_key(sweep).rsplit('-', 1)[1]}-old111-agents0-0"
     queue = [slurm.QueuedJob("100_0", slurm.job_name(sweep, "abc123", "agents0-0"), "RUNNING", ""),
              slurm.QueuedJob("101", name, "PENDING", "Dependency"),
