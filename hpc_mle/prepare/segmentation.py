@@ -20,6 +20,7 @@ from PIL import Image
 from hpc_mle import rle
 from hpc_mle.prepare.common import (
     copy_files,
+    copy_tree,
     extract_nested,
     read_exact,
     require_columns,
@@ -62,7 +63,7 @@ def google_research_identify_contrails(raw: Path, public: Path, private: Path) -
         record = str(meta["record_id"])
         copy_files(CONTRAIL_BANDS, source / record, public / "test" / record)
     if (raw / "validation").is_dir():
-        shutil.copytree(raw / "validation", public / "validation", dirs_exist_ok=True)
+        copy_tree(raw / "validation", public / "validation")
     else:
         (public / "validation").mkdir(parents=True, exist_ok=True)
     shutil.copyfile(raw / "validation_metadata.json", public / "validation_metadata.json")
@@ -182,7 +183,7 @@ def uw_madison_gi_tract(raw: Path, public: Path, private: Path) -> None:
         for day_dir in sorted(p for p in case_dir.iterdir() if p.is_dir()):
             day = day_dir.name[len(case_dir.name) + 1:]
             side = "test" if (case_dir.name, day) in test_days else "train"
-            shutil.copytree(day_dir, public / side / case_dir.name / day_dir.name, dirs_exist_ok=True)
+            copy_tree(day_dir, public / side / case_dir.name / day_dir.name)
     (public / "train").mkdir(parents=True, exist_ok=True)
     (public / "test").mkdir(parents=True, exist_ok=True)
 
@@ -225,7 +226,7 @@ def vesuvius_ink_detection(raw: Path, public: Path, private: Path) -> None:
     with Image.open(fragment / "ir.png") as photo:  # reads the header only
         width, height = photo.size
     for name in ("1", "2"):
-        shutil.copytree(raw / "train" / name, public / "train" / name, dirs_exist_ok=True)
+        copy_tree(raw / "train" / name, public / "train" / name)
     answers = labels.assign(width=width, height=height, Id="a")
     write_csv(answers, private / "inklabels_rle.csv")
     write_csv(answers.drop(columns=["width", "height"]), private / "gold_submission.csv")
