@@ -508,11 +508,16 @@ SETTINGS = {
 }
 
 
+def primary_config(dirs: list[Path]) -> Path | None:
+    """The config.yaml that will be used: the last config dir that has one (a site may replace ours)."""
+    return next((d / "config.yaml" for d in reversed(dirs) if (d / "config.yaml").is_file()), None)
+
+
 def primary_defaults(dirs: list[Path]) -> dict[str, str]:
-    """group -> the default option of the primary config.yaml that will be used (the last dir that has one)."""
+    """group -> the default option of the primary config.yaml that will be used."""
     from omegaconf import OmegaConf
 
-    primary = next((d / "config.yaml" for d in reversed(dirs) if (d / "config.yaml").is_file()), None)
+    primary = primary_config(dirs)
     if primary is None:
         return {}
     out = {}

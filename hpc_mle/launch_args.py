@@ -127,16 +127,19 @@ def compose(args: Args) -> Composed:
 
 def site_options(jobs: list[list[str]], dirs: list[Path], options: dict[str, dict[str, Path]]) -> list[str]:
     """The options used that come from outside conf/ (a site config may shadow one of ours): say which file."""
-    chosen = dict(config.primary_defaults(dirs))
-    used = {(g, v) for g, v in chosen.items()}
+    defaults = config.primary_defaults(dirs)
+    used: set[tuple[str, str]] = set()
     for job in jobs:
-        for o in job:
-            key, _, value = o.partition("=")
-            if key in options:
-                used.add((key, value))
+        chosen = dict(defaults)
+        chosen.update(tuple(o.split("=", 1)) for o in job if o.split("=", 1)[0] in options and "=" in o)
+        used |= set(chosen.items())
     builtin = (paths.REPO_ROOT / "conf").resolve()
-    return sorted(f"{g}={v}: {options[g][v]}" for g, v in used
-                  if v in options.get(g, {}) and not options[g][v].resolve().is_relative_to(builtin))
+    lines = sorted(f"{g}={v}: {options[g][v]}" for g, v in used
+                   if v in options.get(g, {}) and not options[g][v].resolve().is_relative_to(builtin))
+    primary = config.primary_config(dirs)
+    if primary is not None and not primary.resolve().is_relative_to(builtin):
+        lines.insert(0, f"primary config: {primary}")
+    return lines
 
 
 def print_cfg(args: Args, composed: Composed) -> None:

@@ -95,6 +95,10 @@ def test_user_config_dir_and_config_dir_add_options_and_shadow_ours(capsys, tmp_
     code, out, _ = run(capsys, "--config-dir", str(extra), "--help")
     cluster_line = next(line for line in out.splitlines() if line.strip().startswith("cluster "))
     assert code == 0 and str(extra) in out and "mysite" in cluster_line and "slurm" in cluster_line
+    primary = (Path(launch.__file__).parent.parent / "conf" / "config.yaml").read_text()
+    (extra / "config.yaml").write_text(primary.replace("seed: 0", "seed: 7"))  # a site's own primary config
+    code, out, err = run(capsys, "--config-dir", str(extra), "--cfg", "job", "-p", "seed")
+    assert code == 0 and yaml.safe_load(out) == {"seed": 7} and f"primary config: {extra / 'config.yaml'}" in err
     code, _, err = run(capsys, "--config-dir", str(tmp_path / "nope"), "--cfg", "job")
     assert code == 2 and "no such directory" in err
 
