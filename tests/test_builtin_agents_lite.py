@@ -146,3 +146,15 @@ def test_sample_is_found_however_it_is_shipped(tmp_path):
         fh.write("id,y\n7,1\n")
     assert Path(sample_submission.find_sample(str(damaged), str(tmp_path / "scratch-d"))).read_text() == "id,y\n7,1\n"
     assert sample_submission.find_sample(str(tmp_path / "scratch-none-here")) is None
+
+    # statoil ships its public sample only as a .7z (v1); unpacked when py7zr is importable, as in our sandboxes.
+    import py7zr
+
+    sevenzip = tmp_path / "sevenzip"
+    sevenzip.mkdir()
+    (sevenzip / "damaged_sample_submission.csv.7z").write_bytes(b"7z\xbc\xaf not really")
+    (tmp_path / "sample_submission.csv").write_text("id,is_iceberg\nab12,0.5\n")
+    with py7zr.SevenZipFile(sevenzip / "sample_submission.csv.7z", "w") as archive:
+        archive.write(tmp_path / "sample_submission.csv", "sample_submission.csv")
+    found = sample_submission.find_sample(str(sevenzip), str(tmp_path / "scratch-7z"))
+    assert Path(found).read_text() == "id,is_iceberg\nab12,0.5\n"

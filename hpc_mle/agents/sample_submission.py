@@ -18,7 +18,7 @@ import tempfile
 import zipfile
 
 NAME_HINTS = ("samplesubmission", "randompredictions")  # in the lower-case name, separators removed
-ARCHIVES = (".zip", ".gz")
+ARCHIVES = (".zip", ".gz", ".7z")  # .7z only where py7zr is importable (statoil ships its sample so)
 MAX_DEPTH = 2  # /home/data/<folder>/<folder>/file at most: image folders below are not searched
 MAX_CSV_BYTES = 4 << 30  # an unpacked sample larger than this is not a sample
 
@@ -26,7 +26,7 @@ MAX_CSV_BYTES = 4 << 30  # an unpacked sample larger than this is not a sample
 def _stem(name: str) -> str:
     """'en_sample_submission_2.csv.zip' -> 'ensamplesubmission2'."""
     lower = name.lower()
-    for suffix in (".zip", ".gz", ".csv"):
+    for suffix in (".zip", ".gz", ".7z", ".csv"):
         lower = lower.removesuffix(suffix)
     return re.sub(r"[^a-z0-9]", "", lower)
 
@@ -64,6 +64,8 @@ def _unpack(path: str, scratch: str) -> str | None:
         with gzip.open(path, "rb") as src, open(target, "wb") as dst:
             shutil.copyfileobj(src, dst)
         return target
+    if path.lower().endswith(".7z"):
+        return _unpack_7z(path, scratch)
     with zipfile.ZipFile(path) as archive:
         members = [m for m in archive.infolist() if m.filename.lower().endswith(".csv") and not m.is_dir()
                    and m.file_size <= MAX_CSV_BYTES and "__macosx" not in m.filename.lower()]
@@ -73,6 +75,25 @@ def _unpack(path: str, scratch: str) -> str | None:
         with archive.open(members[0]) as src, open(target, "wb") as dst:
             shutil.copyfileobj(src, dst)
     return target
+
+
+def _unpack_7z(path: str, scratch: str) -> str | None:
+    """The first CSV of a .7z, when the sandbox's Python has py7zr; None otherwise (the next candidate is tried)."""
+    try:
+        import py7zr
+    except ImportError:
+        return None
+    try:
+        with py7zr.SevenZipFile(path) as archive:
+            names = sorted((n for n in archive.getnames() if n.lower().endswith(".csv")),
+                           key=lambda n: (not _is_sample_name(os.path.basename(n)), n))
+            if not names:
+                return None
+            archive.extract(path=scratch, targets=[names[0]])
+    except Exception:  # noqa: BLE001 -- a damaged archive: try the next candidate
+        return None
+    found = os.path.join(scratch, names[0])
+    return found if os.path.isfile(found) and not os.path.islink(found) else None
 
 
 def find_sample(data_dir: str, scratch: str | None = None) -> str | None:
