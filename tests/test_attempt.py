@@ -207,15 +207,19 @@ def test_a_finished_attempt_is_not_run_again_and_a_requeued_one_continues(tmp_pa
     assert 50 <= resumed["agent_elapsed_s"] < 60
 
 
-def test_no_budget_left_is_a_timeout_without_starting(tmp_path, mini_data):
+def test_no_budget_left_is_a_timeout_without_starting(tmp_path, mini_data, monkeypatch):
     out = tmp_path / "attempt"
     out.mkdir()
     (out / "status.json").write_text(json.dumps({"state": "preempted", "agent_elapsed_s": 61, "starts": 1}))
-    temp = Path(tempfile.gettempdir())
-    before = set(temp.glob("hpcmle-*"))
+    # A temp dir of its own (short, for the socket paths): in the shared /tmp, attempts of tests running in
+    # another xdist worker come and go meanwhile.
+    temp = Path(tempfile.mkdtemp(prefix="t-"))
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    monkeypatch.setenv("TMPDIR", str(temp))
     status, _ = attempt(tmp_path, mini_data, "dummy")
     assert status["state"] == "timeout" and status["starts"] == 2 and status["reason"] == "no time budget left"
-    assert set(temp.glob("hpcmle-*")) == before  # the socket and scratch folders are gone
+    assert not list(temp.iterdir())  # the socket and scratch folders are gone
+    temp.rmdir()
 
 
 def test_unsandboxed_run_is_marked(tmp_path, mini_data):
