@@ -403,8 +403,15 @@ def planned_board(results: pd.DataFrame, catalogue: Catalogue | None = None,
     return pd.concat(blocks, ignore_index=True)
 
 
-def cell(mean: float, err: float) -> str:
-    return "-" if mean is None or pd.isna(mean) else f"{mean:.1f} ± {err:.1f}"
+def cell(mean: float, err: float, seeds: int | None = None) -> str:
+    """'mean ± SEM (n=seeds)': the count says how much the ± rests on; one seed has no spread to show."""
+    if mean is None or pd.isna(mean):
+        return "-"
+    if seeds is None:
+        return f"{mean:.1f} ± {err:.1f}"
+    if int(seeds) < 2:
+        return f"{mean:.1f} ± n/a (1 seed)"
+    return f"{mean:.1f} ± {err:.1f} (n={int(seeds)})"
 
 
 def notes(row: pd.Series | dict) -> str:
@@ -438,7 +445,7 @@ def format_table(board: pd.DataFrame, key: str = "split") -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in board.to_dict("records"):
         cells = [r["scaffold"], r["model"], r["runtime"], r["hardware"], r[key], r["seeds"],
-                 *(cell(r.get(f"{m}_mean"), r.get(f"{m}_sem")) for m in
+                 *(cell(r.get(f"{m}_mean"), r.get(f"{m}_sem"), r["seeds"]) for m in
                    ("valid_submission", "above_median", "any_medal", "made_submission", "gold", "silver", "bronze")),
                  f"{r['attempted']}/{r['competitions']}", r["padded"], missing_label(r), notes(r)]
         lines.append(md_row(cells))
@@ -489,7 +496,8 @@ def readme_rows(board: pd.DataFrame, results: pd.DataFrame, catalogue: Catalogue
             if not match or match["attempted"] < match["competitions"]:
                 row[label] = "-"
             else:
-                row[label] = cell(match["any_medal_mean"], match["any_medal_sem"]) + (" †" if match["padded"] else "")
+                dagger = " †" if match["padded"] else ""
+                row[label] = cell(match["any_medal_mean"], match["any_medal_sem"], match["seeds"]) + dagger
         budget = budgets.get(setting, np.nan)
         row["Running Time (hours)"] = "-" if pd.isna(budget) else f"{budget / 3600:.3g}"
         stamp = dates.get(setting)
@@ -736,7 +744,7 @@ def runtime_budgets(board: pd.DataFrame) -> pd.DataFrame:
     for key, group in view.groupby(["scaffold", "model", "hardware", "split"], sort=True):
         row = dict(zip(["scaffold", "model", "hardware", "split"], key, strict=True))
         for r in group.to_dict("records"):
-            row[f"{r['runtime']} any medal %"] = cell(r["any_medal_mean"], r["any_medal_sem"])
+            row[f"{r['runtime']} any medal %"] = cell(r["any_medal_mean"], r["any_medal_sem"], r["seeds"])
             row[f"{r['runtime']} seeds"] = r["seeds"]
         rows.append(row)
     return pd.DataFrame(rows)

@@ -70,25 +70,50 @@ def _setting_label(row: dict[str, Any] | pd.Series) -> str:
     return " / ".join(str(row[k]) for k in an.SETTING)
 
 
-def fig_leaderboard(board: pd.DataFrame) -> bytes:
-    """Any-medal % per setting and split, with SEM error bars."""
+def percent_limits(values: Any) -> tuple[float, float]:
+    """Axis limits for percentages with a margin on both sides, so a line or bar at 0 (or 100) is not hidden
+    under the axis; at least 0-10 so all-zero data gets a readable scale instead of matplotlib's 0-0.06."""
+    finite = np.asarray(values, dtype=float)
+    finite = finite[np.isfinite(finite)]
+    top = min(100.0, max(10.0, 1.1 * float(finite.max()) if finite.size else 0.0))
+    margin = 0.03 * top
+    return -margin, top + margin
+
+
+def _seeds_label(seeds: Any) -> str:
+    return "1 seed" if int(seeds) < 2 else f"n={int(seeds)}"
+
+
+def plot_leaderboard(board: pd.DataFrame):
+    """Any-medal % per setting and split, with SEM error bars and the value and seed count at each bar
+    (a 0 % bar has no width: the label still shows it)."""
     view = board[board["view"] == "all"].head(40)
     labels = [f"{_setting_label(r)} [{r['split']}]" for r in view.to_dict("records")]
     left = 0.3 + 0.065 * max(map(len, labels), default=10)
     fig = _figure(left + 6, 1.2 + 0.3 * len(view), left=left)
     ax = fig.add_subplot()
     y = np.arange(len(view))
-    ax.barh(y, view["any_medal_mean"].fillna(0), xerr=view["any_medal_sem"].fillna(0), color="#c8961e", capsize=3)
+    means, errs = view["any_medal_mean"].fillna(0), view["any_medal_sem"].fillna(0)
+    ax.barh(y, means, xerr=errs, color="#c8961e", capsize=3)
+    for yi, mean, err, seeds in zip(y, means, errs, view["seeds"], strict=True):
+        ax.annotate(f"{mean:.1f} ({_seeds_label(seeds)})", (mean + err, yi), xytext=(4, 0),
+                    textcoords="offset points", va="center", fontsize=7)
     ax.set_yticks(y, labels, fontsize=8)
     ax.invert_yaxis()
-    ax.set_xlabel("any medal % of the split (mean ± SEM over seeds)")
-    ax.set_xlim(0, max(5.0, float((view["any_medal_mean"] + view["any_medal_sem"]).max() or 0) * 1.15))
-    return _png(fig)
+    ax.set_xlabel("any medal % of the split (mean ± SEM over seeds; no error bar for one seed)")
+    low, high = percent_limits(means + errs)
+    ax.set_xlim(low, high * 1.15)  # room for the labels
+    return fig
+
+
+def fig_leaderboard(board: pd.DataFrame) -> bytes:
+    return _png(plot_leaderboard(board))
 
 
 def _curves(frame: pd.DataFrame, x: str, y: str, err: str | None, xlabel: str, ylabel: str,
-            scale: float = 1.0, integer_x: bool = False) -> bytes:
-    """One line per setting (SEM band when `err`), the legend beside the plot, up to 20 distinct colours."""
+            scale: float = 1.0, integer_x: bool = False):
+    """One line per setting (SEM band when `err`), the legend beside the plot, up to 20 distinct colours;
+    percentage limits with a margin so lines at 0 stay visible, and a unit-wide x range around a single x."""
     from matplotlib import colormaps
 
     groups = list(frame.groupby(an.SETTING, sort=True))
@@ -104,27 +129,43 @@ def _curves(frame: pd.DataFrame, x: str, y: str, err: str | None, xlabel: str, y
             ax.fill_between(xs, ys - group[err], ys + group[err], color=colour, alpha=0.15, linewidth=0)
     if integer_x:
         ax.xaxis.get_major_locator().set_params(integer=True)
+    xs = (frame[x] / scale).unique()
+    if len(xs) == 1:
+        ax.set_xlim(float(xs[0]) - 1, float(xs[0]) + 1)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.set_ylim(bottom=0)
+    ax.set_ylim(percent_limits(frame[y] + (frame[err] if err else 0)))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-    return _png(fig)
+    return fig
+
+
+def plot_pass_at_k(overall: pd.DataFrame):
+    """pass@k curves; with one seed there is no curve, and the plot says so beside its single point."""
+    fig = _curves(overall, "k", "pass_at_k", None, "k (seeds drawn)", "pass@k, any medal % of the split",
+                  integer_x=True)
+    if int(overall["n"].max()) < 2:
+        fig.axes[0].set_title("pass@k needs >= 2 seeds: with 1 seed only pass@1 (the any-medal mean) exists",
+                              fontsize=9)
+    return fig
 
 
 def fig_pass_at_k(overall: pd.DataFrame) -> bytes:
-    return _curves(overall, "k", "pass_at_k", None, "k (seeds drawn)", "pass@k, any medal % of the split",
-                   integer_x=True)
+    return _png(plot_pass_at_k(overall))
 
 
-def fig_medal_over_time(curves: pd.DataFrame) -> bytes:
+def plot_medal_over_time(curves: pd.DataFrame):
     hours = curves["budget_s"].max() >= 7200
     return _curves(curves, "t_s", "any_medal_mean", "any_medal_sem",
                    f"time since the agent started ({'hours' if hours else 'minutes'})",
                    "any medal % of the split (± SEM)", 3600 if hours else 60)
 
 
-def fig_grouped_bars(board: pd.DataFrame, by: str, title: str, annotate: dict[tuple, str] | None = None) -> bytes:
+def fig_medal_over_time(curves: pd.DataFrame) -> bytes:
+    return _png(plot_medal_over_time(curves))
+
+
+def plot_grouped_bars(board: pd.DataFrame, by: str, title: str, annotate: dict[tuple, str] | None = None):
     """Any-medal % with SEM, one group per setting without `by`, one bar per value of `by`."""
     view = board[board["view"] == "all"]
     rest = [k for k in an.SETTING if k != by] + ["split"]
@@ -149,9 +190,14 @@ def fig_grouped_bars(board: pd.DataFrame, by: str, title: str, annotate: dict[tu
     ax.set_xticks(np.arange(len(groups)) + width * (len(values) - 1) / 2,
                   ["\n".join(map(str, key)) for key, _ in groups], fontsize=7)
     ax.set_ylabel("any medal % of the split (± SEM)")
+    ax.set_ylim(percent_limits(view["any_medal_mean"] + view["any_medal_sem"].fillna(0)))
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7, title=by, title_fontsize=7)
-    return _png(fig)
+    return fig
+
+
+def fig_grouped_bars(board: pd.DataFrame, by: str, title: str, annotate: dict[tuple, str] | None = None) -> bytes:
+    return _png(plot_grouped_bars(board, by, title, annotate))
 
 
 def fig_heatmap(cells: pd.DataFrame, panel: bool, max_settings: int = 12, max_seeds: int = 40) -> bytes:
@@ -205,7 +251,7 @@ def display_board(board: pd.DataFrame, key: str = "split") -> pd.DataFrame:
         row[key] = r[key]
         row["seeds"] = r["seeds"]
         for m in ("valid_submission", "above_median", "any_medal", "made_submission", "gold", "silver", "bronze"):
-            row[an.LABELS[m]] = an.cell(r.get(f"{m}_mean"), r.get(f"{m}_sem"))
+            row[an.LABELS[m]] = an.cell(r.get(f"{m}_mean"), r.get(f"{m}_sem"), r["seeds"])
         row["competitions"] = f"{r['attempted']}/{r['competitions']}"
         row["padded"] = r["padded"]
         row["missing"] = an.missing_label(r)
@@ -244,7 +290,7 @@ def display_time(curves: pd.DataFrame) -> pd.DataFrame:
         if len(points) > 14:  # a long budget: every few hours, and the end
             points = points[:: max(1, len(points) // 12)] + ([points[-1]] if len(points) % 12 else [])
         for p in points:
-            row[p["t"]] = an.cell(p["any_medal_mean"], p["any_medal_sem"])
+            row[p["t"]] = an.cell(p["any_medal_mean"], p["any_medal_sem"], row["seeds"])
         rows.append(row)
     return pd.DataFrame(rows).fillna("")
 
@@ -253,9 +299,11 @@ def display_gpu(table: pd.DataFrame) -> pd.DataFrame:
     out = table[[*an.SETTING, "split", "seeds"]].copy()
     if "gpus" in table:
         out.insert(4, "gpus", table["gpus"].map(lambda v: "-" if pd.isna(v) else int(v)))
-    out["any medal %"] = [an.cell(m, e) for m, e in zip(table["any_medal_mean"], table["any_medal_sem"], strict=True)]
-    out["valid %"] = [an.cell(m, e) for m, e in zip(table["valid_submission_mean"], table["valid_submission_sem"],
-                                                strict=True)]
+    seeds = table["seeds"]
+    out["any medal %"] = [an.cell(m, e, n) for m, e, n in zip(table["any_medal_mean"], table["any_medal_sem"], seeds,
+                                                              strict=True)]
+    out["valid %"] = [an.cell(m, e, n) for m, e, n in zip(table["valid_submission_mean"],
+                                                          table["valid_submission_sem"], seeds, strict=True)]
     for col, label, fmt in (("gpu_util_percent_mean", "GPU util % (mean)", "{:.0f}"),
                             ("gpu_mem_mib_max", "GPU mem MiB (max)", "{:.0f}"),
                             ("cpu_percent_mean", "CPU % (mean)", "{:.0f}"), ("rss_mib_max", "RSS MiB (max)", "{:.0f}")):
@@ -341,7 +389,8 @@ def build_report(results: pd.DataFrame, title: str, split: str | None = None,
         "Percentages are of the whole split: a competition that was not run, failed or has no valid submission "
         "counts as a failure. Seeds are formed by position (the i-th graded attempt of each competition, in sweep "
         "then seed order) and each number is the mean ± standard error (n-1) over seeds, as upstream's aggregator "
-        f"computes it. Missing cells: {missing} ({an.MISSING_MODES[missing]}); the `padded` column counts padded "
+        "computes it, with the number of seeds beside it (n=...; one seed has no standard error: ± n/a). "
+        f"Missing cells: {missing} ({an.MISSING_MODES[missing]}); the `padded` column counts padded "
         "cells, and the notes say which cells a complete-seeds table left out."])
     if len(graded) and (graded.get("leaderboard_source") == "reference-panel").any():
         overview.text.append(PANEL_NOTE)
@@ -418,6 +467,9 @@ def _studies(results: pd.DataFrame, pos: pd.DataFrame, board: pd.DataFrame, spli
             f"all {size} competitions of the split. Missing seeds count as failures, so pass@1 equals the "
             "leaderboard's any-medal mean."], [("overall", wide_overall), ("per competition", wide_comp)],
             ["pass_at_k.png"]))
+        if int(overall["n"].max()) < 2:
+            out[-1].text.append("pass@k needs >= 2 seeds per competition: these results have 1, so only pass@1 "
+                                "exists. Run more seeds (e.g. `'seed=range(4)'`) to see how it grows with k.")
     curves = an.medal_over_time(results, split, catalogue, pos)
     if len(curves):
         tables["medal_over_time"] = curves
@@ -494,7 +546,8 @@ padding:0 1em}
 h1{font-size:1.6em;border-bottom:2px solid #c8961e;padding-bottom:.2em}
 h2{font-size:1.25em;margin-top:1.8em;color:#333}
 table{border-collapse:collapse;margin:.6em 0 1.2em;font-size:.82em}
-th,td{border:1px solid #d0d0d0;padding:3px 7px;text-align:left;white-space:nowrap}
+th,td{border:1px solid #d0d0d0;padding:3px 7px;text-align:left;vertical-align:top}
+td.text{overflow-wrap:anywhere;min-width:4em}
 th{background:#f3f0e6}
 tr:nth-child(even) td{background:#fafafa}
 caption{caption-side:top;text-align:left;font-weight:600;padding:.3em 0}
@@ -512,12 +565,30 @@ def _inline(text: str) -> str:
     return re.sub(r"\*([^*]+)\*", r"<em>\1</em>", out)
 
 
+NUMBER_CELL = re.compile(r"-|[-+]?\d[\d.,/]*( ?%)?( ± (\d[\d.]*|n/a))?( \((n=\d+|1 seed)\))?( †)?")
+
+
+def text_columns(frame: pd.DataFrame) -> list[bool]:
+    """Per column: True where a value is not a number or 'mean ± SEM (n=...)' cell. Those cells may wrap
+    anywhere (long ids, notes, reasons) so a wide table fits its box; numbers wrap only before '(n=...)'."""
+    return [not all(NUMBER_CELL.fullmatch(str(v)) or str(v) in ("", "nan") for v in frame.iloc[:, i])
+            for i in range(frame.shape[1])]
+
+
+def _html_cell(td: str, value: Any) -> str:
+    """Escaped text; in a number cell 'mean ± SEM' and '(1 seed)' stay on one line (non-breaking spaces)."""
+    text = html.escape(str(value))
+    return text if "text" in td else text.replace(" ± ", "&nbsp;±&nbsp;").replace("(1 seed)", "(1&nbsp;seed)")
+
+
 def _html_table(caption: str, frame: pd.DataFrame) -> str:
+    """A table inside a box that scrolls sideways when the table cannot fit even with its text wrapped."""
     if frame.empty:
         return "<p>(none)</p>"
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>"
-                   for row in frame.itertuples(index=False))
+    opens = ['<td class="text">' if text else "<td>" for text in text_columns(frame)]
+    body = "".join("<tr>" + "".join(f"{td}{_html_cell(td, v)}</td>" for td, v in zip(opens, row, strict=True))
+                   + "</tr>" for row in frame.itertuples(index=False))
     return (f'<div class="scroll"><table><caption>{html.escape(caption)}</caption><thead><tr>{head}</tr></thead>'
             f"<tbody>{body}</tbody></table></div>")
 

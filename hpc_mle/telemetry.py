@@ -99,6 +99,7 @@ class Sampler(threading.Thread):
         for i in range(len(gpus)):
             self.fields += [f"gpu{i}_util_percent", f"gpu{i}_mem_mib"]
         self._procs: dict[int, psutil.Process] = {}
+        self._cpu_last: tuple[float, float] | None = None  # (monotonic time, CPU seconds of the tree)
 
     def _tree(self) -> list[psutil.Process]:
         try:
@@ -106,19 +107,33 @@ class Sampler(threading.Thread):
             current = [root, *root.children(recursive=True)]
         except psutil.Error:
             return []
-        # Keep Process objects between samples: cpu_percent() measures since the previous call.
+        # Keep Process objects between samples (one object per process, whatever psutil caches on it).
         self._procs = {p.pid: self._procs.get(p.pid, p) for p in current}
         return list(self._procs.values())
 
+    def _cpu_percent(self, seconds: float) -> float:
+        """CPU % of the tree since the previous sample, from cumulative CPU times.
+
+        psutil's cpu_percent() returns 0.0 on its first call for each process, so a process born after the
+        previous sample (the agent's training script, started after the sandbox) would count as idle, and one
+        that lived less than an interval would never count. CPU times (own and of reaped children) count both."""
+        now = time.monotonic()
+        last, self._cpu_last = self._cpu_last, (now, seconds)
+        if last is None or now <= last[0]:
+            return 0.0
+        return max(0.0, seconds - last[1]) / (now - last[0]) * 100
+
     def sample(self) -> dict:
-        cpu = rss = 0.0
+        seconds = rss = 0.0
         procs = self._tree()
         for p in procs:
             try:
-                cpu += p.cpu_percent(None)
+                times = p.cpu_times()
+                seconds += times.user + times.system + times.children_user + times.children_system
                 rss += p.memory_info().rss
             except psutil.Error:
                 pass
+        cpu = self._cpu_percent(seconds)
         row = {"time": round(time.time(), 3), "elapsed_s": round(self.elapsed(), 3), "cpu_percent": round(cpu, 1),
                "rss_mib": round(rss / 2**20, 1), "processes": len(procs)}
         for i, (util, mem) in enumerate(read_gpus(self.gpus, self.nvml)):
@@ -136,7 +151,7 @@ class Sampler(threading.Thread):
             writer = csv.DictWriter(fh, fieldnames=self.fields, extrasaction="ignore")
             if fh.tell() == 0:
                 writer.writeheader()
-            self.sample()  # primes cpu_percent
+            self.sample()  # the CPU-time baseline
             while not self.stop_event.wait(self.interval):
                 row = self.sample()
                 self.rows.append(row)

@@ -127,7 +127,7 @@ def test_integrity_marks_unsandboxed_reference_panel_and_missing_leaderboards():
 
 def test_markdown_table_keeps_the_leading_columns_the_launcher_prints():
     table = an.format_table(an.leaderboard(frame(setting_x()), CAT))
-    assert "| aide | gpt4o | 10m | gpu1 | lite | 3 | 41.7 ± 8.3 | 33.3 ± 8.3 | 25.0 ± 0.0 |" in table
+    assert "| aide | gpt4o | 10m | gpu1 | lite | 3 | 41.7 ± 8.3 (n=3) | 33.3 ± 8.3 (n=3) | 25.0 ± 0.0 (n=3) |" in table
 
 
 def test_planned_subset_uses_the_planned_competitions_as_denominator():
@@ -147,7 +147,7 @@ def test_readme_rows_dash_for_uncovered_splits_and_dagger_for_padding():
     readme = an.readme_rows(an.leaderboard(frame(rows), CAT), frame(rows), CAT).set_index("Agent")
     # full: lite fully attempted, 2 positions: p0 a gold -> 25, p1 nothing -> 0; mean 12.5, SEM 12.5
     # ([25, 0]: sd 17.678 / sqrt(2)); p1 has 3 padded cells -> dagger.
-    assert readme.loc["full", "Low == Lite (%)"] == "12.5 ± 12.5 †"
+    assert readme.loc["full", "Low == Lite (%)"] == "12.5 ± 12.5 (n=2) †"
     assert readme.loc["full", "All (%)"] == "-" and readme.loc["aide", "Low == Lite (%)"] == "-"
     assert readme.loc["full", "Running Time (hours)"] == "24"
     assert readme.loc["full", "Known Leakage"] == "includes 1 leaky competitions"
@@ -304,8 +304,8 @@ def test_runtime_and_gpu_comparisons_sit_side_by_side():
     board = an.leaderboard(frame(rows), CAT, ["lite"])
     budgets = an.runtime_budgets(board).set_index("hardware")
     # gpu1: 10m a gold -> 25 %; 100h a and b gold -> 50 %.
-    assert budgets.loc["gpu1", "10m any medal %"] == "25.0 ± 0.0"
-    assert budgets.loc["gpu1", "100h any medal %"] == "50.0 ± 0.0"
+    assert budgets.loc["gpu1", "10m any medal %"] == "25.0 ± n/a (1 seed)"
+    assert budgets.loc["gpu1", "100h any medal %"] == "50.0 ± n/a (1 seed)"
     gpu = an.gpu_scaling(frame(rows), board).set_index(["runtime", "hardware"])
     assert gpu.loc[("100h", "gpu1"), "gpu_util_percent_mean"] == pytest.approx(60.0)  # (50 + 70) / 2
     assert gpu.loc[("10m", "gpu2"), "gpus"] == 2 and gpu.loc[("10m", "gpu2"), "gpu_mem_mib_max"] == 900.0
@@ -398,9 +398,9 @@ def test_analyse_sweep_writes_every_file(tmp_path):
     # mini has 6 competitions. Positions: p0 = churn seed 0 (bronze) and digits seed 0, p1 = churn seed 1.
     # valid (and above median): p0 2/6 = 33.3, p1 1/6 = 16.7 -> mean 25.0, SEM |33.3 - 16.7| / 2 = 8.3.
     # any medal: p0 16.7, p1 0 -> 8.3 ± 8.3. Padded: 2 x 6 - 3 = 9.
-    assert "| dummy | none | 10m | cpu | mini | 2 | 25.0 ± 8.3 | 25.0 ± 8.3 | 8.3 ± 8.3 |" in out["table"]
+    assert "| dummy | none | 10m | cpu | mini | 2 | 25.0 ± 8.3 (n=2) | 25.0 ± 8.3 (n=2) | 8.3 ± 8.3 (n=2) |" in out["table"]
     # over the 2 planned competitions: p0 50, p1 0 -> 25 ± 25; valid p0 100, p1 50 -> 75 ± 25.
-    assert "| dummy | none | 10m | cpu | mini | 2 | 75.0 ± 25.0 | 75.0 ± 25.0 | 25.0 ± 25.0 |" in out["table"]
+    assert "| dummy | none | 10m | cpu | mini | 2 | 75.0 ± 25.0 (n=2) | 75.0 ± 25.0 (n=2) | 25.0 ± 25.0 (n=2) |" in out["table"]
     summary = (folder / "summary.md").read_text()
     assert "reference-panel" in summary and "unsandboxed" in summary and "9 missing cells padded" in summary
     assert pd.read_parquet(folder / "results.parquet")["attempt_id"].tolist() == ["i1", "i2", "i3"]

@@ -72,7 +72,7 @@ def test_local_sweep_runs_grades_analyses_and_relaunch_is_a_no_op(tmp_path, mini
     out = launch(*args)
     assert out.returncode == 0, out.stderr
     assert "attempts: 4 planned, 4 to run" in out.stdout
-    assert "| dummy | none | 10m | cpu | mini | 2 | 100.0 ± 0.0 | 0.0 ± 0.0 | 0.0 ± 0.0 |" in out.stdout
+    assert "| dummy | none | 10m | cpu | mini | 2 | 100.0 ± 0.0 (n=2) | 0.0 ± 0.0 (n=2) | 0.0 ± 0.0 (n=2) |" in out.stdout
     (sweep,) = tmp_path.iterdir()
     manifest = plan.read_manifest(sweep)
     assert len(manifest) == 4 and set(manifest["seed"]) == {0, 1}
@@ -110,6 +110,8 @@ def test_resume_runs_infrastructure_failures_again_but_not_agent_failures(tmp_pa
     assert runner.read_status(crashed)["state"] == "failed"
     listing = subprocess.run(["hpc-mle", "status", str(sweep), "--failures"], capture_output=True, text=True)
     assert "simulated agent failure" in listing.stdout
+    hint = " ".join(subprocess.run(["hpc-mle", "status", str(sweep)], capture_output=True, text=True).stdout.split())
+    assert "--retry-agent-failures` also reruns the 1 whose agent failed" in hint and "infrastructure-failed" not in hint
 
 
 @bwrap

@@ -1,0 +1,180 @@
+"""The report reads right: tables fit their box, charts make sense for one seed and all-zero data,
+every ± says how many seeds it rests on, and telemetry counts CPU from the first sample.
+
+Checked on the rendered Markdown/HTML and on the figures' data (axis limits, plotted points), not on
+pixels; the Chromium layout check runs only where Chromium is installed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from hpc_mle import analysis as an
+from hpc_mle import report, telemetry
+
+LONG = "a-competition-with-an-identifier-far-longer-than-any-column-should-be-wide"
+CAT = an.Catalogue(splits={"lite": ("a", "b", LONG)}, status={})
+MANY = {"scaffold": "aide", "model": "gpt4o", "runtime": "10m", "hardware": "gpu1"}
+ONE = {**MANY, "scaffold": "solo"}
+
+
+def attempt(comp: str, seed: int, medal: str | None, setting: dict, **extra) -> dict:
+    return {"attempt_id": f"{comp}-{seed}-{setting['scaffold']}", "competition_id": comp, "seed": seed, **setting,
+            "benchmark": "lite", "benchmark_split": "lite", "time_limit_s": 600.0, "graded": True, "state": "done",
+            "unsandboxed": False, "score": 0.5, "submission_exists": True, "valid_submission": True,
+            "gold_medal": medal == "gold", "silver_medal": False, "bronze_medal": medal == "bronze",
+            "any_medal": medal is not None, "above_median": medal is not None, "leaderboard_source": "kaggle",
+            "snapshots": [], "graded_at": "2026-11-22T10:00:00+00:00", **extra}
+
+
+def results(rows: list[dict]) -> pd.DataFrame:
+    return an.normalise(pd.DataFrame(rows))
+
+
+@pytest.fixture(scope="module")
+def mixed() -> report.Report:
+    """`aide` with 2 seeds (a: gold then nothing; b: bronze at seed 1), `solo` with 1 seed and no medal."""
+    rows = [attempt("a", 0, "gold", MANY), attempt("a", 1, None, MANY), attempt("b", 1, "bronze", MANY),
+            attempt(LONG, 0, None, MANY), attempt("a", 0, None, ONE), attempt(LONG, 0, None, ONE)]
+    return report.build_report(results(rows), "presentation", catalogue=CAT)
+
+
+def section(rep: report.Report, title: str) -> report.Section:
+    return next(s for s in rep.sections if s.title == title)
+
+
+# ---------------------------------------------------------------- ± with its seeds
+
+
+def test_cell_names_the_seeds_and_one_seed_has_no_spread():
+    assert an.cell(12.5, 3.125, 8) == "12.5 ± 3.1 (n=8)"
+    assert an.cell(25.0, 0.0, 1) == "25.0 ± n/a (1 seed)"
+    assert an.cell(float("nan"), 0.0, 0) == "-"
+
+
+def test_every_plus_minus_in_the_report_says_how_many_seeds(mixed):
+    board = section(mixed, "Leaderboard").tables[0][1].set_index("scaffold")
+    # aide over 3 competitions: p0 = a seed 0 gold, b seed 1 bronze, LONG -> 66.7; p1 = a seed 1 -> 0.
+    # Mean 33.3, SEM |66.7 - 0| / 2 = 33.3, over 2 seeds.
+    assert board.loc["aide", "any medal %"] == "33.3 ± 33.3 (n=2)"
+    assert board.loc["solo", "any medal %"] == "0.0 ± n/a (1 seed)"
+    texts = [report.render_markdown(mixed), report.render_html(mixed), an.format_table(mixed.tables["leaderboard"])]
+    for text in texts:
+        numbers = re.findall(r"\d ± [^|<]*", text.replace("&nbsp;", " "))
+        assert numbers, text[:500]
+        for found in numbers:
+            assert re.fullmatch(r"\d ± (\d+\.\d \(n=\d+\)|n/a \(1 seed\))( †)?\s*", found), found
+
+
+# ---------------------------------------------------------------- tables that fit
+
+
+def test_tables_sit_in_a_scrolling_box_and_only_text_columns_wrap(mixed):
+    page = report.render_html(mixed)
+    assert re.search(r"\.scroll\{[^}]*overflow-x:auto", page)
+    assert re.search(r"td\.text\{[^}]*overflow-wrap:anywhere", page) and "nowrap" not in page
+    assert page.count("<table>") == page.count('<div class="scroll"><table>') > 3
+    long_cells = re.findall(rf"<td[^>]*>{LONG}</td>", page)
+    assert long_cells and all(c.startswith('<td class="text">') for c in long_cells)
+    assert "<td>33.3&nbsp;±&nbsp;33.3 (n=2)</td>" in page  # wraps only before (n=2)
+    assert "<td>0.0&nbsp;±&nbsp;n/a (1&nbsp;seed)</td>" in page
+    board = section(mixed, "Leaderboard").tables[0][1]
+    wraps = dict(zip(board.columns, report.text_columns(board), strict=True))
+    assert wraps["notes"] and wraps["scaffold"] and not wraps["any medal %"] and not wraps["competitions"]
+    assert not wraps["seeds"] and not wraps["padded"]
+
+
+# ---------------------------------------------------------------- charts
+
+
+def test_percent_limits_keep_zero_and_full_lines_off_the_axis():
+    assert report.percent_limits([0.0, 0.0]) == pytest.approx((-0.3, 10.3))
+    assert report.percent_limits([50.0, float("nan")]) == pytest.approx((-1.65, 56.65))
+    assert report.percent_limits([100.0]) == pytest.approx((-3.0, 103.0))
+
+
+def test_one_seed_pass_at_k_has_a_sensible_axis_and_says_it_needs_two_seeds():
+    rows = [attempt("a", 0, "gold", ONE), attempt("b", 0, None, ONE)]
+    rep = report.build_report(results(rows), "one seed", catalogue=CAT)
+    assert any("needs >= 2 seeds" in t for t in section(rep, "pass@k on lite").text)
+    overall = rep.tables["pass_at_k"]
+    ax = report.plot_pass_at_k(overall).axes[0]
+    assert ax.get_xlim() == pytest.approx((0.0, 2.0))  # not 0.96-1.04 around a lone dot
+    assert ax.get_ylim() == pytest.approx((-1.1, 37.77), abs=0.01)  # top 33.3 % x 1.1 = 36.67, 3 % margins
+    assert list(ax.lines[0].get_xdata()) == [1] and ax.lines[0].get_ydata()[0] == pytest.approx(100 / 3)
+    assert "needs >= 2 seeds" in ax.get_title()
+
+
+def test_all_zero_curves_and_bars_stay_visible(mixed):
+    rows = [attempt("a", s, None, MANY) for s in range(2)]
+    rep = report.build_report(results(rows), "zeros", catalogue=CAT)
+    ax = report.plot_medal_over_time(rep.tables["medal_over_time"]).axes[0]
+    low, high = ax.get_ylim()
+    assert (ax.lines[0].get_ydata() == 0).all() and low < 0 and high >= 10  # the 0 line is above the axis
+    assert not any("needs >= 2 seeds" in t for t in section(rep, "pass@k on lite").text)
+    bars = report.plot_leaderboard(rep.tables["leaderboard"]).axes[0]
+    assert bars.get_xlim()[0] < 0 and [t.get_text() for t in bars.texts] == ["0.0 (n=2)"]
+    labels = [t.get_text() for t in report.plot_leaderboard(mixed.tables["leaderboard"]).axes[0].texts]
+    assert labels == ["33.3 (n=2)", "0.0 (1 seed)"]
+
+
+def test_grouped_bars_of_zero_have_a_readable_scale():
+    rows = [attempt("a", 0, None, MANY), attempt("a", 0, None, {**MANY, "runtime": "1h"})]
+    board = an.leaderboard(results(rows), CAT)
+    ax = report.plot_grouped_bars(board, "runtime", "zeros").axes[0]
+    assert ax.get_ylim()[0] < 0 and ax.get_ylim()[1] >= 10
+
+
+# ---------------------------------------------------------------- telemetry
+
+
+BURN = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.5:\n    pass\n"
+
+
+def test_cpu_of_a_process_born_after_the_first_sample_is_counted(tmp_path):
+    """The agent's training starts after the sandbox and lives less than an interval: its CPU seconds
+    must show in the samples (psutil's first cpu_percent() per process says 0, so it would count none)."""
+    parent = (f"import subprocess, sys, time\ntime.sleep(0.3)\nsubprocess.run([sys.executable, '-c', {BURN!r}])\n"
+              "time.sleep(2.4)\n")
+    proc = subprocess.Popen([sys.executable, "-c", parent])
+    t0 = time.monotonic()
+    sampler = telemetry.Sampler(tmp_path / "telemetry.csv", proc.pid, (), 1.5, lambda: time.monotonic() - t0)
+    sampler.start()
+    proc.wait(timeout=60)
+    sampler.stop()
+    rows = sampler.rows
+    assert len(rows) >= 2
+    times = [0.0] + [r["elapsed_s"] for r in rows]
+    seconds = sum(r["cpu_percent"] / 100 * (b - a) for r, a, b in zip(rows, times[:-1], times[1:], strict=True))
+    assert 0.45 < seconds < 1.5, rows  # the child's 0.5 s, plus two interpreter start-ups
+    assert sampler.summary()["cpu_percent_mean"] > 10
+    written = pd.read_csv(tmp_path / "telemetry.csv")
+    assert written["cpu_percent"].tolist() == [r["cpu_percent"] for r in rows]
+
+
+# ---------------------------------------------------------------- in a browser
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium is not installed")
+def test_the_page_never_scrolls_sideways_in_chromium(mixed, tmp_path):
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "report_screenshot.py"
+    spec = importlib.util.spec_from_file_location("report_screenshot", path)
+    shot = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(shot)
+    page = tmp_path / "report.html"
+    page.write_text(report.render_html(mixed), encoding="utf-8")
+    for width in (700, 1400):
+        layout = shot.layout(page, width)
+        assert layout["tables"] > 3 and layout["page"] <= width, layout  # wide tables scroll in their box
+    assert "all competitions" in shot.layout(page, 700)["scrolling"]  # the leaderboard scrolls in a narrow window
+    assert shot.layout(page, 1400)["scrolling"] == []  # and fits a wide one: its text wraps
