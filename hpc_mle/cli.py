@@ -558,9 +558,7 @@ def status_cmd(sweep_dir: Path, by: str, failures: bool) -> None:
                                    f"{r['state']}{_failure(r['failure'])} {r['reason'] or ''}"))
     elif len(bad):
         which = ", ".join(f"{n} {state}" for state, n in bad["state"].value_counts().items())
-        rerun = bad["state"].isin(["failed", "lost"]).any()
-        console.print(f"{which}: `hpc-mle status {sweep_dir} --failures` lists them"
-                      + (f"; `hpc-mle resume {sweep_dir}` runs the failed and lost ones again." if rerun else "."))
+        console.print(f"{which}: `hpc-mle status {sweep_dir} --failures` lists them" + _rerun_hint(bad, sweep_dir))
     partial = read_json(sweep_dir / "analysis" / jobs.PARTIAL)
     if isinstance(partial, dict) and partial.get("left_out"):
         console.print(f"the analysis is partial: {len(partial['left_out'])} attempt(s) had not ended when it ran "
@@ -569,6 +567,20 @@ def status_cmd(sweep_dir: Path, by: str, failures: bool) -> None:
     if len(unknown):
         err.print(f"[yellow]warning:[/yellow] {len(unknown)} attempt(s) unknown: {terminal(unknown['reason'].iloc[0])}")
         sys.exit(1)
+
+
+def _rerun_hint(bad, sweep_dir: Path) -> str:
+    """What `resume` would do with these attempts: it reruns lost ones and infrastructure failures on its own;
+    an agent's failure is the agent's result, rerun only when asked."""
+    agent = (bad["state"] == "failed") & (bad["failure"] == "agent")
+    again = bad["state"].isin(["failed", "lost"]) & ~agent
+    hints = []
+    if again.any():
+        hints.append(f"`hpc-mle resume {sweep_dir}` runs the {int(again.sum())} lost or infrastructure-failed again")
+    if agent.any():
+        hints.append(f"`hpc-mle resume {sweep_dir} --retry-agent-failures` also reruns the {int(agent.sum())} whose "
+                     "agent failed (its own result otherwise)")
+    return "; " + "; ".join(hints) + "." if hints else "."
 
 
 def _failure(kind) -> str:
