@@ -77,7 +77,9 @@ def main() -> int:
     png = screenshot(page, args.out or args.sweep / "analysis" / "report.png", args.size)
     print(f"{png} ({png.stat().st_size // 1024} KiB)")
     width = int(args.size.split(",")[0])
-    print(f"layout at {width} px: {json.dumps(layout(page, width))} (page wider than the window: it scrolls sideways)")
+    found = layout(page, width)
+    print(f"layout: page {found['page']} px in a {found['window']} px window; {found['tables']} tables, scrolling in "
+          f"their box: {', '.join(found['scrolling']) or 'none'}")
     return 0
 
 

@@ -113,7 +113,7 @@ def fig_leaderboard(board: pd.DataFrame) -> bytes:
 def _curves(frame: pd.DataFrame, x: str, y: str, err: str | None, xlabel: str, ylabel: str,
             scale: float = 1.0, integer_x: bool = False):
     """One line per setting (SEM band when `err`), the legend beside the plot, up to 20 distinct colours;
-    percentage limits with a margin so lines at 0 stay visible, and a unit-wide x range around a single x."""
+    percentage limits with a margin so lines at 0 stay visible; a single x gets a unit-wide axis and big markers."""
     from matplotlib import colormaps
 
     groups = list(frame.groupby(an.SETTING, sort=True))
@@ -123,15 +123,16 @@ def _curves(frame: pd.DataFrame, x: str, y: str, err: str | None, xlabel: str, y
     colours = colormaps["tab20" if len(groups) > 10 else "tab10"].colors
     for i, (setting, group) in enumerate(groups):
         xs, ys, colour = group[x] / scale, group[y], colours[i % len(colours)]
-        ax.plot(xs, ys, color=colour, marker="o" if len(group) <= 30 else None, ms=3,
+        ax.plot(xs, ys, color=colour, marker="o" if len(group) <= 30 else None, ms=3 if len(group) > 1 else 7,
                 label=" / ".join(map(str, setting)))
         if err:
             ax.fill_between(xs, ys - group[err], ys + group[err], color=colour, alpha=0.15, linewidth=0)
     if integer_x:
         ax.xaxis.get_major_locator().set_params(integer=True)
     xs = (frame[x] / scale).unique()
-    if len(xs) == 1:
-        ax.set_xlim(float(xs[0]) - 1, float(xs[0]) + 1)
+    if len(xs) == 1:  # one x (pass@1 only): a unit-wide axis with its one tick, not matplotlib's 0.96-1.04
+        ax.set_xlim(float(xs[0]) - 0.5, float(xs[0]) + 0.5)
+        ax.set_xticks([float(xs[0])])
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_ylim(percent_limits(frame[y] + (frame[err] if err else 0)))
@@ -547,7 +548,7 @@ h1{font-size:1.6em;border-bottom:2px solid #c8961e;padding-bottom:.2em}
 h2{font-size:1.25em;margin-top:1.8em;color:#333}
 table{border-collapse:collapse;margin:.6em 0 1.2em;font-size:.82em}
 th,td{border:1px solid #d0d0d0;padding:3px 7px;text-align:left;vertical-align:top}
-td.text{overflow-wrap:anywhere;min-width:4em}
+td.text{overflow-wrap:break-word;hyphens:manual}
 th{background:#f3f0e6}
 tr:nth-child(even) td{background:#fafafa}
 caption{caption-side:top;text-align:left;font-weight:600;padding:.3em 0}
