@@ -448,7 +448,8 @@ def test_report_of_a_real_mini_sweep(tmp_path, mini_data):
     for heading in ("Leaderboard", "Upstream README rows", "pass@k on mini", "Medals over time on mini",
                     "Medals per competition and seed on mini", "Attempts"):
         assert f"<h2>{heading}</h2>" in page
-    assert "<td>baseline</td>" in page and "<td>dummy</td>" in page and "reference-panel" in page
+    assert '<td class="text">baseline</td>' in page and '<td class="text">dummy</td>' in page
+    assert "reference-panel" in page
     assert page.count('src="data:image/png;base64,') >= 4
     results = pd.read_parquet(sweep / "analysis" / "results.parquet")
     assert len(results) == 4 and results["graded"].all()
