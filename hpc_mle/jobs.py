@@ -155,6 +155,7 @@ def grade_attempt(sweep_dir: Path, attempt_id: str) -> dict[str, Any]:
     record = {"attempt_id": attempt_id, **{k: a[k] for k in ("competition_id", "scaffold", "model", "seed",
                                                              "runtime", "hardware", "benchmark", "spec_version")},
               "state": status.get("state"), "failure": status.get("failure"), "unsandboxed": status.get("unsandboxed"),
+              "network": status.get("network"),
               "agent_elapsed_s": status.get("agent_elapsed_s"), "starts": status.get("starts"),
               "attempt_ended_at": status.get("ended_at"),
               "report": report.to_dict(), "snapshots": snapshots, "graded_at": _now()}

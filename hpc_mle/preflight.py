@@ -433,6 +433,27 @@ def sandbox_check(cfgs: list[DictConfig], cluster_kind: str, env: dict[str, str]
         Problem(f"sandbox=bwrap but bubblewrap (bwrap) is not {where}", BWRAP_FIX, warning=cluster_kind != "local")]
 
 
+def namespace_check(cfgs: list[DictConfig], cluster_kind: str, env: dict[str, str] | None = None,
+                    ) -> tuple[list[str], list[Problem]]:
+    """The doctor's cheap namespace probes (hpc_mle/doctor.py), run here for bwrap sandboxes: a kernel without
+    network namespaces fails every attempt at its start. On Slurm the compute nodes may differ: a warning that
+    names `hpc-mle doctor --on-node`."""
+    from hpc_mle import doctor
+
+    boxed = [c for c in cfgs if str(c.sandbox.kind) == "bwrap"]
+    path = (dict(os.environ) if env is None else env).get("PATH", "")
+    if not boxed or shutil.which("bwrap", path=path) is None:
+        return [], []
+    checks = [doctor.user_namespaces()]
+    if any(not c.sandbox.get("network") for c in boxed):
+        checks.append(doctor.network_namespaces())
+    lines = [f"{c.name}: {c.state} ({c.seen})" for c in checks]
+    where = "" if cluster_kind == "local" else " on this login node (hpc-mle doctor --on-node checks a compute node)"
+    problems = [Problem(f"{c.name}: {c.seen}{where}", c.fix, warning=c.state == "warn" or cluster_kind != "local")
+                for c in checks if c.state in ("fail", "warn")]
+    return lines, problems
+
+
 def run(sweep_dir: Path, todo: list[Attempt], cfgs: list[DictConfig], served: dict[str, dict[str, Any]],
         nodes: list[Node] | None = None, env: dict[str, str] | None = None) -> Report:
     """Every check for the attempts still to run; `nodes` skips the sinfo call (already read)."""
@@ -447,6 +468,7 @@ def run(sweep_dir: Path, todo: list[Attempt], cfgs: list[DictConfig], served: di
     else:
         sections.append(resources_section(cluster, planned, nodes))
     envs, (box_lines, box_problems) = envs_section(cfgs), sandbox_check(cfgs, str(cluster.kind), env)
-    envs = Section(envs.title, [*envs.lines, *box_lines], [*envs.problems, *box_problems])
+    ns_lines, ns_problems = namespace_check(cfgs, str(cluster.kind), env)
+    envs = Section(envs.title, [*envs.lines, *box_lines, *ns_lines], [*envs.problems, *box_problems, *ns_problems])
     sections += [data_section(todo, first.data_dir), keys_section(cfgs, env), envs]
     return Report(sections)

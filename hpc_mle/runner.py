@@ -426,6 +426,12 @@ def _forwarded(cfg: AttemptConfig) -> bool:
     return cfg.sandbox in ("bwrap", "apptainer") and not cfg.network
 
 
+def network_mode(cfg: AttemptConfig) -> str:
+    """`isolated` (the sandbox's own network namespace) or `shared` (sandbox.network=true, the fallback where a
+    site disables network namespaces, or no sandbox): recorded in config.json and status.json for the reports."""
+    return "isolated" if _forwarded(cfg) else "shared"
+
+
 def _metering_proxy(cfg: AttemptConfig, sock_dir: Path) -> MeteringProxy | None:
     """The attempt's LLM proxy, bound but not serving yet; None for an agent without a model."""
     if not has_llm(cfg.model_config):
@@ -618,7 +624,7 @@ def run_attempt(cfg: AttemptConfig) -> dict[str, Any]:
             "competition": {"id": spec.id, "spec_version": spec.version, "status": spec.status.state,
                             "split": spec.split, "leaderboard_source": spec.leaderboard.source},
             "scaffold_command": list(scaffold.command),
-            "unsandboxed": cfg.sandbox == "none",
+            "unsandboxed": cfg.sandbox == "none", "network": network_mode(cfg),
             "image_digest": _image_digest(image) if image and image.is_file() else None,
             "code_version": _code_version(),
             "sandbox_command": argv,
@@ -630,7 +636,8 @@ def run_attempt(cfg: AttemptConfig) -> dict[str, Any]:
             "state": "running", "starts": starts, "exit_code": None, "reason": None,
             "agent_elapsed_s": used_before, "time_limit_s": cfg.time_limit_s,
             "started_at": previous.get("started_at") or _now(), "last_start_at": _now(), "ended_at": None,
-            "sandbox": cfg.sandbox, "unsandboxed": cfg.sandbox == "none", "host": os.uname().nodename,
+            "sandbox": cfg.sandbox, "unsandboxed": cfg.sandbox == "none", "network": network_mode(cfg),
+            "host": os.uname().nodename,
             "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
             "cpus": sorted(os.sched_getaffinity(0)),
         }

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from hpc_mle import competitions, grading, medals, paths
 from hpc_mle.prepare import current_checksums, expected_checksums, prepare, verify
-from hpc_mle.prepare.panel import LEADERBOARD_COLUMNS, build_panel, solutions
+from hpc_mle.prepare.panel import LEADERBOARD_COLUMNS, PIXELS, _orientation_histograms, build_panel, solutions
 
 MINI = [
     "mini-ames-housing",
@@ -136,3 +137,42 @@ def test_panel_solutions_rebuild_the_shipped_scores(data_dir):
     shipped = leaderboard(REBUILT).set_index("solution")["score"]
     for name, score in zip(rebuilt["solution"], rebuilt["score"], strict=True):
         assert shipped[name] == pytest.approx(score, rel=0, abs=1e-12), name  # equal up to CSV parsing
+
+
+STRONG_LABEL = r"^(?:tuned |blend\()"
+REBUILT_STRONG = "mini-digits"
+CHEAP_BASES = ["knn(k=3,weights=distance) features=pca(30)", "logreg(C=1.0) features=hog+pixels"]
+
+
+@pytest.mark.parametrize("cid", MINI)
+def test_strong_group_holds_the_top_and_the_weak_tail_the_bottom(cid):
+    """Kaggle's shape: the medal places go to tuned models and blends, the bottom half to ordinary work."""
+    board = leaderboard(cid)
+    strong = board["solution"].str.contains(STRONG_LABEL)
+    gold, _, bronze = medals.medal_positions(len(board))
+    assert strong.iloc[:gold].mean() >= 0.8, board.loc[:gold - 1, "solution"][~strong.iloc[:gold]].tolist()
+    assert strong.iloc[:bronze].mean() >= 0.75
+    assert (~strong.iloc[len(board) // 2:]).mean() >= 0.6
+    assert board["solution"].is_unique and board["solution"].str.len().gt(0).all()
+
+
+def test_strong_entries_and_their_blend_rebuild_the_shipped_scores(data_dir):
+    names = [f"tuned {CHEAP_BASES[0]}", f"tuned {CHEAP_BASES[1]}", f"blend({CHEAP_BASES[0]} + {CHEAP_BASES[1]})"]
+    rebuilt = build_panel(REBUILT_STRONG, data_dir, names=names).set_index("solution")["score"]
+    shipped = leaderboard(REBUILT_STRONG).set_index("solution")["score"]
+    assert sorted(rebuilt.index) == sorted(names)
+    for name in names:
+        assert shipped[name] == pytest.approx(rebuilt[name], rel=0, abs=1e-12), name
+
+
+def test_orientation_histograms_put_a_vertical_edge_in_the_horizontal_bin():
+    """A dark-to-bright step across columns has a purely horizontal gradient: orientation 0, bin 0."""
+    image = np.zeros((8, 8))
+    image[:, 4:] = 16.0
+    frame = pd.DataFrame(image.reshape(1, 64), columns=PIXELS)
+    features = _orientation_histograms(frame)
+    cells = features[0, :32].reshape(4, 8)
+    assert features.shape == (1, 32 + 64)
+    # central differences: columns 3 and 4 each get a gradient of 16 / 2, in all 8 rows
+    assert cells[:, 1:].sum() == 0 and cells[:, 0].sum() == pytest.approx(8 * 2 * 8.0)
+    assert features[0, 32:].tolist() == image.reshape(64).tolist()

@@ -1,11 +1,14 @@
 """Reference leaderboards for the `mini` benchmark, built from a panel of ordinary solutions.
 
 The mini data sets were never Kaggle competitions, so there are no human teams to rank an agent
-against. Instead, each competition gets 100+ reference solutions of the kind people submit: linear
-models, forests, boosting, neighbours, naive Bayes, constant baselines, with different
-hyperparameters, feature subsets and fractions of the training data. That spread gives a board
-shaped like Kaggle's (a tight group of strong entries, a long tail of weak ones), and medal
-thresholds follow from it with the usual rules in `hpc_mle.medals`.
+against. Instead, each competition gets 150+ reference solutions of the kind people submit. The
+long tail is ordinary work: linear models, forests, boosting, neighbours, naive Bayes, constant
+baselines, with different hyperparameters, feature subsets and fractions of the training data. The
+top is what a Kaggle top-10 does on a CPU: engineered features, tuned boosting and extra trees,
+tf-idf word and character models with tuned C, SVMs on pixels and gradient-orientation features,
+and plain averages of pairs and triples of those ("tuned ..." and "blend(...)" entries). The strong
+group is sized so that a simple AutoML (the `baseline` agent) lands between the median and bronze:
+a medal needs real work. Medal thresholds follow with the usual rules in `hpc_mle.medals`.
 
 Every solution sees only `public/train.csv` and `public/test.csv` (for `mini-digits` with the PNG
 pixels added as columns `p0..p63`), is seeded, single-threaded and small, and is scored exactly as
@@ -23,9 +26,10 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from functools import partial
+from itertools import combinations
 from pathlib import Path
 from typing import Any
 
@@ -106,17 +110,21 @@ def _classifier(kind: str, p: dict[str, Any]) -> Any:
         "rf": lambda: RandomForestClassifier(n_estimators=p.get("trees", 100), max_depth=p.get("depth"),
                                              min_samples_leaf=p.get("leaf", 1), random_state=SEED, n_jobs=1),
         "et": lambda: ExtraTreesClassifier(n_estimators=p.get("trees", 100), max_depth=p.get("depth"),
-                                           min_samples_leaf=p.get("leaf", 1), random_state=SEED, n_jobs=1),
+                                           min_samples_leaf=p.get("leaf", 1), max_features=p.get("feat", "sqrt"),
+                                           random_state=p.get("seed", SEED), n_jobs=1),
         "hgb": lambda: HistGradientBoostingClassifier(learning_rate=p.get("lr", 0.1), max_depth=p.get("depth"),
                                                       max_iter=p.get("iters", 100), early_stopping=False,
-                                                      random_state=SEED),
+                                                      max_leaf_nodes=p.get("leaves", 31),
+                                                      min_samples_leaf=p.get("leaf", 20),
+                                                      l2_regularization=p.get("l2", 0.0), random_state=SEED),
         "knn": lambda: KNeighborsClassifier(n_neighbors=p.get("k", 5), weights=p.get("weights", "uniform"),
                                             n_jobs=1),
         "tree": lambda: DecisionTreeClassifier(max_depth=p.get("depth"), min_samples_leaf=p.get("leaf", 1),
                                                random_state=SEED),
         "gnb": GaussianNB,
         "lda": LinearDiscriminantAnalysis,
-        "svc": lambda: SVC(C=p.get("C", 1.0), kernel=p.get("kernel", "rbf"), gamma="scale"),
+        "svc": lambda: SVC(C=p.get("C", 1.0), kernel=p.get("kernel", "rbf"), gamma="scale",
+                           probability=p.get("prob", False), random_state=SEED),
         "centroid": NearestCentroid,
         "mlp": lambda: MLPClassifier(hidden_layer_sizes=(p.get("hidden", 32),), alpha=p.get("alpha", 1e-4),
                                      max_iter=p.get("iters", 200), random_state=SEED),
@@ -143,7 +151,9 @@ def _regressor(kind: str, p: dict[str, Any]) -> Any:
                                           random_state=SEED, n_jobs=1),
         "hgb": lambda: HistGradientBoostingRegressor(learning_rate=p.get("lr", 0.1), max_depth=p.get("depth"),
                                                      max_iter=p.get("iters", 100), early_stopping=False,
-                                                     random_state=SEED),
+                                                     max_leaf_nodes=p.get("leaves", 31),
+                                                     min_samples_leaf=p.get("leaf", 20),
+                                                     l2_regularization=p.get("l2", 0.0), random_state=SEED),
         "knn": lambda: KNeighborsRegressor(n_neighbors=p.get("k", 5), weights=p.get("weights", "uniform"),
                                            n_jobs=1),
         "tree": lambda: DecisionTreeRegressor(max_depth=p.get("depth"), min_samples_leaf=p.get("leaf", 1),
@@ -292,6 +302,41 @@ def churn_solutions() -> list[Solution]:
              ("account_length", 1), ("total_night_calls", -1)]
     out += [Solution(f"rule({'+' if s > 0 else '-'}{c})", partial(column_score, c, s)) for c, s in rules]
     return out
+
+
+def churn_engineered(frame: pd.DataFrame) -> pd.DataFrame:
+    """What churn notebooks add: totals over the day parts, a 4+ service calls flag, plan flags and the
+    international plan's interactions (few or long international calls)."""
+    f = frame.copy()
+    for what in ("charge", "minutes", "calls"):
+        f[f"all_{what}"] = f[[c for c in CHURN_USAGE if c.endswith(what)]].sum(axis=1)
+    f["service_4plus"] = (f["number_customer_service_calls"] >= 4).astype(float)
+    f["intl_plan"] = (f["international_plan"] == "yes").astype(float)
+    f["vmail_plan"] = (f["voice_mail_plan"] == "yes").astype(float)
+    f["intl_plan_minutes"] = f["intl_plan"] * f["total_intl_minutes"]
+    f["intl_plan_few_calls"] = f["intl_plan"] * (f["total_intl_calls"] < 3)
+    f["service_x_charge"] = f["number_customer_service_calls"] * f["all_charge"]
+    return f
+
+
+CHURN_ENGINEERED = ["all_charge", "all_minutes", "all_calls", "service_4plus", "intl_plan", "vmail_plan",
+                    "intl_plan_minutes", "intl_plan_few_calls", "service_x_charge"]
+
+
+def _churn_engineered_features() -> Pipeline:
+    numeric = ["account_length", "number_vmail_messages", *CHURN_USAGE, "number_customer_service_calls",
+               *CHURN_ENGINEERED]
+    return make_pipeline(FunctionTransformer(churn_engineered),
+                         _tabular(numeric, ["area_code", "international_plan", "voice_mail_plan"]))
+
+
+def churn_strong() -> list[Solution]:
+    engineered = Features("engineered", _churn_engineered_features)
+    models = [clf("et", trees=500, leaf=leaf, seed=seed) for leaf in (1, 2, 3) for seed in (0, 1, 2)]
+    models += [clf("et", trees=300, leaf=2, feat=0.5, seed=seed) for seed in (0, 1)]
+    models += [clf("hgb", lr=0.1, leaves=15, leaf=20, iters=150), clf("hgb", lr=0.1, leaves=31, leaf=40, iters=150),
+               clf("hgb", lr=0.05, leaves=15, leaf=40, l2=1.0, iters=300)]
+    return strong_solutions(binary_bases([engineered], models, "churn"), partial(finish_binary, "churn"))
 
 
 # ---------------------------------------------------------------- mini-leaf-species
@@ -667,6 +712,232 @@ def movie_solutions() -> list[Solution]:
     return out
 
 
+# ---------------------------------------------------------------- strong entries: tuned models and their blends
+#
+# The top of a Kaggle board is tuned models and blends of them. Each competition gets a handful of
+# strong base models (engineered features, tuned boosting, tf-idf word+char, SVMs on pixels); every base
+# is an entry, and so is the average of every pair of bases. A base's raw output (probabilities, or
+# log prices) is computed once per build and shared by the blends that use it.
+
+Raw = Callable[[pd.DataFrame, pd.DataFrame], np.ndarray]
+Finish = Callable[[np.ndarray, pd.DataFrame, pd.DataFrame], pd.DataFrame]
+_RAW_CACHE: dict[tuple[str, str], np.ndarray] = {}
+
+
+def _data_key(train: pd.DataFrame, test: pd.DataFrame) -> str:
+    """Identifies the data a raw output was computed on, so a cached one is never reused on other data."""
+    digests = [int(pd.util.hash_pandas_object(frame.astype(str), index=False).sum()) for frame in (train, test)]
+    return f"{len(train)}:{len(test)}:{digests[0]}:{digests[1]}"
+
+
+def cached_raw(name: str, raw: Raw, train: pd.DataFrame, test: pd.DataFrame) -> np.ndarray:
+    key = (name, _data_key(train, test))
+    if key not in _RAW_CACHE:
+        _RAW_CACHE[key] = np.asarray(raw(train, test), dtype=np.float64)
+    return _RAW_CACHE[key]
+
+
+def blend_predict(bases: Sequence[tuple[str, Raw]], finish: Finish,
+                  train: pd.DataFrame, test: pd.DataFrame) -> pd.DataFrame:
+    """The plain average of the bases' raw outputs, turned into a submission by `finish`."""
+    mean = np.mean([cached_raw(name, raw, train, test) for name, raw in bases], axis=0)
+    return finish(mean, train, test)
+
+
+def strong_solutions(bases: Sequence[tuple[str, Raw]], finish: Finish, suffix: str = "",
+                     sizes: Sequence[int] = (1, 2)) -> list[Solution]:
+    """Every base alone, then the average of every pair (and triple, when `sizes` says so), in base order."""
+    out = []
+    for size in sizes:
+        for group in combinations(bases, size):
+            name = group[0][0] if size == 1 else " + ".join(n for n, _ in group)
+            label = f"tuned {name}" if size == 1 else f"blend({name})"
+            out.append(Solution(label + suffix, partial(blend_predict, list(group), finish)))
+    return out
+
+
+def fitted_proba(features: Features, model: Model, target: str,
+                 train: pd.DataFrame, test: pd.DataFrame) -> np.ndarray:
+    """predict_proba of a pipeline fitted on all training rows, columns in sorted class order."""
+    classes = sorted(train[target].unique())
+    pipe = pipeline(features, model).fit(train.drop(columns=target), train[target])
+    proba = pipe.predict_proba(test)
+    full = np.zeros((len(test), len(classes)))
+    for j, c in enumerate(pipe.classes_):
+        full[:, classes.index(c)] = proba[:, j]
+    return full
+
+
+def positive_proba(features: Features, model: Model, target: str,
+                   train: pd.DataFrame, test: pd.DataFrame) -> np.ndarray:
+    return fitted_proba(features, model, target, train, test)[:, -1]
+
+
+def finish_binary(target: str, p: np.ndarray, train: pd.DataFrame, test: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({"id": test["id"].to_numpy(), target: p})
+
+
+def finish_classes(target: str, p: np.ndarray, train: pd.DataFrame, test: pd.DataFrame) -> pd.DataFrame:
+    classes = sorted(train[target].unique())
+    return pd.concat([test[["id"]].reset_index(drop=True), pd.DataFrame(p, columns=classes)], axis=1)
+
+
+def finish_label(target: str, p: np.ndarray, train: pd.DataFrame, test: pd.DataFrame) -> pd.DataFrame:
+    classes = np.array(sorted(train[target].unique()))
+    return pd.DataFrame({"id": test["id"].to_numpy(), target: classes[p.argmax(axis=1)].astype(np.int64)})
+
+
+def binary_bases(features: Sequence[Features], models: Sequence[Model], target: str) -> list[tuple[str, Raw]]:
+    return [(f"{m.label} features={f.label}", partial(positive_proba, f, m, target)) for f in features for m in models]
+
+
+def class_bases(features: Sequence[Features], models: Sequence[Model], target: str) -> list[tuple[str, Raw]]:
+    return [(f"{m.label} features={f.label}", partial(fitted_proba, f, m, target)) for f in features for m in models]
+
+
+
+def leaf_strong() -> list[Solution]:
+    everything = tabular("all", LEAF_SHAPE + LEAF_GEOMETRY + LEAF_COLOUR, LEAF_CATEGORICAL)
+    models = [clf("logreg", C=5.0), clf("logreg", C=10.0), clf("logreg", C=20.0), clf("logreg", C=50.0),
+              clf("mlp", hidden=64, iters=300), clf("mlp", hidden=128, alpha=1e-3, iters=300),
+              clf("mlp", hidden=128, iters=300), clf("logreg", C=200.0)]
+    return strong_solutions(class_bases([everything], models, "species"), partial(finish_classes, "species"),
+                            sizes=(1, 2, 3))
+
+
+def ames_engineered(frame: pd.DataFrame) -> pd.DataFrame:
+    """House-price notebook features: total and log areas, ages, bathrooms."""
+    f = frame.copy()
+    f["total_sf"] = f["Total_Bsmt_SF"] + f["First_Flr_SF"] + f["Second_Flr_SF"]
+    f["house_age"] = f["Year_Sold"] - f["Year_Built"]
+    f["remod_age"] = f["Year_Sold"] - f["Year_Remod_Add"]
+    f["bathrooms"] = f["Full_Bath"] + 0.5 * f["Half_Bath"] + f["Bsmt_Full_Bath"] + 0.5 * f["Bsmt_Half_Bath"]
+    f["porch_sf"] = f[["Wood_Deck_SF", "Open_Porch_SF", "Enclosed_Porch", "Three_season_porch", "Screen_Porch"]].sum(axis=1)
+    for col in ("Lot_Area", "Gr_Liv_Area", "total_sf", "First_Flr_SF", "Lot_Frontage", "Mas_Vnr_Area"):
+        f[f"log_{col}"] = np.log1p(f[col].clip(lower=0))
+    return f
+
+
+AMES_ENGINEERED = ["total_sf", "house_age", "remod_age", "bathrooms", "porch_sf",
+                   *(f"log_{c}" for c in ("Lot_Area", "Gr_Liv_Area", "total_sf", "First_Flr_SF", "Lot_Frontage",
+                                          "Mas_Vnr_Area"))]
+
+
+def _ames_engineered_features() -> Pipeline:
+    return make_pipeline(FunctionTransformer(ames_engineered),
+                         _tabular([*AMES_NUMERIC, *AMES_ENGINEERED], AMES_CATEGORICAL))
+
+
+def log_prediction(features: Features, model: Model, target: str,
+                   train: pd.DataFrame, test: pd.DataFrame) -> np.ndarray:
+    """Prediction of log1p(target): blends of prices are averaged on the log scale the metric uses."""
+    return pipeline(features, model).fit(train.drop(columns=target), np.log1p(train[target])).predict(test)
+
+
+def finish_price(target: str, log_pred: np.ndarray, train: pd.DataFrame, test: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({"id": test["id"].to_numpy(),
+                         target: np.clip(np.expm1(log_pred), float(train[target].min()), None)})
+
+
+def ames_strong() -> list[Solution]:
+    engineered = Features("engineered", _ames_engineered_features)
+    models = [reg("lasso", alpha=0.0005), reg("lasso", alpha=0.001), reg("ridge", alpha=30.0), reg("ridge", alpha=100.0),
+              reg("hgb", lr=0.05, leaves=15, leaf=10, iters=600), reg("hgb", lr=0.03, leaves=7, leaf=10, l2=1.0, iters=1000),
+              reg("hgb", lr=0.05, depth=4, leaf=20, iters=800), reg("lasso", alpha=0.0003),
+              reg("hgb", lr=0.05, depth=3, leaf=20, iters=600)]
+    bases = [(f"{m.label} features=engineered target=log", partial(log_prediction, engineered, m, "Sale_Price"))
+             for m in models]
+    return strong_solutions(bases, partial(finish_price, "Sale_Price"), sizes=(1, 2, 3))
+
+
+def review_strong() -> list[Solution]:
+    def union(word: tuple[int, int], char: tuple[int, int]) -> Features:
+        label = f"text-tfidf(word,{word[0]}-{word[1]})+tfidf(char_wb,{char[0]}-{char[1]})"
+        return Features(label, lambda: ColumnTransformer([
+            ("word", TfidfVectorizer(min_df=2, ngram_range=word, sublinear_tf=True), "review"),
+            ("char", TfidfVectorizer(analyzer="char_wb", ngram_range=char, min_df=3, sublinear_tf=True), "review")]))
+
+    both = union((1, 2), (2, 5))
+    word = text_features("tfidf(word,1-3)", lambda: TfidfVectorizer(min_df=2, ngram_range=(1, 3), sublinear_tf=True))
+    char = text_features("tfidf(char_wb,1-5)", lambda: TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 5),
+                                                                       min_df=3, sublinear_tf=True))
+    pairs = [(both, clf("logreg", C=c)) for c in (1.5, 3.0)]
+    pairs += [(word, clf("logreg", C=c)) for c in (8.0, 12.0, 16.0, 24.0)] + [(char, clf("logreg", C=4.0))]
+    pairs.append((text_features("tfidf(word,1-2)", lambda: TfidfVectorizer(min_df=2, ngram_range=(1, 2),
+                                                                           sublinear_tf=True)), clf("logreg", C=10.0)))
+    bases = [(f"{m.label} features={f.label}", partial(positive_proba, f, m, "great")) for f, m in pairs]
+    return strong_solutions(bases, partial(finish_binary, "great"), sizes=(1, 2, 3))
+
+
+def _orientation_histograms(frame: pd.DataFrame) -> np.ndarray:
+    """HOG-like features: gradient orientations (8 bins, magnitude-weighted) in each 4x4 cell of the 8x8 image."""
+    img = _pixels(frame).reshape(-1, 8, 8)
+    gy, gx = np.gradient(img, axis=(1, 2))
+    magnitude, angle = np.hypot(gx, gy), np.mod(np.arctan2(gy, gx), np.pi)
+    bins = np.minimum((angle / np.pi * 8).astype(int), 7)
+    cells = []
+    for r in (0, 4):
+        for c in (0, 4):
+            m, b = magnitude[:, r:r + 4, c:c + 4].reshape(len(img), -1), bins[:, r:r + 4, c:c + 4].reshape(len(img), -1)
+            cells.append(np.stack([(m * (b == k)).sum(axis=1) for k in range(8)], axis=1))
+    return np.hstack([*cells, _pixels(frame)])
+
+
+def digit_strong() -> list[Solution]:
+    pixels = Features("pixels", lambda: FunctionTransformer(_pixels))
+    pca = Features("pca(30)", lambda: make_pipeline(FunctionTransformer(_pixels), PCA(n_components=30, random_state=SEED)))
+    hog = Features("hog+pixels", lambda: FunctionTransformer(_orientation_histograms))
+    pairs = [(pixels, clf("svc", C=10.0, prob=True)), (pca, clf("svc", C=10.0, prob=True)),
+             (hog, clf("svc", C=10.0, prob=True)), (pca, clf("knn", k=3, weights="distance")),
+             (pixels, clf("mlp", hidden=128, alpha=1e-3, iters=400)), (hog, clf("logreg", C=1.0)),
+             (pixels, clf("et", trees=300)), (hog, clf("mlp", hidden=128, alpha=1e-3, iters=400)),
+             (hog, clf("svc", C=3.0, prob=True)), (pixels, clf("svc", C=3.0, prob=True))]
+    return strong_solutions(class_bases_of(pairs, "label"), partial(finish_label, "label"))
+
+
+def class_bases_of(pairs: Sequence[tuple[Features, Model]], target: str) -> list[tuple[str, Raw]]:
+    return [(f"{m.label} features={f.label}", partial(fitted_proba, f, m, target)) for f, m in pairs]
+
+
+def genre_proba(features: Features, model: Model, train: pd.DataFrame, test: pd.DataFrame) -> np.ndarray:
+    """P(genre) for every test film and MOVIE_GENRES entry, one model per genre."""
+    steps = pipeline(features, model)
+    steps.steps[-1] = (steps.steps[-1][0], MultiOutputClassifier(steps.steps[-1][1]))
+    steps.fit(train.drop(columns="genres"), genre_matrix(train["genres"]))
+    estimator = steps.steps[-1][1]
+    return np.column_stack([_positive_column(p, np.asarray(e.classes_))
+                            for p, e in zip(steps.predict_proba(test), estimator.estimators_, strict=True)])
+
+
+def finish_genres(threshold: float, p: np.ndarray, train: pd.DataFrame, test: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({"id": test["id"].to_numpy(), "genres": genre_strings(p >= threshold)})
+
+
+def movie_strong() -> list[Solution]:
+    everything = tabular("all", MOVIE_NUMERIC, ["mpaa"])
+    titles = Features("text-title+all", partial(_movie_title_features, 3))
+    pairs = [(everything, clf("hgb", lr=0.05, leaves=15, leaf=20, iters=200)),
+             (everything, clf("hgb", lr=0.1, depth=4, leaf=40, l2=1.0, iters=80)),
+             (everything, clf("hgb", lr=0.05, depth=6, leaf=20, iters=150)),
+             (everything, clf("hgb", lr=0.1, leaves=15, leaf=40, iters=100)),
+             (everything, clf("hgb", lr=0.05, leaves=7, leaf=20, l2=1.0, iters=300)),
+             (titles, clf("logreg", C=0.5, scale=False)), (titles, clf("logreg", C=1.0, scale=False)),
+             (titles, clf("logreg", C=3.0, scale=False))]
+    bases = [(f"{m.label} features={f.label}", partial(genre_proba, f, m)) for f, m in pairs]
+    return strong_solutions(bases, partial(finish_genres, 0.3), " threshold=0.3", sizes=(1, 2, 3))
+
+
+STRONG: dict[str, Callable[[], list[Solution]]] = {
+    "mini-churn": churn_strong,
+    "mini-leaf-species": leaf_strong,
+    "mini-ames-housing": ames_strong,
+    "mini-fine-food-reviews": review_strong,
+    "mini-digits": digit_strong,
+    "mini-movie-genres": movie_strong,
+}
+
+
+
 # ---------------------------------------------------------------- panel and leaderboard
 
 
@@ -684,7 +955,7 @@ def solutions(competition_id: str) -> list[Solution]:
     """The reference solutions of a mini competition, in a fixed order."""
     if competition_id not in SOLUTIONS:
         raise KeyError(f"{competition_id!r} has no reference panel; known: {', '.join(SOLUTIONS)}")
-    return SOLUTIONS[competition_id]()
+    return SOLUTIONS[competition_id]() + STRONG[competition_id]()
 
 
 def read_digit_pixels(frame: pd.DataFrame, folder: Path) -> pd.DataFrame:
@@ -713,8 +984,9 @@ def as_submitted(submission: pd.DataFrame, path: Path) -> pd.DataFrame:
 
 
 def build_panel(competition_id: str, data_dir: str | os.PathLike | None = None,
-                limit: int | None = None) -> pd.DataFrame:
-    """Run the first `limit` (default all) solutions; one row per solution: `solution`, `score`, `seconds`."""
+                limit: int | None = None, names: Collection[str] | None = None) -> pd.DataFrame:
+    """Run the first `limit` (default all) solutions, or only those `names`; one row per solution:
+    `solution`, `score`, `seconds`."""
     spec = competitions.get(competition_id)
     prepare(competition_id, data_dir)
     answers = grading.load_answers(spec, data_dir)
@@ -722,7 +994,8 @@ def build_panel(competition_id: str, data_dir: str | os.PathLike | None = None,
     rows = []
     with tempfile.TemporaryDirectory(prefix="hpc-mle-panel-") as scratch:
         file = Path(scratch) / "submission.csv"
-        for solution in solutions(competition_id)[:limit]:
+        chosen = [s for s in solutions(competition_id) if names is None or s.name in names][:limit]
+        for solution in chosen:
             start = time.perf_counter()
             # One BLAS/OpenMP thread: busy-waiting threads crawl on a shared 2-core node, and results
             # must not depend on the thread count.
