@@ -236,10 +236,12 @@ def competitions_import_upstream(clone: Path, ids: tuple[str, ...], split: str |
               help="With --slurm (or --check): memory in GB. Default: the most any chosen spec's "
                    "prepare_memory_gb asks for, plus a quarter, at least 16.")
 @click.option("--write-checksums", is_flag=True, hidden=True, help="Maintainers: record reference checksums.")
+@click.option("--allow-home-data", is_flag=True,
+              help="With --slurm: accept a data dir under $HOME (refused by default: jobs on every node read it).")
 @data_dir_option
 def prepare_cmd(ids: tuple[str, ...], split: str | None, id_list: Path | None, force: bool, check: bool,
                 description: str, slurm: bool, cluster_name: str, job_cpus: int, job_mem_gb: int | None,
-                write_checksums: bool, data_dir: Path | None) -> None:
+                write_checksums: bool, allow_home_data: bool, data_dir: Path | None) -> None:
     """Download (Kaggle), extract and build competitions' public and private files into the data dir."""
     from hpc_mle import kaggle, prepare
 
@@ -265,12 +267,15 @@ def prepare_cmd(ids: tuple[str, ...], split: str | None, id_list: Path | None, f
                 err.print(f"[yellow]warning:[/yellow] {cid}: a preparation needs about {need:g} GB of memory, this "
                           f"node has {have:.0f} GB; it may be killed. `hpc-mle prepare --slurm` asks for enough.")
     try:
+        cluster = kaggle.load_cluster(cluster_name) if slurm else None
+        home = paths.home_data_problem(paths.data_root(data_dir)) if cluster is not None else None
+        if home and not (allow_home_data or cluster.allow_home_data):
+            _fail(home)
         if any(kaggle.needs_download(c, data_dir) for c in ids if c in specs):
             creds = kaggle.find_credentials()
             for warning in creds.warnings:
                 err.print(f"[yellow]warning:[/yellow] {warning}")
-        if slurm:
-            cluster = kaggle.load_cluster(cluster_name)
+        if cluster is not None:
             job = kaggle.submit_prepare(known, data_dir, cluster,
                                         description=description, force=force, cpus=job_cpus, mem_gb=job_mem_gb)
             root = paths.data_root(data_dir)
@@ -437,6 +442,9 @@ def _duration(text: str) -> float:
 @click.option("--snapshot-interval", default="10m", help="How often the submission is snapshotted.")
 @click.option("--telemetry-interval", default="10s")
 @click.option("--grace", default="10s", help="Between TERM and KILL at the time limit.")
+@click.option("--status-interval", default="30s",
+              help="How often the agent time used is saved to status.json (a crash loses at most this much).")
+@click.option("--stop-bound", default="20s", help="The whole stop (TERM, grace, KILL, final status) ends within this.")
 @click.option("--disk-quota", type=float, default=None,
               help="GiB the agent's writable folders and /tmp may use together (default: conf/sandbox limits.disk_gb).")
 @click.option("--memory", type=float, default=None, help="GiB of resident memory the agent may use (default: no limit).")
@@ -450,7 +458,7 @@ def _duration(text: str) -> float:
 @data_dir_option
 @click.argument("agent_args", nargs=-1)
 def run_attempt_cmd(competition_id, scaffold, sandbox_kind, time_limit, out, image, network, hardware, obfuscate,
-                    snapshot_interval, telemetry_interval, grace, disk_quota, memory, max_processes, max_open_files,
+                    snapshot_interval, telemetry_interval, grace, status_interval, stop_bound, disk_quota, memory, max_processes, max_open_files,
                     max_files, shm, data_dir, agent_args) -> None:
     """Run one agent on one competition in a sandbox; results land in --out. Extra args go to the agent."""
     from hpc_mle import runner
@@ -461,6 +469,7 @@ def run_attempt_cmd(competition_id, scaffold, sandbox_kind, time_limit, out, ima
         time_limit_s=_duration(time_limit), data_dir=data_dir, image=image, network=network, hardware=hardware,
         obfuscate=obfuscate, snapshot_interval_s=_duration(snapshot_interval),
         telemetry_interval_s=_duration(telemetry_interval), grace_s=_duration(grace), agent_args=tuple(agent_args),
+        status_interval_s=_duration(status_interval), stop_bound_s=_duration(stop_bound),
         **({"disk_quota_gb": disk_quota} if disk_quota is not None else {}), memory_gb=memory,
         **({"max_processes": max_processes} if max_processes is not None else {}),
         **({"max_open_files": max_open_files} if max_open_files is not None else {}),

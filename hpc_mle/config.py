@@ -146,6 +146,9 @@ class ClusterConf:
     signal_delay_s: int = 120  # Slurm warns this long before --time so the attempt can save its work
     grading_tasks: int = 8  # the grading array's size (each grades a slice of the attempts)
     additional: dict[str, Any] = field(default_factory=dict)  # any other #SBATCH --key=value
+    allow_home_data: bool = False  # keep prepared data under $HOME (refused by default: paths.home_data_problem)
+    status_interval_s: float = 30.0  # agent time persisted this often (no fsync): a crash loses at most this much
+    stop_bound_s: float = 20.0  # the whole stop (TERM, grace, KILL, final status) ends within this: < KillWait
 
 
 @dataclass

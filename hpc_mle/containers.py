@@ -8,6 +8,8 @@ own definition) run on all of them.
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
 import shutil
 import subprocess
@@ -15,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hpc_mle import paths
+from hpc_mle.files import atomic_write_json, read_json
 
 CONTAINERS = paths.REPO_ROOT / "containers"
 BOOTSTRAPS = ("docker", "localimage", "library", "oras", "docker-daemon")
@@ -156,3 +159,51 @@ def build(name: str, output_dir: Path, fakeroot: bool = True) -> list[Path]:
             raise RuntimeError(f"apptainer build of {image} failed (exit {result.returncode}).{hint}")
         built.append(target)
     return built
+
+
+# ---------------------------------------------------------------- image digests, once per launch
+
+DIGESTS = "image_digests.json"  # in the sweep folder: {image path: {digest, size, mtime_ns}}
+
+
+def file_digest(image: Path) -> str:
+    """sha256 of an image file, recorded so every result says exactly which image produced it."""
+    h = hashlib.sha256()
+    with open(image, "rb") as fh:
+        while block := fh.read(1 << 22):
+            h.update(block)
+    return f"sha256:{h.hexdigest()}"
+
+
+def _identity(image: Path) -> dict[str, int]:
+    st = os.stat(image)
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def record_digests(sweep_dir: Path, images: set[Path]) -> dict[str, str]:
+    """Hash each image once per launch (a SIF is GBs: hashing it at every attempt start reads it 64 times over
+    on a shared filesystem) and keep the digests in the sweep folder; an unchanged image (same size and
+    mtime as recorded) is not hashed again by a resume."""
+    path = Path(sweep_dir) / DIGESTS
+    known = read_json(path, {}) or {}
+    for image in sorted(Path(i).resolve() for i in images):
+        if not image.is_file():
+            continue
+        ident, old = _identity(image), known.get(str(image)) or {}
+        if {k: old.get(k) for k in ident} != ident or not old.get("digest"):
+            known[str(image)] = {"digest": file_digest(image), **ident}
+    if known:
+        atomic_write_json(path, known)
+    return {k: v["digest"] for k, v in known.items()}
+
+
+def recorded_digest(sweep_dir: Path, image: str | os.PathLike | None) -> str | None:
+    """The launch's digest of `image`, if the file is still the one hashed (a stat, not a read); else None."""
+    if not image:
+        return None
+    entry = (read_json(Path(sweep_dir) / DIGESTS, {}) or {}).get(str(Path(image).resolve()))
+    try:
+        same = entry is not None and {k: entry.get(k) for k in ("size", "mtime_ns")} == _identity(Path(image))
+    except OSError:
+        return None
+    return entry["digest"] if same else None

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from hpc_mle import grading, plan, runner
+from hpc_mle import containers, grading, plan, runner
 from hpc_mle.files import atomic_write_json, atomic_write_text, is_disk_full, read_json
 from hpc_mle.llm import serve
 
@@ -42,6 +42,8 @@ def attempt_config(sweep_dir: Path, attempt_id: str) -> runner.AttemptConfig:
         hardware=cfg["hardware"].get("label"), snapshot_interval_s=a["snapshot_interval_s"],
         model=cfg["model"]["name"], seed=a["seed"], scaffold_config=cfg["scaffold"],
         model_config=cfg["model"],
+        image_digest=containers.recorded_digest(sweep_dir, sandbox.get("image") or cfg["scaffold"].get("image")),
+        **_cluster_timing(cfg.get("cluster") or {}),
         gpus=None if cfg["hardware"]["gpus"] else (),
         **_limits(sandbox.get("limits") or {}),
     )
@@ -51,6 +53,11 @@ def attempt_config(sweep_dir: Path, attempt_id: str) -> runner.AttemptConfig:
 _LIMIT_FIELDS = {"disk_gb": "disk_quota_gb", "file_size_gb": "max_file_size_gb", "processes": "max_processes",
                  "open_files": "max_open_files", "memory_gb": "memory_gb", "agent_uid": "agent_uid",
                  "files": "max_files", "shm_gb": "shm_gb"}
+
+
+def _cluster_timing(cluster: dict[str, Any]) -> dict[str, Any]:
+    """The cluster's status interval and stop bound; a plan written before they existed keeps the defaults."""
+    return {k: float(cluster[k]) for k in ("status_interval_s", "stop_bound_s") if cluster.get(k) is not None}
 
 
 def _limits(limits: dict[str, Any]) -> dict[str, Any]:
@@ -73,7 +80,11 @@ def with_model_server(sweep_dir: Path, cfg: runner.AttemptConfig) -> runner.Atte
     base_url = address["base_url"]
     events("model-server-ready", base_url=base_url, server_job=address.get("job_id"),
            waited_s=round(time.monotonic() - t0, 1))
-    return dataclasses.replace(cfg, model_config={**model, "base_url": base_url, "api_key_env": None})
+    # The proxy (outside the sandbox) reads the key file and follows address.json if the server moves.
+    folder = serve.serve_dir(sweep_dir, model["name"])
+    return dataclasses.replace(cfg, model_config={**model, "base_url": base_url, "api_key_env": None,
+                                                  "api_key_file": str(serve.key_path(sweep_dir, model["name"])),
+                                                  "address_file": str(folder / serve.ADDRESS)})
 
 
 def _mark_failed(out: Path, reason: str, failure: str = "infrastructure", **extra: Any) -> dict[str, Any]:
@@ -121,8 +132,11 @@ def _agent(sweep_dir: Path, attempt_id: str, max_restarts: int) -> dict[str, Any
         return _mark_failed(out, reason, traceback=traceback.format_exc(limit=5))
     left = status.get("time_limit_s", 0) - status.get("agent_elapsed_s", 0)
     warned = status.get("state") == "preempted" and "SIGUSR2" in (status.get("reason") or "")
-    if warned and left > 1 and status.get("starts", 1) <= max_restarts and _requeue_self():
-        status.update(state="requeued", reason=f"requeued by the attempt with {left:.0f} s of budget left")
+    if warned and left > 1 and status.get("starts", 1) <= max_restarts:
+        if _requeue_self():
+            status.update(state="requeued", reason=f"requeued by the attempt with {left:.0f} s of budget left")
+        elif os.environ.get("SLURM_JOB_ID"):  # Slurm refused the requeue: say what brings it back
+            status.update(reason=f"stopped by SIGUSR2; {runner.requeue_hint(out)}")
         runner.write_status(out, status)
     return status
 

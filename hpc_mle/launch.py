@@ -22,7 +22,18 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from hpc_mle import competitions, jobs, launch_args, plan, preflight, prepare, runner, slurm, status
+from hpc_mle import (
+    competitions,
+    containers,
+    jobs,
+    launch_args,
+    plan,
+    preflight,
+    prepare,
+    runner,
+    slurm,
+    status,
+)
 from hpc_mle.config import ConfigError
 from hpc_mle.files import disk_full_message, is_disk_full
 from hpc_mle.llm import serve
@@ -217,6 +228,12 @@ def refuse_if_failed(report: preflight.Report) -> None:
         print(f"warning: {w.what}\n    fix: {w.fix}", flush=True)
 
 
+def sweep_images(cfgs: list[DictConfig]) -> set[Path]:
+    """The Apptainer images the sweep's attempts run in (the sandbox's, else the scaffold's)."""
+    found = {c.sandbox.get("image") or c.scaffold.get("image") for c in cfgs if c.sandbox.kind == "apptainer"}
+    return {Path(str(i)).expanduser() for i in found if i}
+
+
 def preflight_sweep(sweep_dir: Path, todo: list[Attempt]) -> None:
     """`hpc-mle resume`: the launch's checks on the sweep's recorded configs (this shell's keys, today's nodes)."""
     if not todo:
@@ -269,6 +286,7 @@ def _launch_locked(sweep_dir: Path, cfgs: list[DictConfig], job_overrides: list[
     refuse_unknown(table)
     ensure_prepared(todo, first.data_dir)
     plan.write_plan(sweep_dir, cfgs, job_overrides, attempts)
+    containers.record_digests(sweep_dir, sweep_images(cfgs))  # once here, not at every attempt start
     recorded = slurm.recorded_tasks(slurm.read_log(sweep_dir))
     if recorded:  # a rebuilt manifest gets its job ids back from launches.jsonl
         plan.update_manifest(sweep_dir, recorded, slurm.now())

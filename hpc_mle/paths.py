@@ -25,6 +25,37 @@ def data_root(data_dir: str | os.PathLike | None = None) -> Path:
     return Path(platformdirs.user_cache_dir("hpc-mle")) / "data"
 
 
+SITE_STORAGE_VARS = ("SCRATCH", "WORK", "PROJECT", "SCRATCHDIR", "WORKDIR", "PROJECT_DIR", "TMPDIR")
+
+
+def under_home(path: str | os.PathLike, env: dict[str, str] | None = None) -> bool:
+    env = dict(os.environ) if env is None else env
+    home = env.get("HOME")
+    if not home:
+        return False
+    try:
+        return Path(path).resolve().is_relative_to(Path(home).resolve())
+    except OSError:
+        return False
+
+
+def home_data_problem(root: str | os.PathLike, env: dict[str, str] | None = None) -> str | None:
+    """Why prepared data under $HOME is refused for Slurm work, with the fix; None when `root` is elsewhere.
+
+    On clusters $HOME is small, quota'd, often backed up, and every attempt on every node reads its data: the
+    site's project or scratch storage is meant for that."""
+    env = dict(os.environ) if env is None else env
+    if not under_home(root, env):
+        return None
+    found = [f"${v}={env[v]}" for v in SITE_STORAGE_VARS if env.get(v)]
+    where = (f"this shell has {', '.join(found)}" if found
+             else f"none of ${', $'.join(SITE_STORAGE_VARS)} is set here; ask the site which storage is for data")
+    return (f"the data folder {root} is under $HOME ({env['HOME']}), which clusters keep small and slow for jobs "
+            f"on every node. Fix: prepare it on project or scratch storage ({where}) and pass --data-dir DIR / "
+            f"data_dir=DIR or set HPC_MLE_DATA; to keep it in $HOME anyway: cluster.allow_home_data=true "
+            f"(launch) or --allow-home-data (prepare --slurm)")
+
+
 def user_conf_dir() -> Path:
     """Site configs outside the clone (`cluster/mysite.yaml`, ...): `$XDG_CONFIG_HOME/hpc-mle/conf`, else
     `~/.config/hpc-mle/conf`; they survive a fresh clone and shadow built-in options of the same name."""

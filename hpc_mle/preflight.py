@@ -470,5 +470,18 @@ def run(sweep_dir: Path, todo: list[Attempt], cfgs: list[DictConfig], served: di
     envs, (box_lines, box_problems) = envs_section(cfgs), sandbox_check(cfgs, str(cluster.kind), env)
     ns_lines, ns_problems = namespace_check(cfgs, str(cluster.kind), env)
     envs = Section(envs.title, [*envs.lines, *box_lines, *ns_lines], [*envs.problems, *box_problems, *ns_problems])
-    sections += [data_section(todo, first.data_dir), keys_section(cfgs, env), envs]
+    sections += [home_data_check(data_section(todo, first.data_dir), first.data_dir, cluster, env),
+                 keys_section(cfgs, env), envs]
     return Report(sections)
+
+
+def home_data_check(section: Section, data_dir: str | None, cluster: DictConfig,
+                    env: dict[str, str] | None = None) -> Section:
+    """Under Slurm, prepared data in $HOME is refused unless the cluster config allows it (allow_home_data)."""
+    if cluster.kind != "slurm" or cluster.get("allow_home_data"):
+        return section
+    problem = paths.home_data_problem(paths.data_root(data_dir), env)
+    if problem is None:
+        return section
+    what, _, fix = problem.partition(" Fix: ")
+    return Section(section.title, section.lines, [*section.problems, Problem(what, fix)])

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import importlib.util
 import json
 import os
@@ -40,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from hpc_mle import __version__, competitions, files, grading, paths, sandbox, telemetry, watch
+from hpc_mle import __version__, competitions, containers, files, grading, paths, sandbox, telemetry, watch
 from hpc_mle.files import atomic_write_json, disk_full_message, is_disk_full, read_json
 from hpc_mle.llm import has_llm
 from hpc_mle.validator import Validator
@@ -109,6 +108,13 @@ class AttemptConfig:
     snapshot_interval_s: float = 600.0
     telemetry_interval_s: float = 10.0
     grace_s: float = 10.0
+    # Agent time used is persisted every status_interval_s (no fsync) and at every state change (with fsync):
+    # a node crash loses at most this much of the time used. The whole stop (TERM, grace, KILL, final
+    # snapshot, status) fits stop_bound_s, below Slurm's default KillWait of 30 s.
+    status_interval_s: float = 30.0
+    stop_bound_s: float = 20.0
+    image_digest: str | None = None  # the launch's digest of `image` (containers.record_digests)
+    requeue: bool | None = None  # whether Slurm requeues this job on preemption; None: ask scontrol
     agent_args: tuple[str, ...] = ()
     model: str | None = None
     seed: int = 0
@@ -230,13 +236,13 @@ def _granted_gpus(cfg: AttemptConfig) -> tuple[str, ...]:
     return tuple(v for v in value.split(",") if v.strip() and v.strip() != "-1")
 
 
-def _image_digest(image: Path) -> str:
-    """sha256 of the image file, recorded so every result says exactly which image produced it."""
-    h = hashlib.sha256()
-    with open(image, "rb") as fh:
-        while block := fh.read(1 << 22):
-            h.update(block)
-    return f"sha256:{h.hexdigest()}"
+def _image_digest(cfg: AttemptConfig, image: Path | None) -> str | None:
+    """The image's digest: the launch's (hashed once for the whole sweep), else hashed here (a lone `run`)."""
+    if image is None or not image.is_file():
+        return None
+    if cfg.image_digest and cfg.image and Path(cfg.image).resolve() == image.resolve():
+        return cfg.image_digest
+    return containers.file_digest(image)
 
 
 def _code_version() -> str:
@@ -625,7 +631,7 @@ def run_attempt(cfg: AttemptConfig) -> dict[str, Any]:
                             "split": spec.split, "leaderboard_source": spec.leaderboard.source},
             "scaffold_command": list(scaffold.command),
             "unsandboxed": cfg.sandbox == "none", "network": network_mode(cfg),
-            "image_digest": _image_digest(image) if image and image.is_file() else None,
+            "image_digest": _image_digest(cfg, image),
             "code_version": _code_version(),
             "sandbox_command": argv,
             "env_keys": sorted(env),
@@ -660,9 +666,11 @@ def run_attempt(cfg: AttemptConfig) -> dict[str, Any]:
         sampler = None
         limits: watch.Limits | None = None
         stop_reason: list[str] = []
+        stop_started: list[float] = []  # when the stop began: the bound (stop_bound_s) counts from here
 
         def on_signal(signum, _frame):  # Slurm's warning, scancel or a requeue: save what we have and stop
             stop_reason.append(signal.Signals(signum).name)
+            stop_started.append(time.monotonic())
 
         old_handlers = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGUSR2, signal.SIGINT)
                         } if threading.current_thread() is threading.main_thread() else {}
@@ -693,6 +701,7 @@ def run_attempt(cfg: AttemptConfig) -> dict[str, Any]:
             limits.start()
             deadline = t0 + remaining
             env_file_left = launch.private is not None
+            persisted = time.monotonic()
             while True:
                 try:
                     exit_code = proc.wait(timeout=min(1.0, max(0.05, deadline - time.monotonic())))
@@ -704,8 +713,11 @@ def run_attempt(cfg: AttemptConfig) -> dict[str, Any]:
                     env_file_left = False
                 if stop_reason or time.monotonic() >= deadline or limits.exceeded:
                     break
-                status["agent_elapsed_s"] = round(elapsed(), 3)
-                atomic_write_json(out / "status.json", status)  # persisted, so a requeue knows the time used
+                if time.monotonic() - persisted >= cfg.status_interval_s:
+                    persisted = time.monotonic()
+                    persist_elapsed(out, status, elapsed(), durable=False)
+            stop_started.append(time.monotonic())
+            persist_elapsed(out, status, elapsed(), durable=True)  # before the stop: a KILL now loses no time
             killed_by_signal = watch.died_of_signal(exit_code)
             if killed_by_signal and not stop_reason:
                 # Slurm signals every process of a job at once (scancel, requeue, preemption, the warning):
@@ -725,9 +737,11 @@ def run_attempt(cfg: AttemptConfig) -> dict[str, Any]:
                 state = "done" if exit_code == 0 else "failed"
                 if exit_code != 0:
                     reason, failure = _exit_blame(out, exit_code)
+            if state == "preempted" and requeue_disabled(cfg):
+                reason = f"{reason.split(';')[0]}; {requeue_hint(out)}"
             if state in ("preempted", "timeout"):
                 events("stopping", reason=reason)
-                killed = watch.stop_tree(proc, cfg.grace_s, mark)
+                killed = watch.stop_tree(proc, cfg.grace_s, mark, bound_s=_stop_left(cfg, stop_started[0]))
                 exit_code = proc.returncode
                 events("stopped", exit_code=exit_code, killed_after_grace=killed)
             else:
@@ -738,7 +752,8 @@ def run_attempt(cfg: AttemptConfig) -> dict[str, Any]:
                 print(f"hpc-mle: attempt {out}: {reason}", file=sys.stderr, flush=True)
             events("harness-error", error=reason)
             if proc is not None and proc.poll() is None:
-                watch.stop_tree(proc, cfg.grace_s, mark)
+                bound = _stop_left(cfg, stop_started[0]) if stop_started else cfg.stop_bound_s - FINISH_RESERVE_S
+                watch.stop_tree(proc, cfg.grace_s, mark, bound_s=bound)
         finally:
             watch.set_subreaper(False)
             for s, h in old_handlers.items():
@@ -760,8 +775,46 @@ def run_attempt(cfg: AttemptConfig) -> dict[str, Any]:
                     status["llm"] = meter.summary()
         if state != "failed":
             failure = None
+        if stop_started and state in ("preempted", "timeout"):
+            status["stop_s"] = round(time.monotonic() - stop_started[0], 3)
         return _finish(out, status, events, state, exit_code, reason, used, sampler, final_snapshot, validator.calls,
                        failure)
+
+
+FINISH_RESERVE_S = 3.0  # kept from the stop bound for the final snapshot, telemetry, proxy and status write
+
+
+def _stop_left(cfg: AttemptConfig, started: float) -> float:
+    """What stop_tree may take so the whole stop still ends within cfg.stop_bound_s of its start."""
+    return max(0.5, cfg.stop_bound_s - FINISH_RESERVE_S - (time.monotonic() - started))
+
+
+def persist_elapsed(out: Path, status: dict[str, Any], elapsed_s: float, durable: bool) -> None:
+    """Record the agent time used so far, so a restart knows the budget left. Periodic writes skip the fsync
+    (one rename per interval on a shared filesystem); a node crash loses at most status_interval_s of it."""
+    status["agent_elapsed_s"] = round(elapsed_s, 3)
+    atomic_write_json(out / "status.json", status, durable=durable)
+
+
+def requeue_hint(out: Path) -> str:
+    """What the user runs when Slurm will not bring a preempted attempt back by itself."""
+    sweep = Path(out).parent.parent if Path(out).parent.name == "attempts" else Path(out)
+    return f"requeue disabled: `hpc-mle resume {sweep}` continues it"
+
+
+def requeue_disabled(cfg: AttemptConfig) -> bool:
+    """Whether Slurm will not requeue this job: the launch says so, else `scontrol show job` (Requeue=0);
+    outside Slurm, or when scontrol does not answer within 2 s, the attempt is taken as requeueable."""
+    if cfg.requeue is not None:
+        return not cfg.requeue
+    job = os.environ.get("SLURM_JOB_ID")
+    if not job or shutil.which("scontrol") is None:
+        return False
+    try:
+        out = subprocess.run(["scontrol", "show", "job", "-o", job], capture_output=True, text=True, timeout=2)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return " Requeue=0 " in f" {out.stdout} "
 
 
 def _finish(out, status, events, state, exit_code, reason, used, sampler, final_snapshot, validator_calls,

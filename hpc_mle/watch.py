@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -173,12 +174,21 @@ def _marked(proc: psutil.Process, mark: str | None) -> bool:
         return False
 
 
-def stop_tree(proc: subprocess.Popen, grace_s: float, mark: str | None = None) -> int:
+KILL_WAIT_S = 5.0  # the most stop_tree waits for KILLed processes to go (a process in D state may take a moment)
+
+
+def stop_tree(proc: subprocess.Popen, grace_s: float, mark: str | None = None, bound_s: float | None = None) -> int:
     """TERM every process of the attempt, KILL what is left after the grace period; return how many were killed.
 
     The attempt's processes are the agent's tree plus orphans re-parented to us that carry the attempt's
     mark; other processes below us (daemons someone else started in the same process) are left alone.
+    `bound_s` caps the whole sequence (TERM, grace, KILL, reaping): the grace shrinks so that KILL and its
+    wait still fit, which keeps a preempted attempt's stop inside Slurm's KillWait.
     """
+    t0 = time.monotonic()
+    kill_wait = KILL_WAIT_S if bound_s is None else min(KILL_WAIT_S, max(0.5, bound_s / 4))
+    if bound_s is not None:
+        grace_s = max(0.0, min(grace_s, bound_s - kill_wait))
     me = psutil.Process()
     try:
         root = psutil.Process(proc.pid)
@@ -201,9 +211,13 @@ def stop_tree(proc: subprocess.Popen, grace_s: float, mark: str | None = None) -
             p.kill()
         except psutil.Error:
             pass
-    psutil.wait_procs(alive, timeout=5)
+
+    def left() -> float:
+        return kill_wait if bound_s is None else max(0.1, bound_s - (time.monotonic() - t0))
+
+    psutil.wait_procs(alive, timeout=min(kill_wait, left()))
     try:
-        proc.wait(timeout=5)
+        proc.wait(timeout=min(kill_wait, left()))
     except subprocess.TimeoutExpired:
         pass
     return len(alive)

@@ -6,9 +6,11 @@ There is no GPU and no vLLM here, so tests/agents/fake_vllm.py stands in for `vl
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import urllib.request
@@ -19,7 +21,8 @@ from omegaconf import OmegaConf
 from slurm_cluster import slurm_env, wait_for  # noqa: F401  (session fixture)
 
 from hpc_mle import launch, plan, runner, slurm
-from hpc_mle.llm import serve
+from hpc_mle.llm import proxy as llm_proxy
+from hpc_mle.llm import serve, testserver
 
 FAKE = Path(__file__).parent / "agents" / "fake_vllm.py"
 SERVED = ["model=llama-3.1-70b-vllm", "scaffold=dummy", "benchmark.competitions=[mini-churn]",
@@ -45,24 +48,53 @@ def get_json(url: str) -> dict:
         return json.loads(resp.read())
 
 
-def test_vllm_command_line_and_server_job_resources():
+AWQ = "hugging-quants/Meta-Llama-3.1-70B-Instruct-AWQ-INT4"
+
+
+def test_vllm_command_line_and_server_job_resources(monkeypatch):
     (cfg,) = plan.compose_all([["model=llama-3.1-70b-vllm", "cluster=slurm"]])
     model = OmegaConf.to_container(cfg.model, resolve=True)
-    assert serve.server_command(model, 8123) == [
-        "vllm", "serve", "meta-llama/Llama-3.1-70B-Instruct", "--host", "0.0.0.0", "--port", "8123",
-        "--tensor-parallel-size", "4", "--max-model-len", "32768", "--gpu-memory-utilization", "0.90"]
-    model["serve_conf"].update(image="/shared/vllm.sif", args=["--dtype", "bfloat16"], gpus=8, gpu_type="h100")
+    assert serve.server_command(model, 8123, "10.1.2.3") == [
+        "vllm", "serve", AWQ, "--host", "10.1.2.3", "--port", "8123",
+        "--tensor-parallel-size", "2", "--max-model-len", "32768", "--gpu-memory-utilization", "0.90"]
+    # Under Apptainer the model cache on shared storage is bound, so HF_HUB_OFFLINE=1 finds the weights.
+    monkeypatch.setenv("HF_HOME", "/home/u/.cache/hf")
+    model["serve_conf"].update(image="/shared/vllm.sif", args=["--dtype", "bfloat16"], gpus=8, gpu_type="h100",
+                               env={"HF_HOME": "/shared/hf", "HF_HUB_OFFLINE": "1"})
     assert serve.server_command(model, 8000) == [
-        "apptainer", "exec", "--nv", "/shared/vllm.sif", "vllm", "serve", "meta-llama/Llama-3.1-70B-Instruct",
+        "apptainer", "exec", "--nv", "--bind", "/shared/hf:/shared/hf", "/shared/vllm.sif", "vllm", "serve", AWQ,
         "--host", "0.0.0.0", "--port", "8000", "--tensor-parallel-size", "8", "--dtype", "bfloat16"]
-    assert slurm.server_parameters(model, cfg.cluster) == {
-        "timeout_min": 48 * 60, "cpus_per_task": 16, "mem_gb": 256, "slurm_gres": "gpu:h100:8"}
+    model["serve_conf"]["env"] = {}
+    assert "/home/u/.cache/hf:/home/u/.cache/hf" in serve.server_command(model, 8000)  # the job's own $HF_HOME
+    params = slurm.server_parameters(model, cfg.cluster)
+    assert {k: params[k] for k in ("cpus_per_task", "mem_gb", "slurm_gres")} == {
+        "cpus_per_task": 8, "mem_gb": 96, "slurm_gres": "gpu:h100:8"}
+    assert params["slurm_additional_parameters"]["no_requeue"] is True
     cfg.cluster.gpu_syntax = "gpus-per-node"
-    assert slurm.server_parameters(model, cfg.cluster)["gpus_per_node"] == 8
+    assert slurm.server_parameters(model, cfg.cluster)["slurm_gpus_per_node"] == "h100:8"
     # Attempts may wait for the server before their budget starts: Slurm's --time covers that wait.
     (attempt,) = plan.plan_attempts(plan.compose_all([["model=llama-3.1-70b-vllm",
                                                        "benchmark.competitions=[mini-churn]"]]))
     assert attempt.slurm_minutes == 10 + 15 + 30
+
+
+def test_server_time_covers_the_waves_and_is_capped_at_max_time():
+    (cfg,) = plan.compose_all([["model=llama-3.1-70b-vllm", "cluster=slurm", "cluster.array_throttle=64",
+                                "benchmark.competitions=[mini-churn]"]])
+    model = OmegaConf.to_container(cfg.model, resolve=True)
+    (one,) = plan.plan_attempts([cfg])
+    attempts = [dataclasses.replace(one, id=f"a{i}") for i in range(130)]  # 130 / 64 at once: 3 waves
+    attempts.append(dataclasses.replace(one, id="other", model="gpt4o"))  # not this server's
+    sized = slurm.server_time(model, attempts, cfg.cluster)
+    assert (sized.waves, sized.minutes) == (3, 3 * 55 + slurm.SERVER_MARGIN_MIN) and sized.note("m") is None
+    limits = slurm.parse_partitions("PartitionName=gpu Default=YES MaxTime=02:00:00 DefaultTime=01:00:00\n")
+    capped = slurm.server_time(model, attempts, cfg.cluster, limits)
+    assert (capped.minutes, capped.wanted) == (120, 195)
+    assert "needs 195 min (3 wave(s)" in capped.note("m") and "MaxTime is 120 min: capped" in capped.note("m")
+    assert slurm.server_parameters(model, cfg.cluster, attempts, limits)["timeout_min"] == 120
+    model["serve_conf"]["time"] = "48h"  # an explicit time is kept, still below MaxTime
+    assert slurm.server_time(model, attempts, cfg.cluster).minutes == 2880
+    assert slurm.server_time(model, attempts, cfg.cluster, limits).minutes == 120
 
 
 def test_dry_run_shows_the_server_job(capsys, tmp_path):
@@ -71,13 +103,87 @@ def test_dry_run_shows_the_server_job(capsys, tmp_path):
     assert code == (0 if "verdict: ready" in out else launch.PREFLIGHT_FAILED)
     assert "model server llama-3.1-70b-vllm: a Slurm job" in out
     server = out.split("serve-llama-3.1-70b-vllm (one job")[1].split("agents0-0")[0]
-    for line in ("--time=2880", "--cpus-per-task=16", "--mem=256GB", "--gres=gpu:4"):
+    agents = out.split("agents0-0 (")[1].split("teardown-llama-3.1-70b-vllm (")[0]
+    for line in (f"--time={55 + slurm.SERVER_MARGIN_MIN}", "--cpus-per-task=8", "--mem=96GB", "--gres=gpu:2",
+                 "--no-requeue"):
         assert f"#SBATCH {line}\n" in server
-    assert "command: vllm serve meta-llama/Llama-3.1-70B-Instruct --host 0.0.0.0 --port 8000 " \
-           "--tensor-parallel-size 4" in out
+    assert "--requeue" not in server.replace("--no-requeue", "")
+    assert "#SBATCH --dependency='after:<serve-llama-3.1-70b-vllm job>'\n" in agents  # starts after the server
+    assert f"command: vllm serve {AWQ} --host 0.0.0.0 --port 8000 --tensor-parallel-size 2" in out
     assert "teardown job (afterany on the agent arrays)" in out
     with pytest.raises(plan.PlanError, match="model.model, model.base_url must be set"):
         launch.launch(["model=openai-compatible", "--dry-run", f"output_root={tmp_path}"])
+
+
+def test_api_key_file_is_private_and_kept(tmp_path):
+    path = serve.ensure_key(tmp_path, "llama")
+    key = serve.read_key(path)
+    assert len(key) >= 40 and path.stat().st_mode & 0o777 == 0o600 and path.parent.stat().st_mode & 0o777 == 0o700
+    assert serve.ensure_key(tmp_path, "llama") == path and serve.read_key(path) == key  # one key per sweep
+    path.write_text("")
+    with pytest.raises(serve.ServeError, match=r"api_key is empty; delete it and relaunch"):
+        serve.read_key(path)
+
+
+STAND_IN = """import json, os, socket, sys
+host, port = sys.argv[sys.argv.index('--host') + 1], int(sys.argv[sys.argv.index('--port') + 1])
+s = socket.socket(); s.bind((host, port))  # as vLLM: the port is bound before the weights load
+open(sys.argv[1], 'w').write(json.dumps({'key': os.environ.get('VLLM_API_KEY'), 'argv': sys.argv}))
+"""
+
+
+def test_server_gets_the_key_by_env_and_moves_off_a_taken_port(tmp_path, monkeypatch):
+    """The port checked free is taken before vLLM binds it: it exits with EADDRINUSE and is started again
+    on another port; the key reaches it in $VLLM_API_KEY, never in argv or the log."""
+    taken = socket.socket()
+    taken.bind(("0.0.0.0", 0))
+    taken.listen()
+    busy = taken.getsockname()[1]
+    real = serve.free_port
+    monkeypatch.setattr(serve, "free_port", lambda preferred, host: busy if preferred == 8000 else real(0, host))
+    report = tmp_path / "report.json"
+    model = {"name": "llama", "model": "m", "serve": "vllm",
+             "serve_conf": {"gpus": 1, "port": 8000, "command": [sys.executable, "-c", STAND_IN, str(report)]}}
+    try:
+        assert serve.run_server(tmp_path, model, job_id="9") == 0
+    finally:
+        taken.close()
+    address = read(serve.serve_dir(tmp_path, "llama") / serve.ADDRESS)
+    assert address["port"] != busy and address["port_tries"] == 2 and address["host"] in address["base_url"]
+    key = serve.read_key(serve.key_path(tmp_path, "llama"))
+    assert read(report)["key"] == key and key not in json.dumps(read(report)["argv"])
+    log = (serve.serve_dir(tmp_path, "llama") / serve.LOG).read_text()
+    assert f"port {busy} was taken (EADDRINUSE)" in log and key not in log
+    assert address["bind"] == serve.bind_host() and not address["bind"].startswith("127.")
+
+
+def test_proxy_uses_the_key_file_and_follows_a_moved_server(tmp_path):
+    """A restarted server at a new host:port: the proxy's call to the old address fails to connect, it
+    re-reads address.json and the call goes through, with the sweep's key from the 0600 file."""
+    key_file = serve.ensure_key(tmp_path, "llama")
+    key = serve.read_key(key_file)
+    dead = socket.socket()
+    dead.bind(("127.0.0.1", 0))
+    old = f"http://127.0.0.1:{dead.getsockname()[1]}/v1"
+    dead.close()
+    address = serve.serve_dir(tmp_path, "llama") / serve.ADDRESS
+    with testserver.start({"default": {"content": "moved and found"}}, api_key=key) as server:
+        address.write_text(json.dumps({"base_url": f"{server.base_url.rstrip('/')}"}))
+        model = {"name": "llama", "provider": "vllm", "model": "m", "base_url": old, "api_key_env": None,
+                 "api_key_file": str(key_file), "address_file": str(address), "price": "local-vllm"}
+        cfg = llm_proxy.config_from_model(model, tmp_path / "calls.jsonl", backoff_s=0.05)
+        with llm_proxy.MeteringProxy(cfg, tmp_path / "llm.sock", tcp=True) as proxy:
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{proxy.port}/v1/chat/completions", method="POST",
+                data=json.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}]}).encode(),
+                headers={"Authorization": f"Bearer {proxy.token}", "Content-Type": "application/json"})
+            opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+            with opener.open(request, timeout=30) as resp:
+                answer = json.loads(resp.read())
+            assert proxy.redact(f"key {key}") == "key [redacted]"
+    assert answer["choices"][0]["message"]["content"] == "moved and found"
+    assert proxy.base_url == json.loads(address.read_text())["base_url"]
+    assert key not in (tmp_path / "calls.jsonl").read_text()
 
 
 def test_waiting_attempt_fails_clearly_when_no_server_comes(tmp_path):

@@ -126,6 +126,8 @@ class ProxyConfig:
     also_models: tuple[str, ...] = ()  # further exact model names the agent may call (e.g. AIDE's feedback model)
     max_request_bytes: int = 16 * 1024**2
     max_concurrent: int = 32
+    api_key_file: Path | None = None  # a served model's key (a 0600 file), read here only, never the agent
+    address_file: Path | None = None  # a served model's address.json, re-read when a connection fails
 
 
 def config_from_model(model_config: dict[str, Any], calls_path: Path, **overrides: Any) -> ProxyConfig:
@@ -140,7 +142,12 @@ def config_from_model(model_config: dict[str, Any], calls_path: Path, **override
                        api_key_env=model_config.get("api_key_env"), calls_path=Path(calls_path),
                        price_key=prices.price_key(model_config), sampling=dict(model_config.get("sampling") or {}),
                        max_tokens=budget.get("max_tokens"), max_cost_usd=budget.get("max_cost_usd"),
-                       **_from_extra(model_config), **overrides)
+                       **_served(model_config), **_from_extra(model_config), **overrides)
+
+
+def _served(model_config: dict[str, Any]) -> dict[str, Any]:
+    """A served model's key file and address file, as the attempt filled them in (hpc_mle.jobs)."""
+    return {key: Path(model_config[key]) for key in ("api_key_file", "address_file") if model_config.get(key)}
 
 
 def _from_extra(model_config: dict[str, Any]) -> dict[str, Any]:
@@ -408,8 +415,11 @@ class MeteringProxy:
 
     def __init__(self, cfg: ProxyConfig, socket_path: Path, tcp: bool = False, token: str | None = None) -> None:
         self.cfg = cfg
+        self.base_url = cfg.base_url  # a served model's may move (a restarted server): see _follow_address
         self._key = None
-        if cfg.api_key_env:
+        if cfg.api_key_file:
+            self._key = _key_from_file(cfg.api_key_file)
+        elif cfg.api_key_env:
             self._key = os.environ.get(cfg.api_key_env)
             if not self._key:
                 raise ProxyError(f"model {cfg.model!r} reads its key from ${cfg.api_key_env}, which is not set "
@@ -499,7 +509,7 @@ class MeteringProxy:
         return any(p and hmac.compare_digest(p.encode(), self.token.encode()) for p in presented)
 
     def _upstream_url(self, request: web.Request) -> str:
-        base = self.cfg.base_url.rstrip("/")
+        base = self.base_url.rstrip("/")
         path = request.path[3:] if base.endswith("/v1") else request.path
         return base + path + (f"?{request.query_string}" if request.query_string else "")
 
@@ -569,6 +579,7 @@ class MeteringProxy:
                 if retries >= self.cfg.max_retries:
                     raise
                 delay = self._backoff(retries)
+                url = self._follow_address(url)
             else:
                 if resp.status not in RETRY_STATUSES or retries >= self.cfg.max_retries:
                     return resp, retries
@@ -579,6 +590,24 @@ class MeteringProxy:
                 resp.release()
             retries += 1
             await asyncio.sleep(delay)
+
+    def _follow_address(self, url: str) -> str:
+        """After a connection failure: a served model's server may have restarted at another host:port;
+        re-read its address file and point this and later calls there (the key file is re-read too)."""
+        if self.cfg.address_file is None:
+            return url
+        try:
+            moved = json.loads(self.cfg.address_file.read_text()).get("base_url")
+        except (OSError, ValueError, AttributeError):
+            return url
+        old = self.base_url.rstrip("/")
+        if not moved or moved.rstrip("/") == old or not url.startswith(old):
+            return url
+        self.base_url = str(moved)
+        if self.cfg.api_key_file:
+            with contextlib.suppress(ProxyError):
+                self._key = _key_from_file(self.cfg.api_key_file)
+        return self.base_url.rstrip("/") + url[len(old):]
 
     def _backoff(self, retries: int) -> float:
         return min(self.cfg.max_wait_s, self.cfg.backoff_s * 2**retries * random.uniform(0.8, 1.2))
@@ -759,6 +788,18 @@ class MeteringProxy:
 
 
 # ---------------------------------------------------------------- what a request asks for
+
+
+def _key_from_file(path: Path) -> str:
+    """A served model's key from its 0600 file; ProxyError naming the file and the fix."""
+    try:
+        key = Path(path).read_text().strip()
+    except OSError as exc:
+        raise ProxyError(f"cannot read the model server's API key {path}: {exc}. Fix: relaunch the sweep "
+                         f"(the launcher creates it)") from exc
+    if not key:
+        raise ProxyError(f"the model server's API key file {path} is empty. Fix: delete it and relaunch the sweep")
+    return key
 
 
 def _payload(body: bytes) -> dict[str, Any] | Refusal:

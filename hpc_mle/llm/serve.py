@@ -2,15 +2,28 @@
 
 A model config with `serve: vllm` gets one server per sweep (a Slurm job, or a subprocess with
 cluster=local). The server writes `<sweep>/serve/<model name>/address.json` once its process is up;
-attempts poll that file and the server's /health, then use `http://host:port/v1`. Agent arrays do not
-depend on the server job, so attempts start as soon as it answers, and one that waits too long fails
-as an infrastructure failure (`hpc-mle resume` reruns it) while the rest of the sweep goes on.
+attempts poll that file and the server's /health, then use `http://host:port/v1`. Agent arrays start
+only once the server job has started (`--dependency=after:<server>`), so no attempt holds GPUs while
+the server waits in the queue; one that waits too long for /health (weights loading) fails as an
+infrastructure failure (`hpc-mle resume` reruns it) while the rest of the sweep goes on.
 A teardown job (`afterany` on the agent arrays) cancels the server and records that in teardown.json.
+
+Security: the server binds the node's own address (0.0.0.0 only where the host name resolves to a
+loopback address) and requires an API key generated per sweep (`secrets/api_key`, mode 0600). vLLM
+reads it from $VLLM_API_KEY (never argv: process tables are world-readable); only the attempts'
+metering proxies read the file; the agent in its sandbox sees the proxy's own token, never this key.
+
+Port: vLLM cannot report a port the kernel picked (`--port 0`), but it binds its socket before loading
+the weights, so a port taken between our check and its bind makes it exit at once with EADDRINUSE: the
+server is then restarted on another free port (PORT_TRIES times) and address.json rewritten.
+Restarts: the server job is `--no-requeue`; if it is resubmitted anyway (a relaunch), the proxies
+re-read address.json when a connection fails, so a server at a new host:port is found.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -29,6 +42,10 @@ ADDRESS = "address.json"  # written by the server: host, port, base_url, job id,
 JOB = "job.json"  # written by the launcher: the server job id and the agent arrays that use it
 TEARDOWN = "teardown.json"  # written by the teardown job: what it cancelled, or why it kept the server
 LOG = "server.log"
+KEY_FILE = "secrets/api_key"  # the sweep's key for this server: mode 0600 in a 0700 folder
+KEY_ENV = "VLLM_API_KEY"  # vLLM's environment variable for --api-key (argv is world-readable)
+PORT_TRIES = 5  # restarts on another port when vLLM finds its port taken (EADDRINUSE)
+ADDR_IN_USE = ("Address already in use", "Errno 98", "EADDRINUSE")
 
 
 class ServeError(RuntimeError):
@@ -77,28 +94,93 @@ def sweep_models(sweep_dir: Path, config_ids: Iterable[str]) -> dict[str, dict[s
 # ---------------------------------------------------------------- the server process
 
 
-def server_command(model: dict[str, Any], port: int) -> list[str]:
-    """`vllm serve MODEL --host 0.0.0.0 --port P --tensor-parallel-size N ARGS`, in the image if one is set."""
+def hf_home(model: dict[str, Any]) -> str | None:
+    """The model cache the server reads (serve_conf.env.HF_HOME, else the job's $HF_HOME)."""
+    env = (model.get("serve_conf") or {}).get("env") or {}
+    return env.get("HF_HOME") or os.environ.get("HF_HOME") or None
+
+
+def server_command(model: dict[str, Any], port: int, host: str = "0.0.0.0") -> list[str]:
+    """`vllm serve MODEL --host H --port P --tensor-parallel-size N ARGS`, in the image if one is set.
+
+    Under Apptainer the model cache (HF_HOME, on shared storage) is bound at the same path, so
+    HF_HUB_OFFLINE=1 finds the weights; the environment (HF_HOME, the key) passes in as Apptainer's does."""
     sc = model.get("serve_conf") or {}
     override = sc.get("command")  # tests only: a stand-in program for `vllm serve`
     program = list(override) if override else ["vllm", "serve"]
-    argv = [*program, str(model["model"]), "--host", "0.0.0.0", "--port", str(port),
+    argv = [*program, str(model["model"]), "--host", host, "--port", str(port),
             "--tensor-parallel-size", str(max(1, int(sc.get("gpus") or 1))), *map(str, sc.get("args") or [])]
     if sc.get("image") and not override:
-        argv = ["apptainer", "exec", "--nv", str(sc["image"]), *argv]
+        cache = hf_home(model)
+        binds = ["--bind", f"{cache}:{cache}"] if cache else []
+        argv = ["apptainer", "exec", "--nv", *binds, str(sc["image"]), *argv]
     return argv
 
 
-def free_port(preferred: int) -> int:
-    """The configured port when it is free on this node, else one the kernel picks."""
+def bind_host() -> str:
+    """This node's address as other nodes reach it (its host name resolved); 0.0.0.0 where the name
+    resolves only to a loopback address (e.g. Debian's 127.0.1.1), since clients on other nodes could
+    not connect there."""
+    try:
+        infos = socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET, socket.SOCK_STREAM)
+    except OSError:
+        return "0.0.0.0"
+    for info in infos:
+        address = str(info[4][0])
+        if not address.startswith("127."):
+            return address
+    return "0.0.0.0"
+
+
+def free_port(preferred: int, host: str = "0.0.0.0") -> int:
+    """The configured port when it is free on this node, else one the kernel picks (checked, then
+    released: vLLM binds it itself; run_server retries when another process took it meanwhile)."""
     for port in (int(preferred), 0):
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
             try:
-                s.bind(("0.0.0.0", port))
+                s.bind((host, port))
             except OSError:
                 continue
             return s.getsockname()[1]
     raise ServeError("no free TCP port on this node")
+
+
+def key_path(sweep_dir: Path, name: str) -> Path:
+    return serve_dir(sweep_dir, name) / KEY_FILE
+
+
+def ensure_key(sweep_dir: Path, name: str) -> Path:
+    """The sweep's API key file for this server, created once (0600 in a 0700 folder) and kept on relaunch."""
+    path = key_path(sweep_dir, name)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(path.parent, 0o700)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path
+    with os.fdopen(fd, "w") as fh:
+        fh.write(secrets.token_urlsafe(32))
+    return path
+
+
+def read_key(path: str | Path) -> str:
+    """The key in a key file; ServeError naming the file when it is missing or empty."""
+    try:
+        key = Path(path).read_text().strip()
+    except OSError as exc:
+        raise ServeError(f"cannot read the model server's API key {path}: {exc}; relaunch the sweep "
+                         f"(the launcher creates it)") from exc
+    if not key:
+        raise ServeError(f"the model server's API key file {path} is empty; delete it and relaunch the sweep")
+    return key
+
+
+def _port_taken(log_path: Path, offset: int) -> bool:
+    """Whether the server's output since `offset` says its port was taken (EADDRINUSE)."""
+    with open(log_path, "rb") as fh:
+        fh.seek(offset)
+        text = fh.read().decode(errors="replace")
+    return any(word in text for word in ADDR_IN_USE)
 
 
 def run_server(sweep_dir: str | Path, model: dict[str, Any], job_id: str | None = None) -> int:
@@ -106,43 +188,60 @@ def run_server(sweep_dir: str | Path, model: dict[str, Any], job_id: str | None 
 
     scancel (or Ctrl-C locally) sends TERM; it is passed on to the server's process group and the
     address file is marked ended, so attempts still waiting fail at once instead of timing out.
+    A server that exits because its port was taken is started again on another port.
     """
     folder = serve_dir(Path(sweep_dir), model["name"])
     folder.mkdir(parents=True, exist_ok=True)
     job_id = job_id or os.environ.get("SLURM_JOB_ID") or f"local-{os.getpid()}"
-    port = free_port(int((model.get("serve_conf") or {}).get("port") or 8000))
-    argv = server_command(model, port)
-    env = {**os.environ, **{str(k): str(v) for k, v in ((model.get("serve_conf") or {}).get("env") or {}).items()}}
-    host = socket.gethostname()
+    sc = model.get("serve_conf") or {}
+    env = {**os.environ, **{str(k): str(v) for k, v in (sc.get("env") or {}).items()},
+           KEY_ENV: read_key(ensure_key(Path(sweep_dir), model["name"]))}
+    bind = bind_host()
+    host = socket.gethostname() if bind == "0.0.0.0" else bind
+    preferred = int(sc.get("port") or 8000)
     stopped_by: list[str] = []
-    with open(folder / LOG, "ab", buffering=0) as log:
-        log.write(f"[{_now()}] job {job_id} on {host}: {' '.join(argv)}\n".encode())
-        try:
-            proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                    start_new_session=True)
-        except OSError as exc:
-            atomic_write_json(folder / ADDRESS, {"model": model["name"], "job_id": job_id, "host": host,
-                                                 "started": _now(), "ended_at": _now(), "exit_code": None,
-                                                 "error": f"cannot start {argv[0]}: {exc}"})
-            raise ServeError(f"cannot start the model server {argv[0]!r}: {exc}") from exc
+    current: list[subprocess.Popen] = []
+    address: dict[str, Any] = {"model": model["name"], "job_id": str(job_id), "host": host, "started": _now()}
+    code: int | None = None
 
-        def on_signal(signum, _frame):
-            stopped_by.append(signal.Signals(signum).name)
+    def on_signal(signum, _frame):
+        stopped_by.append(signal.Signals(signum).name)
+        for proc in current:
             try:
                 os.killpg(proc.pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
 
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR2):
-            signal.signal(sig, on_signal)
-        address = {"model": model["name"], "served_model": model["model"], "host": host, "port": port,
-                   "base_url": f"http://{host}:{port}/v1", "job_id": str(job_id), "pid": proc.pid,
-                   "started": _now(), "command": argv}
-        atomic_write_json(folder / ADDRESS, address)
-        code = proc.wait()
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR2):
+        signal.signal(sig, on_signal)
+    with open(folder / LOG, "ab", buffering=0) as log:
+        for attempt in range(PORT_TRIES):
+            if stopped_by:  # stopped between two starts
+                break
+            port = free_port(preferred if attempt == 0 else 0, bind)
+            argv = server_command(model, port, bind)
+            log.write(f"[{_now()}] job {job_id} on {host}: {' '.join(argv)}\n".encode())
+            offset = log.tell()
+            try:
+                proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=log,
+                                        stderr=subprocess.STDOUT, start_new_session=True)
+            except OSError as exc:
+                atomic_write_json(folder / ADDRESS, {"model": model["name"], "job_id": job_id, "host": host,
+                                                     "started": _now(), "ended_at": _now(), "exit_code": None,
+                                                     "error": f"cannot start {argv[0]}: {exc}"})
+                raise ServeError(f"cannot start the model server {argv[0]!r}: {exc}") from exc
+            current[:] = [proc]
+            address = {"model": model["name"], "served_model": model["model"], "host": host, "port": port,
+                       "bind": bind, "base_url": f"http://{host}:{port}/v1", "job_id": str(job_id),
+                       "pid": proc.pid, "started": _now(), "command": argv, "port_tries": attempt + 1}
+            atomic_write_json(folder / ADDRESS, address)
+            code = proc.wait()
+            if stopped_by or code == 0 or not _port_taken(folder / LOG, offset):
+                break
+            log.write(f"[{_now()}] port {port} was taken (EADDRINUSE): starting again on another port\n".encode())
     address.update(ended_at=_now(), exit_code=code, stopped_by=stopped_by[0] if stopped_by else None)
     atomic_write_json(folder / ADDRESS, address)
-    return code
+    return 1 if code is None else code
 
 
 # ---------------------------------------------------------------- the attempts' side
@@ -260,6 +359,7 @@ def start_local(sweep_dir: Path, name: str) -> subprocess.Popen:
     forget_address(sweep_dir, name)
     folder = serve_dir(sweep_dir, name)
     folder.mkdir(parents=True, exist_ok=True)
+    ensure_key(sweep_dir, name)
     proc = subprocess.Popen([sys.executable, "-m", "hpc_mle.llm.serve", str(sweep_dir), name],
                             stdin=subprocess.DEVNULL, start_new_session=True)
     record_job(sweep_dir, name, f"local-{proc.pid}", [])

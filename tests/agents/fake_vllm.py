@@ -4,11 +4,13 @@
 
 GET /health (200 once "loaded", after --fake-delay seconds), GET /v1/models (the model),
 POST /v1/chat/completions (a fixed answer with usage). Its argv goes to stderr (the server log).
+As vLLM, with $VLLM_API_KEY set the /v1 paths answer 401 unless `Authorization: Bearer <key>`.
 Standard library only.
 """
 
 import argparse
 import json
+import os
 import sys
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -24,6 +26,7 @@ def main() -> None:
     args, other = parser.parse_known_args()
     print(f"fake_vllm argv: {json.dumps(sys.argv[1:])}", file=sys.stderr, flush=True)
     ready_at = time.monotonic() + args.fake_delay
+    key = os.environ.get("VLLM_API_KEY")
 
     class Handler(BaseHTTPRequestHandler):
         def _send(self, code: int, body: dict | None = None) -> None:
@@ -34,7 +37,15 @@ def main() -> None:
             self.end_headers()
             self.wfile.write(data)
 
+        def refused(self) -> bool:
+            if key and self.path.startswith("/v1") and self.headers.get("Authorization") != f"Bearer {key}":
+                self._send(401, {"error": "Unauthorized"})
+                return True
+            return False
+
         def do_GET(self) -> None:  # noqa: N802
+            if self.refused():
+                return
             if self.path == "/health":
                 self._send(200 if time.monotonic() >= ready_at else 503)
             elif self.path == "/v1/models":
@@ -47,6 +58,8 @@ def main() -> None:
         def do_POST(self) -> None:  # noqa: N802
             length = int(self.headers.get("Content-Length") or 0)
             request = json.loads(self.rfile.read(length) or b"{}")
+            if self.refused():
+                return
             if self.path != "/v1/chat/completions":
                 self._send(404, {"error": f"no {self.path}"})
                 return
