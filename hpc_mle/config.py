@@ -38,7 +38,9 @@ class ServeConf:
     gpu_type: str | None = None
     cpus: int = 8
     mem_gb: int = 64
-    time: str = "24h"  # the server job's --time; it is cancelled by a teardown job when the attempts end
+    # the server job's --time: auto = the attempts' waves (ceil(attempts / cluster.array_throttle) x their
+    # --time) + 30 min, capped at the partition's MaxTime; a teardown job cancels it when the attempts end
+    time: str = "auto"
     port: int = 8000  # a free one is chosen at start if this one is taken on the node
     image: str | None = None  # an Apptainer image with vLLM; null = `vllm` on the node's PATH
     args: list[str] = field(default_factory=list)  # extra `vllm serve` arguments
@@ -474,10 +476,13 @@ def validate(cfg: Any) -> None:
     from omegaconf import OmegaConf
 
     from hpc_mle.plan import PlanError, duration_s
+AUTO_DURATIONS = {"model.serve_conf.time"}  # may be `auto` (hpc_mle.slurm.server_time)
+
+
 
     for key, (least, why) in DURATIONS.items():
         value = OmegaConf.select(cfg, key)
-        if value is None:
+        if value is None or (key in AUTO_DURATIONS and value == "auto"):
             continue
         try:
             seconds = duration_s(value)
