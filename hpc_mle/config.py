@@ -148,6 +148,10 @@ class ClusterConf:
     signal_delay_s: int = 120  # Slurm warns this long before --time so the attempt can save its work
     grading_tasks: int = 8  # the grading array's size (each grades a slice of the attempts)
     additional: dict[str, Any] = field(default_factory=dict)  # any other #SBATCH --key=value
+    wckey: str | None = None  # null or "": no --wckey (submitit's default `submitit` is dropped); else this value
+    max_array_tasks: int | None = None  # tasks per agent array at most (also below the site's MaxArraySize)
+    per_gpu_requests: bool = False  # GPU jobs ask --cpus-per-gpu/--mem-per-gpu instead of --cpus-per-task/--mem
+    over_max_time: str = "segment"  # --time above MaxTime: segment (cap, requeue with the budget left) | refuse
     allow_home_data: bool = False  # keep prepared data under $HOME (refused by default: paths.home_data_problem)
     status_interval_s: float = 30.0  # agent time persisted this often (no fsync): a crash loses at most this much
     stop_bound_s: float = 20.0  # the whole stop (TERM, grace, KILL, final status) ends within this: < KillWait
@@ -452,6 +456,7 @@ MINIMUMS = {
     "cluster.max_restarts": (0, "requeues of one attempt"),
     "cluster.signal_delay_s": (0, "seconds of warning before --time"),
     "cluster.grading_tasks": (1, "the grading array's size"),
+    "cluster.max_array_tasks": (1, "tasks per agent array"),
     "hardware.gpus": (0, "GPUs per attempt"),
     "hardware.cpus": (1, "CPUs per attempt"),
     "hardware.mem_gb": (1, "memory per attempt in GB"),
@@ -471,14 +476,14 @@ MINIMUMS = {
 }
 
 
+AUTO_DURATIONS = {"model.serve_conf.time"}  # may be `auto` (hpc_mle.slurm.server_time)
+
+
 def validate(cfg: Any) -> None:
     """Refuse numbers and durations that cannot work (`runtime.time_limit=-5m`, `cluster.max_parallel=0`)."""
     from omegaconf import OmegaConf
 
     from hpc_mle.plan import PlanError, duration_s
-AUTO_DURATIONS = {"model.serve_conf.time"}  # may be `auto` (hpc_mle.slurm.server_time)
-
-
 
     for key, (least, why) in DURATIONS.items():
         value = OmegaConf.select(cfg, key)

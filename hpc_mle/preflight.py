@@ -186,9 +186,18 @@ def request_of(job: slurm.PlannedJob) -> Request:
     p = job.parameters
     gres = parse_gres(str(p.get("gres") or ""))
     kind = next(iter(gres), "") if gres else ""
-    gpus = int(p.get("gpus_per_node") or sum(gres.values()))
-    return Request(int(p.get("cpus_per_task") or 1), mem_mb(p.get("mem") or 0), gpus, kind,
-                   float(p.get("time") or 0), p.get("partition"))
+    gpus = sum(gres.values())
+    if p.get("gpus_per_node"):  # N, or type:N (gpu_syntax=gpus-per-node with a gpu_type)
+        kind, _, count = str(p["gpus_per_node"]).rpartition(":")
+        gpus = int(count)
+    extra = p.get("additional_parameters") or {}
+    cpus = int(p.get("cpus_per_task") or 1)
+    mem = mem_mb(p.get("mem") or 0)
+    if gpus and extra.get("cpus_per_gpu"):  # per-GPU requests (cluster.per_gpu_requests)
+        cpus = int(extra["cpus_per_gpu"]) * gpus
+    if gpus and extra.get("mem_per_gpu"):
+        mem = mem_mb(extra["mem_per_gpu"]) * gpus
+    return Request(cpus, mem, gpus, kind, float(p.get("time") or 0), p.get("partition"))
 
 
 def fits(req: Request, node: Node) -> bool:
@@ -233,10 +242,12 @@ def check_request(job: slurm.PlannedJob, nodes: list[Node]) -> tuple[str, list[P
         problems.append(Problem(
             f"{job.group} ({job.role}): --time={req.minutes:g} min is above partition {part}'s MaxTime "
             f"({limit:g} min); Slurm rejects or never starts it",
-            "a shorter runtime (runtime=... or runtime.time_limit=...), or cluster.partition=<one with a longer "
-            "MaxTime>"))
+            "cluster.over_max_time=segment (run it in segments of MaxTime), a shorter runtime (runtime=... or "
+            "runtime.time_limit=...), or cluster.partition=<one with a longer MaxTime>"))
     max_time = "unlimited" if limit is None else f"{limit:g} min"
-    return f"{label}: fits {len(fit)} of {len(members)} node(s) (MaxTime {max_time})", problems
+    segments = f"; runs in {job.segments} segments of at most MaxTime, each requeued with the budget left" \
+        if job.segments > 1 else ""
+    return f"{label}: fits {len(fit)} of {len(members)} node(s) (MaxTime {max_time}){segments}", problems
 
 
 # ---------------------------------------------------------------- the sections
@@ -459,7 +470,10 @@ def run(sweep_dir: Path, todo: list[Attempt], cfgs: list[DictConfig], served: di
     """Every check for the attempts still to run; `nodes` skips the sinfo call (already read)."""
     first, cluster = cfgs[0], cfgs[0].cluster
     launch_id = slurm.new_launch_id()
-    planned = slurm.planned_jobs(sweep_dir, todo, cluster, served, launch_id) if cluster.kind == "slurm" else []
+    limits = None if nodes is None else {n.partition: slurm.PartitionLimit(n.max_time_min, None, n.default)
+                                         for n in nodes}
+    planned = slurm.planned_jobs(sweep_dir, todo, cluster, served, launch_id, limits=limits) \
+        if cluster.kind == "slurm" else []
     sections = [site_section(cluster)]
     if cluster.kind == "slurm":
         sections.append(jobs_section(planned, launch_id))

@@ -10,6 +10,7 @@ Whether an attempt worked is read from its own `status.json`, never from Slurm's
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -32,10 +33,18 @@ LAUNCH_LOG = "launches.jsonl"
 NAME_PREFIX = ""  # job names start with the sweep's own name (sweep_key), so squeue shows the study first
 LEGACY_PREFIX = "hpcmle-"  # jobs submitted before that: `hpcmle-<hash>-<launch>-<role>`
 SWEEP_LABEL_CHARS = 40  # of the sweep folder's name, in each job name
+
+
+def one_task(cpus: int) -> dict[str, Any]:
+    """One task with all the job's CPUs, on the sbatch lines and on srun's: srun of Slurm 22.05-23.02
+    does not inherit --cpus-per-task, and without --ntasks it may start several copies of the attempt."""
+    return {"tasks_per_node": 1, "slurm_srun_args": ["--ntasks=1", f"--cpus-per-task={int(cpus)}"]}
+
+
 # The fixed resources of the jobs around the agent arrays (submitit parameters).
-GRADING_PARAMETERS = {"timeout_min": 120, "cpus_per_task": 1, "mem_gb": 8}
-ANALYSIS_PARAMETERS = {"timeout_min": 60, "cpus_per_task": 1, "mem_gb": 8}
-TEARDOWN_PARAMETERS = {"timeout_min": 10, "cpus_per_task": 1, "mem_gb": 1}
+GRADING_PARAMETERS = {"timeout_min": 120, "cpus_per_task": 1, "mem_gb": 8, **one_task(1)}
+ANALYSIS_PARAMETERS = {"timeout_min": 60, "cpus_per_task": 1, "mem_gb": 8, **one_task(1)}
+TEARDOWN_PARAMETERS = {"timeout_min": 10, "cpus_per_task": 1, "mem_gb": 1, **one_task(1)}
 
 
 class SlurmError(RuntimeError):
@@ -51,13 +60,112 @@ def available() -> bool:
 
 
 def max_array_size() -> int:
-    """The site's MaxArraySize (array task ids must stay below it)."""
+    """The site's MaxArraySize (array task ids must stay below it; 0: the site allows no arrays)."""
     try:
         out = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True, timeout=30).stdout
     except (OSError, subprocess.TimeoutExpired):
         return DEFAULT_MAX_ARRAY_SIZE
     match = re.search(r"^MaxArraySize\s*=\s*(\d+)", out, re.MULTILINE)
     return int(match.group(1)) if match else DEFAULT_MAX_ARRAY_SIZE
+
+
+def chunk_size(site_max: int, max_array_tasks: int | None) -> int:
+    """Tasks per agent array: below the site's MaxArraySize and the cluster config's max_array_tasks.
+
+    MaxArraySize=0 means the site takes no arrays: chunks of one, which submitit submits as plain jobs."""
+    size = max(1, int(site_max))
+    if max_array_tasks:
+        size = min(size, max(1, int(max_array_tasks)))
+    return size
+
+
+def share_throttle(total: int, sizes: list[int]) -> list[int]:
+    """Split one sweep-wide throttle between the agent arrays of a launch (Slurm's %N counts per array).
+
+    Each array gets total // len(sizes), the first ones one more for the remainder, at least 1 and
+    never more than its own size; what a small array cannot use goes to the others. With more arrays
+    than `total`, each still gets 1, so up to len(sizes) tasks run at once (the preflight says so)."""
+    if not sizes:
+        return []
+    shares = [1] * len(sizes)
+    left = max(0, int(total) - len(sizes))
+    open_ = [i for i, n in enumerate(sizes) if shares[i] < n]
+    while left > 0 and open_:
+        for i in list(open_):
+            if left == 0:
+                break
+            shares[i] += 1
+            left -= 1
+            if shares[i] >= sizes[i]:
+                open_.remove(i)
+    return shares
+
+
+@dataclass(frozen=True)
+class PartitionLimit:
+    """A partition's time limits as `scontrol show partition -o` gives them (minutes; None: unlimited)."""
+
+    max_min: float | None
+    default_min: float | None
+    default: bool  # the cluster's default partition
+
+
+def parse_partitions(text: str) -> dict[str, PartitionLimit]:
+    """The lines of `scontrol show partition -o`: one partition per line, `Key=Value` fields."""
+    from hpc_mle.preflight import parse_time_min
+
+    out: dict[str, PartitionLimit] = {}
+    for line in text.splitlines():
+        fields = dict(item.split("=", 1) for item in line.split() if "=" in item)
+        name = fields.get("PartitionName")
+        if not name:
+            continue
+        out[name] = PartitionLimit(parse_time_min(fields.get("MaxTime", "UNLIMITED")),
+                                   parse_time_min(fields.get("DefaultTime", "NONE").replace("NONE", "")),
+                                   fields.get("Default", "NO").upper() == "YES")
+    return out
+
+
+def partition_limits() -> dict[str, PartitionLimit]:
+    """Every partition's MaxTime/DefaultTime, one `scontrol` call; {} when Slurm does not answer (no cap)."""
+    try:
+        out = subprocess.run(["scontrol", "show", "partition", "-o"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return {}
+    return parse_partitions(out.stdout) if out.returncode == 0 else {}
+
+
+def limit_for(partition: str | None, limits: dict[str, PartitionLimit]) -> PartitionLimit | None:
+    """The limits of `partition`, or of the default partition when the config names none."""
+    if partition:
+        return limits.get(partition)
+    return next((lim for lim in limits.values() if lim.default), None)
+
+
+@dataclass(frozen=True)
+class TimePlan:
+    """An attempt's --time and how many segments its budget needs (1: it fits one job)."""
+
+    minutes: int
+    segments: int
+    max_min: float | None  # the partition's MaxTime this was planned against
+
+
+def time_plan(minutes: int, cluster: Any, limits: dict[str, PartitionLimit]) -> TimePlan:
+    """Cap --time to the partition's MaxTime when the cluster config allows segments (over_max_time=segment).
+
+    Each segment ends when Slurm signals signal_delay_s before --time: the attempt saves its time used
+    and requeues itself with the budget left (jobs._agent), so a segment gives MaxTime minus that delay."""
+    limit = limit_for(cluster.get("partition"), limits)
+    if limit is None or limit.max_min is None or minutes <= limit.max_min:
+        return TimePlan(int(minutes), 1, None if limit is None else limit.max_min)
+    if str(cluster.get("over_max_time", "segment")) != "segment":
+        return TimePlan(int(minutes), 1, limit.max_min)  # the preflight refuses it, naming the fix
+    cap = int(limit.max_min)
+    usable = cap - int(cluster.signal_delay_s) / 60
+    if usable <= 1:
+        return TimePlan(int(minutes), 1, limit.max_min)
+    return TimePlan(cap, math.ceil(minutes / usable), limit.max_min)
 
 
 @dataclass(frozen=True)
@@ -70,6 +178,7 @@ class Submission:
     servers: dict[str, str] = field(default_factory=dict)  # served model name -> server job id
     teardowns: dict[str, str] = field(default_factory=dict)  # served model name -> teardown job id
     launch: str = ""  # the launch id in job names and launches.jsonl
+    segmented: dict[str, int] = field(default_factory=dict)  # attempt id -> segments (only those run in several)
 
 
 def _executor(folder: Path, cluster: Any, name: str):
@@ -83,44 +192,109 @@ def _executor(folder: Path, cluster: Any, name: str):
             params[f"slurm_{key}"] = cluster[key]
     if cluster.additional:
         params["slurm_additional_parameters"] = dict(cluster.additional)
+    wckey = cluster.get("wckey")
+    if wckey:
+        params["slurm_wckey"] = str(wckey)
     ex.update_parameters(**params)
+    if not wckey:  # submitit's default --wckey=submitit blocks jobs where a site enforces wckeys
+        ex._executor.parameters["wckey"] = None
     return ex
 
 
 def _gpu_parameters(gpus: int, gpu_type: str | None, cluster: Any) -> dict[str, Any]:
     if not gpus:
         return {}
-    if cluster.gpu_syntax == "gpus-per-node":
-        return {"gpus_per_node": int(gpus)}
     kind = f"{gpu_type}:" if gpu_type else ""
+    if cluster.gpu_syntax == "gpus-per-node":
+        return {"slurm_gpus_per_node": f"{kind}{gpus}"} if kind else {"gpus_per_node": int(gpus)}
     return {"slurm_gres": f"gpu:{kind}{gpus}"}
 
 
-def sbatch_parameters(attempt: Attempt, cluster: Any) -> dict[str, Any]:
-    """The resources of an attempt's array, as submitit parameters (shown by --dry-run)."""
+def _resources(cpus: int, mem_gb: int, gpus: int, cluster: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(submitit parameters, extra #SBATCH lines) for CPUs and memory: per GPU (--cpus-per-gpu,
+    --mem-per-gpu) where the cluster config says the site prefers them (Slurm takes those instead of,
+    never with, --cpus-per-task and --mem), else per job."""
+    if gpus and cluster.get("per_gpu_requests"):
+        return {}, {"cpus_per_gpu": math.ceil(cpus / gpus), "mem_per_gpu": f"{math.ceil(mem_gb / gpus)}G"}
+    return {"cpus_per_task": int(cpus), "mem_gb": int(mem_gb)}, {}
+
+
+def sbatch_parameters(attempt: Attempt, cluster: Any, limits: dict[str, PartitionLimit] | None = None,
+                      ) -> dict[str, Any]:
+    """The resources of an attempt's array, as submitit parameters (shown by --dry-run); `limits`: the
+    partitions' MaxTime, to which --time is capped when the attempt runs in segments (time_plan)."""
+    limits = {} if limits is None else limits
+    resources, per_gpu = _resources(attempt.cpus, attempt.mem_gb, attempt.gpus, cluster)
     params: dict[str, Any] = {
-        "timeout_min": int(attempt.slurm_minutes),
-        "cpus_per_task": int(attempt.cpus),
-        "mem_gb": int(attempt.mem_gb),
+        "timeout_min": time_plan(attempt.slurm_minutes, cluster, limits).minutes,
+        **resources,
         "slurm_signal_delay_s": int(cluster.signal_delay_s),
         "slurm_array_parallelism": int(cluster.array_throttle),
+        **one_task(attempt.cpus),
     }
     params.update(_gpu_parameters(attempt.gpus, attempt.gpu_type, cluster))
-    extra = dict(cluster.additional or {})
+    extra = {**per_gpu, **dict(cluster.additional or {})}
     extra["requeue"] = True  # node failures and `scontrol requeue` bring the attempt back
     params["slurm_additional_parameters"] = extra
     return params
 
 
-def server_parameters(model: dict[str, Any], cluster: Any) -> dict[str, Any]:
+SERVER_MARGIN_MIN = 30  # beyond the attempts' waves: loading the weights, the last wave's start, the teardown
+
+
+@dataclass(frozen=True)
+class ServerTime:
+    """The model server job's --time: serve_conf.time, or (time=auto) sized to the waves of its attempts."""
+
+    minutes: int
+    wanted: int  # before the cap at the partition's MaxTime
+    waves: int  # ceil(attempts / array_throttle); 0 for an explicit serve_conf.time
+    max_min: float | None  # the partition's MaxTime
+
+    def note(self, name: str) -> str | None:
+        """What to tell the user when MaxTime cuts the server short of the sweep (None: it covers it)."""
+        if self.minutes >= self.wanted:
+            return None
+        return (f"model server {name}: the sweep needs {self.wanted} min ({self.waves} wave(s) of attempts + "
+                f"{SERVER_MARGIN_MIN} min) but partition MaxTime is {self.max_min:g} min: capped; attempts "
+                f"still running or queued when it ends fail as infrastructure failures (`hpc-mle resume` reruns "
+                f"them with a new server). Fix: cluster.array_throttle=<more at once> or fewer attempts per launch")
+
+
+def server_time(model: dict[str, Any], attempts: list[Attempt], cluster: Any,
+                limits: dict[str, PartitionLimit] | None = None) -> ServerTime:
+    """serve_conf.time, or `auto`: ceil(attempts / array_throttle) waves x the longest attempt's --time +
+    SERVER_MARGIN_MIN; either capped at the partition's MaxTime (a longer job would never start)."""
+    sc = model["serve_conf"]
+    waves = 0
+    if str(sc["time"]) == "auto":
+        mine = [a for a in attempts if a.model == model["name"]]
+        waves = math.ceil(len(mine) / max(1, int(cluster.array_throttle)))
+        wanted = waves * max((int(a.slurm_minutes) for a in mine), default=0) + SERVER_MARGIN_MIN
+    else:
+        wanted = math.ceil(plan.duration_s(sc["time"]) / 60)
+    limit = limit_for(cluster.get("partition"), limits or {})
+    max_min = None if limit is None else limit.max_min
+    minutes = wanted if max_min is None else min(wanted, int(max_min))
+    return ServerTime(minutes, wanted, waves, max_min)
+
+
+def server_parameters(model: dict[str, Any], cluster: Any, attempts: list[Attempt] | None = None,
+                      limits: dict[str, PartitionLimit] | None = None) -> dict[str, Any]:
     """The model server job's resources (serve_conf), as submitit parameters (shown by --dry-run).
 
-    No --requeue: a restarted server would come back at another address while agents hold the old one.
+    --no-requeue (a site's JobRequeue=1 would requeue it): a restarted server comes back at another
+    address; the proxies follow address.json, but a silent restart mid-sweep is worse than a clear end.
     """
     sc = model["serve_conf"]
-    params: dict[str, Any] = {"timeout_min": math.ceil(plan.duration_s(sc["time"]) / 60),
-                              "cpus_per_task": int(sc["cpus"]), "mem_gb": int(sc["mem_gb"])}
-    params.update(_gpu_parameters(int(sc["gpus"] or 0), sc.get("gpu_type"), cluster))
+    gpus = int(sc["gpus"] or 0)
+    resources, per_gpu = _resources(int(sc["cpus"]), int(sc["mem_gb"]), gpus, cluster)
+    params: dict[str, Any] = {"timeout_min": server_time(model, attempts or [], cluster, limits).minutes,
+                              **resources, **one_task(int(sc["cpus"]))}
+    params.update(_gpu_parameters(gpus, sc.get("gpu_type"), cluster))
+    extra = {**per_gpu, **dict(cluster.additional or {})}
+    extra.pop("requeue", None)
+    params["slurm_additional_parameters"] = {**extra, "no_requeue": True}
     return params
 
 
@@ -129,6 +303,61 @@ def group_attempts(attempts: list[Attempt]) -> dict[str, list[Attempt]]:
     for a in attempts:
         groups[a.group].append(a)
     return dict(groups)
+
+
+@dataclass(frozen=True)
+class AgentJob:
+    """One sbatch of agents: an array chunk of a resource group (or a plain job where arrays are off)."""
+
+    role: str  # agents<k>-<chunk>; agents-slot<j> for plain jobs throttled by `--dependency=singleton`
+    group: str
+    members: list[Attempt]
+    throttle: int  # this array's share of the sweep-wide cluster.array_throttle (%N)
+    singleton: bool
+    time: TimePlan
+
+
+def agent_jobs(attempts: list[Attempt], cluster: Any, site_max: int,
+               limits: dict[str, PartitionLimit]) -> list[AgentJob]:
+    """The agent sbatch calls of a launch, in order, sharing one sweep-wide throttle (array_throttle).
+
+    Slurm's %N counts per array, so the throttle is split between the chunks (share_throttle). Where the
+    site allows no arrays (MaxArraySize=0) every attempt is a plain job named for one of array_throttle
+    slots with `--dependency=singleton`: Slurm runs one job of a name at a time, so at most that many run."""
+    size = chunk_size(site_max, cluster.get("max_array_tasks"))
+    chunks = [(k, group, start, members[start:start + size])
+              for k, (group, members) in enumerate(group_attempts(attempts).items())
+              for start in range(0, len(members), size)]
+    total = max(1, int(cluster.array_throttle))
+    shares = share_throttle(total, [len(c[3]) for c in chunks])
+    out = []
+    for i, ((k, group, start, chunk), share) in enumerate(zip(chunks, shares, strict=True)):
+        plan_t = time_plan(chunk[0].slurm_minutes, cluster, limits)
+        if site_max <= 0:
+            out.append(AgentJob(f"agents-slot{i % total}", group, chunk, 1, True, plan_t))
+        else:
+            out.append(AgentJob(f"agents{k}-{start // size}", group, chunk, share, False, plan_t))
+    return out
+
+
+def _agent_executor(folder: Path, cluster: Any, job: AgentJob, limits: dict[str, PartitionLimit]) -> Any:
+    ex = _executor(folder, cluster, job.group)
+    ex.update_parameters(**sbatch_parameters(job.members[0], cluster, limits))
+    ex.update_parameters(slurm_array_parallelism=job.throttle)
+    if job.singleton:
+        ex.update_parameters(slurm_dependency="singleton")
+    return ex
+
+
+def after_servers(ex: Any, members: list[Attempt], servers: dict[str, str]) -> None:
+    """Agents on a served model start only once its server job has started (`after:<server>`), so none
+    holds a node while the server waits in the queue; other dependencies (singleton) are kept."""
+    needed = sorted({servers[a.model] for a in members if a.model in servers})
+    if not needed:
+        return
+    current = ex._executor.parameters.get("dependency")
+    after = "after:" + ":".join(needed)
+    ex.update_parameters(slurm_dependency=f"{current},{after}" if current else after)
 
 
 def _folder_hash(sweep_dir: Path) -> str:
@@ -191,8 +420,11 @@ def _sbatch(sweep_dir: Path, launch_id: str, role: str, ex: Any, attempt_ids: li
 
 
 def _submit_server(folder: Path, sweep_dir: Path, launch_id: str, model: dict[str, Any],
-                   cluster: Any) -> tuple[str, int]:
-    """The served model's server job: the one still queued or running for this sweep, else a new one."""
+                   cluster: Any, attempts: list[Attempt] | None = None) -> tuple[str, int]:
+    """The served model's server job: the one still queued or running for this sweep, else a new one
+    (with the sweep's API key created first, and its --time sized to the attempts' waves)."""
+    import sys
+
     from hpc_mle.llm import serve
 
     name = model["name"]
@@ -200,8 +432,14 @@ def _submit_server(folder: Path, sweep_dir: Path, launch_id: str, model: dict[st
     if current and current in queue_states([current]):
         return current, 0
     serve.forget_address(sweep_dir, name)
+    serve.ensure_key(sweep_dir, name)
+    limits = partition_limits()
+    note = server_time(model, attempts or [], cluster, limits).note(name)
+    if note:
+        log(sweep_dir, "server-time", launch=launch_id, model=name, note=note)
+        print(note, file=sys.stderr, flush=True)
     ex = _executor(folder, cluster, name)
-    ex.update_parameters(**server_parameters(model, cluster))
+    ex.update_parameters(**server_parameters(model, cluster, attempts, limits))
     (job_id,) = _sbatch(sweep_dir, launch_id, f"serve-{name}", ex, [],
                         lambda e: [e.submit(serve.run_server, str(sweep_dir), model)])
     serve.record_job(sweep_dir, name, job_id, [])
@@ -225,33 +463,36 @@ def submit(sweep_dir: Path, attempts: list[Attempt], cluster: Any, after: list[s
     launch_id = launch_id or new_launch_id()
     log(sweep_dir, "launch", launch=launch_id, pid=os.getpid(), attempts=len(attempts))
     folder = sweep_dir / "slurm"
-    limit = max_array_size()
+    limits = partition_limits()
     arrays: dict[str, list[str]] = {}
     tasks: dict[str, str] = {}
     calls = 0
     served = serve.sweep_models(sweep_dir, [a.config_id for a in attempts])
     servers: dict[str, str] = {}
     for name, model in served.items():
-        servers[name], n = _submit_server(folder, sweep_dir, launch_id, model, cluster)
+        servers[name], n = _submit_server(folder, sweep_dir, launch_id, model, cluster, attempts)
         calls += n
     users: dict[str, set[str]] = defaultdict(set)  # served model -> the agent arrays that use it
-    for k, (group, members) in enumerate(group_attempts(attempts).items()):
-        ex = _executor(folder, cluster, group)
-        ex.update_parameters(**sbatch_parameters(members[0], cluster))
-        arrays[group] = []
-        for start in range(0, len(members), limit):
-            chunk = members[start:start + limit]
-            n = len(chunk)
-            ids = _sbatch(sweep_dir, launch_id, f"agents{k}-{start // limit}", ex, [a.id for a in chunk],
-                          lambda e, c=chunk, n=n: e.map_array(jobs.agent_task, [str(sweep_dir)] * n,
-                                                              [a.id for a in c], [int(cluster.max_restarts)] * n))
-            calls += 1
-            array_id = ids[0].split("_")[0]
-            arrays[group].append(array_id)
-            for a, job in zip(chunk, ids, strict=True):
-                tasks[a.id] = job
-                if a.model in served:
-                    users[a.model].add(array_id)
+    segmented: dict[str, int] = {}  # attempt id -> segments its budget needs under the partition's MaxTime
+    for agent_job in agent_jobs(attempts, cluster, max_array_size(), limits):
+        ex = _agent_executor(folder, cluster, agent_job, limits)
+        after_servers(ex, agent_job.members, servers)
+        chunk, n, seg = agent_job.members, len(agent_job.members), agent_job.time
+        restarts = int(cluster.max_restarts) + seg.segments - 1  # each segment's requeue is a start
+        if seg.segments > 1:
+            segmented.update({a.id: seg.segments for a in chunk})
+            log(sweep_dir, "segmented", launch=launch_id, role=agent_job.role, segments=seg.segments,
+                max_time_min=seg.max_min, time_min=seg.minutes, attempts=[a.id for a in chunk])
+        ids = _sbatch(sweep_dir, launch_id, agent_job.role, ex, [a.id for a in chunk],
+                      lambda e, c=chunk, n=n, r=restarts: e.map_array(jobs.agent_task, [str(sweep_dir)] * n,
+                                                                      [a.id for a in c], [r] * n))
+        calls += 1
+        array_id = ids[0].split("_")[0]
+        arrays.setdefault(agent_job.group, []).append(array_id)
+        for a, job in zip(chunk, ids, strict=True):
+            tasks[a.id] = job
+            if a.model in served:
+                users[a.model].add(array_id)
     teardowns: dict[str, str] = {}
     for name, ids in users.items():
         serve.record_job(sweep_dir, name, servers[name], sorted(ids))
@@ -279,7 +520,7 @@ def submit(sweep_dir: Path, attempts: list[Attempt], cluster: Any, after: list[s
                                  lambda e: [e.submit(jobs.analysis_task, str(sweep_dir))])
         calls += 1
     log(sweep_dir, "complete", launch=launch_id)
-    return Submission(arrays, grading_id, analysis_id, calls, tasks, servers, teardowns, launch_id)
+    return Submission(arrays, grading_id, analysis_id, calls, tasks, servers, teardowns, launch_id, segmented)
 
 
 @dataclass(frozen=True)
@@ -291,6 +532,7 @@ class PlannedJob:
     tasks: int  # array size (1: a plain job)
     parameters: dict[str, Any]  # submitit's sbatch parameters: time (minutes), cpus_per_task, mem, gres, ...
     script: str  # the sbatch script submitit writes
+    segments: int = 1  # agents: jobs the budget needs, each capped to the partition's MaxTime
 
     def sbatch_lines(self) -> list[str]:
         return [line for line in self.script.splitlines() if line.startswith("#SBATCH")]
@@ -311,9 +553,11 @@ def render(ex: Any, role: str, group: str, tasks: int) -> PlannedJob:
 
 
 def planned_jobs(sweep_dir: Path, attempts: list[Attempt], cluster: Any, served: dict[str, dict[str, Any]],
-                 launch_id: str, limit: int = DEFAULT_MAX_ARRAY_SIZE) -> list[PlannedJob]:
+                 launch_id: str, limit: int = DEFAULT_MAX_ARRAY_SIZE,
+                 limits: dict[str, PartitionLimit] | None = None) -> list[PlannedJob]:
     """Every job `submit` would make for `attempts`, in its order; dependencies on job ids not yet known
-    are shown as `<...>` (submission fills them in)."""
+    are shown as `<...>` (submission fills them in). `limit`: the site's MaxArraySize; `limits`: the
+    partitions' time limits (None: asked of scontrol, one call)."""
     sweep_dir = Path(sweep_dir)
     folder = sweep_dir / "slurm"
     out: list[PlannedJob] = []
@@ -323,15 +567,17 @@ def planned_jobs(sweep_dir: Path, attempts: list[Attempt], cluster: Any, served:
         out.append(render(ex, role, group, tasks))
 
     used = {name: model for name, model in served.items() if name in {a.model for a in attempts}}
+    limits = partition_limits() if limits is None else limits
     for name, model in used.items():
         ex = _executor(folder, cluster, name)
-        ex.update_parameters(**server_parameters(model, cluster))
+        ex.update_parameters(**server_parameters(model, cluster, attempts, limits))
         add(ex, f"serve-{name}", f"serve-{name}", 1)
-    for k, (group, members) in enumerate(group_attempts(attempts).items()):
-        for start in range(0, len(members), limit):
-            ex = _executor(folder, cluster, group)
-            ex.update_parameters(**sbatch_parameters(members[0], cluster))
-            add(ex, f"agents{k}-{start // limit}", group, len(members[start:start + limit]))
+    for agent_job in agent_jobs(attempts, cluster, limit, limits):
+        ex = _agent_executor(folder, cluster, agent_job, limits)
+        after_servers(ex, agent_job.members, {name: f"<serve-{name} job>" for name in used})
+        add(ex, agent_job.role, agent_job.group, len(agent_job.members))
+        if agent_job.time.segments > 1:
+            out[-1] = dataclasses.replace(out[-1], segments=agent_job.time.segments)
     for name in used:
         ex = _executor(folder, cluster, name)
         ex.update_parameters(**TEARDOWN_PARAMETERS, slurm_dependency="afterany:<agent arrays>")
@@ -408,7 +654,7 @@ def record_launch(sweep_dir: Path, submission: Submission, dry_run: bool = False
     entry = {"at": now(), "launch": submission.launch, "arrays": submission.arrays, "grading": submission.grading,
              "analysis": submission.analysis, "sbatch_calls": submission.sbatch_calls,
              "attempts": len(submission.tasks), "servers": submission.servers,
-             "teardowns": submission.teardowns}
+             "teardowns": submission.teardowns, "segmented": submission.segmented}
     sweep.setdefault("launches", []).append(entry)
     atomic_write_json(Path(sweep_dir) / plan.SWEEP_FILE, sweep)
     if submission.tasks:

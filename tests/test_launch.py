@@ -28,8 +28,8 @@ def test_dry_run_of_the_paper_sized_plan(tmp_path):
                  f"output_root={tmp_path}", "--dry-run")
     assert out.returncode == 2, out.stderr  # the preflight refuses: lite is not prepared, no key is set
     assert "attempts: 704 planned, 704 to run" in out.stdout
-    assert "group gpu1-cpu8-mem64g-t25m-default: 352 attempts (22 competitions)" in out.stdout
-    assert "group gpu2-cpu16-mem128g-t25m-default: 352 attempts" in out.stdout
+    assert "group gpu1-cpu8-mem60g-t25m-default: 352 attempts (22 competitions)" in out.stdout
+    assert "group gpu2-cpu16-mem120g-t25m-default: 352 attempts" in out.stdout
     assert "#SBATCH --gres=gpu:2" in out.stdout and "#SBATCH --time=25" in out.stdout
     assert "#SBATCH --array=0-351%64" in out.stdout
     assert "22 competition(s): 0 ready, 22 not prepared" in out.stdout

@@ -88,8 +88,14 @@ def test_oversized_request_refused_and_a_fitting_one_accepted(slurm_env, tmp_pat
     assert [j.role for j in server_jobs] == ["serve-llama-3.1-70b-vllm", "agents0-0", "teardown-llama-3.1-70b-vllm",
                                              "grading", "analysis"]
     (server,) = preflight.resources_section(served_cfgs[0].cluster, server_jobs, nodes).problems
-    assert "asks 16 CPUs, 256 GB, 4 GPUs, 2880 min, but no node" in server.what
-    assert server.fix.startswith("model.serve_conf.cpus=2 model.serve_conf.mem_gb=20 model.serve_conf.gpus=2 (")
+    assert "asks 8 CPUs, 96 GB, 2 GPUs, " in server.what and ", but no node" in server.what
+    # the server's 2 GPUs (tensor parallel) fit a node of the partition: only CPUs and memory are too big
+    assert server.fix.startswith("model.serve_conf.cpus=2 model.serve_conf.mem_gb=20 (")
+    model = launch.check_models(served_cfgs)["llama-3.1-70b-vllm"]
+    big = {**model, "serve_conf": {**model["serve_conf"], "gpus": 4, "cpus": 1, "mem_gb": 1}}
+    (too_many,) = preflight.resources_section(served_cfgs[0].cluster, slurm.planned_jobs(
+        sweep, served, served_cfgs[0].cluster, {"llama-3.1-70b-vllm": big}, "x"), nodes).problems
+    assert "4 GPUs" in too_many.what and too_many.fix.startswith("model.serve_conf.gpus=2 (")
 
 
 def test_dry_run_lists_every_problem_and_exits_non_zero(slurm_env, tmp_path, monkeypatch, capsys):  # noqa: F811
@@ -121,7 +127,7 @@ def test_a_real_launch_refuses_before_submitting_anything(slurm_env, tmp_path, m
     cfgs, _, sweep = planned(args[:-1], tmp_path / "runs")
     with pytest.raises(plan.PlanError, match=r"preflight refused the launch \(1 problem\(s\).*nothing was written"):
         launch.launch(args)
-    assert "PROBLEM: gpu1-cpu8-mem64g-t25m-debug (agents0-0)" in capsys.readouterr().out
+    assert "PROBLEM: gpu1-cpu8-mem60g-t25m-debug (agents0-0)" in capsys.readouterr().out
     assert not (tmp_path / "runs").exists()  # no sweep folder, not even half a one
     assert f"{slurm.NAME_PREFIX}{slurm.sweep_key(sweep)}-" not in queued_names(slurm_env)
 
