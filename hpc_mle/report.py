@@ -345,6 +345,14 @@ def _usage_cells(r: dict) -> dict[str, str]:
     return cells
 
 
+def shared_network(graded: pd.DataFrame) -> int:
+    """Sandboxed attempts that shared their node's network (`network: shared` in their records)."""
+    if "network" not in graded:
+        return 0
+    boxed = ~graded.get("unsandboxed", pd.Series(False, index=graded.index)).fillna(False).astype(bool)
+    return int(((graded["network"] == "shared") & boxed).sum())
+
+
 def display_attempts(results: pd.DataFrame, limit: int = ATTEMPT_ROWS) -> pd.DataFrame:
     frame = results.sort_values(["competition_id", *an.SETTING, "seed"]).head(limit)
     rows = []
@@ -399,6 +407,11 @@ def build_report(results: pd.DataFrame, title: str, split: str | None = None,
     if unsandboxed:
         overview.text.append(f"{unsandboxed} graded attempts ran without a sandbox (`sandbox=none`): the agent could "
                              "read anything the user can, so their results are marked `unsandboxed`.")
+    shared = shared_network(graded)
+    if shared:
+        overview.text.append(f"{shared} graded attempts ran sandboxed but on their node's network "
+                             "(`sandbox.network=true`, the fallback where a site turns network namespaces off: "
+                             "`hpc-mle doctor`): the agent could reach the network; they are marked `network: shared`.")
     flagged = sorted(set(catalogue.flagged(results["competition_id"].unique())))
     if flagged:
         overview.text.append("Competitions with a known issue, leakage or exclusion in these results: "

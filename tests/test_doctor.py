@@ -202,3 +202,26 @@ def test_an_attempt_with_the_network_fallback_is_marked_shared(tmp_path):
 
     assert mode(sandbox="bwrap") == "isolated" and mode(sandbox="apptainer") == "isolated"
     assert mode(sandbox="bwrap", network=True) == "shared" and mode(sandbox="none") == "shared"
+
+
+def test_the_report_says_how_many_sandboxed_attempts_shared_the_network():
+    import pandas as pd
+
+    from hpc_mle import analysis as an
+    from hpc_mle import report
+
+    def row(comp: str, network: str | None, unsandboxed: bool = False) -> dict:
+        return {"attempt_id": comp, "competition_id": comp, "seed": 0, "scaffold": "dummy", "model": "none",
+                "runtime": "10m", "hardware": "cpu", "benchmark": "lite", "benchmark_split": "lite",
+                "time_limit_s": 600.0, "graded": True, "state": "done", "unsandboxed": unsandboxed,
+                "network": network, "score": 0.5, "submission_exists": True, "valid_submission": True,
+                "gold_medal": False, "silver_medal": False, "bronze_medal": False, "any_medal": False,
+                "above_median": False, "leaderboard_source": "kaggle", "snapshots": [],
+                "graded_at": "2026-11-30T10:00:00+00:00"}
+
+    rows = [row("a", "shared"), row("b", "isolated"), row("c", "shared", unsandboxed=True), row("d", None)]
+    built = report.build_report(an.normalise(pd.DataFrame(rows)), "network",
+                                catalogue=an.Catalogue(splits={"lite": ("a", "b", "c", "d")}, status={}))
+    overview = " ".join(next(s for s in built.sections if s.title == "Overview").text)
+    assert "1 graded attempts ran sandboxed but on their node's network" in overview  # c counts as unsandboxed
+    assert "1 graded attempts ran without a sandbox" in overview
