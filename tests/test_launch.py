@@ -31,7 +31,7 @@ def test_dry_run_of_the_paper_sized_plan(tmp_path):
     assert "group gpu1-cpu8-mem60g-t25m-default: 352 attempts (22 competitions)" in out.stdout
     assert "group gpu2-cpu16-mem120g-t25m-default: 352 attempts" in out.stdout
     assert "#SBATCH --gres=gpu:2" in out.stdout and "#SBATCH --time=25" in out.stdout
-    assert "#SBATCH --array=0-351%64" in out.stdout
+    assert "#SBATCH --array=0-351%32" in out.stdout  # two arrays share the sweep-wide throttle of 64
     assert "22 competition(s): 0 ready, 22 not prepared" in out.stdout
     assert "WARNING: model=gpt4o is set, but scaffold baseline uses no model" in out.stdout
     assert "grading array (8 tasks, afterany) and an analysis job (afterany)" in out.stdout

@@ -1,6 +1,6 @@
 """The preflight (hpc_mle/preflight.py): each refusal, against the real one-node dev cluster where Slurm is involved.
 
-The dev node has 2 CPUs, 21500 MB and 2 GPUs (slurm/dev/); `hardware=gpu1` asks 8 CPUs and 64 GB. Each test asks
+The dev node has 2 CPUs, 21500 MB and 2 GPUs (slurm/dev/); `hardware=gpu1` asks 8 CPUs and 60 GB. Each test asks
 the cluster at most once (one sinfo, or one launch).
 """
 
@@ -77,7 +77,7 @@ def test_oversized_request_refused_and_a_fitting_one_accepted(slurm_env, tmp_pat
     refused = preflight.resources_section(big_cfgs[0].cluster,
                                           slurm.planned_jobs(sweep, big, big_cfgs[0].cluster, {}, "x"), nodes)
     (problem,) = refused.problems
-    assert "asks 8 CPUs, 64 GB, 1 GPU, 25 min, but no node of partition debug has that" in problem.what
+    assert "asks 8 CPUs, 60 GB, 1 GPU, 25 min, but no node of partition debug has that" in problem.what
     assert problem.fix.startswith("hardware.cpus=2 hardware.mem_gb=20 (")  # only what is too big; 1 GPU fits
     accepted = preflight.resources_section(small_cfgs[0].cluster,
                                            slurm.planned_jobs(sweep, small, small_cfgs[0].cluster, {}, "x"), nodes)
