@@ -13,6 +13,7 @@ import re
 import socket
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -42,10 +43,23 @@ def the_attempt(sweep: Path) -> Path:
     return plan.attempt_dir(sweep, aid)
 
 
-def get_json(url: str) -> dict:
+def get_json(url: str, key: str | None = None) -> dict:
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    with opener.open(url, timeout=10) as resp:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    with opener.open(urllib.request.Request(url, headers=headers), timeout=10) as resp:
         return json.loads(resp.read())
+
+
+def assert_key_only_in_its_file(sweep: Path, launcher_output: str) -> None:
+    """The sweep's server key is in its 0600 file and nowhere else: not in configs, manifest, events, logs,
+    reports or the launcher's output; the attempt's config names the file, not the key."""
+    name = "llama-3.1-70b-vllm"
+    path = serve.key_path(sweep, name)
+    key = serve.read_key(path)
+    assert path.stat().st_mode & 0o777 == 0o600
+    leaks = [f for f in sweep.rglob("*") if f.is_file() and f != path and key.encode() in f.read_bytes()]
+    assert leaks == [] and key not in launcher_output
+    assert read(the_attempt(sweep) / "config.json")["model_config"]["api_key_file"] == str(path)
 
 
 AWQ = "hugging-quants/Meta-Llama-3.1-70B-Instruct-AWQ-INT4"
@@ -233,6 +247,7 @@ def test_local_launch_serves_the_model_while_attempts_run(mini_data, tmp_path):
     assert runner.read_status(the_attempt(sweep))["state"] == "done"
     assert config["model_config"]["base_url"] == f"http://{address['host']}:{address['port']}/v1"
     assert config["model_config"]["api_key_env"] is None
+    assert_key_only_in_its_file(sweep, out.stdout + out.stderr)
     assert address["stopped_by"] == "SIGTERM" and address["ended_at"]  # ended with the launch
     assert read(folder / serve.TEARDOWN)["teardowns"][0]["action"] == "terminated"
     assert '"--tensor-parallel-size", "1", "--fake-delay", "2"' in (folder / serve.LOG).read_text()
@@ -262,8 +277,13 @@ def test_slurm_server_job_attempt_and_teardown(slurm_env, mini_data, tmp_path): 
         address = read(folder / serve.ADDRESS)
         assert address["job_id"] == server and squeue(server).startswith("RUNNING")
         wait_for("the server's /health", lambda: serve.health_problem(address) is None, 60)
-        models = get_json(f"{address['base_url']}/models")
-        assert models["data"][0]["id"] == "meta-llama/Llama-3.1-70B-Instruct"
+        with pytest.raises(urllib.error.HTTPError, match="401"):  # the server wants the sweep's key
+            get_json(f"{address['base_url']}/models")
+        models = get_json(f"{address['base_url']}/models", serve.read_key(serve.key_path(sweep, address["model"])))
+        assert models["data"][0]["id"] == AWQ
+        scripts = {f.name: f.read_text() for f in (sweep / "slurm").rglob("*_submission.sh")}
+        assert "#SBATCH --no-requeue\n" in scripts[f"{server}_submission.sh"]
+        assert any(f"#SBATCH --dependency=after:{server}\n" in text for text in scripts.values())
 
         wait_for("the attempt", lambda: (runner.read_status(the_attempt(sweep)) or {}).get("state") == "done")
         config = read(the_attempt(sweep) / "config.json")
@@ -282,6 +302,7 @@ def test_slurm_server_job_attempt_and_teardown(slurm_env, mini_data, tmp_path): 
             assert sacct.stdout.split()[0].startswith("CANCELLED"), sacct.stdout
         launches = read(sweep / plan.SWEEP_FILE)["launches"]
         assert launches[0]["servers"] == {"llama-3.1-70b-vllm": server}
+        assert_key_only_in_its_file(sweep, out.stdout + out.stderr)
     finally:  # a failure must not leave this test's jobs on the shared cluster
         launched = read(sweep / plan.SWEEP_FILE).get("launches", [])
         mine = [j for e in launched for j in [*(i for ids in e["arrays"].values() for i in ids), e["grading"],
