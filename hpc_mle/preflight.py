@@ -354,7 +354,7 @@ def keys_section(cfgs: list[DictConfig], env: dict[str, str] | None = None) -> S
             continue
         seen.add(model)
         if m.get("serve"):
-            lines.append(f"{model}: served by a job of this launch ({m.model}); no key")
+            lines.append(f"{model}: served by a job of this launch ({m.model}); its key is generated per sweep")
         elif m.provider in KEYED_PROVIDERS:
             lines.append(f"{model}: {m.provider} endpoint {m.base_url or '(none)'}, model {m.model or '(none)'}")
             var = m.get("api_key_env")

@@ -2,8 +2,9 @@
 
 One array per resource group (throttled with %N, split below the site's MaxArraySize), a grading
 array that waits for all of them (`afterany`), and an analysis job that waits for the grading.
-A served model (`serve: vllm`) adds a server job before the arrays (which poll for it rather than
-depend on it) and a teardown job with `afterany` on the arrays that cancels it (hpc_mle/llm/serve.py).
+A served model (`serve: vllm`) adds a server job before the arrays (which start `after` it has started,
+then poll for its /health) and a teardown job with `afterany` on the arrays that cancels it
+(hpc_mle/llm/serve.py).
 submitit writes each job's script, logs and pickles under `<sweep>/slurm/`; it is used only to submit.
 Whether an attempt worked is read from its own `status.json`, never from Slurm's job state.
 """
