@@ -493,24 +493,31 @@ def run_attempt_cmd(competition_id, scaffold, sandbox_kind, time_limit, out, ima
 
 @main.command("doctor")
 @click.option("--on-node", is_flag=True, help="Also run the local checks as a tiny Slurm job on a compute node.")
+@click.option("--cluster", "cluster_name", default="slurm", show_default=True,
+              help="With --on-node: the cluster config (conf/cluster/) the job is submitted with.")
 @click.option("--partition", default=None, help="With --on-node: the partition of that job (default: the cluster's).")
 @click.option("--folder", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="With --on-node: where submitit keeps the job's files (default: a temporary folder here).")
 @click.option("--no-slurm", is_flag=True, help="Only this machine's checks (namespaces, bwrap, apptainer).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def doctor_cmd(on_node: bool, partition: str | None, folder: Path | None, no_slurm: bool, as_json: bool) -> None:
+def doctor_cmd(on_node: bool, cluster_name: str, partition: str | None, folder: Path | None, no_slurm: bool,
+               as_json: bool) -> None:
     """What this site allows (namespaces, runtimes, GPU binding, Slurm settings), each with its fallback.
 
     Exit 0 when every check is ok or a warning, 1 on a fail."""
     import tempfile
     from dataclasses import asdict
 
-    from hpc_mle import doctor
+    from hpc_mle import doctor, kaggle, prepare
 
     checks = [doctor.Check(f"{c.name} [here]", c.state, c.seen, c.fix) for c in doctor.run_all(slurm=not no_slurm)]
     if on_node:
         where = folder or Path(tempfile.mkdtemp(prefix="hpc-mle-doctor-", dir=Path.cwd()))
-        checks += doctor.on_node(where, partition)
+        try:
+            cluster = kaggle.load_cluster(cluster_name)
+        except prepare.PrepareError as exc:
+            _fail(str(exc))
+        checks += doctor.on_node(where, cluster, partition)
     if as_json:
         console.print_json(_dumps([asdict(c) for c in checks]))
         sys.exit(doctor.exit_code(checks))

@@ -34,9 +34,9 @@ USERNS_FIX = ("ask the admins for unprivileged user namespaces (sysctl user.max_
 # The apptainer options sandbox.apptainer_command passes; --no-eval needs Apptainer 1.1 or later.
 APPTAINER_OPTIONS = ("--containall", "--cleanenv", "--no-privs", "--drop-caps", "--no-eval", "--writable-tmpfs",
                      "--env-file", "--network")
-WCKEY_FIX = ("submitit adds --wckey=submitit to every job: ask the admins for `sacctmgr add user $USER "
-             "wckey=submitit` or to drop wckeys from AccountingStorageEnforce in slurm.conf, or set "
-             "cluster.additional.wckey=<a wckey you have>")
+WCKEY_FIX = ("cluster.wckey=<one of your wckeys> (sacctmgr show user $USER withwckeys), or ask the admins for a "
+             "wckey for your user (sacctmgr add user $USER wckey=NAME) or to drop wckeys from "
+             "AccountingStorageEnforce in slurm.conf")
 
 
 @dataclass(frozen=True)
@@ -204,14 +204,31 @@ def job_requeue(config: dict[str, str] | None) -> Check:
     return Check("JobRequeue", "ok", f"JobRequeue={value}: jobs requeue unless they ask --no-requeue")
 
 
-def wckeys(config: dict[str, str] | None) -> Check:
-    """AccountingStorageEnforce with wckeys rejects submitit's `--wckey=submitit` unless the user has it."""
+def user_wckeys(run: Runner = _run) -> list[str] | None:
+    """The calling user's wckeys in Slurm's accounting; None where sacctmgr does not answer."""
+    if shutil.which("sacctmgr") is None:
+        return None
+    import getpass
+
+    proc = run(["sacctmgr", "-nP", "show", "wckey", f"user={getpass.getuser()}", "format=name"])
+    return sorted({w.strip().lstrip("*") for w in proc.stdout.split()}) if proc.returncode == 0 else None
+
+
+def wckeys(config: dict[str, str] | None, run: Runner = _run) -> Check:
+    """AccountingStorageEnforce with wckeys rejects a job whose wckey the user lacks (submitit's own default is
+    `submitit`; hpc-mle sends cluster.wckey, or none so that the user's default applies)."""
     if config is None:
         return Check("wckey enforcement", "skip", "Slurm not readable here")
     value = config.get("AccountingStorageEnforce", "none")
-    if "wckey" in value.lower():
-        return Check("wckey enforcement", "fail", f"AccountingStorageEnforce={value}", WCKEY_FIX)
-    return Check("wckey enforcement", "ok", f"AccountingStorageEnforce={value}")
+    if "wckey" not in value.lower():
+        return Check("wckey enforcement", "ok", f"AccountingStorageEnforce={value}")
+    mine = user_wckeys(run)
+    listed = "unknown (sacctmgr did not answer)" if mine is None else ", ".join(mine) or "none"
+    seen = f"AccountingStorageEnforce={value}; your wckeys: {listed}"
+    if mine:
+        return Check("wckey enforcement", "warn", seen, f"cluster.wckey={mine[0]} (or another of yours) unless your "
+                     "default wckey is set")
+    return Check("wckey enforcement", "warn" if mine is None else "fail", seen, WCKEY_FIX)
 
 
 def partitions(nodes: list[Any] | None, error: str = "") -> list[Check]:
@@ -264,15 +281,13 @@ def node_report() -> list[dict[str, str]]:
     return [{**asdict(c), "where": host} for c in local_checks()]
 
 
-def on_node(folder: Path, partition: str | None, timeout_s: float = 600) -> list[Check]:
-    """The local checks as a tiny Slurm job (submitit) on a compute node; a fail row when it does not come back."""
-    import submitit
+def on_node(folder: Path, cluster: Any, partition: str | None = None, timeout_s: float = 600) -> list[Check]:
+    """The local checks as a tiny Slurm job on a compute node, submitted as the attempts are (the cluster config's
+    account, qos, setup lines and wckey handling); a fail row when it does not come back."""
+    from hpc_mle import slurm
 
-    ex = submitit.AutoExecutor(folder=str(folder / "%j"), cluster="slurm")
-    params: dict[str, Any] = {"name": "hpc-mle-doctor", "timeout_min": 5, "cpus_per_task": 1, "mem_gb": 1}
-    if partition:
-        params["slurm_partition"] = partition
-    ex.update_parameters(**params)
+    ex = slurm._executor(folder, cluster, "hpc-mle-doctor")
+    ex.update_parameters(timeout_min=5, cpus_per_task=1, mem_gb=1, **({"slurm_partition": partition} if partition else {}))
     try:
         job = ex.submit(node_report)
     except Exception as exc:  # submitit raises its own error types for sbatch's refusals

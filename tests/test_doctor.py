@@ -149,8 +149,15 @@ def test_wckeys_requeue_and_gpu_binding_are_judged_from_slurms_settings(tmp_path
     conf = tmp_path / "slurm.conf"
     config = {"SLURM_CONF": str(conf), "AccountingStorageEnforce": "associations,limits,wckeys",
               "JobRequeue": "0", "TaskPlugin": "task/affinity,task/cgroup", "ProctrackType": "proctrack/cgroup"}
-    wck = doctor.wckeys(config)
-    assert wck.state == "fail" and "wckey=submitit" in wck.fix and "AccountingStorageEnforce" in wck.fix
+    def sacctmgr(names: str):
+        return lambda argv: subprocess.CompletedProcess(argv, 0, names, "")
+
+    wck = doctor.wckeys(config, sacctmgr(""))
+    assert wck.state == "fail" and "your wckeys: none" in wck.seen
+    assert "cluster.wckey=" in wck.fix and "AccountingStorageEnforce" in wck.fix
+    if shutil.which("sacctmgr"):  # the user has wckeys: name one for cluster.wckey
+        mine = doctor.wckeys(config, sacctmgr("proj-b\n*proj-a\n"))
+        assert mine.state == "warn" and "proj-a, proj-b" in mine.seen and mine.fix.startswith("cluster.wckey=proj-a")
     assert doctor.job_requeue(config).state == "warn" and "resume" in doctor.job_requeue(config).fix
     assert doctor.gpu_binding(config, True).state == "warn"  # no cgroup.conf next to slurm.conf
     (tmp_path / "cgroup.conf").write_text("CgroupPlugin=autodetect\nConstrainDevices=no # not yet\n")
@@ -165,7 +172,7 @@ def test_wckeys_requeue_and_gpu_binding_are_judged_from_slurms_settings(tmp_path
 def test_doctor_on_the_dev_cluster_reads_its_settings_and_runs_on_its_node(slurm_env, tmp_path, monkeypatch):  # noqa: F811
     for key in ("SLURM_CONF", "PATH"):
         monkeypatch.setenv(key, slurm_env[key])
-    code, checks = doctor_json(["--on-node", "--folder", str(tmp_path / "jobs")])
+    code, checks = doctor_json(["--on-node", "--cluster", "dev", "--folder", str(tmp_path / "jobs")])
     assert checks["JobRequeue [here]"] == {"name": "JobRequeue [here]", "state": "ok",
                                             "seen": "JobRequeue=1: jobs requeue unless they ask --no-requeue", "fix": ""}
     assert checks["wckey enforcement [here]"]["state"] == "ok"
@@ -175,6 +182,8 @@ def test_doctor_on_the_dev_cluster_reads_its_settings_and_runs_on_its_node(slurm
     assert {n.split(" [")[0] for n in node} == {"user namespaces", "network namespaces", "bwrap", "apptainer"}, node
     assert node[next(n for n in node if n.startswith("network namespaces"))]["state"] == \
         checks["network namespaces [here]"]["state"]  # the one node is this machine
+    (script,) = (tmp_path / "jobs").glob("*/*_submission.sh")  # submitted as the attempts are: no --wckey
+    assert "--job-name=hpc-mle-doctor" in script.read_text() and "--wckey" not in script.read_text()
     assert code == 0
 
 
