@@ -8,8 +8,8 @@ the server waits in the queue; one that waits too long for /health (weights load
 infrastructure failure (`hpc-mle resume` reruns it) while the rest of the sweep goes on.
 A teardown job (`afterany` on the agent arrays) cancels the server and records that in teardown.json.
 
-Security: the server binds the node's own address (0.0.0.0 only where the host name resolves to a
-loopback address) and requires an API key generated per sweep (`secrets/api_key`, mode 0600). vLLM
+Security: the server binds the address its node's host name resolves to (0.0.0.0 only where that is
+a loopback address; clients use the host name) and requires an API key generated per sweep (`secrets/api_key`, mode 0600). vLLM
 reads it from $VLLM_API_KEY (never argv: process tables are world-readable); only the attempts'
 metering proxies read the file; the agent in its sandbox sees the proxy's own token, never this key.
 
@@ -197,7 +197,7 @@ def run_server(sweep_dir: str | Path, model: dict[str, Any], job_id: str | None 
     env = {**os.environ, **{str(k): str(v) for k, v in (sc.get("env") or {}).items()},
            KEY_ENV: read_key(ensure_key(Path(sweep_dir), model["name"]))}
     bind = bind_host()
-    host = socket.gethostname() if bind == "0.0.0.0" else bind
+    host = socket.gethostname()  # clients use the name (a site's NO_PROXY lists host names), resolving to `bind`
     preferred = int(sc.get("port") or 8000)
     stopped_by: list[str] = []
     current: list[subprocess.Popen] = []
