@@ -163,7 +163,7 @@ def load_results(sweep_dir: Path) -> pd.DataFrame:
             record = None
         if record:
             row.update({k: record.get(k) for k in ("state", "failure", "unsandboxed", "network", "agent_elapsed_s",
-                                                   "starts", "graded_at")})
+                                                   "starts", "segments", "graded_at")})
             row.update(record.get("report", {}))
             row.update(graded=True, snapshots=record.get("snapshots") or [])
         out = plan.attempt_dir(sweep_dir, aid)

@@ -134,7 +134,9 @@ def _agent(sweep_dir: Path, attempt_id: str, max_restarts: int) -> dict[str, Any
     warned = status.get("state") == "preempted" and "SIGUSR2" in (status.get("reason") or "")
     if warned and left > 1 and status.get("starts", 1) <= max_restarts:
         if _requeue_self():
-            status.update(state="requeued", reason=f"requeued by the attempt with {left:.0f} s of budget left")
+            # SIGUSR2 comes signal_delay_s before --time: the attempt goes on in a new segment (slurm.time_plan)
+            status.update(state="requeued", reason=f"requeued by the attempt with {left:.0f} s of budget left",
+                          segments=int(status.get("segments") or 1) + 1)
         elif os.environ.get("SLURM_JOB_ID"):  # Slurm refused the requeue: say what brings it back
             status.update(reason=f"stopped by SIGUSR2; {runner.requeue_hint(out)}")
         runner.write_status(out, status)
@@ -171,6 +173,7 @@ def grade_attempt(sweep_dir: Path, attempt_id: str) -> dict[str, Any]:
               "state": status.get("state"), "failure": status.get("failure"), "unsandboxed": status.get("unsandboxed"),
               "network": status.get("network"),
               "agent_elapsed_s": status.get("agent_elapsed_s"), "starts": status.get("starts"),
+              "segments": status.get("segments") or 1,
               "attempt_ended_at": status.get("ended_at"),
               "report": report.to_dict(), "snapshots": snapshots, "graded_at": _now()}
     atomic_write_json(sweep_dir / "grading" / f"{attempt_id}.json", record)

@@ -30,6 +30,7 @@ from hpc_mle import plan
 from hpc_mle.plan import Attempt
 
 DEFAULT_MAX_ARRAY_SIZE = 1001
+OVER_MAX_TIME = ("segment", "refuse")  # cluster.over_max_time: what a --time above the partition's MaxTime does
 LAUNCH_LOG = "launches.jsonl"
 NAME_PREFIX = ""  # job names start with the sweep's own name (sweep_key), so squeue shows the study first
 LEGACY_PREFIX = "hpcmle-"  # jobs submitted before that: `hpcmle-<hash>-<launch>-<role>`
@@ -157,10 +158,14 @@ def time_plan(minutes: int, cluster: Any, limits: dict[str, PartitionLimit]) -> 
 
     Each segment ends when Slurm signals signal_delay_s before --time: the attempt saves its time used
     and requeues itself with the budget left (jobs._agent), so a segment gives MaxTime minus that delay."""
+    policy = str(cluster.get("over_max_time") or "segment")
+    if policy not in OVER_MAX_TIME:
+        raise plan.PlanError(f"cluster.over_max_time={policy!r} is unknown. Fix: use one of "
+                             f"{', '.join(OVER_MAX_TIME)}.")
     limit = limit_for(cluster.get("partition"), limits)
     if limit is None or limit.max_min is None or minutes <= limit.max_min:
         return TimePlan(int(minutes), 1, None if limit is None else limit.max_min)
-    if str(cluster.get("over_max_time", "segment")) != "segment":
+    if policy == "refuse":
         return TimePlan(int(minutes), 1, limit.max_min)  # the preflight refuses it, naming the fix
     cap = int(limit.max_min)
     usable = cap - int(cluster.signal_delay_s) / 60

@@ -165,6 +165,9 @@ def test_segments_need_a_usable_slice_of_maxtime():
     tiny = {"debug": slurm.PartitionLimit(2, None, True)}
     assert slurm.time_plan(60, cluster, tiny) == slurm.TimePlan(60, 1, 2)  # 2 min minus 2 min warning: refuse
     assert slurm.time_plan(600, cluster, {"debug": slurm.PartitionLimit(240, None, True)}).segments == 3
+    cluster.over_max_time = "wait"
+    with pytest.raises(plan.PlanError, match=r"cluster.over_max_time='wait' is unknown. Fix: use one of segment"):
+        slurm.time_plan(60, cluster, tiny)
 
 
 # ---------------------------------------------------------------- arrays: chunks, MaxArraySize=0, one throttle
