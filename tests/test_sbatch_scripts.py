@@ -202,6 +202,27 @@ def test_max_array_size_zero_submits_plain_jobs_throttled_by_singleton_slots(tmp
     assert len(set(names)) == 2 and names[0] == names[2]  # three jobs, two slots: at most two run at once
 
 
+def test_a_site_without_arrays_gets_plain_jobs_that_slurm_accepts(slurm_env, tmp_path, monkeypatch):  # noqa: F811
+    for key in ("SLURM_CONF", "PATH"):
+        monkeypatch.setenv(key, slurm_env[key])
+    monkeypatch.setattr(slurm, "max_array_size", lambda: 0)  # as `scontrol show config` says MaxArraySize=0
+    jobs = plan.expand(["scaffold=dummy", "seed=range(3)", ONE, "cluster=dev", "cluster.array_throttle=2",
+                        "cluster.additional={hold: true}", f"output_root={tmp_path}"], True)
+    cfgs = plan.compose_all(jobs)
+    attempts = plan.plan_attempts(cfgs)
+    sweep = tmp_path / plan.sweep_name(cfgs, jobs)
+    plan.write_plan(sweep, cfgs, jobs, attempts)
+    submission = slurm.submit(sweep, attempts, cfgs[0].cluster)  # held: nothing runs
+    try:
+        assert all("_" not in job for job in submission.tasks.values())  # plain jobs, no array task ids
+        out = subprocess.run(["squeue", "-h", "-j", ",".join(submission.tasks.values()), "-o", "%j|%E"],
+                             capture_output=True, text=True, env=dict(os.environ)).stdout.split()
+        assert len(out) == 3 and all("|singleton" in line for line in out), out
+        assert len({line.split("|")[0] for line in out}) == 2  # two slots: at most two run at once
+    finally:
+        slurm.cancel([*submission.tasks.values(), submission.grading, submission.analysis])
+
+
 # ---------------------------------------------------------------- from inside a real job
 
 
