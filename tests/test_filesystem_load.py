@@ -56,7 +56,8 @@ def _scaffold(tmp_path: Path) -> str:
 @pytest.fixture(scope="module")
 def preempted(tmp_path_factory, mini_data):
     """One attempt whose agent ignores TERM, preempted by SIGTERM (as Slurm without a warning signal does)
-    with requeue off; each write of status.json recorded."""
+    with requeue off; each write of status.json recorded. Sandbox none, so the KILL path is taken: under
+    bwrap the TERMed sandbox's PID namespace ends with it, and no process is left to KILL."""
     tmp = tmp_path_factory.mktemp("stop")
     marker = f"hpc-mle-stubborn-{time.time_ns()}"
     out = tmp / "sweep" / "attempts" / "a1"
