@@ -150,28 +150,32 @@ def require_cluster() -> dict[str, str]:
     return env
 
 
-def sweep_job_prefixes(root: Path) -> list[str]:
-    """The job-name prefix of every sweep under `root` (the launcher names each job after its sweep folder)."""
-    from hpc_mle import plan, slurm
+def sweep_folders(root: Path) -> list[Path]:
+    """Every sweep folder (one with a manifest) up to three levels under `root`."""
+    from hpc_mle import plan
 
-    sweeps = {m.parent for depth in ("*", "*/*", "*/*/*") for m in root.glob(f"{depth}/{plan.MANIFEST}")}
-    return sorted(f"{slurm.NAME_PREFIX}{slurm.sweep_key(s)}-" for s in sweeps)
+    return sorted({m.parent for depth in ("*", "*/*", "*/*/*") for m in root.glob(f"{depth}/{plan.MANIFEST}")})
 
 
 def cancel_sweep_jobs(env: dict[str, str], root: Path) -> list[str]:
-    """Cancel the jobs still queued or running of the sweeps under `root`; returns their ids.
+    """Cancel the jobs still queued or running of the sweeps under `root` (found by the names the launcher
+    gives them, slurm.sweep_jobs); returns their ids.
 
     A test ends when its checks are done, often with its sweep's grading and analysis jobs still queued: left
     alone they would hold the node's two CPUs while the next test waits for them."""
-    prefixes = sweep_job_prefixes(root)
-    if not prefixes:
+    from hpc_mle import slurm
+
+    sweeps = sweep_folders(root)
+    if not sweeps:
         return []
     try:
-        out = subprocess.run(["squeue", "-h", "-o", "%i|%j"], env=env, capture_output=True, text=True, timeout=30)
+        out = subprocess.run(["squeue", "-h", "-r", "-o", "%i|%j|%T|%r"], env=env, capture_output=True, text=True,
+                             timeout=30)
     except subprocess.TimeoutExpired:
         return []
-    jobs = sorted({line.split("|")[0].split("_")[0] for line in out.stdout.splitlines()
-                   if "|" in line and line.split("|", 1)[1].startswith(tuple(prefixes))})
+    queue = [slurm.QueuedJob(*parts) for parts in (line.split("|") for line in out.stdout.splitlines())
+             if len(parts) == 4]
+    jobs = sorted({q.job.split("_")[0] for sweep in sweeps for q in slurm.sweep_jobs(sweep, queue)})
     if jobs:
         subprocess.run(["scancel", *jobs], env=env, capture_output=True, timeout=30)
     return jobs
