@@ -491,11 +491,16 @@ def run(sweep_dir: Path, todo: list[Attempt], cfgs: list[DictConfig], served: di
 
 def home_data_check(section: Section, data_dir: str | None, cluster: DictConfig,
                     env: dict[str, str] | None = None) -> Section:
-    """Under Slurm, prepared data in $HOME is refused unless the cluster config allows it (allow_home_data)."""
+    """Under Slurm, prepared data in $HOME is refused unless the cluster config allows it (allow_home_data);
+    scaffold venvs there are named (each attempt imports thousands of files from them), not refused."""
     if cluster.kind != "slurm" or cluster.get("allow_home_data"):
         return section
+    lines = list(section.lines)
+    if paths.under_home(venvs := paths.venvs_root(), env):
+        lines.append(f"scaffold venvs in {venvs}, under $HOME: HPC_MLE_VENVS=DIR on project or scratch storage "
+                     "moves them (then `hpc-mle scaffolds venv NAME` for each scaffold)")
     problem = paths.home_data_problem(paths.data_root(data_dir), env)
     if problem is None:
-        return section
+        return Section(section.title, lines, section.problems)
     what, _, fix = problem.partition(" Fix: ")
-    return Section(section.title, section.lines, [*section.problems, Problem(what, fix)])
+    return Section(section.title, lines, [*section.problems, Problem(what, fix)])

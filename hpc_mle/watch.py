@@ -216,6 +216,9 @@ def stop_tree(proc: subprocess.Popen, grace_s: float, mark: str | None = None, b
         return kill_wait if bound_s is None else max(0.1, bound_s - (time.monotonic() - t0))
 
     psutil.wait_procs(alive, timeout=min(kill_wait, left()))
+    reaped = getattr(victims[0], "returncode", None) if victims else None
+    if proc.returncode is None and reaped is not None:
+        proc.returncode = reaped  # psutil reaped it: Popen.wait would now see no child and say 0
     try:
         proc.wait(timeout=min(kill_wait, left()))
     except subprocess.TimeoutExpired:

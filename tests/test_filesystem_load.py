@@ -41,7 +41,7 @@ def test_stop_tree_keeps_to_its_bound_when_term_is_ignored():
     t0 = time.monotonic()
     killed = watch.stop_tree(proc, grace_s=30, bound_s=1.5)
     took = time.monotonic() - t0
-    assert killed == 1 and not psutil.pid_exists(proc.pid)
+    assert killed == 1 and proc.returncode == -signal.SIGKILL
     assert 0.8 < took < 1.8, took  # the grace shrank to fit KILL's wait in the bound; 30 s was not waited
     assert _alive(marker) == []
 
@@ -108,6 +108,7 @@ def test_the_whole_stop_fits_its_bound_against_an_agent_that_ignores_term(preemp
     assert status["state"] == "preempted", status
     assert preempted["took"] < 5.0, preempted["took"]  # signal to final status.json, grace 30 s notwithstanding
     assert 0 < status["stop_s"] < 5.0
+    assert status["exit_code"] == -signal.SIGKILL  # what ended it, not the 0 of a child already reaped
     assert _alive(preempted["marker"]) == [], "a process that ignored TERM outlived the stop"
     stopped = [json.loads(line) for line in _text(preempted["out"] / "events.jsonl").splitlines()
                if '"stopped"' in line]
@@ -168,7 +169,7 @@ def test_image_digest_is_computed_once_per_launch(tmp_path, monkeypatch):
 # ---------------------------------------------------------------- data outside $HOME under Slurm
 
 
-def test_home_data_is_refused_under_slurm_naming_the_sites_storage(tmp_path):
+def test_home_data_is_refused_under_slurm_naming_the_sites_storage(tmp_path, monkeypatch):
     env = {"HOME": str(tmp_path / "home"), "SCRATCH": "/scratch/u1", "PROJECT": "/proj/p7"}
     problem = paths.home_data_problem(tmp_path / "home" / ".cache" / "hpc-mle" / "data", env)
     assert problem and "$SCRATCH=/scratch/u1" in problem and "$PROJECT=/proj/p7" in problem
@@ -182,6 +183,10 @@ def test_home_data_is_refused_under_slurm_naming_the_sites_storage(tmp_path):
     slurm = OmegaConf.merge(OmegaConf.structured(ClusterConf), {"name": "s", "kind": "slurm"})
     refused = preflight.home_data_check(section, home_data, slurm, env)
     assert len(refused.problems) == 1 and "$SCRATCH=/scratch/u1" in refused.problems[0].fix
+    assert not any("HPC_MLE_VENVS" in line for line in refused.lines)  # venvs elsewhere: nothing to say
+    monkeypatch.setenv("HPC_MLE_VENVS", str(tmp_path / "home" / "venvs"))
+    named = preflight.home_data_check(section, home_data, slurm, env)
+    assert any("HPC_MLE_VENVS=DIR" in line for line in named.lines) and len(named.problems) == 1  # named, not refused
     allowed = OmegaConf.merge(slurm, {"allow_home_data": True})
     local = OmegaConf.merge(slurm, {"kind": "local"})
     assert preflight.home_data_check(section, home_data, allowed, env).problems == []
