@@ -457,6 +457,8 @@ MINIMUMS = {
     "cluster.signal_delay_s": (0, "seconds of warning before --time"),
     "cluster.grading_tasks": (1, "the grading array's size"),
     "cluster.max_array_tasks": (1, "tasks per agent array"),
+    "cluster.status_interval_s": (1, "seconds between saves of the agent time used"),
+    "cluster.stop_bound_s": (5, "seconds for the whole stop (TERM, grace, KILL, final status)"),
     "hardware.gpus": (0, "GPUs per attempt"),
     "hardware.cpus": (1, "CPUs per attempt"),
     "hardware.mem_gb": (1, "memory per attempt in GB"),
