@@ -143,7 +143,7 @@ class ClusterConf:
     constraint: str | None = None
     gpu_syntax: str = "gres"  # gres (--gres=gpu[:type]:N) | gpus-per-node (--gpus-per-node=N)
     setup: list[str] = field(default_factory=list)  # lines run before the task, e.g. module load apptainer
-    array_throttle: int = 64  # at most this many tasks of one array run at once (%N)
+    array_throttle: int = 64  # at most this many agent tasks of the sweep at once (%N, shared by its arrays)
     max_restarts: int = 3  # requeues of one attempt (preemption, node failure) before giving up
     signal_delay_s: int = 120  # Slurm warns this long before --time so the attempt can save its work
     grading_tasks: int = 8  # the grading array's size (each grades a slice of the attempts)

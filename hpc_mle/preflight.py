@@ -472,7 +472,8 @@ def run(sweep_dir: Path, todo: list[Attempt], cfgs: list[DictConfig], served: di
     launch_id = slurm.new_launch_id()
     limits = None if nodes is None else {n.partition: slurm.PartitionLimit(n.max_time_min, None, n.default)
                                          for n in nodes}
-    planned = slurm.planned_jobs(sweep_dir, todo, cluster, served, launch_id, limits=limits) \
+    site_max = slurm.max_array_size() if nodes is None and cluster.kind == "slurm" else slurm.DEFAULT_MAX_ARRAY_SIZE
+    planned = slurm.planned_jobs(sweep_dir, todo, cluster, served, launch_id, limit=site_max, limits=limits) \
         if cluster.kind == "slurm" else []
     sections = [site_section(cluster)]
     if cluster.kind == "slurm":
