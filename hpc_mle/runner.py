@@ -714,11 +714,14 @@ def run_attempt(cfg: AttemptConfig) -> dict[str, Any]:
                     env_file_left = False
                 if stop_reason or time.monotonic() >= deadline or limits.exceeded:
                     break
+                check_room(out)
                 if time.monotonic() - persisted >= cfg.status_interval_s:
                     persisted = time.monotonic()
                     persist_elapsed(out, status, elapsed(), durable=False)
             stop_started.append(time.monotonic())
-            persist_elapsed(out, status, elapsed(), durable=True)  # before the stop: a KILL now loses no time
+            if exit_code is None:  # a stop is coming: saved first, so a KILL from Slurm now loses no time
+                with contextlib.suppress(OSError):  # a full disk: the final write_status has its reserve
+                    persist_elapsed(out, status, elapsed(), durable=True)
             killed_by_signal = watch.died_of_signal(exit_code)
             if killed_by_signal and not stop_reason:
                 # Slurm signals every process of a job at once (scancel, requeue, preemption, the warning):
@@ -795,6 +798,17 @@ def persist_elapsed(out: Path, status: dict[str, Any], elapsed_s: float, durable
     (one rename per interval on a shared filesystem); a node crash loses at most status_interval_s of it."""
     status["agent_elapsed_s"] = round(elapsed_s, 3)
     atomic_write_json(out / "status.json", status, durable=durable)
+
+
+MIN_FREE_BYTES = 64 << 10  # less free than this on the attempt's file system: it is full
+
+
+def check_room(out: Path) -> None:
+    """Raise ENOSPC when the attempt's file system is full (an agent filled it): one statfs a second, which
+    clients answer from cache, where a status write a second used to find it out with a create and a rename."""
+    st = os.statvfs(out)
+    if st.f_bavail * st.f_frsize < MIN_FREE_BYTES:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(out))
 
 
 def requeue_hint(out: Path) -> str:
