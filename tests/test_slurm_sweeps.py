@@ -20,9 +20,9 @@ from hpc_mle import plan, runner
 
 pytestmark = pytest.mark.slow
 SMALL = ["cluster=dev", "hardware.cpus=1", "hardware.mem_gb=1", "cluster.grading_tasks=1"]
-# How long each start of a requeued dummy agent stays busy: long enough for two to run at once and be
-# signalled while running, short because every restart sleeps it again.
-BUSY_S = 15
+# How long each start of a requeued dummy agent stays busy: two must be seen running at once, even when the
+# second waits ~15 s for a CPU (a shared dev cluster); every restart sleeps it again.
+BUSY_S = 25
 
 
 def launch(env: dict, *args: str) -> subprocess.CompletedProcess:
@@ -136,6 +136,8 @@ def test_requeue_cancel_and_warning_are_survived(slurm_env, mini_data, tmp_path)
         assert BUSY_S <= st["agent_elapsed_s"] <= 90  # the budget was respected across the restart
     events = (plan.attempt_dir(sweep, aid[second]) / "events.jsonl").read_text()
     assert "stopped by SIGUSR2" in events
+    # Slurm's warning before --time ends a segment: the attempt went on in a second one; a requeue is no segment
+    assert (final(second)["segments"], final(first)["segments"]) == (2, 1)
 
     status = hpc_mle(slurm_env, "status", str(sweep), "--failures")
     assert "the job ended before the attempt finished" in status.stdout, status.stdout
