@@ -702,7 +702,7 @@ def run_attempt(cfg: AttemptConfig) -> dict[str, Any]:
             limits.start()
             deadline = t0 + remaining
             env_file_left = launch.private is not None
-            persisted = time.monotonic()
+            persisted = room_checked = time.monotonic()
             while True:
                 try:
                     exit_code = proc.wait(timeout=min(1.0, max(0.05, deadline - time.monotonic())))
@@ -714,7 +714,9 @@ def run_attempt(cfg: AttemptConfig) -> dict[str, Any]:
                     env_file_left = False
                 if stop_reason or time.monotonic() >= deadline or limits.exceeded:
                     break
-                check_room(out)
+                if time.monotonic() - room_checked >= ROOM_CHECK_S:
+                    room_checked = time.monotonic()
+                    check_room(out)
                 if time.monotonic() - persisted >= cfg.status_interval_s:
                     persisted = time.monotonic()
                     persist_elapsed(out, status, elapsed(), durable=False)
@@ -801,11 +803,13 @@ def persist_elapsed(out: Path, status: dict[str, Any], elapsed_s: float, durable
 
 
 MIN_FREE_BYTES = 64 << 10  # less free than this on the attempt's file system: it is full
+ROOM_CHECK_S = 5.0  # how often a running attempt asks whether its file system is full
 
 
 def check_room(out: Path) -> None:
-    """Raise ENOSPC when the attempt's file system is full (an agent filled it): one statfs a second, which
-    clients answer from cache, where a status write a second used to find it out with a create and a rename."""
+    """Raise ENOSPC when the attempt's file system is full (an agent filled it), so the attempt stops at once
+    with the reason: one statfs every ROOM_CHECK_S, where a status write a second (create, fsync, rename) used
+    to find it out."""
     st = os.statvfs(out)
     if st.f_bavail * st.f_frsize < MIN_FREE_BYTES:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(out))
