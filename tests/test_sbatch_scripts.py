@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from slurm_cluster import slurm_env  # noqa: F401  (fixture)
 
-from hpc_mle import plan, preflight, slurm
+from hpc_mle import jobs, plan, preflight, runner, slurm
 
 ONE = "benchmark.competitions=[mini-churn]"
 TWO = "benchmark.competitions=[mini-churn,mini-digits]"
@@ -170,6 +170,38 @@ def test_segments_need_a_usable_slice_of_maxtime():
         slurm.time_plan(60, cluster, tiny)
 
 
+def test_each_warning_requeue_starts_a_new_segment_and_segments_raise_max_restarts(tmp_path, monkeypatch):
+    """jobs._agent after a segment's end (Slurm's USR2 warning, the attempt's time saved): requeued, one more
+    segment, as many times as the planned segments need beyond max_restarts; a plain requeue adds none."""
+    expanded = plan.expand(["scaffold=dummy", ONE, "cluster=dev", "runtime.time_limit=600s",
+                            f"output_root={tmp_path}"], True)
+    cfgs = plan.compose_all(expanded)
+    (attempt,) = plan.plan_attempts(cfgs)
+    sweep = tmp_path / plan.sweep_name(cfgs, expanded)
+    plan.write_plan(sweep, cfgs, expanded, [attempt])
+    out = plan.attempt_dir(sweep, attempt.id)
+    out.mkdir(parents=True, exist_ok=True)
+
+    def segment(cfg: runner.AttemptConfig, why: str = "stopped by SIGUSR2 (Slurm's warning before --time)") -> dict:
+        previous = runner.read_status(out) or {}
+        starts = int(previous.get("starts", 0)) + 1  # what run_attempt keeps across starts
+        status = {"state": "preempted", "reason": why, "starts": starts, "segments": int(previous.get("segments") or 1),
+                  "agent_elapsed_s": 100.0 * starts, "time_limit_s": cfg.time_limit_s}
+        runner.write_status(out, status)
+        return status
+
+    monkeypatch.setattr(runner, "run_attempt", segment)
+    monkeypatch.setattr(jobs, "_requeue_self", lambda: True)
+    restarts = 0 + 3 - 1  # max_restarts=0 and three planned segments, as slurm.submit passes it
+    assert [jobs._agent(sweep, attempt.id, restarts)["segments"] for _ in range(2)] == [2, 3]
+    assert runner.read_status(out)["state"] == "requeued"
+    third = jobs._agent(sweep, attempt.id, restarts)  # the last planned segment: no requeue beyond the plan
+    assert (third["state"], third["segments"], third["starts"]) == ("preempted", 3, 3)
+    (out / "status.json").unlink()
+    monkeypatch.setattr(runner, "run_attempt", lambda cfg: segment(cfg, "stopped by SIGTERM"))
+    assert jobs._agent(sweep, attempt.id, restarts).get("segments") == 1  # preemption: no new segment
+
+
 # ---------------------------------------------------------------- arrays: chunks, MaxArraySize=0, one throttle
 
 
@@ -227,7 +259,7 @@ def test_a_site_without_arrays_gets_plain_jobs_that_slurm_accepts(slurm_env, tmp
 
 
 PROBE = (f"nproc; {shlex.quote(sys.executable)} -c 'import os; print(len(os.sched_getaffinity(0)))'; "
-         "echo ${SLURM_NTASKS:-?} ${SLURM_CPUS_PER_TASK:-?}")
+         "scontrol show step $SLURM_JOB_ID.$SLURM_STEP_ID | grep -oE ' (Tasks|CPUs)=[0-9]+' | tr -d ' '")
 
 
 def test_the_job_step_gets_every_cpu_it_asked_for(slurm_env, tmp_path, monkeypatch):  # noqa: F811
@@ -239,11 +271,11 @@ def test_the_job_step_gets_every_cpu_it_asked_for(slurm_env, tmp_path, monkeypat
                          **slurm.one_task(2))
     job = ex.submit(subprocess.check_output, ["sh", "-c", PROBE], text=True)
     try:
-        nproc, affinity, tasks = job.result().split("\n")[:3]
+        nproc, affinity, *step = job.result().split()
     finally:
         subprocess.run(["scancel", job.job_id], env=dict(os.environ), capture_output=True)
     assert (int(nproc), int(affinity)) == (2, 2), job.stdout()
-    assert tasks.split()[0] == "1"
+    assert sorted(step) == ["CPUs=2", "Tasks=1"]  # Slurm's own record of the step: one task, both CPUs
     script = next((tmp_path / "slurm").rglob("*_submission.sh")).read_text()
     assert "--ntasks=1 --cpus-per-task=2" in script and "--wckey" not in script
 
