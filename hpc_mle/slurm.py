@@ -86,7 +86,7 @@ def share_throttle(total: int, sizes: list[int]) -> list[int]:
 
     Each array gets total // len(sizes), the first ones one more for the remainder, at least 1 and
     never more than its own size; what a small array cannot use goes to the others. With more arrays
-    than `total`, each still gets 1, so up to len(sizes) tasks run at once (the preflight says so)."""
+    than `total`, each still gets 1, so up to len(sizes) tasks run at once."""
     if not sizes:
         return []
     shares = [1] * len(sizes)
