@@ -48,7 +48,7 @@ def test_cfg_job_prints_the_composed_config_and_writes_nothing(capsys, tmp_path)
     assert cfg["cluster"]["name"] == "local" and cfg["scaffold"]["name"] == "baseline"
     assert not (tmp_path / "runs").exists()
     code, out, _ = run(capsys, "-c", "job", "-p", "hardware", "hardware=gpu1")
-    assert code == 0 and yaml.safe_load(out) == {"name": "gpu1", "gpus": 1, "cpus": 8, "mem_gb": 64,
+    assert code == 0 and yaml.safe_load(out) == {"name": "gpu1", "gpus": 1, "cpus": 8, "mem_gb": 60,
                                                  "gpu_type": None, "label": None}
     code, out, _ = run(capsys, "--cfg=all", "-m", "seed=0,1", f"output_root={tmp_path}")
     docs = out.split("# job ")[1:]
