@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -129,6 +130,25 @@ def build_command(name: str, output_dir: Path, fakeroot: bool = True) -> list[st
     return cmd + [str(Path(output_dir) / f"{name}.sif"), str(Path(output_dir) / f"{name}.def")]
 
 
+BUILD_DIR = "apptainer-build"  # in --output-dir: Apptainer's scratch (tmp/) and layer cache (cache/)
+# Each variable Apptainer reads, with the legacy name it also honours and the folder we give it.
+BUILD_LOCATIONS = (("APPTAINER_TMPDIR", "SINGULARITY_TMPDIR", "tmp"),
+                   ("APPTAINER_CACHEDIR", "SINGULARITY_CACHEDIR", "cache"))
+
+
+def build_environment(output_dir: Path, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment for `apptainer build`, with scratch and cache beside the images.
+
+    Apptainer defaults to /tmp (often a small RAM disk on login nodes) and $HOME/.apptainer (quota'd);
+    a base image with torch needs several GB of both. Locations the user already set are kept.
+    """
+    env = dict(os.environ if environ is None else environ)
+    for var, legacy, sub in BUILD_LOCATIONS:
+        if not env.get(var) and not env.get(legacy):
+            env[var] = str(Path(output_dir).resolve() / BUILD_DIR / sub)
+    return env
+
+
 HOW_TO_BUILD_ELSEWHERE = (
     "Build it on a machine where you may (a workstation with apptainer, or a cluster node that allows\n"
     "fakeroot):  apptainer build --fakeroot {name}.sif containers/{name}.def   (bases first: {order})\n"
@@ -145,6 +165,10 @@ def build(name: str, output_dir: Path, fakeroot: bool = True) -> list[Path]:
             name=name, order=" -> ".join(order)))
     output_dir = Path(output_dir).resolve()
     output_dir.mkdir(parents=True, exist_ok=True)
+    env = build_environment(output_dir)
+    for var, _legacy, _sub in BUILD_LOCATIONS:
+        if var in env:
+            Path(env[var]).mkdir(parents=True, exist_ok=True)
     built = []
     for image in order:
         target = output_dir / f"{image}.sif"
@@ -152,7 +176,7 @@ def build(name: str, output_dir: Path, fakeroot: bool = True) -> list[Path]:
             built.append(target)
             continue
         (output_dir / f"{image}.def").write_text(resolved(definitions()[image], output_dir))
-        result = subprocess.run(build_command(image, output_dir, fakeroot), cwd=output_dir)
+        result = subprocess.run(build_command(image, output_dir, fakeroot), cwd=output_dir, env=env)
         if result.returncode != 0:
             hint = "" if not fakeroot else " If the site forbids fakeroot:\n" + HOW_TO_BUILD_ELSEWHERE.format(
                 name=name, order=" -> ".join(order))

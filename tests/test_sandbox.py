@@ -188,7 +188,7 @@ def test_container_definitions_parse_and_check():
 
     recipes = SingularityParser(str(defs["base"].path)).recipe  # spython reads docker-bootstrapped files
     (base,) = recipes.values() if isinstance(recipes, dict) else (recipes,)  # one stage per recipe in 0.3
-    assert base.fromHeader.startswith("nvidia/cuda:")
+    assert base.fromHeader.startswith("docker.io/library/ubuntu@sha256:")
     assert any("scikit-learn==1.5.1" in line for line in base.install)
 
 

@@ -45,6 +45,10 @@ shopt -u patsub_replacement 2>/dev/null || true
 ETC=$STATE_DIR/etc
 RUN=$STATE_DIR/run
 LOG=$STATE_DIR/log
+# Refuse beside a site Slurm, asked with the caller's own SLURM_CONF (before ours is exported).
+# shellcheck source=slurm/dev/site-slurm-check.sh
+. "$HERE/site-slurm-check.sh"
+refuse_beside_site_slurm "$ETC/slurm.conf" "$CLUSTER"
 export SLURM_CONF=$ETC/slurm.conf
 STARTED_AT=$SECONDS
 
