@@ -21,7 +21,7 @@ site_slurm_answers() {
         return 1
     fi
     cluster=$(timeout 10 scontrol show config 2>/dev/null |
-        awk -F= '/^ClusterName/ { gsub(/[ \t]/, "", $2); print $2 }')
+        awk -F= '/^ClusterName/ { gsub(/[ \t]/, "", $2); print $2 }') || true
     [[ -n $cluster && $cluster == "$our_cluster" ]] && return 1
     printf 'a Slurm controller already answers here (%s, SLURM_CONF=%s, ClusterName=%s)\n' \
         "$how" "${SLURM_CONF:-<default>}" "${cluster:-unknown}"
