@@ -466,8 +466,10 @@ def test_statoil(tmp_path):
     assert p.answers().to_dict("list") == {"id": [r["id"] for r in test], "is_iceberg": [r["is_iceberg"] for r in test]}
     sample = _unseven(p.public / "sample_submission.csv.7z")["sample_submission.csv"]
     assert sample == (p.private / "sample_submission.csv").read_bytes()
-    # v1's known issue, kept: no plain sample in public/, and the dummy agent's finder sees none.
-    assert sample_submission.find_sample(str(p.public), str(tmp_path / "scratch")) is None
+    # v1's known issue, kept: no plain sample in public/; our agents' finder unpacks the .7z (py7zr in the sandbox).
+    assert not (p.public / "sample_submission.csv").exists()
+    found = sample_submission.find_sample(str(p.public), str(tmp_path / "scratch"))
+    assert Path(found).read_bytes() == sample
     sub, gold = tmp_path / "subs", p.answers()
     _invalid(p, gold.assign(is_iceberg=1.5), sub)
     _invalid(p, pd.concat([gold, gold.iloc[[0]]]), sub)  # a repeated id (v1: log_loss length error)
