@@ -1,0 +1,129 @@
+"""The plagiarism check: Dolos run for real on a planted copy of a corpus notebook and on unrelated code."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from hpc_mle import plagiarism
+
+NOTEBOOKS = {
+    "alice/lgbm-baseline": [
+        "import pandas as pd\nimport lightgbm as lgb\n",
+        "%matplotlib inline\ntrain = pd.read_csv('train.csv')\ntest = pd.read_csv('test.csv')\n",
+        "features = [c for c in train.columns if c not in ('id', 'target')]\n"
+        "model = lgb.LGBMRegressor(n_estimators=500, learning_rate=0.05, num_leaves=31)\n"
+        "model.fit(train[features], train['target'])\n"
+        "test['target'] = model.predict(test[features])\n"
+        "for col in features:\n    print(col, train[col].mean(), train[col].std())\n"
+        "test[['id', 'target']].to_csv('submission.csv', index=False)\n",
+    ],
+    "bob/eda-and-ridge": [
+        "import numpy as np\nfrom sklearn.linear_model import Ridge\nimport pandas as pd\n",
+        "df = pd.read_csv('train.csv')\nX = df.drop(columns=['target']).values\ny = df['target'].values\n"
+        "alphas = np.logspace(-3, 3, 13)\nscores = []\nfor a in alphas:\n"
+        "    r = Ridge(alpha=a).fit(X, y)\n    scores.append(r.score(X, y))\nprint(max(scores))\n",
+    ],
+}
+
+UNRELATED = """import os
+import sys
+
+
+def walk(root):
+    total = 0
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in filenames:
+            total += os.path.getsize(os.path.join(dirpath, name))
+    return total
+
+
+if __name__ == '__main__':
+    print(walk(sys.argv[1]), file=sys.stderr)
+"""
+
+
+def _notebook(cells: list[str]) -> dict:
+    return {"cells": [{"cell_type": "code", "source": src.splitlines(keepends=True), "metadata": {}, "outputs": []}
+                      for src in cells] + [{"cell_type": "markdown", "source": ["# notes"]}],
+            "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+
+
+class LocalKernels:
+    """The two kaggle calls the fetch uses, answered from local notebooks (no network in tests)."""
+
+    def __init__(self) -> None:
+        self.asked: dict = {}
+
+    def kernels_list(self, **kwargs):
+        self.asked = kwargs
+        return [SimpleNamespace(ref=ref) for ref in NOTEBOOKS]
+
+    def kernels_pull(self, kernel: str, path: str, **kwargs) -> None:
+        Path(path, kernel.split("/")[1] + ".ipynb").write_text(json.dumps(_notebook(NOTEBOOKS[kernel])))
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    data = tmp_path_factory.mktemp("data")
+    api = LocalKernels()
+    scripts = plagiarism.fetch_reference_notebooks("mini-tabular", data, top_n=50, api=api)
+    assert api.asked == {"competition": "mini-tabular", "sort_by": "voteCount", "page_size": 50}
+    assert [p.name for p in scripts] == ["eda-and-ridge.py", "lgbm-baseline.py"]
+    return plagiarism.corpus_dir("mini-tabular", data)
+
+
+def test_notebook_to_script_keeps_code_cells_only(corpus: Path) -> None:
+    text = (corpus / "lgbm-baseline.py").read_text()
+    assert "import lightgbm as lgb" in text and "model.fit(" in text
+    assert "%matplotlib" not in text and "# notes" not in text
+    compile(text, "lgbm-baseline.py", "exec")
+
+
+def _dolos_or_skip() -> plagiarism.Dolos:
+    try:
+        return plagiarism.find_dolos()
+    except plagiarism.DolosMissing as exc:
+        pytest.skip(str(exc))
+
+
+def test_planted_copy_flagged_and_unrelated_code_not(corpus: Path, tmp_path: Path) -> None:
+    dolos = _dolos_or_skip()
+    copied, clean = tmp_path / "copied" / "code", tmp_path / "clean" / "code"
+    copied.mkdir(parents=True)
+    clean.mkdir(parents=True)
+    planted = (corpus / "lgbm-baseline.py").read_text().replace("model", "regressor")  # a renamed copy
+    (copied / "solution.py").write_text(planted)
+    (clean / "main.py").write_text(UNRELATED)
+
+    hit = plagiarism.check_attempt("a1", "mini-tabular", copied, corpus, dolos)
+    assert hit.flagged and hit.similarity > plagiarism.THRESHOLD
+    assert hit.closest == "lgbm-baseline.py" and hit.attempt_file == "solution.py"
+
+    miss = plagiarism.check_attempt("a2", "mini-tabular", clean, corpus, dolos)
+    assert not miss.flagged and (miss.similarity or 0.0) < 0.3
+
+
+def test_nothing_to_compare_is_said_not_flagged(corpus: Path, tmp_path: Path) -> None:
+    empty = plagiarism.check_attempt("a3", "mini-tabular", tmp_path / "none", corpus)
+    assert (empty.flagged, empty.similarity, empty.note) == (False, None, "no code in the attempt")
+    (tmp_path / "code").mkdir()
+    (tmp_path / "code" / "x.py").write_text(UNRELATED)
+    nocorpus = plagiarism.check_attempt("a4", "mini-tabular", tmp_path / "code", tmp_path / "nowhere")
+    assert not nocorpus.flagged and "no reference corpus" in nocorpus.note
+
+
+def test_missing_node_names_the_install(monkeypatch) -> None:
+    real = shutil.which
+    monkeypatch.setattr(plagiarism.shutil, "which", lambda name: None if name == "node" else real(name))
+    with pytest.raises(plagiarism.DolosMissing, match="apt-get install -y nodejs npm"):
+        plagiarism.find_dolos()
+    monkeypatch.setattr(plagiarism.shutil, "which", lambda name: "/usr/bin/node" if name == "node" else None)
+    monkeypatch.setenv("HOME", "/nonexistent")
+    monkeypatch.setattr(plagiarism, "_candidates", lambda: [Path("/nonexistent/node_modules")])
+    with pytest.raises(plagiarism.DolosMissing, match="@dodona/dolos-lib"):
+        plagiarism.find_dolos()
