@@ -887,6 +887,41 @@ def format_comparison(old_dir: Path, new_dir: Path, table: pd.DataFrame) -> str:
 
 
 
+# ---------------------------------------------------------------- item analysis between two settings
+
+
+def item_analysis(results: pd.DataFrame, first: dict[str, Any], second: dict[str, Any], comps: Sequence[str],
+                  metric: str = "any_medal") -> pd.DataFrame:
+    """Per competition: each setting's hit rate (% of its graded seeds; none graded = 0), the difference
+    second - first, and whether the competition separates them or sits at floor (both 0) or ceiling (both 100)."""
+    pos = positioned(results)
+
+    def rates(setting: dict[str, Any]) -> pd.Series:
+        mine = pos[(pos[list(setting)] == pd.Series(setting)).all(axis=1)] if len(pos) else pos
+        got = mine.groupby("competition_id")[f"hit_{metric}"].mean() * 100.0 if len(mine) else pd.Series(dtype=float)
+        return got.reindex(list(comps)).fillna(0.0)
+
+    a, b = rates(first), rates(second)
+    out = pd.DataFrame({"competition_id": list(comps), "first": a.to_numpy(), "second": b.to_numpy()})
+    out["difference"] = out["second"] - out["first"]
+    out["item"] = np.select([out["difference"] != 0, out["first"] == 100.0, out["first"] == 0.0],
+                            ["separates", "ceiling", "floor"], "tied")
+    return out
+
+
+def paired_bootstrap(items: pd.DataFrame, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> dict[str, float]:
+    """Mean difference over competitions with a percentile interval from resampling competitions (paired:
+    both settings keep the same draw). Seeded, so a report's interval is reproducible."""
+    diffs = items["difference"].to_numpy(dtype=float)
+    if not len(diffs):
+        return {"difference": float("nan"), "low": float("nan"), "high": float("nan"), "n_boot": n_boot}
+    rng = np.random.default_rng(seed)
+    means = diffs[rng.integers(0, len(diffs), size=(n_boot, len(diffs)))].mean(axis=1)
+    tail = (1.0 - level) / 2 * 100
+    low, high = np.percentile(means, [tail, 100 - tail])
+    return {"difference": float(diffs.mean()), "low": float(low), "high": float(high), "n_boot": n_boot}
+
+
 # ---------------------------------------------------------------- the analysis job
 
 

@@ -718,6 +718,55 @@ def compare_cmd(old_sweep: Path, new_sweep: Path) -> None:
     click.echo(analysis.format_comparison(old_sweep, new_sweep, table))
 
 
+@main.command("audit")
+@click.argument("sweep", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--judge", default=None, help="Judge model: a conf/model name (gpt4o) or a model YAML; "
+              "without it only the deterministic checks run.")
+@click.option("--judge-base-url", default=None, help="Override the judge model's base_url.")
+@click.option("--judge-model", default=None, help="Override the judge model's `model` (exact provider name).")
+@data_dir_option
+def audit_cmd(sweep: Path, judge: str | None, judge_base_url: str | None, judge_model: str | None,
+              data_dir: Path | None) -> None:
+    """Rule-violation audit of every attempt: deterministic checks, then a judge model; writes audit.json."""
+    from hpc_mle import audit
+    from hpc_mle.llm.proxy import ProxyError
+
+    sweep_dir = _sweep_or_fail(sweep)
+    try:
+        config = audit.load_model_config(judge, {"base_url": judge_base_url, "model": judge_model}) if judge else None
+        body = audit.audit_sweep(sweep_dir, config, data_dir)
+    except (FileNotFoundError, ProxyError) as exc:
+        _fail(str(exc))
+    for a in body["attempts"]:
+        line = f"{a['attempt_id']}: {a['verdict']}" + (f" ({a['rubric_item']})" if a["rubric_item"] else "")
+        console.print(terminal(line))
+        for f in a["findings"]:
+            console.print(terminal(f"  {f['source']} {f['check']} [{f['rubric_item']}]: {f['detail']}"))
+            for quote in f["evidence"]:
+                console.print(terminal(f"    > {quote}"))
+    judged = body["judge"] or {}
+    console.print(terminal(f"{len(body['flagged'])} of {len(body['attempts'])} attempts flagged; wrote "
+                           f"{sweep_dir / audit.AUDIT_FILE}" + (f"; judge {judged.get('model')}: {judged.get('calls')} "
+                           f"calls, {judged.get('input_tokens')}+{judged.get('output_tokens')} tokens, "
+                           f"cost {judged.get('cost_usd')} USD" if judged else "")))
+
+
+@main.command("plagiarism")
+@click.argument("sweep", type=click.Path(file_okay=False, path_type=Path))
+@data_dir_option
+def plagiarism_cmd(sweep: Path, data_dir: Path | None) -> None:
+    """Each attempt's code against its competition's public notebooks with Dolos; over 60 % is flagged."""
+    from hpc_mle import plagiarism
+
+    sweep_dir = _sweep_or_fail(sweep)
+    try:
+        table = plagiarism.check_sweep(sweep_dir, data_dir)
+    except (plagiarism.DolosMissing, FileNotFoundError, RuntimeError) as exc:
+        _fail(str(exc))
+    for line in plagiarism.summary(table, sweep_dir):
+        console.print(terminal(line))
+
+
 @main.command("nightly")
 @click.argument("config", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--date", "day", default=None, help="The night to launch (YYYY-MM-DD); default today.")
@@ -748,7 +797,7 @@ def nightly_cmd(config: Path, day: str | None) -> None:
                    "complete-seeds = only the seeds every competition completed (upstream's default).")
 def report_cmd(sweeps: tuple[Path, ...], split: str | None, fmt: str, output: Path | None, missing: str) -> None:
     """Leaderboard, scaling studies and figures of one or more sweeps (combined: later sweeps add seeds)."""
-    from hpc_mle import analysis, report
+    from hpc_mle import analysis, audit, report
 
     dirs = [_sweep_or_fail(s) for s in sweeps]
     split = {"low": "lite", "split75": "all"}.get(split, split)
@@ -756,8 +805,11 @@ def report_cmd(sweeps: tuple[Path, ...], split: str | None, fmt: str, output: Pa
         _fail(f"unknown split {split!r}; use one of {', '.join(analysis.SPLITS)}")
     if missing not in analysis.MISSING_MODES:
         _fail(f"--missing {missing!r} is unknown; use one of {', '.join(analysis.MISSING_MODES)}")
-    results = analysis.load_many(dirs)
+    results = audit.mark_flagged(analysis.load_many(dirs), dirs)
     built = report.build_report(results, "Sweeps " + ", ".join(d.name for d in dirs), split, missing=missing)
+    audited = audit.report_section(results, split, missing)
+    if audited is not None:
+        built.sections.insert(min(2, len(built.sections)), audited)
     text = {"md": lambda: report.render_markdown(built, figure_dir=None), "html": lambda: report.render_html(built),
             "csv": lambda: report.render_csv(built)}[fmt]()
     if output:
@@ -766,6 +818,32 @@ def report_cmd(sweeps: tuple[Path, ...], split: str | None, fmt: str, output: Pa
         console.print(f"wrote {terminal(output)}")
     else:
         click.echo(text)
+
+
+@main.command("export-leaderboard")
+@click.argument("sweeps", nargs=-1, required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder for runs/, experiments/splits/, README_rows.md, provenance.json and DISCLOSURE.md.")
+@click.option("--missing", default="pad", show_default=True,
+              help="Missing (competition, seed) cells in README_rows.md: pad or complete-seeds (as `report`).")
+def export_leaderboard_cmd(sweeps: tuple[Path, ...], out: Path, missing: str) -> None:
+    """Upstream's leaderboard submission layout for one or more sweeps, with provenance and disclosure."""
+    from hpc_mle import analysis, export
+
+    dirs = [_sweep_or_fail(s) for s in sweeps]
+    if missing not in analysis.MISSING_MODES:
+        _fail(f"--missing {missing!r} is unknown; use one of {', '.join(analysis.MISSING_MODES)}")
+    try:
+        done = export.export_leaderboard(dirs, out, missing)
+    except ValueError as exc:
+        _fail(str(exc))
+    console.print(terminal(f"wrote {done['run_groups']} run group(s) for split(s) {', '.join(done['splits'])} "
+                           f"into {out}"))
+    for split in done["splits"]:
+        name = export.UPSTREAM_SPLIT_NAMES.get(split, split)
+        console.print(terminal(f"  check: python experiments/aggregate_grading_reports.py --split "
+                               f"{out}/experiments/splits/{name}.txt --grading-reports {out}/runs/*/*.json"
+                               + (" --pad-missing" if missing == "pad" else "")))
 
 
 @main.command("launch", context_settings={"ignore_unknown_options": True, "allow_extra_args": True,

@@ -446,6 +446,7 @@ def build_report(results: pd.DataFrame, title: str, split: str | None = None,
             [("README format", readme)]))
 
     study_split = split or an.primary_split(results, catalogue)
+    sections += _standing(results, readme, catalogue, study_split, tables)
     if study_split:
         sections += _studies(results, pos, board, study_split, catalogue, figures, tables)
     usage = an.usage_table(results, pos)
@@ -464,6 +465,29 @@ def build_report(results: pd.DataFrame, title: str, split: str | None = None,
                              + (f" and {len(run_group_files) - 20} more" if len(run_group_files) > 20 else "") + ".")
     sections.append(attempts)
     return Report(title, sections, figures, tables)
+
+
+def _standing(results: pd.DataFrame, readme: pd.DataFrame, catalogue: an.Catalogue, split: str | None,
+              tables: dict[str, pd.DataFrame]) -> list[Section]:
+    """Provenance, the published leaderboard beside the user's rows, and item analysis between settings."""
+    from hpc_mle import export
+
+    prov = export.provenance_table(results)
+    tables["provenance"] = prov
+    out = [Section("Provenance", [
+        "Where each setting ran, from the attempts' own records (telemetry counts the GPUs it saw). Agents got no "
+        "test-set feedback. `hpc-mle export-leaderboard` writes all of it per attempt into provenance.json."],
+        [("per setting", prov)])]
+    standing = export.standing_table(readme)
+    tables["where_you_stand"] = standing
+    out.append(Section("Where you stand", [
+        f"Your README rows beside the published ones (any-medal %, {export.PUBLISHED_SOURCE}; hardware as the "
+        "README or paper states it). Published rows used their own hardware and runtimes: compare with care."],
+        [("published and yours", standing)]))
+    for i, (title, text, shown) in enumerate(export.item_sections(results, catalogue, split)):
+        tables[f"item_analysis_{i}"] = shown[0][1]
+        out.append(Section(title, text, shown))
+    return out
 
 
 def _studies(results: pd.DataFrame, pos: pd.DataFrame, board: pd.DataFrame, split: str, catalogue: an.Catalogue,
