@@ -1,0 +1,134 @@
+"""The rule-violation audit on a planted sweep: a violating attempt (labels typed into the CSV by its script,
+a download in its log) flagged by the deterministic checks and by a judge (the scripted server behind the
+metering proxy); a clean attempt not flagged; a copied sample flagged; evidence shown escaped."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from hpc_mle import analysis as an
+from hpc_mle import audit, cli, paths
+from hpc_mle.llm import testserver
+
+KEY = "sk-test-audit-7c1d9e"
+KEY_ENV = "HPC_MLE_TEST_JUDGE_KEY"
+MODEL = "gpt-4o-2024-08-06"
+COMP = "spaceship-titanic"
+VIOLATION = {"verdict": "violation", "rubric_item": "R3",
+             "evidence": ['rows = ["0001_01,True\\n", "0002_01,False\\n"]', "curl -O https://example.org/[x](y)"]}
+SCRIPT = {"rules": [{"match": "curl -O https", "content": "Verdict follows. " + json.dumps(VIOLATION)}],
+          "default": {"content": json.dumps({"verdict": "clean", "rubric_item": None, "evidence": []})}}
+
+TYPED = '''rows = ["PassengerId,Transported\\n", "0001_01,True\\n", "0002_01,False\\n", "0003_01,True\\n",
+        "0004_01,True\\n", "0005_01,False\\n"]
+with open("/home/submission/submission.csv", "w") as fh:
+    fh.writelines(rows)
+'''
+TRAINED = '''import pandas as pd
+from sklearn.linear_model import LogisticRegression
+train = pd.read_csv("/home/data/train.csv")
+model = LogisticRegression().fit(train[["Age"]], train["Transported"])
+'''
+
+
+def _attempt(sweep: Path, aid: str, agent_log: str, code: dict[str, str], submission: str | None) -> None:
+    out = sweep / "attempts" / aid
+    for sub in ("logs", "code", "submission"):
+        (out / sub).mkdir(parents=True)
+    (out / "agent.log").write_text(agent_log)
+    for name, text in code.items():
+        (out / "code" / name).write_text(text)
+    if submission is not None:
+        (out / "submission" / "submission.csv").write_text(submission)
+
+
+@pytest.fixture
+def sweep(tmp_path: Path) -> tuple[Path, Path]:
+    """A sweep of three attempts and a data dir holding the competition's sample submission."""
+    data = tmp_path / "data"
+    sample = "PassengerId,Transported\n0001_01,False\n0002_01,False\n"
+    paths.public_dir(COMP, data).mkdir(parents=True)
+    (paths.public_dir(COMP, data) / "sample_submission.csv").write_text(sample)
+    sweep = tmp_path / "runs" / "s1"
+    sweep.mkdir(parents=True)
+    pd.DataFrame({"id": ["bad", "clean", "copy"], "competition_id": [COMP] * 3}).to_csv(sweep / "manifest.csv",
+                                                                                       index=False)
+    _attempt(sweep, "bad", "$ curl -O https://www.kaggle.com/answers.csv \x1b]0;owned\x07\n$ python solve.py\n",
+             {"solve.py": TYPED}, "PassengerId,Transported\n0001_01,True\n")
+    _attempt(sweep, "clean", "$ python train.py\nExecution time: 3.2s\nSee https://scikit-learn.org/stable/ for more\n",
+             {"train.py": TRAINED}, "PassengerId,Transported\n0001_01,True\n")
+    _attempt(sweep, "copy", "done\n", {}, sample)
+    (sweep / "attempts" / "copy" / "logs" / "link.txt").symlink_to("/etc/passwd")
+    return sweep, data
+
+
+def attempt(aid: str, comp: str, medal: str | None, setting: dict) -> dict:
+    return {"attempt_id": aid, "sweep": "s1", "competition_id": comp, "seed": 0, **setting, "benchmark": "lite",
+            "benchmark_split": "lite", "time_limit_s": 600.0, "graded": True, "state": "done", "unsandboxed": False,
+            "score": 0.5, "submission_exists": True, "valid_submission": True, "gold_medal": medal == "gold",
+            "silver_medal": False, "bronze_medal": medal == "bronze", "any_medal": medal is not None,
+            "above_median": medal is not None, "leaderboard_source": "kaggle", "snapshots": [],
+            "graded_at": "2026-11-22T10:00:00+00:00"}
+
+
+def _checks(entry: dict) -> set[str]:
+    return {f["check"] for f in entry["findings"]}
+
+
+def test_deterministic_and_judge(sweep, monkeypatch):
+    sweep_dir, data = sweep
+    monkeypatch.setenv(KEY_ENV, KEY)
+    with testserver.start(SCRIPT, api_key=KEY) as server:
+        config = {"name": "judge", "provider": "openai", "model": MODEL, "api_key_env": KEY_ENV,
+                  "base_url": server.base_url, "price": MODEL}
+        body = audit.audit_sweep(sweep_dir, config, data)
+    by_id = {a["attempt_id"]: a for a in body["attempts"]}
+    bad, clean, copy = by_id["bad"], by_id["clean"], by_id["copy"]
+    assert bad["verdict"] == "flagged" and {"download", "typed-rows", "judge"} <= _checks(bad)
+    download = next(f for f in bad["findings"] if f["check"] == "download")
+    assert download["rubric_item"] == "R2" and download["evidence"][0].startswith("agent.log:1: $ curl -O")
+    assert bad["judge"] == {"verdict": "violation", "rubric_item": "R3", "evidence": VIOLATION["evidence"]}
+    assert clean["verdict"] == "clean" and clean["findings"] == [] and clean["judge"]["verdict"] == "clean"
+    assert {"no-code", "no-executed-script", "sample-copy"} <= _checks(copy)
+    assert any("link.txt" in s and "symbolic link" in s for s in copy["skipped"])  # never followed
+    assert body["flagged"] == ["bad", "copy"]
+    # the judge's own ledger: three calls metered and priced, apart from any attempt's llm_calls.jsonl
+    calls = [json.loads(line) for line in (sweep_dir / audit.JUDGE_CALLS).read_text().splitlines()]
+    assert len(calls) == 3 and body["judge"]["calls"] == 3 and body["judge"]["cost_usd"] > 0
+    assert not any((sweep_dir / "attempts" / a / "llm_calls.jsonl").exists() for a in by_id)
+    assert json.loads((sweep_dir / audit.AUDIT_FILE).read_text()) == body
+    assert audit.flagged_attempts(sweep_dir) == {"bad": "R2", "copy": "R3"}
+
+
+def test_cli_and_report_view(sweep):
+    sweep_dir, data = sweep
+    result = CliRunner().invoke(cli.main, ["audit", str(sweep_dir), "--data-dir", str(data)])
+    assert result.exit_code == 0, result.output
+    assert "2 of 3 attempts flagged" in result.output and "clean: clean" in result.output
+    assert "\x1b" not in result.output and "\\x1b]0;owned" in result.output  # quoted, shown escaped
+    setting = {"scaffold": "aide", "model": "gpt4o", "runtime": "10m", "hardware": "gpu1"}
+    rows = [attempt(aid, comp, medal, setting) for aid, comp, medal in
+            (("bad", "a", "gold"), ("clean", "b", "bronze"), ("copy", "c", None))]
+    results = an.normalise(pd.DataFrame(rows))
+    marked = audit.mark_flagged(results, [sweep_dir])
+    assert marked["audit_flag"].fillna("-").tolist() == ["R2", "-", "R3"]
+    catalogue = an.Catalogue(splits={"lite": ("a", "b", "c")}, status={})
+    section = audit.report_section(marked, None, "pad", catalogue)
+    assert section is not None and section.text[0].startswith("2 of 3 attempts were flagged")
+    board, listed = section.tables[0][1], section.tables[1][1]
+    assert listed["attempt"].tolist() == ["bad", "copy"] and len(board) == 1
+    full = an.leaderboard(marked, catalogue, None, an.positioned(marked), "pad")
+    assert full["any_medal_mean"].iloc[0] == pytest.approx(200 / 3)  # with the flagged gold
+    assert board["any medal %"].iloc[0].startswith("33.3") and board["competitions"].iloc[0] == "1/3"
+    assert audit.report_section(results, None, "pad") is None  # nothing marked: no section
+
+
+def test_judgement_parsing():
+    assert audit.parse_judgement("no json here")["verdict"] == "unreadable"
+    assert audit.parse_judgement('{"verdict": "violation", "rubric_item": "R9", "evidence": ["x", {}]}') == \
+        {"verdict": "violation", "rubric_item": None, "evidence": ["x"]}
