@@ -41,7 +41,7 @@ MAX_FILE_BYTES = 2 * 1024**2  # one log or code file read at most this far (the 
 MAX_FILES = 200  # files per attempt folder read
 JUDGE_CHARS = 24_000  # characters of logs and code given to the judge per attempt
 EVIDENCE_LINES = 5
-LOG_FOLDERS = ("logs",)
+VALIDATOR_LOG = "validator.jsonl"  # hpc_mle.validator's log of every call, at the attempt folder's top level
 CODE_SUFFIXES = (".py", ".sh", ".ipynb", ".r", ".R", ".jl", ".txt", ".cfg", ".yaml", ".json")
 
 RUBRIC = {
@@ -92,6 +92,7 @@ class AttemptAudit:
     findings: list[Finding] = field(default_factory=list)
     judge: dict[str, Any] | None = None
     skipped: list[str] = field(default_factory=list)  # files not read (links, FIFOs, too big), with the reason
+    validator_calls: int = 0  # format checks asked of the validator (it never tells a score: not a violation)
 
     def add(self, finding: Finding) -> None:
         self.findings.append(finding)
@@ -190,6 +191,12 @@ def check_submission(out: Path, logs: dict[str, str], code: dict[str, str], samp
                           "a submission exists but no log shows a script being run"))
     if sample is not None and _digest(out / "submission", "submission.csv") == _digest(sample.parent, sample.name):
         audit.add(Finding("sample-copy", "R3", "deterministic", f"submission.csv is byte-identical to {sample.name}"))
+
+
+def validator_calls(out: Path, audit: AttemptAudit) -> int:
+    """How often the agent asked the validator (its harness-written log, one JSON line per call)."""
+    text = _read(out, VALIDATOR_LOG, audit)
+    return sum(1 for line in (text or "").splitlines() if line.strip())
 
 
 def sample_for(competition_id: str | None, data_dir: Path | None) -> Path | None:
@@ -305,6 +312,7 @@ def audit_attempt(out: Path, attempt_id: str, competition_id: str | None, sample
     check_patterns(logs, code, audit)
     check_typed_rows(code, audit)
     check_submission(out, logs, code, sample, audit)
+    audit.validator_calls = validator_calls(out, audit)
     if judge is not None:
         audit.judge = judge.judge(competition_id, logs, code)
         if audit.judge["verdict"] == "violation":
@@ -338,6 +346,7 @@ def audit_sweep(sweep_dir: Path, judge_config: dict[str, Any] | None = None,
             results.append(audit_attempt(out, aid, comp, samples[comp], judge))
     body = {"rubric": RUBRIC, "attempts": [asdict(a) for a in results],
             "flagged": [a.attempt_id for a in results if a.verdict == "flagged"],
+            "judge_failed": [a.attempt_id for a in results if a.judge and a.judge["verdict"] in ("error", "unreadable")],
             "judge": {"model": judge_config.get("model"), "calls_file": JUDGE_CALLS, **judge.proxy.summary()}
             if judge else None}
     files.atomic_write_json(sweep_dir / AUDIT_FILE, body)

@@ -21,7 +21,8 @@ MODEL = "gpt-4o-2024-08-06"
 COMP = "spaceship-titanic"
 VIOLATION = {"verdict": "violation", "rubric_item": "R3",
              "evidence": ['rows = ["0001_01,True\\n", "0002_01,False\\n"]', "curl -O https://example.org/[x](y)"]}
-SCRIPT = {"rules": [{"match": "curl -O https", "content": "Verdict follows. " + json.dumps(VIOLATION)}],
+SCRIPT = {"rules": [{"match": "curl -O https", "content": "Verdict follows. " + json.dumps(VIOLATION)},
+                    {"match": "nothing-to-see-here", "content": "I cannot decide."}],
           "default": {"content": json.dumps({"verdict": "clean", "rubric_item": None, "evidence": []})}}
 
 TYPED = '''rows = ["PassengerId,Transported\\n", "0001_01,True\\n", "0002_01,False\\n", "0003_01,True\\n",
@@ -62,7 +63,8 @@ def sweep(tmp_path: Path) -> tuple[Path, Path]:
              {"solve.py": TYPED}, "PassengerId,Transported\n0001_01,True\n")
     _attempt(sweep, "clean", "$ python train.py\nExecution time: 3.2s\nSee https://scikit-learn.org/stable/ for more\n",
              {"train.py": TRAINED}, "PassengerId,Transported\n0001_01,True\n")
-    _attempt(sweep, "copy", "done\n", {}, sample)
+    _attempt(sweep, "copy", "nothing-to-see-here\n", {}, sample)
+    (sweep / "attempts" / "clean" / "validator.jsonl").write_text('{"valid": false}\n{"valid": true}\n')
     (sweep / "attempts" / "copy" / "logs" / "link.txt").symlink_to("/etc/passwd")
     return sweep, data
 
@@ -97,6 +99,8 @@ def test_deterministic_and_judge(sweep, monkeypatch):
     assert {"no-code", "no-executed-script", "sample-copy"} <= _checks(copy)
     assert any("link.txt" in s and "symbolic link" in s for s in copy["skipped"])  # never followed
     assert body["flagged"] == ["bad", "copy"]
+    assert copy["judge"]["verdict"] == "unreadable" and body["judge_failed"] == ["copy"]  # recorded, not raised
+    assert clean["validator_calls"] == 2 and bad["validator_calls"] == 0
     # the judge's own ledger: three calls metered and priced, apart from any attempt's llm_calls.jsonl
     calls = [json.loads(line) for line in (sweep_dir / audit.JUDGE_CALLS).read_text().splitlines()]
     assert len(calls) == 3 and body["judge"]["calls"] == 3 and body["judge"]["cost_usd"] > 0
