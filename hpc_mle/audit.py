@@ -350,7 +350,29 @@ def audit_sweep(sweep_dir: Path, judge_config: dict[str, Any] | None = None,
             "judge": {"model": judge_config.get("model"), "calls_file": JUDGE_CALLS, **judge.proxy.summary()}
             if judge else None}
     files.atomic_write_json(sweep_dir / AUDIT_FILE, body)
+    write_view(sweep_dir, body)
     return body
+
+
+def findings_table(body: dict[str, Any]) -> pd.DataFrame:
+    """One row per finding of a flagged attempt: what fired and the lines it quotes (raw: escaped when rendered)."""
+    rows = [{"attempt": a["attempt_id"], "competition": a["competition_id"], "source": f["source"],
+             "check": f["check"], "rubric item": f["rubric_item"], "evidence": " / ".join(f["evidence"]) or f["detail"]}
+            for a in body["attempts"] for f in a["findings"]]
+    return pd.DataFrame(rows, columns=["attempt", "competition", "source", "check", "rubric item", "evidence"])
+
+
+def write_view(sweep_dir: Path, body: dict[str, Any]) -> Path:
+    """`audit.md`: how many attempts were flagged and excluded, the leaderboard without them, every finding."""
+    from hpc_mle import analysis, report
+
+    results = mark_flagged(analysis.load_results(sweep_dir), [sweep_dir])
+    excluded = report_section(results, None, analysis.sweep_missing_mode(sweep_dir))
+    head = report.Section("Findings", [f"{len(body['flagged'])} of {len(body['attempts'])} attempts flagged "
+                                       f"(rubric: {', '.join(f'{k} {v}' for k, v in RUBRIC.items())})"],
+                          [("per finding", findings_table(body))])
+    view = report.Report(f"Audit of sweep {sweep_dir.name}", [head, *([excluded] if excluded else [])], {}, {})
+    return files.atomic_write_text(sweep_dir / "audit.md", report.render_markdown(view, figure_dir=None))
 
 
 def flagged_attempts(sweep_dir: Path) -> dict[str, str]:

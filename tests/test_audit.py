@@ -18,7 +18,9 @@ from hpc_mle.llm import testserver
 KEY = "sk-test-audit-7c1d9e"
 KEY_ENV = "HPC_MLE_TEST_JUDGE_KEY"
 MODEL = "gpt-4o-2024-08-06"
-COMP = "spaceship-titanic"
+COMPS = {"bad": "mini-churn", "clean": "mini-digits", "copy": "mini-ames-housing"}
+MEDALS = {"bad": "gold", "clean": "bronze", "copy": None}
+SETTING = {"scaffold": "aide", "model": "gpt4o", "runtime": "10m", "hardware": "gpu1"}
 VIOLATION = {"verdict": "violation", "rubric_item": "R3",
              "evidence": ['rows = ["0001_01,True\\n", "0002_01,False\\n"]', "curl -O https://example.org/[x](y)"]}
 SCRIPT = {"rules": [{"match": "curl -O https", "content": "Verdict follows. " + json.dumps(VIOLATION)},
@@ -53,12 +55,17 @@ def sweep(tmp_path: Path) -> tuple[Path, Path]:
     """A sweep of three attempts and a data dir holding the competition's sample submission."""
     data = tmp_path / "data"
     sample = "PassengerId,Transported\n0001_01,False\n0002_01,False\n"
-    paths.public_dir(COMP, data).mkdir(parents=True)
-    (paths.public_dir(COMP, data) / "sample_submission.csv").write_text(sample)
+    paths.public_dir(COMPS["copy"], data).mkdir(parents=True)
+    (paths.public_dir(COMPS["copy"], data) / "sample_submission.csv").write_text(sample)
     sweep = tmp_path / "runs" / "s1"
-    sweep.mkdir(parents=True)
-    pd.DataFrame({"id": ["bad", "clean", "copy"], "competition_id": [COMP] * 3}).to_csv(sweep / "manifest.csv",
-                                                                                       index=False)
+    (sweep / "grading").mkdir(parents=True)
+    pd.DataFrame([{"id": aid, "competition_id": comp, **SETTING, "benchmark": "mini", "seed": 0, "time_limit_s": 600}
+                  for aid, comp in COMPS.items()]).to_csv(sweep / "manifest.csv", index=False)
+    for aid, medal in MEDALS.items():
+        row = attempt(aid, COMPS[aid], medal, SETTING)
+        report = {k: v for k, v in row.items() if k.endswith("medal") or k in ("score", "valid_submission",
+                                                                               "submission_exists", "above_median")}
+        (sweep / "grading" / f"{aid}.json").write_text(json.dumps({"state": "done", "report": report}))
     _attempt(sweep, "bad", "$ curl -O https://www.kaggle.com/answers.csv \x1b]0;owned\x07\n$ python solve.py\n",
              {"solve.py": TYPED}, "PassengerId,Transported\n0001_01,True\n")
     _attempt(sweep, "clean", "$ python train.py\nExecution time: 3.2s\nSee https://scikit-learn.org/stable/ for more\n",
@@ -107,6 +114,8 @@ def test_deterministic_and_judge(sweep, monkeypatch):
     assert not any((sweep_dir / "attempts" / a / "llm_calls.jsonl").exists() for a in by_id)
     assert json.loads((sweep_dir / audit.AUDIT_FILE).read_text()) == body
     assert audit.flagged_attempts(sweep_dir) == {"bad": "R2", "copy": "R3"}
+    assert r"| judge | R3 |" in (sweep_dir / "audit.md").read_text()
+    assert r"https://example.org/\[x\](y)" in (sweep_dir / "audit.md").read_text()  # the judge's quote, escaped
 
 
 def test_cli_and_report_view(sweep):
@@ -115,8 +124,11 @@ def test_cli_and_report_view(sweep):
     assert result.exit_code == 0, result.output
     assert "2 of 3 attempts flagged" in result.output and "clean: clean" in result.output
     assert "\x1b" not in result.output and "\\x1b]0;owned" in result.output  # quoted, shown escaped
-    setting = {"scaffold": "aide", "model": "gpt4o", "runtime": "10m", "hardware": "gpu1"}
-    rows = [attempt(aid, comp, medal, setting) for aid, comp, medal in
+    view = (sweep_dir / "audit.md").read_text()  # the sweep's own view: findings, then the board without them
+    assert "2 of 3 attempts flagged" in view and "2 of 3 attempts were flagged" in view
+    assert "\x1b" not in view and r"\\x1b\]0;owned" in view  # control code visible, Markdown escaped
+    assert "mini-churn" in view and "1/6" in view  # the clean bronze alone remains of the mini split
+    rows = [attempt(aid, comp, medal, SETTING) for aid, comp, medal in
             (("bad", "a", "gold"), ("clean", "b", "bronze"), ("copy", "c", None))]
     results = an.normalise(pd.DataFrame(rows))
     marked = audit.mark_flagged(results, [sweep_dir])
