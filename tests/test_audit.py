@@ -64,7 +64,8 @@ def sweep(tmp_path: Path) -> tuple[Path, Path]:
     for aid, medal in MEDALS.items():
         row = attempt(aid, COMPS[aid], medal, SETTING)
         report = {k: v for k, v in row.items() if k.endswith("medal") or k in ("score", "valid_submission",
-                                                                               "submission_exists", "above_median")}
+                                                                               "submission_exists", "above_median",
+                                                                               "leaderboard_source")}
         (sweep / "grading" / f"{aid}.json").write_text(json.dumps({"state": "done", "report": report}))
     _attempt(sweep, "bad", "$ curl -O https://www.kaggle.com/answers.csv \x1b]0;owned\x07\n$ python solve.py\n",
              {"solve.py": TYPED}, "PassengerId,Transported\n0001_01,True\n")
@@ -128,6 +129,9 @@ def test_cli_and_report_view(sweep):
     assert "2 of 3 attempts flagged" in view and "2 of 3 attempts were flagged" in view
     assert "\x1b" not in view and r"\\x1b\]0;owned" in view  # control code visible, Markdown escaped
     assert "mini-churn" in view and "1/6" in view  # the clean bronze alone remains of the mini split
+    shown = CliRunner().invoke(cli.main, ["report", str(sweep_dir)])
+    assert shown.exit_code == 0, shown.output
+    assert "## Without attempts flagged by the audit" in shown.output and "2 of 3 attempts were flagged" in shown.output
     rows = [attempt(aid, comp, medal, SETTING) for aid, comp, medal in
             (("bad", "a", "gold"), ("clean", "b", "bronze"), ("copy", "c", None))]
     results = an.normalise(pd.DataFrame(rows))
