@@ -21,6 +21,8 @@ import hashlib
 import json
 import os
 import re
+import shutil
+import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -253,7 +255,13 @@ class Judge:
         self.model_config = model_config
         self.style = "anthropic" if model_config.get("provider") == "anthropic" else "openai"
         cfg = config_from_model(model_config, calls_path)
-        self.proxy = MeteringProxy(cfg, calls_path.with_name(".audit-judge.sock"), tcp=True)
+        # the socket in a short temporary folder: a sweep's path can pass the 108-byte limit of socket addresses
+        self.scratch = Path(tempfile.mkdtemp(prefix="hpcmle-judge-"))
+        try:
+            self.proxy = MeteringProxy(cfg, self.scratch / "proxy.sock", tcp=True)
+        except BaseException:
+            shutil.rmtree(self.scratch, ignore_errors=True)
+            raise
         self.timeout_s = timeout_s
 
     def __enter__(self) -> Judge:
@@ -262,6 +270,7 @@ class Judge:
 
     def __exit__(self, *exc: object) -> None:
         self.proxy.close()
+        shutil.rmtree(self.scratch, ignore_errors=True)
 
     def _post(self, path: str, body: dict[str, Any], headers: dict[str, str]) -> dict[str, Any]:
         request = urllib.request.Request(f"http://127.0.0.1:{self.proxy.port}{path}", json.dumps(body).encode(),

@@ -152,3 +152,15 @@ def test_judgement_parsing():
     assert audit.parse_judgement("no json here")["verdict"] == "unreadable"
     assert audit.parse_judgement('{"verdict": "violation", "rubric_item": "R9", "evidence": ["x", {}]}') == \
         {"verdict": "violation", "rubric_item": None, "evidence": ["x"]}
+
+
+def test_judge_without_key_is_a_clear_error(sweep, tmp_path, monkeypatch):
+    sweep_dir, data = sweep
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    model = tmp_path / "judge.yaml"
+    model.write_text(f"name: judge\nprovider: openai\nmodel: {MODEL}\napi_key_env: {KEY_ENV}\n")
+    result = CliRunner().invoke(cli.main, ["audit", str(sweep_dir), "--judge", str(model)])
+    assert result.exit_code == 2 and f"${KEY_ENV}, which is not set" in result.output
+    assert not (sweep_dir / audit.AUDIT_FILE).exists()
+    missing = CliRunner().invoke(cli.main, ["audit", str(sweep_dir), "--judge", "no-such-model"])
+    assert missing.exit_code == 2 and "conf/model/no-such-model.yaml" in missing.output
