@@ -839,11 +839,8 @@ def export_leaderboard_cmd(sweeps: tuple[Path, ...], out: Path, missing: str) ->
         _fail(str(exc))
     console.print(terminal(f"wrote {done['run_groups']} run group(s) for split(s) {', '.join(done['splits'])} "
                            f"into {out}"))
-    for split in done["splits"]:
-        name = export.UPSTREAM_SPLIT_NAMES.get(split, split)
-        console.print(terminal(f"  check: python experiments/aggregate_grading_reports.py --split "
-                               f"{out}/experiments/splits/{name}.txt --grading-reports {out}/runs/*/*.json"
-                               + (" --pad-missing" if missing == "pad" else "")))
+    for line in done["checks"]:
+        console.print(terminal(f"  check in a clone of openai/mle-bench: {line}"))
 
 
 @main.command("launch", context_settings={"ignore_unknown_options": True, "allow_extra_args": True,

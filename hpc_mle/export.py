@@ -262,7 +262,18 @@ def export_leaderboard(sweep_dirs: Sequence[Path], out: Path, missing: str = an.
     prov = provenance(sweep_dirs, results, missing)
     atomic_write_json(out / "provenance.json", prov)
     atomic_write_text(out / "DISCLOSURE.md", disclosure(prov))
-    return {"run_groups": len(groups), "splits": splits, "board": board, "readme_rows": rows, "provenance": prov}
+    return {"run_groups": len(groups), "splits": splits, "board": board, "readme_rows": rows, "provenance": prov,
+            "checks": check_commands(out, sorted({g["experiment_id"] for g in groups}), splits, missing)}
+
+
+def check_commands(out: Path, experiments: Sequence[str], splits: Sequence[str], missing: str) -> list[str]:
+    """How to recompute each setting's numbers with upstream's own script, in a clone of openai/mle-bench."""
+    root = Path(out).resolve()
+    pad = " --pad-missing" if missing == "pad" else ""
+    return [f"python experiments/aggregate_grading_reports.py --split "
+            f"{root}/experiments/splits/{UPSTREAM_SPLIT_NAMES.get(split, split)}.txt --grading-reports "
+            f"{root}/runs/*_run-group_{name}_pos*/*grading_report*.json{pad}"
+            for name in experiments for split in splits]
 
 
 def _markdown(rows: pd.DataFrame) -> str:
@@ -289,7 +300,8 @@ def provenance_table(results: pd.DataFrame) -> pd.DataFrame:
            for c in ("gpus granted", "gpus seen", "cpus", "memory GB", "network", "unsandboxed")},
         **{"runtime h (max)": ("runtime h", "max")})
     out = agg.reset_index()
-    out["runtime h (max)"] = out["runtime h (max)"].round(2)
+    hours = out["runtime h (max)"].round(2).astype(object)
+    out["runtime h (max)"] = hours.where(hours.notna(), "-")
     out["test-set feedback"] = "none"
     return out
 
