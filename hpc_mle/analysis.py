@@ -55,6 +55,7 @@ MISSING_MODES = {  # how missing (competition, seed) cells count; the first is t
                       "has no graded attempt)",
 }
 DEFAULT_MISSING = "pad"
+DESCRIPTIONS = ("original", "obfuscated")  # benchmark.description: the contamination study's axis
 
 
 # ---------------------------------------------------------------- what the splits hold
@@ -151,7 +152,7 @@ def load_results(sweep_dir: Path) -> pd.DataFrame:
         return pd.DataFrame()
     split_of = _planned_splits(sweep_dir, manifest.get("config_id", pd.Series(dtype=str)).dropna())
     keep = ["competition_id", *SETTING, "benchmark", "seed", "spec_version", "competition_status", "time_limit_s",
-            "gpus", "cpus", "mem_gb", "gpu_type"]
+            "gpus", "cpus", "mem_gb", "gpu_type", "description"]
     rows = []
     for m in manifest.to_dict("records"):
         aid = m["id"]
@@ -193,6 +194,8 @@ def normalise(results: pd.DataFrame) -> pd.DataFrame:
                          ("time_limit_s", np.nan)):
         if col not in results:
             results[col] = default
+    results["description"] = (results["description"].fillna(DESCRIPTIONS[0]) if "description" in results
+                              else DESCRIPTIONS[0])  # a plan written before the axis existed: original
     if "snapshots" not in results:
         results["snapshots"] = [[] for _ in range(len(results))]
     results["snapshots"] = [s if isinstance(s, list) else [] for s in results["snapshots"]]
@@ -920,6 +923,58 @@ def paired_bootstrap(items: pd.DataFrame, n_boot: int = 2000, seed: int = 0, lev
     tail = (1.0 - level) / 2 * 100
     low, high = np.percentile(means, [tail, 100 - tail])
     return {"difference": float(diffs.mean()), "low": float(low), "high": float(high), "n_boot": n_boot}
+
+
+# ---------------------------------------------------------------- the contamination study (descriptions)
+
+
+def original_view(results: pd.DataFrame) -> pd.DataFrame:
+    """The attempts the leaderboard counts: those given the original description, so obfuscated attempts never
+    pass for extra seeds of the same setting; a sweep that ran only obfuscated attempts keeps them all."""
+    if results.empty or "description" not in results:
+        return results
+    original = results["description"] == DESCRIPTIONS[0]
+    return results[original].reset_index(drop=True) if original.any() else results
+
+
+def description_comparison(results: pd.DataFrame, catalogue: Catalogue | None = None,
+                           missing: str = DEFAULT_MISSING) -> pd.DataFrame:
+    """The paper's contamination statistic: per setting, any-medal and valid-submission % of the primary split
+    (mean ± SEM over seed positions) with the original and with the obfuscated description, side by side.
+    Empty unless the results hold both descriptions."""
+    catalogue = catalogue or default_catalogue()
+    if results.empty or "description" not in results or results["description"].nunique() < 2:
+        return pd.DataFrame()
+    split = primary_split(results, catalogue)
+    if split is None:
+        return pd.DataFrame()
+    blocks = []
+    for description in DESCRIPTIONS:
+        mine = results[results["description"] == description]
+        agg = aggregate(positioned(mine), catalogue.splits[split], ["hit_any_medal", "hit_valid_submission"],
+                        missing)
+        agg.insert(len(SETTING), "description", description)
+        blocks.append(agg)
+    out = pd.concat(blocks, ignore_index=True).rename(columns=lambda c: c[4:] if c.startswith("hit_") else c)
+    out.insert(len(SETTING), "split", split)
+    return out.sort_values([*SETTING, "description"], key=_description_order, ignore_index=True)
+
+
+def _description_order(col: pd.Series) -> pd.Series:
+    return col.map({d: i for i, d in enumerate(DESCRIPTIONS)}) if col.name == "description" else col
+
+
+def format_description_comparison(table: pd.DataFrame) -> pd.DataFrame:
+    """The comparison as the report shows it: one row per setting, 'mean ± SEM (n=seeds)' per description."""
+    rows = []
+    for setting, group in table.groupby(SETTING, sort=True):
+        row = {**dict(zip(SETTING, setting, strict=True)), "split": group["split"].iloc[0]}
+        for r in group.to_dict("records"):
+            row[f"any medal % ({r['description']})"] = cell(r["any_medal_mean"], r["any_medal_sem"], r["seeds"])
+            row[f"valid % ({r['description']})"] = cell(r["valid_submission_mean"], r["valid_submission_sem"],
+                                                        r["seeds"])
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 # ---------------------------------------------------------------- the analysis job

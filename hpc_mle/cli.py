@@ -654,7 +654,7 @@ def resume_cmd(sweep_dir: Path, retry_agent_failures: bool, rerun_damaged: bool)
         with plan.sweep_lock(sweep_dir):
             manifest = plan.read_manifest(sweep_dir)
             fields = [f.name for f in plan.Attempt.__dataclass_fields__.values()]
-            attempts = [plan.Attempt(**{k: (None if pd_isna(r[k]) else r[k]) for k in fields})
+            attempts = [plan.Attempt(**{k: (None if pd_isna(r[k]) else r[k]) for k in fields if k in r})
                         for r in manifest.to_dict("records")]
             cluster = OmegaConf.create(plan.planned(sweep_dir, attempts[0].id)["config"]["cluster"])
             reconciled = launch.reconcile(sweep_dir, cluster)

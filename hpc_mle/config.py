@@ -88,6 +88,9 @@ class BenchmarkConf:
     split: str = MISSING  # lite | medium | high | all | dev | mini
     competitions: list[str] | None = None  # a subset of the split; null = all of it
     exclude_status: list[str] = field(default_factory=lambda: ["excluded"])
+    # original | obfuscated: the competition's own description, or our rewrite without its name (the
+    # contamination study; sweep both with benchmark.description=original,obfuscated)
+    description: str = "original"
 
 
 @dataclass

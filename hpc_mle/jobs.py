@@ -41,6 +41,7 @@ def attempt_config(sweep_dir: Path, attempt_id: str) -> runner.AttemptConfig:
         image=sandbox.get("image") or cfg["scaffold"].get("image"), network=bool(sandbox.get("network")),
         hardware=cfg["hardware"].get("label"), snapshot_interval_s=a["snapshot_interval_s"],
         model=cfg["model"]["name"], seed=a["seed"], scaffold_config=cfg["scaffold"],
+        obfuscate=(cfg["benchmark"].get("description") or "original") == "obfuscated",
         model_config=cfg["model"],
         image_digest=containers.recorded_digest(sweep_dir, sandbox.get("image") or cfg["scaffold"].get("image")),
         **_cluster_timing(cfg.get("cluster") or {}),

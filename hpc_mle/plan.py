@@ -155,16 +155,23 @@ class Attempt:
     gpu_type: str | None
     group: str
     config_id: str  # its composed config: configs/<config_id>.json in the sweep folder
+    description: str = "original"  # benchmark.description: which description the agent is given
 
     @property
     def identity(self) -> dict[str, Any]:
         return identity(self.competition_id, self.scaffold, self.model, self.seed, self.runtime, self.hardware,
-                        self.spec_version)
+                        self.spec_version, self.description)
 
 
-def identity(competition_id, scaffold, model, seed, runtime, hardware, spec_version) -> dict[str, Any]:
-    return {"competition": competition_id, "scaffold": scaffold, "model": model, "seed": int(seed),
-            "runtime": runtime, "hardware": hardware, "benchmark_version": int(spec_version)}
+def identity(competition_id, scaffold, model, seed, runtime, hardware, spec_version,
+             description: str = "original") -> dict[str, Any]:
+    """What makes an attempt itself; the original description is left out so ids planned before the
+    description axis existed stay the same."""
+    ident = {"competition": competition_id, "scaffold": scaffold, "model": model, "seed": int(seed),
+             "runtime": runtime, "hardware": hardware, "benchmark_version": int(spec_version)}
+    if description != "original":
+        ident["description"] = description
+    return ident
 
 
 def attempt_id(ident: dict[str, Any]) -> str:
@@ -205,14 +212,15 @@ def config_id(config: dict[str, Any]) -> str:
 
 def plan_attempts(cfgs: list[DictConfig]) -> list[Attempt]:
     """Every (sweep job x competition) attempt, deduplicated by id, in a stable order."""
-    from hpc_mle.analysis import MISSING_MODES  # analysis imports this module
+    from hpc_mle.analysis import DESCRIPTIONS, MISSING_MODES  # analysis imports this module
 
     reg = competitions.registry()
     seen: dict[str, Attempt] = {}
     for cfg in cfgs:
         plain = OmegaConf.to_container(cfg, resolve=True)  # read once: OmegaConf attribute access is slow
         hw, rt = plain["hardware"], plain["runtime"]
-        for key, allowed in (("grading.mode", GRADING_MODES), ("analysis.missing", tuple(MISSING_MODES))):
+        for key, allowed in (("grading.mode", GRADING_MODES), ("analysis.missing", tuple(MISSING_MODES)),
+                             ("benchmark.description", DESCRIPTIONS)):
             group, name = key.split(".")
             if plain[group][name] not in allowed:
                 raise PlanError(f"{key}={plain[group][name]!r} is unknown. Fix: use one of {', '.join(allowed)}.")
@@ -225,12 +233,12 @@ def plan_attempts(cfgs: list[DictConfig]) -> list[Attempt]:
             runtime=runtime_label(rt["name"], budget), hardware=hw["name"], benchmark=plain["benchmark"]["name"], time_limit_s=budget,
             snapshot_interval_s=duration_s(rt["snapshot_interval"]), slurm_minutes=minutes, gpus=hw["gpus"],
             cpus=hw["cpus"], mem_gb=hw["mem_gb"], gpu_type=hw["gpu_type"], group=group_key(cfg, minutes),
-            config_id=config_id(plain),
+            config_id=config_id(plain), description=plain["benchmark"]["description"],
         )
         for cid in benchmark_ids(cfg):
             spec = reg[cid]
             aid = attempt_id(identity(cid, shared["scaffold"], shared["model"], shared["seed"], shared["runtime"],
-                                      shared["hardware"], spec.version))
+                                      shared["hardware"], spec.version, shared["description"]))
             if aid not in seen:
                 seen[aid] = Attempt(id=aid, competition_id=cid, spec_version=spec.version,
                                     competition_status=spec.status.state, **shared)

@@ -385,6 +385,8 @@ def build_report(results: pd.DataFrame, title: str, split: str | None = None,
     tables: dict[str, pd.DataFrame] = {}
     if results.empty:
         return Report(title, [Section("No results", ["No attempt was planned in these sweeps."])], {}, {})
+    contamination = an.description_comparison(results, catalogue, missing)
+    results = an.original_view(results)
 
     pos = an.positioned(results)
     board = an.leaderboard(results, catalogue, [split] if split else None, pos, missing)
@@ -429,6 +431,14 @@ def build_report(results: pd.DataFrame, title: str, split: str | None = None,
             lead.tables.append(("without competitions whose status is known-issue, leaky or excluded",
                                 display_board(clean)))
     sections.append(lead)
+    if len(contamination):
+        tables["description_comparison"] = contamination
+        sections.append(Section("Original vs obfuscated descriptions", [
+            "The contamination study (`benchmark.description=original,obfuscated`): the same settings given each "
+            "competition's own description or a rewritten one without its name or wording. A model that had "
+            "memorised the competitions would do worse with the obfuscated ones. The other tables count only the "
+            "attempts given the original description."],
+            [("any medal and valid submission, % of the split", an.format_description_comparison(contamination))]))
     planned = an.planned_board(results, catalogue, pos, missing)
     if len(planned):
         sections.append(Section("Planned competitions only", [

@@ -44,6 +44,15 @@ def probe(path: str) -> dict:
     return result
 
 
+def first_line(path: str) -> str | None:
+    """The description's title line: says whether the original or the obfuscated one was mounted."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return fh.readline().strip()
+    except OSError:
+        return None
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--probe", action="append", default=[], help="another path that must be unreadable")
@@ -67,6 +76,7 @@ def main() -> int:
     record["private_readable"] = any(p["readable"] for p in record["probes"])
     record["suspicious_env"] = sorted(k for k in os.environ if any(h in k.upper() for h in SECRET_HINTS))
     record["data_writable"] = os.access(data, os.W_OK)
+    record["description_title"] = first_line(os.path.join(data, "description.md"))  # which variant it was given
 
     script = os.environ.get("HPC_MLE_VALIDATE_SCRIPT", "/home/validate_submission.sh")
     try:
