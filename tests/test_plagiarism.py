@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
+import pandas as pd
 import pytest
 
 from hpc_mle import plagiarism
@@ -127,3 +128,29 @@ def test_missing_node_names_the_install(monkeypatch) -> None:
     monkeypatch.setattr(plagiarism, "_candidates", lambda: [Path("/nonexistent/node_modules")])
     with pytest.raises(plagiarism.DolosMissing, match="@dodona/dolos-lib"):
         plagiarism.find_dolos()
+
+
+def test_the_command_checks_every_attempt_of_a_sweep(corpus: Path, tmp_path: Path) -> None:
+    """`hpc-mle plagiarism runs/<sweep>`: one line per attempt, the flagged count, analysis/plagiarism.csv."""
+    from click.testing import CliRunner
+
+    from hpc_mle import plan
+    from hpc_mle.cli import main
+
+    _dolos_or_skip()
+    sweep, data = tmp_path / "sweep", corpus.parents[1]
+    (sweep / "configs").mkdir(parents=True)
+    (sweep / "configs" / "c1.json").write_text(json.dumps({"data_dir": str(data)}))
+    (sweep / plan.MANIFEST).write_text("id,competition_id,config_id\ncopied,mini-tabular,c1\nclean,mini-tabular,c1\n"
+                                       "empty,mini-tabular,c1\n")
+    for aid, text in (("copied", (corpus / "eda-and-ridge.py").read_text()), ("clean", UNRELATED)):
+        code = plan.attempt_dir(sweep, aid) / "code"
+        code.mkdir(parents=True)
+        (code / "main.py").write_text(text)
+    result = CliRunner().invoke(main, ["plagiarism", str(sweep)])
+    assert result.exit_code == 0, result.output
+    assert "copied mini-tabular: 100 % closest eda-and-ridge.py (main.py) FLAGGED" in result.output
+    assert "empty mini-tabular: - [no code in the attempt]" in result.output
+    assert "1 of 3 attempts flagged (> 60 %)" in result.output
+    table = pd.read_csv(sweep / "analysis" / "plagiarism.csv")
+    assert table.set_index("attempt")["flagged"].to_dict() == {"copied": True, "clean": False, "empty": False}
