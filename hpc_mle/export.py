@@ -171,6 +171,7 @@ def provenance(sweep_dirs: Sequence[Path], results: pd.DataFrame, missing: str) 
         "sweeps": [Path(d).name for d in sweep_dirs], "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "attempts_planned": len(results), "attempts_graded": int(results["graded"].sum()) if len(results) else 0,
         "hardware": [json.loads(v) for v in distinct("hardware")],
+        "hardware_settings": _labels(results, "hardware"), "gpu_types": _labels(results, "gpu_type"),
         "gpus_seen_max": max((a["gpus_seen"] for a in attempts), default=0),
         "cpus": [json.loads(v) for v in distinct("cpus")], "sandbox": [json.loads(v) for v in distinct("sandbox")],
         "network": [json.loads(v) for v in distinct("network")], "test_set_feedback": "none",
@@ -183,6 +184,11 @@ def provenance(sweep_dirs: Sequence[Path], results: pd.DataFrame, missing: str) 
     }
 
 
+def _labels(results: pd.DataFrame, column: str) -> list[str]:
+    """The distinct values the sweep planned for a column (the launcher's labels), as text."""
+    return sorted({str(v) for v in results[column].dropna()}) if column in results else []
+
+
 def disclosure(prov: dict[str, Any]) -> str:
     """The provenance in sentences, for a submission's README entry or pull request."""
     usage = prov["usage"]
@@ -190,9 +196,11 @@ def disclosure(prov: dict[str, Any]) -> str:
         "# Disclosure", "",
         f"Sweeps: {', '.join(prov['sweeps'])}; {prov['attempts_graded']} of {prov['attempts_planned']} planned "
         "attempts graded.",
-        f"Hardware: {', '.join(map(str, prov['hardware'])) or 'not recorded'}; at most {prov['gpus_seen_max']} GPU(s) "
+        f"Hardware: {', '.join(map(str, prov['hardware'])) or 'not recorded by the attempts'} (planned as "
+        f"{', '.join(prov['hardware_settings'] + prov['gpu_types']) or '-'}); at most {prov['gpus_seen_max']} GPU(s) "
         f"seen by telemetry; CPUs per attempt: {', '.join(map(str, prov['cpus'])) or 'not recorded'}.",
-        f"Longest agent runtime: {prov['runtime_s_max'] / 3600:.2f} h. Canonical setup: {CANONICAL}.",
+        f"Longest agent runtime: {prov['runtime_s_max'] / 3600:.2f} h ({prov['runtime_s_max']:.0f} s). "
+        f"Canonical setup: {CANONICAL}.",
         f"Sandbox: {', '.join(map(str, prov['sandbox'])) or 'not recorded'}; network: "
         f"{', '.join(map(str, prov['network'])) or 'not recorded'}.",
         "Test-set feedback: none (agents see public/ only; the validator checks format, never the score).",
@@ -258,6 +266,8 @@ def export_leaderboard(sweep_dirs: Sequence[Path], out: Path, missing: str = an.
         atomic_write_text(out / "experiments" / "splits" / f"{name}.txt", "\n".join(catalogue.splits[split]) + "\n")
     board = an.leaderboard(results, catalogue, missing=missing)
     rows = an.readme_rows(board, results, catalogue)
+    if len(rows):
+        rows["Grading Reports Available"] = "yes (runs/)"
     atomic_write_text(out / "README_rows.md", _markdown(rows))
     prov = provenance(sweep_dirs, results, missing)
     atomic_write_json(out / "provenance.json", prov)

@@ -91,7 +91,10 @@ def test_export_round_trips_through_upstreams_aggregation(mini_sweep, tmp_path):
     assert prov["sandbox"] == ["bwrap"] and prov["network"] and prov["code_versions"]
     assert {a["scaffold"] for a in prov["attempts"]} == {"dummy", "baseline"}
     assert all(a["cpus"] and a["agent_elapsed_s"] is not None for a in prov["attempts"])
-    assert "Test-set feedback: none" in (out / "DISCLOSURE.md").read_text()
+    assert prov["hardware_settings"] == sorted(set(results["hardware"].astype(str)))
+    text = (out / "DISCLOSURE.md").read_text()
+    assert "Test-set feedback: none" in text and "4 of 4 planned attempts graded" in text
+    assert "yes (runs/)" in readme and "Hardware: " in text
     titles = [s.title for s in built.sections]
     assert "Provenance" in titles and "Where you stand" in titles
     assert any(t.startswith("Item analysis") for t in titles)
