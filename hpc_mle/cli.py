@@ -767,6 +767,26 @@ def plagiarism_cmd(sweep: Path, data_dir: Path | None) -> None:
         console.print(terminal(line))
 
 
+@main.command("reference-notebooks")
+@click.option("-c", "--competition", "--competition-id", "ids", multiple=True, required=True,
+              help="Competition id (repeatable).")
+@click.option("--top", type=click.IntRange(min=1, max=100), default=50, show_default=True,
+              help="How many of the most voted public Python notebooks.")
+@data_dir_option
+def reference_notebooks_cmd(ids: tuple[str, ...], top: int, data_dir: Path | None) -> None:
+    """Fetch the plagiarism check's corpus with the kaggle package (on a node that reaches Kaggle)."""
+    from hpc_mle import kaggle, plagiarism
+
+    for cid in ids:
+        try:
+            scripts = plagiarism.fetch_reference_notebooks(cid, data_dir, top)
+        except Exception as exc:  # the kaggle package's errors have no common base; the CLI says which and why
+            why = kaggle.scrub(str(exc)).rstrip(".")
+            _fail(f"{cid}: fetching public notebooks failed: {why}." + ("" if "Fix:" in why else
+                  " Fix: run it where Kaggle is reachable, with Kaggle credentials (`hpc-mle doctor` checks them)."))
+        console.print(terminal(f"{cid}: {len(scripts)} scripts in {plagiarism.corpus_dir(cid, data_dir)}"))
+
+
 @main.command("nightly")
 @click.argument("config", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--date", "day", default=None, help="The night to launch (YYYY-MM-DD); default today.")

@@ -114,8 +114,9 @@ def fetch_reference_notebooks(competition_id: str, data_dir=None, top_n: int = T
         api = kaggle._api()
     folder = corpus_dir(competition_id, data_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    kernels = api.kernels_list(competition=competition_id, sort_by="voteCount", page_size=top_n) or []
-    for kernel in kernels[:top_n]:
+    kernels = api.kernels_list(competition=competition_id, sort_by="voteCount", page_size=min(top_n, 100),
+                               language=LANGUAGE) or []
+    for kernel in [k for k in kernels if k is not None][:top_n]:
         api.kernels_pull(kernel.ref, path=str(folder), metadata=False, quiet=True)
     return convert_corpus(folder)
 

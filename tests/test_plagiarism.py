@@ -73,7 +73,7 @@ def corpus(tmp_path_factory) -> Path:
     data = tmp_path_factory.mktemp("data")
     api = LocalKernels()
     scripts = plagiarism.fetch_reference_notebooks("mini-tabular", data, top_n=50, api=api)
-    assert api.asked == {"competition": "mini-tabular", "sort_by": "voteCount", "page_size": 50}
+    assert api.asked == {"competition": "mini-tabular", "sort_by": "voteCount", "page_size": 50, "language": "python"}
     assert [p.name for p in scripts] == ["eda-and-ridge.py", "lgbm-baseline.py"]
     return plagiarism.corpus_dir("mini-tabular", data)
 
