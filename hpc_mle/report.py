@@ -403,7 +403,7 @@ def build_report(results: pd.DataFrame, title: str, split: str | None = None,
         "computes it, with the number of seeds beside it (n=...; one seed has no standard error: ± n/a). "
         f"Missing cells: {missing} ({an.MISSING_MODES[missing]}); the `padded` column counts padded "
         "cells, and the notes say which cells a complete-seeds table left out."])
-    if len(graded) and (graded.get("leaderboard_source") == "reference-panel").any():
+    if len(graded) and _from_panel(graded):
         overview.text.append(PANEL_NOTE)
     unsandboxed = int(graded["unsandboxed"].fillna(False).sum()) if "unsandboxed" in graded else 0
     if unsandboxed:
@@ -555,7 +555,7 @@ def _studies(results: pd.DataFrame, pos: pd.DataFrame, board: pd.DataFrame, spli
     cells = an.heatmap(results, split, catalogue, pos)
     if len(cells):
         tables["heatmap"] = cells
-        panel = bool((results.get("leaderboard_source") == "reference-panel").any())
+        panel = _from_panel(results)
         figures["heatmap.png"] = fig_heatmap(cells, panel)
         out.append(Section(f"Medals per competition and seed on {split}", [
             "G gold, S silver, B bronze, · valid without medal, × no valid submission, - not run (padded)."
@@ -712,3 +712,8 @@ def write_report(results: pd.DataFrame, out_dir: Path, title: str, split: str | 
     atomic_write_json(out_dir / "files.json", {"figures": sorted(report.figures), "tables": sorted(report.tables),
                                                "reports": [str(p.relative_to(out_dir)) for p in reports]})
     return {"summary": summary, "html": page, "parquet": parquet, "reports": reports, "report": report}
+
+
+def _from_panel(frame) -> bool:
+    """Whether any row's medals come from a reference panel (a frame without the column has none)."""
+    return "leaderboard_source" in frame and bool((frame["leaderboard_source"] == "reference-panel").any())
