@@ -26,9 +26,15 @@ def baseline():
     """The agent script as a module (it is a standalone script, not part of the package's imports)."""
     spec = importlib.util.spec_from_file_location("baseline_agent", SCRIPT)
     module = importlib.util.module_from_spec(spec)
-    with mock.patch.dict(os.environ), mock.patch.dict(sys.modules, {"baseline_agent": module}):
-        spec.loader.exec_module(module)  # dataclasses look their module up in sys.modules
-        yield module
+    # Only this one entry is added and removed: patch.dict(sys.modules) would also drop every module imported
+    # meanwhile (pandas' pyarrow extension types among them), and importing those again fails elsewhere.
+    sys.modules["baseline_agent"] = module
+    try:
+        with mock.patch.dict(os.environ):
+            spec.loader.exec_module(module)  # dataclasses look their module up in sys.modules
+            yield module
+    finally:
+        sys.modules.pop("baseline_agent", None)
 
 
 def frames(train: dict, sample: dict, test_extra: dict | None = None) -> tuple[pd.DataFrame, ...]:
