@@ -316,12 +316,17 @@ def provenance_table(results: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+SPLIT_COLUMNS = ("lite", "medium", "high", "all")
+
+
 def standing_table(readme: pd.DataFrame) -> pd.DataFrame:
     """The published README rows beside the user's own, in one table (any-medal %)."""
     pub = published_leaderboard()
+    # The README gives mean ± SEM without the number of seeds: say so, as every ± of ours says its n.
+    cells = {k: pub[k].where(~pub[k].str.contains("±"), pub[k] + " (n not stated)") for k in SPLIT_COLUMNS}
     theirs = pd.DataFrame({"source": "published", "Agent": pub["agent"], "LLM(s)": pub["llm"],
-                           "Low == Lite (%)": pub["lite"], "Medium (%)": pub["medium"], "High (%)": pub["high"],
-                           "All (%)": pub["all"], "Running Time (hours)": pub["runtime_h"], "Date": pub["date"],
+                           "Low == Lite (%)": cells["lite"], "Medium (%)": cells["medium"], "High (%)": cells["high"],
+                           "All (%)": cells["all"], "Running Time (hours)": pub["runtime_h"], "Date": pub["date"],
                            "Hardware": pub["hardware"]})
     if readme.empty:
         return theirs
