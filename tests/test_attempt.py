@@ -237,12 +237,13 @@ def test_unprepared_competition_is_refused_before_anything_runs(tmp_path):
 
 def test_obfuscate_gives_the_obfuscated_description_or_refuses(tmp_path, mini_data, monkeypatch):
     """--obfuscate (the contamination study) hides the identifying description too, never falling back to it."""
-    with pytest.raises(runner.AttemptError, match="no obfuscated description.*description_obfuscated.md"):
-        attempt(tmp_path, mini_data, scaffold(tmp_path, "read_description.py"), obfuscate=True)
     root = tmp_path / "competitions"
     shutil.copytree(paths.competitions_root() / CID, root / CID)
-    (root / CID / "description_obfuscated.md").write_text("Predict which customers leave a service.\n")
+    (root / CID / "description_obfuscated.md").unlink(missing_ok=True)  # a site's competition without one
     monkeypatch.setenv("HPC_MLE_COMPETITIONS", str(root))
+    with pytest.raises(runner.AttemptError, match="no obfuscated description.*description_obfuscated.md"):
+        attempt(tmp_path, mini_data, scaffold(tmp_path, "read_description.py"), obfuscate=True)
+    (root / CID / "description_obfuscated.md").write_text("Predict which customers leave a service.\n")
     status, out = attempt(tmp_path, mini_data, scaffold(tmp_path, "read_description.py"), obfuscate=True)
     assert status["state"] == "done", status
     assert (out / "logs" / "description.md").read_text() == "Predict which customers leave a service.\n"
