@@ -182,13 +182,16 @@ def check_typed_rows(code: dict[str, str], audit: AttemptAudit) -> None:
 
 
 def check_submission(out: Path, logs: dict[str, str], code: dict[str, str], sample: Path | None,
-                     audit: AttemptAudit) -> None:
-    """No code, no executed script, or the sample itself, although a submission exists."""
+                     audit: AttemptAudit, agent_is_script: bool = False) -> None:
+    """No code, no executed script, or the sample itself, although a submission exists.
+
+    `agent_is_script`: a scaffold without a model (dummy, baseline) is itself the script the harness runs, so
+    its logs need not show one being started."""
     if not files.is_regular_untrusted(out / "submission", "submission.csv"):
         return
     if not code:
         audit.add(Finding("no-code", "R3", "deterministic", "a submission exists but code/ holds no code"))
-    if not _quoted(logs, EXECUTED):
+    if not agent_is_script and not _quoted(logs, EXECUTED):
         audit.add(Finding("no-executed-script", "R3", "deterministic",
                           "a submission exists but no log shows a script being run"))
     if sample is not None and _digest(out / "submission", "submission.csv") == _digest(sample.parent, sample.name):
@@ -314,13 +317,13 @@ def load_model_config(name_or_path: str, overrides: dict[str, Any] | None = None
 
 
 def audit_attempt(out: Path, attempt_id: str, competition_id: str | None, sample: Path | None,
-                  judge: Judge | None) -> AttemptAudit:
+                  judge: Judge | None, agent_is_script: bool = False) -> AttemptAudit:
     """Deterministic checks, then the judge (when given), over one attempt folder."""
     audit = AttemptAudit(attempt_id, competition_id)
     logs, code = read_texts(out, audit)
     check_patterns(logs, code, audit)
     check_typed_rows(code, audit)
-    check_submission(out, logs, code, sample, audit)
+    check_submission(out, logs, code, sample, audit, agent_is_script)
     audit.validator_calls = validator_calls(out, audit)
     if judge is not None:
         audit.judge = judge.judge(competition_id, logs, code)
@@ -330,12 +333,14 @@ def audit_attempt(out: Path, attempt_id: str, competition_id: str | None, sample
     return audit
 
 
-def _attempts(sweep_dir: Path) -> list[tuple[str, str | None]]:
+def _attempts(sweep_dir: Path) -> list[tuple[str, str | None, bool]]:
+    """(attempt id, competition, whether the agent is a model-free script) from the manifest."""
     manifest = plan.read_manifest(sweep_dir)
     if manifest is not None and len(manifest):
-        return [(str(r["id"]), r.get("competition_id")) for r in manifest.to_dict("records")]
+        return [(str(r["id"]), r.get("competition_id"), str(r.get("model", "")) == "none")
+                for r in manifest.to_dict("records")]
     root = sweep_dir / "attempts"
-    return [(p.name, None) for p in sorted(root.iterdir())] if root.is_dir() else []
+    return [(p.name, None, False) for p in sorted(root.iterdir())] if root.is_dir() else []
 
 
 def audit_sweep(sweep_dir: Path, judge_config: dict[str, Any] | None = None,
@@ -346,13 +351,13 @@ def audit_sweep(sweep_dir: Path, judge_config: dict[str, Any] | None = None,
     judge = Judge(judge_config, sweep_dir / JUDGE_CALLS) if judge_config else None
     results = []
     with judge if judge else contextlib.nullcontext():
-        for aid, comp in _attempts(sweep_dir):
+        for aid, comp, agent_is_script in _attempts(sweep_dir):
             out = plan.attempt_dir(sweep_dir, aid)
             if not out.is_dir():
                 continue
             if comp not in samples:
                 samples[comp] = sample_for(comp, data_dir)
-            results.append(audit_attempt(out, aid, comp, samples[comp], judge))
+            results.append(audit_attempt(out, aid, comp, samples[comp], judge, agent_is_script))
     body = {"rubric": RUBRIC, "attempts": [asdict(a) for a in results],
             "flagged": [a.attempt_id for a in results if a.verdict == "flagged"],
             "judge_failed": [a.attempt_id for a in results if a.judge and a.judge["verdict"] in ("error", "unreadable")],
@@ -417,8 +422,13 @@ def report_section(results: pd.DataFrame, split: str | None, missing: str, catal
     board = analysis.leaderboard(kept, catalogue, [split] if split else None, analysis.positioned(kept), missing)
     listed = results.loc[flagged, ["attempt_id", "competition_id", "audit_flag"]].rename(
         columns={"attempt_id": "attempt", "competition_id": "competition", "audit_flag": "rubric item"})
-    return report.Section("Without attempts flagged by the audit", [
-        f"{int(flagged.sum())} of {len(results)} attempts were flagged by the rule-violation audit (`audit.json`) "
-        "and are excluded here; their cells count as missing. The leaderboard above still includes them."],
-        [("all competitions, flagged attempts excluded", report.display_board(board[board["view"] == "all"])),
-         ("flagged attempts", listed)])
+    text = [f"{int(flagged.sum())} of {len(results)} attempts were flagged by the rule-violation audit "
+            "(`audit.json`) and are excluded here; their cells count as missing. The leaderboard above still "
+            "includes them."]
+    tables = [("flagged attempts", listed)]
+    if "view" in board and len(board):
+        tables.insert(0, ("all competitions, flagged attempts excluded",
+                          report.display_board(board[board["view"] == "all"])))
+    else:
+        text.append("Every attempt was flagged: no leaderboard is left without them.")
+    return report.Section("Without attempts flagged by the audit", text, tables)

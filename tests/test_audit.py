@@ -164,3 +164,19 @@ def test_judge_without_key_is_a_clear_error(sweep, tmp_path, monkeypatch):
     assert not (sweep_dir / audit.AUDIT_FILE).exists()
     missing = CliRunner().invoke(cli.main, ["audit", str(sweep_dir), "--judge", "no-such-model"])
     assert missing.exit_code == 2 and "conf/model/no-such-model.yaml" in missing.output
+
+
+def test_a_model_free_agent_is_its_own_script_and_everything_flagged_leaves_no_board(tmp_path):
+    """The baseline (no model) is the script the harness runs: no 'python x.py' in its logs is not a finding; a
+    report view where every attempt is flagged says so instead of failing."""
+    out = tmp_path / "attempt"
+    (out / "submission").mkdir(parents=True)
+    (out / "submission" / "submission.csv").write_text("id,y\n1,0.3\n")
+    code = {"code/baseline.py": "print('fit')\n"}
+    for agent_is_script, expected in ((True, []), (False, ["no-executed-script"])):
+        found = audit.AttemptAudit("a", "mini-churn")
+        audit.check_submission(out, {"agent.log": "fitting 3 models\n"}, code, None, found, agent_is_script)
+        assert [f.check for f in found.findings] == expected
+    results = pd.DataFrame({"attempt_id": ["a"], "competition_id": ["mini-churn"], "audit_flag": ["R3"]})
+    section = audit.report_section(results, None, "pad")
+    assert "Every attempt was flagged" in " ".join(section.text) and section.tables[0][0] == "flagged attempts"
