@@ -791,15 +791,13 @@ class MeteringProxy:
 
 
 def _key_from_file(path: Path) -> str:
-    """A served model's key from its 0600 file; ProxyError naming the file and the fix."""
+    """A served model's key from its 0600 file (read as the server job reads it); ProxyError otherwise."""
+    from hpc_mle.llm import serve
+
     try:
-        key = Path(path).read_text().strip()
-    except OSError as exc:
-        raise ProxyError(f"cannot read the model server's API key {path}: {exc}. Fix: relaunch the sweep "
-                         f"(the launcher creates it)") from exc
-    if not key:
-        raise ProxyError(f"the model server's API key file {path} is empty. Fix: delete it and relaunch the sweep")
-    return key
+        return serve.read_key(path)
+    except serve.ServeError as exc:
+        raise ProxyError(str(exc)) from exc
 
 
 def _payload(body: bytes) -> dict[str, Any] | Refusal:

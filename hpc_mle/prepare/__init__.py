@@ -27,6 +27,7 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -97,8 +98,16 @@ def verify(competition_id: str, data_dir=None, *, quick: bool = False) -> list[s
     if recorded is None:
         return [f"{competition_id}: not prepared (no {paths.checksum_file(competition_id, data_dir)})"]
     if quick:
-        return _verify_sizes(competition_id, data_dir, recorded)
-    current = current_checksums(competition_id, data_dir)
+        sizes = recorded.get("sizes", {})
+        return _compare(recorded, current_sizes(competition_id, data_dir), lambda part, name, have: (
+            f"{have} bytes, not {sizes[part][name]}" if name in sizes.get(part, {}) and sizes[part][name] != have
+            else None))
+    return _compare(recorded, current_checksums(competition_id, data_dir), lambda part, name, have: (
+        f"md5 {have} != {recorded[part][name]}" if have != recorded[part][name] else None))
+
+
+def _compare(recorded: dict, current: dict, differs: Callable[[str, str, Any], str | None]) -> list[str]:
+    """Missing, extra and changed files of public/ and private/; `differs` says how a present file changed."""
     problems = []
     for part in ("public", "private"):
         want, have = recorded.get(part, {}), current[part]
@@ -107,8 +116,8 @@ def verify(competition_id: str, data_dir=None, *, quick: bool = False) -> list[s
                 problems.append(f"{part}/{name}: missing")
             elif name not in want:
                 problems.append(f"{part}/{name}: not part of the preparation")
-            elif want[name] != have[name]:
-                problems.append(f"{part}/{name}: changed since preparation (md5 {have[name]} != {want[name]})")
+            elif change := differs(part, name, have[name]):
+                problems.append(f"{part}/{name}: changed since preparation ({change})")
     return problems
 
 
@@ -120,22 +129,6 @@ def current_sizes(competition_id: str, data_dir=None) -> dict[str, dict[str, int
         out[part] = {p.relative_to(root).as_posix(): p.stat().st_size for p in sorted(root.rglob("*"))
                      if p.is_file() and not p.name.startswith(".")} if root.is_dir() else {}
     return out
-
-
-def _verify_sizes(competition_id: str, data_dir, recorded: dict) -> list[str]:
-    """Every recorded file present with its recorded size (where checksums.json records sizes), no extra one."""
-    current, sizes = current_sizes(competition_id, data_dir), recorded.get("sizes", {})
-    problems = []
-    for part in ("public", "private"):
-        want, have = recorded.get(part, {}), current[part]
-        for name in sorted(set(want) | set(have)):
-            if name not in have:
-                problems.append(f"{part}/{name}: missing")
-            elif name not in want:
-                problems.append(f"{part}/{name}: not part of the preparation")
-            elif name in sizes.get(part, {}) and sizes[part][name] != have[name]:
-                problems.append(f"{part}/{name}: changed since preparation ({have[name]} bytes, not {sizes[part][name]})")
-    return problems
 
 
 def is_prepared(competition_id: str, data_dir=None) -> bool:
