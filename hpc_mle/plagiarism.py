@@ -13,13 +13,14 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import pandas as pd
 
-from hpc_mle import paths, plan
+from hpc_mle import files, paths, plan
 
 THRESHOLD = 0.60  # the paper's flag: more than 60 % similarity with a public notebook
 TOP_N = 50  # the paper's corpus size per competition
@@ -31,6 +32,7 @@ INSTALL_HINT = ("Fix: install Node.js >= 18 (`apt-get install -y nodejs npm`) an
                 "to the npm prefix where @dodona/dolos-lib is installed.")
 LANGUAGE = "python"
 SUFFIXES = (".py",)
+MAX_SCRIPT_BYTES = 8 << 20  # a larger "script" is data, not code to compare
 
 
 class DolosMissing(RuntimeError):
@@ -137,12 +139,43 @@ class Finding:
 
 def check_attempt(attempt_id: str, competition_id: str, code: Path, corpus: Path,
                   dolos: Dolos | None = None) -> Finding:
-    """The attempt's scripts against the corpus: the closest pair, flagged over THRESHOLD."""
-    mine = sorted(p for p in code.rglob("*") if p.is_file() and p.suffix in SUFFIXES) if code.is_dir() else []
+    """The attempt's scripts against the corpus: the closest pair, flagged over THRESHOLD.
+
+    The agent wrote code/: its scripts are copied through `files.read_untrusted` (no link followed, no FIFO or
+    device opened, at most MAX_SCRIPT_BYTES each) into a harness-private folder, and Dolos reads the copies."""
     refs = sorted(p for p in corpus.iterdir() if p.suffix in SUFFIXES) if corpus.is_dir() else []
-    if not mine or not refs:
-        why = "no code in the attempt" if not mine else f"no reference corpus in {corpus}"
-        return Finding(attempt_id, competition_id, None, None, None, False, why)
+    with tempfile.TemporaryDirectory(prefix="hpc-mle-plagiarism-") as tmp:
+        copies = _copy_scripts(code, Path(tmp))
+        if not copies or not refs:
+            why = "no code in the attempt" if not copies else f"no reference corpus in {corpus}"
+            return Finding(attempt_id, competition_id, None, None, None, False, why)
+        return _closest(attempt_id, competition_id, copies, refs, dolos)
+
+
+def _copy_scripts(code: Path, into: Path) -> dict[Path, str]:
+    """Copies of the attempt's scripts (regular files only, walked without following links): copy -> its name."""
+    copies: dict[Path, str] = {}
+    if code.is_symlink() or not code.is_dir():
+        return copies
+    into.mkdir(parents=True, exist_ok=True)
+    for root, _dirs, names in os.walk(code, followlinks=False):
+        for name in sorted(names):
+            rel = (Path(root) / name).relative_to(code)
+            if rel.suffix not in SUFFIXES:
+                continue
+            try:
+                data = files.read_untrusted(code, rel, MAX_SCRIPT_BYTES)
+            except (OSError, files.UnsafeFile, ValueError):
+                continue  # a link, FIFO, device, hard link or oversized file: not the agent's code to compare
+            target = into / f"{len(copies):05d}{rel.suffix}"
+            target.write_bytes(data)
+            copies[target] = rel.as_posix()
+    return copies
+
+
+def _closest(attempt_id: str, competition_id: str, copies: dict[Path, str], refs: list[Path],
+             dolos: Dolos | None) -> Finding:
+    mine = sorted(copies)
     pairs = similarities(mine + refs, dolos)
     ref_names, my_names = {str(p) for p in refs}, {str(p) for p in mine}
     cross = pairs[(pairs["left"].isin(my_names) & pairs["right"].isin(ref_names))
@@ -152,8 +185,7 @@ def check_attempt(attempt_id: str, competition_id: str, code: Path, corpus: Path
     top = cross.loc[cross["similarity"].idxmax()]
     ref, own = (top["right"], top["left"]) if top["right"] in ref_names else (top["left"], top["right"])
     sim = float(top["similarity"])
-    return Finding(attempt_id, competition_id, sim, Path(ref).name, str(Path(own).relative_to(code)),
-                   sim > THRESHOLD)
+    return Finding(attempt_id, competition_id, sim, Path(ref).name, copies[Path(own)], sim > THRESHOLD)
 
 
 def check_sweep(sweep_dir: Path, data_dir=None) -> pd.DataFrame:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 from types import SimpleNamespace
@@ -154,3 +155,21 @@ def test_the_command_checks_every_attempt_of_a_sweep(corpus: Path, tmp_path: Pat
     assert "1 of 3 attempts flagged (> 60 %)" in result.output
     table = pd.read_csv(sweep / "analysis" / "plagiarism.csv")
     assert table.set_index("attempt")["flagged"].to_dict() == {"copied": True, "clean": False, "empty": False}
+
+
+def test_an_agents_links_fifos_and_huge_files_in_code_are_never_read(tmp_path: Path, monkeypatch) -> None:
+    """code/ is the agent's: only its regular scripts are copied for Dolos; a link (to answers), a FIFO (that
+    would block a reader) and an oversized file are skipped without being opened."""
+    code = tmp_path / "code"
+    (code / "pkg").mkdir(parents=True)
+    (code / "pkg" / "model.py").write_text(UNRELATED)
+    secret = tmp_path / "answers.py"
+    secret.write_text("ANSWERS = [1, 0, 1]\n")
+    (code / "answers.py").symlink_to(secret)
+    (code / "linked_dir").symlink_to(tmp_path, target_is_directory=True)
+    os.mkfifo(code / "blocks.py")
+    monkeypatch.setattr(plagiarism, "MAX_SCRIPT_BYTES", 1000)
+    (code / "huge.py").write_text("x = 1\n" * 1000)
+    copies = plagiarism._copy_scripts(code, tmp_path / "copies")
+    assert sorted(copies.values()) == ["pkg/model.py"]
+    assert [p.read_text() for p in copies] == [UNRELATED]
