@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import socketserver
 import tempfile
 import threading
@@ -37,6 +38,8 @@ REQUEST_DEADLINE_S = 900.0  # a whole upload, however slowly it trickles in
 BUSY_WAIT_S = 300.0  # a second concurrent request waits this long for the first, then gets 429
 MULTIPART_SLACK = 64 * 1024  # headers and boundaries around the file in a multipart body
 MAX_PART_HEADERS = 16 * 1024
+LINGER_S = 2.0  # after a reply, how long the server reads (and drops) what the client still sends
+LINGER_BYTES = 1 << 20
 
 
 class UploadError(Exception):
@@ -56,6 +59,25 @@ class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     max_upload: int
     lock: threading.Lock
     busy: threading.Lock  # one validation at a time per attempt: the memory of one parse, never two
+
+    def shutdown_request(self, request) -> None:
+        """Close as HTTP servers do after refusing a body: send our end, drop what is still coming, then close.
+
+        Closing a socket with unread bytes resets it, and the client may then lose the 413/429 reply it was
+        sent before reading it. The drain is bounded by LINGER_S and LINGER_BYTES.
+        """
+        try:
+            request.shutdown(socket.SHUT_WR)
+            request.settimeout(LINGER_S)
+            deadline, left = time.monotonic() + LINGER_S, LINGER_BYTES
+            while left > 0 and time.monotonic() < deadline:
+                data = request.recv(min(CHUNK, left))
+                if not data:
+                    break
+                left -= len(data)
+        except OSError:
+            pass
+        self.close_request(request)
     calls: int = 0
 
 

@@ -246,6 +246,34 @@ def test_validator_streams_uploads_one_at_a_time_and_echoes_nothing(hostile):
 
 
 
+def test_refused_upload_reply_is_never_lost_to_a_reset(tmp_path):
+    """A 413 sent before the body is read reaches the client: closing with unread bytes would reset it (CI saw it)."""
+    import http.client
+    import socket
+
+    from hpc_mle.validator import Validator
+
+    class Conn(http.client.HTTPConnection):
+        def connect(self):
+            self.sock = socket.socket(socket.AF_UNIX)
+            self.sock.connect(str(tmp_path / "v.sock"))
+
+    statuses = []
+    with Validator(tmp_path / "v.sock", "mini-churn", None, tmp_path / "v.jsonl"):
+        for _ in range(300):  # without the lingering close about 1 in 100 of these lost their reply here
+            conn = Conn("localhost", timeout=30)
+            try:
+                conn.request("POST", "/validate", body=b"id,churn\n" * 1000,
+                             headers={"Content-Type": "text/csv", "Content-Length": str(3 << 30)})
+                reply = conn.getresponse()
+                statuses.append((reply.status, json.loads(reply.read())["result"][:39]))
+            except OSError as exc:
+                statuses.append((None, str(exc)))
+            finally:
+                conn.close()
+    assert set(statuses) == {(413, "Submission not checked: upload is 3.0 G")}, statuses
+
+
 def test_multipart_field_is_streamed_whatever_the_chunking():
     """The validator's streaming multipart reader finds the field however the body is cut into reads."""
     import io
