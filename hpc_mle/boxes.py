@@ -17,7 +17,7 @@ from collections import defaultdict
 import numpy as np
 import pandas as pd
 
-from hpc_mle.metrics import InvalidSubmission
+from hpc_mle.metric_types import InvalidSubmission
 
 # ---------------------------------------------------------------- v1's pairing of rows by id
 

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from hpc_mle import paths
+from hpc_mle.metric_types import V1_RESULTS
 
 SPEC_FILE = "spec.yaml"
 SPLITS = ("low", "medium", "high", "dev", "mini")
@@ -50,7 +51,6 @@ ROW_ORDERS += ("by-metric",)
 #   id may repeat a different number of times than in the answers (hms v1, whose answers repeat eeg_ids);
 #   the submission's other non-id columns follow the scored ones in y_pred (v1's hms metric checks them).
 ROW_ORDERS += ("id-set-sorted",)
-V1_RESULTS = ("numpy", "python")  # the type v1's grader returned (see hpc_mle.metrics.Metric.v1_result)
 DOWNLOADS = ("none", "kaggle")  # where `prepare` gets the raw files: nowhere (packages) or the Kaggle API
 
 

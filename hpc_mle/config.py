@@ -207,6 +207,31 @@ class ConfigError(ValueError):
     """A config mistake worded for the user: the key or file, what is wrong, and the fix."""
 
 
+class PlanError(ValueError):
+    """The sweep cannot be planned as asked. Defined here, under `hpc_mle.plan` (which re-exports it),
+    because `duration_s` raises it and config validation reads durations."""
+
+
+def duration_s(text: str | int | float) -> float:
+    """'90', '90s', '10m', '1.5h', '24h', '2d' -> seconds."""
+    if isinstance(text, (int, float)):
+        return float(text)
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    t = str(text).strip().lower()
+    try:
+        return float(t[:-1]) * units[t[-1]] if t and t[-1] in units else float(t)
+    except ValueError:
+        raise PlanError(f"{text!r} is not a duration; use e.g. 90s, 10m, 24h") from None
+
+
+def format_duration(seconds: float) -> str:
+    """600 -> '10m', 30 -> '30s', 86400 -> '24h': the shortest exact spelling, in the units of conf/runtime."""
+    for unit, size in (("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"
+
+
 GROUP_FILE_SUFFIXES = (".yaml", ".yml")
 
 
@@ -487,8 +512,6 @@ AUTO_DURATIONS = {"model.serve_conf.time"}  # may be `auto` (hpc_mle.slurm.serve
 def validate(cfg: Any) -> None:
     """Refuse numbers and durations that cannot work (`runtime.time_limit=-5m`, `cluster.max_parallel=0`)."""
     from omegaconf import OmegaConf
-
-    from hpc_mle.plan import PlanError, duration_s
 
     for key, (least, why) in DURATIONS.items():
         value = OmegaConf.select(cfg, key)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from hpc_mle.competitions import V1_RESULTS
+from hpc_mle.metric_types import V1_RESULTS, InvalidSubmission
 
 # scikit-learn is imported inside the metrics that use it: planning a sweep loads the registry (which
 # checks metric names) and should not pay a second for importing it.
@@ -28,10 +28,6 @@ from hpc_mle.competitions import V1_RESULTS
 # and no longer renormalises rows. MLE-bench v1 results were graded that way; we fix it here so the
 # score does not move with the installed scikit-learn.
 LOG_LOSS_EPS = float(np.finfo(np.float64).eps)
-
-
-class InvalidSubmission(ValueError):
-    """The submission cannot be scored; `str(exc)` is the reason shown to users and agents."""
 
 
 MetricFn = Callable[..., float]

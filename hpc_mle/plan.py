@@ -28,6 +28,7 @@ from hydra.core.override_parser.types import OverrideType
 from omegaconf import DictConfig, OmegaConf
 
 from hpc_mle import competitions, paths
+from hpc_mle.config import PlanError, duration_s, format_duration  # re-exported: callers use plan.*
 from hpc_mle.config import register as _register_schema
 from hpc_mle.files import atomic_write_json, atomic_write_text
 from hpc_mle.grading import GRADING_MODES
@@ -38,30 +39,6 @@ SWEEP_FILE = "sweep.json"
 LOCK_FILE = ".lock"
 # Options that change how a launch behaves, not what it studies: they do not change the sweep's folder.
 NOT_IDENTIFYING = {"dry_run", "retry_agent_failures", "cluster.max_parallel", "cluster.array_throttle"}
-
-
-class PlanError(ValueError):
-    pass
-
-
-def duration_s(text: str | int | float) -> float:
-    """'90', '90s', '10m', '1.5h', '24h', '2d' -> seconds."""
-    if isinstance(text, (int, float)):
-        return float(text)
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    t = str(text).strip().lower()
-    try:
-        return float(t[:-1]) * units[t[-1]] if t and t[-1] in units else float(t)
-    except ValueError:
-        raise PlanError(f"{text!r} is not a duration; use e.g. 90s, 10m, 24h") from None
-
-
-def format_duration(seconds: float) -> str:
-    """600 -> '10m', 30 -> '30s', 86400 -> '24h': the shortest exact spelling, in the units of conf/runtime."""
-    for unit, size in (("h", 3600), ("m", 60)):
-        if seconds >= size and seconds % size == 0:
-            return f"{seconds / size:g}{unit}"
-    return f"{seconds:g}s"
 
 
 def runtime_label(name: str, budget_s: float) -> str:
