@@ -2,8 +2,9 @@
 
 No paid API is reachable from tests or compute nodes, so proxy tests and end-to-end agent runs talk to
 this server instead. It speaks OpenAI chat completions (`/v1/chat/completions`, streaming, tool and
-function calls), the responses API (`/v1/responses`, streaming), `/v1/models`, vLLM's `/health`, and
-Anthropic messages (`/v1/messages`, streaming, tool use).
+function calls), the responses API (`/v1/responses`, streaming), legacy completions (`/v1/completions`,
+with per-token prompt log-probabilities: see below), `/v1/models`, vLLM's `/health`, and Anthropic
+messages (`/v1/messages`, streaming, tool use).
 
     python -m hpc_mle.llm.testserver --host 127.0.0.1 --port 0 --script script.json --port-file port.txt
 
@@ -32,6 +33,19 @@ stream drops its connection after that many chunks, before its usage: an upstrea
 `cache_read_input_tokens` / `cache_creation_input_tokens` (reported in usage as given, apart from
 `input_tokens` as Anthropic does, so prompt-cache accounting can be tested).
 
+Completions (`/v1/completions`, not streamed): `prompt` is a string or a list of them (one choice each);
+the answer's `content`, cut to `max_tokens` words, is the generated text. Tokens are whitespace-separated
+words, each with the whitespace before it (as BPE tokenisers attach it). Each token's log-probability is
+the answer's `word_logprobs[word]` when given (the word without its whitespace), else its `logprob`: a
+number for every token, or "hash" (the default): -(n % 1000 + 1) / 100 with n the first 4 bytes of the
+word's SHA-256, so different texts get different means. Two request forms return them for the prompt:
+vLLM's `prompt_logprobs: k` (each choice's `prompt_logprobs`: None for the first token, then per token a
+dict token id -> {logprob, rank, decoded_token}, the prompt's own token first, then up to k better-ranked
+ones) and the legacy OpenAI `echo: true` with `logprobs: k` (`choices[i].logprobs`: `tokens`,
+`token_logprobs` with None first, `top_logprobs`, `text_offset`; the generated tokens follow the prompt's).
+The answer's `prompt_logprobs` says which forms the endpoint accepts: "both" (the default, as vLLM),
+"vllm", "echo", or "none" (as hosted chat models); a form it does not accept is answered 400 naming the field.
+
 Usage is deterministic: input tokens = whitespace-separated words of the request's text, output
 tokens = words of the content plus the tool's name and its JSON arguments. With an `api_key`, every
 model endpoint requires it (Bearer for OpenAI paths, x-api-key for Anthropic's) and answers 401 otherwise.
@@ -41,6 +55,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import re
 import threading
@@ -55,6 +70,7 @@ from aiohttp import web
 from hpc_mle.llm.serving import BackgroundApp, tcp_socket
 
 DEFAULT_ANSWER = {"content": "OK", "tool_call": None, "status": 200}
+PROMPT_LOGPROB_FORMS = ("both", "vllm", "echo", "none")
 
 
 # ---------------------------------------------------------------- the script
@@ -115,8 +131,10 @@ def _content_text(content: Any) -> str:
 
 
 def request_text(body: dict[str, Any]) -> str:
-    """Every message content, one per line, then the names of the tools/functions offered."""
-    texts = [_content_text(body.get("system")), _content_text(body.get("instructions"))]
+    """Every message content (and a completion's prompt), one per line, then the names of the tools/functions
+    offered."""
+    texts = [_content_text(body.get("system")), _content_text(body.get("instructions")),
+             _content_text(body.get("prompt"))]
     items = body.get("messages") or body.get("input") or []
     if isinstance(items, str):
         items = [{"content": items}]
@@ -136,6 +154,53 @@ def _output_words(answer: dict[str, Any]) -> int:
     if answer.get("tool_call"):
         n += _words(str(answer["tool_call"]["name"])) + _words(_arguments(answer))
     return n
+
+
+def _digest(word: str, salt: str = "") -> int:
+    return int.from_bytes(hashlib.sha256((salt + word).encode()).digest()[:4], "big")
+
+
+def prompt_tokens(text: str) -> list[str]:
+    """The scripted tokenisation: words, each with the whitespace before it; joined they give `text` (less
+    any trailing whitespace) back."""
+    return re.findall(r"\s*\S+", text)
+
+
+def token_logprob(token: str, answer: dict[str, Any]) -> float:
+    """A token's scripted log-probability: `word_logprobs[word]`, else `logprob` (a number, or "hash")."""
+    word = token.strip()
+    fixed = answer.get("word_logprobs") or {}
+    if word in fixed:
+        return float(fixed[word])
+    rule = answer.get("logprob", "hash")
+    return -(_digest(word) % 1000 + 1) / 100 if rule == "hash" else float(rule)
+
+
+def _token_id(token: str) -> int:
+    return _digest(token, "id:") % 100_000
+
+
+def _vllm_position(token: str, answer: dict[str, Any], k: int) -> dict[str, dict[str, Any]]:
+    """One prompt position as vLLM gives it: the prompt's own token first, then up to k better-ranked ones."""
+    lp = token_logprob(token, answer)
+    rank = 1 + int(-lp)
+    out = {str(_token_id(token)): {"logprob": lp, "rank": rank, "decoded_token": token}}
+    for better in range(1, min(k, rank - 1) + 1):
+        out[str(100_000 + better)] = {"logprob": lp * better / rank, "rank": better, "decoded_token": f"<top{better}>"}
+    return out
+
+
+def _legacy_logprobs(tokens: list[str], answer: dict[str, Any], k: int, first_none: bool) -> dict[str, Any]:
+    """OpenAI's legacy `logprobs` object over `tokens` (None for the first when it starts the prompt)."""
+    lps: list[float | None] = [token_logprob(t, answer) for t in tokens]
+    tops: list[dict[str, float] | None] = [{t: lp} if k else {} for t, lp in zip(tokens, lps, strict=True)]
+    if first_none and tokens:
+        lps[0] = tops[0] = None
+    offsets, at = [], 0
+    for t in tokens:
+        offsets.append(at)
+        at += len(t)
+    return {"tokens": tokens, "token_logprobs": lps, "top_logprobs": tops, "text_offset": offsets}
 
 
 def _id(prefix: str) -> str:
@@ -164,6 +229,7 @@ class TestServer:
         self.app.router.add_get("/health", self._health)
         self.app.router.add_get("/v1/models", self._models)
         self.app.router.add_post("/v1/chat/completions", self._chat)
+        self.app.router.add_post("/v1/completions", self._completions)
         self.app.router.add_post("/v1/responses", self._responses)
         self.app.router.add_post("/v1/messages", self._messages)
         self.background: BackgroundApp | None = None
@@ -287,6 +353,64 @@ class TestServer:
             chunks.append(_sse({**base, "object": "chat.completion.chunk", "choices": [], "usage": usage}))
         chunks.append(_sse("[DONE]"))
         return await self._stream(request, chunks, answer)
+
+    # ------------------------------------------------------------ OpenAI legacy completions (and vLLM's)
+
+    @staticmethod
+    def _refused_form(body: dict[str, Any], answer: dict[str, Any]) -> str | None:
+        """The prompt log-probability field this endpoint does not accept, if the request uses one."""
+        accepts = answer.get("prompt_logprobs") or "both"
+        if accepts not in PROMPT_LOGPROB_FORMS:
+            raise ValueError(f"script: prompt_logprobs must be one of {PROMPT_LOGPROB_FORMS}, not {accepts!r}")
+        if body.get("prompt_logprobs") is not None and accepts not in ("both", "vllm"):
+            return "prompt_logprobs"
+        if body.get("echo") and body.get("logprobs") is not None and accepts not in ("both", "echo"):
+            return "echo"
+        return None
+
+    @staticmethod
+    def _generated(body: dict[str, Any], answer: dict[str, Any]) -> list[str]:
+        """The answer's words as generated tokens (space first), at most `max_tokens` (default 16) of them."""
+        limit = body.get("max_tokens")
+        words = [f" {w}" for w in (answer.get("content") or "").split()]
+        return words[: 16 if limit is None else max(int(limit), 0)]
+
+    def _choice(self, index: int, prompt: str, body: dict[str, Any], answer: dict[str, Any]) -> dict[str, Any]:
+        """One completion choice: the generated words, and log-probabilities in the form the request asked."""
+        generated = self._generated(body, answer)
+        tokens, echo = prompt_tokens(prompt), bool(body.get("echo"))
+        k = body.get("logprobs")
+        cut = len(generated) < len((answer.get("content") or "").split())
+        choice: dict[str, Any] = {"index": index, "text": (prompt if echo else "") + "".join(generated),
+                                  "logprobs": None, "stop_reason": None, "finish_reason": "length" if cut else "stop"}
+        if k is not None:
+            choice["logprobs"] = _legacy_logprobs((tokens if echo else []) + generated, answer, int(k), echo)
+        if body.get("prompt_logprobs") is not None:
+            kp = int(body["prompt_logprobs"])
+            choice["prompt_logprobs"] = [None] + [_vllm_position(t, answer, kp) for t in tokens[1:]]
+        return choice
+
+    async def _completions(self, request: web.Request) -> web.StreamResponse:
+        begun = await self._begin(request, anthropic=False)
+        if isinstance(begun, web.Response):
+            return begun
+        body, answer = begun
+        prompts = body.get("prompt")
+        prompts = [prompts] if isinstance(prompts, str) else prompts
+        if not isinstance(prompts, list) or not prompts or not all(isinstance(p, str) for p in prompts):
+            return self._error(False, 400, "testserver: prompt must be a string or a list of strings",
+                               "invalid_request_error")
+        refused = self._refused_form(body, answer)
+        if refused:
+            return self._error(False, 400, f"testserver: this model does not return prompt log-probabilities "
+                               f"({refused} is not supported)", "invalid_request_error")
+        choices = [self._choice(i, p, body, answer) for i, p in enumerate(prompts)]
+        used = sum(len(prompt_tokens(p)) for p in prompts)
+        made = len(self._generated(body, answer)) * len(prompts)
+        return web.json_response({"id": _id("cmpl-"), "object": "text_completion", "created": int(time.time()),
+                                  "model": body.get("model") or self.script.models[0], "choices": choices,
+                                  "usage": {"prompt_tokens": used, "completion_tokens": made,
+                                            "total_tokens": used + made}})
 
     # ------------------------------------------------------------ OpenAI responses
 
