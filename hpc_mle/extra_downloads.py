@@ -23,6 +23,7 @@ from pathlib import Path
 
 from hpc_mle.competitions import CompetitionSpec, ExtraDownload
 from hpc_mle.files import md5sum
+from hpc_mle.prepare_errors import Unavailable
 
 STAGING_SUBDIR = ".download-extra"
 CHUNK_BYTES = 1 << 20
@@ -47,12 +48,6 @@ class _Transient(Exception):
 
 class _NoNetwork(Exception):
     """The host name does not resolve: no internet here (a compute node); retrying cannot help."""
-
-
-def _unavailable(message: str, kind: str):
-    from hpc_mle.kaggle import Unavailable  # lazily: kaggle imports the prepare package
-
-    return Unavailable(message, kind)
 
 
 def _manual_fetch(item: ExtraDownload, raw: Path) -> str:
@@ -106,10 +101,10 @@ def fetch(item: ExtraDownload, raw: Path, staging: Path, *, retry: Retry | None 
         except (_Transient, _NoNetwork) as exc:
             if attempt == retry.attempts or isinstance(exc, _NoNetwork):
                 tries = f"after {attempt} tries " if isinstance(exc, _Transient) else ""
-                raise _unavailable(f"{item.file}: could not be downloaded from {item.source} {tries}({exc}). "
-                                   "Compute nodes usually have no internet: run `hpc-mle prepare` on a login "
-                                   f"node, or fetch the file there with `{_manual_fetch(item, raw)}`.",
-                                   "network") from None
+                raise Unavailable(f"{item.file}: could not be downloaded from {item.source} {tries}({exc}). "
+                                  "Compute nodes usually have no internet: run `hpc-mle prepare` on a login "
+                                  f"node, or fetch the file there with `{_manual_fetch(item, raw)}`.",
+                                  "network") from None
             wait = retry.delay(attempt)
             log(f"{item.file}: {exc}; retry {attempt}/{retry.attempts - 1} in {wait:.1f} s")
             time.sleep(wait)
@@ -131,8 +126,8 @@ def fetch(item: ExtraDownload, raw: Path, staging: Path, *, retry: Retry | None 
 
 def _check_md5(item: ExtraDownload, path: Path, fix: str) -> None:
     if item.md5 and (got := md5sum(path)) != item.md5:
-        raise _unavailable(f"{path}: MD5 {got} differs from the expected {item.md5} of the {item.source} file. "
-                           f"{fix}", "checksum")
+        raise Unavailable(f"{path}: MD5 {got} differs from the expected {item.md5} of the {item.source} file. "
+                          f"{fix}", "checksum")
 
 
 def _download(item: ExtraDownload, partial: Path, log: Callable[[str], None]) -> None:
@@ -149,9 +144,9 @@ def _download(item: ExtraDownload, partial: Path, log: Callable[[str], None]) ->
             raise _Transient("the server refused to resume; starting over") from None
         if exc.code == 429 or exc.code >= 500:
             raise _Transient(f"HTTP {exc.code} {exc.reason}") from None
-        raise _unavailable(f"{item.file}: {item.source} answered HTTP {exc.code} {exc.reason} for {item.url}. "
-                           "Fix: check the URL in the spec's extra_downloads; if the record moved, place the file "
-                           f"in raw/ by hand.", "not-found" if exc.code == 404 else "refused") from None
+        raise Unavailable(f"{item.file}: {item.source} answered HTTP {exc.code} {exc.reason} for {item.url}. "
+                          "Fix: check the URL in the spec's extra_downloads; if the record moved, place the file "
+                          f"in raw/ by hand.", "not-found" if exc.code == 404 else "refused") from None
     except urllib.error.URLError as exc:
         if isinstance(exc.reason, socket.gaierror):
             raise _NoNetwork(f"cannot resolve the host of {item.url}: {exc.reason}") from None

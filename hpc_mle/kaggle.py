@@ -30,9 +30,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from hpc_mle import competitions, paths
+from hpc_mle import competitions, paths, prepared
+from hpc_mle.download_record import MANIFEST
 from hpc_mle.files import atomic_write_json, md5sum, resumable_dir
-from hpc_mle.prepare import PrepareError
+from hpc_mle.prepare_errors import CredentialsError, KaggleError, PrepareError, Unavailable  # re-exported
 
 RULES_URL = "https://www.kaggle.com/c/{id}/rules"
 TOKEN_URL = "https://www.kaggle.com/settings"
@@ -40,28 +41,7 @@ TOKEN_URL = "https://www.kaggle.com/settings"
 DISK_FACTOR = 3.0
 PREPARE_JOB_MEM_GB = 16  # a prepare job's memory when no spec asks for more
 DOWNLOAD_SUBDIR = ".download"
-MANIFEST = "download.json"
 GB = 1024**3
-
-
-class KaggleError(PrepareError):
-    """Something Kaggle-related stops a preparation; `kind` says what (for the table)."""
-
-    kind = "failed"
-
-
-class CredentialsError(KaggleError):
-    """No usable Kaggle credentials: stops every download, so it is raised before anything is written."""
-
-    kind = "credentials"
-
-
-class Unavailable(KaggleError):
-    """This competition cannot be downloaded now (rules, not found, failed after retries, checksum)."""
-
-    def __init__(self, message: str, kind: str = "failed") -> None:
-        super().__init__(message)
-        self.kind = kind
 
 
 # ---------------------------------------------------------------- credentials
@@ -306,12 +286,10 @@ def _has_files(folder: Path) -> bool:
 
 def needs_download(cid: str, data_dir=None) -> bool:
     """True when preparing would call Kaggle: a kaggle spec, not prepared, no raw files, no complete zip."""
-    from hpc_mle import prepare
-
     spec = competitions.get(cid)
     # The cheap checks first: is_prepared hashes every prepared file.
     return (spec.download == "kaggle" and spec.implemented and not _has_files(paths.raw_dir(cid, data_dir))
-            and not zip_path(cid, data_dir).is_file() and not prepare.is_prepared(cid, data_dir))
+            and not zip_path(cid, data_dir).is_file() and not prepared.is_prepared(cid, data_dir))
 
 
 def download(cid: str, data_dir=None, policy: RetryPolicy | None = None,
@@ -515,8 +493,6 @@ def preflight(ids: list[str], data_dir=None, memory_gb: float | None = None, ask
     Raises CredentialsError when a download is needed and no usable credentials exist. With `ask_kaggle`
     false, Kaggle is not asked (rules "?", sizes from the specs): what can be said before credentials exist.
     """
-    from hpc_mle import prepare
-
     specs = competitions.registry()
     rows: list[CheckRow] = []
     to_probe: list[CheckRow] = []
@@ -525,7 +501,7 @@ def preflight(ids: list[str], data_dir=None, memory_gb: float | None = None, ask
         row = CheckRow(cid, spec.download, "", size_gb=spec.dataset_size_gb, memory_gb=spec.prepare_memory_gb)
         if not spec.implemented:
             row.state, row.blocker = "no preparer yet", "its data preparation is not written yet"
-        elif prepare.is_prepared(cid, data_dir):
+        elif prepared.is_prepared(cid, data_dir):
             row.state = "prepared"
         elif spec.download != "kaggle" or _has_files(paths.raw_dir(cid, data_dir)):
             row.state = "raw files present" if spec.download == "kaggle" else "packaged data"
@@ -611,7 +587,7 @@ def submit_prepare(ids: list[str], data_dir, cluster, *, description: str = "our
     """Submit `prepare` of these competitions as one job on the cluster's data partition."""
     import submitit
 
-    from hpc_mle.plan import duration_s
+    from hpc_mle.config import duration_s
 
     root = paths.data_root(data_dir)
     ex = submitit.AutoExecutor(folder=str(root / ".slurm" / "%j"), cluster="slurm")

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import yaml
 
-from hpc_mle import paths
+from hpc_mle import download_record, paths
 from hpc_mle.files import atomic_write_bytes, atomic_write_json, md5sum
 
 LFS_MAGIC = b"version https://git-lfs"
@@ -133,13 +133,8 @@ def verify(cid: str, data_dir=None) -> Verification:
                 not_comparable.append(f"{part}/{name}")
             elif str(w[name]) != g[name]:
                 diffs.append(f"{part}/{name} (md5)")
-    from hpc_mle import kaggle
-
-    manifest = paths.competition_dir(cid, data_dir) / kaggle.MANIFEST
-    if want.get("zip") and manifest.is_file():
-        import json
-
-        recorded = json.loads(manifest.read_text()).get("md5")
+    if want.get("zip"):
+        recorded = download_record.recorded_md5(cid, data_dir)
         if recorded and recorded != str(want["zip"]):
             diffs.append("zip (md5)")
     return Verification("mismatch" if diffs else "match", diffs, not_comparable)

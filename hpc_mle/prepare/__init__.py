@@ -21,13 +21,11 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import json
 import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import yaml
 
@@ -44,13 +42,12 @@ from hpc_mle.files import (
     resumable_dir,
     tree_checksums,
 )
+from hpc_mle.prepare_errors import PrepareError
+from hpc_mle.prepared import current_checksums, current_sizes, is_prepared, recorded_checksums
+from hpc_mle.prepared import verify as verify  # re-exported: callers use prepare.verify, prepare.is_prepared
 
 EXPECTED_CHECKSUMS = "checksums.yaml"
 DESCRIPTIONS = ("ours", "upstream")
-
-
-class PrepareError(RuntimeError):
-    pass
 
 
 @dataclass(frozen=True)
@@ -71,68 +68,6 @@ def load_preparer(spec: CompetitionSpec):
     except (ImportError, AttributeError) as exc:
         raise PrepareError(f"{spec.spec_path}: field 'preparer': cannot load {spec.preparer!r} ({exc}). "
                            "Fix: name an importable 'module:function'.") from exc
-
-
-def recorded_checksums(competition_id: str, data_dir=None) -> dict | None:
-    path = paths.checksum_file(competition_id, data_dir)
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def current_checksums(competition_id: str, data_dir=None) -> dict[str, dict[str, str]]:
-    return {
-        "public": tree_checksums(paths.public_dir(competition_id, data_dir)),
-        "private": tree_checksums(paths.private_dir(competition_id, data_dir)),
-    }
-
-
-def verify(competition_id: str, data_dir=None, *, quick: bool = False) -> list[str]:
-    """Problems with a prepared competition (empty list = complete and untouched).
-
-    `quick` compares names and sizes only (what a launch needs to know in seconds; reading every byte of a
-    300 GB competition takes an hour); the full check compares every file's MD5.
-    """
-    recorded = recorded_checksums(competition_id, data_dir)
-    if recorded is None:
-        return [f"{competition_id}: not prepared (no {paths.checksum_file(competition_id, data_dir)})"]
-    if quick:
-        sizes = recorded.get("sizes", {})
-        return _compare(recorded, current_sizes(competition_id, data_dir), lambda part, name, have: (
-            f"{have} bytes, not {sizes[part][name]}" if name in sizes.get(part, {}) and sizes[part][name] != have
-            else None))
-    return _compare(recorded, current_checksums(competition_id, data_dir), lambda part, name, have: (
-        f"md5 {have} != {recorded[part][name]}" if have != recorded[part][name] else None))
-
-
-def _compare(recorded: dict, current: dict, differs: Callable[[str, str, Any], str | None]) -> list[str]:
-    """Missing, extra and changed files of public/ and private/; `differs` says how a present file changed."""
-    problems = []
-    for part in ("public", "private"):
-        want, have = recorded.get(part, {}), current[part]
-        for name in sorted(set(want) | set(have)):
-            if name not in have:
-                problems.append(f"{part}/{name}: missing")
-            elif name not in want:
-                problems.append(f"{part}/{name}: not part of the preparation")
-            elif change := differs(part, name, have[name]):
-                problems.append(f"{part}/{name}: changed since preparation ({change})")
-    return problems
-
-
-def current_sizes(competition_id: str, data_dir=None) -> dict[str, dict[str, int]]:
-    """Byte size of every prepared file, keyed as in checksums.json."""
-    out = {}
-    for part, root in (("public", paths.public_dir(competition_id, data_dir)),
-                       ("private", paths.private_dir(competition_id, data_dir))):
-        out[part] = {p.relative_to(root).as_posix(): p.stat().st_size for p in sorted(root.rglob("*"))
-                     if p.is_file() and not p.name.startswith(".")} if root.is_dir() else {}
-    return out
-
-
-def is_prepared(competition_id: str, data_dir=None) -> bool:
-    return not verify(competition_id, data_dir)  # no checksums.json is a problem too
 
 
 def expected_checksums(spec: CompetitionSpec) -> dict | None:
