@@ -10,7 +10,7 @@ failed counts as a failure; then mean ± SEM (n-1; 0 with one seed) over positio
 (competition, position) cells are handled as `MISSING_MODES` says: padded as failures up to the most
 seeds any competition has (the default, upstream's --pad-missing), or only the positions every
 competition completed are kept (upstream's default). Every table names the mode.
-`report.py` renders all of it; `analyse_sweep` (the analysis job) writes it into `analysis/`.
+`report.py` renders all of it; `report.analyse_sweep` (the analysis job) writes it into `analysis/`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import dataclasses
 import itertools
 import json
 import math
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,8 @@ import pandas as pd
 
 from hpc_mle import competitions, grading, plan
 from hpc_mle import status as sweep_state  # one vocabulary of states (status.STATES), as `hpc-mle status`
+from hpc_mle.config import DESCRIPTIONS, MISSING_MODES  # re-exported: callers use analysis.*
+from hpc_mle.files import atomic_write_text, read_json
 from hpc_mle.textsafe import md_cell, md_row
 
 SETTING = ["scaffold", "model", "runtime", "hardware"]
@@ -49,13 +51,9 @@ REPORT_FIELDS = [f.name for f in dataclasses.fields(grading.CompetitionReport)]
 BOOL_FIELDS = ["any_medal", "gold_medal", "silver_medal", "bronze_medal", "above_median", "submission_exists",
                "valid_submission", "is_lower_better", "grader_error", "unsandboxed"]
 USAGE = ["input_tokens", "output_tokens", "cost_usd"]
-MISSING_MODES = {  # how missing (competition, seed) cells count; the first is the default
-    "pad": "missing (competition, seed) cells padded as failures (upstream's --pad-missing)",
-    "complete-seeds": "only the seeds every competition completed (upstream's default; none if a competition "
-                      "has no graded attempt)",
-}
 DEFAULT_MISSING = "pad"
-DESCRIPTIONS = ("original", "obfuscated")  # benchmark.description: the contamination study's axis
+AUDIT_FILE = "audit.json"  # the sweep's rule-violation audit (hpc_mle.audit writes it)
+COMPARISON = "compare.md"  # analysis/compare.md: this sweep against the one it names as `compare_with`
 
 
 # ---------------------------------------------------------------- what the splits hold
@@ -134,6 +132,18 @@ def _telemetry(status: dict[str, Any]) -> dict[str, float]:
     return out
 
 
+def _hardware(status: dict[str, Any]) -> dict[str, Any]:
+    """What the attempt's harness recorded of its node at the start (telemetry `hardware`): the GPUs it saw, not
+    the planned label; nothing for an attempt that recorded none (older attempts, a start that never ran)."""
+    hw = (status.get("telemetry") or {}).get("hardware")
+    if not isinstance(hw, dict) or "gpu_label" not in hw:
+        return {}
+    memory = hw.get("memory_mib")
+    return {"gpu_seen": hw.get("gpu_label"), "gpus_seen": hw.get("gpu_count"), "gpu_driver": hw.get("driver_version"),
+            "cuda_visible_devices": hw.get("cuda_visible_devices"), "node": hw.get("node"),
+            "cpus_seen": hw.get("cpu_count"), "memory_gib_seen": round(memory / 1024, 1) if memory else None}
+
+
 def _planned_splits(sweep_dir: Path, config_ids: Iterable[str]) -> dict[str, str]:
     out = {}
     for cid in set(config_ids):
@@ -145,7 +155,8 @@ def _planned_splits(sweep_dir: Path, config_ids: Iterable[str]) -> dict[str, str
 
 
 def load_results(sweep_dir: Path) -> pd.DataFrame:
-    """One row per planned attempt, graded or not: manifest, grade, snapshots, telemetry, tokens."""
+    """One row per planned attempt, graded or not: manifest, grade, snapshots, telemetry, the hardware it saw,
+    tokens, and `audit_flag` (the rubric item) where the sweep's audit flagged it."""
     sweep_dir = Path(sweep_dir)
     manifest = plan.read_manifest(sweep_dir)
     if manifest is None or manifest.empty:
@@ -174,9 +185,31 @@ def load_results(sweep_dir: Path) -> pd.DataFrame:
             status = {}
         row.setdefault("state", status.get("state"))
         row.update(_telemetry(status))
+        row.update(_hardware(status))
         row.update(_usage(out, status))
         rows.append(row)
-    return normalise(sweep_state.settle_states(sweep_dir, pd.DataFrame(rows)))
+    results = normalise(sweep_state.settle_states(sweep_dir, pd.DataFrame(rows)))
+    return mark_flagged(results, [sweep_dir])
+
+
+def flagged_attempts(sweep_dir: Path) -> dict[str, str]:
+    """{attempt id: rubric item} of the attempts `audit.json` flags; {} when the sweep was not audited."""
+    data = read_json(Path(sweep_dir) / AUDIT_FILE, default=None)
+    if not isinstance(data, dict):
+        return {}
+    return {str(a.get("attempt_id")): str(a.get("rubric_item") or "?") for a in data.get("attempts") or []
+            if isinstance(a, dict) and a.get("verdict") == "flagged"}
+
+
+def mark_flagged(results: pd.DataFrame, sweep_dirs: Sequence[Path]) -> pd.DataFrame:
+    """results with an `audit_flag` column (the rubric item of attempts `audit.json` flags, else None),
+    so a report can show a view without them; unchanged when no sweep was audited."""
+    flagged = {(Path(d).name, aid): item for d in sweep_dirs for aid, item in flagged_attempts(d).items()}
+    if not flagged or results.empty:
+        return results
+    out = results.copy()
+    out["audit_flag"] = [flagged.get((str(s), str(a))) for s, a in zip(out["sweep"], out["attempt_id"], strict=True)]
+    return out
 
 
 def normalise(results: pd.DataFrame) -> pd.DataFrame:
@@ -980,29 +1013,24 @@ def format_description_comparison(table: pd.DataFrame) -> pd.DataFrame:
 # ---------------------------------------------------------------- the analysis job
 
 
-def sweep_missing_mode(sweep_dir: Path) -> str:
-    """The sweep's `analysis.missing` setting (its configs agree: plan checks it), else the default."""
+def sweep_analysis_conf(sweep_dir: Path) -> dict[str, Any]:
+    """The sweep's `analysis` settings and `data_dir` as its launch planned them (every config of a sweep agrees:
+    plan checks them); {} for a sweep without configs."""
     for path in sorted((Path(sweep_dir) / "configs").glob("*.json")):
-        try:
-            return check_missing((json.loads(path.read_text()).get("analysis") or {}).get("missing", DEFAULT_MISSING))
-        except (OSError, ValueError, AttributeError):
-            continue
-    return DEFAULT_MISSING
+        config = read_json(path)
+        if isinstance(config, dict):
+            analysis = config.get("analysis") if isinstance(config.get("analysis"), dict) else {}
+            return {**analysis, "data_dir": config.get("data_dir")}
+    return {}
 
 
-def analyse_sweep(sweep_dir: Path, exclude: Collection[str] = ()) -> dict[str, Any]:
-    """Write `analysis/` (summary.md, report.html, results.parquet/.csv, figures, run-group reports).
+def sweep_missing_mode(sweep_dir: Path) -> str:
+    """The sweep's `analysis.missing` setting, else the default."""
+    mode = sweep_analysis_conf(sweep_dir).get("missing")
+    return mode if mode in MISSING_MODES else DEFAULT_MISSING
 
-    `exclude`: attempts left out (still queued or running: `jobs.analysis_task` says which and why)."""
-    from hpc_mle import report
 
-    sweep_dir = Path(sweep_dir)
-    results = load_results(sweep_dir)
-    if len(results) and exclude:
-        results = results[~results["attempt_id"].isin(list(exclude))].reset_index(drop=True)
-    missing = sweep_missing_mode(sweep_dir)
-    written = report.write_report(results, sweep_dir / "analysis", title=f"Sweep {sweep_dir.name}", missing=missing)
-    return {"attempts": len(results), "table": headline(results, missing=missing), "summary": str(written["summary"]),
-            "reports": [str(p) for p in written["reports"] if "run_groups" not in p.parts],
-            "run_groups": str(sweep_dir / "analysis" / "run_groups"), "html": str(written["html"]),
-            "parquet": str(written["parquet"])}
+def write_comparison(sweep_dir: Path, previous: Path) -> Path:
+    """analysis/compare.md: what gained or lost a medal since `previous` (a nightly's night before)."""
+    table = compare(previous, sweep_dir)
+    return atomic_write_text(Path(sweep_dir) / "analysis" / COMPARISON, format_comparison(previous, sweep_dir, table))

@@ -25,7 +25,7 @@ import shutil
 import tempfile
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,11 +33,14 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from hpc_mle import files, paths, plan
+from hpc_mle import analysis, files, paths, plan, report
 from hpc_mle.agents import sample_submission
+from hpc_mle.analysis import AUDIT_FILE as AUDIT_FILE  # one place: analysis reads the flags back
+from hpc_mle.analysis import flagged_attempts as flagged_attempts
+from hpc_mle.analysis import mark_flagged as mark_flagged
+from hpc_mle.report import audit_section as report_section
 from hpc_mle.runner import AGENT_LOG
 
-AUDIT_FILE = "audit.json"
 JUDGE_CALLS = "audit_judge_calls.jsonl"
 MAX_FILE_BYTES = 2 * 1024**2  # one log or code file read at most this far (the rest is not audited)
 MAX_FILES = 200  # files per attempt folder read
@@ -95,6 +98,8 @@ class AttemptAudit:
     judge: dict[str, Any] | None = None
     skipped: list[str] = field(default_factory=list)  # files not read (links, FIFOs, too big), with the reason
     validator_calls: int = 0  # format checks asked of the validator (it never tells a score: not a violation)
+    fingerprint: str | None = None  # the attempt's end as status.json says it: an unchanged one is not re-audited
+    judge_model: str | None = None  # which judge gave `judge`
 
     def add(self, finding: Finding) -> None:
         self.findings.append(finding)
@@ -327,6 +332,7 @@ def audit_attempt(out: Path, attempt_id: str, competition_id: str | None, sample
     audit.validator_calls = validator_calls(out, audit)
     if judge is not None:
         audit.judge = judge.judge(competition_id, logs, code)
+        audit.judge_model = judge.model_config.get("model")
         if audit.judge["verdict"] == "violation":
             audit.add(Finding("judge", audit.judge["rubric_item"] or "?", "judge",
                               "the judge model found a violation", audit.judge["evidence"]))
@@ -343,26 +349,67 @@ def _attempts(sweep_dir: Path) -> list[tuple[str, str | None, bool]]:
     return [(p.name, None, False) for p in sorted(root.iterdir())] if root.is_dir() else []
 
 
-def audit_sweep(sweep_dir: Path, judge_config: dict[str, Any] | None = None,
-                data_dir: Path | None = None) -> dict[str, Any]:
-    """Audit every attempt folder of a sweep and write `audit.json`; returns what it wrote."""
+def fingerprint(sweep_dir: Path, attempt_id: str) -> str | None:
+    """How the attempt last ended (state, end time, starts) from the harness's status.json; None while it has not
+    ended. Its files change only by a new start, which changes this."""
+    status = files.read_json(plan.attempt_dir(sweep_dir, attempt_id) / "status.json")
+    if not isinstance(status, dict) or not status.get("ended_at"):
+        return None
+    return f"{status.get('state')}|{status.get('ended_at')}|{status.get('starts')}"
+
+
+def _reusable(previous: dict[str, Any] | None, now: str | None, judge_model: str | None) -> bool:
+    """Whether an earlier audit of an attempt still holds: the attempt has not run since, and the judge wanted
+    (if any) already answered it (a judge's error or unreadable answer is asked again)."""
+    if not previous or now is None or previous.get("fingerprint") != now:
+        return False
+    if judge_model is None:
+        return True
+    judged = previous.get("judge") or {}
+    return previous.get("judge_model") == judge_model and judged.get("verdict") in ("violation", "clean")
+
+
+def _previous(sweep_dir: Path) -> dict[str, dict[str, Any]]:
+    data = files.read_json(sweep_dir / AUDIT_FILE, default=None)
+    entries = data.get("attempts") if isinstance(data, dict) else None
+    return {str(a.get("attempt_id")): a for a in entries or [] if isinstance(a, dict)}
+
+
+def audit_sweep(sweep_dir: Path, judge_config: dict[str, Any] | None = None, data_dir: Path | None = None,
+                exclude: Collection[str] = (), reuse: bool = False) -> dict[str, Any]:
+    """Audit every attempt folder of a sweep (but `exclude`: attempts still running) and write `audit.json` and
+    `audit.md`; returns what it wrote. `reuse`: keep the earlier verdict of an attempt that has not run since (the
+    analysis job's re-runs), so a judge is never paid twice for the same attempt."""
     sweep_dir = Path(sweep_dir)
+    model = judge_config.get("model") if judge_config else None
+    previous = _previous(sweep_dir) if reuse else {}
+    todo, kept = [], []
+    for aid, comp, agent_is_script in _attempts(sweep_dir):
+        if aid in exclude or not plan.attempt_dir(sweep_dir, aid).is_dir():
+            continue
+        now = fingerprint(sweep_dir, aid)
+        if _reusable(previous.get(aid), now, model):
+            kept.append(previous[aid])
+        else:
+            todo.append((aid, comp, agent_is_script, now))
+    judge = Judge(judge_config, sweep_dir / JUDGE_CALLS) if judge_config and todo else None
     samples: dict[str | None, Path | None] = {}
-    judge = Judge(judge_config, sweep_dir / JUDGE_CALLS) if judge_config else None
-    results = []
+    done = []
     with judge if judge else contextlib.nullcontext():
-        for aid, comp, agent_is_script in _attempts(sweep_dir):
-            out = plan.attempt_dir(sweep_dir, aid)
-            if not out.is_dir():
-                continue
+        for aid, comp, agent_is_script, now in todo:
             if comp not in samples:
                 samples[comp] = sample_for(comp, data_dir)
-            results.append(audit_attempt(out, aid, comp, samples[comp], judge, agent_is_script))
-    body = {"rubric": RUBRIC, "attempts": [asdict(a) for a in results],
-            "flagged": [a.attempt_id for a in results if a.verdict == "flagged"],
-            "judge_failed": [a.attempt_id for a in results if a.judge and a.judge["verdict"] in ("error", "unreadable")],
-            "judge": {"model": judge_config.get("model"), "calls_file": JUDGE_CALLS, **judge.proxy.summary()}
-            if judge else None}
+            found = audit_attempt(plan.attempt_dir(sweep_dir, aid), aid, comp, samples[comp], judge, agent_is_script)
+            found.fingerprint = now
+            done.append(asdict(found))
+    order = {aid: i for i, (aid, *_rest) in enumerate(_attempts(sweep_dir))}
+    entries = sorted(kept + done, key=lambda a: order.get(a["attempt_id"], len(order)))
+    body = {"rubric": RUBRIC, "attempts": entries, "reused": len(kept),
+            "flagged": [a["attempt_id"] for a in entries if a["verdict"] == "flagged"],
+            "judge_failed": [a["attempt_id"] for a in entries if a.get("judge")
+                             and a["judge"]["verdict"] in ("error", "unreadable")],
+            "judge": None if not judge_config else
+            {"model": model, "calls_file": JUDGE_CALLS, **(judge.proxy.summary() if judge else {"calls": 0})}}
     files.atomic_write_json(sweep_dir / AUDIT_FILE, body)
     write_view(sweep_dir, body)
     return body
@@ -378,9 +425,7 @@ def findings_table(body: dict[str, Any]) -> pd.DataFrame:
 
 def write_view(sweep_dir: Path, body: dict[str, Any]) -> Path:
     """`audit.md`: how many attempts were flagged and excluded, the leaderboard without them, every finding."""
-    from hpc_mle import analysis, report
-
-    results = mark_flagged(analysis.load_results(sweep_dir), [sweep_dir])
+    results = analysis.load_results(sweep_dir)
     excluded = report_section(results, None, analysis.sweep_missing_mode(sweep_dir))
     head = report.Section("Findings", [f"{len(body['flagged'])} of {len(body['attempts'])} attempts flagged "
                                        f"(rubric: {', '.join(f'{k} {v}' for k, v in RUBRIC.items())})"],
@@ -389,46 +434,42 @@ def write_view(sweep_dir: Path, body: dict[str, Any]) -> Path:
     return files.atomic_write_text(sweep_dir / "audit.md", report.render_markdown(view, figure_dir=None))
 
 
-def flagged_attempts(sweep_dir: Path) -> dict[str, str]:
-    """{attempt id: rubric item} of the attempts `audit.json` flags; {} when the sweep was not audited."""
-    data = files.read_json(Path(sweep_dir) / AUDIT_FILE, default=None)
-    if not isinstance(data, dict):
-        return {}
-    return {str(a.get("attempt_id")): str(a.get("rubric_item") or "?") for a in data.get("attempts") or []
-            if isinstance(a, dict) and a.get("verdict") == "flagged"}
+# ---------------------------------------------------------------- the analysis job's step
 
 
-def mark_flagged(results: pd.DataFrame, sweep_dirs: list[Path]) -> pd.DataFrame:
-    """results with an `audit_flag` column (the rubric item of attempts `audit.json` flags, else None),
-    so a report can show a view without them; unchanged when no sweep was audited."""
-    flagged = {(Path(d).name, aid): item for d in sweep_dirs for aid, item in flagged_attempts(d).items()}
-    if not flagged or results.empty:
-        return results
-    out = results.copy()
-    out["audit_flag"] = [flagged.get((str(s), str(a))) for s, a in zip(out["sweep"], out["attempt_id"], strict=True)]
-    return out
+def _judge_config(name: str | None) -> tuple[dict[str, Any] | None, str | None]:
+    """The judge's model config, or why there is none (a missing or unreadable model file)."""
+    if not name:
+        return None, "analysis.audit=judge without analysis.audit_judge"
+    try:
+        return load_model_config(name), None
+    except (OSError, yaml.YAMLError) as exc:
+        return None, str(exc)
 
 
-def report_section(results: pd.DataFrame, split: str | None, missing: str, catalogue: Any = None) -> Any:
-    """A report Section: the leaderboard without the flagged attempts, how many were excluded and which;
-    None when nothing is flagged."""
-    from hpc_mle import analysis, report
+def run_step(sweep_dir: Path, exclude: Collection[str] = ()) -> dict[str, Any]:
+    """The audit as the analysis job runs it (`analysis.audit`: off, checks, judge), over the attempts that ended.
 
-    if "audit_flag" not in results or not results["audit_flag"].notna().any():
-        return None
-    flagged = results["audit_flag"].notna()
-    kept = results[~flagged].reset_index(drop=True)
-    catalogue = catalogue or analysis.default_catalogue()
-    board = analysis.leaderboard(kept, catalogue, [split] if split else None, analysis.positioned(kept), missing)
-    listed = results.loc[flagged, ["attempt_id", "competition_id", "audit_flag"]].rename(
-        columns={"attempt_id": "attempt", "competition_id": "competition", "audit_flag": "rubric item"})
-    text = [f"{int(flagged.sum())} of {len(results)} attempts were flagged by the rule-violation audit "
-            "(`audit.json`) and are excluded here; their cells count as missing. The leaderboard above still "
-            "includes them."]
-    tables = [("flagged attempts", listed)]
-    if "view" in board and len(board):
-        tables.insert(0, ("all competitions, flagged attempts excluded",
-                          report.display_board(board[board["view"] == "all"])))
-    else:
-        text.append("Every attempt was flagged: no leaderboard is left without them.")
-    return report.Section("Without attempts flagged by the audit", text, tables)
+    Never raises: a judge that cannot start (no key, no model file) leaves the deterministic checks, and any other
+    failure is returned with its reason, so the report is built anyway and says what happened. The judge's key
+    comes from the job's environment (`api_key_env` of its model config), as agents' keys do."""
+    from hpc_mle.llm.proxy import ProxyError
+
+    conf = analysis.sweep_analysis_conf(sweep_dir)
+    status: dict[str, Any] = {"mode": conf.get("audit") or "checks"}  # a sweep planned before the setting: checks
+    if status["mode"] == "off":
+        return status
+    judge, judge_error = _judge_config(conf.get("audit_judge")) if status["mode"] == "judge" else (None, None)
+    data_dir = Path(conf["data_dir"]) if conf.get("data_dir") else None
+    try:
+        try:
+            body = audit_sweep(sweep_dir, judge, data_dir, exclude, reuse=True)
+        except ProxyError as exc:
+            judge_error = str(exc)
+            body = audit_sweep(sweep_dir, None, data_dir, exclude, reuse=True)
+    except Exception as exc:  # noqa: BLE001 -- the report says it failed and why, instead of no report
+        return {**status, "ok": False, "error": f"{type(exc).__name__}: {str(exc)[:500]}"}
+    failed = [a for a in body["attempts"] if a["attempt_id"] in set(body["judge_failed"])]
+    return {**status, "ok": True, "audited": len(body["attempts"]), "reused": body["reused"],
+            "flagged": len(body["flagged"]), "judge": body["judge"], "judge_error": judge_error,
+            "judge_failed": len(failed), "judge_failure": (failed[0]["judge"].get("answer") or "")[:300] if failed else None}

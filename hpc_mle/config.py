@@ -167,11 +167,23 @@ class GradingConf:
     mode: str = "v1"
 
 
+MISSING_MODES = {  # how missing (competition, seed) cells count; the first is the default
+    "pad": "missing (competition, seed) cells padded as failures (upstream's --pad-missing)",
+    "complete-seeds": "only the seeds every competition completed (upstream's default; none if a competition "
+                      "has no graded attempt)",
+}
+DESCRIPTIONS = ("original", "obfuscated")  # benchmark.description: the contamination study's axis
+AUDIT_MODES = ("off", "checks", "judge")  # analysis.audit: none; deterministic checks; checks and a judge model
+
+
 @dataclass
 class AnalysisConf:
-    """How the analysis job aggregates: missing (competition, seed) cells (analysis.MISSING_MODES)."""
+    """How the analysis job aggregates missing (competition, seed) cells (MISSING_MODES), and whether it audits
+    the attempts for rule violations first (AUDIT_MODES; `audit_judge`: a conf/model name or a model YAML)."""
 
     missing: str = "pad"
+    audit: str = "checks"
+    audit_judge: str | None = None
 
 
 @dataclass

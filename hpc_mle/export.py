@@ -141,11 +141,15 @@ def attempt_provenance(sweep_dir: Path, aid: str) -> dict[str, Any]:
     out = plan.attempt_dir(sweep_dir, aid)
     config, status = _read(out / "config.json"), _read(out / "status.json")
     telemetry = status.get("telemetry") or {}
-    gpus_seen = len([k for k in telemetry if k.startswith("gpu") and k.endswith("_util_percent_mean")])
+    seen = telemetry.get("hardware") if isinstance(telemetry.get("hardware"), dict) else {}  # telemetry.hardware()
+    gpus_seen = seen.get("gpu_count", len([k for k in telemetry if k.startswith("gpu") and k.endswith("_util_percent_mean")]))
     cpus = status.get("cpus")
     return {
         "attempt_id": aid, "host": status.get("host"), "slurm_job_id": status.get("slurm_job_id"),
         "hardware": config.get("hardware"), "gpus_granted": config.get("gpus"), "gpus_seen": gpus_seen,
+        "gpu_seen": seen.get("gpu_label"), "gpu_names": seen.get("gpu_names"), "gpu_driver": seen.get("driver_version"),
+        "cuda_visible_devices": seen.get("cuda_visible_devices"), "cpus_seen": seen.get("cpu_count"),
+        "memory_mib_seen": seen.get("memory_mib"), "node": seen.get("node"),
         "cpus": len(cpus) if isinstance(cpus, list) else None, "memory_gb": config.get("memory_gb"),
         "rss_mib_max": telemetry.get("rss_mib_max"), "agent_elapsed_s": status.get("agent_elapsed_s"),
         "time_limit_s": config.get("time_limit_s"), "sandbox": config.get("sandbox") or status.get("sandbox"),
@@ -173,6 +177,8 @@ def provenance(sweep_dirs: Sequence[Path], results: pd.DataFrame, missing: str) 
         "hardware": [json.loads(v) for v in distinct("hardware")],
         "hardware_settings": _labels(results, "hardware"), "gpu_types": _labels(results, "gpu_type"),
         "gpus_seen_max": max((a["gpus_seen"] for a in attempts), default=0),
+        "gpus_seen": [json.loads(v) for v in distinct("gpu_seen")],
+        "gpu_drivers": [json.loads(v) for v in distinct("gpu_driver")],
         "cpus": [json.loads(v) for v in distinct("cpus")], "sandbox": [json.loads(v) for v in distinct("sandbox")],
         "network": [json.loads(v) for v in distinct("network")], "test_set_feedback": "none",
         "image_digests": [json.loads(v) for v in distinct("image_digest")],
@@ -196,9 +202,11 @@ def disclosure(prov: dict[str, Any]) -> str:
         "# Disclosure", "",
         f"Sweeps: {', '.join(prov['sweeps'])}; {prov['attempts_graded']} of {prov['attempts_planned']} planned "
         "attempts graded.",
-        f"Hardware: {', '.join(map(str, prov['hardware'])) or 'not recorded by the attempts'} (planned as "
+        f"Hardware: GPUs seen by the attempts at their start: {', '.join(prov['gpus_seen']) or 'not recorded'}"
+        + (f" (driver {', '.join(prov['gpu_drivers'])})" if prov["gpu_drivers"] else "")
+        + f"; hardware settings {', '.join(map(str, prov['hardware'])) or '-'} (planned as "
         f"{', '.join(prov['hardware_settings'] + prov['gpu_types']) or '-'}); at most {prov['gpus_seen_max']} GPU(s) "
-        f"seen by telemetry; CPUs per attempt: {', '.join(map(str, prov['cpus'])) or 'not recorded'}.",
+        f"seen; CPUs per attempt: {', '.join(map(str, prov['cpus'])) or 'not recorded'}.",
         f"Longest agent runtime: {prov['runtime_s_max'] / 3600:.2f} h ({prov['runtime_s_max']:.0f} s). "
         f"Canonical setup: {CANONICAL}.",
         f"Sandbox: {', '.join(map(str, prov['sandbox'])) or 'not recorded'}; network: "
@@ -252,6 +260,8 @@ def export_leaderboard(sweep_dirs: Sequence[Path], out: Path, missing: str = an.
     if results.empty:
         raise ValueError(f"{', '.join(map(str, sweep_dirs))}: no planned attempts. Fix: pass sweep folders "
                          "(runs/<sweep>) that hold a manifest.csv.")
+    # What the report's leaderboard counts: obfuscated-description attempts would be extra seeds to upstream.
+    results = an.original_view(results)
     groups = run_groups(results)
     for g in groups:
         atomic_write_text(out / "runs" / g["run_group"] / g["file"], an.report_json(g["body"]))
@@ -301,13 +311,16 @@ def provenance_table(results: pd.DataFrame) -> pd.DataFrame:
     def first(col: str) -> pd.Series:
         return results[col] if col in results else pd.Series(np.nan, index=results.index)
 
+    seen = pd.to_numeric(first("gpus_seen") if "gpus_seen" in results else first("gpus_measured"),  # older: telemetry
+                         errors="coerce").astype("Int64")
     frame = pd.DataFrame({**{k: results[k] for k in an.SETTING}, "gpus granted": first("gpus"),
-                          "gpus seen": first("gpus_measured"), "cpus": first("cpus"), "memory GB": first("mem_gb"),
+                          "gpus seen": seen, "GPU model seen": first("gpu_seen"), "cpus": first("cpus"),
+                          "memory GB": first("mem_gb"),
                           "network": first("network"), "unsandboxed": first("unsandboxed"),
                           "runtime h": pd.to_numeric(first("agent_elapsed_s"), errors="coerce") / 3600})
     agg = frame.groupby(an.SETTING, sort=True, dropna=False).agg(
         **{c: (c, lambda s: ", ".join(sorted({str(v) for v in s.dropna()})) or "-")
-           for c in ("gpus granted", "gpus seen", "cpus", "memory GB", "network", "unsandboxed")},
+           for c in ("gpus granted", "gpus seen", "GPU model seen", "cpus", "memory GB", "network", "unsandboxed")},
         **{"runtime h (max)": ("runtime h", "max")})
     out = agg.reset_index()
     hours = out["runtime h (max)"].round(2).astype(object)

@@ -252,20 +252,20 @@ def analysis_task(sweep_dir: str | Path) -> dict[str, Any]:
 
 
 def _analyse(sweep_dir: Path) -> dict[str, Any]:
-    """`analysis_task`'s work, for a caller that holds the sweep's analysis lock."""
-    from hpc_mle import analysis
+    """`analysis_task`'s work, for a caller that holds the sweep's analysis lock: grade what is left, audit the
+    ended attempts (`analysis.audit`; it never raises), then the report, which shows the audit."""
+    from hpc_mle import analysis, audit, report
 
     left = outstanding(sweep_dir)
     for aid in _attempt_ids(sweep_dir):  # a grading task that died or was cancelled: grade here, not holes
         if needs_grading(sweep_dir, aid):
             grade_attempt(sweep_dir, aid)
-    result = analysis.analyse_sweep(sweep_dir, exclude={r["attempt_id"] for r in left})
+    exclude = {r["attempt_id"] for r in left}
+    result = report.analyse_sweep(sweep_dir, exclude=exclude, audit=audit.run_step(sweep_dir, exclude))
     _mark_partial(sweep_dir, left, result)
     previous = (plan.read_sweep(sweep_dir) or {}).get("compare_with")
     if not left and previous and Path(previous, "analysis", "results.csv").is_file():
-        from hpc_mle import nightly
-
-        result["comparison"] = str(nightly.write_comparison(sweep_dir, Path(previous)))
+        result["comparison"] = str(analysis.write_comparison(sweep_dir, Path(previous)))
     return result
 
 

@@ -7,7 +7,8 @@ CONFIG (YAML):
 
 Each call launches tonight's sweep (the launcher skips what is done or queued, so a second call the
 same night submits nothing) and records the previous night in it; when a night's analysis is done
-(by its analysis job, or here) it is compared with the night before: `analysis/compare.md`.
+(by its analysis job, or here) it is compared with the night before: `analysis/compare.md`
+(`analysis.write_comparison`).
 """
 
 from __future__ import annotations
@@ -18,9 +19,7 @@ from pathlib import Path
 import yaml
 
 from hpc_mle import analysis, launch, plan
-from hpc_mle.files import atomic_write_json, atomic_write_text
-
-COMPARISON = "compare.md"
+from hpc_mle.files import atomic_write_json
 
 
 def load(config: Path) -> dict:
@@ -41,11 +40,6 @@ def nights(root: Path, name: str) -> list[Path]:
     return sorted(p for p in Path(root).glob(f"{name}-????-??-??") if (p / plan.MANIFEST).is_file())
 
 
-def write_comparison(sweep_dir: Path, previous: Path) -> Path:
-    table = analysis.compare(previous, sweep_dir)
-    return atomic_write_text(sweep_dir / "analysis" / COMPARISON, analysis.format_comparison(previous, sweep_dir, table))
-
-
 def run(config: Path, day: str | None = None) -> list[str]:
     cfg = load(config)
     day = day or date.today().isoformat()
@@ -60,6 +54,6 @@ def run(config: Path, day: str | None = None) -> list[str]:
         atomic_write_json(sweep_dir / plan.SWEEP_FILE, sweep)
     analysed = [p for p in nights(root, cfg["name"]) if (p / "analysis" / "results.csv").is_file()]
     if len(analysed) >= 2:
-        path = write_comparison(analysed[-1], analysed[-2])
+        path = analysis.write_comparison(analysed[-1], analysed[-2])
         messages.append(f"compared {analysed[-1].name} with {analysed[-2].name}: {path}")
     return messages

@@ -29,6 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from hpc_mle import competitions, paths
 from hpc_mle.config import PlanError, duration_s, format_duration  # re-exported: callers use plan.*
+from hpc_mle.config import AUDIT_MODES, DESCRIPTIONS, MISSING_MODES
 from hpc_mle.config import register as _register_schema
 from hpc_mle.files import atomic_write_json, atomic_write_text
 from hpc_mle.grading import GRADING_MODES
@@ -189,18 +190,19 @@ def config_id(config: dict[str, Any]) -> str:
 
 def plan_attempts(cfgs: list[DictConfig]) -> list[Attempt]:
     """Every (sweep job x competition) attempt, deduplicated by id, in a stable order."""
-    from hpc_mle.analysis import DESCRIPTIONS, MISSING_MODES  # analysis imports this module
-
     reg = competitions.registry()
     seen: dict[str, Attempt] = {}
     for cfg in cfgs:
         plain = OmegaConf.to_container(cfg, resolve=True)  # read once: OmegaConf attribute access is slow
         hw, rt = plain["hardware"], plain["runtime"]
         for key, allowed in (("grading.mode", GRADING_MODES), ("analysis.missing", tuple(MISSING_MODES)),
-                             ("benchmark.description", DESCRIPTIONS)):
+                             ("benchmark.description", DESCRIPTIONS), ("analysis.audit", AUDIT_MODES)):
             group, name = key.split(".")
             if plain[group][name] not in allowed:
                 raise PlanError(f"{key}={plain[group][name]!r} is unknown. Fix: use one of {', '.join(allowed)}.")
+        if plain["analysis"]["audit"] == "judge" and not plain["analysis"]["audit_judge"]:
+            raise PlanError("analysis.audit=judge needs a judge model. Fix: analysis.audit_judge=gpt4o (a conf/model "
+                            "name) or analysis.audit_judge=/path/to/model.yaml")
         budget = duration_s(rt["time_limit"])
         # An attempt on a served model may first wait for its server (serve_conf.wait), outside its budget.
         serve_wait = duration_s(plain["model"]["serve_conf"]["wait"]) if plain["model"].get("serve") else 0

@@ -13,6 +13,7 @@ import html
 import io
 import json
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -373,11 +374,66 @@ def display_attempts(results: pd.DataFrame, limit: int = ATTEMPT_ROWS) -> pd.Dat
 # ---------------------------------------------------------------- building
 
 
+def _audit_status_text(status: dict[str, Any]) -> list[str]:
+    """What the analysis job's audit step did (`audit.run_step`), in sentences: ran, reused, failed and why."""
+    mode = status.get("mode")
+    if not status.get("ok"):
+        return [f"The rule-violation audit (`analysis.audit={mode}`) failed: {status.get('error')}. This report is "
+                "built without it; flags below, if any, come from an earlier `audit.json`. Run it again with "
+                "`hpc-mle audit SWEEP` once the cause is fixed."]
+    text = [f"The analysis job audited {status.get('audited', 0)} ended attempt(s) for rule violations "
+            f"(`analysis.audit={mode}`: deterministic checks of logs and code"
+            + (", then a judge model" if mode == "judge" else "") + f"; `audit.json`, `audit.md`); "
+            f"{status.get('flagged', 0)} flagged." + (f" {status['reused']} verdict(s) reused from the previous "
+                                                      "audit: those attempts have not run since."
+                                                      if status.get("reused") else "")]
+    judge = status.get("judge") or {}
+    if judge:
+        cost = judge.get("cost_usd")
+        text.append(f"Judge {judge.get('model')}: {judge.get('calls', 0)} call(s) this time, "
+                    f"{judge.get('input_tokens', 0)}+{judge.get('output_tokens', 0)} tokens, cost "
+                    f"{'-' if cost is None else f'{cost:.4f}'} USD (ledger `{judge.get('calls_file')}`).")
+    if status.get("judge_error"):
+        text.append(f"The judge did not run: {status['judge_error']}. Only the deterministic checks count.")
+    if status.get("judge_failed"):
+        text.append(f"The judge gave no usable answer for {status['judge_failed']} attempt(s) (first: "
+                    f"{status.get('judge_failure')}); their deterministic checks stand.")
+    return text
+
+
+def audit_section(results: pd.DataFrame, split: str | None, missing: str, catalogue: an.Catalogue | None = None,
+                  status: dict[str, Any] | None = None) -> Section | None:
+    """The leaderboard without the attempts the audit flagged (results' `audit_flag`), how many and which,
+    after what the audit step did (`status`, from the analysis job); None when there is nothing to say."""
+    flagged = results["audit_flag"].notna() if "audit_flag" in results else pd.Series(False, index=results.index)
+    if (status is None or status.get("mode") == "off") and not flagged.any():
+        return None
+    text = _audit_status_text(status) if status and status.get("mode") != "off" else []
+    if not flagged.any():
+        return Section("Without attempts flagged by the audit", text + ["No attempt was flagged: the leaderboard "
+                                                                       "above stands as it is."])
+    kept = results[~flagged].reset_index(drop=True)
+    catalogue = catalogue or an.default_catalogue()
+    board = an.leaderboard(kept, catalogue, [split] if split else None, an.positioned(kept), missing)
+    listed = results.loc[flagged, ["attempt_id", "competition_id", "audit_flag"]].rename(
+        columns={"attempt_id": "attempt", "competition_id": "competition", "audit_flag": "rubric item"})
+    text.append(f"{int(flagged.sum())} of {len(results)} attempts were flagged by the rule-violation audit "
+                "(`audit.json`) and are excluded here; their cells count as missing. The leaderboard above still "
+                "includes them.")
+    tables = [("flagged attempts", listed)]
+    if "view" in board and len(board):
+        tables.insert(0, ("all competitions, flagged attempts excluded", display_board(board[board["view"] == "all"])))
+    else:
+        text.append("Every attempt was flagged: no leaderboard is left without them.")
+    return Section("Without attempts flagged by the audit", text, tables)
+
+
 def build_report(results: pd.DataFrame, title: str, split: str | None = None,
                  catalogue: an.Catalogue | None = None, run_group_files: list[str] | None = None,
-                 missing: str = an.DEFAULT_MISSING) -> Report:
+                 missing: str = an.DEFAULT_MISSING, audit: dict[str, Any] | None = None) -> Report:
     """Every table and figure of the analysis for these results (optionally one split only);
-    `missing` says how missing (competition, seed) cells count (`analysis.MISSING_MODES`)."""
+    `missing` says how missing (competition, seed) cells count (`analysis.MISSING_MODES`); `audit`: what the
+    analysis job's audit step did (`audit.run_step`), shown with the view without flagged attempts."""
     an.check_missing(missing)
     catalogue = catalogue or an.default_catalogue()
     sections: list[Section] = []
@@ -455,6 +511,9 @@ def build_report(results: pd.DataFrame, title: str, split: str | None = None,
             "above. Per-seed run-group grading reports for upstream's aggregator are in `analysis/run_groups/`."],
             [("README format", readme)]))
 
+    audited = audit_section(results, split, missing, catalogue, audit) if audit is not None else None
+    if audited is not None:
+        sections.insert(min(2, len(sections)), audited)
     study_split = split or an.primary_split(results, catalogue)
     sections += _standing(results, readme, catalogue, study_split, tables)
     if study_split:
@@ -485,7 +544,8 @@ def _standing(results: pd.DataFrame, readme: pd.DataFrame, catalogue: an.Catalog
     prov = export.provenance_table(results)
     tables["provenance"] = prov
     out = [Section("Provenance", [
-        "Where each setting ran, from the attempts' own records (telemetry counts the GPUs it saw). Agents got no "
+        "Where each setting ran, from the attempts' own records: the GPUs (model and count) each attempt's harness "
+        "saw at its start, 'none' where no GPU was visible, '-' where an attempt recorded nothing. Agents got no "
         "test-set feedback. `hpc-mle export-leaderboard` writes all of it per attempt into provenance.json."],
         [("per setting", prov)])]
     standing = export.standing_table(readme)
@@ -690,7 +750,8 @@ def parquet_bytes(results: pd.DataFrame) -> bytes:
 
 
 def write_report(results: pd.DataFrame, out_dir: Path, title: str, split: str | None = None,
-                 catalogue: an.Catalogue | None = None, missing: str = an.DEFAULT_MISSING) -> dict[str, Any]:
+                 catalogue: an.Catalogue | None = None, missing: str = an.DEFAULT_MISSING,
+                 audit: dict[str, Any] | None = None) -> dict[str, Any]:
     """Everything into `out_dir`: summary.md, report.html, results.parquet/.csv, tables/*.csv, figures/*.png
     and the run-group reports (one per setting, and one per setting and seed under run_groups/)."""
     out_dir = Path(out_dir)
@@ -699,7 +760,8 @@ def write_report(results: pd.DataFrame, out_dir: Path, title: str, split: str | 
     for stem, body in an.run_group_reports(results).items():
         reports.append(atomic_write_text(out_dir / f"{stem}.json", an.report_json(body)))
     report = build_report(results, title, split, catalogue,
-                          [str(p.relative_to(out_dir.parent)) for p in reports if "run_groups" not in p.parts], missing)
+                          [str(p.relative_to(out_dir.parent)) for p in reports if "run_groups" not in p.parts], missing,
+                          audit)
     for name, png in report.figures.items():
         atomic_write_bytes(out_dir / "figures" / name, png)
     for name, frame in report.tables.items():
@@ -712,6 +774,25 @@ def write_report(results: pd.DataFrame, out_dir: Path, title: str, split: str | 
     atomic_write_json(out_dir / "files.json", {"figures": sorted(report.figures), "tables": sorted(report.tables),
                                                "reports": [str(p.relative_to(out_dir)) for p in reports]})
     return {"summary": summary, "html": page, "parquet": parquet, "reports": reports, "report": report}
+
+
+def analyse_sweep(sweep_dir: Path, exclude: Collection[str] = (), audit: dict[str, Any] | None = None
+                  ) -> dict[str, Any]:
+    """The analysis job's files: `analysis/` (summary.md, report.html, results.parquet/.csv, figures, run-group
+    reports). `exclude`: attempts left out (still queued or running: `jobs.analysis_task` says which and why);
+    `audit`: what the audit step before it did (`audit.run_step`)."""
+    sweep_dir = Path(sweep_dir)
+    results = an.load_results(sweep_dir)
+    if len(results) and exclude:
+        results = results[~results["attempt_id"].isin(list(exclude))].reset_index(drop=True)
+    missing = an.sweep_missing_mode(sweep_dir)
+    written = write_report(results, sweep_dir / "analysis", title=f"Sweep {sweep_dir.name}", missing=missing,
+                           audit=audit)
+    return {"attempts": len(results), "table": an.headline(results, missing=missing),
+            "summary": str(written["summary"]),
+            "reports": [str(p) for p in written["reports"] if "run_groups" not in p.parts],
+            "run_groups": str(sweep_dir / "analysis" / "run_groups"), "html": str(written["html"]),
+            "parquet": str(written["parquet"]), "audit": audit}
 
 
 def _from_panel(frame) -> bool:

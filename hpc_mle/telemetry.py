@@ -2,18 +2,21 @@
 
 Sampled from outside the sandbox. GPUs are read by device (NVML through `nvidia-ml-py`, else
 `nvidia-smi`), not by process: inside a pid namespace the per-process lists are empty. Rows go to
-`telemetry.csv` as they are taken; `summary()` goes into `status.json`.
+`telemetry.csv` as they are taken; `summary()` goes into `status.json`, with `hardware()`: what the
+attempt was given (GPU models and driver, CPUs, memory, node), read once when sampling starts.
 """
 
 from __future__ import annotations
 
 import csv
+import os
 import shutil
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import psutil
 
@@ -43,19 +46,77 @@ def _smi_query(fields: str, gpus: tuple[str, ...]) -> list[list[str]]:
     return [[f.strip() for f in line.split(",")] for line in out.stdout.strip().splitlines() if line.strip()]
 
 
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def gpu_identity(gpus: tuple[str, ...], nvml=None) -> tuple[list[str], str | None]:
+    """(model name of each granted GPU, driver version) by NVML, else nvidia-smi; ([], None) when neither sees one."""
+    if not gpus:
+        return [], None
+    nvml = nvml or _nvml()
+    if nvml is not None:
+        try:
+            names = [_text(nvml.nvmlDeviceGetName(nvml.nvmlDeviceGetHandleByIndex(int(g)))) for g in gpus]
+            return names, _text(nvml.nvmlSystemGetDriverVersion())
+        except Exception:  # an index NVML does not know (a UUID in CUDA_VISIBLE_DEVICES): ask nvidia-smi
+            pass
+    rows = [r for r in _smi_query("name,driver_version", gpus) if len(r) == 2 and r[0]]
+    return [r[0] for r in rows], (rows[0][1] if rows else None)
+
+
 def gpu_names(gpus: tuple[str, ...]) -> list[str]:
-    nvml = _nvml()
-    if nvml is not None and gpus:
-        names = []
-        for g in gpus:
+    return gpu_identity(gpus)[0]
+
+
+def seen_label(names: list[str]) -> str:
+    """The GPUs seen, for tables: "2 x NVIDIA H100 80GB HBM3", "NVIDIA A100, NVIDIA H100", or "none"."""
+    if not names:
+        return "none"
+    return f"{len(names)} x {names[0]}" if len(set(names)) == 1 else ", ".join(names)
+
+
+def _cgroup_memory_limit(proc_cgroup: str = "/proc/self/cgroup", root: str = "/sys/fs/cgroup") -> int | None:
+    """The tightest memory limit (bytes) of this process's cgroup and its ancestors (v2 memory.max, v1
+    memory.limit_in_bytes), or None when there is none: Slurm's task/cgroup puts the job's --mem there."""
+    try:
+        lines = Path(proc_cgroup).read_text().splitlines()
+    except OSError:
+        return None
+    limits = []
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        base, name = ((Path(root), "memory.max") if controllers == "" else
+                      (Path(root) / "memory", "memory.limit_in_bytes") if "memory" in controllers.split(",") else
+                      (None, ""))
+        if base is None:
+            continue
+        folder = base / path.lstrip("/")
+        for level in [folder, *folder.parents]:
             try:
-                handle = nvml.nvmlDeviceGetHandleByIndex(int(g))
-                name = nvml.nvmlDeviceGetName(handle)
-                names.append(name.decode() if isinstance(name, bytes) else name)
-            except Exception:
-                return [row[0] for row in _smi_query("name", gpus)]
-        return names
-    return [row[0] for row in _smi_query("name", gpus)] if gpus else []
+                text = (level / name).read_text().strip()
+            except OSError:
+                text = ""
+            if text.isdigit() and int(text) < 2**60:  # v1 writes ~2^63 for "no limit", v2 writes "max"
+                limits.append(int(text))
+            if level == base:
+                break
+    return min(limits) if limits else None
+
+
+def hardware(gpus: tuple[str, ...], nvml=None) -> dict:
+    """What this attempt was given, read once by the harness at its start (never from a file the agent can write):
+    the node, CUDA_VISIBLE_DEVICES as granted, the model and driver of each GPU seen (none without a driver:
+    an empty list, not the planned label), the CPUs of the affinity mask and the memory it may use."""
+    names, driver = gpu_identity(gpus, nvml)
+    cpus = sorted(os.sched_getaffinity(0))
+    total = psutil.virtual_memory().total
+    limit = _cgroup_memory_limit()
+    return {"node": os.uname().nodename, "cuda_visible_devices": ",".join(gpus), "gpus_granted": len(gpus),
+            "gpu_names": names, "gpu_count": len(names), "gpu_label": seen_label(names), "driver_version": driver,
+            "cpus": cpus, "cpu_count": len(cpus), "memory_total_mib": round(total / 2**20),
+            "memory_limit_mib": round(limit / 2**20) if limit else None,
+            "memory_mib": round(min(total, limit or total) / 2**20)}
 
 
 def describe_hardware(gpus: tuple[str, ...]) -> str:
@@ -100,6 +161,7 @@ class Sampler(threading.Thread):
             self.fields += [f"gpu{i}_util_percent", f"gpu{i}_mem_mib"]
         self._procs: dict[int, psutil.Process] = {}
         self._cpu_last: tuple[float, float] | None = None  # (monotonic time, CPU seconds of the tree)
+        self.hardware: dict | None = None  # `hardware()`, taken when the thread starts
 
     def _tree(self) -> list[psutil.Process]:
         try:
@@ -142,6 +204,10 @@ class Sampler(threading.Thread):
 
     def run(self) -> None:
         try:
+            self.hardware = hardware(self.gpus, self.nvml)
+        except Exception as exc:  # noqa: BLE001 -- what the node is never stops the sampling; the summary says why
+            self.hardware = {"error": f"{type(exc).__name__}: {exc}"}
+        try:
             self._record()
         except OSError as exc:  # a full disk: the runner's own status says so; the samples so far still count
             print(f"hpc-mle: telemetry stopped, cannot write {self.path}: {exc}", file=sys.stderr, flush=True)
@@ -165,6 +231,8 @@ class Sampler(threading.Thread):
     def summary(self) -> dict:
         rows = self.rows
         out = {"samples": len(rows), "interval_s": self.interval}
+        if self.hardware is not None:
+            out["hardware"] = self.hardware
         if not rows:
             return out
         out.update(cpu_percent_mean=round(sum(r["cpu_percent"] for r in rows) / len(rows), 1),

@@ -393,7 +393,7 @@ def test_analyse_sweep_writes_every_file(tmp_path):
     _write_sweep(sweep, [{"id": "i1", "comp": "mini-churn", "seed": 0, "bronze": True},
                          {"id": "i2", "comp": "mini-churn", "seed": 1, "bronze": False, "unsandboxed": True},
                          {"id": "i3", "comp": "mini-digits", "seed": 0, "bronze": False}])
-    out = an.analyse_sweep(sweep)
+    out = report.analyse_sweep(sweep)
     folder = sweep / "analysis"
     # mini has 6 competitions. Positions: p0 = churn seed 0 (bronze) and digits seed 0, p1 = churn seed 1.
     # valid (and above median): p0 2/6 = 33.3, p1 1/6 = 16.7 -> mean 25.0, SEM |33.3 - 16.7| / 2 = 8.3.
@@ -487,7 +487,7 @@ def test_report_renders_offline_in_headless_chromium(tmp_path):
     sweep = tmp_path / "s"
     _write_sweep(sweep, [{"id": "i1", "comp": "mini-churn", "seed": 0, "bronze": True},
                          {"id": "i2", "comp": "mini-digits", "seed": 1, "bronze": False}])
-    an.analyse_sweep(sweep)
+    report.analyse_sweep(sweep)
     path = Path(__file__).resolve().parents[1] / "benchmarks" / "report_screenshot.py"
     spec = importlib.util.spec_from_file_location("report_screenshot", path)
     shot = importlib.util.module_from_spec(spec)
@@ -504,7 +504,7 @@ def test_a_sweep_with_nothing_graded_still_gets_its_report(tmp_path):
     sweep = tmp_path / "s"
     _write_sweep(sweep, [{"id": "i1", "comp": "mini-churn", "seed": 0, "bronze": True}])
     shutil.rmtree(sweep / "grading")
-    out = an.analyse_sweep(sweep)
+    out = report.analyse_sweep(sweep)
     assert "| dummy | none | 10m | cpu | mini | 0 | - | - | - |" in out["table"]
     assert "States: planned 1." in (sweep / "analysis" / "summary.md").read_text()  # status.STATES
     assert out["reports"] == []
