@@ -751,6 +751,45 @@ def audit_cmd(sweep: Path, judge: str | None, judge_base_url: str | None, judge_
                            f"cost {judged.get('cost_usd')} USD" if judged else "")))
 
 
+@main.command("familiarity")
+@click.argument("sweep", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--model", "model_name", default=None, help="The model whose familiarity is measured: a conf/model "
+              "name or a model YAML (default: the one language model the sweep ran).")
+@click.option("--base-url", default=None, help="Override the model's base_url (e.g. a vLLM server's http://host:8000/v1).")
+@click.option("--model-id", default=None, help="Override the model's `model` (the exact name the endpoint serves).")
+@click.option("--api-key-env", default=None, help="Override the variable that holds the endpoint's key.")
+@click.option("--text", default="description", show_default=True,
+              help="Which text: description (the original Kaggle one where imported, else ours), original, ours, "
+                   "obfuscated.")
+@click.option("-c", "--competition", "--competition-id", "ids", multiple=True,
+              help="Only these competitions (repeatable; default: the sweep's).")
+@click.option("--max-tokens", type=click.IntRange(min=2), default=None,
+              help="Score the first N tokens of each text (default 2048); longer texts are cut and marked.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Output folder (default: <sweep>/analysis/familiarity).")
+@data_dir_option
+def familiarity_cmd(sweep: Path, model_name: str | None, base_url: str | None, model_id: str | None,
+                    api_key_env: str | None, text: str, ids: tuple[str, ...], max_tokens: int | None, out: Path | None,
+                    data_dir: Path | None) -> None:
+    """The model's familiarity with each competition's text (mean token log-probability) against its medal rate."""
+    from hpc_mle import familiarity
+
+    sweep_dir = _sweep_or_fail(sweep)
+    limit = {"max_tokens": max_tokens} if max_tokens else {}
+    try:
+        config = familiarity.model_config(sweep_dir, model_name, {"base_url": base_url, "model": model_id,
+                                                                  "api_key_env": api_key_env})
+        done = familiarity.run_study(sweep_dir, config, text, list(ids), out, data_dir=data_dir, **limit)
+    except familiarity.FamiliarityError as exc:
+        _fail(str(exc))
+    for row in done["table"].itertuples():
+        medal = "no graded attempt" if pd_isna(row.any_medal_pct) else f"any medal {row.any_medal_pct:.1f} %"
+        console.print(terminal(f"{row.competition}: {row.mean_logprob:.3f} over {row.tokens} tokens"
+                               f"{' (cut)' if row.truncated else ''}, {medal}"))
+    console.print(terminal(f"{familiarity.correlation_text(done['correlation'])}; wrote "
+                           f"{', '.join(str(p) for p in done['files'].values())}"))
+
+
 @main.command("plagiarism")
 @click.argument("sweep", type=click.Path(file_okay=False, path_type=Path))
 @data_dir_option
