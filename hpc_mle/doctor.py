@@ -20,6 +20,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from hpc_mle import slurm_nodes
+
 STATES = ("ok", "warn", "fail", "skip")
 SYSCTL_ROOT = Path("/proc/sys")
 PROBE_TIMEOUT_S = 20
@@ -231,7 +233,7 @@ def wckeys(config: dict[str, str] | None, run: Runner = _run) -> Check:
     return Check("wckey enforcement", "warn" if mine is None else "fail", seen, WCKEY_FIX)
 
 
-def partitions(nodes: list[Any] | None, error: str = "") -> list[Check]:
+def partitions(nodes: list[slurm_nodes.Node] | None, error: str = "") -> list[Check]:
     """Per partition: node sizes and MaxTime, which the attempts' requests must fit."""
     if nodes is None:
         return [Check("partitions", "skip", error or "Slurm not readable here")]
@@ -258,11 +260,9 @@ def local_checks(root: Path = SYSCTL_ROOT, run: Runner = _run) -> list[Check]:
 
 def slurm_checks(run: Runner = _run) -> list[Check]:
     """The site's Slurm settings and nodes, read from here."""
-    from hpc_mle import preflight
-
     config = slurm_config(run)
     try:
-        nodes, error = (preflight.query_nodes(), "") if config is not None else (None, "")
+        nodes, error = (slurm_nodes.query_nodes(), "") if config is not None else (None, "")
     except RuntimeError as exc:
         nodes, error = None, str(exc)
     has_gpus = bool(nodes and any(n.gpus for n in nodes)) or bool(_nvidia_devices())

@@ -114,7 +114,7 @@ class PartitionLimit:
 
 def parse_partitions(text: str) -> dict[str, PartitionLimit]:
     """The lines of `scontrol show partition -o`: one partition per line, `Key=Value` fields."""
-    from hpc_mle.preflight import parse_time_min
+    from hpc_mle.slurm_nodes import parse_time_min
 
     out: dict[str, PartitionLimit] = {}
     for line in text.splitlines():
