@@ -26,7 +26,7 @@ from openai import BadRequestError, OpenAI
 from scipy import stats
 
 from hpc_mle import cli, familiarity, grading
-from hpc_mle.llm import testserver
+from hpc_mle.llm import serve, testserver
 
 KEY = "sk-familiarity-SECRET-0123456789abcdef"
 WORDS = {"alpha": -1.0, "beta": -2.0, "gamma": -4.0, "delta": -6.0}
@@ -45,12 +45,12 @@ def script(accepts: str) -> dict:
     return {"default": {"content": "fine", "logprob": -3.0, "word_logprobs": WORDS, "prompt_logprobs": accepts}}
 
 
-def write_sweep(sweep: Path, base_url: str) -> None:
+def write_sweep(sweep: Path, base_url: str | None, **model_fields) -> None:
     """configs (the sweep's model pointing at the test server), manifest and one grading record per attempt."""
     (sweep / "configs").mkdir(parents=True)
     (sweep / "grading").mkdir()
     model = {"name": "llama-test", "provider": "openai-compatible", "model": "served-llama", "base_url": base_url,
-             "api_key_env": "FAMILIARITY_TEST_KEY"}
+             "api_key_env": "FAMILIARITY_TEST_KEY", **model_fields}
     (sweep / "configs" / "c0.json").write_text(json.dumps({"benchmark": {"split": "mini"}, "model": model}))
     (sweep / "configs" / "c1.json").write_text(json.dumps({"benchmark": {"split": "mini"},
                                                            "model": {"name": "none", "provider": "none"}}))
@@ -173,6 +173,27 @@ def test_missing_key_text_and_model_are_clear_errors(study, monkeypatch):
     assert pd.read_csv(sweep / "analysis" / "familiarity" / familiarity.CSV)["text"].tolist() == ["obfuscated"]
     result = invoke(sweep, data, "--model", "no-such-model")
     assert result.exit_code == 2 and "no conf/model/no-such-model.yaml" in result.output
+
+
+def test_a_served_model_is_reached_through_the_sweeps_server_files(tmp_path):
+    """model=<vllm config>: base_url from the sweep's address.json, the key from its 0600 key file."""
+    sweep = tmp_path / "served"
+    write_sweep(sweep, None, provider="vllm", serve="vllm", api_key_env=None)
+    write_texts(tmp_path / "data")
+    key = serve.read_key(serve.ensure_key(sweep, "llama-test"))
+    address = serve.serve_dir(sweep, "llama-test") / serve.ADDRESS
+    with testserver.start(script("both"), api_key=key) as server:
+        address.write_text(json.dumps({"base_url": server.base_url, "host": "127.0.0.1"}))
+        result = invoke(sweep, tmp_path / "data", "-c", "mini-churn")
+        assert result.exit_code == 0, result.output
+        assert server.requests[-1]["headers"]["Authorization"] == f"Bearer {key}"
+    table = pd.read_csv(sweep / "analysis" / "familiarity" / familiarity.CSV)
+    assert table[["competition", "mean_logprob", "any_medal_pct"]].values.tolist() == [["mini-churn", -4.0, 50.0]]
+    for path in (sweep / "analysis" / "familiarity").iterdir():
+        assert key.encode() not in path.read_bytes(), path
+    address.write_text(json.dumps({"base_url": "http://127.0.0.1:9/v1", "ended_at": "2026-11-30T10:00:00"}))
+    result = invoke(sweep, tmp_path / "data")
+    assert result.exit_code == 2 and "model server ended at 2026-11-30T10:00:00" in " ".join(result.output.split())
 
 
 def test_scripted_completions_speak_both_real_shapes():
