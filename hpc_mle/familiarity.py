@@ -27,6 +27,7 @@ import io
 import json
 import math
 import os
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -50,6 +51,9 @@ MAX_REPLY_BYTES = 256 * 1024**2
 TIMEOUT_S = 300.0
 FORMS = ("vllm-prompt-logprobs", "openai-echo")
 REFUSED = (400, 404, 405, 422, 501)  # how servers say a field or an endpoint is not supported
+RETRY_STATUSES = (429, 500, 502, 503, 504)
+RETRIES = 3
+RETRY_WAIT_S = 2.0  # the first wait; doubled for each further try
 PROBE = "The quick brown fox jumps over the lazy dog."
 MIN_POINTS = 3  # fewer competitions with a medal rate: no correlation is given
 COLUMNS = ["competition", "text", "tokens", "mean_logprob", "truncated", "max_tokens", "model", "endpoint_form",
@@ -152,6 +156,7 @@ def _key(config: dict[str, Any], served_key: Path | None) -> str | None:
 
 def endpoint(config: dict[str, Any], sweep_dir: Path) -> Endpoint:
     """Where and how to reach the model of `config` (a served model through the sweep's running server)."""
+    from hpc_mle.llm import serve
     from hpc_mle.llm.proxy import DEFAULT_BASE_URLS
 
     name = str(config.get("name") or config.get("model"))
@@ -165,8 +170,6 @@ def endpoint(config: dict[str, Any], sweep_dir: Path) -> Endpoint:
         config.get("base_url") or DEFAULT_BASE_URLS.get(str(config.get("provider"))))
     if not base_url:
         raise FamiliarityError(f"model {name}: no base_url. Fix: --base-url https://host/v1")
-    from hpc_mle.llm import serve
-
     key = _key(config, serve.key_path(sweep_dir, name) if served else None)
     return Endpoint(name, str(config["model"]), str(base_url), key, direct=served)
 
@@ -181,6 +184,17 @@ def _request_body(form: str, model: str, text: str) -> dict[str, Any]:
 
 
 def _post(ep: Endpoint, body: dict[str, Any]) -> tuple[int, Any]:
+    """As `_post_once`, tried again after a busy or failing server's 429/5xx (RETRIES times, waits doubling)."""
+    status, reply = _post_once(ep, body)
+    for attempt in range(RETRIES):
+        if status not in RETRY_STATUSES:
+            break
+        time.sleep(RETRY_WAIT_S * 2**attempt)
+        status, reply = _post_once(ep, body)
+    return status, reply
+
+
+def _post_once(ep: Endpoint, body: dict[str, Any]) -> tuple[int, Any]:
     """(HTTP status, the reply's JSON or, for an error, its text); FamiliarityError when nothing answers."""
     headers = {"content-type": "application/json", **({"authorization": f"Bearer {ep.key}"} if ep.key else {})}
     request = urllib.request.Request(ep.url, json.dumps(body).encode(), headers, method="POST")

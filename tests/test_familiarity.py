@@ -161,6 +161,17 @@ def test_an_endpoint_without_prompt_logprobs_is_a_named_refusal(study, tmp_path)
         familiarity.endpoint({"name": "claude", "provider": "anthropic", "model": "claude-x"}, sweep)
 
 
+def test_a_busy_server_is_asked_again(monkeypatch):
+    """Two scripted 503s, then the answer: the call is retried (without waiting here) and succeeds."""
+    monkeypatch.setattr(familiarity, "RETRY_WAIT_S", 0.0)
+    busy = {"rules": [{"match": ".", "status": 503, "times": 2}], "default": script("both")["default"]}
+    with testserver.start(busy, api_key=KEY) as server:
+        ep = familiarity.Endpoint("llama-test", "served-llama", server.base_url, KEY)
+        values, why = familiarity.prompt_logprobs(ep, "vllm-prompt-logprobs", TEXTS["mini-churn"])
+        assert (values, why) == ([None, -2.0, -4.0, -6.0], "") and len(server.requests) == 3
+        assert KEY not in repr(ep)
+
+
 def test_missing_key_text_and_model_are_clear_errors(study, monkeypatch):
     start, data = study
     _, sweep = start("both")
