@@ -144,6 +144,17 @@ def limit_for(partition: str | None, limits: dict[str, PartitionLimit]) -> Parti
     return next((lim for lim in limits.values() if lim.default), None)
 
 
+def within_max_time(params: dict[str, Any], cluster: Any, limits: dict[str, PartitionLimit]) -> dict[str, Any]:
+    """GRADING_PARAMETERS, ANALYSIS_PARAMETERS or TEARDOWN_PARAMETERS with --time capped at the partition's MaxTime: a longer grading,
+    analysis or teardown job would never start there (it waits with Reason=PartitionTimeLimit). A capped job
+    is warned cluster.signal_delay_s before its end, as attempts are, instead of submitit's 90 s, which would
+    cut a 2-minute job at half time (submitit ends an uncheckpointable job on that signal)."""
+    limit = limit_for(cluster.get("partition"), limits)
+    if limit is None or limit.max_min is None or params["timeout_min"] <= limit.max_min:
+        return params
+    return {**params, "timeout_min": max(1, int(limit.max_min)), "slurm_signal_delay_s": int(cluster.signal_delay_s)}
+
+
 @dataclass(frozen=True)
 class TimePlan:
     """An attempt's --time and how many segments its budget needs (1: it fits one job)."""
@@ -503,7 +514,8 @@ def submit(sweep_dir: Path, attempts: list[Attempt], cluster: Any, after: list[s
     for name, ids in users.items():
         serve.record_job(sweep_dir, name, servers[name], sorted(ids))
         ex = _executor(folder, cluster, name)
-        ex.update_parameters(**TEARDOWN_PARAMETERS, slurm_dependency="afterany:" + ":".join(sorted(ids)))
+        ex.update_parameters(**within_max_time(TEARDOWN_PARAMETERS, cluster, limits),
+                             slurm_dependency="afterany:" + ":".join(sorted(ids)))
         (teardowns[name],) = _sbatch(sweep_dir, launch_id, f"teardown-{name}", ex, [],
                                      lambda e, n=name, i=ids: [e.submit(serve.teardown_task, str(sweep_dir), n,
                                                                         sorted(i))])
@@ -513,7 +525,7 @@ def submit(sweep_dir: Path, attempts: list[Attempt], cluster: Any, after: list[s
     if waits or after is not None:
         n = max(1, min(int(cluster.grading_tasks), max(len(attempts), 1)))
         ex = _executor(folder, cluster, "grading")
-        ex.update_parameters(**GRADING_PARAMETERS, slurm_array_parallelism=n)
+        ex.update_parameters(**within_max_time(GRADING_PARAMETERS, cluster, limits), slurm_array_parallelism=n)
         if waits:
             ex.update_parameters(slurm_dependency="afterany:" + ":".join(waits))
         graders = _sbatch(sweep_dir, launch_id, "grading", ex, [],
@@ -521,7 +533,8 @@ def submit(sweep_dir: Path, attempts: list[Attempt], cluster: Any, after: list[s
         calls += 1
         grading_id = graders[0].split("_")[0]
         ex = _executor(folder, cluster, "analysis")
-        ex.update_parameters(**ANALYSIS_PARAMETERS, slurm_dependency=f"afterany:{grading_id}")
+        ex.update_parameters(**within_max_time(ANALYSIS_PARAMETERS, cluster, limits),
+                             slurm_dependency=f"afterany:{grading_id}")
         (analysis_id,) = _sbatch(sweep_dir, launch_id, "analysis", ex, [],
                                  lambda e: [e.submit(jobs.analysis_task, str(sweep_dir))])
         calls += 1
@@ -586,16 +599,18 @@ def planned_jobs(sweep_dir: Path, attempts: list[Attempt], cluster: Any, served:
             out[-1] = dataclasses.replace(out[-1], segments=agent_job.time.segments)
     for name in used:
         ex = _executor(folder, cluster, name)
-        ex.update_parameters(**TEARDOWN_PARAMETERS, slurm_dependency="afterany:<agent arrays>")
+        ex.update_parameters(**within_max_time(TEARDOWN_PARAMETERS, cluster, limits),
+                             slurm_dependency="afterany:<agent arrays>")
         add(ex, f"teardown-{name}", "teardown", 1)
     if attempts:
         n = max(1, min(int(cluster.grading_tasks), len(attempts)))
         ex = _executor(folder, cluster, "grading")
-        ex.update_parameters(**GRADING_PARAMETERS, slurm_array_parallelism=n,
+        ex.update_parameters(**within_max_time(GRADING_PARAMETERS, cluster, limits), slurm_array_parallelism=n,
                              slurm_dependency="afterany:<agent arrays>")
         add(ex, "grading", "grading", n)
         ex = _executor(folder, cluster, "analysis")
-        ex.update_parameters(**ANALYSIS_PARAMETERS, slurm_dependency="afterany:<grading array>")
+        ex.update_parameters(**within_max_time(ANALYSIS_PARAMETERS, cluster, limits),
+                             slurm_dependency="afterany:<grading array>")
         add(ex, "analysis", "analysis", 1)
     return out
 
