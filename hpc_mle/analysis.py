@@ -1014,9 +1014,12 @@ def format_description_comparison(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def sweep_analysis_conf(sweep_dir: Path) -> dict[str, Any]:
-    """The sweep's `analysis` settings and `data_dir` as its launch planned them (every config of a sweep agrees:
-    plan checks them); {} for a sweep without configs."""
-    for path in sorted((Path(sweep_dir) / "configs").glob("*.json")):
+    """The sweep's `analysis` settings and `data_dir` as its latest launch planned them (the config of the
+    manifest's first row: a relaunch with other settings writes a new config beside the old); {} without configs."""
+    manifest = plan.read_manifest(sweep_dir)
+    ids = manifest["config_id"].dropna() if manifest is not None and "config_id" in manifest else []
+    latest = [Path(sweep_dir) / "configs" / f"{i}.json" for i in list(ids)[:1]]
+    for path in latest + sorted((Path(sweep_dir) / "configs").glob("*.json")):
         config = read_json(path)
         if isinstance(config, dict):
             analysis = config.get("analysis") if isinstance(config.get("analysis"), dict) else {}

@@ -198,15 +198,15 @@ def _labels(results: pd.DataFrame, column: str) -> list[str]:
 def disclosure(prov: dict[str, Any]) -> str:
     """The provenance in sentences, for a submission's README entry or pull request."""
     usage = prov["usage"]
+    planned = prov["hardware_settings"] + prov["gpu_types"] + [str(h) for h in prov["hardware"]]  # labels, not seen
     lines = [
         "# Disclosure", "",
         f"Sweeps: {', '.join(prov['sweeps'])}; {prov['attempts_graded']} of {prov['attempts_planned']} planned "
         "attempts graded.",
         f"Hardware: GPUs seen by the attempts at their start: {', '.join(prov['gpus_seen']) or 'not recorded'}"
         + (f" (driver {', '.join(prov['gpu_drivers'])})" if prov["gpu_drivers"] else "")
-        + f"; hardware settings {', '.join(map(str, prov['hardware'])) or '-'} (planned as "
-        f"{', '.join(prov['hardware_settings'] + prov['gpu_types']) or '-'}); at most {prov['gpus_seen_max']} GPU(s) "
-        f"seen; CPUs per attempt: {', '.join(map(str, prov['cpus'])) or 'not recorded'}.",
+        + f"; planned as {', '.join(planned) or '-'}; at most {prov['gpus_seen_max']} GPU(s) seen; CPUs per "
+        f"attempt: {', '.join(map(str, prov['cpus'])) or 'not recorded'}.",
         f"Longest agent runtime: {prov['runtime_s_max'] / 3600:.2f} h ({prov['runtime_s_max']:.0f} s). "
         f"Canonical setup: {CANONICAL}.",
         f"Sandbox: {', '.join(map(str, prov['sandbox'])) or 'not recorded'}; network: "
@@ -315,12 +315,14 @@ def provenance_table(results: pd.DataFrame) -> pd.DataFrame:
                          errors="coerce").astype("Int64")
     frame = pd.DataFrame({**{k: results[k] for k in an.SETTING}, "gpus granted": first("gpus"),
                           "gpus seen": seen, "GPU model seen": first("gpu_seen"), "cpus": first("cpus"),
-                          "memory GB": first("mem_gb"),
+                          "cpus seen": pd.to_numeric(first("cpus_seen"), errors="coerce").astype("Int64"),
+                          "memory GB": first("mem_gb"), "memory GiB seen": first("memory_gib_seen"),
                           "network": first("network"), "unsandboxed": first("unsandboxed"),
                           "runtime h": pd.to_numeric(first("agent_elapsed_s"), errors="coerce") / 3600})
     agg = frame.groupby(an.SETTING, sort=True, dropna=False).agg(
         **{c: (c, lambda s: ", ".join(sorted({str(v) for v in s.dropna()})) or "-")
-           for c in ("gpus granted", "gpus seen", "GPU model seen", "cpus", "memory GB", "network", "unsandboxed")},
+           for c in ("gpus granted", "gpus seen", "GPU model seen", "cpus", "cpus seen", "memory GB",
+                     "memory GiB seen", "network", "unsandboxed")},
         **{"runtime h (max)": ("runtime h", "max")})
     out = agg.reset_index()
     hours = out["runtime h (max)"].round(2).astype(object)

@@ -180,3 +180,125 @@ def test_a_model_free_agent_is_its_own_script_and_everything_flagged_leaves_no_b
     results = pd.DataFrame({"attempt_id": ["a"], "competition_id": ["mini-churn"], "audit_flag": ["R3"]})
     section = audit.report_section(results, None, "pad")
     assert "Every attempt was flagged" in " ".join(section.text) and section.tables[0][0] == "flagged attempts"
+
+
+# ---------------------------------------------------------------- the audit as a step of the analysis job
+
+
+def _launch_args(root: Path, data: Path, *extra: str) -> list[str]:
+    """One mini competition, the dummy (it submits the sample submission: rule R3) and the baseline (clean)."""
+    return ["-m", "scaffold=dummy,baseline", "benchmark.competitions=[mini-churn]", "runtime.time_limit=20s",
+            "runtime.snapshot_interval=10s", "sweep_name=audited", f"output_root={root}", f"data_dir={data}", *extra]
+
+
+def _section(summary: str) -> str:
+    """The summary's audit section (up to the next heading), or '' when it has none."""
+    start = summary.find("## Without attempts flagged by the audit")
+    return "" if start < 0 else summary[start:summary.find("\n## ", start + 3)]
+
+
+@pytest.mark.slow
+def test_the_analysis_job_audits_as_configured(tmp_path, mini_data, monkeypatch):
+    """A real sweep launched with analysis.audit=off leaves no audit files; relaunched (nothing left to run, so
+    only grading and the analysis job) with the default, the job's report flags the dummy and shows the
+    leaderboard without it; with a judge (the scripted server, its key from the environment) the judge's verdict
+    counts, and a re-analysis reuses every verdict instead of paying the judge again."""
+    import shutil
+    import subprocess
+    import sys
+
+    from hpc_mle import jobs, launch
+
+    if shutil.which("bwrap") is None:
+        pytest.skip("bubblewrap is not installed")
+    root = tmp_path / "runs"
+    out = subprocess.run([sys.executable, "-m", "hpc_mle.launch", *_launch_args(root, mini_data, "analysis.audit=off")],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    sweep = root / "audited"
+    assert not any((sweep / name).exists() for name in (audit.AUDIT_FILE, "audit.md", audit.JUDGE_CALLS))
+    assert _section((sweep / "analysis" / "summary.md").read_text()) == ""
+    assert "audit_flag" not in pd.read_csv(sweep / "analysis" / "results.csv")
+
+    assert launch.launch(_launch_args(root, mini_data)) == 0  # the default: analysis.audit=checks
+    results = pd.read_csv(sweep / "analysis" / "results.csv").set_index("scaffold")
+    assert results.loc["dummy", "audit_flag"] == "R3" and pd.isna(results.loc["baseline", "audit_flag"])
+    section = _section((sweep / "analysis" / "summary.md").read_text())
+    assert "audited 2 ended attempt(s)" in section and "`analysis.audit=checks`" in section
+    assert "1 of 2 attempts were flagged" in section and results.loc["dummy", "attempt_id"] in section
+    excluded = section.split("**flagged attempts**")[0]
+    assert "| baseline | none | 20s | cpu | mini | 1 |" in excluded and "| dummy |" not in excluded
+    checked = json.loads((sweep / audit.AUDIT_FILE).read_text())
+    assert checked["judge"] is None and all(a["fingerprint"] for a in checked["attempts"])
+
+    judge_file = tmp_path / "judge.yaml"
+    monkeypatch.setenv(KEY_ENV, KEY)  # the key reaches the analysis job as agents' keys do: in its environment
+    flag_baseline = {**SCRIPT, "rules": [{"match": "code/baseline.py", "content": json.dumps(VIOLATION)}]}
+    with testserver.start(flag_baseline, api_key=KEY) as server:
+        judge_file.write_text(f"name: judge\nprovider: openai\nmodel: {MODEL}\napi_key_env: {KEY_ENV}\n"
+                              f"base_url: {server.base_url}\nprice: {MODEL}\n")
+        judged = _launch_args(root, mini_data, "analysis.audit=judge", f"analysis.audit_judge={judge_file}")
+        assert launch.launch(judged) == 0
+        section = _section((sweep / "analysis" / "summary.md").read_text())
+        assert f"Judge {MODEL}: 2 call(s) this time" in section and "2 of 2 attempts were flagged" in section
+        assert "Every attempt was flagged" in section  # the judge's R3 for the baseline counts
+        assert len((sweep / audit.JUDGE_CALLS).read_text().splitlines()) == 2
+        assert KEY not in (sweep / audit.AUDIT_FILE).read_text() + section
+        jobs.analysis_task(sweep)  # a re-analysis: nothing ran since, so nothing is judged again
+    section = _section((sweep / "analysis" / "summary.md").read_text())
+    assert f"Judge {MODEL}: 0 call(s) this time" in section and "2 verdict(s) reused" in section
+    assert len((sweep / audit.JUDGE_CALLS).read_text().splitlines()) == 2
+    assert audit.flagged_attempts(sweep) == {a: "R3" for a in results["attempt_id"]}
+
+
+def _configure(sweep_dir: Path, data: Path, **analysis: str) -> None:
+    """The sweep's planned config, as a launch writes it (only what the analysis job reads)."""
+    (sweep_dir / "configs").mkdir(exist_ok=True)
+    (sweep_dir / "configs" / "c1.json").write_text(json.dumps({"analysis": {"missing": "pad", **analysis},
+                                                               "data_dir": str(data)}))
+
+
+def test_a_failing_audit_never_costs_the_report(sweep, tmp_path, monkeypatch):
+    """No key for the judge: the checks still run and the report says why the judge did not; a judge that answers
+    every call with an error: its attempts are recorded as unanswered, their checks stand; an audit that cannot
+    write audit.json: the report is built anyway and says the audit failed and why."""
+    from hpc_mle import report
+
+    sweep_dir, data = sweep
+    model = tmp_path / "judge.yaml"
+    failing = {"rules": [], "default": {"status": 400}}  # not retried by the proxy, so the test stays fast
+    with testserver.start(failing, api_key=KEY) as server:
+        model.write_text(f"name: judge\nprovider: openai\nmodel: {MODEL}\napi_key_env: {KEY_ENV}\n"
+                         f"base_url: {server.base_url}\nprice: {MODEL}\n")
+        _configure(sweep_dir, data, audit="judge", audit_judge=str(model))
+        monkeypatch.delenv(KEY_ENV, raising=False)
+        status = audit.run_step(sweep_dir)
+        assert status["ok"] and f"${KEY_ENV}, which is not set" in status["judge_error"] and status["flagged"] == 2
+        section = " ".join(report.audit_section(an.load_results(sweep_dir), None, "pad", status=status).text)
+        assert "The judge did not run" in section and "2 of 3 attempts were flagged" in section
+
+        monkeypatch.setenv(KEY_ENV, KEY)
+        status = audit.run_step(sweep_dir)
+    assert status["ok"] and status["judge_failed"] == 3 and status["flagged"] == 2 and status["judge"]["calls"] == 3
+    assert "400" in status["judge_failure"] and KEY not in json.dumps(status)
+    section = report.audit_section(an.load_results(sweep_dir), None, "pad", status=status)
+    assert "The judge gave no usable answer for 3 attempt(s)" in " ".join(section.text)
+
+    (sweep_dir / audit.AUDIT_FILE).unlink()
+    (sweep_dir / audit.AUDIT_FILE).mkdir()  # audit.json cannot be written
+    _configure(sweep_dir, data, audit="checks")
+    status = audit.run_step(sweep_dir)
+    assert not status["ok"] and "IsADirectoryError" in status["error"]
+    report.analyse_sweep(sweep_dir, audit=status)
+    summary = (sweep_dir / "analysis" / "summary.md").read_text()
+    assert "The rule-violation audit (`analysis.audit=checks`) failed: IsADirectoryError" in summary
+    assert "## Leaderboard" in summary
+
+
+def test_audit_settings_are_checked_when_planning():
+    from hpc_mle import plan
+
+    for overrides, message in ((["analysis.audit=judges"], "analysis.audit='judges' is unknown"),
+                               (["analysis.audit=judge"], "analysis.audit=judge needs a judge model")):
+        with pytest.raises(plan.PlanError, match=message):
+            plan.plan_attempts(plan.compose_all([overrides]))
