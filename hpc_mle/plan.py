@@ -28,8 +28,14 @@ from hydra.core.override_parser.types import OverrideType
 from omegaconf import DictConfig, OmegaConf
 
 from hpc_mle import competitions, paths
-from hpc_mle.config import PlanError, duration_s, format_duration  # re-exported: callers use plan.*
-from hpc_mle.config import AUDIT_MODES, DESCRIPTIONS, MISSING_MODES
+from hpc_mle.config import (
+    AUDIT_MODES,
+    DESCRIPTIONS,
+    MISSING_MODES,
+    PlanError,  # re-exported with duration_s and format_duration: callers use plan.*
+    duration_s,
+    format_duration,
+)
 from hpc_mle.config import register as _register_schema
 from hpc_mle.files import atomic_write_json, atomic_write_text
 from hpc_mle.grading import GRADING_MODES
