@@ -228,6 +228,9 @@ def test_the_analysis_job_audits_as_configured(tmp_path, mini_data, monkeypatch)
     assert "1 of 2 attempts were flagged" in section and results.loc["dummy", "attempt_id"] in section
     excluded = section.split("**flagged attempts**")[0]
     assert "| baseline | none | 20s | cpu | mini | 1 |" in excluded and "| dummy |" not in excluded
+    for scaffold, row in results.iterrows():  # the hardware each attempt's harness saw at its start
+        status = json.loads((sweep / "attempts" / row["attempt_id"] / "status.json").read_text())
+        assert row["gpu_seen"] == "none" and row["cpus_seen"] == len(status["cpus"]), scaffold
     checked = json.loads((sweep / audit.AUDIT_FILE).read_text())
     assert checked["judge"] is None and all(a["fingerprint"] for a in checked["attempts"])
 
