@@ -30,10 +30,6 @@ ALLOWED = {
     ("hpc_mle.jobs", "hpc_mle.analysis"): "jobs -> analysis (analysis job)",
     ("hpc_mle.jobs", "hpc_mle.audit"): "jobs -> audit (analysis job)",
     ("hpc_mle.jobs", "hpc_mle.report"): "jobs -> report (analysis job)",
-    # Same task, as committed before its fix: plan -> analysis, analysis -> report, jobs -> nightly.
-    ("hpc_mle.plan", "hpc_mle.analysis"): "plan -> analysis (MISSING_MODES, DESCRIPTIONS)",
-    ("hpc_mle.analysis", "hpc_mle.report"): "analysis -> report",
-    ("hpc_mle.jobs", "hpc_mle.nightly"): "jobs -> nightly (nightly -> launch -> jobs)",
     # Not assigned yet: the model server's wait and teardown ask slurm.queue_states, while slurm submits the
     # server's jobs (slurm -> llm.serve); one of the two belongs in a module below both.
     ("hpc_mle.llm.serve", "hpc_mle.slurm"): "llm.serve -> slurm (queue_states in wait/teardown)",
