@@ -721,9 +721,11 @@ def run_attempt(cfg: AttemptConfig) -> dict[str, Any]:
                     persisted = time.monotonic()
                     persist_elapsed(out, status, elapsed(), durable=False)
             stop_started.append(time.monotonic())
+            snapshots.stop_event.set()  # none taken during the stop: the final one comes after it
             if exit_code is None:  # a stop is coming: saved first, so a KILL from Slurm now loses no time
                 with contextlib.suppress(OSError):  # a full disk: the final write_status has its reserve
                     persist_elapsed(out, status, elapsed(), durable=True)
+            at_stop = _submission_at_stop(out, snapshots.max_bytes)  # what counts if the stop ends past the budget
             killed_by_signal = watch.died_of_signal(exit_code)
             if killed_by_signal and not stop_reason:
                 # Slurm signals every process of a job at once (scancel, requeue, preemption, the warning):
@@ -752,6 +754,8 @@ def run_attempt(cfg: AttemptConfig) -> dict[str, Any]:
                 events("stopped", exit_code=exit_code, killed_after_grace=killed)
             else:
                 watch.stop_tree(proc, min(cfg.grace_s, 2.0), mark)  # the agent is gone; leave none of its children behind
+            if time.monotonic() >= deadline:
+                _undo_late_submission(out, at_stop, events)
         except Exception as exc:
             state, failure, reason = "failed", "infrastructure", harness_reason(exc, out)
             if is_disk_full(exc):
@@ -793,6 +797,55 @@ FINISH_RESERVE_S = 3.0  # kept from the stop bound for the final snapshot, telem
 def _stop_left(cfg: AttemptConfig, started: float) -> float:
     """What stop_tree may take so the whole stop still ends within cfg.stop_bound_s of its start."""
     return max(0.5, cfg.stop_bound_s - FINISH_RESERVE_S - (time.monotonic() - started))
+
+
+AT_STOP = ".submission-at-stop.csv"  # harness-private, in the attempt folder: the submission as the stop began
+
+
+def _submission_key(out: Path) -> tuple[int, ...] | None:
+    """Which file the submission is, and whether it changed: its ctime moves with every write, rename or utime,
+    and no agent can set it back (its mtime it can)."""
+    try:
+        st = os.stat(out / "submission" / "submission.csv", follow_symlinks=False)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino, st.st_size, st.st_ctime_ns
+
+
+def _submission_at_stop(out: Path, max_bytes: int) -> tuple[tuple[int, ...] | None, bool]:
+    """The submission as the stop begins: its key, and whether a private copy (AT_STOP) was made of it (a link,
+    FIFO or oversized file is not copied: grading would refuse it anyway). Tried three times: a file the agent
+    replaces while it is read has no name left, and is refused as if it were a hard link."""
+    (out / AT_STOP).unlink(missing_ok=True)
+    for _ in range(3):
+        try:
+            files.copy_untrusted(out / "submission", "submission.csv", out / AT_STOP, max_bytes)
+            return _submission_key(out), True
+        except (OSError, files.UnsafeFile):
+            time.sleep(0.001)
+    return _submission_key(out), False
+
+
+def _undo_late_submission(out: Path, at_stop: tuple[tuple[int, ...] | None, bool], events) -> None:
+    """After a stop that ended past the budget (the agent ignored TERM, or wrote during the grace), what it wrote
+    since the stop began is not its result: the submission as the stop began takes its place, or none."""
+    key, copied = at_stop
+    try:
+        if _submission_key(out) == key:
+            return
+        if copied:
+            files.recreate_in(out / "submission", out / AT_STOP, "submission.csv")
+        else:
+            folder = files.open_dir_under(out, ["submission"])
+            try:
+                files.remove_entry_at(folder, "submission.csv")
+            finally:
+                os.close(folder)
+        events("late-submission-ignored", reason="submission.csv changed after the time budget was spent; "
+               "the version from the start of the stop is graded" if copied else "submission.csv appeared "
+               "after the time budget was spent; it is not graded")
+    finally:
+        (out / AT_STOP).unlink(missing_ok=True)
 
 
 def persist_elapsed(out: Path, status: dict[str, Any], elapsed_s: float, durable: bool) -> None:
