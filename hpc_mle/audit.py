@@ -383,8 +383,8 @@ def audit_sweep(sweep_dir: Path, judge_config: dict[str, Any] | None = None, dat
     sweep_dir = Path(sweep_dir)
     model = judge_config.get("model") if judge_config else None
     previous = _previous(sweep_dir) if reuse else {}
-    todo, kept = [], []
-    for aid, comp, agent_is_script in _attempts(sweep_dir):
+    todo, kept, planned = [], [], _attempts(sweep_dir)
+    for aid, comp, agent_is_script in planned:
         if aid in exclude or not plan.attempt_dir(sweep_dir, aid).is_dir():
             continue
         now = fingerprint(sweep_dir, aid)
@@ -402,7 +402,7 @@ def audit_sweep(sweep_dir: Path, judge_config: dict[str, Any] | None = None, dat
             found = audit_attempt(plan.attempt_dir(sweep_dir, aid), aid, comp, samples[comp], judge, agent_is_script)
             found.fingerprint = now
             done.append(asdict(found))
-    order = {aid: i for i, (aid, *_rest) in enumerate(_attempts(sweep_dir))}
+    order = {aid: i for i, (aid, *_rest) in enumerate(planned)}
     entries = sorted(kept + done, key=lambda a: order.get(a["attempt_id"], len(order)))
     body = {"rubric": RUBRIC, "attempts": entries, "reused": len(kept),
             "flagged": [a["attempt_id"] for a in entries if a["verdict"] == "flagged"],
