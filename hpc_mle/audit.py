@@ -9,6 +9,10 @@ verdict, the rubric item and the lines it quotes. The judge is called through th
 and model configs as agents; its calls go to `audit_judge_calls.jsonl` of the sweep, its totals to
 `audit.json` `judge`, never into an attempt's own ledger.
 
+The sweep's analysis job runs it first (`run_step`, as `analysis.audit` says: off, checks, judge), reusing each
+attempt's verdict while the attempt has not run again; `analysis.load_results` reads the flags back and the
+report shows the leaderboard without the flagged attempts (`report.audit_section`).
+
 Every file under an attempt folder was written by the agent (agent.log holds its output), so all of
 them are opened with `files.open_untrusted*` and capped; quoted evidence is stored raw in JSON and
 escaped (`hpc_mle.textsafe`) wherever it is shown.
