@@ -451,14 +451,22 @@ def _judge_config(name: str | None) -> tuple[dict[str, Any] | None, str | None]:
         return None, str(exc)
 
 
+def _judge_setup_errors(judge: dict[str, Any] | None) -> tuple[type[Exception], ...]:
+    """What a judge's proxy raises when it cannot start (no key, no base URL); none without a judge, so the checks
+    alone never import the proxy."""
+    if judge is None:
+        return ()
+    from hpc_mle.llm.proxy import ProxyError
+
+    return (ProxyError,)
+
+
 def run_step(sweep_dir: Path, exclude: Collection[str] = ()) -> dict[str, Any]:
     """The audit as the analysis job runs it (`analysis.audit`: off, checks, judge), over the attempts that ended.
 
     Never raises: a judge that cannot start (no key, no model file) leaves the deterministic checks, and any other
     failure is returned with its reason, so the report is built anyway and says what happened. The judge's key
     comes from the job's environment (`api_key_env` of its model config), as agents' keys do."""
-    from hpc_mle.llm.proxy import ProxyError
-
     conf = analysis.sweep_analysis_conf(sweep_dir)
     status: dict[str, Any] = {"mode": conf.get("audit") or "checks"}  # a sweep planned before the setting: checks
     if status["mode"] == "off":
@@ -468,7 +476,7 @@ def run_step(sweep_dir: Path, exclude: Collection[str] = ()) -> dict[str, Any]:
     try:
         try:
             body = audit_sweep(sweep_dir, judge, data_dir, exclude, reuse=True)
-        except ProxyError as exc:
+        except _judge_setup_errors(judge) as exc:
             judge_error = str(exc)
             body = audit_sweep(sweep_dir, None, data_dir, exclude, reuse=True)
     except Exception as exc:  # noqa: BLE001 -- the report says it failed and why, instead of no report
