@@ -25,8 +25,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
-import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Collection, Iterator
@@ -262,18 +260,11 @@ class Judge:
     """A judge model behind its own metering proxy (the agents' proxy, with the sweep's judge ledger)."""
 
     def __init__(self, model_config: dict[str, Any], calls_path: Path, timeout_s: float = 300.0) -> None:
-        from hpc_mle.llm.proxy import MeteringProxy, config_from_model
+        from hpc_mle.llm.proxy import private_proxy
 
         self.model_config = model_config
         self.style = "anthropic" if model_config.get("provider") == "anthropic" else "openai"
-        cfg = config_from_model(model_config, calls_path)
-        # the socket in a short temporary folder: a sweep's path can pass the 108-byte limit of socket addresses
-        self.scratch = Path(tempfile.mkdtemp(prefix="hpcmle-judge-"))
-        try:
-            self.proxy = MeteringProxy(cfg, self.scratch / "proxy.sock", tcp=True)
-        except BaseException:
-            shutil.rmtree(self.scratch, ignore_errors=True)
-            raise
+        self.proxy = private_proxy(model_config, calls_path, prefix="hpcmle-judge-")
         self.timeout_s = timeout_s
 
     def __enter__(self) -> Judge:
@@ -282,10 +273,9 @@ class Judge:
 
     def __exit__(self, *exc: object) -> None:
         self.proxy.close()
-        shutil.rmtree(self.scratch, ignore_errors=True)
 
     def _post(self, path: str, body: dict[str, Any], headers: dict[str, str]) -> dict[str, Any]:
-        request = urllib.request.Request(f"http://127.0.0.1:{self.proxy.port}{path}", json.dumps(body).encode(),
+        request = urllib.request.Request(f"{self.proxy.local_url}{path}", json.dumps(body).encode(),
                                          {"content-type": "application/json", **headers}, method="POST")
         with urllib.request.urlopen(request, timeout=self.timeout_s) as reply:
             return json.loads(reply.read())

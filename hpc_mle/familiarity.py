@@ -11,28 +11,30 @@ log-probability per token that the model gives the text, read from an OpenAI-com
 
 A short probe finds which form the endpoint accepts before any competition is measured; an endpoint that
 accepts neither (hosted chat models such as gpt-4o) is a `NoPromptLogprobs` error quoting both answers, and
-nothing is written. Only the first `max_tokens` tokens of a text are scored (the text is cut at
+nothing but the ledger of those calls is written. Only the first `max_tokens` tokens of a text are scored (the text is cut at
 `CHARS_PER_TOKEN` characters a token before it is sent, so it stays within the model's context), and the
 output says which texts were cut. The first token has no context and is never scored.
 
-The key (the model config's `api_key_env`, or a served model's per-sweep key file) goes only into the
-Authorization header: it is written nowhere, and every error text is redacted of it. These calls do not
-pass the attempts' metering proxy, which serves chat, responses and messages only: one call per
-competition plus the probe, with the tokens counted in familiarity.csv.
+Every call (the probe, then one per competition) goes through a metering proxy of the study's own, as the
+audit judge's do (`hpc_mle.llm.proxy.private_proxy`): the model config's key, prices and budget, and a ledger
+in the output folder (`CALLS`, appended to by every run of the study there, so its budget spans them);
+familiarity.md says what this run's calls cost. The key (the model config's `api_key_env`, or a served model's
+per-sweep key file) is read by the proxy alone and written nowhere; this module holds only the proxy's token.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import math
 import os
-import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -41,8 +43,12 @@ from hpc_mle import analysis, competitions, paths, upstream
 from hpc_mle.files import atomic_write_bytes, atomic_write_text, read_json
 from hpc_mle.textsafe import md_cell, md_row
 
+if TYPE_CHECKING:
+    from hpc_mle.llm.proxy import MeteringProxy
+
 STUDY_DIR = Path("analysis") / "familiarity"  # under the sweep folder: where report_section looks
 CSV, PNG, MD = "familiarity.csv", "familiarity.png", "familiarity.md"
+CALLS = "familiarity_calls.jsonl"  # the study's ledger, beside its outputs
 TEXTS = ("description", "original", "ours", "obfuscated")
 DEFAULT_MAX_TOKENS = 2048
 CHARS_PER_TOKEN = 8  # prose averages about 4 characters a token: the cut text still holds max_tokens tokens
@@ -51,9 +57,6 @@ MAX_REPLY_BYTES = 256 * 1024**2
 TIMEOUT_S = 300.0
 FORMS = ("vllm-prompt-logprobs", "openai-echo")
 REFUSED = (400, 404, 405, 422, 501)  # how servers say a field or an endpoint is not supported
-RETRY_STATUSES = (429, 500, 502, 503, 504)
-RETRIES = 3
-RETRY_WAIT_S = 2.0  # the first wait; doubled for each further try
 PROBE = "The quick brown fox jumps over the lazy dog."
 MIN_POINTS = 3  # fewer competitions with a medal rate: no correlation is given
 COLUMNS = ["competition", "text", "tokens", "mean_logprob", "truncated", "max_tokens", "model", "endpoint_form",
@@ -70,13 +73,15 @@ class NoPromptLogprobs(FamiliarityError):
 
 @dataclass(frozen=True)
 class Endpoint:
-    """Where the model answers: its config name, the exact name it serves, the API root and the key."""
+    """Where the model answers: its config name, the exact name it serves, the API root and the key (for the
+    study, the metering proxy's root and token), and the model's own root that messages name."""
 
     name: str
     model: str
     base_url: str
     key: str | None = field(default=None, repr=False)
-    direct: bool = False  # a served model's own address: never through a site HTTP proxy
+    direct: bool = False  # never through a site HTTP proxy (the study's own proxy on 127.0.0.1)
+    upstream: str | None = None  # the model's own API root, behind the proxy at base_url
 
     def redact(self, text: str) -> str:
         return text.replace(self.key, "***") if self.key else text
@@ -84,6 +89,11 @@ class Endpoint:
     @property
     def url(self) -> str:
         return self.base_url.rstrip("/") + "/completions"
+
+    @property
+    def where(self) -> str:
+        """The model's own completions URL, for messages (the proxy's local one means nothing to a user)."""
+        return (self.upstream or self.base_url).rstrip("/") + "/completions"
 
 
 # ---------------------------------------------------------------- the model
@@ -102,8 +112,6 @@ def sweep_models(sweep_dir: Path) -> dict[str, dict[str, Any]]:
 def model_config(sweep_dir: Path, name_or_path: str | None, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """The model to ask: the sweep's own config of that name (with the sweep's overrides), a conf/model entry
     or a YAML file; without a name, the one language model the sweep ran."""
-    from hpc_mle import audit
-
     ran = sweep_models(sweep_dir)
     if name_or_path is None and len(ran) != 1:
         which = f"it ran {', '.join(sorted(ran))}" if ran else "it ran no language model"
@@ -113,7 +121,7 @@ def model_config(sweep_dir: Path, name_or_path: str | None, overrides: dict[str,
         config = dict(ran[name_or_path or next(iter(ran))])
     else:
         try:
-            config = audit.load_model_config(name_or_path)
+            config = analysis.load_model_config(name_or_path)  # not audit's: audit imports report, which imports us
         except FileNotFoundError as exc:
             raise FamiliarityError(f"model {name_or_path!r}: no such file and no conf/model/{name_or_path}.yaml. "
                                    "Fix: --model llama-3.1-8b-vllm (a conf/model name) or --model path/to/model.yaml"
@@ -135,27 +143,17 @@ def _served_address(sweep_dir: Path, config: dict[str, Any]) -> str:
     return str(address["base_url"])
 
 
-def _key(config: dict[str, Any], served_key: Path | None) -> str | None:
-    """The API key: a served model's key file, else the variable `api_key_env` names; None for no key."""
-    from hpc_mle.llm import serve
-
-    key_file = served_key or (Path(config["api_key_file"]) if config.get("api_key_file") else None)
-    if key_file is not None:
-        try:
-            return serve.read_key(key_file)
-        except serve.ServeError as exc:
-            raise FamiliarityError(str(exc)) from exc
+def _check_key_var(config: dict[str, Any]) -> None:
+    """The variable `api_key_env` names is set (the proxy reads it); a key file is read by the proxy itself."""
     var = config.get("api_key_env")
-    if not var:
-        return None
-    if not os.environ.get(str(var)):
+    if var and not config.get("api_key_file") and not os.environ.get(str(var)):
         raise FamiliarityError(f"model {config.get('name')}: ${var} is not set. Fix: export {var}=... "
                                "(or --api-key-env VAR for another variable)")
-    return os.environ[str(var)]
 
 
-def endpoint(config: dict[str, Any], sweep_dir: Path) -> Endpoint:
-    """Where and how to reach the model of `config` (a served model through the sweep's running server)."""
+def forwarded_config(config: dict[str, Any], sweep_dir: Path) -> dict[str, Any]:
+    """The model config the study's proxy forwards to: its base URL resolved (a served model's from the sweep's
+    running server, with that server's key and address files), after the checks that name a fix."""
     from hpc_mle.llm import serve
     from hpc_mle.llm.proxy import DEFAULT_BASE_URLS
 
@@ -170,8 +168,30 @@ def endpoint(config: dict[str, Any], sweep_dir: Path) -> Endpoint:
         config.get("base_url") or DEFAULT_BASE_URLS.get(str(config.get("provider"))))
     if not base_url:
         raise FamiliarityError(f"model {name}: no base_url. Fix: --base-url https://host/v1")
-    key = _key(config, serve.key_path(sweep_dir, name) if served else None)
-    return Endpoint(name, str(config["model"]), str(base_url), key, direct=served)
+    target = {**config, "name": name, "base_url": str(base_url)}
+    if served:
+        target.update(api_key_file=str(serve.key_path(sweep_dir, name)),
+                      address_file=str(serve.serve_dir(sweep_dir, name) / serve.ADDRESS))
+    _check_key_var(target)
+    return target
+
+
+@contextlib.contextmanager
+def metered(config: dict[str, Any], sweep_dir: Path, calls_path: Path, **proxy_settings: Any
+            ) -> Iterator[tuple[Endpoint, MeteringProxy]]:
+    """The model of `config` behind a started metering proxy of the study's own, its ledger at `calls_path`:
+    (the Endpoint to call, the proxy whose `summary()` holds the totals). `proxy_settings`: ProxyConfig fields."""
+    from hpc_mle.llm.proxy import ProxyError, private_proxy
+
+    target = forwarded_config(config, sweep_dir)
+    Path(calls_path).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        proxy = private_proxy(target, Path(calls_path), prefix="hpcmle-familiarity-", **proxy_settings)
+    except ProxyError as exc:
+        raise FamiliarityError(f"model {target['name']}: {exc}") from exc
+    with proxy:
+        yield Endpoint(target["name"], str(target["model"]), proxy.local_url + "/v1", proxy.token, direct=True,
+                       upstream=target["base_url"]), proxy
 
 
 # ---------------------------------------------------------------- one call
@@ -184,18 +204,8 @@ def _request_body(form: str, model: str, text: str) -> dict[str, Any]:
 
 
 def _post(ep: Endpoint, body: dict[str, Any]) -> tuple[int, Any]:
-    """As `_post_once`, tried again after a busy or failing server's 429/5xx (RETRIES times, waits doubling)."""
-    status, reply = _post_once(ep, body)
-    for attempt in range(RETRIES):
-        if status not in RETRY_STATUSES:
-            break
-        time.sleep(RETRY_WAIT_S * 2**attempt)
-        status, reply = _post_once(ep, body)
-    return status, reply
-
-
-def _post_once(ep: Endpoint, body: dict[str, Any]) -> tuple[int, Any]:
-    """(HTTP status, the reply's JSON or, for an error, its text); FamiliarityError when nothing answers."""
+    """(HTTP status, the reply's JSON or, for an error, its text); FamiliarityError when nothing answers. A busy
+    or failing server's 429/5xx is retried by the metering proxy, with backoff, before it reaches here."""
     headers = {"content-type": "application/json", **({"authorization": f"Bearer {ep.key}"} if ep.key else {})}
     request = urllib.request.Request(ep.url, json.dumps(body).encode(), headers, method="POST")
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({})) if ep.direct else \
@@ -206,7 +216,7 @@ def _post_once(ep: Endpoint, body: dict[str, Any]) -> tuple[int, Any]:
     except urllib.error.HTTPError as exc:
         return exc.code, ep.redact(exc.read(4096).decode("utf-8", "replace"))[:400]
     except (urllib.error.URLError, OSError, ValueError) as exc:
-        raise FamiliarityError(f"{ep.url} ({ep.model}): {ep.redact(str(getattr(exc, 'reason', exc)))}") from exc
+        raise FamiliarityError(f"{ep.where} ({ep.model}): {ep.redact(str(getattr(exc, 'reason', exc)))}") from exc
 
 
 def _choice(reply: Any) -> dict[str, Any]:
@@ -248,17 +258,20 @@ PARSERS = {"vllm-prompt-logprobs": vllm_logprobs, "openai-echo": echo_logprobs}
 def prompt_logprobs(ep: Endpoint, form: str, text: str) -> tuple[list[float | None] | None, str]:
     """The text's per-token log-probabilities in one form, or None and why the endpoint refused that form."""
     status, reply = _post(ep, _request_body(form, ep.model, text))
+    if status == 403 and "budget_exceeded" in str(reply):
+        raise FamiliarityError(f"{ep.where}: the study's budget is spent ({reply}). Fix: raise the model config's "
+                               f"budget (budget.max_tokens, budget.max_cost_usd; it spans every run in {CALLS})")
     if status in (401, 403):
-        raise FamiliarityError(f"{ep.url} refused the key ({status}: {reply}). Fix: the key variable of the model "
+        raise FamiliarityError(f"{ep.where} refused the key ({status}: {reply}). Fix: the key variable of the model "
                                "config (--api-key-env VAR)")
     if status in REFUSED:
         return None, f"{status}: {reply}"
     if status != 200:
-        raise FamiliarityError(f"{ep.url} ({ep.model}) answered {status}: {reply}")
+        raise FamiliarityError(f"{ep.where} ({ep.model}) answered {status}: {reply}")
     try:
         values = PARSERS[form](reply)
     except (AttributeError, TypeError, ValueError) as exc:
-        raise FamiliarityError(f"{ep.url}: an unreadable {form} reply ({exc})") from exc
+        raise FamiliarityError(f"{ep.where}: an unreadable {form} reply ({exc})") from exc
     return values, "" if values is not None else "200 without per-token prompt log-probabilities"
 
 
@@ -270,7 +283,7 @@ def detect_form(ep: Endpoint) -> str:
         if values is not None:
             return form
         reasons.append(f"{form}: {why}")
-    raise NoPromptLogprobs(f"model {ep.model} at {ep.url} returns no per-token log-probabilities of a prompt "
+    raise NoPromptLogprobs(f"model {ep.model} at {ep.where} returns no per-token log-probabilities of a prompt "
                            f"({'; '.join(reasons)}). The familiarity study needs a model served with vLLM (e.g. "
                            "--model llama-3.1-8b-vllm while the sweep's server runs, or --model openai-compatible "
                            "--base-url URL --model-id NAME) or a completions endpoint that supports echo with logprobs")
@@ -310,7 +323,7 @@ def measure(ep: Endpoint, form: str, text: str, max_tokens: int, competition_id:
     bound = max_tokens * CHARS_PER_TOKEN
     values, why = prompt_logprobs(ep, form, text[:bound])
     if values is None:
-        raise FamiliarityError(f"{competition_id}: {ep.url} refused its text ({why}). If it is too long for the "
+        raise FamiliarityError(f"{competition_id}: {ep.where} refused its text ({why}). If it is too long for the "
                                "model's context, lower --max-tokens")
     mean, tokens = score(values, max_tokens)
     return {"competition": competition_id, "tokens": tokens, "mean_logprob": mean,
@@ -449,13 +462,36 @@ def report_section(sweep_dir: Path) -> str | None:
     return section_markdown(table) if len(table) else None
 
 
-def write_outputs(table: pd.DataFrame, out_dir: Path, title: str) -> dict[str, Path]:
-    """familiarity.csv, familiarity.png and familiarity.md in out_dir, each written atomically."""
+def spent(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """What one run of the study used: the difference of its ledger's totals (`MeteringProxy.summary()`) before
+    and after; `cost_usd` None where a call had no price, `ledger_calls` the ledger's calls over every run."""
+    used = {k: after[k] - before[k] for k in ("calls", "errors", "input_tokens", "output_tokens")}
+    priced = before["cost_usd"] is not None and after["cost_usd"] is not None
+    return {**used, "cost_usd": round(after["cost_usd"] - before["cost_usd"], 8) if priced else None,
+            "price_key": after.get("price_key"), "ledger_calls": after["calls"]}
+
+
+def calls_markdown(calls: dict[str, Any]) -> str:
+    """familiarity.md's line on the model calls of this run, as the study's metering proxy booked them."""
+    cost = (f"${calls['cost_usd']:.4f}" if calls["cost_usd"] is not None else
+            f"cost unknown (no price row for {md_cell(calls['price_key'])} in prices.csv)")
+    ledger = f"; the ledger holds {calls['ledger_calls']} over every run" if calls["ledger_calls"] != calls["calls"] \
+        else ""
+    return (f"Model calls of this run, metered (ledger `{CALLS}`{ledger}): {calls['calls']} calls "
+            f"({calls['errors']} answered an error), {calls['input_tokens']} prompt tokens, "
+            f"{calls['output_tokens']} generated tokens, {cost}.")
+
+
+def write_outputs(table: pd.DataFrame, out_dir: Path, title: str,
+                  calls: dict[str, Any] | None = None) -> dict[str, Path]:
+    """familiarity.csv, familiarity.png and familiarity.md in out_dir, each written atomically; `calls` (from
+    `spent`) adds the line on what the study's model calls used."""
     out_dir = Path(out_dir)
     corr = correlation(table["mean_logprob"], table["any_medal_pct"])
     written = {"csv": atomic_write_text(out_dir / CSV, table[COLUMNS].to_csv(index=False)),
                "png": atomic_write_bytes(out_dir / PNG, figure_png(table, corr))}
-    body = f"# {md_cell(title)}\n\n{section_markdown(table)}\n![familiarity against medal rate]({PNG})\n"
+    used = f"\n{calls_markdown(calls)}\n" if calls else ""
+    body = f"# {md_cell(title)}\n\n{section_markdown(table)}{used}\n![familiarity against medal rate]({PNG})\n"
     written["md"] = atomic_write_text(out_dir / MD, body)
     return written
 
@@ -463,25 +499,29 @@ def write_outputs(table: pd.DataFrame, out_dir: Path, title: str) -> dict[str, P
 def run_study(sweep_dir: Path, config: dict[str, Any], text: str = "description", ids: list[str] | None = None,
               out_dir: Path | None = None, max_tokens: int = DEFAULT_MAX_TOKENS,
               data_dir: Path | None = None) -> dict[str, Any]:
-    """Measure every competition of the sweep (or `ids`), write the three files; returns their paths, the table
-    and the correlation. Every text is read and the endpoint's form found before anything is written."""
+    """Measure every competition of the sweep (or `ids`) through the study's metering proxy, write the three files;
+    returns their paths (and the ledger's), the table, the correlation and what this run's calls used. Every text
+    is read before any call, and the endpoint's form found before anything but the ledger is written."""
     if text not in TEXTS:
         raise FamiliarityError(f"unknown text {text!r}. Fix: --text one of {', '.join(TEXTS)}")
     sweep_dir = Path(sweep_dir)
-    ep = endpoint(config, sweep_dir)
-    rates, planned, scope = medal_rates(sweep_dir, ep.name)
+    out = Path(out_dir) if out_dir else study_dir(sweep_dir)
+    forwarded_config(config, sweep_dir)  # the checks that name a fix, before the sweep and the texts are read
+    rates, planned, scope = medal_rates(sweep_dir, str(config.get("name") or config.get("model")))
     chosen = list(ids) if ids else planned
     try:
         texts = {cid: competition_text(cid, text, data_dir) for cid in chosen}
     except KeyError as exc:
         raise FamiliarityError(str(exc.args[0] if exc.args else exc)) from exc
-    form = detect_form(ep)
-    rows = [{**measure(ep, form, body, max_tokens, cid), "text": label}
-            for cid, (body, label) in texts.items()]
+    with metered(config, sweep_dir, out / CALLS) as (ep, proxy):
+        before = proxy.summary()
+        form = detect_form(ep)
+        rows = [{**measure(ep, form, body, max_tokens, cid), "text": label}
+                for cid, (body, label) in texts.items()]
+        calls = spent(before, proxy.summary())
     table = pd.DataFrame(rows).merge(rates, on="competition", how="left")
     table = table.assign(max_tokens=max_tokens, model=ep.model, endpoint_form=form, attempts_of=scope)
     table[["graded", "medals"]] = table[["graded", "medals"]].fillna(0).astype(int)
-    written = write_outputs(table, Path(out_dir) if out_dir else study_dir(sweep_dir),
-                            f"Familiarity study of sweep {sweep_dir.name}")
-    return {"files": written, "table": table[COLUMNS],
+    written = write_outputs(table, out, f"Familiarity study of sweep {sweep_dir.name}", calls)
+    return {"files": {**written, "calls": out / CALLS}, "table": table[COLUMNS], "calls": calls,
             "correlation": correlation(table["mean_logprob"], table["any_medal_pct"])}

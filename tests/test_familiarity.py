@@ -1,4 +1,5 @@
-"""The familiarity study against the scripted server: both prompt log-probability forms, the refusal, the files.
+"""The familiarity study against the scripted server: both prompt log-probability forms, the refusal, the files,
+and the metering proxy every call goes through (its ledger, and how it meters `/v1/completions`).
 
 The sweep is written by hand as the jobs write it (configs, manifest, grading records); the texts are the
 original descriptions in a data dir, as `competitions import-upstream` leaves them. The scripted server gives
@@ -26,9 +27,10 @@ from openai import BadRequestError, OpenAI
 from scipy import stats
 
 from hpc_mle import cli, familiarity, grading
-from hpc_mle.llm import serve, testserver
+from hpc_mle.llm import prices, serve, testserver
 
 KEY = "sk-familiarity-SECRET-0123456789abcdef"
+PRICE = "llama-3.1-405b-instruct"  # a prices.csv row the test model is priced by
 WORDS = {"alpha": -1.0, "beta": -2.0, "gamma": -4.0, "delta": -6.0}
 TEXTS = {"mini-churn": "alpha beta gamma delta", "mini-digits": "alpha beta beta beta",
          "mini-ames-housing": "gamma alpha alpha", "mini-leaf-species": "delta " * 40}
@@ -87,7 +89,7 @@ def study(tmp_path, monkeypatch):
         server = testserver.start(script(accepts), api_key=KEY)
         servers.append(server)
         sweep = tmp_path / f"sweep-{accepts}"
-        write_sweep(sweep, server.base_url)
+        write_sweep(sweep, server.base_url, price=PRICE)
         return server, sweep
 
     yield start, tmp_path / "data"
@@ -98,6 +100,21 @@ def study(tmp_path, monkeypatch):
 def invoke(sweep: Path, data: Path, *extra: str):
     return CliRunner().invoke(cli.main, ["familiarity", str(sweep), "--text", "original", "--max-tokens", "10",
                                          "--data-dir", str(data), *extra])
+
+
+def ledger(folder: Path) -> list[dict]:
+    path = folder / familiarity.CALLS
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def no_secret_in(folder: Path, *secrets: str) -> None:
+    """Neither the key nor any proxy token (they start `hpcmle-`) is in a file of `folder`."""
+    for path in folder.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            assert b"hpcmle-" not in data, path
+            for secret in secrets:
+                assert secret.encode() not in data, path
 
 
 @pytest.mark.parametrize(("accepts", "form"), [("vllm", "vllm-prompt-logprobs"), ("echo", "openai-echo")])
@@ -141,8 +158,22 @@ def test_each_form_gives_the_scripted_means_and_the_files(study, accepts, form):
     assert ax.get_title() == familiarity.correlation_text(corr)
     assert (out / familiarity.PNG).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
-    for path in out.iterdir():
-        assert KEY.encode() not in path.read_bytes(), path
+    # every call metered: the probe(s) and one per competition, each booked at the server's own usage
+    booked = ledger(out)
+    assert [c["endpoint"] for c in booked] == ["/v1/completions"] * len(bodies)
+    statuses = [c["status"] for c in booked]
+    assert statuses == ([200] * 5 if form == "vllm-prompt-logprobs" else [400] + [200] * 5)
+    answered = [(b, status == 200) for b, status in zip(bodies, statuses, strict=True)]  # a refusal has no usage
+    assert [c["input_tokens"] for c in booked] == [len(b["prompt"].split()) if ok else None for b, ok in answered]
+    assert [c["output_tokens"] for c in booked] == [int("prompt_logprobs" in b) if ok else None for b, ok in answered]
+    assert {(c["usage"], c["model"]) for c in booked} == {("reported", "served-llama")}
+    tokens_in, tokens_out = (sum(c[k] or 0 for c in booked) for k in ("input_tokens", "output_tokens"))
+    dollars = sum(prices.lookup(PRICE).cost(c["input_tokens"] or 0, c["output_tokens"] or 0) for c in booked)
+    assert sum(c["cost_usd"] or 0 for c in booked) == pytest.approx(dollars) and dollars > 0
+    assert f"{len(bodies)} calls ({len(bodies) - 5} answered an error), {tokens_in} prompt tokens, " \
+           f"{tokens_out} generated tokens, ${dollars:.4f}." in " ".join(md.split())
+    assert str(out / familiarity.CALLS) in " ".join(result.output.split())
+    no_secret_in(out, KEY)
     assert KEY not in result.output
 
 
@@ -154,22 +185,32 @@ def test_an_endpoint_without_prompt_logprobs_is_a_named_refusal(study, tmp_path)
     text = " ".join(result.output.split())
     assert "returns no per-token log-probabilities of a prompt" in text
     assert "vllm-prompt-logprobs: 400" in text and "openai-echo: 400" in text and "served with vLLM" in text
-    assert KEY not in result.output and not (sweep / "analysis").exists()
+    assert KEY not in result.output
+    out = sweep / "analysis" / "familiarity"  # the two refused probes are booked, and nothing else is written
+    assert [p.name for p in out.iterdir()] == [familiarity.CALLS]
+    assert [(c["status"], c["input_tokens"], c["output_tokens"]) for c in ledger(out)] == [(400, None, None)] * 2
+    no_secret_in(out, KEY)
 
     assert familiarity.report_section(sweep) is None
     with pytest.raises(familiarity.NoPromptLogprobs, match="Anthropic"):
-        familiarity.endpoint({"name": "claude", "provider": "anthropic", "model": "claude-x"}, sweep)
+        familiarity.forwarded_config({"name": "claude", "provider": "anthropic", "model": "claude-x"}, sweep)
 
 
-def test_a_busy_server_is_asked_again(monkeypatch):
-    """Two scripted 503s, then the answer: the call is retried (without waiting here) and succeeds."""
-    monkeypatch.setattr(familiarity, "RETRY_WAIT_S", 0.0)
+def model(server, **fields) -> dict:
+    return {"name": "llama-test", "provider": "openai-compatible", "model": "served-llama",
+            "base_url": server.base_url, "api_key_env": "FAMILIARITY_TEST_KEY", **fields}
+
+
+def test_a_busy_server_is_asked_again_by_the_proxy(monkeypatch, tmp_path):
+    """Two scripted 503s, then the answer: the study's proxy retries (without waiting here), one call is booked."""
+    monkeypatch.setenv("FAMILIARITY_TEST_KEY", KEY)
     busy = {"rules": [{"match": ".", "status": 503, "times": 2}], "default": script("both")["default"]}
-    with testserver.start(busy, api_key=KEY) as server:
-        ep = familiarity.Endpoint("llama-test", "served-llama", server.base_url, KEY)
+    with testserver.start(busy, api_key=KEY) as server, \
+            familiarity.metered(model(server), tmp_path, tmp_path / "out" / familiarity.CALLS, backoff_s=0.0) as (ep, _):
         values, why = familiarity.prompt_logprobs(ep, "vllm-prompt-logprobs", TEXTS["mini-churn"])
         assert (values, why) == ([None, -2.0, -4.0, -6.0], "") and len(server.requests) == 3
-        assert KEY not in repr(ep)
+        assert KEY not in repr(ep) and ep.key not in repr(ep) and ep.where == server.base_url + "/completions"
+    assert [(c["status"], c["retries"], c["input_tokens"]) for c in ledger(tmp_path / "out")] == [(200, 2, 4)]
 
 
 def test_missing_key_text_and_model_are_clear_errors(study, monkeypatch):
@@ -200,8 +241,10 @@ def test_a_served_model_is_reached_through_the_sweeps_server_files(tmp_path):
         assert server.requests[-1]["headers"]["Authorization"] == f"Bearer {key}"
     table = pd.read_csv(sweep / "analysis" / "familiarity" / familiarity.CSV)
     assert table[["competition", "mean_logprob", "any_medal_pct"]].values.tolist() == [["mini-churn", -4.0, 50.0]]
-    for path in (sweep / "analysis" / "familiarity").iterdir():
-        assert key.encode() not in path.read_bytes(), path
+    out = sweep / "analysis" / "familiarity"
+    assert [(c["status"], c["input_tokens"]) for c in ledger(out)] == [(200, 9), (200, 4)]  # probe, mini-churn
+    assert "cost unknown (no price row for served-llama in prices.csv)" in " ".join((out / familiarity.MD).read_text().split())
+    no_secret_in(out, key)
     address.write_text(json.dumps({"base_url": "http://127.0.0.1:9/v1", "ended_at": "2026-11-30T10:00:00"}))
     result = invoke(sweep, tmp_path / "data")
     assert result.exit_code == 2 and "model server ended at 2026-11-30T10:00:00" in " ".join(result.output.split())
@@ -230,3 +273,46 @@ def test_scripted_completions_speak_both_real_shapes():
         client = OpenAI(base_url=server.base_url, api_key=KEY, max_retries=0)
         with pytest.raises(BadRequestError, match="prompt_logprobs is not supported"):
             client.completions.create(model="m", prompt="x y", max_tokens=1, extra_body={"prompt_logprobs": 0})
+
+
+def test_the_proxy_meters_completions_and_passes_them_through(monkeypatch, tmp_path):
+    """Legacy echo with `max_tokens: 0`, vLLM's `prompt_logprobs`, a reply without `completion_tokens`, a batch and
+    a stream, through the study's proxy with a token budget: replies as the server gives them (every
+    log-probability), extra fields forwarded untouched, each call booked at the server's usage."""
+    monkeypatch.setenv("FAMILIARITY_TEST_KEY", KEY)
+    scripted = {"rules": [{"match": "silent", "content": "fine", "omit_usage": ["completion_tokens"]}],
+                "default": script("both")["default"]}
+    calls = tmp_path / "out" / familiarity.CALLS
+    with testserver.start(scripted, api_key=KEY) as server, \
+            familiarity.metered(model(server, budget={"max_tokens": 10_000}), tmp_path, calls) as (ep, proxy):
+        direct = OpenAI(base_url=server.base_url, api_key=KEY, max_retries=0)
+        metered = OpenAI(base_url=ep.base_url, api_key=ep.key, max_retries=0)
+        echo = {"model": "served-llama", "prompt": "alpha beta gamma", "echo": True, "logprobs": 1, "max_tokens": 0}
+        vllm = {"model": "served-llama", "prompt": "alpha beta gamma", "max_tokens": 1,
+                "extra_body": {"prompt_logprobs": 2, "top_k": -1}}
+        for asked in (echo, vllm):
+            got, want = metered.completions.create(**asked), direct.completions.create(**asked)
+            assert got.model_dump(exclude={"id", "created"}) == want.model_dump(exclude={"id", "created"})
+        assert server.requests[-2]["body"] == {**{k: v for k, v in vllm.items() if k != "extra_body"},
+                                               "prompt_logprobs": 2, "top_k": -1}
+        assert got.choices[0].model_extra["prompt_logprobs"][1] == want.choices[0].model_extra["prompt_logprobs"][1]
+        silent = metered.completions.create(model="served-llama", prompt="silent words", max_tokens=0, echo=True,
+                                            logprobs=0)
+        assert silent.usage.completion_tokens is None and silent.usage.prompt_tokens == 2
+        batch = metered.completions.create(model="served-llama", prompt=["one two", "three"], max_tokens=3, n=2)
+        assert len(batch.choices) == 4 and batch.usage.completion_tokens == 4
+        pieces = list(metered.completions.create(model="served-llama", prompt="a stream", max_tokens=5, stream=True))
+        assert "".join(c.choices[0].text for c in pieces) == " fine" and all(c.choices for c in pieces)
+        assert server.requests[-1]["body"]["stream_options"] == {"include_usage": True}
+        for bad in (-1, True):
+            with pytest.raises(BadRequestError, match="non-negative integer"):
+                metered.completions.create(model="served-llama", prompt="x", max_tokens=bad)
+        summary = proxy.summary()
+    booked = ledger(tmp_path / "out")  # echo, vllm, silent, batch, stream, then the two refused before forwarding
+    assert [(c["status"], c["input_tokens"], c["output_tokens"], c.get("usage")) for c in booked] == [
+        (200, 3, 0, "reported"), (200, 3, 1, "reported"), (200, 2, 0, "reported"), (200, 3, 4, "reported"),
+        (200, 2, 1, "reported"), (400, None, None, None), (400, None, None, None)]
+    assert [c["stream"] for c in booked] == [False] * 4 + [True] + [False] * 2
+    assert [c.get("refused") for c in booked[-2:]] == [True, True] and "non-negative" in booked[-1]["error"]
+    assert (summary["calls"], summary["input_tokens"], summary["output_tokens"]) == (7, 13, 6)
+    no_secret_in(tmp_path / "out", KEY)

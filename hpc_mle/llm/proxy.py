@@ -36,11 +36,16 @@ the key never enters the sandbox, and every call passes one place that can count
   place that hands it out, and error texts are redacted of it and of the key;
 - upstream 429 and 5xx replies (and connection failures) are retried with exponential backoff that
   honours Retry-After, a bounded number of times; then the error is passed through;
-- streams (SSE) are relayed event by event. OpenAI chat streams only report usage when asked, so the
-  proxy asks (`stream_options.include_usage`) and removes that extra chunk if the client had not.
+- streams (SSE) are relayed event by event. OpenAI chat and completions streams only report usage when
+  asked, so the proxy asks (`stream_options.include_usage`) and removes that extra chunk if the client had not.
 
-Protocols: OpenAI chat completions, responses and models (`/v1/chat/completions`, `/v1/responses`,
-`/v1/models`) and Anthropic messages (`/v1/messages`, `/v1/messages/count_tokens`).
+Protocols: OpenAI chat completions, legacy completions, responses and models (`/v1/chat/completions`,
+`/v1/completions`, `/v1/responses`, `/v1/models`) and Anthropic messages (`/v1/messages`,
+`/v1/messages/count_tokens`). Completions bodies pass as they come (vLLM's `prompt_logprobs`, `echo` with
+`logprobs`, `max_tokens: 0` included), and so do their replies with every log-probability.
+
+The harness's own model calls (the audit judge, the familiarity study) use the same proxy with a ledger of
+their own: `private_proxy`.
 
 It runs as a thread of the attempt runner rather than a subprocess: the runner kills every process
 descended from it when the agent stops (orphans included), it needs the proxy's totals for
@@ -53,6 +58,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import email.utils
 import hmac
 import json
@@ -63,7 +69,9 @@ import random
 import re
 import secrets
 import shlex
+import shutil
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -80,7 +88,7 @@ from hpc_mle.llm.serving import BackgroundApp, tcp_socket, unix_socket
 log = logging.getLogger(__name__)
 
 DEFAULT_BASE_URLS = {"openai": "https://api.openai.com/v1", "anthropic": "https://api.anthropic.com"}
-METERED = ("/v1/chat/completions", "/v1/responses", "/v1/messages")
+METERED = ("/v1/chat/completions", "/v1/completions", "/v1/responses", "/v1/messages")
 FREE = ("/v1/models", "/v1/messages/count_tokens")  # forwarded and logged, never charged
 # One method per route: a GET on /v1/chat/completions would list the account's stored completions (other
 # attempts' conversations included), so nothing but these is forwarded.
@@ -90,8 +98,10 @@ PASS_REQUEST_HEADERS = {"content-type", "accept", "user-agent", "anthropic-versi
 PASS_REPLY_HEADERS = {"content-type", "retry-after", "retry-after-ms", "request-id", "x-request-id", "x-should-retry"}
 PASS_REPLY_PREFIXES = ("x-ratelimit-", "anthropic-ratelimit-")  # pacing hints for the agent's client
 KEYLIKE = re.compile(r"\b(sk|pk|rk)-[A-Za-z0-9_\-*.]{4,}")
-OUTPUT_FIELDS = {"/v1/chat/completions": ("max_completion_tokens", "max_tokens"),
+OUTPUT_FIELDS = {"/v1/chat/completions": ("max_completion_tokens", "max_tokens"), "/v1/completions": ("max_tokens",),
                  "/v1/responses": ("max_output_tokens",), "/v1/messages": ("max_tokens",)}
+ZERO_OUTPUT = ("/v1/completions",)  # `max_tokens: 0` with `echo` scores a prompt and generates nothing
+USAGE_STREAMS = ("/v1/chat/completions", "/v1/completions")  # streams that report usage only when asked
 BYTES_PER_TOKEN = 3  # input estimate: fewer bytes per token than any tokenizer averages on text, so it over-reserves
 MIN_OUTPUT_TOKENS = 16  # a cap the proxy would lower below this refuses the call instead
 MAX_LOGGED_REFUSALS = 1000
@@ -396,6 +406,15 @@ def _retry_after(headers: Any) -> float | None:
         return None
 
 
+def _completion_usage(got: usage.Usage, parsed: Any) -> usage.Usage:
+    """A completions reply's usage with its output worked out where the reply leaves `completion_tokens` out (a
+    prompt scored with `echo` and `max_tokens: 0` generates nothing): `total_tokens` less the prompt's."""
+    total = ((parsed.get("usage") or {}) if isinstance(parsed, dict) else {}).get("total_tokens")
+    if got.output_tokens is not None or got.input_tokens is None or not isinstance(total, int):
+        return got
+    return dataclasses.replace(got, output_tokens=max(total - got.input_tokens, 0))
+
+
 def _sse_data(event: bytes) -> Any:
     """The JSON of one SSE event's data lines (None for `[DONE]`, comments or non-JSON)."""
     lines = [ln[5:].lstrip() for ln in event.decode("utf-8", "replace").splitlines() if ln.startswith("data:")]
@@ -451,6 +470,7 @@ class MeteringProxy:
         app.on_cleanup.append(self._close_session)
         self.session: aiohttp.ClientSession | None = None
         self.server = BackgroundApp(app, sockets, "llm-proxy")
+        self.scratch: Path | None = None  # a private proxy's socket folder, removed on close
 
     # ------------------------------------------------------------ lifecycle
 
@@ -464,6 +484,13 @@ class MeteringProxy:
             self.socket_path.unlink()
         except OSError:
             pass
+        if self.scratch is not None:
+            shutil.rmtree(self.scratch, ignore_errors=True)
+
+    @property
+    def local_url(self) -> str:
+        """Where a client on this machine reaches the proxy over TCP (a proxy made with `tcp=True`)."""
+        return f"http://127.0.0.1:{self.port}"
 
     def __enter__(self) -> MeteringProxy:
         return self.start()
@@ -674,11 +701,9 @@ class MeteringProxy:
         asked = _output_bound(path, payload)
         if isinstance(asked, Refusal):
             return asked
-        choices = payload.get("n", 1) if path == "/v1/chat/completions" else 1
-        if choices is None:
-            choices = 1
-        if not _positive_int(choices):
-            return Refusal(400, "invalid_request_error", "hpc-mle proxy: `n` must be a positive integer")
+        choices = _choices(path, payload)
+        if isinstance(choices, Refusal):
+            return choices
         previous = payload.get("previous_response_id")
         carried = self.responses.get(previous, 0) if isinstance(previous, str) else 0
         estimate = len(body) // BYTES_PER_TOKEN + 8 + carried
@@ -736,6 +761,8 @@ class MeteringProxy:
             error = f"upstream {resp.status}: {error}"
         else:
             got = usage.from_body(parsed)
+            if request.path == "/v1/completions":
+                got = _completion_usage(got, parsed)
             if got.input_tokens is None or got.output_tokens is None:
                 got = None  # a success without usage: charged its reservation
             if request.path == "/v1/responses" and isinstance(parsed, dict):
@@ -787,6 +814,24 @@ class MeteringProxy:
         return out
 
 
+def private_proxy(model_config: dict[str, Any], calls_path: Path, prefix: str = "hpcmle-proxy-",
+                  **overrides: Any) -> MeteringProxy:
+    """A proxy for a call the harness makes itself (the audit judge, the familiarity study): the model config's
+    key, prices and budget, its own ledger at `calls_path`, served on 127.0.0.1 (`local_url`) once started.
+
+    Its socket lies in a short temporary folder, removed on close: a sweep's path can pass the 108-byte limit
+    of socket addresses. Raises ProxyError where the model cannot be reached (no key, no base URL)."""
+    cfg = config_from_model(model_config, calls_path, **overrides)
+    scratch = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        proxy = MeteringProxy(cfg, scratch / "proxy.sock", tcp=True)
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
+    proxy.scratch = scratch
+    return proxy
+
+
 # ---------------------------------------------------------------- what a request asks for
 
 
@@ -811,21 +856,47 @@ def _payload(body: bytes) -> dict[str, Any] | Refusal:
     return payload if isinstance(payload, dict) else {}
 
 
-def _positive_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+def _whole(value: Any, least: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= least
 
 
 def _output_bound(path: str, payload: dict[str, Any]) -> int | None | Refusal:
-    """The output bound the client set (the largest, if it set two), None if none."""
+    """The output bound the client set (the largest, if it set two), None if none; 0 only on completions."""
     bounds = []
+    least = 0 if path in ZERO_OUTPUT else 1
     for name in OUTPUT_FIELDS[path]:
         value = payload.get(name)
         if value is None:
             continue
-        if not _positive_int(value):
-            return Refusal(400, "invalid_request_error", f"hpc-mle proxy: `{name}` must be a positive integer")
+        if not _whole(value, least):
+            kind = "a non-negative" if least == 0 else "a positive"
+            return Refusal(400, "invalid_request_error", f"hpc-mle proxy: `{name}` must be {kind} integer")
         bounds.append(value)
     return max(bounds) if bounds else None
+
+
+def _choices(path: str, payload: dict[str, Any]) -> int | Refusal:
+    """How many outputs one call generates: chat's `n`; on completions the larger of `n` and `best_of` (each
+    candidate is billed) for each prompt of a batch; 1 elsewhere."""
+    if path not in ("/v1/chat/completions", "/v1/completions"):
+        return 1
+    names = ("n",) if path == "/v1/chat/completions" else ("n", "best_of")
+    each = 1
+    for name in names:
+        value = payload.get(name)
+        if value is None:
+            continue
+        if not _whole(value, 1):
+            return Refusal(400, "invalid_request_error", f"hpc-mle proxy: `{name}` must be a positive integer")
+        each = max(each, value)
+    return each * (_prompts(payload.get("prompt")) if path == "/v1/completions" else 1)
+
+
+def _prompts(prompt: Any) -> int:
+    """Prompts in a completions request: a list of strings or of token lists is a batch; anything else is one."""
+    if isinstance(prompt, list) and prompt and all(isinstance(p, str | list) for p in prompt):
+        return len(prompt)
+    return 1
 
 
 def _unmetered(path: str, payload: dict[str, Any], responses: dict[str, int]) -> Refusal | None:
@@ -882,7 +953,7 @@ def _rewrite(path: str, body: bytes, payload: dict[str, Any], hold: Hold | None,
         chat_field = "max_completion_tokens" if provider == "openai" else "max_tokens"
         payload[chat_field if path == "/v1/chat/completions" else OUTPUT_FIELDS[path][0]] = hold.cap
         changed = True
-    if payload.get("stream") is True and path == "/v1/chat/completions":
+    if payload.get("stream") is True and path in USAGE_STREAMS:
         options = payload.get("stream_options") or {}
         if not isinstance(options, dict):
             options = {}

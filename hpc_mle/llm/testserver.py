@@ -33,8 +33,12 @@ stream drops its connection after that many chunks, before its usage: an upstrea
 `cache_read_input_tokens` / `cache_creation_input_tokens` (reported in usage as given, apart from
 `input_tokens` as Anthropic does, so prompt-cache accounting can be tested).
 
-Completions (`/v1/completions`, not streamed): `prompt` is a string or a list of them (one choice each);
-the answer's `content`, cut to `max_tokens` words, is the generated text. Tokens are whitespace-separated
+Completions (`/v1/completions`): `prompt` is a string or a list of them (`n` choices each); the answer's
+`content`, cut to `max_tokens` words, is the generated text. Usage is reported as OpenAI and vLLM report it
+(`prompt_tokens` of every prompt, `completion_tokens` of every choice, `total_tokens`); the answer's
+`omit_usage` (a list of those names) leaves some out, as a server that reports no output for `max_tokens: 0`
+may. Streamed (`stream: true`), each choice's text comes a word a chunk without log-probabilities, then its
+finish, then, with `stream_options.include_usage`, a chunk with no choices and the usage. Tokens are whitespace-separated
 words, each with the whitespace before it (as BPE tokenisers attach it). Each token's log-probability is
 the answer's `word_logprobs[word]` when given (the word without its whitespace), else its `logprob`: a
 number for every token, or "hash" (the default): -(n % 1000 + 1) / 100 with n the first 4 bytes of the
@@ -404,13 +408,33 @@ class TestServer:
         if refused:
             return self._error(False, 400, f"testserver: this model does not return prompt log-probabilities "
                                f"({refused} is not supported)", "invalid_request_error")
-        choices = [self._choice(i, p, body, answer) for i, p in enumerate(prompts)]
+        n = int(body.get("n") or 1)
+        choices = [self._choice(i * n + j, p, body, answer) for i, p in enumerate(prompts) for j in range(n)]
         used = sum(len(prompt_tokens(p)) for p in prompts)
-        made = len(self._generated(body, answer)) * len(prompts)
-        return web.json_response({"id": _id("cmpl-"), "object": "text_completion", "created": int(time.time()),
-                                  "model": body.get("model") or self.script.models[0], "choices": choices,
-                                  "usage": {"prompt_tokens": used, "completion_tokens": made,
-                                            "total_tokens": used + made}})
+        made = len(self._generated(body, answer)) * len(choices)
+        usage = {"prompt_tokens": used, "completion_tokens": made, "total_tokens": used + made}
+        usage = {k: v for k, v in usage.items() if k not in (answer.get("omit_usage") or ())}
+        base = {"id": _id("cmpl-"), "object": "text_completion", "created": int(time.time()),
+                "model": body.get("model") or self.script.models[0]}
+        if not body.get("stream"):
+            return web.json_response({**base, "choices": choices, "usage": usage})
+        return await self._stream(request, self._completion_chunks(base, choices, body, usage), answer)
+
+    @staticmethod
+    def _completion_chunks(base: dict[str, Any], choices: list[dict[str, Any]], body: dict[str, Any],
+                           usage: dict[str, Any]) -> list[bytes]:
+        """A streamed completion: each choice's text a word a chunk, its finish, the usage chunk when asked."""
+        def chunk(index: int, text: str, finish: str | None = None) -> bytes:
+            return _sse({**base, "choices": [{"index": index, "text": text, "logprobs": None,
+                                              "finish_reason": finish}]})
+
+        chunks = []
+        for choice in choices:
+            chunks += [chunk(choice["index"], p) for p in _pieces(choice["text"])]
+            chunks.append(chunk(choice["index"], "", choice["finish_reason"]))
+        if (body.get("stream_options") or {}).get("include_usage"):
+            chunks.append(_sse({**base, "choices": [], "usage": usage}))
+        return [*chunks, _sse("[DONE]")]
 
     # ------------------------------------------------------------ OpenAI responses
 
