@@ -865,10 +865,8 @@ def report_cmd(sweeps: tuple[Path, ...], split: str | None, fmt: str, output: Pa
     if missing not in analysis.MISSING_MODES:
         _fail(f"--missing {missing!r} is unknown; use one of {', '.join(analysis.MISSING_MODES)}")
     results = audit.mark_flagged(analysis.load_many(dirs), dirs)
-    built = report.build_report(results, "Sweeps " + ", ".join(d.name for d in dirs), split, missing=missing)
-    audited = audit.report_section(results, split, missing)
-    if audited is not None:
-        built.sections.insert(min(2, len(built.sections)), audited)
+    built = report.build_report(results, "Sweeps " + ", ".join(d.name for d in dirs), split, missing=missing,
+                                sweep_dirs=dirs)  # with each sweep's audit status (audit.json) and familiarity study
     text = {"md": lambda: report.render_markdown(built, figure_dir=None), "html": lambda: report.render_html(built),
             "csv": lambda: report.render_csv(built)}[fmt]()
     if output:
