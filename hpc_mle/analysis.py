@@ -26,11 +26,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import yaml
 
-from hpc_mle import competitions, grading, plan
+from hpc_mle import competitions, grading, paths, plan
 from hpc_mle import status as sweep_state  # one vocabulary of states (status.STATES), as `hpc-mle status`
 from hpc_mle.config import DESCRIPTIONS, MISSING_MODES  # re-exported: callers use analysis.*
-from hpc_mle.files import atomic_write_text, read_json
+from hpc_mle.files import atomic_write_json, atomic_write_text, read_json
 from hpc_mle.textsafe import md_cell, md_row
 
 SETTING = ["scaffold", "model", "runtime", "hardware"]
@@ -53,6 +54,7 @@ BOOL_FIELDS = ["any_medal", "gold_medal", "silver_medal", "bronze_medal", "above
 USAGE = ["input_tokens", "output_tokens", "cost_usd"]
 DEFAULT_MISSING = "pad"
 AUDIT_FILE = "audit.json"  # the sweep's rule-violation audit (hpc_mle.audit writes it)
+AUDIT_STEP = Path("analysis") / "audit_step.json"  # what the analysis job's audit step did (report.analyse_sweep)
 COMPARISON = "compare.md"  # analysis/compare.md: this sweep against the one it names as `compare_with`
 
 
@@ -141,7 +143,15 @@ def _hardware(status: dict[str, Any]) -> dict[str, Any]:
     memory = hw.get("memory_mib")
     return {"gpu_seen": hw.get("gpu_label"), "gpus_seen": hw.get("gpu_count"), "gpu_driver": hw.get("driver_version"),
             "cuda_visible_devices": hw.get("cuda_visible_devices"), "node": hw.get("node"),
-            "cpus_seen": hw.get("cpu_count"), "memory_gib_seen": round(memory / 1024, 1) if memory else None}
+            "cpus_seen": hw.get("cpu_count"), "memory_gib_seen": round(memory / 1024, 1) if memory else None,
+            "memory_seen_source": _memory_source(hw) if memory else None}
+
+
+def _memory_source(hw: dict[str, Any]) -> str:
+    """What `memory_mib` is: the cgroup's limit (Slurm, a container) or, with no limit below it, the whole
+    machine's memory (a local run sets none), so a report does not read the latter as a grant."""
+    limit, total = hw.get("memory_limit_mib"), hw.get("memory_total_mib")
+    return "cgroup limit" if limit and (not total or limit <= total) else "machine"
 
 
 def _planned_splits(sweep_dir: Path, config_ids: Iterable[str]) -> dict[str, str]:
@@ -506,6 +516,9 @@ def headline(results: pd.DataFrame, catalogue: Catalogue | None = None, missing:
     return text
 
 
+README_SPLIT_COLUMNS = {"lite": "Low == Lite (%)", "medium": "Medium (%)", "high": "High (%)", "all": "All (%)"}
+
+
 def readme_rows(board: pd.DataFrame, results: pd.DataFrame, catalogue: Catalogue | None = None) -> pd.DataFrame:
     """Upstream README leaderboard rows: any-medal % per split; '-' where a split was not covered.
 
@@ -515,7 +528,7 @@ def readme_rows(board: pd.DataFrame, results: pd.DataFrame, catalogue: Catalogue
         return pd.DataFrame()
     catalogue = catalogue or default_catalogue()
     view = board[board["view"] == "all"]
-    columns = {"lite": "Low == Lite (%)", "medium": "Medium (%)", "high": "High (%)", "all": "All (%)"}
+    columns = README_SPLIT_COLUMNS
     graded = results.loc[results["graded"], [*SETTING, "competition_id", "graded_at"]
                          if "graded_at" in results else [*SETTING, "competition_id"]]
     dates = graded.groupby(SETTING)["graded_at"].max().to_dict() if "graded_at" in graded else {}
@@ -1025,6 +1038,66 @@ def sweep_analysis_conf(sweep_dir: Path) -> dict[str, Any]:
             analysis = config.get("analysis") if isinstance(config.get("analysis"), dict) else {}
             return {**analysis, "data_dir": config.get("data_dir")}
     return {}
+
+
+def write_audit_step(sweep_dir: Path, status: dict[str, Any]) -> Path:
+    """analysis/audit_step.json: what the analysis job's audit step did (`audit.run_step`), including what
+    `audit.json` cannot say (the mode, a judge that did not start, a step that failed), for `hpc-mle report`."""
+    return atomic_write_json(Path(sweep_dir) / AUDIT_STEP, status)
+
+
+def audit_status(sweep_dir: Path) -> dict[str, Any] | None:
+    """What the sweep's audit did, as the report says it: the analysis job's step record where it is not older than
+    `audit.json` (a later `hpc-mle audit` by hand replaces it), else what `audit.json` alone tells; None when the
+    sweep was never audited and its analysis did not run an audit step."""
+    sweep_dir = Path(sweep_dir)
+    body, step = read_json(sweep_dir / AUDIT_FILE, default=None), read_json(sweep_dir / AUDIT_STEP, default=None)
+    body = body if isinstance(body, dict) else None
+    step = step if isinstance(step, dict) and isinstance(step.get("mode"), str) else None
+    if step is not None and body is not None and _mtime(sweep_dir / AUDIT_FILE) > _mtime(sweep_dir / AUDIT_STEP):
+        step = None
+    if step is not None and (step["mode"] == "off" or not step.get("ok")):
+        return step
+    if body is None:
+        return step
+    by_hand = {"mode": "judge" if body.get("judge") else "checks", "ok": True, "by": "`hpc-mle audit`"}
+    return {**(step or by_hand), **audit_counts(body)}
+
+
+def audit_counts(body: dict[str, Any]) -> dict[str, Any]:
+    """The counts of an `audit.json` body the report states: attempts covered, reused, flagged, the judge's use and
+    its first unusable answer."""
+    attempts = [a for a in body.get("attempts") or [] if isinstance(a, dict)]
+    failed_ids = set(map(str, body.get("judge_failed") or []))
+    failed = [a for a in attempts if str(a.get("attempt_id")) in failed_ids]
+    judge = failed[0].get("judge") if failed and isinstance(failed[0].get("judge"), dict) else {}
+    return {"audited": len(attempts), "reused": int(body.get("reused") or 0), "flagged": len(body.get("flagged") or []),
+            "judge": body.get("judge") if isinstance(body.get("judge"), dict) else None, "judge_failed": len(failed),
+            "judge_failure": str(judge.get("answer") or "")[:300] if failed else None}
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def load_model_config(name_or_path: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A `conf/model` entry by name (gpt4o) or a model YAML's path, with overrides: the models the analysis tools
+    ask (`analysis.audit_judge`, `hpc-mle familiarity --model`). Here, below both, so neither imports the other."""
+    path = Path(name_or_path)
+    if not path.is_file():
+        path = paths.REPO_ROOT / "conf" / "model" / f"{name_or_path}.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(f"model {name_or_path!r}: no such file and no conf/model/{name_or_path}.yaml. "
+                                "Fix: a conf/model name (gpt4o) or the path of a model YAML")
+    config = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(config, dict):
+        raise ValueError(f"{path}: a model config is a mapping (name, provider, model, api_key_env, ...), not "
+                         f"{type(config).__name__}. Fix: write it as conf/model/gpt4o.yaml is written")
+    config.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return config
 
 
 def sweep_missing_mode(sweep_dir: Path) -> str:

@@ -13,7 +13,7 @@ import html
 import io
 import json
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,9 +22,10 @@ import numpy as np
 import pandas as pd
 
 from hpc_mle import analysis as an
-from hpc_mle.files import atomic_write_bytes, atomic_write_json, atomic_write_text
+from hpc_mle.files import atomic_write_bytes, atomic_write_json, atomic_write_text, read_untrusted
 from hpc_mle.textsafe import md_cell, md_row
 
+N_NOT_STATED = " (n not stated)"  # export.standing_table's suffix on published cells: said once, in the caption
 ATTEMPT_ROWS = 300  # the per-attempt table lists this many; results.parquet has them all
 PANEL_NOTE = ("Medals marked *reference-panel* are placements among the reference solutions that ship with a "
               "competition (the mini benchmark), not places on a Kaggle leaderboard: they are not comparable "
@@ -377,12 +378,14 @@ def display_attempts(results: pd.DataFrame, limit: int = ATTEMPT_ROWS) -> pd.Dat
 def _audit_status_text(status: dict[str, Any]) -> list[str]:
     """What the analysis job's audit step did (`audit.run_step`), in sentences: ran, reused, failed and why."""
     mode = status.get("mode")
+    sweep = f"Sweep {status['sweep']}: " if status.get("sweep") else ""
     if not status.get("ok"):
-        return [f"The rule-violation audit (`analysis.audit={mode}`) failed: {status.get('error')}. This report is "
-                "built without it; flags below, if any, come from an earlier `audit.json`. Run it again with "
+        return [f"{sweep}The rule-violation audit (`analysis.audit={mode}`) failed: {status.get('error')}. This report "
+                "is built without it; flags below, if any, come from an earlier `audit.json`. Run it again with "
                 "`hpc-mle audit SWEEP` once the cause is fixed."]
-    text = [f"The analysis job audited {status.get('audited', 0)} ended attempt(s) for rule violations "
-            f"(`analysis.audit={mode}`: deterministic checks of logs and code"
+    how = f"`analysis.audit={mode}`: " if not status.get("by") else ""
+    text = [f"{sweep}{status.get('by') or 'The analysis job'} audited {status.get('audited', 0)} ended attempt(s) "
+            f"for rule violations ({how}deterministic checks of logs and code"
             + (", then a judge model" if mode == "judge" else "") + f"; `audit.json`, `audit.md`); "
             f"{status.get('flagged', 0)} flagged." + (f" {status['reused']} verdict(s) reused from the previous "
                                                       "audit: those attempts have not run since."
@@ -402,13 +405,15 @@ def _audit_status_text(status: dict[str, Any]) -> list[str]:
 
 
 def audit_section(results: pd.DataFrame, split: str | None, missing: str, catalogue: an.Catalogue | None = None,
-                  status: dict[str, Any] | None = None) -> Section | None:
+                  status: dict[str, Any] | list[dict[str, Any]] | None = None) -> Section | None:
     """The leaderboard without the attempts the audit flagged (results' `audit_flag`), how many and which,
-    after what the audit step did (`status`, from the analysis job); None when there is nothing to say."""
+    after what the audit did (`status`: the analysis job's step, or `analysis.audit_status` of each sweep);
+    None when there is nothing to say."""
     flagged = results["audit_flag"].notna() if "audit_flag" in results else pd.Series(False, index=results.index)
-    if (status is None or status.get("mode") == "off") and not flagged.any():
+    said = [st for st in ([status] if isinstance(status, dict) else status or []) if st and st.get("mode") != "off"]
+    if not said and not flagged.any():
         return None
-    text = _audit_status_text(status) if status and status.get("mode") != "off" else []
+    text = [line for st in said for line in _audit_status_text(st)]
     if not flagged.any():
         return Section("Without attempts flagged by the audit", text + ["No attempt was flagged: the leaderboard "
                                                                        "above stands as it is."])
@@ -430,10 +435,13 @@ def audit_section(results: pd.DataFrame, split: str | None, missing: str, catalo
 
 def build_report(results: pd.DataFrame, title: str, split: str | None = None,
                  catalogue: an.Catalogue | None = None, run_group_files: list[str] | None = None,
-                 missing: str = an.DEFAULT_MISSING, audit: dict[str, Any] | None = None) -> Report:
+                 missing: str = an.DEFAULT_MISSING, audit: dict[str, Any] | None = None,
+                 sweep_dirs: Sequence[Path] = ()) -> Report:
     """Every table and figure of the analysis for these results (optionally one split only);
     `missing` says how missing (competition, seed) cells count (`analysis.MISSING_MODES`); `audit`: what the
-    analysis job's audit step did (`audit.run_step`), shown with the view without flagged attempts."""
+    analysis job's audit step did (`audit.run_step`), shown with the view without flagged attempts; without it,
+    what each of `sweep_dirs` records of its audit (`analysis.audit_status`). `sweep_dirs` also give the
+    familiarity studies (`hpc-mle familiarity`) a section."""
     an.check_missing(missing)
     catalogue = catalogue or an.default_catalogue()
     sections: list[Section] = []
@@ -511,13 +519,15 @@ def build_report(results: pd.DataFrame, title: str, split: str | None = None,
             "above. Per-seed run-group grading reports for upstream's aggregator are in `analysis/run_groups/`."],
             [("README format", readme)]))
 
-    audited = audit_section(results, split, missing, catalogue, audit) if audit is not None else None
+    statuses = audit if audit is not None else saved_audits(sweep_dirs) if sweep_dirs else None
+    audited = audit_section(results, split, missing, catalogue, statuses) if statuses is not None else None
     if audited is not None:
         sections.insert(min(2, len(sections)), audited)
     study_split = split or an.primary_split(results, catalogue)
     sections += _standing(results, readme, catalogue, study_split, tables)
     if study_split:
         sections += _studies(results, pos, board, study_split, catalogue, figures, tables)
+    sections += familiarity_sections(sweep_dirs, figures)
     usage = an.usage_table(results, pos)
     if len(usage):
         tables["usage"] = usage
@@ -536,27 +546,184 @@ def build_report(results: pd.DataFrame, title: str, split: str | None = None,
     return Report(title, sections, figures, tables)
 
 
+def saved_audits(sweep_dirs: Sequence[Path]) -> list[dict[str, Any]]:
+    """What each sweep records of its audit (`analysis.audit_status`), named by sweep when there are several."""
+    out = []
+    for d in sweep_dirs:
+        status = an.audit_status(d)
+        if status is not None:
+            out.append({**status, "sweep": Path(d).name} if len(sweep_dirs) > 1 else status)
+    return out
+
+
+FIGURE_BYTES = 20 * 1024**2  # a familiarity figure read at most this far
+
+
+def familiarity_sections(sweep_dirs: Sequence[Path], figures: dict[str, bytes]) -> list[Section]:
+    """Each sweep's familiarity study (`familiarity.report_section`) as a section, with its figure embedded."""
+    from hpc_mle import familiarity
+
+    out = []
+    for d in sweep_dirs:
+        text = familiarity.report_section(Path(d))
+        if not text:
+            continue
+        section = markdown_section(text)
+        if len(sweep_dirs) > 1:
+            section.title += f" (sweep {Path(d).name})"
+        name = "familiarity.png" if len(sweep_dirs) == 1 else f"familiarity-{Path(d).name}.png"
+        try:
+            figures[name] = read_untrusted(familiarity.study_dir(d), familiarity.PNG, FIGURE_BYTES)
+            section.figures.append(name)
+        except OSError:
+            section.text.append(f"(`{familiarity.STUDY_DIR / familiarity.PNG}` could not be read: the figure is "
+                                "missing; `hpc-mle familiarity` writes it again.)")
+        out.append(section)
+    return out
+
+
+MD_CELL_SPLIT = re.compile(r"(?<!\\)\|")
+MD_UNESCAPE = re.compile(r"\\(.)")
+
+
+def markdown_section(text: str) -> Section:
+    """A section from the Markdown another module writes (a `## ` title, paragraphs, pipe tables of `md_row`s), so
+    both renderers lay it out as their own: tables become frames, escapes are undone (each renderer escapes)."""
+    lines = text.strip().splitlines()
+    title = lines[0].removeprefix("## ").strip() if lines and lines[0].startswith("## ") else "Familiarity"
+    section = Section(title)
+    for block in re.split(r"\n\s*\n", "\n".join(lines[1:] if lines[0].startswith("## ") else lines)):
+        rows = [ln.strip() for ln in block.strip().splitlines()]
+        if rows and all(r.startswith("|") for r in rows):
+            cells = [[MD_UNESCAPE.sub(r"\1", c.strip()) for c in MD_CELL_SPLIT.split(r.strip("|"))] for r in rows]
+            body = [c for c in cells[1:] if not all(set(x) <= set("-: ") for x in c)]
+            section.tables.append(("per competition", pd.DataFrame(body, columns=cells[0])))
+        elif rows:
+            section.text.append(" ".join(rows))
+    return section
+
+
 def _standing(results: pd.DataFrame, readme: pd.DataFrame, catalogue: an.Catalogue, split: str | None,
               tables: dict[str, pd.DataFrame]) -> list[Section]:
     """Provenance, the published leaderboard beside the user's rows, and item analysis between settings."""
     from hpc_mle import export
 
-    prov = export.provenance_table(results)
+    prov = display_provenance(export.provenance_table(results), results)
     tables["provenance"] = prov
     out = [Section("Provenance", [
         "Where each setting ran, from the attempts' own records: the GPUs (model and count) each attempt's harness "
-        "saw at its start, 'none' where no GPU was visible, '-' where an attempt recorded nothing. Agents got no "
-        "test-set feedback. `hpc-mle export-leaderboard` writes all of it per attempt into provenance.json."],
+        "saw at its start, 'none' where no GPU was visible, '-' where an attempt recorded nothing. Memory seen is "
+        "the cgroup's limit where the attempt ran under one (Slurm, a container), else the whole machine's memory, "
+        "marked 'machine': a local run sets no memory limit, so that figure is not a grant. Agents got no test-set "
+        "feedback. `hpc-mle export-leaderboard` writes all of it per attempt into provenance.json."],
         [("per setting", prov)])]
     standing = export.standing_table(readme)
+    published = standing["source"] == "published"
+    standing.loc[published] = standing.loc[published].map(lambda v: v.replace(N_NOT_STATED, "")
+                                                           if isinstance(v, str) else v)
     tables["where_you_stand"] = standing
     out.append(Section("Where you stand", [
         f"Your README rows beside the published ones (any-medal %, {export.PUBLISHED_SOURCE}; hardware as the "
-        "README or paper states it). Published rows used their own hardware and runtimes: compare with care."],
-        [("published and yours", standing)]))
-    for i, (title, text, shown) in enumerate(export.item_sections(results, catalogue, split)):
-        tables[f"item_analysis_{i}"] = shown[0][1]
+        "README or paper states it). Published rows used their own hardware and runtimes: compare with care.",
+        *_no_published_split(standing, results)],
+        [("published and yours (the README gives mean ± SEM without the number of seeds: n is not stated for "
+          "any published cell)", standing)]))
+    for i, (title, text, shown) in enumerate(item_sections(results, catalogue, split)):
+        tables[f"item_analysis_{i}"] = shown[0][1] if shown else pd.DataFrame()
         out.append(Section(title, text, shown))
+    return out
+
+
+def _no_published_split(standing: pd.DataFrame, results: pd.DataFrame) -> list[str]:
+    """One sentence when every split cell of the user's rows is '-': why, instead of a column of dashes."""
+    split_columns = [c for c in an.README_SPLIT_COLUMNS.values() if c in standing]
+    yours = standing.loc[standing["source"] == "yours", split_columns]
+    if yours.empty or not (yours == "-").all().all():
+        return []
+    ran = sorted({str(v) for v in results.get("benchmark_split", pd.Series(dtype=object)).dropna()}) or ["other"]
+    return [f"Your rows are '-' in every split column: the published leaderboard has only the Lite (Low), Medium, "
+            f"High and All splits, each counted when every one of its competitions was attempted, and these results "
+            f"ran {', '.join(ran)}, which it does not list. Run e.g. `benchmark=lite` to get comparable cells."]
+
+
+def _duration(seconds: Any) -> str:
+    """A run's length readable at any scale: seconds or minutes below an hour, hours above."""
+    if seconds is None or pd.isna(seconds):
+        return "-"
+    seconds = float(seconds)
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.1f} min" if seconds < 3600 else f"{seconds / 3600:.2f} h"
+
+
+def _yes_no(values: pd.Series) -> str:
+    """'yes', 'no', 'k of n' for a setting's boolean records; '-' where none recorded it."""
+    known = values.dropna().astype(bool)
+    if known.empty:
+        return "-"
+    return "yes" if known.all() else "no" if not known.any() else f"{int(known.sum())} of {len(known)}"
+
+
+def _memory_seen(group: pd.DataFrame) -> str:
+    """The memory figures a setting's attempts saw, each with what it is (cgroup limit or the machine's memory)."""
+    if "memory_gib_seen" not in group:
+        return "-"
+    source = group["memory_seen_source"] if "memory_seen_source" in group else pd.Series(None, index=group.index)
+    seen = {f"{float(v):g}" + (" (machine, no limit)" if src == "machine" else " (cgroup limit)"
+                               if src == "cgroup limit" else "")
+            for v, src in zip(group["memory_gib_seen"], source, strict=True) if v is not None and not pd.isna(v)}
+    return ", ".join(sorted(seen)) or "-"
+
+
+def display_provenance(prov: pd.DataFrame, results: pd.DataFrame) -> pd.DataFrame:
+    """The export's provenance table as a reader wants it: yes/no, a run's length in minutes below an hour, memory
+    seen marked with what it is; one row per setting, in the table's own order."""
+    groups = dict(iter(results.groupby(an.SETTING, sort=True, dropna=False)))
+    keys = list(zip(*(prov[k] for k in an.SETTING), strict=True))
+    out = prov.drop(columns=["runtime h (max)"], errors="ignore")
+    if "unsandboxed" in out:
+        out["unsandboxed"] = [_yes_no(groups[k].get("unsandboxed", pd.Series(dtype=object))) for k in keys]
+    if "memory GiB seen" in out:
+        out["memory GiB seen"] = [_memory_seen(groups[k]) for k in keys]
+    longest = [groups[k]["agent_elapsed_s"].max() if "agent_elapsed_s" in groups[k] else None for k in keys]
+    out.insert(out.columns.get_loc("test-set feedback"), "longest run", [_duration(v) for v in longest])
+    return out
+
+
+def item_sections(results: pd.DataFrame, catalogue: an.Catalogue, split: str | None,
+                  n_boot: int = 2000) -> list[tuple[str, list[str], list[tuple[str, pd.DataFrame]]]]:
+    """Item analysis and a paired bootstrap for each pair of settings on `split` (the first 3 pairs), on any medal;
+    when no attempt won a medal (every competition at floor) on above median instead, or valid submission, and
+    said so, since a table of medals would be empty."""
+    if not split or results.empty:
+        return []
+    comps = catalogue.splits[split]
+    pos = an.positioned(results)
+    mine = pos[pos["competition_id"].isin(comps)] if len(pos) else pos
+    metric = next((m for m in ("any_medal", "above_median", "valid_submission")
+                   if len(mine) and bool(mine[f"hit_{m}"].any())), None)
+    settings = results[an.SETTING].drop_duplicates().sort_values(an.SETTING).to_dict("records")
+    pairs = list(zip(settings, settings[1:], strict=False))[:3]
+    if metric is None:
+        return [("Item analysis", [f"No attempt on {split} won a medal, beat the median or made a valid submission: "
+                                   "every competition is at floor for every setting, so no item analysis."], [])]
+    label = an.LABELS[metric].removesuffix(" %")
+    note = [] if metric == "any_medal" else [
+        f"No attempt on {split} won a medal, so every competition is at floor on any medal and an item analysis of "
+        f"medals says nothing. This one counts *{label}* instead: it is not the leaderboard's measure."]
+    out = []
+    for first, second in pairs:
+        items = an.item_analysis(results, first, second, comps, metric)
+        boot = an.paired_bootstrap(items, n_boot=n_boot)
+        a, b = ("/".join(str(s[k]) for k in an.SETTING) for s in (first, second))
+        counts = items["item"].value_counts().to_dict()
+        text = [*note, f"{b} minus {a} on {split}, {label}: {boot['difference']:+.1f} points, 95% paired bootstrap "
+                f"interval [{boot['low']:+.1f}, {boot['high']:+.1f}] ({boot['n_boot']} resamples of the "
+                f"{len(comps)} competitions, seed 0). Competitions that separate them: {counts.get('separates', 0)}; "
+                f"at floor: {counts.get('floor', 0)}; at ceiling: {counts.get('ceiling', 0)}."]
+        shown = items[items["item"] != "floor"].rename(columns={"first": f"{a} %", "second": f"{b} %"})
+        title = f"Item analysis: {b} vs {a}" + ("" if metric == "any_medal" else f" ({label}, no medals)")
+        out.append((title, text, [(f"competitions not at floor, {label} %", shown.round(1))]))
     return out
 
 
@@ -656,6 +823,7 @@ h2{font-size:1.25em;margin-top:1.8em;color:#333}
 table{border-collapse:collapse;margin:.6em 0 1.2em;font-size:.82em}
 th,td{border:1px solid #d0d0d0;padding:3px 7px;text-align:left;vertical-align:top}
 td.text{overflow-wrap:break-word;hyphens:manual}
+td.nowrap{white-space:nowrap}
 th{background:#f3f0e6}
 tr:nth-child(even) td{background:#fafafa}
 caption{caption-side:top;text-align:left;font-weight:600;padding:.3em 0}
@@ -667,9 +835,10 @@ img{max-width:100%;border:1px solid #e5e5e5;margin:.4em 0}
 
 
 def _inline(text: str) -> str:
-    """Escape, then the two bits of markdown the section texts use: `code` and *emphasis*."""
+    """Escape, then the bits of markdown the section texts use: `code`, **strong** and *emphasis*."""
     out = html.escape(text)
     out = re.sub(r"`([^`]+)`", r"<code>\1</code>", out)
+    out = re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", out)
     return re.sub(r"\*([^*]+)\*", r"<em>\1</em>", out)
 
 
@@ -683,6 +852,16 @@ def text_columns(frame: pd.DataFrame) -> list[bool]:
             for i in range(frame.shape[1])]
 
 
+DATE_CELL = re.compile(r"\d{4}-\d{2}-\d{2}|-|")
+
+
+def date_columns(frame: pd.DataFrame) -> list[bool]:
+    """Per column: True where every value is an ISO date (or '-'), with at least one date: such cells never wrap
+    (a browser breaks '2026-11-30' at its hyphens), they stay ISO text in CSV and Markdown."""
+    return [frame.iloc[:, i].map(lambda v: bool(DATE_CELL.fullmatch(str(v)))).all()
+            and frame.iloc[:, i].map(lambda v: len(str(v)) == 10).any() for i in range(frame.shape[1])]
+
+
 def _html_cell(td: str, value: Any) -> str:
     """Escaped text; in a number cell 'mean ± SEM' and '(1 seed)' stay on one line (non-breaking spaces)."""
     text = html.escape(str(value))
@@ -694,7 +873,8 @@ def _html_table(caption: str, frame: pd.DataFrame) -> str:
     if frame.empty:
         return "<p>(none)</p>"
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
-    opens = ['<td class="text">' if text else "<td>" for text in text_columns(frame)]
+    opens = ['<td class="nowrap">' if date else '<td class="text">' if text else "<td>"
+             for text, date in zip(text_columns(frame), date_columns(frame), strict=True)]
     body = "".join("<tr>" + "".join(f"{td}{_html_cell(td, v)}</td>" for td, v in zip(opens, row, strict=True))
                    + "</tr>" for row in frame.itertuples(index=False))
     return (f'<div class="scroll"><table><caption>{html.escape(caption)}</caption><thead><tr>{head}</tr></thead>'
@@ -751,17 +931,20 @@ def parquet_bytes(results: pd.DataFrame) -> bytes:
 
 def write_report(results: pd.DataFrame, out_dir: Path, title: str, split: str | None = None,
                  catalogue: an.Catalogue | None = None, missing: str = an.DEFAULT_MISSING,
-                 audit: dict[str, Any] | None = None) -> dict[str, Any]:
+                 audit: dict[str, Any] | None = None, sweep_dirs: Sequence[Path] = ()) -> dict[str, Any]:
     """Everything into `out_dir`: summary.md, report.html, results.parquet/.csv, tables/*.csv, figures/*.png
-    and the run-group reports (one per setting, and one per setting and seed under run_groups/)."""
+    and the run-group reports (one per setting, and one per setting and seed under run_groups/), these of the
+    attempts the leaderboard counts (`analysis.original_view`: obfuscated descriptions are not extra seeds)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     reports = []
-    for stem, body in an.run_group_reports(results).items():
+    bodies = an.run_group_reports(an.original_view(results))
+    remove_stale_run_groups(out_dir, bodies)
+    for stem, body in bodies.items():
         reports.append(atomic_write_text(out_dir / f"{stem}.json", an.report_json(body)))
     report = build_report(results, title, split, catalogue,
                           [str(p.relative_to(out_dir.parent)) for p in reports if "run_groups" not in p.parts], missing,
-                          audit)
+                          audit, sweep_dirs)
     for name, png in report.figures.items():
         atomic_write_bytes(out_dir / "figures" / name, png)
     for name, frame in report.tables.items():
@@ -776,6 +959,23 @@ def write_report(results: pd.DataFrame, out_dir: Path, title: str, split: str | 
     return {"summary": summary, "html": page, "parquet": parquet, "reports": reports, "report": report}
 
 
+def remove_stale_run_groups(out_dir: Path, bodies: dict[str, Any]) -> None:
+    """Per-seed run-group folders an earlier analysis wrote that this one does not (fewer seed positions now), so
+    upstream's aggregator, globbing run_groups/, never reads a stale seed. Only folders holding nothing but a
+    grading report go; a symlink is never followed."""
+    folder = out_dir / "run_groups"
+    keep = {stem.split("/")[1] for stem in bodies if stem.startswith("run_groups/")}
+    if not folder.is_dir() or folder.is_symlink():
+        return
+    for entry in folder.iterdir():
+        if entry.name in keep or entry.is_symlink() or not entry.is_dir():
+            continue
+        inside = list(entry.iterdir())
+        if [p.name for p in inside] == ["grading_report.json"] and inside[0].is_file() and not inside[0].is_symlink():
+            inside[0].unlink()
+            entry.rmdir()
+
+
 def analyse_sweep(sweep_dir: Path, exclude: Collection[str] = (), audit: dict[str, Any] | None = None
                   ) -> dict[str, Any]:
     """The analysis job's files: `analysis/` (summary.md, report.html, results.parquet/.csv, figures, run-group
@@ -786,8 +986,10 @@ def analyse_sweep(sweep_dir: Path, exclude: Collection[str] = (), audit: dict[st
     if len(results) and exclude:
         results = results[~results["attempt_id"].isin(list(exclude))].reset_index(drop=True)
     missing = an.sweep_missing_mode(sweep_dir)
+    if audit is not None:
+        an.write_audit_step(sweep_dir, audit)
     written = write_report(results, sweep_dir / "analysis", title=f"Sweep {sweep_dir.name}", missing=missing,
-                           audit=audit)
+                           audit=audit, sweep_dirs=[sweep_dir])
     return {"attempts": len(results), "table": an.headline(results, missing=missing),
             "summary": str(written["summary"]),
             "reports": [str(p) for p in written["reports"] if "run_groups" not in p.parts],

@@ -67,14 +67,21 @@ def test_every_plus_minus_in_the_report_says_how_many_seeds(mixed):
     # Mean 33.3, SEM |66.7 - 0| / 2 = 33.3, over 2 seeds.
     assert board.loc["aide", "any medal %"] == "33.3 ± 33.3 (n=2)"
     assert board.loc["solo", "any medal %"] == "0.0 ± n/a (1 seed)"
-    texts = [report.render_markdown(mixed), report.render_html(mixed), an.format_table(mixed.tables["leaderboard"])]
+    ours = report.Report(mixed.title, [s for s in mixed.sections if s.title != "Where you stand"], mixed.figures,
+                         mixed.tables)
+    texts = [report.render_markdown(ours), report.render_html(ours), an.format_table(mixed.tables["leaderboard"])]
     for text in texts:
         numbers = re.findall(r"\d ± [^|<]*", text.replace("&nbsp;", " "))
         assert numbers, text[:500]
         for found in numbers:
-            # ours: n=... or one seed; the published rows beside them: upstream does not state n.
-            assert re.fullmatch(r"\d ± (\d+\.\d \(n=\d+\)|n/a \(1 seed\)|\d+(\.\d+)? \(n not stated\))( †)?\s*",
-                                found), found
+            assert re.fullmatch(r"\d ± (\d+\.\d \(n=\d+\)|n/a \(1 seed\))( †)?\s*", found), found
+    # The published rows: upstream states no n. Said once, in the table's caption; the cells stay short.
+    (caption, standing), = section(mixed, "Where you stand").tables
+    published = standing[standing["source"] == "published"]
+    assert "n is not stated for any published cell" in caption
+    assert published["Low == Lite (%)"].str.fullmatch(r"\d+(\.\d+)? ± \d+(\.\d+)?").all()
+    for text in (report.render_markdown(mixed), report.render_html(mixed)):
+        assert "(n not stated)" not in text and text.count("n is not stated") == 1
 
 
 # ---------------------------------------------------------------- tables that fit
@@ -83,7 +90,13 @@ def test_every_plus_minus_in_the_report_says_how_many_seeds(mixed):
 def test_tables_sit_in_a_scrolling_box_and_only_text_columns_wrap(mixed):
     page = report.render_html(mixed)
     assert re.search(r"\.scroll\{[^}]*overflow-x:auto", page)
-    assert re.search(r"td\.text\{[^}]*overflow-wrap:break-word", page) and "nowrap" not in page
+    assert re.search(r"td\.text\{[^}]*overflow-wrap:break-word", page)
+    assert re.search(r"td\.nowrap\{white-space:nowrap\}", page)
+    # dates never break at their hyphens ("2026-11-" / "30"): their cells do not wrap, and only theirs
+    nowrap = re.findall(r'<td class="nowrap">([^<]*)</td>', page)
+    assert nowrap and all(re.fullmatch(r"\d{4}-\d{2}-\d{2}|-", c) for c in nowrap), nowrap
+    assert "<td class=\"nowrap\">2026-11-22</td>" in page and "2025-11-10</td>" in page
+    assert not re.search(r'<td(?! class="nowrap")[^>]*>\d{4}-\d{2}-\d{2}</td>', page)
     assert page.count("<table>") == page.count('<div class="scroll"><table>') > 3
     long_cells = re.findall(rf"<td[^>]*>{LONG}</td>", page)
     assert long_cells and all(c.startswith('<td class="text">') for c in long_cells)
