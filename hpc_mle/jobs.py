@@ -134,13 +134,22 @@ def _agent(sweep_dir: Path, attempt_id: str, max_restarts: int) -> dict[str, Any
     left = status.get("time_limit_s", 0) - status.get("agent_elapsed_s", 0)
     warned = status.get("state") == "preempted" and "SIGUSR2" in (status.get("reason") or "")
     if warned and left > 1 and status.get("starts", 1) <= max_restarts:
-        if _requeue_self():
-            # SIGUSR2 comes signal_delay_s before --time: the attempt goes on in a new segment (slurm.time_plan)
-            status.update(state="requeued", reason=f"requeued by the attempt with {left:.0f} s of budget left",
-                          segments=int(status.get("segments") or 1) + 1)
-        elif os.environ.get("SLURM_JOB_ID"):  # Slurm refused the requeue: say what brings it back
-            status.update(reason=f"stopped by SIGUSR2; {runner.requeue_hint(out)}")
-        runner.write_status(out, status)
+        return _next_segment(out, status, left)
+    return status
+
+
+def _next_segment(out: Path, status: dict[str, Any], left: float) -> dict[str, Any]:
+    """SIGUSR2 comes signal_delay_s before --time: requeue this task so the attempt goes on in a new segment
+    (slurm.time_plan). The new segment is recorded before the requeue: Slurm signals every process of the job
+    as it requeues it (KILL after KillWait), so a write after `scontrol requeue` could be lost."""
+    requeued = {**status, "state": "requeued", "reason": f"requeued by the attempt with {left:.0f} s of budget left",
+                "segments": int(status.get("segments") or 1) + 1}
+    runner.write_status(out, requeued)
+    if _requeue_self():
+        return requeued
+    if os.environ.get("SLURM_JOB_ID"):  # Slurm refused the requeue: say what brings it back
+        status = {**status, "reason": f"stopped by SIGUSR2; {runner.requeue_hint(out)}"}
+    runner.write_status(out, status)
     return status
 
 

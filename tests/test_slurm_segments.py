@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 from slurm_cluster import slurm_env, wait_for  # noqa: F401  (fixture)
 
-from hpc_mle import plan, runner, slurm
+from hpc_mle import jobs, plan, runner, slurm
 
 pytestmark = pytest.mark.slow
 # Slurm checks time limits and sends the warning every 30 s, up to 30 s before signal_delay_s: on a 2-minute
@@ -36,13 +36,21 @@ def launch(env: dict, *args: str) -> subprocess.CompletedProcess:
                           env=env, timeout=300)
 
 
-def release_if_held(env: dict, job: str) -> None:
+HELD_S = 3  # released no sooner: a job started again within the second of its requeue fails (credential revoked)
+
+
+def release_if_held(env: dict, job: str, held_since: list[float]) -> None:
     """Slurm holds a requeued job for two minutes (Reason=BeginTime), also one that requeued itself from
     inside, where it cannot release itself (its `scontrol update` is killed with the job); release it, as
-    a user may, so the test waits for the segments and not for the hold."""
+    a user may, so the test waits for the segments and not for the hold. `held_since`: when this hold was
+    first seen (emptied on release)."""
     out = subprocess.run(["squeue", "-h", "-j", job, "-o", "%T %r"], capture_output=True, text=True, env=env)
-    if out.stdout.split() == ["PENDING", "BeginTime"]:
+    if out.stdout.split() != ["PENDING", "BeginTime"]:
+        return
+    held_since.append(time.monotonic())
+    if held_since[-1] - held_since[0] >= HELD_S:
         subprocess.run(["scontrol", "update", f"jobid={job}", "StartTime=now"], env=env, capture_output=True)
+        held_since.clear()
 
 
 def events_of(out: Path) -> list[dict]:
@@ -72,8 +80,10 @@ def test_an_attempt_longer_than_maxtime_runs_in_segments_within_its_budget(slurm
     attempt = plan.attempt_dir(sweep, aid)
     results = sweep / "analysis" / "results.csv"
 
+    held_since: list[float] = []
+
     def analysed() -> bool:
-        release_if_held(slurm_env, task)
+        release_if_held(slurm_env, task, held_since)
         return results.is_file() and (runner.read_status(attempt) or {}).get("state") in runner.TERMINAL
 
     wait_for("the segmented attempt, its grading and the analysis", analysed, timeout=420, every=1)
@@ -114,3 +124,35 @@ def test_jobs_around_the_attempts_fit_the_partition_maxtime():
     assert capped["mem_gb"] == slurm.GRADING_PARAMETERS["mem_gb"]
     cluster.partition = "debug"
     assert slurm.within_max_time(slurm.GRADING_PARAMETERS, cluster, short) == slurm.GRADING_PARAMETERS
+
+
+def test_the_next_segment_is_on_disk_before_the_requeue(tmp_path, monkeypatch):
+    """Slurm kills the job as `scontrol requeue` takes it back, so jobs._agent records the new segment first;
+    a refused requeue leaves the warned state, with what brings the attempt back."""
+    expanded = plan.expand(["scaffold=dummy", "benchmark.competitions=[mini-churn]", "cluster=dev",
+                            "runtime.time_limit=600s", f"output_root={tmp_path}"], True)
+    cfgs = plan.compose_all(expanded)
+    (attempt,) = plan.plan_attempts(cfgs)
+    sweep = tmp_path / plan.sweep_name(cfgs, expanded)
+    plan.write_plan(sweep, cfgs, expanded, [attempt])
+    out = plan.attempt_dir(sweep, attempt.id)
+    out.mkdir(parents=True)
+    warned = {"state": "preempted", "reason": "stopped by SIGUSR2; a restart continues with the budget left",
+              "starts": 1, "segments": 1, "agent_elapsed_s": 80.0, "time_limit_s": 600.0}
+    monkeypatch.setattr(runner, "run_attempt", lambda cfg: dict(warned))
+    seen: list[dict] = []
+
+    def requeue(ok: bool) -> bool:
+        seen.append(runner.read_status(out))
+        return ok
+
+    monkeypatch.setattr(jobs, "_requeue_self", lambda: requeue(True))
+    assert jobs._agent(sweep, attempt.id, 3)["segments"] == 2
+    assert (seen[0]["state"], seen[0]["segments"]) == ("requeued", 2)  # on disk when Slurm was asked
+    (out / "status.json").unlink()
+    monkeypatch.setattr(jobs, "_requeue_self", lambda: requeue(False))
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    jobs._agent(sweep, attempt.id, 3)
+    refused = runner.read_status(out)
+    assert (refused["state"], refused["segments"]) == ("preempted", 1)
+    assert "hpc-mle resume" in refused["reason"]
