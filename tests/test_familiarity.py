@@ -17,6 +17,8 @@ each word a fixed log-probability, so every competition's mean is worked out bel
 from __future__ import annotations
 
 import json
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -308,7 +310,14 @@ def test_the_proxy_meters_completions_and_passes_them_through(monkeypatch, tmp_p
             with pytest.raises(BadRequestError, match="non-negative integer"):
                 metered.completions.create(model="served-llama", prompt="x", max_tokens=bad)
         summary = proxy.summary()
-    booked = ledger(tmp_path / "out")  # echo, vllm, silent, batch, stream, then the two refused before forwarding
+        ids = json.dumps({"model": "served-llama", "prompt": [0] * 10_500, "max_tokens": 1}, separators=(",", ":"))
+        asked = urllib.request.Request(ep.url, ids.encode(), {"authorization": f"Bearer {ep.key}",
+                                                              "content-type": "application/json"})
+        with pytest.raises(urllib.error.HTTPError) as refused:  # 2 bytes a token id: counted by id, over budget
+            urllib.request.build_opener(urllib.request.ProxyHandler({})).open(asked, timeout=30)
+        assert refused.value.code == 403 and b"budget cannot cover" in refused.value.read()
+        assert len(server.requests) == 7
+    booked = ledger(tmp_path / "out")[:-1]  # echo, vllm, silent, batch, stream, then the two refused before forwarding
     assert [(c["status"], c["input_tokens"], c["output_tokens"], c.get("usage")) for c in booked] == [
         (200, 3, 0, "reported"), (200, 3, 1, "reported"), (200, 2, 0, "reported"), (200, 3, 4, "reported"),
         (200, 2, 1, "reported"), (400, None, None, None), (400, None, None, None)]

@@ -706,7 +706,7 @@ class MeteringProxy:
             return choices
         previous = payload.get("previous_response_id")
         carried = self.responses.get(previous, 0) if isinstance(previous, str) else 0
-        estimate = len(body) // BYTES_PER_TOKEN + 8 + carried
+        estimate = max(len(body) // BYTES_PER_TOKEN, _token_ids(payload.get("prompt"))) + 8 + carried
         return self.ledger.reserve(Ask(estimate, asked, choices, self.prices.get(payload.get("model"))))
 
     async def _forward(self, request: web.Request, body: bytes, stream: bool, strip_usage: bool, started: float,
@@ -890,6 +890,14 @@ def _choices(path: str, payload: dict[str, Any]) -> int | Refusal:
             return Refusal(400, "invalid_request_error", f"hpc-mle proxy: `{name}` must be a positive integer")
         each = max(each, value)
     return each * (_prompts(payload.get("prompt")) if path == "/v1/completions" else 1)
+
+
+def _token_ids(prompt: Any) -> int:
+    """Tokens a completions prompt gives as ids (a list, or a batch of lists): "1," is fewer bytes than
+    BYTES_PER_TOKEN, so these are counted one by one."""
+    if not isinstance(prompt, list):
+        return 0
+    return sum(len(p) if isinstance(p, list) else int(isinstance(p, int)) for p in prompt)
 
 
 def _prompts(prompt: Any) -> int:
