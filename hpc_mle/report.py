@@ -834,12 +834,23 @@ img{max-width:100%;border:1px solid #e5e5e5;margin:.4em 0}
 """
 
 
+MD_ESCAPE = re.compile(r"\\([\\`*_\[\]<>|#!~])")  # the characters textsafe.md_cell escapes
+
+
 def _inline(text: str) -> str:
-    """Escape, then the bits of markdown the section texts use: `code`, **strong** and *emphasis*."""
-    out = html.escape(text)
+    """Escape, then the bits of markdown the section texts use: `code`, **strong**, *emphasis* and backslash
+    escapes (`textsafe.md_cell`'s), which show their character literally and start no markup."""
+    escaped: list[str] = []
+
+    def hold(match: re.Match[str]) -> str:
+        escaped.append(html.escape(match.group(1)))
+        return f"\x00{len(escaped) - 1}\x00"
+
+    out = html.escape(MD_ESCAPE.sub(hold, text.replace("\x00", "")))
     out = re.sub(r"`([^`]+)`", r"<code>\1</code>", out)
     out = re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", out)
-    return re.sub(r"\*([^*]+)\*", r"<em>\1</em>", out)
+    out = re.sub(r"\*([^*]+)\*", r"<em>\1</em>", out)
+    return re.sub("\x00(\\d+)\x00", lambda m: escaped[int(m.group(1))], out)
 
 
 NUMBER_CELL = re.compile(r"-|[-+]?\d[\d.,/]*( ?%)?( ± (\d[\d.]*|n/a))?( \((n=\d+|1 seed)\))?( †)?")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -508,3 +509,98 @@ def test_a_sweep_with_nothing_graded_still_gets_its_report(tmp_path):
     assert "| dummy | none | 10m | cpu | mini | 0 | - | - | - |" in out["table"]
     assert "States: planned 1." in (sweep / "analysis" / "summary.md").read_text()  # status.STATES
     assert out["reports"] == []
+
+
+# ---------------------------------------------------------------- issue 18: report follow-ups
+
+
+def test_run_groups_count_original_descriptions_only_and_stale_seed_folders_go(tmp_path):
+    """2 seeds run with both descriptions: 2 seed positions in run_groups/, not 4 (obfuscated attempts are the
+    contamination study's, never extra seeds), and a folder an earlier analysis left for position 2 is removed."""
+    sweep = tmp_path / "s"
+    _write_sweep(sweep, [{"id": f"{d[:3]}{seed}", "comp": "mini-churn", "seed": seed, "bronze": d == "original"}
+                         for d in ("original", "obfuscated") for seed in (0, 1)])
+    manifest = pd.read_csv(sweep / "manifest.csv")
+    manifest["description"] = ["original", "original", "obfuscated", "obfuscated"]
+    manifest.to_csv(sweep / "manifest.csv", index=False)
+    groups = sweep / "analysis" / "run_groups"
+    stale, foreign = groups / "dummy_none_10m_cpu_pos002_seed0", groups / "notes"
+    stale.mkdir(parents=True)
+    (stale / "grading_report.json").write_text("{}")
+    foreign.mkdir()
+    (foreign / "mine.txt").write_text("a user's file")
+    report.analyse_sweep(sweep)
+    assert sorted(p.name for p in groups.iterdir()) == ["dummy_none_10m_cpu_pos000_seed0",
+                                                        "dummy_none_10m_cpu_pos001_seed1", "notes"]
+    for folder in ("dummy_none_10m_cpu_pos000_seed0", "dummy_none_10m_cpu_pos001_seed1"):
+        body = json.loads((groups / folder / "grading_report.json").read_text())
+        assert body["total_runs"] == 1 and body["total_medals"] == 1  # the original attempt: bronze
+    assert (foreign / "mine.txt").is_file()
+
+
+def _audit(sweep: Path, flagged: list[str], judge: dict | None = None, failed: dict | None = None) -> None:
+    attempts = [{"attempt_id": a, "competition_id": "mini-churn", "verdict": "flagged", "rubric_item": "R3",
+                 "findings": [], "judge": None} for a in flagged]
+    if failed:
+        attempts.append({"attempt_id": failed["id"], "competition_id": "mini-churn", "verdict": "clean",
+                         "rubric_item": None, "findings": [], "judge": {"verdict": "error", "answer": failed["answer"]}})
+    (sweep / an.AUDIT_FILE).write_text(json.dumps({
+        "attempts": attempts, "reused": 0, "flagged": flagged, "judge": judge,
+        "judge_failed": [failed["id"]] if failed else []}))
+
+
+def test_report_cli_shows_what_the_audit_did(tmp_path):
+    """`hpc-mle report` says what the analysis job's audit step did, from audit.json and analysis/audit_step.json:
+    how many attempts it covered, that the judge did not run and why; a later hand audit replaces the step."""
+    from click.testing import CliRunner
+
+    from hpc_mle import cli
+
+    sweep = tmp_path / "s"
+    _write_sweep(sweep, [{"id": "i1", "comp": "mini-churn", "seed": 0, "bronze": True},
+                         {"id": "i2", "comp": "mini-churn", "seed": 1, "bronze": False}])
+    _audit(sweep, ["i1"], judge={"model": "gpt-x", "calls_file": "audit_judge_calls.jsonl", "calls": 1,
+                                  "input_tokens": 10, "output_tokens": 2, "cost_usd": None},
+           failed={"id": "i2", "answer": "the judge answered 500"})
+    an.write_audit_step(sweep, {"mode": "judge", "ok": True, "judge_error": "OPENAI_API_KEY is not set"})
+
+    def page() -> str:
+        result = CliRunner().invoke(cli.main, ["report", str(sweep)])
+        assert result.exit_code == 0, result.output
+        return " ".join(result.output.split())
+
+    text = page()
+    assert "The analysis job audited 2 ended attempt(s) for rule violations (`analysis.audit=judge`" in text
+    assert "1 flagged." in text and "The judge did not run: OPENAI_API_KEY is not set." in text
+    assert "Judge gpt-x: 1 call(s) this time" in text
+    assert "no usable answer for 1 attempt(s) (first: the judge answered 500)" in text
+    assert "1 of 2 attempts were flagged" in text
+    an.write_audit_step(sweep, {"mode": "checks", "ok": False, "error": "OSError: disk full"})
+    assert "The rule-violation audit (`analysis.audit=checks`) failed: OSError: disk full." in page()
+    os.utime(sweep / an.AUDIT_FILE, (os.stat(sweep / an.AUDIT_STEP).st_mtime + 10,) * 2)  # audited by hand since
+    text = page()
+    assert "`hpc-mle audit` audited 2 ended attempt(s) for rule violations (deterministic checks" in text
+    assert "disk full" not in text
+
+
+def test_the_familiarity_study_is_a_section_of_the_report_with_its_figure(tmp_path):
+    from hpc_mle import familiarity
+
+    sweep = tmp_path / "s"
+    _write_sweep(sweep, [{"id": "i1", "comp": "mini-churn", "seed": 0, "bronze": True}])
+    table = pd.DataFrame({"competition": ["mini-churn", "mini-digits", "mini-leaf-species"], "text": "description",
+                          "tokens": [40, 50, 60], "mean_logprob": [-1.5, -2.5, -3.0], "truncated": [False, True, False],
+                          "max_tokens": 50, "model": "llama|8b", "endpoint_form": "vllm-prompt-logprobs",
+                          "attempts_of": "dummy", "graded": [1, 0, 0], "medals": [1, 0, 0],
+                          "any_medal_pct": [100.0, 0.0, 0.0]})
+    written = familiarity.write_outputs(table, familiarity.study_dir(sweep), "study")
+    out = report.analyse_sweep(sweep)
+    summary = Path(out["summary"]).read_text()
+    assert "## Familiarity with the competitions' text" in summary and "figures/familiarity.png" in summary
+    assert "| mini-digits | description | 50 | -2.500 | yes | 0 | 0 | 0.0 |" in summary
+    assert (sweep / "analysis" / "figures" / "familiarity.png").read_bytes() == written["png"].read_bytes()
+    page = Path(out["html"]).read_text()
+    rows = re.findall(r"<tr><td[^>]*>(mini-[\w-]+)</td><td[^>]*>description</td><td[^>]*>\d+</td><td[^>]*>(-[\d.]+)<", page)
+    assert rows == [("mini-churn", "-1.500"), ("mini-digits", "-2.500"), ("mini-leaf-species", "-3.000")]
+    assert "<h2>Familiarity with the competitions&#x27; text</h2>" in page and "<strong>Pearson r = " in page
+    assert 'alt="familiarity.png"' in page and "llama|8b" in page and "llama\\|8b" not in page

@@ -193,3 +193,68 @@ def test_the_page_never_scrolls_sideways_in_chromium(mixed, tmp_path):
         assert layout["tables"] > 3 and layout["page"] <= width, layout  # wide tables scroll in their box
     assert "all competitions" in narrow["scrolling"]  # the leaderboard scrolls in a narrow window
     assert wide["scrolling"] == []  # and fits a wide one: its text wraps
+
+
+# ---------------------------------------------------------------- issue 18: a real mini sweep's report
+
+
+MINI = an.Catalogue(splits={"mini": ("m1", "m2")}, status={})
+DUMMY, BASE = ({**MANY, "scaffold": s, "model": "none", "hardware": "cpu"} for s in ("dummy", "base"))
+
+
+@pytest.fixture(scope="module")
+def mini() -> pd.DataFrame:
+    """A mini sweep as `make run` leaves it: no medal anywhere; base beats the median, dummy does not; local runs
+    (machine memory, no limit) of 2 min and 13 s, one of base's unsandboxed."""
+    hw = {"memory_gib_seen": 23.5, "memory_seen_source": "machine", "agent_elapsed_s": 13.0}
+    rows = [attempt(c, s, None, DUMMY, benchmark="mini", benchmark_split="mini", **hw) for c in ("m1", "m2")
+            for s in (0, 1)]
+    rows += [attempt(c, s, None, BASE, benchmark="mini", benchmark_split="mini", above_median=True,
+                     **{**hw, "agent_elapsed_s": 120.0, "unsandboxed": s == 1}) for c in ("m1", "m2") for s in (0, 1)]
+    return results(rows)
+
+
+@pytest.fixture(scope="module")
+def mini_report(mini) -> report.Report:
+    return report.build_report(mini, "mini", catalogue=MINI)
+
+
+def test_a_mini_sweep_says_once_why_it_has_no_published_split(mini_report, mini, mixed):
+    rep = mini_report
+    stand = section(rep, "Where you stand")
+    yours = stand.tables[0][1].query("source == 'yours'")
+    assert (yours[list(an.README_SPLIT_COLUMNS.values())] == "-").all().all()
+    (why,) = [t for t in stand.text if "'-' in every split column" in t]
+    assert "Lite (Low), Medium, High and All" in why and "ran mini" in why
+    assert not [t for t in section(mixed, "Where you stand").text if "every split column" in t]  # lite: covered
+
+
+def test_provenance_says_yes_no_minutes_and_what_memory_it_saw(mini_report, mini):
+    rep = mini_report
+    prov = section(rep, "Provenance").tables[0][1].set_index("scaffold")
+    assert prov.loc["dummy", "unsandboxed"] == "no" and prov.loc["base", "unsandboxed"] == "2 of 4"
+    assert prov.loc["dummy", "longest run"] == "13 s" and prov.loc["base", "longest run"] == "2.0 min"
+    assert prov.loc["dummy", "memory GiB seen"] == "23.5 (machine, no limit)"
+    assert "runtime h (max)" not in prov and "False" not in prov.to_string()
+    assert report._duration(5400) == "1.50 h" and report._duration(float("nan")) == "-"
+    limited = an._hardware({"telemetry": {"hardware": {"gpu_label": "none", "memory_mib": 8192,
+                                                       "memory_limit_mib": 8192, "memory_total_mib": 24064}}})
+    machine = an._hardware({"telemetry": {"hardware": {"gpu_label": "none", "memory_mib": 24064,
+                                                       "memory_limit_mib": None, "memory_total_mib": 24064}}})
+    assert (limited["memory_seen_source"], machine["memory_seen_source"]) == ("cgroup limit", "machine")
+    assert limited["memory_gib_seen"] == 8.0
+
+
+def test_item_analysis_without_any_medal_counts_above_median_and_says_so(mini_report, mini, mixed):
+    rep = mini_report
+    (items,) = [s for s in rep.sections if s.title.startswith("Item analysis")]
+    assert items.title == "Item analysis: dummy/none/10m/cpu vs base/none/10m/cpu (above median, no medals)"
+    assert "No attempt on mini won a medal" in items.text[0] and "*above median* instead" in items.text[0]
+    assert "above median: -100.0 points" in items.text[1] and "separate them: 2" in items.text[1]
+    (caption, table), = items.tables
+    assert caption == "competitions not at floor, above median %" and table["difference"].tolist() == [-100.0, -100.0]
+    (medals,) = [s for s in mixed.sections if s.title.startswith("Item analysis")]  # medals exist: any medal
+    assert medals.title == "Item analysis: solo/gpt4o/10m/gpu1 vs aide/gpt4o/10m/gpu1" and "any medal:" in medals.text[0]
+    floor = mini.assign(above_median=False, valid_submission=False)
+    (none,) = report.item_sections(floor, MINI, "mini")
+    assert none[2] == [] and "every competition is at floor" in none[1][0]
