@@ -16,7 +16,7 @@ the key never enters the sandbox, and every call passes one place that can count
   (`max_tokens` / `max_completion_tokens` / `max_output_tokens`, times `n`) against what is left after
   the calls in flight. With a budget and no bound from the client, the proxy sets one on the forwarded
   request (`extra.max_output_tokens` of the model config, default 4096, lowered to what is left), so
-  the reservation is a true bound. A call that does not fit is refused before it is forwarded: 429 (with
+  the reservation is a true bound (legacy completions have a bound of their own, 16, which is reserved). A call that does not fit is refused before it is forwarded: 429 (with
   `Retry-After`) while calls in flight hold the budget it needs, 403 when even they would not free
   enough. After the reply the call settles to the provider's usage; a reply or stream that ends before
   its usage (client hang-up, upstream drop, shutdown) is charged its whole reservation and logged
@@ -101,6 +101,7 @@ KEYLIKE = re.compile(r"\b(sk|pk|rk)-[A-Za-z0-9_\-*.]{4,}")
 OUTPUT_FIELDS = {"/v1/chat/completions": ("max_completion_tokens", "max_tokens"), "/v1/completions": ("max_tokens",),
                  "/v1/responses": ("max_output_tokens",), "/v1/messages": ("max_tokens",)}
 ZERO_OUTPUT = ("/v1/completions",)  # `max_tokens: 0` with `echo` scores a prompt and generates nothing
+IMPLIED_OUTPUT = {"/v1/completions": 16}  # the bound OpenAI and vLLM apply when the client sets none
 USAGE_STREAMS = ("/v1/chat/completions", "/v1/completions")  # streams that report usage only when asked
 BYTES_PER_TOKEN = 3  # input estimate: fewer bytes per token than any tokenizer averages on text, so it over-reserves
 MIN_OUTPUT_TOKENS = 16  # a cap the proxy would lower below this refuses the call instead
@@ -861,7 +862,8 @@ def _whole(value: Any, least: int) -> bool:
 
 
 def _output_bound(path: str, payload: dict[str, Any]) -> int | None | Refusal:
-    """The output bound the client set (the largest, if it set two), None if none; 0 only on completions."""
+    """The output bound the client set (the largest, if it set two; 0 only on completions), else the one the
+    provider implies (completions: 16, so the proxy need not set one), else None."""
     bounds = []
     least = 0 if path in ZERO_OUTPUT else 1
     for name in OUTPUT_FIELDS[path]:
@@ -872,7 +874,7 @@ def _output_bound(path: str, payload: dict[str, Any]) -> int | None | Refusal:
             kind = "a non-negative" if least == 0 else "a positive"
             return Refusal(400, "invalid_request_error", f"hpc-mle proxy: `{name}` must be {kind} integer")
         bounds.append(value)
-    return max(bounds) if bounds else None
+    return max(bounds) if bounds else IMPLIED_OUTPUT.get(path)
 
 
 def _choices(path: str, payload: dict[str, Any]) -> int | Refusal:
