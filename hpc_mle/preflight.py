@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
 from omegaconf import DictConfig
 
 from hpc_mle import competitions, paths, prepare, scaffold_env, slurm
@@ -293,6 +294,40 @@ def keys_section(cfgs: list[DictConfig], env: dict[str, str] | None = None) -> S
     return Section("keys and endpoints", lines, problems)
 
 
+def judge_section(cfg: DictConfig, env: dict[str, str] | None = None) -> Section | None:
+    """The analysis job's audit judge (`analysis.audit=judge`): its model config resolves and its key's variable is
+    set here, where the launch runs and the analysis job gets its environment (never the key's value); None when
+    no judge is asked for. Without its key the job would audit with the deterministic checks alone."""
+    conf = cfg.get("analysis") or {}
+    if conf.get("audit") != "judge":
+        return None
+    from hpc_mle.analysis import load_model_config
+
+    env = dict(os.environ) if env is None else env
+    name = str(conf.get("audit_judge"))
+    fix = "analysis.audit=checks (no judge), or "
+    try:
+        judge = load_model_config(name)
+        provider = str(judge.get("provider") or "")
+    except (OSError, ValueError, AttributeError, yaml.YAMLError) as exc:
+        return Section("audit judge", [f"analysis.audit_judge={name}: does not resolve"], [Problem(
+            f"the audit judge analysis.audit_judge={name} does not resolve to a model config: {exc}",
+            fix + "analysis.audit_judge=gpt4o (a conf/model name) or the path of a model YAML")])
+    lines = [f"judge {name}: {provider or '(no provider)'} endpoint {judge.get('base_url') or '(none)'}, "
+             f"model {judge.get('model') or '(none)'}"]
+    var = judge.get("api_key_env")
+    if var:
+        present = bool(env.get(str(var)))
+        lines.append(f"  key from ${var}: {'set' if present else 'NOT SET'}")
+        problems = [] if present else [Problem(
+            f"the audit judge {name} reads its API key from ${var}, which is not set here (the analysis job would "
+            "audit with the deterministic checks only)", fix + f"export {var}=<your key> before launching")]
+    else:
+        problems = [] if provider == "openai-compatible" else [Problem(
+            f"the audit judge {name} names no api_key_env", fix + "api_key_env: VARIABLE_WITH_KEY in its model YAML")]
+    return Section("audit judge", lines, problems)
+
+
 def _image_problem(scaffold: str, image: str | None) -> tuple[str, Problem | None]:
     build = f"hpc-mle containers build {scaffold} --output-dir DIR"
     if not image:
@@ -407,7 +442,8 @@ def run(sweep_dir: Path, todo: list[Attempt], cfgs: list[DictConfig], served: di
     envs = Section(envs.title, [*envs.lines, *box_lines, *ns_lines], [*envs.problems, *box_problems, *ns_problems])
     sections += [home_data_check(data_section(todo, first.data_dir), first.data_dir, cluster, env),
                  keys_section(cfgs, env), envs]
-    return Report(sections)
+    judge = judge_section(first, env)
+    return Report(sections + ([judge] if judge else []))
 
 
 def home_data_check(section: Section, data_dir: str | None, cluster: DictConfig,

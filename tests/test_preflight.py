@@ -248,3 +248,21 @@ def test_typed_gpus_and_gpus_per_node_are_matched_by_type(tmp_path):
         assert preflight.request_of(agents).gpus == 2
         problems = preflight.resources_section(cfgs[0].cluster, [agents], nodes).problems
         assert (problems == []) is fits, problems
+
+
+def test_a_judge_audit_needs_its_key_here_and_the_key_is_never_printed(tmp_path):
+    """`analysis.audit=judge`: the judge's model config resolves and its key variable is set, as for agents' models;
+    without the key the preflight names the variable and both fixes (export it, or analysis.audit=checks)."""
+    (cfg, *_), _, _ = planned(["analysis.audit=judge", "analysis.audit_judge=gpt4o"], tmp_path)
+    missing = preflight.judge_section(cfg, env={})
+    (problem,) = missing.problems
+    assert "reads its API key from $OPENAI_API_KEY, which is not set here" in problem.what and not problem.warning
+    assert "analysis.audit=checks" in problem.fix and "export OPENAI_API_KEY=<your key>" in problem.fix
+    present = preflight.judge_section(cfg, env={"OPENAI_API_KEY": SECRET})
+    assert present.problems == [] and "  key from $OPENAI_API_KEY: set" in present.lines
+    assert SECRET not in "\n".join(present.lines)
+    (cfg, *_), _, _ = planned(["analysis.audit=judge", f"analysis.audit_judge={tmp_path / 'nope.yaml'}"], tmp_path)
+    (unknown,) = preflight.judge_section(cfg, env={}).problems
+    assert "does not resolve to a model config" in unknown.what and "analysis.audit=checks" in unknown.fix
+    (cfg, *_), _, _ = planned(["analysis.audit=checks"], tmp_path)
+    assert preflight.judge_section(cfg, env={}) is None
