@@ -20,6 +20,7 @@ import pytest
 from slurm_cluster import slurm_env, wait_for  # noqa: F401  (fixture)
 
 from hpc_mle import jobs, plan, runner, slurm
+from hpc_mle.status import sweep_status
 
 pytestmark = pytest.mark.slow
 # Slurm checks time limits and sends the warning every 30 s, up to 30 s before signal_delay_s: on a 2-minute
@@ -39,18 +40,19 @@ def launch(env: dict, *args: str) -> subprocess.CompletedProcess:
 HELD_S = 3  # released no sooner: a job started again within the second of its requeue fails (credential revoked)
 
 
-def release_if_held(env: dict, job: str, held_since: list[float]) -> None:
+def release_if_held(env: dict, job: str, held_since: list[float]) -> bool:
     """Slurm holds a requeued job for two minutes (Reason=BeginTime), also one that requeued itself from
     inside, where it cannot release itself (its `scontrol update` is killed with the job); release it, as
     a user may, so the test waits for the segments and not for the hold. `held_since`: when this hold was
-    first seen (emptied on release)."""
+    first seen (emptied on release). True while it is held."""
     out = subprocess.run(["squeue", "-h", "-j", job, "-o", "%T %r"], capture_output=True, text=True, env=env)
     if out.stdout.split() != ["PENDING", "BeginTime"]:
-        return
+        return False
     held_since.append(time.monotonic())
     if held_since[-1] - held_since[0] >= HELD_S:
         subprocess.run(["scontrol", "update", f"jobid={job}", "StartTime=now"], env=env, capture_output=True)
         held_since.clear()
+    return True
 
 
 def events_of(out: Path) -> list[dict]:
@@ -64,7 +66,8 @@ def grading_results(sweep: Path) -> list:
 
 
 def test_an_attempt_longer_than_maxtime_runs_in_segments_within_its_budget(slurm_env, mini_data,  # noqa: F811
-                                                                           tmp_path):
+                                                                           tmp_path, monkeypatch):
+    monkeypatch.setenv("SLURM_CONF", slurm_env["SLURM_CONF"])  # for the queue that sweep_status asks
     where = [f"output_root={tmp_path}", f"data_dir={mini_data}"]
     dry = launch(slurm_env, *SWEEP, *where, "--dry-run")
     assert dry.returncode == 0, dry.stdout + dry.stderr
@@ -81,9 +84,11 @@ def test_an_attempt_longer_than_maxtime_runs_in_segments_within_its_budget(slurm
     results = sweep / "analysis" / "results.csv"
 
     held_since: list[float] = []
+    between: list[dict] = []  # what `hpc-mle status` says while the attempt waits for its next segment
 
     def analysed() -> bool:
-        release_if_held(slurm_env, task, held_since)
+        if release_if_held(slurm_env, task, held_since) and not between:
+            between.extend(sweep_status(sweep).to_dict("records"))  # as `hpc-mle status` computes it
         return results.is_file() and (runner.read_status(attempt) or {}).get("state") in runner.TERMINAL
 
     wait_for("the segmented attempt, its grading and the analysis", analysed, timeout=420, every=1)
@@ -104,6 +109,8 @@ def test_an_attempt_longer_than_maxtime_runs_in_segments_within_its_budget(slurm
     assert any(e["event"] == "segmented" and e["segments"] == 2 and e["attempts"] == [aid]
                for e in slurm.read_log(sweep))
 
+    (row,) = between
+    assert row["state"] == "queued" and "BeginTime" in row["reason"] and "after requeued" in row["reason"], row
     graded = json.loads((sweep / "grading" / f"{aid}.json").read_text())
     assert graded["segments"] == status["segments"] and graded["state"] == "timeout"
     assert graded["report"]["valid_submission"]
