@@ -569,6 +569,31 @@ def containers_build(name: str, output_dir: Path, fakeroot: bool) -> None:
         console.print(f"built {path}")
 
 
+@containers_group.command("check-pins")
+@click.argument("names", nargs=-1)
+@click.option("--python", "pip_python", default=sys.executable, show_default=True,
+              help="The Python whose pip resolves (a pip too old to read only metadata is refused).")
+@click.option("--find-links", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Resolve offline from this folder of wheels (--no-index) instead of PyPI.")
+@click.option("--allow-downloads", is_flag=True, help="Let an older pip fetch whole wheels (GBs; none is kept).")
+def containers_check_pins(names: tuple[str, ...], pip_python: str, find_links: Path | None,
+                          allow_downloads: bool) -> None:
+    """Resolve each image's pip steps for its Python and platform: conflicts, unpinned packages, unmet requirements."""
+    import shutil as _shutil
+
+    from hpc_mle import containers
+
+    index = ["--no-index", "--find-links", str(find_links)] if find_links else None
+    try:
+        reports = containers.check_pins(list(names) or list(containers.definitions()), pip_python, index,
+                                        _shutil.which("uv"), allow_downloads)
+    except (containers.DefinitionError, RuntimeError) as exc:
+        _fail(str(exc))
+    for report in reports:
+        console.print("\n".join(containers.format_report(report)), markup=False, highlight=False)
+    sys.exit(0 if all(r.ok for r in reports) else 1)
+
+
 # ---------------------------------------------------------------- sweeps
 
 
