@@ -11,9 +11,9 @@ log-probability per token that the model gives the text, read from an OpenAI-com
 
 A short probe finds which form the endpoint accepts before any competition is measured; an endpoint that
 accepts neither (hosted chat models such as gpt-4o) is a `NoPromptLogprobs` error quoting both answers, and
-nothing but the ledger of those calls is written. Only the first `max_tokens` tokens of a text are scored (the text is cut at
-`CHARS_PER_TOKEN` characters a token before it is sent, so it stays within the model's context), and the
-output says which texts were cut. The first token has no context and is never scored.
+nothing but the ledger of those calls is written. Only the first `max_tokens` tokens of a text are scored
+(the text is cut at `CHARS_PER_TOKEN` characters a token before it is sent, so it stays within the model's
+context), and the output says which texts were cut. The first token has no context and is never scored.
 
 Every call (the probe, then one per competition) goes through a metering proxy of the study's own, as the
 audit judge's do (`hpc_mle.llm.proxy.private_proxy`): the model config's key, prices and budget, and a ledger

@@ -207,8 +207,9 @@ def test_a_busy_server_is_asked_again_by_the_proxy(monkeypatch, tmp_path):
     """Two scripted 503s, then the answer: the study's proxy retries (without waiting here), one call is booked."""
     monkeypatch.setenv("FAMILIARITY_TEST_KEY", KEY)
     busy = {"rules": [{"match": ".", "status": 503, "times": 2}], "default": script("both")["default"]}
+    calls = tmp_path / "out" / familiarity.CALLS
     with testserver.start(busy, api_key=KEY) as server, \
-            familiarity.metered(model(server), tmp_path, tmp_path / "out" / familiarity.CALLS, backoff_s=0.0) as (ep, _):
+            familiarity.metered(model(server), tmp_path, calls, backoff_s=0.0) as (ep, _):
         values, why = familiarity.prompt_logprobs(ep, "vllm-prompt-logprobs", TEXTS["mini-churn"])
         assert (values, why) == ([None, -2.0, -4.0, -6.0], "") and len(server.requests) == 3
         assert KEY not in repr(ep) and ep.key not in repr(ep) and ep.where == server.base_url + "/completions"
@@ -245,7 +246,8 @@ def test_a_served_model_is_reached_through_the_sweeps_server_files(tmp_path):
     assert table[["competition", "mean_logprob", "any_medal_pct"]].values.tolist() == [["mini-churn", -4.0, 50.0]]
     out = sweep / "analysis" / "familiarity"
     assert [(c["status"], c["input_tokens"]) for c in ledger(out)] == [(200, 9), (200, 4)]  # probe, mini-churn
-    assert "cost unknown (no price row for served-llama in prices.csv)" in " ".join((out / familiarity.MD).read_text().split())
+    md = " ".join((out / familiarity.MD).read_text().split())
+    assert "cost unknown (no price row for served-llama in prices.csv)" in md
     no_secret_in(out, key)
     address.write_text(json.dumps({"base_url": "http://127.0.0.1:9/v1", "ended_at": "2026-11-30T10:00:00"}))
     result = invoke(sweep, tmp_path / "data")

@@ -16,7 +16,8 @@ the key never enters the sandbox, and every call passes one place that can count
   (`max_tokens` / `max_completion_tokens` / `max_output_tokens`, times `n`) against what is left after
   the calls in flight. With a budget and no bound from the client, the proxy sets one on the forwarded
   request (`extra.max_output_tokens` of the model config, default 4096, lowered to what is left), so
-  the reservation is a true bound (legacy completions have a bound of their own, 16, which is reserved). A call that does not fit is refused before it is forwarded: 429 (with
+  the reservation is a true bound (legacy completions have their own default bound, 16, which is
+  reserved instead). A call that does not fit is refused before it is forwarded: 429 (with
   `Retry-After`) while calls in flight hold the budget it needs, 403 when even they would not free
   enough. After the reply the call settles to the provider's usage; a reply or stream that ends before
   its usage (client hang-up, upstream drop, shutdown) is charged its whole reservation and logged
