@@ -42,8 +42,8 @@ finish, then, with `stream_options.include_usage`, a chunk with no choices and t
 Tokens are whitespace-separated words, each with the whitespace before it (as BPE tokenisers attach it).
 Each token's log-probability is the answer's `word_logprobs[word]` when given (the word without its
 whitespace), else its `logprob`: a number for every token, or "hash" (the default): -(n % 1000 + 1) / 100
-with n the first 4 bytes of the word's SHA-256, so different texts get different means. Two request forms return them for the prompt:
-vLLM's `prompt_logprobs: k` (each choice's `prompt_logprobs`: None for the first token, then per token a
+with n the first 4 bytes of the word's SHA-256, so different texts get different means. Two request forms
+return them for the prompt: vLLM's `prompt_logprobs: k` (each choice's `prompt_logprobs`: None for the first token, then per token a
 dict token id -> {logprob, rank, decoded_token}, the prompt's own token first, then up to k better-ranked
 ones) and the legacy OpenAI `echo: true` with `logprobs: k` (`choices[i].logprobs`: `tokens`,
 `token_logprobs` with None first, `top_logprobs`, `text_offset`; the generated tokens follow the prompt's).
