@@ -38,17 +38,17 @@ Completions (`/v1/completions`): `prompt` is a string or a list of them (`n` cho
 (`prompt_tokens` of every prompt, `completion_tokens` of every choice, `total_tokens`); the answer's
 `omit_usage` (a list of those names) leaves some out, as a server that reports no output for `max_tokens: 0`
 may. Streamed (`stream: true`), each choice's text comes a word a chunk without log-probabilities, then its
-finish, then, with `stream_options.include_usage`, a chunk with no choices and the usage.
-Tokens are whitespace-separated words, each with the whitespace before it (as BPE tokenisers attach it).
-Each token's log-probability is the answer's `word_logprobs[word]` when given (the word without its
-whitespace), else its `logprob`: a number for every token, or "hash" (the default): -(n % 1000 + 1) / 100
-with n the first 4 bytes of the word's SHA-256, so different texts get different means. Two request forms
-return them for the prompt: vLLM's `prompt_logprobs: k` (each choice's `prompt_logprobs`: None for the first token, then per token a
-dict token id -> {logprob, rank, decoded_token}, the prompt's own token first, then up to k better-ranked
-ones) and the legacy OpenAI `echo: true` with `logprobs: k` (`choices[i].logprobs`: `tokens`,
-`token_logprobs` with None first, `top_logprobs`, `text_offset`; the generated tokens follow the prompt's).
-The answer's `prompt_logprobs` says which forms the endpoint accepts: "both" (the default, as vLLM),
-"vllm", "echo", or "none" (as hosted chat models); a form it does not accept is answered 400 naming the field.
+finish, then, with `stream_options.include_usage`, a chunk with no choices and the usage. Tokens are
+whitespace-separated words, each with the whitespace before it (as BPE tokenisers attach it). Each token's
+log-probability is the answer's `word_logprobs[word]` when given (the word without its whitespace), else its
+`logprob`: a number for every token, or "hash" (the default): -(n % 1000 + 1) / 100 with n the first 4 bytes
+of the word's SHA-256, so different texts get different means. Two request forms return them for the prompt:
+vLLM's `prompt_logprobs: k` (each choice's `prompt_logprobs`: None for the first token, then per token a dict
+token id -> {logprob, rank, decoded_token}, the prompt's own token first, then up to k better-ranked ones) and
+the legacy OpenAI `echo: true` with `logprobs: k` (`choices[i].logprobs`: `tokens`, `token_logprobs` with None
+first, `top_logprobs`, `text_offset`; the generated tokens follow the prompt's). The answer's
+`prompt_logprobs` says which forms the endpoint accepts: "both" (the default, as vLLM), "vllm", "echo", or
+"none" (as hosted chat models); a form it does not accept is answered 400 naming the field.
 
 Usage is deterministic: input tokens = whitespace-separated words of the request's text, output
 tokens = words of the content plus the tool's name and its JSON arguments. With an `api_key`, every
