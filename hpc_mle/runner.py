@@ -754,8 +754,7 @@ def run_attempt(cfg: AttemptConfig) -> dict[str, Any]:
                 events("stopped", exit_code=exit_code, killed_after_grace=killed)
             else:
                 watch.stop_tree(proc, min(cfg.grace_s, 2.0), mark)  # the agent is gone; leave none of its children behind
-            if time.monotonic() >= deadline:
-                _undo_late_submission(out, at_stop, events)
+            _undo_late_submission(out, at_stop, events, past_budget=time.monotonic() >= deadline)
         except Exception as exc:
             state, failure, reason = "failed", "infrastructure", harness_reason(exc, out)
             if is_disk_full(exc):
@@ -826,12 +825,14 @@ def _submission_at_stop(out: Path, max_bytes: int) -> tuple[tuple[int, ...] | No
     return _submission_key(out), False
 
 
-def _undo_late_submission(out: Path, at_stop: tuple[tuple[int, ...] | None, bool], events) -> None:
+def _undo_late_submission(out: Path, at_stop: tuple[tuple[int, ...] | None, bool], events, past_budget: bool
+                          ) -> None:
     """After a stop that ended past the budget (the agent ignored TERM, or wrote during the grace), what it wrote
-    since the stop began is not its result: the submission as the stop began takes its place, or none."""
+    since the stop began is not its result: the submission as the stop began takes its place, or none. The
+    private copy goes either way."""
     key, copied = at_stop
     try:
-        if _submission_key(out) == key:
+        if not past_budget or _submission_key(out) == key:
             return
         if copied:
             files.recreate_in(out / "submission", out / AT_STOP, "submission.csv")

@@ -225,7 +225,7 @@ def test_undo_late_submission(tmp_path, late):
         target.symlink_to(tmp_path / "answers.csv")
     elif late == "new":
         target.write_text("id,n\n0,3\n")
-    runner._undo_late_submission(tmp_path, at_stop, lambda name, **kw: seen.append((name, kw)))
+    runner._undo_late_submission(tmp_path, at_stop, lambda name, **kw: seen.append((name, kw)), past_budget=True)
     assert not (tmp_path / runner.AT_STOP).exists()  # the private copy is gone either way
     if late == "unchanged":
         assert seen == [] and target.read_text() == "id,n\n0,1\n"
@@ -234,3 +234,14 @@ def test_undo_late_submission(tmp_path, late):
     else:
         assert not target.is_symlink() and target.read_text() == "id,n\n0,1\n"
         assert [name for name, _ in seen] == ["late-submission-ignored"]
+
+
+def test_a_change_within_the_budget_stays(tmp_path):
+    (tmp_path / "submission").mkdir()
+    target = tmp_path / "submission" / "submission.csv"
+    target.write_text("id,n\n0,1\n")
+    at_stop = runner._submission_at_stop(tmp_path, 1 << 20)
+    target.write_text("id,n\n0,2\n")  # a preempted agent's last write: the budget is not spent
+    seen: list = []
+    runner._undo_late_submission(tmp_path, at_stop, lambda *a, **kw: seen.append(a), past_budget=False)
+    assert seen == [] and target.read_text() == "id,n\n0,2\n" and not (tmp_path / runner.AT_STOP).exists()
