@@ -39,6 +39,7 @@ from hpc_mle import analysis, files, paths, plan, report
 from hpc_mle.agents import sample_submission
 from hpc_mle.analysis import AUDIT_FILE as AUDIT_FILE  # one place: analysis reads the flags back
 from hpc_mle.analysis import flagged_attempts as flagged_attempts
+from hpc_mle.analysis import load_model_config as load_model_config  # one loader for judge and familiarity
 from hpc_mle.analysis import mark_flagged as mark_flagged
 from hpc_mle.report import audit_section as report_section
 from hpc_mle.runner import AGENT_LOG
@@ -297,19 +298,6 @@ class Judge:
             return parse_judgement(self.ask(judge_prompt(competition_id, logs, code)))
         except (urllib.error.URLError, OSError, ValueError) as exc:
             return {"verdict": "error", "rubric_item": None, "evidence": [], "answer": self.proxy.redact(str(exc))}
-
-
-def load_model_config(name_or_path: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A `conf/model` entry by name (gpt4o) or a YAML file's path, with command-line overrides."""
-    path = Path(name_or_path)
-    if not path.is_file():
-        path = paths.REPO_ROOT / "conf" / "model" / f"{name_or_path}.yaml"
-    if not path.is_file():
-        raise FileNotFoundError(f"judge model {name_or_path!r}: no such file and no conf/model/{name_or_path}.yaml. "
-                                "Fix: --judge gpt4o (a conf/model name) or --judge path/to/model.yaml")
-    config = yaml.safe_load(path.read_text()) or {}
-    config.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    return config
 
 
 # ---------------------------------------------------------------- the sweep

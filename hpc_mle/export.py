@@ -337,8 +337,7 @@ SPLIT_COLUMNS = ("lite", "medium", "high", "all")
 def standing_table(readme: pd.DataFrame) -> pd.DataFrame:
     """The published README rows beside the user's own, in one table (any-medal %)."""
     pub = published_leaderboard()
-    # The README gives mean ± SEM without the number of seeds: say so, as every ± of ours says its n.
-    cells = {k: pub[k].where(~pub[k].str.contains("±"), pub[k] + " (n not stated)") for k in SPLIT_COLUMNS}
+    cells = {k: pub[k] for k in SPLIT_COLUMNS}  # mean ± SEM, no number of seeds: the report's caption says so
     theirs = pd.DataFrame({"source": "published", "Agent": pub["agent"], "LLM(s)": pub["llm"],
                            "Low == Lite (%)": cells["lite"], "Medium (%)": cells["medium"], "High (%)": cells["high"],
                            "All (%)": cells["all"], "Running Time (hours)": pub["runtime_h"], "Date": pub["date"],
@@ -348,25 +347,3 @@ def standing_table(readme: pd.DataFrame) -> pd.DataFrame:
     keep = [c for c in theirs.columns if c in readme.columns]
     mine = readme[keep].assign(source="yours")
     return pd.concat([mine, theirs], ignore_index=True)[theirs.columns]
-
-
-def item_sections(results: pd.DataFrame, catalogue: an.Catalogue, split: str | None,
-                  n_boot: int = 2000) -> list[tuple[str, list[str], list[tuple[str, pd.DataFrame]]]]:
-    """Item analysis and paired bootstrap for each pair of settings on `split` (the first 3 pairs)."""
-    if not split or results.empty:
-        return []
-    settings = results[an.SETTING].drop_duplicates().sort_values(an.SETTING).to_dict("records")
-    comps = catalogue.splits[split]
-    out = []
-    for first, second in list(zip(settings, settings[1:], strict=False))[:3]:
-        items = an.item_analysis(results, first, second, comps)
-        boot = an.paired_bootstrap(items, n_boot=n_boot)
-        a, b = ("/".join(str(s[k]) for k in an.SETTING) for s in (first, second))
-        counts = items["item"].value_counts().to_dict()
-        text = [f"{b} minus {a} on {split}, any medal: {boot['difference']:+.1f} points, 95% paired bootstrap "
-                f"interval [{boot['low']:+.1f}, {boot['high']:+.1f}] ({boot['n_boot']} resamples of the "
-                f"{len(comps)} competitions, seed 0). Competitions that separate them: {counts.get('separates', 0)}; "
-                f"at floor: {counts.get('floor', 0)}; at ceiling: {counts.get('ceiling', 0)}."]
-        shown = items[items["item"] != "floor"].rename(columns={"first": f"{a} %", "second": f"{b} %"})
-        out.append((f"Item analysis: {b} vs {a}", text, [("competitions not at floor", shown.round(1))]))
-    return out

@@ -25,7 +25,6 @@ from hpc_mle import analysis as an
 from hpc_mle.files import atomic_write_bytes, atomic_write_json, atomic_write_text, read_untrusted
 from hpc_mle.textsafe import md_cell, md_row
 
-N_NOT_STATED = " (n not stated)"  # export.standing_table's suffix on published cells: said once, in the caption
 ATTEMPT_ROWS = 300  # the per-attempt table lists this many; results.parquet has them all
 PANEL_NOTE = ("Medals marked *reference-panel* are placements among the reference solutions that ship with a "
               "competition (the mini benchmark), not places on a Kaggle leaderboard: they are not comparable "
@@ -618,9 +617,6 @@ def _standing(results: pd.DataFrame, readme: pd.DataFrame, catalogue: an.Catalog
         "feedback. `hpc-mle export-leaderboard` writes all of it per attempt into provenance.json."],
         [("per setting", prov)])]
     standing = export.standing_table(readme)
-    published = standing["source"] == "published"
-    standing.loc[published] = standing.loc[published].map(lambda v: v.replace(N_NOT_STATED, "")
-                                                           if isinstance(v, str) else v)
     tables["where_you_stand"] = standing
     out.append(Section("Where you stand", [
         f"Your README rows beside the published ones (any-medal %, {export.PUBLISHED_SOURCE}; hardware as the "
