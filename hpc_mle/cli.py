@@ -276,8 +276,8 @@ def prepare_cmd(ids: tuple[str, ...], split: str | None, id_list: Path | None, f
             for warning in creds.warnings:
                 err.print(f"[yellow]warning:[/yellow] {warning}")
         if cluster is not None:
-            job = kaggle.submit_prepare(known, data_dir, cluster,
-                                        description=description, force=force, cpus=job_cpus, mem_gb=job_mem_gb)
+            job = prepare.submit_prepare(known, data_dir, cluster,
+                                         description=description, force=force, cpus=job_cpus, mem_gb=job_mem_gb)
             root = paths.data_root(data_dir)
             console.print(f"submitted prepare job {job.job_id} (partition "
                           f"{cluster.data_partition or cluster.partition or 'default'}, --time {cluster.data_time}, "

@@ -25,7 +25,7 @@ import stat
 import time
 import zipfile
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -580,42 +580,3 @@ def load_cluster(name: str):
 def prepare_job_name(ids: list[str]) -> str:
     """`prepare-<first id>[+N]`: squeue's first characters say what is being prepared."""
     return f"prepare-{ids[0] if ids else 'none'}" + (f"+{len(ids) - 1}" if len(ids) > 1 else "")
-
-
-def submit_prepare(ids: list[str], data_dir, cluster, *, description: str = "ours", force: bool = False,
-                   cpus: int = 2, mem_gb: int = 16):
-    """Submit `prepare` of these competitions as one job on the cluster's data partition."""
-    import submitit
-
-    from hpc_mle.config import duration_s
-
-    root = paths.data_root(data_dir)
-    ex = submitit.AutoExecutor(folder=str(root / ".slurm" / "%j"), cluster="slurm")
-    params: dict[str, Any] = {
-        "name": prepare_job_name(ids), "timeout_min": max(1, int(duration_s(cluster.data_time) // 60)),
-        "cpus_per_task": cpus, "mem_gb": mem_gb, "slurm_setup": list(cluster.setup),
-    }
-    partition = cluster.data_partition or cluster.partition
-    if partition:
-        params["slurm_partition"] = partition
-    for key in ("account", "qos"):
-        if cluster.get(key):
-            params[f"slurm_{key}"] = cluster[key]
-    if cluster.additional:
-        params["slurm_additional_parameters"] = dict(cluster.additional)
-    ex.update_parameters(**params)
-    return ex.submit(prepare_job, list(ids), str(root), description, force)
-
-
-def prepare_job(ids: list[str], data_dir: str, description: str = "ours", force: bool = False) -> list[dict]:
-    """The Slurm job: prepare each competition, print a line each, write `<data>/prepare-report.json`."""
-    from hpc_mle import prepare
-
-    outcomes = prepare.prepare_many(ids, data_dir, force=force, description=description,
-                                    log=lambda m: print(m, flush=True))
-    rows = [asdict(o) for o in outcomes]
-    for r in rows:
-        print(f"{r['competition_id']}: {r['result']} {r['detail']}", flush=True)
-    atomic_write_json(Path(data_dir) / "prepare-report.json",
-                      {"finished_at": datetime.now(UTC).isoformat(timespec="seconds"), "competitions": rows})
-    return rows

@@ -33,10 +33,6 @@ ALLOWED = {
     # Not assigned yet: the model server's wait and teardown ask slurm.queue_states, while slurm submits the
     # server's jobs (slurm -> llm.serve); one of the two belongs in a module below both.
     ("hpc_mle.llm.serve", "hpc_mle.slurm"): "llm.serve -> slurm (queue_states in wait/teardown)",
-    # Ours, not finished: the Slurm prepare job (kaggle.submit_prepare -> kaggle.prepare_job) runs
-    # prepare.prepare_many. Moving both functions up into hpc_mle.prepare needs cli.py (not ours) to call
-    # prepare.submit_prepare instead of kaggle.submit_prepare.
-    ("hpc_mle.kaggle", "hpc_mle.prepare"): "kaggle -> prepare (the Slurm prepare job)",
 }
 
 # The direction each fixed pair must keep: the lower module never reaches the higher one, even through
@@ -51,6 +47,7 @@ LAYERS = [
     ("hpc_mle.extra_downloads", "hpc_mle.kaggle"),
     ("hpc_mle.extra_downloads", "hpc_mle.prepare"),
     ("hpc_mle.prepared", "hpc_mle.prepare"),
+    ("hpc_mle.kaggle", "hpc_mle.prepare"),  # preparing downloads; the Slurm prepare job is prepare's
     ("hpc_mle.kaggle", "hpc_mle.plan"),
     ("hpc_mle.doctor", "hpc_mle.preflight"),  # the preflight runs the doctor's cheap checks
     ("hpc_mle.slurm", "hpc_mle.preflight"),  # the preflight checks what slurm would submit

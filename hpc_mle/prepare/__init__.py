@@ -24,8 +24,10 @@ import inspect
 import os
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -268,3 +270,44 @@ def prepare_many(ids, data_dir=None, *, force: bool = False, write_checksums: bo
         except Exception as exc:  # noqa: BLE001 -- a preparer's own error must not stop the others
             outcomes.append(Outcome(cid, "failed", kaggle.scrub(f"{type(exc).__name__}: {exc}")))
     return outcomes
+
+
+# ---------------------------------------------------------------- as a Slurm job (hpc-mle prepare --slurm)
+
+
+def submit_prepare(ids: list[str], data_dir, cluster, *, description: str = "ours", force: bool = False,
+                   cpus: int = 2, mem_gb: int = 16):
+    """Submit `prepare` of these competitions as one job on the cluster's data partition. Here, not in
+    `kaggle`: the job runs `prepare_many`, which downloads through `kaggle` (imports point down)."""
+    import submitit
+
+    from hpc_mle.config import duration_s
+    from hpc_mle.kaggle import prepare_job_name
+
+    root = paths.data_root(data_dir)
+    ex = submitit.AutoExecutor(folder=str(root / ".slurm" / "%j"), cluster="slurm")
+    params: dict[str, Any] = {
+        "name": prepare_job_name(ids), "timeout_min": max(1, int(duration_s(cluster.data_time) // 60)),
+        "cpus_per_task": cpus, "mem_gb": mem_gb, "slurm_setup": list(cluster.setup),
+    }
+    partition = cluster.data_partition or cluster.partition
+    if partition:
+        params["slurm_partition"] = partition
+    for key in ("account", "qos"):
+        if cluster.get(key):
+            params[f"slurm_{key}"] = cluster[key]
+    if cluster.additional:
+        params["slurm_additional_parameters"] = dict(cluster.additional)
+    ex.update_parameters(**params)
+    return ex.submit(prepare_job, list(ids), str(root), description, force)
+
+
+def prepare_job(ids: list[str], data_dir: str, description: str = "ours", force: bool = False) -> list[dict]:
+    """The Slurm job: prepare each competition, print a line each, write `<data>/prepare-report.json`."""
+    outcomes = prepare_many(ids, data_dir, force=force, description=description, log=lambda m: print(m, flush=True))
+    rows = [asdict(o) for o in outcomes]
+    for r in rows:
+        print(f"{r['competition_id']}: {r['result']} {r['detail']}", flush=True)
+    atomic_write_json(Path(data_dir) / "prepare-report.json",
+                      {"finished_at": datetime.now(UTC).isoformat(timespec="seconds"), "competitions": rows})
+    return rows
