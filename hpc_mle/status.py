@@ -1,81 +1,34 @@
 """Where a sweep stands, from the files its attempts wrote; Slurm is asked once, and only about the rest.
 
-`status.json` written by an attempt is the truth (Slurm says COMPLETED for a Python task that failed).
-Only attempts that have no final word in their files are looked up, in one `squeue` call; accounting
-(`sacct`) is never needed. The job of each attempt comes from `launches.jsonl` (written before the next
-sbatch), else the manifest; a job is matched by its id as squeue shows it (`<array>_<i>` or a plain
+An attempt's own files are the truth (`hpc_mle.attempt_state`: its word, and the one vocabulary of states,
+re-exported here). Only attempts that have no final word in their files are looked up, in one `squeue` call;
+accounting (`sacct`) is never needed. The job of each attempt comes from `launches.jsonl` (written before
+the next sbatch), else the manifest; a job is matched by its id as squeue shows it (`<array>_<i>` or a plain
 `<job>`), and an array that a killed launcher never recorded is recognised by its job name.
 
-The one vocabulary of states (status, report and results.csv use these words):
+Below hpc_mle.slurm: it reads the queue (slurm_queue) and the launch log (launch_log), never the submitter,
+so the analysis job that slurm submits settles states as `hpc-mle status` does.
 """
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from hpc_mle import plan, slurm
+from hpc_mle import plan
+from hpc_mle.attempt_state import DAMAGED, FINAL, UNSETTLED, offline_state, read_attempt
+from hpc_mle.attempt_state import STATES as STATES  # re-exported: callers use status.*
+from hpc_mle.attempt_state import counts as counts
+from hpc_mle.attempt_state import file_state as file_state
+from hpc_mle.attempt_state import summary as summary
+from hpc_mle.attempt_state import to_resume as to_resume
+from hpc_mle.launch_log import read_log, recorded_tasks, sweep_jobs
+from hpc_mle.slurm_queue import QueuedJob, QueueUnavailable, queue_jobs
 
-STATES: dict[str, str] = {
-    "planned": "in the plan, never submitted",
-    "queued": "waiting in the Slurm queue (first start or a restart)",
-    "running": "its job runs now",
-    "done": "finished within its budget",
-    "timeout": "stopped at its time limit (its last submission counts)",
-    "failed": "ended without finishing: `failure` says agent or infrastructure",
-    "preempted": "stopped by preemption or Slurm's warning, waiting to be requeued",
-    "lost": "submitted, never started, and no longer in the queue (cancelled?)",
-    "unknown": "its job could not be looked up: squeue failed",
-    "damaged": "status.json is unreadable and events.jsonl has no end: left alone (resume --rerun-damaged)",
-}
-__doc__ += "".join(f"\n- {k}: {v}" for k, v in STATES.items())
-FINAL = ("done", "timeout", "failed")
-UNSETTLED = ("running", "preempted", "requeued")  # states in status.json that only the queue can settle
 WAITING = ("PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "SUSPENDED", "RESV_DEL_HOLD")
 ACTIVE = ("RUNNING", "COMPLETING", "STAGE_OUT", "SIGNALING", "STOPPED")
-_DAMAGED = "damaged"
-
-
-def read_attempt(path: str | os.PathLike) -> dict[str, Any]:
-    """An attempt's own word: status.json; when that is unreadable, the `end` event of events.jsonl."""
-    file = Path(path) / "status.json"
-    try:
-        st = json.loads(file.read_text())
-        if isinstance(st, dict):
-            return st
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError):
-        pass
-    end = _end_event(Path(path) / "events.jsonl")
-    if end:
-        return {"state": end.get("state"), "reason": f"{file} is damaged; state from its end event in events.jsonl",
-                "agent_elapsed_s": end.get("agent_elapsed_s"), "damaged": True,
-                # the end event names the kind of failure; an older one without it is taken as final (agent)
-                "failure": (end.get("failure") or "agent") if end.get("state") == "failed" else None}
-    return {"state": _DAMAGED, "reason": f"{file} is damaged (not JSON) and events.jsonl has no end event",
-            "damaged": True}
-
-
-def _end_event(events: Path) -> dict[str, Any] | None:
-    try:
-        lines = events.read_text().splitlines()
-    except OSError:
-        return None
-    for line in reversed(lines):
-        try:
-            e = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(e, dict) and e.get("event") == "end":
-            return e
-        if isinstance(e, dict) and e.get("event") == "start":
-            return None  # a later start: the attempt ran again after that end
-    return None
 
 
 def _job_of(m: dict[str, Any], recorded: dict[str, str]) -> str | None:
@@ -100,12 +53,12 @@ def sweep_status(sweep_dir: Path, ask_slurm: bool = True, rows: list[dict[str, A
         if manifest is None:
             raise FileNotFoundError(f"{sweep_dir} has no {plan.MANIFEST}: not a sweep folder")
         rows = manifest.to_dict("records")  # plain dicts: row access in pandas costs ~0.3 ms each
-    entries = slurm.read_log(sweep_dir)
-    recorded = slurm.recorded_tasks(entries)
+    entries = read_log(sweep_dir)
+    recorded = recorded_tasks(entries)
     out = [_row(m, read_attempt(m.get("path") or plan.attempt_dir(sweep_dir, m["id"])), _job_of(m, recorded))
            for m in rows]
     unrecorded = {a for e in entries if e.get("event") == "intent" for a in e.get("attempts") or []}
-    unsettled = [r for r in out if (r["job"] and r["file_state"] in (None, _DAMAGED, *UNSETTLED))
+    unsettled = [r for r in out if (r["job"] and r["file_state"] in (None, DAMAGED, *UNSETTLED))
                  or (r["file_state"] is None and r["id"] in unrecorded and not r["job"])]
     if ask_slurm and unsettled:
         _settle(sweep_dir, unsettled, entries)
@@ -113,30 +66,18 @@ def sweep_status(sweep_dir: Path, ask_slurm: bool = True, rows: list[dict[str, A
 
 
 def _row(m: dict[str, Any], st: dict[str, Any], job: str | None) -> dict[str, Any]:
-    file_state = st.get("state")
+    own = st.get("state")
     return {"id": m["id"], "competition_id": m.get("competition_id"), "scaffold": m.get("scaffold"),
             "model": m.get("model"), "seed": m.get("seed"), "hardware": m.get("hardware"), "job": job,
-            "file_state": file_state, "state": _offline(file_state, job), "failure": st.get("failure"),
+            "file_state": own, "state": offline_state(own, job), "failure": st.get("failure"),
             "reason": st.get("reason"), "starts": st.get("starts", 0), "agent_elapsed_s": st.get("agent_elapsed_s"),
             "damaged": bool(st.get("damaged")), "path": m.get("path")}
 
 
-def _offline(file_state: str | None, job: str | None) -> str:
-    """The state without asking Slurm (what a local sweep, or the analysis job, can know)."""
-    if file_state is None:
-        return "queued" if job else "planned"
-    return "queued" if file_state == "requeued" else file_state
-
-
-def file_state(st: dict[str, Any] | None, submitted: bool) -> str:
-    """The vocabulary's word for an attempt from its files alone (report and results.csv use this)."""
-    return _offline((st or {}).get("state"), "submitted" if submitted else None)
-
-
 def _settle(sweep_dir: Path, rows: list[dict[str, Any]], entries: list[dict[str, Any]]) -> None:
     try:
-        queue = slurm.queue_jobs()
-    except slurm.QueueUnavailable as exc:
+        queue = queue_jobs()
+    except QueueUnavailable as exc:
         for r in rows:
             r.update(state="unknown", reason=str(exc))
         return
@@ -144,14 +85,14 @@ def _settle(sweep_dir: Path, rows: list[dict[str, Any]], entries: list[dict[str,
     by_name = _unrecorded_by_attempt(sweep_dir, queue, entries)
     for r in rows:
         q = _match(r["job"], by_id) or by_name.get(r["id"])
-        if q is None and r["file_state"] in (None, _DAMAGED, *UNSETTLED):
+        if q is None and r["file_state"] in (None, DAMAGED, *UNSETTLED):
             fresh = read_attempt(r["path"] or plan.attempt_dir(sweep_dir, r["id"]))  # it may have just ended
             r.update(file_state=fresh.get("state"), failure=fresh.get("failure"), reason=fresh.get("reason"),
                      starts=fresh.get("starts", r["starts"]), agent_elapsed_s=fresh.get("agent_elapsed_s"))
         _apply(r, q)
 
 
-def _match(job: str | None, by_id: dict[str, slurm.QueuedJob]) -> slurm.QueuedJob | None:
+def _match(job: str | None, by_id: dict[str, QueuedJob]) -> QueuedJob | None:
     """By id as squeue shows it; `<job>_0` also matches a plain `<job>` (older manifests recorded that)."""
     if not job:
         return None
@@ -161,14 +102,14 @@ def _match(job: str | None, by_id: dict[str, slurm.QueuedJob]) -> slurm.QueuedJo
     return by_id.get(base) if task == "0" else None
 
 
-def _unrecorded_by_attempt(sweep_dir: Path, queue: list[slurm.QueuedJob],
-                           entries: list[dict[str, Any]]) -> dict[str, slurm.QueuedJob]:
+def _unrecorded_by_attempt(sweep_dir: Path, queue: list[QueuedJob],
+                           entries: list[dict[str, Any]]) -> dict[str, QueuedJob]:
     """Queue entries of arrays whose intent was logged but whose ids never were, by attempt (job name + index)."""
     recorded = {e["name"] for e in entries if e.get("event") == "submitted"}
     cancelled = {j for e in entries if e.get("event") == "cancelled" for j in e.get("jobs") or []}
     intents = {e["name"]: e.get("attempts") or [] for e in entries if e.get("event") == "intent"}
     out = {}
-    for q in slurm.sweep_jobs(sweep_dir, queue):
+    for q in sweep_jobs(sweep_dir, queue):
         members = intents.get(q.name) if q.name not in recorded and q.job.split("_")[0] not in cancelled else None
         if members:
             _, _, task = q.job.partition("_")
@@ -178,7 +119,7 @@ def _unrecorded_by_attempt(sweep_dir: Path, queue: list[slurm.QueuedJob],
     return out
 
 
-def _apply(r: dict[str, Any], q: slurm.QueuedJob | None) -> None:
+def _apply(r: dict[str, Any], q: QueuedJob | None) -> None:
     fs = r["file_state"]
     if q is not None and q.state in WAITING:
         waiting = f"waiting in the queue ({q.reason or q.state}), job {q.job}"
@@ -191,8 +132,8 @@ def _apply(r: dict[str, Any], q: slurm.QueuedJob | None) -> None:
         r.update(state="planned", reason="its array was never recorded and is not in the queue")
     elif fs is None:
         r.update(state="lost", reason=STATES["lost"])
-    elif fs == _DAMAGED:
-        r.update(state=_DAMAGED)
+    elif fs == DAMAGED:
+        r.update(state=DAMAGED)
     elif fs in UNSETTLED:
         r.update(state="failed", failure=r["failure"] or "infrastructure",
                  reason=f"the job ended before the attempt finished (last: {r['reason'] or fs})")
@@ -220,37 +161,3 @@ def settle_states(sweep_dir: Path, results: pd.DataFrame, id_col: str = "attempt
         out.loc[pick, col] = list(table.loc[out.loc[pick, id_col], col])
     return out
 
-
-def counts(table: pd.DataFrame, by: str) -> pd.DataFrame:
-    """States as columns (in the vocabulary's order), one row per value of `by`, with totals."""
-    if table.empty:
-        return pd.DataFrame()
-    out = pd.crosstab(table[by], table["state"], margins=True, margins_name="total")
-    order = [s for s in STATES if s in out.columns] + [c for c in out.columns if c not in STATES]
-    return out[order]
-
-
-def to_resume(table: pd.DataFrame, retry_agent_failures: bool = False, rerun_damaged: bool = False) -> pd.DataFrame:
-    """Attempts to submit: planned, lost, infrastructure failures (agent failures and damaged ones if asked).
-
-    Never anything queued, running or unknown, and never a finished attempt."""
-    failed = table["state"] == "failed"
-    agent = table["failure"] == "agent"
-    pick = (table["state"].isin(["planned", "lost"]) | (failed & ~agent) | (failed & agent & retry_agent_failures)
-            | ((table["state"] == _DAMAGED) & rerun_damaged))
-    return table[pick]
-
-
-def summary(table: pd.DataFrame) -> str:
-    """'12 attempts: 8 done, 2 queued, 1 failed (infrastructure), 1 unknown' in the vocabulary's order."""
-    if table.empty:
-        return "0 attempts"
-    parts = []
-    for state in [*STATES, *sorted(set(table["state"]) - set(STATES))]:
-        sub = table[table["state"] == state]
-        if len(sub) and state == "failed":
-            kinds = sub["failure"].fillna("infrastructure").value_counts()
-            parts += [f"{n} failed ({kind})" for kind, n in kinds.items()]
-        elif len(sub):
-            parts.append(f"{len(sub)} {state}")
-    return f"{len(table)} attempts: " + ", ".join(parts)
