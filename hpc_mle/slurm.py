@@ -18,7 +18,6 @@ import math
 import os
 import re
 import secrets
-import shutil
 import subprocess
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -28,6 +27,12 @@ from typing import Any
 
 from hpc_mle import plan
 from hpc_mle.plan import Attempt
+from hpc_mle.slurm_queue import QueuedJob as QueuedJob  # re-exported: the queue is read in slurm_queue
+from hpc_mle.slurm_queue import QueueUnavailable as QueueUnavailable
+from hpc_mle.slurm_queue import SlurmError as SlurmError
+from hpc_mle.slurm_queue import available as available
+from hpc_mle.slurm_queue import cancel, queue_states
+from hpc_mle.slurm_queue import queue_jobs as queue_jobs
 
 DEFAULT_MAX_ARRAY_SIZE = 1001
 OVER_MAX_TIME = ("segment", "refuse")  # cluster.over_max_time: what a --time above the partition's MaxTime does
@@ -47,18 +52,6 @@ def one_task(cpus: int) -> dict[str, Any]:
 GRADING_PARAMETERS = {"timeout_min": 120, "cpus_per_task": 1, "mem_gb": 8, **one_task(1)}
 ANALYSIS_PARAMETERS = {"timeout_min": 60, "cpus_per_task": 1, "mem_gb": 8, **one_task(1)}
 TEARDOWN_PARAMETERS = {"timeout_min": 10, "cpus_per_task": 1, "mem_gb": 1, **one_task(1)}
-
-
-class SlurmError(RuntimeError):
-    pass
-
-
-class QueueUnavailable(SlurmError):
-    """squeue failed: which jobs are queued is unknown (never 'none')."""
-
-
-def available() -> bool:
-    return shutil.which("sbatch") is not None and shutil.which("squeue") is not None
 
 
 def max_array_size() -> int:
@@ -196,6 +189,7 @@ class Submission:
     teardowns: dict[str, str] = field(default_factory=dict)  # served model name -> teardown job id
     launch: str = ""  # the launch id in job names and launches.jsonl
     segmented: dict[str, int] = field(default_factory=dict)  # attempt id -> segments (only those run in several)
+    relays: dict[str, list[str]] = field(default_factory=dict)  # served model -> its relay of server jobs (if > 1)
 
 
 def _executor(folder: Path, cluster: Any, name: str):
@@ -257,31 +251,55 @@ def sbatch_parameters(attempt: Attempt, cluster: Any, limits: dict[str, Partitio
 
 
 SERVER_MARGIN_MIN = 30  # beyond the attempts' waves: loading the weights, the last wave's start, the teardown
+RELAY_OVERLAP = 0.1  # of MaxTime: how long two jobs of a server relay overlap (at least the server's start)
 
 
 @dataclass(frozen=True)
 class ServerTime:
-    """The model server job's --time: serve_conf.time, or (time=auto) sized to the waves of its attempts."""
+    """The model server job's --time: serve_conf.time, or (time=auto) sized to the waves of its attempts; a
+    relay of `relay` jobs where that is longer than the partition's MaxTime."""
 
-    minutes: int
+    minutes: int  # each job's --time
     wanted: int  # before the cap at the partition's MaxTime
     waves: int  # ceil(attempts / array_throttle); 0 for an explicit serve_conf.time
     max_min: float | None  # the partition's MaxTime
+    relay: int = 1  # server jobs in the chain (1: one job covers the sweep)
+    offset_min: int = 0  # job k+1 may start this long after job k started (`after:<k>+<offset_min>`)
 
     def note(self, name: str) -> str | None:
         """What to tell the user when MaxTime cuts the server short of the sweep (None: it covers it)."""
-        if self.minutes >= self.wanted:
+        if self.minutes * self.relay >= self.wanted or self.relay > 1:
             return None
         return (f"model server {name}: the sweep needs {self.wanted} min ({self.waves} wave(s) of attempts + "
-                f"{SERVER_MARGIN_MIN} min) but partition MaxTime is {self.max_min:g} min: capped; attempts "
-                f"still running or queued when it ends fail as infrastructure failures (`hpc-mle resume` reruns "
-                f"them with a new server). Fix: cluster.array_throttle=<more at once> or fewer attempts per launch")
+                f"{SERVER_MARGIN_MIN} min) but partition MaxTime is {self.max_min:g} min, too short for a relay "
+                f"of server jobs: capped; attempts still running or queued when it ends fail as infrastructure "
+                f"failures (`hpc-mle resume` reruns them with a new server). Fix: cluster.partition=<one with "
+                f"a longer MaxTime>, cluster.array_throttle=<more at once> or fewer attempts per launch")
+
+    def describe(self) -> str:
+        """The dry run's words for it: one job, or the relay."""
+        if self.relay == 1:
+            return f"one job of {self.minutes} min"
+        return (f"served by a relay of {self.relay} jobs of at most MaxTime ({self.minutes} min) for the "
+                f"{self.wanted} min it needs, each starting {self.offset_min} min after the previous one started")
+
+
+def relay_shape(wanted: int, max_min: int, start_min: int) -> tuple[int, int]:
+    """(jobs, offset in minutes) of a relay covering `wanted` minutes with jobs of `max_min`: two jobs overlap
+    by RELAY_OVERLAP of MaxTime, at least `start_min` (the server's start), and never all of it.
+    (1, 0) where one job covers it or MaxTime leaves no room for an overlap."""
+    if wanted <= max_min or max_min < 2:
+        return 1, 0
+    overlap = min(max_min - 1, max(math.ceil(max_min * RELAY_OVERLAP), int(start_min)))
+    offset = max_min - overlap
+    return 1 + math.ceil((wanted - max_min) / offset), offset
 
 
 def server_time(model: dict[str, Any], attempts: list[Attempt], cluster: Any,
                 limits: dict[str, PartitionLimit] | None = None) -> ServerTime:
     """serve_conf.time, or `auto`: ceil(attempts / array_throttle) waves x the longest attempt's --time +
-    SERVER_MARGIN_MIN; either capped at the partition's MaxTime (a longer job would never start)."""
+    SERVER_MARGIN_MIN; above the partition's MaxTime (a longer job would never start), a relay of jobs of
+    MaxTime each, overlapping by the server's start time (serve_conf.wait, what attempts allow it)."""
     sc = model["serve_conf"]
     waves = 0
     if str(sc["time"]) == "auto":
@@ -292,8 +310,11 @@ def server_time(model: dict[str, Any], attempts: list[Attempt], cluster: Any,
         wanted = math.ceil(plan.duration_s(sc["time"]) / 60)
     limit = limit_for(cluster.get("partition"), limits or {})
     max_min = None if limit is None else limit.max_min
-    minutes = wanted if max_min is None else min(wanted, int(max_min))
-    return ServerTime(minutes, wanted, waves, max_min)
+    if max_min is None or wanted <= max_min:
+        return ServerTime(wanted, wanted, waves, max_min)
+    start_min = math.ceil(plan.duration_s(sc.get("wait") or "30m") / 60)
+    relay, offset = relay_shape(wanted, int(max_min), start_min)
+    return ServerTime(int(max_min), wanted, waves, max_min, relay, offset)
 
 
 def server_parameters(model: dict[str, Any], cluster: Any, attempts: list[Attempt] | None = None,
@@ -436,31 +457,56 @@ def _sbatch(sweep_dir: Path, launch_id: str, role: str, ex: Any, attempt_ids: li
     return ids
 
 
+def _live_relay(sweep_dir: Path, name: str) -> list[str]:
+    """The jobs of this sweep's server relay still queued or running, in order ([]: none, submit a new one)."""
+    from hpc_mle.llm import serve
+
+    relay = serve.relay_jobs(sweep_dir, name)
+    states = queue_states(relay) if relay else {}
+    return [j for j in relay if j in states]
+
+
 def _submit_server(folder: Path, sweep_dir: Path, launch_id: str, model: dict[str, Any],
-                   cluster: Any, attempts: list[Attempt] | None = None) -> tuple[str, int]:
-    """The served model's server job: the one still queued or running for this sweep, else a new one
-    (with the sweep's API key created first, and its --time sized to the attempts' waves)."""
+                   cluster: Any, attempts: list[Attempt] | None = None) -> tuple[list[str], int]:
+    """The served model's server jobs (its relay, in order) and the sbatch calls made: those still queued
+    or running for this sweep, else new ones (with the sweep's API key created first, --time sized to the
+    attempts' waves, and a relay of jobs of MaxTime each where that is too short). Every job of a relay gets
+    the same resources and key; job k+1 waits `after:<job k>+<offset>`."""
     import sys
 
     from hpc_mle.llm import serve
 
     name = model["name"]
-    current = serve.current_job(sweep_dir, name)
-    if current and current in queue_states([current]):
-        return current, 0
+    live = _live_relay(sweep_dir, name)
+    if live:
+        return live, 0
     serve.forget_address(sweep_dir, name)
     serve.ensure_key(sweep_dir, name)
     limits = partition_limits()
-    note = server_time(model, attempts or [], cluster, limits).note(name)
+    sized = server_time(model, attempts or [], cluster, limits)
+    note = sized.note(name)
     if note:
         log(sweep_dir, "server-time", launch=launch_id, model=name, note=note)
         print(note, file=sys.stderr, flush=True)
-    ex = _executor(folder, cluster, name)
-    ex.update_parameters(**server_parameters(model, cluster, attempts, limits))
-    (job_id,) = _sbatch(sweep_dir, launch_id, f"serve-{name}", ex, [],
-                        lambda e: [e.submit(serve.run_server, str(sweep_dir), model)])
-    serve.record_job(sweep_dir, name, job_id, [])
-    return job_id, 1
+    if sized.relay > 1:
+        log(sweep_dir, "server-relay", launch=launch_id, model=name, jobs=sized.relay, offset_min=sized.offset_min,
+            time_min=sized.minutes, wanted_min=sized.wanted)
+    ids: list[str] = []
+    for k in range(sized.relay):
+        ex = _executor(folder, cluster, name)
+        ex.update_parameters(**server_parameters(model, cluster, attempts, limits))
+        if ids:
+            ex.update_parameters(slurm_dependency=f"after:{ids[-1]}+{sized.offset_min}")
+        (job_id,) = _sbatch(sweep_dir, launch_id, relay_role(name, k), ex, [],
+                            lambda e, k=k: [e.submit(serve.run_server, str(sweep_dir), model, None, k > 0)])
+        ids.append(job_id)
+        serve.record_job(sweep_dir, name, ids[0], [], relay=ids)
+    return ids, len(ids)
+
+
+def relay_role(name: str, k: int) -> str:
+    """The role in job names of the k-th (from 0) server job of a model: serve-<model>, serve-<model>-relay2, ..."""
+    return f"serve-{name}" if k == 0 else f"serve-{name}-relay{k + 1}"
 
 
 def new_launch_id() -> str:
@@ -486,8 +532,12 @@ def submit(sweep_dir: Path, attempts: list[Attempt], cluster: Any, after: list[s
     calls = 0
     served = serve.sweep_models(sweep_dir, [a.config_id for a in attempts])
     servers: dict[str, str] = {}
+    relays: dict[str, list[str]] = {}
     for name, model in served.items():
-        servers[name], n = _submit_server(folder, sweep_dir, launch_id, model, cluster, attempts)
+        relay, n = _submit_server(folder, sweep_dir, launch_id, model, cluster, attempts)
+        servers[name] = relay[0]  # the agents start after the first live job of the relay has started
+        if len(relay) > 1:
+            relays[name] = relay
         calls += n
     users: dict[str, set[str]] = defaultdict(set)  # served model -> the agent arrays that use it
     segmented: dict[str, int] = {}  # attempt id -> segments its budget needs under the partition's MaxTime
@@ -539,7 +589,8 @@ def submit(sweep_dir: Path, attempts: list[Attempt], cluster: Any, after: list[s
                                  lambda e: [e.submit(jobs.analysis_task, str(sweep_dir))])
         calls += 1
     log(sweep_dir, "complete", launch=launch_id)
-    return Submission(arrays, grading_id, analysis_id, calls, tasks, servers, teardowns, launch_id, segmented)
+    return Submission(arrays, grading_id, analysis_id, calls, tasks, servers, teardowns, launch_id, segmented,
+                      relays)
 
 
 @dataclass(frozen=True)
@@ -552,6 +603,7 @@ class PlannedJob:
     parameters: dict[str, Any]  # submitit's sbatch parameters: time (minutes), cpus_per_task, mem, gres, ...
     script: str  # the sbatch script submitit writes
     segments: int = 1  # agents: jobs the budget needs, each capped to the partition's MaxTime
+    relay: str = ""  # a model server's first job: how it is served (ServerTime.describe) when by a relay
 
     def sbatch_lines(self) -> list[str]:
         return [line for line in self.script.splitlines() if line.startswith("#SBATCH")]
@@ -588,9 +640,16 @@ def planned_jobs(sweep_dir: Path, attempts: list[Attempt], cluster: Any, served:
     used = {name: model for name, model in served.items() if name in {a.model for a in attempts}}
     limits = partition_limits() if limits is None else limits
     for name, model in used.items():
-        ex = _executor(folder, cluster, name)
-        ex.update_parameters(**server_parameters(model, cluster, attempts, limits))
-        add(ex, f"serve-{name}", f"serve-{name}", 1)
+        sized = server_time(model, attempts, cluster, limits)
+        for k in range(sized.relay):
+            ex = _executor(folder, cluster, name)
+            ex.update_parameters(**server_parameters(model, cluster, attempts, limits))
+            if k:
+                ex.update_parameters(slurm_dependency=f"after:<{relay_role(name, k - 1)} job>+{sized.offset_min}")
+            add(ex, relay_role(name, k), f"serve-{name}", 1)
+        if sized.relay > 1:
+            first = -sized.relay
+            out[first] = dataclasses.replace(out[first], relay=sized.describe())
     for agent_job in agent_jobs(attempts, cluster, limit, limits):
         ex = _agent_executor(folder, cluster, agent_job, limits)
         after_servers(ex, agent_job.members, {name: f"<serve-{name} job>" for name in used})
@@ -615,54 +674,6 @@ def planned_jobs(sweep_dir: Path, attempts: list[Attempt], cluster: Any, served:
     return out
 
 
-@dataclass(frozen=True)
-class QueuedJob:
-    job: str  # as squeue's %i shows it: `<job>_<i>` for an array task, `<job>` for a plain job
-    name: str
-    state: str  # PENDING, RUNNING, ...
-    reason: str  # why it waits: Dependency, JobHeldUser, BeginTime, Resources, ...
-
-
-def queue_jobs() -> list[QueuedJob]:
-    """This user's jobs, one `squeue` call (array tasks one per line); QueueUnavailable if squeue fails.
-
-    Not `squeue -j`: for ids Slurm has already forgotten it fails, and a failure must never read as 'gone'."""
-    if not available():
-        raise QueueUnavailable("squeue is not on PATH here. Fix: run on a login node of the cluster "
-                               "(dev cluster: source slurm/dev/env.sh)")
-    try:
-        out = subprocess.run(["squeue", "--me", "-h", "-r", "-o", "%i|%j|%T|%r"], capture_output=True, text=True,
-                             timeout=60)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise QueueUnavailable(f"squeue did not answer ({exc}). Fix: check that slurmctld is up (sinfo)") from None
-    if out.returncode != 0:
-        why = (out.stderr.strip() or out.stdout.strip() or "no message").splitlines()[-1]
-        raise QueueUnavailable(f"squeue failed (exit {out.returncode}: {why}). Fix: check SLURM_CONF and that "
-                               "the controller answers (sinfo), then run this again")
-    rows = []
-    for line in out.stdout.splitlines():
-        parts = line.split("|")
-        if len(parts) == 4:
-            rows.append(QueuedJob(*(p.strip() for p in parts)))
-    return rows
-
-
-def queue_states(job_ids: list[str]) -> dict[str, str]:
-    """State (PENDING, RUNNING, ...) of those of `job_ids` still in the queue; a plain array id matches its tasks.
-
-    Raises QueueUnavailable when squeue fails: the caller must not take that as 'not in the queue'."""
-    wanted = {str(j) for j in job_ids if j and str(j) != "nan"}
-    if not wanted:
-        return {}
-    return {q.job: q.state for q in queue_jobs() if q.job in wanted or q.job.split("_")[0] in wanted}
-
-
-def cancel(job_ids: list[str]) -> None:
-    ids = sorted({str(j) for j in job_ids if j and str(j) != "nan"})
-    if ids:
-        subprocess.run(["scancel", *ids], capture_output=True, timeout=60)
-
-
 def now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -675,7 +686,7 @@ def record_launch(sweep_dir: Path, submission: Submission, dry_run: bool = False
     entry = {"at": now(), "launch": submission.launch, "arrays": submission.arrays, "grading": submission.grading,
              "analysis": submission.analysis, "sbatch_calls": submission.sbatch_calls,
              "attempts": len(submission.tasks), "servers": submission.servers,
-             "teardowns": submission.teardowns, "segmented": submission.segmented}
+             "teardowns": submission.teardowns, "segmented": submission.segmented, "relays": submission.relays}
     sweep.setdefault("launches", []).append(entry)
     atomic_write_json(Path(sweep_dir) / plan.SWEEP_FILE, sweep)
     if submission.tasks:

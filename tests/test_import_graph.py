@@ -30,9 +30,6 @@ ALLOWED = {
     ("hpc_mle.jobs", "hpc_mle.analysis"): "jobs -> analysis (analysis job)",
     ("hpc_mle.jobs", "hpc_mle.audit"): "jobs -> audit (analysis job)",
     ("hpc_mle.jobs", "hpc_mle.report"): "jobs -> report (analysis job)",
-    # Not assigned yet: the model server's wait and teardown ask slurm.queue_states, while slurm submits the
-    # server's jobs (slurm -> llm.serve); one of the two belongs in a module below both.
-    ("hpc_mle.llm.serve", "hpc_mle.slurm"): "llm.serve -> slurm (queue_states in wait/teardown)",
 }
 
 # The direction each fixed pair must keep: the lower module never reaches the higher one, even through
@@ -52,6 +49,9 @@ LAYERS = [
     ("hpc_mle.doctor", "hpc_mle.preflight"),  # the preflight runs the doctor's cheap checks
     ("hpc_mle.slurm", "hpc_mle.preflight"),  # the preflight checks what slurm would submit
     ("hpc_mle.slurm_nodes", "hpc_mle.slurm"),
+    ("hpc_mle.slurm_queue", "hpc_mle.slurm"),  # the queue reader under both the server's teardown and slurm
+    ("hpc_mle.slurm_queue", "hpc_mle.llm.serve"),
+    ("hpc_mle.llm.serve", "hpc_mle.slurm"),  # slurm submits the server's jobs, never the other way
 ]
 
 Edges = dict[str, dict[str, list[str]]]  # importer -> imported -> ["file:line", ...]

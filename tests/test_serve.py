@@ -21,7 +21,7 @@ import pytest
 from omegaconf import OmegaConf
 from slurm_cluster import slurm_env, wait_for  # noqa: F401  (session fixture)
 
-from hpc_mle import launch, plan, runner, slurm
+from hpc_mle import launch, plan, runner, slurm, slurm_queue
 from hpc_mle.llm import proxy as llm_proxy
 from hpc_mle.llm import serve, testserver
 
@@ -92,7 +92,7 @@ def test_vllm_command_line_and_server_job_resources(monkeypatch):
     assert attempt.slurm_minutes == 10 + 15 + 30
 
 
-def test_server_time_covers_the_waves_and_is_capped_at_max_time():
+def test_server_time_covers_the_waves_and_relays_past_max_time():
     (cfg,) = plan.compose_all([["model=llama-3.1-70b-vllm", "cluster=slurm", "cluster.array_throttle=64",
                                 "benchmark.competitions=[mini-churn]"]])
     model = OmegaConf.to_container(cfg.model, resolve=True)
@@ -102,13 +102,19 @@ def test_server_time_covers_the_waves_and_is_capped_at_max_time():
     sized = slurm.server_time(model, attempts, cfg.cluster)
     assert (sized.waves, sized.minutes) == (3, 3 * 55 + slurm.SERVER_MARGIN_MIN) and sized.note("m") is None
     limits = slurm.parse_partitions("PartitionName=gpu Default=YES MaxTime=02:00:00 DefaultTime=01:00:00\n")
-    capped = slurm.server_time(model, attempts, cfg.cluster, limits)
-    assert (capped.minutes, capped.wanted) == (120, 195)
-    assert "needs 195 min (3 wave(s)" in capped.note("m") and "MaxTime is 120 min: capped" in capped.note("m")
+    # Past MaxTime: a relay of 120-min jobs overlapping by the server's start (wait=30m > 10 % of 120)
+    relay = slurm.server_time(model, attempts, cfg.cluster, limits)
+    assert (relay.minutes, relay.wanted, relay.relay, relay.offset_min) == (120, 195, 2, 90) and relay.note("m") is None
+    assert relay.describe() == ("served by a relay of 2 jobs of at most MaxTime (120 min) for the 195 min it needs, "
+                                "each starting 90 min after the previous one started")
     assert slurm.server_parameters(model, cfg.cluster, attempts, limits)["timeout_min"] == 120
-    model["serve_conf"]["time"] = "48h"  # an explicit time is kept, still below MaxTime
+    model["serve_conf"]["time"] = "48h"  # an explicit time is kept, in a relay past MaxTime
     assert slurm.server_time(model, attempts, cfg.cluster).minutes == 2880
-    assert slurm.server_time(model, attempts, cfg.cluster, limits).minutes == 120
+    long = slurm.server_time(model, attempts, cfg.cluster, limits)
+    assert (long.minutes, long.relay, long.offset_min) == (120, 32, 90)  # 120 + 31 x 90 >= 2880
+    one_minute = slurm.parse_partitions("PartitionName=gpu Default=YES MaxTime=1 DefaultTime=1\n")
+    capped = slurm.server_time(model, attempts, cfg.cluster, one_minute)  # no room for an overlap: capped
+    assert (capped.minutes, capped.relay) == (1, 1) and "too short for a relay of server jobs: capped" in capped.note("m")
 
 
 def test_dry_run_shows_the_server_job(capsys, tmp_path):
@@ -223,9 +229,9 @@ def test_missing_vllm_fails_waiting_attempts_at_once(tmp_path):
 def test_teardown_keeps_a_server_that_a_later_launch_still_uses(tmp_path, monkeypatch):
     cancelled: list[list[str]] = []
     queue = {"300_0": "RUNNING"}  # array 300 (a later launch) still runs; array 200 ended
-    monkeypatch.setattr(slurm, "queue_states", lambda ids: {k: v for k, v in queue.items()
-                                                            if k.split("_")[0] in set(ids)})
-    monkeypatch.setattr(slurm, "cancel", lambda ids: cancelled.append(list(ids)) or queue.clear())
+    monkeypatch.setattr(slurm_queue, "queue_states", lambda ids: {k: v for k, v in queue.items()
+                                                                  if k.split("_")[0] in set(ids)})
+    monkeypatch.setattr(slurm_queue, "cancel", lambda ids: cancelled.append(list(ids)) or queue.clear())
     serve.record_job(tmp_path, "llama", "100", ["200"])
     serve.record_job(tmp_path, "llama", "100", ["300"])
     assert serve.teardown_task(tmp_path, "llama", ["200"])["action"].startswith("kept: agent arrays 300")

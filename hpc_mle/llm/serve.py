@@ -8,6 +8,12 @@ the server waits in the queue; one that waits too long for /health (weights load
 infrastructure failure (`hpc-mle resume` reruns it) while the rest of the sweep goes on.
 A teardown job (`afterany` on the agent arrays) cancels the server and records that in teardown.json.
 
+Relay: where the sweep needs the server longer than the partition's MaxTime, the launcher submits a chain
+of server jobs (hpc_mle.slurm.server_time), each `--dependency=after:<previous>+<minutes>`, so job k+1
+starts before job k reaches its limit. A later job publishes its address only once its own /health
+answers, and a job that ends leaves alone an address.json a later job has taken over; the proxies, which
+re-read address.json when a connection fails, then follow it. The teardown cancels every job of the chain.
+
 Security: the server binds the address its node's host name resolves to (0.0.0.0 only where that is
 a loopback address; clients use the host name) and requires an API key generated per sweep (`secrets/api_key`, mode 0600). vLLM
 reads it from $VLLM_API_KEY (never argv: process tables are world-readable); only the attempts'
@@ -22,6 +28,8 @@ re-read address.json when a connection fails, so a server at a new host:port is 
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import secrets
 import signal
@@ -36,12 +44,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from hpc_mle import slurm_queue
 from hpc_mle.files import atomic_write_json, read_json
 
 ADDRESS = "address.json"  # written by the server: host, port, base_url, job id, started (and ended)
 JOB = "job.json"  # written by the launcher: the server job id and the agent arrays that use it
 TEARDOWN = "teardown.json"  # written by the teardown job: what it cancelled, or why it kept the server
 LOG = "server.log"
+LOCK = "address.lock"  # held while address.json is read and rewritten (two relay jobs overlap)
 KEY_FILE = "secrets/api_key"  # the sweep's key for this server: mode 0600 in a 0700 folder
 KEY_ENV = "VLLM_API_KEY"  # vLLM's environment variable for --api-key (argv is world-readable)
 PORT_TRIES = 5  # restarts on another port when vLLM finds its port taken (EADDRINUSE)
@@ -183,16 +193,57 @@ def _port_taken(log_path: Path, offset: int) -> bool:
     return any(word in text for word in ADDR_IN_USE)
 
 
-def run_server(sweep_dir: str | Path, model: dict[str, Any], job_id: str | None = None) -> int:
+@contextlib.contextmanager
+def _address_lock(folder: Path):
+    """One writer of address.json at a time: two jobs of a relay overlap, and each may write it."""
+    with open(folder / LOCK, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _publish(folder: Path, address: dict[str, Any], ending: bool = False) -> bool:
+    """Write address.json; a job that is ending leaves it alone when another job's live address is in it
+    (a later job of the relay took over: the clients must keep following that one)."""
+    with _address_lock(folder):
+        current = read_json(folder / ADDRESS) or {}
+        if ending and current.get("job_id") not in (None, address["job_id"]) and not current.get("ended_at"):
+            return False
+        atomic_write_json(folder / ADDRESS, address)
+        return True
+
+
+def next_in_relay(sweep_dir: Path, name: str, job_id: str) -> str | None:
+    """The relay job after `job_id` (job.json), None for the last one or a server outside a relay."""
+    relay = relay_jobs(sweep_dir, name)
+    return relay[relay.index(job_id) + 1] if job_id in relay[:-1] else None
+
+
+def _healthy_or_exited(proc: subprocess.Popen, address: dict[str, Any], stopped_by: list[str],
+                       poll_s: float = 1.0) -> bool:
+    """Wait until the server answers /health (True) or its process exits or the job is stopped (False)."""
+    while proc.poll() is None and not stopped_by:
+        if health_problem(address, timeout_s=poll_s) is None:
+            return True
+        time.sleep(poll_s)
+    return False
+
+
+def run_server(sweep_dir: str | Path, model: dict[str, Any], job_id: str | None = None,
+               successor: bool = False) -> int:
     """The server job's body: start vLLM, publish its address, wait for it; returns its exit code.
 
-    scancel (or Ctrl-C locally) sends TERM; it is passed on to the server's process group and the
-    address file is marked ended, so attempts still waiting fail at once instead of timing out.
+    `successor`: a later job of a relay, whose predecessor still serves: it publishes its address only once
+    its /health answers. scancel or the time limit (or Ctrl-C locally) sends TERM; it is passed on to the
+    server's process group and the address file is marked ended, unless a later relay job has taken it over,
+    so attempts still waiting fail at once (or wait for the next relay job) instead of timing out.
     A server that exits because its port was taken is started again on another port.
     """
     folder = serve_dir(Path(sweep_dir), model["name"])
     folder.mkdir(parents=True, exist_ok=True)
-    job_id = job_id or os.environ.get("SLURM_JOB_ID") or f"local-{os.getpid()}"
+    job_id = str(job_id or os.environ.get("SLURM_JOB_ID") or f"local-{os.getpid()}")
     sc = model.get("serve_conf") or {}
     env = {**os.environ, **{str(k): str(v) for k, v in (sc.get("env") or {}).items()},
            KEY_ENV: read_key(ensure_key(Path(sweep_dir), model["name"]))}
@@ -201,7 +252,7 @@ def run_server(sweep_dir: str | Path, model: dict[str, Any], job_id: str | None 
     preferred = int(sc.get("port") or 8000)
     stopped_by: list[str] = []
     current: list[subprocess.Popen] = []
-    address: dict[str, Any] = {"model": model["name"], "job_id": str(job_id), "host": host, "started": _now()}
+    address: dict[str, Any] = {"model": model["name"], "job_id": job_id, "host": host, "started": _now()}
     code: int | None = None
 
     def on_signal(signum, _frame):
@@ -226,21 +277,27 @@ def run_server(sweep_dir: str | Path, model: dict[str, Any], job_id: str | None 
                 proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=log,
                                         stderr=subprocess.STDOUT, start_new_session=True)
             except OSError as exc:
-                atomic_write_json(folder / ADDRESS, {"model": model["name"], "job_id": job_id, "host": host,
-                                                     "started": _now(), "ended_at": _now(), "exit_code": None,
-                                                     "error": f"cannot start {argv[0]}: {exc}"})
+                _publish(folder, {"model": model["name"], "job_id": job_id, "host": host, "started": _now(),
+                                  "ended_at": _now(), "exit_code": None,
+                                  "error": f"cannot start {argv[0]}: {exc}"}, ending=True)
                 raise ServeError(f"cannot start the model server {argv[0]!r}: {exc}") from exc
             current[:] = [proc]
             address = {"model": model["name"], "served_model": model["model"], "host": host, "port": port,
-                       "bind": bind, "base_url": f"http://{host}:{port}/v1", "job_id": str(job_id),
+                       "bind": bind, "base_url": f"http://{host}:{port}/v1", "job_id": job_id,
                        "pid": proc.pid, "started": _now(), "command": argv, "port_tries": attempt + 1}
-            atomic_write_json(folder / ADDRESS, address)
+            if not successor or _healthy_or_exited(proc, address, stopped_by):
+                _publish(folder, address)
+                if successor:
+                    log.write(f"[{_now()}] job {job_id}: healthy, took over {ADDRESS} (relay)\n".encode())
             code = proc.wait()
             if stopped_by or code == 0 or not _port_taken(folder / LOG, offset):
                 break
             log.write(f"[{_now()}] port {port} was taken (EADDRINUSE): starting again on another port\n".encode())
-    address.update(ended_at=_now(), exit_code=code, stopped_by=stopped_by[0] if stopped_by else None)
-    atomic_write_json(folder / ADDRESS, address)
+        nxt = next_in_relay(Path(sweep_dir), model["name"], job_id)
+        address.update(ended_at=_now(), exit_code=code, stopped_by=stopped_by[0] if stopped_by else None,
+                       **({"next_job": nxt} if nxt else {}))
+        if not _publish(folder, address, ending=True):
+            log.write(f"[{_now()}] job {job_id} ended; {ADDRESS} left to the relay job that took over\n".encode())
     return 1 if code is None else code
 
 
@@ -268,7 +325,11 @@ def wait_for_server(sweep_dir: Path, name: str, timeout_s: float, poll_s: float 
     deadline = time.monotonic() + timeout_s
     while True:
         address = read_json(folder / ADDRESS)
-        if address and address.get("ended_at"):
+        if address and address.get("ended_at") and address.get("next_job"):
+            last = (f"server job {address.get('job_id')} ended; the next job of its relay, {address['next_job']}, "
+                    f"has not published its address yet (squeue -j {address['next_job']})")
+            address = None
+        elif address and address.get("ended_at"):
             raise ServeError(f"model server {name} (job {address.get('job_id')}) ended at {address['ended_at']} "
                              f"(exit code {address.get('exit_code')}"
                              f"{', stopped by ' + address['stopped_by'] if address.get('stopped_by') else ''}"
@@ -288,19 +349,28 @@ def wait_for_server(sweep_dir: Path, name: str, timeout_s: float, poll_s: float 
 # ---------------------------------------------------------------- launcher and teardown side
 
 
-def record_job(sweep_dir: Path, name: str, job_id: str, arrays: list[str]) -> None:
-    """job.json: the current server job and every agent array that uses it (across launches)."""
+def record_job(sweep_dir: Path, name: str, job_id: str, arrays: list[str], relay: list[str] | None = None) -> None:
+    """job.json: the server job (the first of its relay), every job of the relay, and every agent array that
+    uses it (across launches: a later launch that reuses any job of the relay keeps the record)."""
     path = serve_dir(sweep_dir, name) / JOB
     old = read_json(path) or {}
-    same = old.get("job_id") == job_id
+    old_relay = [str(j) for j in old.get("relay") or ([old["job_id"]] if old.get("job_id") else [])]
+    same = str(job_id) in old_relay or (relay is not None and relay[:1] == old_relay[:1] != [])
     users = set(old.get("arrays", [])) if same else set()
+    chain = [str(j) for j in relay] if relay else (old_relay if same else [str(job_id)])
     submitted = old.get("submitted_at") if same and old.get("submitted_at") else _now()
-    atomic_write_json(path, {"model": name, "job_id": job_id, "submitted_at": submitted,
+    atomic_write_json(path, {"model": name, "job_id": chain[0], "relay": chain, "submitted_at": submitted,
                              "arrays": sorted(users | set(arrays))})
 
 
 def current_job(sweep_dir: Path, name: str) -> str | None:
     return (read_json(serve_dir(sweep_dir, name) / JOB) or {}).get("job_id")
+
+
+def relay_jobs(sweep_dir: Path, name: str) -> list[str]:
+    """Every server job of the relay in job.json, in order (one where the server fits MaxTime)."""
+    job = read_json(serve_dir(sweep_dir, name) / JOB) or {}
+    return [str(j) for j in job.get("relay") or ([job["job_id"]] if job.get("job_id") else [])]
 
 
 def forget_address(sweep_dir: Path, name: str) -> None:
@@ -315,30 +385,32 @@ def _add_teardown(folder: Path, entry: dict[str, Any]) -> None:
     atomic_write_json(folder / TEARDOWN, record)
 
 
-def _state_after_cancel(slurm, job_id: str, wait_s: float = 60) -> str:
-    """The server job's queue state once it has left the queue (`gone`), or after `wait_s`; `unknown` if squeue fails."""
+def _state_after_cancel(job_ids: list[str], wait_s: float = 60) -> str:
+    """`gone` once the server's jobs have left the queue, else their states after `wait_s`; `unknown` if
+    squeue fails."""
     deadline = time.monotonic() + wait_s
     try:
-        while job_id in slurm.queue_states([job_id]) and time.monotonic() < deadline:
+        while slurm_queue.queue_states(job_ids) and time.monotonic() < deadline:
             time.sleep(1)
-        return slurm.queue_states([job_id]).get(job_id, "gone")
-    except slurm.QueueUnavailable:
+        left = slurm_queue.queue_states(job_ids)
+    except slurm_queue.QueueUnavailable:
         return "unknown"
+    return " ".join(f"{j} {state}" for j, state in sorted(left.items())) or "gone"
 
 
 def teardown_task(sweep_dir: str | Path, name: str, own_arrays: list[str]) -> dict[str, Any]:
-    """The teardown job: scancel the server unless agent arrays of a later launch still use it."""
-    from hpc_mle import slurm
-
+    """The teardown job: scancel the server (every job of its relay, queued ones too: `after:` would start
+    a queued one once its predecessor is cancelled) unless agent arrays of a later launch still use it."""
     folder = serve_dir(Path(sweep_dir), name)
     job = read_json(folder / JOB) or {}
     job_id = job.get("job_id")
+    relay = relay_jobs(Path(sweep_dir), name)
     others = [a for a in job.get("arrays", []) if a not in set(own_arrays)]
     entry: dict[str, Any] = {"at": _now(), "server_job": job_id, "after_arrays": own_arrays,
                              "teardown_job": os.environ.get("SLURM_JOB_ID")}
     try:
-        busy = sorted({k.split("_")[0] for k in slurm.queue_states(others)}) if others else []
-    except slurm.QueueUnavailable as exc:
+        busy = sorted({k.split("_")[0] for k in slurm_queue.queue_states(others)}) if others else []
+    except slurm_queue.QueueUnavailable as exc:
         # Unknown whether later arrays still use it: an idle GPU server for a day costs more than a few
         # attempts that fail as infrastructure failures (and `hpc-mle resume` reruns with a new server).
         busy, entry["queue_error"] = [], str(exc)
@@ -347,9 +419,11 @@ def teardown_task(sweep_dir: str | Path, name: str, own_arrays: list[str]) -> di
     elif busy:
         entry["action"] = f"kept: agent arrays {' '.join(busy)} still use it; their teardown cancels it"
     else:
-        slurm.cancel([job_id])
+        slurm_queue.cancel(relay)
         entry["action"] = "cancelled"
-        entry["in_queue_after"] = _state_after_cancel(slurm, job_id)
+        if len(relay) > 1:
+            entry["relay_jobs"] = relay
+        entry["in_queue_after"] = _state_after_cancel(relay)
     _add_teardown(folder, entry)
     return entry
 

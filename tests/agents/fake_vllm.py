@@ -3,7 +3,8 @@
     python fake_vllm.py MODEL --host H --port P --tensor-parallel-size N [--fake-delay S] [other vLLM args]
 
 GET /health (200 once "loaded", after --fake-delay seconds), GET /v1/models (the model),
-POST /v1/chat/completions (a fixed answer with usage). Its argv goes to stderr (the server log).
+POST /v1/chat/completions (a fixed answer with usage; its system_fingerprint names the
+Slurm job and pid that answered). Its argv goes to stderr (the server log).
 As vLLM, with $VLLM_API_KEY set the /v1 paths answer 401 unless `Authorization: Bearer <key>`.
 Standard library only.
 """
@@ -27,6 +28,7 @@ def main() -> None:
     print(f"fake_vllm argv: {json.dumps(sys.argv[1:])}", file=sys.stderr, flush=True)
     ready_at = time.monotonic() + args.fake_delay
     key = os.environ.get("VLLM_API_KEY")
+    served_by = f"job {os.environ.get('SLURM_JOB_ID') or '-'} pid {os.getpid()}"  # which server of a relay answered
 
     class Handler(BaseHTTPRequestHandler):
         def _send(self, code: int, body: dict | None = None) -> None:
@@ -64,7 +66,7 @@ def main() -> None:
                 self._send(404, {"error": f"no {self.path}"})
                 return
             self._send(200, {"id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()),
-                             "model": request.get("model", args.model),
+                             "model": request.get("model", args.model), "system_fingerprint": served_by,
                              "choices": [{"index": 0, "finish_reason": "stop",
                                           "message": {"role": "assistant", "content": "hello from fake_vllm"}}],
                              "usage": {"prompt_tokens": 7, "completion_tokens": 4, "total_tokens": 11}})
