@@ -180,7 +180,7 @@ def jobs_section(jobs: list[slurm.PlannedJob], launch_id: str) -> Section:
     for job in jobs:
         shape = f"array of {job.tasks} tasks" if job.tasks > 1 else "one job"
         lines += [f"{job.role} ({shape}, group {job.group})", *("  " + x for x in job.sbatch_lines())]
-        lines += [f"  setup: {x}" for x in job.setup_lines()]
+        lines += [f"  setup: {x}" for x in job.setup_lines()] + ([f"  {job.relay}"] if job.relay else [])
     return Section("jobs", lines)
 
 
