@@ -11,8 +11,10 @@ import contextlib
 import dataclasses
 import fcntl
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 import traceback
 from datetime import UTC, datetime
@@ -115,12 +117,33 @@ def agent_task(sweep_dir: str | Path, attempt_id: str, max_restarts: int = 3) ->
     return status
 
 
+OUT_OF_RESTARTS = "out_of_restarts"  # status.json: no requeue is left; only a new submission runs it again
+MIN_SEGMENT_S = 10.0  # budget left at Slurm's warning below which no new segment starts: the attempt ends there
+
+
+def _restarts(status: dict[str, Any]) -> int:
+    """Starts counted against max_restarts: those since the last `hpc-mle resume` of an attempt out of them."""
+    return int(status.get("starts", 0)) - int(status.get("restart_base") or 0)
+
+
+def _resumed(out: Path, previous: dict[str, Any]) -> dict[str, Any]:
+    """An attempt that ran out of restarts is run again only by a new submission (`hpc-mle resume`): its restarts
+    count anew from here (the runner carries restart_base), else it would give up before it starts."""
+    if not previous.get(OUT_OF_RESTARTS) or previous.get("state") not in RETRYABLE:
+        return previous
+    resumed = {k: v for k, v in previous.items() if k != OUT_OF_RESTARTS}
+    resumed["restart_base"] = int(previous.get("starts", 0))
+    runner.write_status(out, resumed)
+    return resumed
+
+
 def _agent(sweep_dir: Path, attempt_id: str, max_restarts: int) -> dict[str, Any]:
     out = plan.attempt_dir(sweep_dir, attempt_id)
-    previous = runner.read_status(out) or {}
-    if previous.get("state") in RETRYABLE and int(previous.get("starts", 0)) > max_restarts:
+    previous = _resumed(out, runner.read_status(out) or {})
+    if previous.get("state") in RETRYABLE and _restarts(previous) > max_restarts:
         return _mark_failed(out, f"gave up after {previous['starts']} starts (max_restarts={max_restarts}); "
-                                 f"last: {previous.get('reason') or previous.get('state')}")
+                                 f"last: {previous.get('reason') or previous.get('state')}; `hpc-mle resume "
+                                 f"{sweep_dir}` runs it again with the budget left", **{OUT_OF_RESTARTS: True})
     try:
         cfg = attempt_config(sweep_dir, attempt_id)
         if serve.is_served(cfg.model_config) and previous.get("state") not in runner.TERMINAL:
@@ -131,11 +154,44 @@ def _agent(sweep_dir: Path, attempt_id: str, max_restarts: int) -> dict[str, Any
     except Exception as exc:  # set-up problems (data not prepared, bad image, unknown scaffold), a full disk
         reason = runner.harness_reason(exc, out) if is_disk_full(exc) else f"{type(exc).__name__}: {exc}"
         return _mark_failed(out, reason, traceback=traceback.format_exc(limit=5))
-    left = status.get("time_limit_s", 0) - status.get("agent_elapsed_s", 0)
     warned = status.get("state") == "preempted" and "SIGUSR2" in (status.get("reason") or "")
-    if warned and left > 1 and status.get("starts", 1) <= max_restarts:
-        return _next_segment(out, status, left)
-    return status
+    return _after_warning(sweep_dir, out, status, max_restarts) if warned else status
+
+
+def _after_warning(sweep_dir: Path, out: Path, status: dict[str, Any], max_restarts: int) -> dict[str, Any]:
+    """Slurm's warning ended this segment: the next one, or the truthful end when no segment is worth starting
+    (the budget is spent) or allowed (the restarts ran out)."""
+    left = float(status.get("time_limit_s", 0)) - float(status.get("agent_elapsed_s", 0))
+    if left < MIN_SEGMENT_S:
+        return _end_at_warning(out, status, left)
+    if _restarts(status) > max_restarts:
+        return _out_of_restarts(sweep_dir, out, status, left, max_restarts)
+    return _next_segment(out, status, left)
+
+
+def _end_at_warning(out: Path, status: dict[str, Any], left: float) -> dict[str, Any]:
+    """Too little budget left for a new segment (each costs a requeue, Slurm's hold and a start-up): the attempt
+    ends as a timeout and its submission is graded now, not left preempted until someone resumes it."""
+    reason = (f"time budget spent: {max(left, 0):.1f} s of {float(status.get('time_limit_s', 0)):g} s were left at "
+              f"Slurm's warning (SIGUSR2), too little for another segment (< {MIN_SEGMENT_S:g} s)")
+    ended = {**status, "state": "timeout", "reason": reason, "failure": None, "ended_at": _now()}
+    runner.write_status(out, ended)
+    runner.Events(out / "events.jsonl")("end", state="timeout", exit_code=ended.get("exit_code"), reason=reason,
+                                        failure=None, agent_elapsed_s=ended.get("agent_elapsed_s"))
+    Path(out, runner.RESERVE).unlink(missing_ok=True)  # as the runner does for every final state
+    return ended
+
+
+def _out_of_restarts(sweep_dir: Path, out: Path, status: dict[str, Any], left: float, max_restarts: int
+                     ) -> dict[str, Any]:
+    """Budget left but no restart: not requeued. The reason says so and what continues it; `hpc-mle status`
+    shows it once the job has gone (failed, infrastructure, with this reason), and resume picks it up."""
+    reason = (f"stopped by SIGUSR2 (Slurm's warning) with {left:.0f} s of budget left, but no restart is left "
+              f"({status.get('starts')} starts, max_restarts={max_restarts}): not requeued; `hpc-mle resume "
+              f"{sweep_dir}` continues it with the budget left")
+    stopped = {**status, "reason": reason, OUT_OF_RESTARTS: True}
+    runner.write_status(out, stopped)
+    return stopped
 
 
 def _next_segment(out: Path, status: dict[str, Any], left: float) -> dict[str, Any]:
@@ -201,12 +257,50 @@ def needs_grading(sweep_dir: Path, attempt_id: str) -> bool:
 
 def grade_task(sweep_dir: str | Path, index: int = 0, count: int = 1) -> int:
     """Grade every `count`-th attempt starting at `index` (one task of the grading array) that has ended and is
-    not graded yet; return how many were graded."""
+    not graded yet; return how many were graded. Slurm's warning (SIGUSR2, a job capped at a short partition's
+    MaxTime) or a TERM stops it between two attempts, never inside one (`_grading_cut` says what is left)."""
     sweep_dir = Path(sweep_dir)
     ids = [aid for aid in _attempt_ids(sweep_dir)[index::count] if needs_grading(sweep_dir, aid)]
-    for aid in ids:
-        grade_attempt(sweep_dir, aid)
-    return len(ids)
+    graded = 0
+    with _stop_signals() as stop:
+        for aid in ids:
+            if stop:
+                break
+            grade_attempt(sweep_dir, aid)
+            graded += 1
+    if stop and graded < len(ids):
+        _grading_cut(sweep_dir, stop[0], graded, len(ids))
+    return graded
+
+
+STOP_SIGNALS = (signal.SIGUSR2, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def _stop_signals():
+    """While grading, Slurm's warning or a TERM is only noted (the list yielded), so the attempt being graded is
+    finished: submitit's own handler would raise in the middle of it. Signals reach the main thread only."""
+    stop: list[str] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+    old = {s: signal.signal(s, lambda signum, _frame: stop.append(signal.Signals(signum).name)) for s in STOP_SIGNALS}
+    try:
+        yield stop
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+
+
+def _grading_cut(sweep_dir: Path, why: str, graded: int, total: int) -> None:
+    """A grading task stopped before its last attempt. At Slurm's warning, after some progress, it requeues itself
+    (the analysis waits on it: afterany) and its next start grades what is left; else the analysis grades them."""
+    requeued = why == "SIGUSR2" and graded > 0 and _requeue_self()
+    then = ("requeued: its next start grades them" if requeued else
+            f"the sweep's analysis job grades them, or by hand: python -c \"from hpc_mle import jobs; "
+            f"jobs.grade_task('{sweep_dir}')\"")
+    print(f"hpc-mle: grading stopped by {why} after {graded} of {total} attempt(s); {total - graded} left ungraded, "
+          f"{then}", file=sys.stderr, flush=True)
 
 
 def outstanding(sweep_dir: Path) -> list[dict[str, Any]]:

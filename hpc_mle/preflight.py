@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,8 @@ from hpc_mle.slurm_nodes import parse_time_min as parse_time_min
 # Scaffolds that never call a language model: `model=` does not change what they do.
 NO_MODEL_SCAFFOLDS = ("dummy", "baseline")
 KEYED_PROVIDERS = ("openai", "anthropic", "openai-compatible")
+CRED_EXPIRE_DEFAULT_S = 120  # Slurm's default job credential lifetime (slurm.conf AuthInfo cred_expire)
+DEFAULT_HOLD_S = CRED_EXPIRE_DEFAULT_S + 1  # what Slurm then holds a requeued job (requeue_hold_s)
 
 
 @dataclass(frozen=True)
@@ -139,8 +142,10 @@ def resize_fix(job: slurm.PlannedJob, req: Request, biggest: Node) -> str:
     return f"{' '.join(over)} (or cluster.partition=<one with bigger nodes>)"
 
 
-def check_request(job: slurm.PlannedJob, nodes: list[Node]) -> tuple[str, list[Problem]]:
-    """One resource group's request against the nodes of its partition: a line and its problems."""
+def check_request(job: slurm.PlannedJob, nodes: list[Node], hold_s: int = DEFAULT_HOLD_S
+                  ) -> tuple[str, list[Problem]]:
+    """One resource group's request against the nodes of its partition: a line and its problems. `hold_s`:
+    Slurm's hold of a requeued job (requeue_hold_s), named on the line of a job run in segments."""
     req = request_of(job)
     partitions = sorted({n.partition for n in nodes})
     part = req.partition or next((n.partition for n in nodes if n.default), None)
@@ -166,9 +171,36 @@ def check_request(job: slurm.PlannedJob, nodes: list[Node]) -> tuple[str, list[P
             "cluster.over_max_time=segment (run it in segments of MaxTime), a shorter runtime (runtime=... or "
             "runtime.time_limit=...), or cluster.partition=<one with a longer MaxTime>"))
     max_time = "unlimited" if limit is None else f"{limit:g} min"
-    segments = f"; runs in {job.segments} segments of at most MaxTime, each requeued with the budget left" \
-        if job.segments > 1 else ""
-    return f"{label}: fits {len(fit)} of {len(members)} node(s) (MaxTime {max_time}){segments}", problems
+    return f"{label}: fits {len(fit)} of {len(members)} node(s) (MaxTime {max_time}){segment_text(job, hold_s)}", \
+        problems
+
+
+def requeue_hold_s(config_text: str | None = None) -> int:
+    """How long Slurm holds a requeued job before it may start again (squeue: Reason=BeginTime): the job
+    credential's lifetime plus a second (slurm.conf(5), AuthInfo cred_expire: "how long a requeued job must
+    wait"), so a restart never meets its own revoked credential. Read from `scontrol show config`; Slurm's
+    default where it cannot be read. A segmented attempt pays it at every segment, in queue time."""
+    if config_text is None:
+        try:
+            config_text = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True,
+                                         timeout=10).stdout
+        except (OSError, subprocess.TimeoutExpired):
+            config_text = ""
+    found = re.search(r"cred_expire=(\d+)", config_text)
+    return (int(found.group(1)) if found else CRED_EXPIRE_DEFAULT_S) + 1
+
+
+def _about(seconds: float) -> str:
+    return f"~{seconds / 60:.0f} min" if seconds >= 90 else f"~{seconds:.0f} s"
+
+
+def segment_text(job: slurm.PlannedJob, hold_s: int) -> str:
+    """The segments of an agent job, and the queue time they cost: each requeue is held hold_s by Slurm."""
+    if job.segments <= 1:
+        return ""
+    return (f"; runs in {job.segments} segments of at most MaxTime, each requeued with the budget left; Slurm "
+            f"holds each requeued job {_about(hold_s)} before it may start again (AuthInfo cred_expire), so at "
+            f"least {_about(hold_s * (job.segments - 1))} of queue time in all (never counted against the budget)")
 
 
 # ---------------------------------------------------------------- the sections
@@ -217,11 +249,12 @@ def resources_section(cluster: DictConfig, jobs: list[slurm.PlannedJob], nodes: 
     lines = [describe_node(n) for n in nodes]
     problems: list[Problem] = []
     seen: set[str] = set()
+    hold_s = requeue_hold_s() if any(job.segments > 1 for job in jobs) else DEFAULT_HOLD_S
     for job in jobs:
         if job.group in seen:
             continue
         seen.add(job.group)
-        line, found = check_request(job, nodes)
+        line, found = check_request(job, nodes, hold_s)
         lines.append(line)
         problems += found
     return Section("resources vs nodes", lines, problems)

@@ -641,6 +641,7 @@ def run_attempt(cfg: AttemptConfig) -> dict[str, Any]:
         status: dict[str, Any] = {
             "state": "running", "starts": starts, "exit_code": None, "reason": None,
             "segments": int(previous.get("segments") or 1),  # Slurm jobs the budget ran in (jobs._agent)
+            "restart_base": int(previous.get("restart_base") or 0),  # starts before a resume (jobs._restarts)
             "agent_elapsed_s": used_before, "time_limit_s": cfg.time_limit_s,
             "started_at": previous.get("started_at") or _now(), "last_start_at": _now(), "ended_at": None,
             "sandbox": cfg.sandbox, "unsandboxed": cfg.sandbox == "none", "network": network_mode(cfg),
