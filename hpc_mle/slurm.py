@@ -12,8 +12,6 @@ Whether an attempt worked is read from its own `status.json`, never from Slurm's
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import math
 import os
 import re
@@ -21,11 +19,18 @@ import secrets
 import subprocess
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from hpc_mle import plan
+from hpc_mle.launch_log import LAUNCH_LOG as LAUNCH_LOG  # re-exported: launches.jsonl, job names
+from hpc_mle.launch_log import LEGACY_PREFIX as LEGACY_PREFIX
+from hpc_mle.launch_log import NAME_PREFIX as NAME_PREFIX
+from hpc_mle.launch_log import SWEEP_LABEL_CHARS as SWEEP_LABEL_CHARS
+from hpc_mle.launch_log import job_name, log, now, read_log, sweep_jobs
+from hpc_mle.launch_log import recorded_jobs as recorded_jobs
+from hpc_mle.launch_log import recorded_tasks as recorded_tasks
+from hpc_mle.launch_log import sweep_key as sweep_key
 from hpc_mle.plan import Attempt
 from hpc_mle.slurm_queue import QueuedJob as QueuedJob  # re-exported: the queue is read in slurm_queue
 from hpc_mle.slurm_queue import QueueUnavailable as QueueUnavailable
@@ -36,10 +41,6 @@ from hpc_mle.slurm_queue import queue_jobs as queue_jobs
 
 DEFAULT_MAX_ARRAY_SIZE = 1001
 OVER_MAX_TIME = ("segment", "refuse")  # cluster.over_max_time: what a --time above the partition's MaxTime does
-LAUNCH_LOG = "launches.jsonl"
-NAME_PREFIX = ""  # job names start with the sweep's own name (sweep_key), so squeue shows the study first
-LEGACY_PREFIX = "hpcmle-"  # jobs submitted before that: `hpcmle-<hash>-<launch>-<role>`
-SWEEP_LABEL_CHARS = 40  # of the sweep folder's name, in each job name
 
 
 def one_task(cpus: int) -> dict[str, Any]:
@@ -398,50 +399,6 @@ def after_servers(ex: Any, members: list[Attempt], servers: dict[str, str]) -> N
     ex.update_parameters(slurm_dependency=f"{current},{after}" if current else after)
 
 
-def _folder_hash(sweep_dir: Path) -> str:
-    return hashlib.sha256(str(Path(sweep_dir).resolve()).encode()).hexdigest()[:8]
-
-
-def sweep_key(sweep_dir: Path) -> str:
-    """`<sweep name>-<hash of its folder>`: every job name of the sweep starts with it. The name tells the
-    user which study a job is; the hash keeps two sweeps of one name (other output_root) apart."""
-    label = re.sub(r"[^A-Za-z0-9._+-]", "_", Path(sweep_dir).name)[:SWEEP_LABEL_CHARS] or "sweep"
-    return f"{label}-{_folder_hash(sweep_dir)}"
-
-
-def job_name(sweep_dir: Path, launch_id: str, role: str) -> str:
-    """`<sweep name>-<hash>-<launch>-<role>`: squeue shows which sweep, launch and array a job is."""
-    return f"{NAME_PREFIX}{sweep_key(sweep_dir)}-{launch_id}-{role}"
-
-
-def _fsync_append(path: Path, record: dict[str, Any]) -> None:
-    """Append one JSON line and fsync it: it is on disk before the next sbatch."""
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(record, default=str) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-
-
-def log(sweep_dir: Path, event: str, **fields: Any) -> None:
-    """One entry of `<sweep>/launches.jsonl`, the write-ahead record of every submission."""
-    _fsync_append(Path(sweep_dir) / LAUNCH_LOG, {"at": now(), "event": event, **fields})
-
-
-def read_log(sweep_dir: Path) -> list[dict[str, Any]]:
-    """The entries of launches.jsonl; a line torn by a kill is skipped (it was never acted on)."""
-    try:
-        lines = (Path(sweep_dir) / LAUNCH_LOG).read_text().splitlines()
-    except OSError:
-        return []
-    out = []
-    for line in lines:
-        try:
-            out.append(json.loads(line))
-        except ValueError:
-            continue
-    return out
-
-
 def _sbatch(sweep_dir: Path, launch_id: str, role: str, ex: Any, attempt_ids: list[str], call: Any) -> list[str]:
     """One sbatch, write-ahead: intent logged before, job ids logged right after (before the next one).
 
@@ -674,10 +631,6 @@ def planned_jobs(sweep_dir: Path, attempts: list[Attempt], cluster: Any, served:
     return out
 
 
-def now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
 def record_launch(sweep_dir: Path, submission: Submission, dry_run: bool = False) -> dict[str, Any]:
     """Append this launch to sweep.json and the job ids to the manifest (launches.jsonl has them already)."""
     from hpc_mle.files import atomic_write_json
@@ -692,26 +645,6 @@ def record_launch(sweep_dir: Path, submission: Submission, dry_run: bool = False
     if submission.tasks:
         plan.update_manifest(sweep_dir, submission.tasks, entry["at"])
     return entry
-
-
-def recorded_tasks(entries: list[dict[str, Any]]) -> dict[str, str]:
-    """attempt id -> its latest recorded job (as squeue shows it), from launches.jsonl entries."""
-    tasks: dict[str, str] = {}
-    for e in entries:
-        if e.get("event") == "submitted":
-            tasks.update(e.get("tasks") or {})
-    return tasks
-
-
-def recorded_jobs(entries: list[dict[str, Any]]) -> list[str]:
-    """Every job id the sweep's launches recorded (agents, grading, analysis, servers, teardowns)."""
-    return sorted({e["job"] for e in entries if e.get("event") == "submitted" and e.get("job")})
-
-
-def sweep_jobs(sweep_dir: Path, queue: list[QueuedJob]) -> list[QueuedJob]:
-    """The queue entries that belong to this sweep, by job name (also as named before names led with the sweep's)."""
-    prefixes = (f"{NAME_PREFIX}{sweep_key(sweep_dir)}-", f"{LEGACY_PREFIX}{_folder_hash(sweep_dir)}-")
-    return [q for q in queue if q.name.startswith(prefixes)]
 
 
 @dataclass(frozen=True)
