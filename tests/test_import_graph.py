@@ -5,8 +5,8 @@ of an hpc_mle module, at the top of a file or inside a function (a lazy import c
 same, only later), except those under `if TYPE_CHECKING:`, which never run. `from hpc_mle.x import y`
 is an edge to hpc_mle.x, and to hpc_mle.x.y when that is a module.
 
-`python tests/test_import_graph.py` prints every cycle left (the allow-listed ones included) and the
-edges that close them, with file and line.
+`python tests/test_import_graph.py` prints any cycle and the edges that close it, with file and line.
+There is no allow-list: a new cycle is broken where it is made.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from __future__ import annotations
 import ast
 import re
 import textwrap
-import warnings
 from collections import defaultdict, deque
 from pathlib import Path
 
@@ -22,18 +21,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "hpc_mle"
 
-# Edges (importer, imported) that still close a cycle, each owned by someone: the graph without them must
-# have no cycle. Remove an entry when its cycle is broken; an entry that no longer closes one is warned about.
-ALLOWED = {
-    # The analysis job (jobs._analyse) runs analysis, audit and report: jobs sits below them in the pipeline
-    # (analysis -> status -> slurm -> jobs). Owner: the analysis/report/jobs import-cycle task.
-    ("hpc_mle.jobs", "hpc_mle.analysis"): "jobs -> analysis (analysis job)",
-    ("hpc_mle.jobs", "hpc_mle.audit"): "jobs -> audit (analysis job)",
-    ("hpc_mle.jobs", "hpc_mle.report"): "jobs -> report (analysis job)",
-}
-
-# The direction each fixed pair must keep: the lower module never reaches the higher one, even through
-# others (allow-listed edges left out).
+# The direction each fixed pair must keep: the lower module never reaches the higher one, even through others.
 LAYERS = [
     ("hpc_mle.boxes", "hpc_mle.metrics"),  # box arithmetic under the metric registry
     ("hpc_mle.metric_types", "hpc_mle.metrics"),
@@ -49,6 +37,9 @@ LAYERS = [
     ("hpc_mle.doctor", "hpc_mle.preflight"),  # the preflight runs the doctor's cheap checks
     ("hpc_mle.slurm", "hpc_mle.preflight"),  # the preflight checks what slurm would submit
     ("hpc_mle.slurm_nodes", "hpc_mle.slurm"),
+    ("hpc_mle.launch_log", "hpc_mle.slurm"),  # the launch log and job names, read by status
+    ("hpc_mle.attempt_state", "hpc_mle.status"),  # an attempt's own word under the queue reconciliation
+    ("hpc_mle.status", "hpc_mle.slurm"),  # the analysis job (slurm submits it) settles states through status
     ("hpc_mle.slurm_queue", "hpc_mle.slurm"),  # the queue reader under both the server's teardown and slurm
     ("hpc_mle.slurm_queue", "hpc_mle.llm.serve"),
     ("hpc_mle.llm.serve", "hpc_mle.slurm"),  # slurm submits the server's jobs, never the other way
@@ -150,8 +141,8 @@ def import_edges(root: Path = PACKAGE) -> Edges:
     return edges
 
 
-def without(edges: Edges, drop) -> dict[str, set[str]]:
-    return {a: {b for b in targets if (a, b) not in drop} for a, targets in edges.items()}
+def as_graph(edges: Edges) -> dict[str, set[str]]:
+    return {a: set(targets) for a, targets in edges.items()}
 
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -229,28 +220,20 @@ def edges() -> Edges:
     return import_edges()
 
 
-def test_no_import_cycle_beyond_the_allow_list(edges):
-    left = cycles(without(edges, ALLOWED))
-    assert not left, "import cycles (break them, or allow-list an edge with its owner):\n" + describe(edges, left)
+def test_no_import_cycle(edges):
+    left = cycles(as_graph(edges))
+    assert not left, "import cycles (move the shared part into a module below both):\n" + describe(edges, left)
 
 
 def test_the_fixed_pairs_keep_their_direction(edges):
-    graph = without(edges, ALLOWED)
+    graph = as_graph(edges)
     upward = {(low, high): path_between(graph, low, high) for low, high in LAYERS}
     assert not {k: v for k, v in upward.items() if v}, upward
 
 
-def test_allow_listed_edges_name_our_modules(edges):
-    """A misspelt entry would allow nothing and hide nothing: both ends must be modules of ours. An entry whose
-    cycle is gone is only warned about (each owner removes theirs at their own pace)."""
-    modules = set(module_names())
-    assert {name for pair in ALLOWED for name in pair} <= modules
-    assert {name for pair in LAYERS for name in pair} <= modules
-    full = {a: set(targets) for a, targets in edges.items()}
-    stale = [f"{a} -> {b}" for a, b in ALLOWED if b not in full.get(a, ()) or path_between(full, b, a) is None]
-    if stale:
-        warnings.warn(f"allow-listed edges that close no cycle now (remove them from ALLOWED): {stale}",
-                      stacklevel=1)
+def test_layers_name_our_modules():
+    """A misspelt pair would check nothing: both ends must be modules of ours."""
+    assert {name for pair in LAYERS for name in pair} <= set(module_names())
 
 
 def test_the_walk_finds_lazy_relative_and_package_imports(tmp_path):
@@ -270,14 +253,11 @@ def test_the_walk_finds_lazy_relative_and_package_imports(tmp_path):
     assert {a: set(b) for a, b in found.items()} == {"pkg.low": {"pkg", "pkg.high"}, "pkg.high": {"pkg", "pkg.low"},
                                                       "pkg.sub": {"pkg.sub.leaf"}}
     assert _scan((pkg / "sub" / "__init__.py").read_text())[1] is False  # the whole-file parse was used
-    assert cycles(without(found, set())) == [["pkg.high", "pkg.low"]]
+    assert cycles(as_graph(found)) == [["pkg.high", "pkg.low"]]
     assert found["pkg.low"]["pkg.high"] == ["pkg/low.py:7"] and found["pkg.high"]["pkg.low"] == ["pkg/high.py:2"]
 
 
 if __name__ == "__main__":
     graph = import_edges()
-    every = cycles(without(graph, set()))
+    every = cycles(as_graph(graph))
     print(describe(graph, every) if every else "no import cycle")
-    for a, b in ALLOWED:
-        chain = path_between({k: set(v) for k, v in graph.items()}, b, a)
-        print(f"allowed {a} -> {b}: " + (" -> ".join([a, *chain]) if chain and b in graph.get(a, {}) else "stale"))
