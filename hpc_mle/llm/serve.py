@@ -236,7 +236,8 @@ def run_server(sweep_dir: str | Path, model: dict[str, Any], job_id: str | None 
     """The server job's body: start vLLM, publish its address, wait for it; returns its exit code.
 
     `successor`: a later job of a relay, whose predecessor still serves: it publishes its address only once
-    its /health answers. scancel or the time limit (or Ctrl-C locally) sends TERM; it is passed on to the
+    its /health answers. scancel or the time limit (or Ctrl-C locally) sends TERM (Slurm's earlier warning,
+    USR2, is ignored); it is passed on to the
     server's process group and the address file is marked ended, unless a later relay job has taken it over,
     so attempts still waiting fail at once (or wait for the next relay job) instead of timing out.
     A server that exits because its port was taken is started again on another port.
@@ -263,8 +264,12 @@ def run_server(sweep_dir: str | Path, model: dict[str, Any], job_id: str | None 
             except ProcessLookupError:
                 pass
 
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR2):
+    for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, on_signal)
+    # Slurm's warning before the time limit (submitit asks for it 90 s ahead: on a 2-min partition that is half
+    # the job) is no reason to stop: the server serves until the limit's TERM, by which time a relay's next job
+    # has taken over.
+    signal.signal(signal.SIGUSR2, signal.SIG_IGN)
     with open(folder / LOG, "ab", buffering=0) as log:
         for attempt in range(PORT_TRIES):
             if stopped_by:  # stopped between two starts
