@@ -623,6 +623,7 @@ def run_attempt(cfg: AttemptConfig) -> dict[str, Any]:
         cleanup.callback(launch.close)
         argv, env, image = launch.argv, launch.env, launch.image
         mark = env[watch.MARK_VAR]
+        box = watch.sandbox_binary("bwrap", launch.popen_env) if cfg.sandbox == "bwrap" else None  # no TERM to it
 
         config = {
             **cfg.to_dict(),
@@ -750,11 +751,12 @@ def run_attempt(cfg: AttemptConfig) -> dict[str, Any]:
                 reason = f"{reason.split(';')[0]}; {requeue_hint(out)}"
             if state in ("preempted", "timeout"):
                 events("stopping", reason=reason)
-                killed = watch.stop_tree(proc, cfg.grace_s, mark, bound_s=_stop_left(cfg, stop_started[0]))
+                killed = watch.stop_tree(proc, cfg.grace_s, mark, bound_s=_stop_left(cfg, stop_started[0]),
+                                         sandbox_exe=box)
                 exit_code = proc.returncode
                 events("stopped", exit_code=exit_code, killed_after_grace=killed)
             else:
-                watch.stop_tree(proc, min(cfg.grace_s, 2.0), mark)  # the agent is gone; leave none of its children behind
+                watch.stop_tree(proc, min(cfg.grace_s, 2.0), mark, sandbox_exe=box)  # none of its children left behind
             _undo_late_submission(out, at_stop, events, past_budget=time.monotonic() >= deadline)
         except Exception as exc:
             state, failure, reason = "failed", "infrastructure", harness_reason(exc, out)
@@ -763,7 +765,7 @@ def run_attempt(cfg: AttemptConfig) -> dict[str, Any]:
             events("harness-error", error=reason)
             if proc is not None and proc.poll() is None:
                 bound = _stop_left(cfg, stop_started[0]) if stop_started else cfg.stop_bound_s - FINISH_RESERVE_S
-                watch.stop_tree(proc, cfg.grace_s, mark, bound_s=bound)
+                watch.stop_tree(proc, cfg.grace_s, mark, bound_s=bound, sandbox_exe=box)
         finally:
             watch.set_subreaper(False)
             for s, h in old_handlers.items():

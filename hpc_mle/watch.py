@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -177,11 +178,41 @@ def _marked(proc: psutil.Process, mark: str | None) -> bool:
 KILL_WAIT_S = 5.0  # the most stop_tree waits for KILLed processes to go (a process in D state may take a moment)
 
 
-def stop_tree(proc: subprocess.Popen, grace_s: float, mark: str | None = None, bound_s: float | None = None) -> int:
+def sandbox_binary(name: str, env: dict[str, str] | None = None) -> str | None:
+    """The file a runtime started as `name` with `env`'s PATH runs: what /proc/<pid>/exe of its processes names."""
+    found = shutil.which(name, path=(env if env is not None else os.environ).get("PATH", os.defpath))
+    return os.path.realpath(found) if found else None
+
+
+def _runs(proc: psutil.Process, binary: str | None) -> bool:
+    """Whether the process runs `binary`, read from /proc/<pid>/exe itself: psutil's exe() falls back to argv[0]
+    where the link cannot be read, and an agent writes its own argv."""
+    if binary is None:
+        return False
+    try:
+        return os.readlink(f"/proc/{proc.pid}/exe") == binary
+    except OSError:
+        return False
+
+
+def _alive(proc: psutil.Process) -> bool:
+    """Running and not a zombie (a zombie has ended; only its parent's wait is left)."""
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def stop_tree(proc: subprocess.Popen, grace_s: float, mark: str | None = None, bound_s: float | None = None,
+              sandbox_exe: str | None = None) -> int:
     """TERM every process of the attempt, KILL what is left after the grace period; return how many were killed.
 
     The attempt's processes are the agent's tree plus orphans re-parented to us that carry the attempt's
     mark; other processes below us (daemons someone else started in the same process) are left alone.
+    `sandbox_exe` (the bwrap binary, sandbox_binary): its processes get no TERM, only the final KILL. bwrap
+    dies of a TERM, and with it the PID namespace at once, so a TERM to it would take the agent's grace (a
+    scaffold saving its work on TERM, as AIDE saves its journal) away. Apptainer's starter forwards the TERM
+    to the container's process instead, so it needs no such care.
     `bound_s` caps the whole sequence (TERM, grace, KILL, reaping): the grace shrinks so that KILL and its
     wait still fit, which keeps a preempted attempt's stop inside Slurm's KillWait.
     """
@@ -200,12 +231,15 @@ def stop_tree(proc: subprocess.Popen, grace_s: float, mark: str | None = None, b
         return [p for p in _descendants(me) if p not in victims and _marked(p, mark)]
 
     victims += orphans()
-    for p in reversed(victims):  # deepest first, so parents see their children go
+    inside = [p for p in victims if not _runs(p, sandbox_exe)]
+    for p in reversed(inside):  # deepest first, so parents see their children go
         try:
             p.send_signal(signal.SIGTERM)
         except psutil.Error:
             pass
-    _, alive = psutil.wait_procs(victims, timeout=grace_s)
+    _, alive = psutil.wait_procs(inside, timeout=grace_s)
+    own = [p for p in victims if p not in inside]  # the sandbox's: killed now if left, waited for either way
+    alive += [p for p in own if _alive(p)]
     for p in alive + orphans():
         try:
             p.kill()
@@ -215,7 +249,8 @@ def stop_tree(proc: subprocess.Popen, grace_s: float, mark: str | None = None, b
     def left() -> float:
         return kill_wait if bound_s is None else max(0.1, bound_s - (time.monotonic() - t0))
 
-    psutil.wait_procs(alive, timeout=min(kill_wait, left()))
+    # bwrap's init may still be ending the namespace after its parent left (re-parented to us: reaped here)
+    psutil.wait_procs([*alive, *(p for p in own if p not in alive)], timeout=min(kill_wait, left()))
     reaped = getattr(victims[0], "returncode", None) if victims else None
     if proc.returncode is None and reaped is not None:
         proc.returncode = reaped  # psutil reaped it: Popen.wait would now see no child and say 0

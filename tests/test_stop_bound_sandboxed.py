@@ -155,7 +155,8 @@ def test_a_preempted_sandboxed_attempt_stops_within_its_bound(hostile, who):
     assert status["state"] == "preempted", (status, run["res"].proc.stderr[-2000:])
     assert took < BOUND_S and 0 < status["stop_s"] < BOUND_S
     _assert_nothing_left(run)
-    # What ended the agent: bwrap dies of the TERM and takes its PID namespace with it (-9 where KILL was needed).
+    # What ended the agent: the KILL after the grace (bwrap gets no TERM, so the namespace outlives it; -15 only
+    # where bwrap ended of a TERM another process sent).
     assert status["exit_code"] in (-signal.SIGTERM, -signal.SIGKILL) and watch.died_of_signal(status["exit_code"])
     events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
     assert [e["event"] for e in events][-3:] == ["stopping", "stopped", "end"]
@@ -245,3 +246,45 @@ def test_a_change_within_the_budget_stays(tmp_path):
     seen: list = []
     runner._undo_late_submission(tmp_path, at_stop, lambda *a, **kw: seen.append(a), past_budget=False)
     assert seen == [] and target.read_text() == "id,n\n0,2\n" and not (tmp_path / runner.AT_STOP).exists()
+
+
+SAVER = r'''
+import os, signal, subprocess, sys, time
+
+if len(sys.argv) > 1:  # the child: ignores TERM, ends only with the sandbox
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    while True:
+        time.sleep(0.05)
+
+
+def save(signum, frame):  # as AIDE saves its journal on TERM: it takes a moment, then the file
+    time.sleep(1.0)
+    with open("/home/logs/journal.json", "w") as f:
+        f.write('{"saved_at": %r}' % time.time())
+    sys.exit(0)
+
+
+signal.signal(signal.SIGTERM, save)
+with open("/home/logs/ns.txt", "w") as f:
+    f.write(os.readlink("/proc/self/ns/pid"))
+subprocess.Popen([sys.executable, __file__, "child"])
+while True:
+    time.sleep(0.05)
+'''
+
+
+def test_under_bwrap_the_agent_gets_its_grace_to_save_on_term(hostile, who):
+    """bwrap itself gets no TERM (it would end the PID namespace at once): the agent's own TERM handler runs
+    through the grace and saves its file; its TERM-ignoring child goes with the sandbox, within the bound."""
+    marker = f"hpc-mle-saver-{who}-{time.time_ns()}"
+    res = hostile.run(SAVER.replace("@MARK@", marker), time_limit="3s", grace="4s", timeout=60,
+                      extra=("--stop-bound", f"{BOUND_S:g}s"))
+    status, logs = res.status, res.out / "logs"
+    assert status["state"] == "timeout", (status, res.proc.stderr[-2000:])
+    assert (logs / "journal.json").is_file(), "the agent's TERM handler was cut short"
+    saved = json.loads((logs / "journal.json").read_text())["saved_at"]
+    print(f"\n[{who}] stop_s {status['stop_s']}; journal saved within the grace")
+    assert 1.0 <= status["stop_s"] < BOUND_S  # the handler's second was granted, the bound kept
+    assert status["exit_code"] == 0 or not watch.died_of_signal(status["exit_code"]), status  # it ended itself
+    assert saved < time.time()
+    assert _survivors(res.out, marker, (logs / "ns.txt").read_text()) == []  # the child went with the namespace
