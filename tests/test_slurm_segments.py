@@ -73,6 +73,7 @@ def test_an_attempt_longer_than_maxtime_runs_in_segments_within_its_budget(slurm
     dry = launch(slurm_env, *SWEEP, *where, "--dry-run")
     assert dry.returncode == 0, dry.stdout + dry.stderr
     assert "(MaxTime 2 min); runs in 2 segments of at most MaxTime" in dry.stdout
+    assert "Slurm holds each requeued job ~2 min before it may start again" in dry.stdout  # the dev cluster's 121 s
     assert "verdict: ready" in dry.stdout and "#SBATCH --partition=short" in dry.stdout
     assert "--time=120" not in dry.stdout and "--time=60" not in dry.stdout  # grading and analysis capped too
 
