@@ -258,7 +258,8 @@ def needs_grading(sweep_dir: Path, attempt_id: str) -> bool:
 def grade_task(sweep_dir: str | Path, index: int = 0, count: int = 1) -> int:
     """Grade every `count`-th attempt starting at `index` (one task of the grading array) that has ended and is
     not graded yet; return how many were graded. Slurm's warning (SIGUSR2, a job capped at a short partition's
-    MaxTime) or a TERM stops it between two attempts, never inside one (`_grading_cut` says what is left)."""
+    MaxTime) or a TERM stops it between two attempts, never inside one (`_grading_cut` says what is left); a TERM
+    is then raised again for the process's own handler (submitit's, or the default: exit)."""
     sweep_dir = Path(sweep_dir)
     ids = [aid for aid in _attempt_ids(sweep_dir)[index::count] if needs_grading(sweep_dir, aid)]
     graded = 0
@@ -270,6 +271,8 @@ def grade_task(sweep_dir: str | Path, index: int = 0, count: int = 1) -> int:
             graded += 1
     if stop and graded < len(ids):
         _grading_cut(sweep_dir, stop[0], graded, len(ids))
+    if "SIGTERM" in stop:  # now that no grading is half done, the TERM does what it would have done
+        signal.raise_signal(signal.SIGTERM)
     return graded
 
 

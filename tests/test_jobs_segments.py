@@ -168,3 +168,23 @@ def test_once_its_job_is_gone_status_names_resume_and_resume_picks_it(tmp_path, 
     assert row["state"] == "failed" and row["failure"] == "infrastructure", row
     assert "no restart is left" in row["reason"] and f"`hpc-mle resume {sweep}` continues it" in row["reason"]
     assert list(status.to_resume(table)["id"]) == [aid]  # resume submits it again
+
+
+def test_a_term_while_grading_finishes_the_attempt_then_acts(tmp_path, churn, monkeypatch, no_requeue):
+    sweep, ids = sweep_of(tmp_path, churn, seeds=2)
+    for aid in ids:
+        ended(sweep, aid, churn, state="done", agent_elapsed_s=60.0)
+    real, after = jobs.grade_attempt, []
+
+    def term_while_grading(sweep_dir, aid):
+        os.kill(os.getpid(), signal.SIGTERM)  # scancel, or a local run's kill
+        return real(sweep_dir, aid)
+
+    monkeypatch.setattr(jobs, "grade_attempt", term_while_grading)
+    previous = signal.signal(signal.SIGTERM, lambda *_: after.append(jobs.needs_grading(sweep, ids[0])))
+    try:
+        assert jobs.grade_task(sweep) == 1
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert after == [False] and no_requeue == []  # raised again once the first was graded; no requeue on TERM
+    assert jobs.needs_grading(sweep, ids[1])
