@@ -2,9 +2,9 @@
 
 One array per resource group (throttled with %N, split below the site's MaxArraySize), a grading
 array that waits for all of them (`afterany`), and an analysis job that waits for the grading.
-A served model (`serve: vllm`) adds a server job before the arrays (which start `after` it has started,
-then poll for its /health) and a teardown job with `afterany` on the arrays that cancels it
-(hpc_mle/llm/serve.py).
+A served model (`serve: vllm`) adds a server job (past MaxTime, a relay of them) before the arrays
+(which start `after` it has started, then poll for its /health) and a teardown job with `afterany` on
+the arrays that cancels it (hpc_mle/llm/serve.py).
 submitit writes each job's script, logs and pickles under `<sweep>/slurm/`; it is used only to submit.
 Whether an attempt worked is read from its own `status.json`, never from Slurm's job state.
 """
@@ -269,7 +269,7 @@ class ServerTime:
 
     def note(self, name: str) -> str | None:
         """What to tell the user when MaxTime cuts the server short of the sweep (None: it covers it)."""
-        if self.minutes * self.relay >= self.wanted or self.relay > 1:
+        if self.minutes >= self.wanted or self.relay > 1:
             return None
         return (f"model server {name}: the sweep needs {self.wanted} min ({self.waves} wave(s) of attempts + "
                 f"{SERVER_MARGIN_MIN} min) but partition MaxTime is {self.max_min:g} min, too short for a relay "
@@ -287,11 +287,12 @@ class ServerTime:
 
 def relay_shape(wanted: int, max_min: int, start_min: int) -> tuple[int, int]:
     """(jobs, offset in minutes) of a relay covering `wanted` minutes with jobs of `max_min`: two jobs overlap
-    by RELAY_OVERLAP of MaxTime, at least `start_min` (the server's start), and never all of it.
+    by RELAY_OVERLAP of MaxTime, at least `start_min` (the server's start), but at most half of MaxTime (so a
+    relay never holds more than two servers' GPUs at once, nor needs more than 2 x wanted / MaxTime jobs).
     (1, 0) where one job covers it or MaxTime leaves no room for an overlap."""
     if wanted <= max_min or max_min < 2:
         return 1, 0
-    overlap = min(max_min - 1, max(math.ceil(max_min * RELAY_OVERLAP), int(start_min)))
+    overlap = min(max_min // 2, max(math.ceil(max_min * RELAY_OVERLAP), int(start_min)))
     offset = max_min - overlap
     return 1 + math.ceil((wanted - max_min) / offset), offset
 

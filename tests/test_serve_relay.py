@@ -52,7 +52,8 @@ def test_relay_jobs_chain_after_plus_offset_with_the_same_resources(tmp_path):
     assert slurm.relay_shape(195, 120, 30) == (2, 90)  # overlap: the start (30) over 10 % of MaxTime (12)
     assert slurm.relay_shape(5000, 2880, 10) == (2, 2592)  # 10 % of 48 h over a 10-min start
     assert slurm.relay_shape(100, 120, 30) == (1, 0) and slurm.relay_shape(5, 1, 1) == (1, 0)
-    assert slurm.relay_shape(3, 2, 5) == (2, 1)  # an overlap never takes all of MaxTime
+    assert slurm.relay_shape(3, 2, 5) == (2, 1)  # an overlap never takes more than half of MaxTime
+    assert slurm.relay_shape(600, 30, 30) == (39, 15)  # 30 + 38 x 15 >= 600, not 571 jobs 1 min apart
     model, cluster = served_model("model.serve_conf.time=5m", "model.serve_conf.wait=60s")
     limits = slurm.parse_partitions(SHORT)
     (attempt,) = plan.plan_attempts(plan.compose_all([[f"model={NAME}", "benchmark.competitions=[mini-churn]"]]))
