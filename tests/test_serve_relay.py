@@ -244,3 +244,18 @@ def test_slurm_relay_hand_over_on_the_short_partition(slurm_env, tmp_path, monke
               f"{len(caller.seen)} calls, all answered")
     finally:
         subprocess.run(["scancel", *ids], env=slurm_env, capture_output=True)
+
+
+def test_a_relaunch_reuses_the_live_jobs_of_the_relay(tmp_path, monkeypatch):
+    """Jobs 11 and 12 of a relay are still queued or running: a relaunch submits no server and its agents start
+    after job 11; with none left in the queue a new server is submitted (not done here: no sbatch)."""
+    serve.record_job(tmp_path, NAME, "10", ["200"], relay=["10", "11", "12"])
+    monkeypatch.setattr(slurm, "queue_states", lambda ids: {j: s for j, s in
+                                                            {"11": "RUNNING", "12": "PENDING"}.items() if j in ids})
+    model, cluster = served_model("model.serve_conf.time=5m")
+    assert slurm._submit_server(tmp_path / "slurm", tmp_path, "again", model, cluster, []) == (["11", "12"], 0)
+    serve.record_job(tmp_path, NAME, "11", ["300"])  # as submit() records the relaunch's arrays
+    job = read(serve.serve_dir(tmp_path, NAME) / serve.JOB)
+    assert (job["relay"], job["arrays"]) == (["10", "11", "12"], ["200", "300"])
+    monkeypatch.setattr(slurm, "queue_states", lambda ids: {})
+    assert slurm._live_relay(tmp_path, NAME) == []
