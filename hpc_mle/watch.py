@@ -239,7 +239,7 @@ def stop_tree(proc: subprocess.Popen, grace_s: float, mark: str | None = None, b
             pass
     _, alive = psutil.wait_procs(inside, timeout=grace_s)
     own = [p for p in victims if p not in inside]  # the sandbox's: killed now if left, waited for either way
-    alive += [p for p in own if _alive(p)]
+    alive = [p for p in own if _alive(p)] + alive  # bwrap first: it dies of our KILL, not of its child's
     for p in alive + orphans():
         try:
             p.kill()
