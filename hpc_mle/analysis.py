@@ -180,7 +180,7 @@ def load_results(sweep_dir: Path) -> pd.DataFrame:
         row = {"attempt_id": aid, "sweep": sweep_dir.name, **{k: m.get(k) for k in keep},
                "benchmark_split": split_of.get(m.get("config_id")), "graded": False}
         try:
-            record = json.loads((sweep_dir / "grading" / f"{aid}.json").read_text())
+            record = json.loads((sweep_dir / sweep_state.GRADING_DIR / f"{aid}.json").read_text())
         except (OSError, ValueError):
             record = None
         if record:
@@ -194,6 +194,7 @@ def load_results(sweep_dir: Path) -> pd.DataFrame:
         except (OSError, ValueError):
             status = {}
         row.setdefault("state", status.get("state"))
+        row["ungraded"] = sweep_state.needs_grade(status, record)  # ended, with no grade of that end
         row.update(_telemetry(status))
         row.update(_hardware(status))
         row.update(_usage(out, status))

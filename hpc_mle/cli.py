@@ -637,6 +637,9 @@ def status_cmd(sweep_dir: Path, by: str, failures: bool) -> None:
     if isinstance(partial, dict) and partial.get("left_out"):
         console.print(f"the analysis is partial: {len(partial['left_out'])} attempt(s) had not ended when it ran "
                       f"(analysis/PARTIAL); it is redone when the last of them ends")
+    ungraded = status.grading_note(sweep_dir)
+    if ungraded:
+        console.print(terminal(ungraded))
     unknown = table[table["state"] == "unknown"]
     if len(unknown):
         err.print(f"[yellow]warning:[/yellow] {len(unknown)} attempt(s) unknown: {terminal(unknown['reason'].iloc[0])}")
@@ -692,6 +695,7 @@ def resume_cmd(sweep_dir: Path, retry_agent_failures: bool, rerun_damaged: bool)
             if cluster.kind == "local":
                 if todo:
                     launch.run_local(sweep_dir, todo, cluster.max_parallel, cluster.max_restarts)
+                if todo or launch.tail_needed(sweep_dir):  # also ended attempts left ungraded, a stale analysis
                     jobs.grade_task(sweep_dir)
                     console.print(terminal(jobs.analysis_task(sweep_dir)["table"]))
                 return

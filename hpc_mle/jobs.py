@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from hpc_mle import containers, grading, plan, runner
-from hpc_mle.files import atomic_write_json, atomic_write_text, is_disk_full, read_json
+from hpc_mle import status as status_  # `status` names status.json dicts here
+from hpc_mle.files import atomic_write_json, atomic_write_text, is_disk_full
 from hpc_mle.llm import serve
 
 PARTIAL = "PARTIAL"  # analysis/PARTIAL: the attempts an analysis left out, while it is partial
@@ -242,26 +243,37 @@ def grade_attempt(sweep_dir: Path, attempt_id: str) -> dict[str, Any]:
               "segments": status.get("segments") or 1,
               "attempt_ended_at": status.get("ended_at"),
               "report": report.to_dict(), "snapshots": snapshots, "graded_at": _now()}
-    atomic_write_json(sweep_dir / "grading" / f"{attempt_id}.json", record)
+    atomic_write_json(sweep_dir / status_.GRADING_DIR / f"{attempt_id}.json", record)
     return record
 
 
 def needs_grading(sweep_dir: Path, attempt_id: str) -> bool:
-    """An attempt is graded once it has ended, and again only if it ended again since (a resumed attempt)."""
-    status = runner.read_status(plan.attempt_dir(sweep_dir, attempt_id)) or {}
-    if status.get("state") not in runner.TERMINAL:
-        return False
-    record = read_json(sweep_dir / "grading" / f"{attempt_id}.json") or {}
-    return (record.get("state"), record.get("attempt_ended_at")) != (status.get("state"), status.get("ended_at"))
+    """Whether this attempt has ended and has no grade of that end (`status.needs_grade`)."""
+    return status_.needs_grade(runner.read_status(plan.attempt_dir(sweep_dir, attempt_id)),
+                               status_.grading_record(sweep_dir, attempt_id))
 
 
 def grade_task(sweep_dir: str | Path, index: int = 0, count: int = 1) -> int:
     """Grade every `count`-th attempt starting at `index` (one task of the grading array) that has ended and is
     not graded yet; return how many were graded. Slurm's warning (SIGUSR2, a job capped at a short partition's
-    MaxTime) or a TERM stops it between two attempts, never inside one (`_grading_cut` says what is left); a TERM
-    is then raised again for the process's own handler (submitit's, or the default: exit)."""
+    MaxTime) or a TERM stops it between two attempts, never inside one (`_grade_until_stopped`)."""
     sweep_dir = Path(sweep_dir)
     ids = [aid for aid in _attempt_ids(sweep_dir)[index::count] if needs_grading(sweep_dir, aid)]
+    graded, _ = _grade_until_stopped(sweep_dir, ids, "the sweep's analysis job grades them, or by hand: python -c "
+                                     f"\"from hpc_mle import jobs; jobs.grade_task('{sweep_dir}')\"")
+    return graded
+
+
+STOP_SIGNALS = (signal.SIGUSR2, signal.SIGTERM)
+
+
+def _grade_until_stopped(sweep_dir: Path, ids: list[str], otherwise: str, may_requeue: bool = True
+                         ) -> tuple[int, bool]:
+    """Grade `ids` in turn; return how many were graded and whether this job requeued itself. At Slurm's warning
+    or a TERM the attempt in hand is finished and no other begun (submitit's own handler would raise in the middle
+    of it); at the warning, after some progress, the job requeues itself and its next start grades the rest
+    (`otherwise` says who grades them when it does not, or may not: `may_requeue`); a TERM is then raised again
+    for the process's own handler (submitit's, or the default: exit)."""
     graded = 0
     with _stop_signals() as stop:
         for aid in ids:
@@ -269,20 +281,16 @@ def grade_task(sweep_dir: str | Path, index: int = 0, count: int = 1) -> int:
                 break
             grade_attempt(sweep_dir, aid)
             graded += 1
-    if stop and graded < len(ids):
-        _grading_cut(sweep_dir, stop[0], graded, len(ids))
+    requeued = bool(stop) and graded < len(ids) and _grading_cut(stop[0], graded, len(ids), otherwise, may_requeue)
     if "SIGTERM" in stop:  # now that no grading is half done, the TERM does what it would have done
         signal.raise_signal(signal.SIGTERM)
-    return graded
-
-
-STOP_SIGNALS = (signal.SIGUSR2, signal.SIGTERM)
+    return graded, requeued
 
 
 @contextlib.contextmanager
 def _stop_signals():
-    """While grading, Slurm's warning or a TERM is only noted (the list yielded), so the attempt being graded is
-    finished: submitit's own handler would raise in the middle of it. Signals reach the main thread only."""
+    """While grading, Slurm's warning or a TERM is only noted (the list yielded). Signals reach the main thread
+    only, so elsewhere nothing is caught."""
     stop: list[str] = []
     if threading.current_thread() is not threading.main_thread():
         yield stop
@@ -295,15 +303,14 @@ def _stop_signals():
             signal.signal(s, handler)
 
 
-def _grading_cut(sweep_dir: Path, why: str, graded: int, total: int) -> None:
-    """A grading task stopped before its last attempt. At Slurm's warning, after some progress, it requeues itself
-    (the analysis waits on it: afterany) and its next start grades what is left; else the analysis grades them."""
-    requeued = why == "SIGUSR2" and graded > 0 and _requeue_self()
-    then = ("requeued: its next start grades them" if requeued else
-            f"the sweep's analysis job grades them, or by hand: python -c \"from hpc_mle import jobs; "
-            f"jobs.grade_task('{sweep_dir}')\"")
+def _grading_cut(why: str, graded: int, total: int, otherwise: str, may_requeue: bool) -> bool:
+    """A grading job stopped before its last attempt: at Slurm's warning, after some progress, it requeues itself
+    (without progress a requeue could repeat forever); say what happens to the rest. Returns whether it requeued."""
+    requeued = may_requeue and why == "SIGUSR2" and graded > 0 and _requeue_self()
+    then = "requeued: its next start grades them" if requeued else otherwise
     print(f"hpc-mle: grading stopped by {why} after {graded} of {total} attempt(s); {total - graded} left ungraded, "
           f"{then}", file=sys.stderr, flush=True)
+    return requeued
 
 
 def outstanding(sweep_dir: Path) -> list[dict[str, Any]]:
@@ -351,21 +358,26 @@ def analysis_task(sweep_dir: str | Path) -> dict[str, Any]:
     """Tables and the MLE-bench run-group report from the grading files, over the attempts that have ended.
 
     Attempts still queued or running (the grading array was cancelled, so this job ran early) are left out and
-    the analysis is marked partial; the last of them to end runs the analysis again (`reanalyse_if_complete`)."""
+    the analysis is marked partial; the last of them to end runs the analysis again (`reanalyse_if_complete`).
+    Cut by Slurm's warning while it grades what the grading array left, it requeues itself as a grading task does
+    (nothing depends on it), or, when it cannot, reports what is graded and counts the rest as ungraded."""
     sweep_dir = Path(sweep_dir)
     with _analysis_lock(sweep_dir):
-        return _analyse(sweep_dir)
+        return _analyse(sweep_dir, may_requeue=True)
 
 
-def _analyse(sweep_dir: Path) -> dict[str, Any]:
+def _analyse(sweep_dir: Path, may_requeue: bool = False) -> dict[str, Any]:
     """`analysis_task`'s work, for a caller that holds the sweep's analysis lock: grade what is left, audit the
-    ended attempts (`analysis.audit`; it never raises), then the report, which shows the audit."""
+    ended attempts (`analysis.audit`; it never raises), then the report, which shows the audit. `may_requeue`:
+    this is the sweep's analysis job (another caller, an agent's job, must never requeue its own task)."""
     from hpc_mle import analysis, audit, report
 
     left = outstanding(sweep_dir)
-    for aid in _attempt_ids(sweep_dir):  # a grading task that died or was cancelled: grade here, not holes
-        if needs_grading(sweep_dir, aid):
-            grade_attempt(sweep_dir, aid)
+    todo = [aid for aid in _attempt_ids(sweep_dir) if needs_grading(sweep_dir, aid)]  # a grading task that died
+    otherwise = f"the report counts them as ungraded; `hpc-mle resume {sweep_dir}` grades them"
+    graded, requeued = _grade_until_stopped(sweep_dir, todo, otherwise, may_requeue)
+    if requeued:
+        return {"requeued": True, "graded": graded, "ungraded": len(todo) - graded}
     exclude = {r["attempt_id"] for r in left}
     result = report.analyse_sweep(sweep_dir, exclude=exclude, audit=audit.run_step(sweep_dir, exclude))
     _mark_partial(sweep_dir, left, result)

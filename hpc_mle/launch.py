@@ -84,15 +84,36 @@ def reconcile(sweep_dir: Path, cluster: DictConfig) -> slurm.Reconciled | None:
 
 def submit_todo(sweep_dir: Path, todo: list[Attempt], cluster: DictConfig,
                 reconciled: slurm.Reconciled | None) -> slurm.Submission | None:
-    """Submit the attempts, plus grading and analysis; these also when a killed launch left none."""
+    """Submit the attempts, plus grading and analysis; these also when a killed launch left none, and alone when
+    ended attempts are ungraded or the analysis predates a grade and no grading job of the sweep is queued."""
     unfinished = reconciled.unfinished if reconciled else []
-    if not todo and not unfinished:
+    if todo or unfinished:
+        after = list(reconciled.live_agents) if reconciled and unfinished else None
+    elif _grading_wanted(sweep_dir):  # grading and analysis alone (after agents still running, if any)
+        after = list(reconciled.live_agents) if reconciled else []
+    else:
         return None
-    after = list(reconciled.live_agents) if reconciled and unfinished else None
     submission = slurm.submit(sweep_dir, todo, cluster, after=after)
     slurm.record_launch(sweep_dir, submission)
     slurm.finish_launches(sweep_dir, unfinished, by=submission.launch)
     return submission
+
+
+def tail_needed(sweep_dir: Path) -> bool:
+    """Grading and analysis have work with no attempt to run: ended attempts not graded (a grading job cut, lost
+    or cancelled), or grades newer than the analysis."""
+    return bool(status.ungraded(sweep_dir)) or status.analysis_stale(sweep_dir)
+
+
+def _grading_wanted(sweep_dir: Path) -> bool:
+    """`tail_needed`, and no grading or analysis job of this sweep queued to do it (one squeue)."""
+    if not tail_needed(sweep_dir):
+        return False
+    try:
+        return not status.grading_jobs(sweep_dir, slurm.queue_jobs())
+    except slurm.QueueUnavailable as exc:
+        raise PlanError(f"ended attempts wait for grading, but whether a grading job is queued is unknown, so none "
+                        f"was submitted: {exc}") from None
 
 
 def ensure_prepared(attempts: list[Attempt], data_dir) -> None:

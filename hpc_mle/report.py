@@ -449,6 +449,7 @@ def build_report(results: pd.DataFrame, title: str, split: str | None = None,
     if results.empty:
         return Report(title, [Section("No results", ["No attempt was planned in these sweeps."])], {}, {})
     contamination = an.description_comparison(results, catalogue, missing)
+    not_counted = ungraded_notes(results, missing)  # of every attempt, obfuscated descriptions included
     results = an.original_view(results)
 
     pos = an.positioned(results)
@@ -466,6 +467,7 @@ def build_report(results: pd.DataFrame, title: str, split: str | None = None,
         "computes it, with the number of seeds beside it (n=...; one seed has no standard error: ± n/a). "
         f"Missing cells: {missing} ({an.MISSING_MODES[missing]}); the `padded` column counts padded "
         "cells, and the notes say which cells a complete-seeds table left out."])
+    overview.text += not_counted
     if len(graded) and _from_panel(graded):
         overview.text.append(PANEL_NOTE)
     unsandboxed = int(graded["unsandboxed"].fillna(False).sum()) if "unsandboxed" in graded else 0
@@ -543,6 +545,26 @@ def build_report(results: pd.DataFrame, title: str, split: str | None = None,
                              + (f" and {len(run_group_files) - 20} more" if len(run_group_files) > 20 else "") + ".")
     sections.append(attempts)
     return Report(title, sections, figures, tables)
+
+
+def ungraded_notes(results: pd.DataFrame, missing: str) -> list[str]:
+    """What the medal figures could not count: attempts that ended but have no grade of that end (the grading
+    was cut or cancelled), said with their number rather than left silently out of the cells."""
+    if "ungraded" not in results:
+        return []
+    ungraded = results["ungraded"].fillna(False).astype(bool)
+    graded = results["graded"].fillna(False).astype(bool)
+    notes = []
+    never = int((ungraded & ~graded).sum())
+    if never:
+        notes.append(f"**{never} attempt(s) ended but are not graded**, so the medal figures could not count them: "
+                     f"their cells are missing ({missing}: {an.MISSING_MODES[missing]}). `hpc-mle resume <sweep>` "
+                     "grades them and redoes this analysis.")
+    stale = int((ungraded & graded).sum())
+    if stale:
+        notes.append(f"{stale} attempt(s) ended again after they were graded (resumed): they count with the grade "
+                     "of their earlier end until `hpc-mle resume <sweep>` grades them again.")
+    return notes
 
 
 def saved_audits(sweep_dirs: Sequence[Path]) -> list[dict[str, Any]]:

@@ -24,11 +24,13 @@ from hpc_mle.attempt_state import counts as counts
 from hpc_mle.attempt_state import file_state as file_state
 from hpc_mle.attempt_state import summary as summary
 from hpc_mle.attempt_state import to_resume as to_resume
+from hpc_mle.files import read_json
 from hpc_mle.launch_log import read_log, recorded_tasks, sweep_jobs
 from hpc_mle.slurm_queue import QueuedJob, QueueUnavailable, queue_jobs
 
 WAITING = ("PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "SUSPENDED", "RESV_DEL_HOLD")
 ACTIVE = ("RUNNING", "COMPLETING", "STAGE_OUT", "SIGNALING", "STOPPED")
+GRADING_DIR = "grading"  # <sweep>/grading/<attempt id>.json: one attempt's grade (jobs.grade_attempt writes it)
 
 
 def _job_of(m: dict[str, Any], recorded: dict[str, str]) -> str | None:
@@ -139,6 +141,66 @@ def _apply(r: dict[str, Any], q: QueuedJob | None) -> None:
                  reason=f"the job ended before the attempt finished (last: {r['reason'] or fs})")
     else:
         r.update(state=fs)
+
+
+def needs_grade(st: dict[str, Any] | None, record: dict[str, Any] | None) -> bool:
+    """An attempt is graded once it has ended, and again when it ended again since (a resumed attempt): its
+    grading record must name the state and end time its status.json has now."""
+    st, record = st or {}, record or {}
+    if st.get("state") not in FINAL:
+        return False
+    return (record.get("state"), record.get("attempt_ended_at")) != (st.get("state"), st.get("ended_at"))
+
+
+def grading_record(sweep_dir: Path, attempt_id: str) -> dict[str, Any] | None:
+    """grading/<id>.json, the grade of one attempt (None: not graded, or unreadable)."""
+    record = read_json(Path(sweep_dir) / GRADING_DIR / f"{attempt_id}.json")
+    return record if isinstance(record, dict) else None
+
+
+def ungraded(sweep_dir: Path) -> list[str]:
+    """The ended attempts (manifest order) whose grade is missing or older than their end."""
+    manifest = plan.read_manifest(sweep_dir)
+    ids = [] if manifest is None else list(manifest["id"])
+    return [aid for aid in ids if needs_grade(read_json(plan.attempt_dir(sweep_dir, aid) / "status.json"),
+                                              grading_record(sweep_dir, aid))]
+
+
+def analysis_stale(sweep_dir: Path) -> bool:
+    """Some grade is newer than the analysis (or there is none yet): the report does not show it."""
+    grades = [p.stat().st_mtime for p in (Path(sweep_dir) / GRADING_DIR).glob("*.json")]
+    summary_md = Path(sweep_dir) / "analysis" / "summary.md"
+    return bool(grades) and (not summary_md.is_file() or summary_md.stat().st_mtime < max(grades))
+
+
+GRADING_ROLES = ("grading", "analysis")  # the jobs that grade ended attempts (the analysis grades what is left)
+
+
+def grading_jobs(sweep_dir: Path, queue: list[QueuedJob]) -> list[QueuedJob]:
+    """This sweep's grading and analysis jobs in the queue (by the names launches.jsonl recorded for them)."""
+    names = {e.get("name") for e in read_log(sweep_dir) if e.get("event") == "submitted"
+             and e.get("role") in GRADING_ROLES}
+    return [q for q in sweep_jobs(sweep_dir, queue) if q.name in names]
+
+
+def grading_note(sweep_dir: Path) -> str | None:
+    """`hpc-mle status`'s line on ended attempts not graded yet: which queued job grades them, else what to run.
+    The queue is read (one squeue) only for a sweep that was submitted to Slurm and has ungraded attempts."""
+    left = ungraded(sweep_dir)
+    if not left:
+        return None
+    head = f"{len(left)} ended attempt(s) not graded yet"
+    fix = f"`hpc-mle resume {sweep_dir}` grades them and redoes the analysis"
+    if not read_log(sweep_dir):
+        return f"{head}: {fix}"
+    try:
+        live = grading_jobs(sweep_dir, queue_jobs())
+    except QueueUnavailable as exc:
+        return f"{head}; whether a grading job is queued is unknown ({exc}); if none is, {fix}"
+    if live:
+        jobs = ", ".join(f"{q.job} ({q.name.rsplit('-', 1)[-1]}, {q.state.lower()})" for q in live[:3])
+        return f"{head}: job {jobs} of this sweep grades them"
+    return f"{head} and no grading job of this sweep is queued: {fix} (on Slurm it submits one, then the analysis)"
 
 
 def settle_states(sweep_dir: Path, results: pd.DataFrame, id_col: str = "attempt_id") -> pd.DataFrame:

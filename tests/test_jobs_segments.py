@@ -1,4 +1,4 @@
-"""What jobs does after Slurm's warning ends a segment, and when a grading task is cut; no cluster needed.
+"""What jobs does after Slurm's warning ends a segment or cuts a grading or analysis job; no cluster needed.
 
 `runner.run_attempt` is replaced by the status a warned segment returns (the time the warning came is its
 agent_elapsed_s); everything else is real: the plan, status.json, events.jsonl, the grading of a real
@@ -13,6 +13,7 @@ import shutil
 import signal
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from slurm_cluster import slurm_env  # noqa: F401  (fixture)
 
@@ -188,3 +189,37 @@ def test_a_term_while_grading_finishes_the_attempt_then_acts(tmp_path, churn, mo
         signal.signal(signal.SIGTERM, previous)
     assert after == [False] and no_requeue == []  # raised again once the first was graded; no requeue on TERM
     assert jobs.needs_grading(sweep, ids[1])
+
+
+def test_the_analysis_job_warned_while_grading_requeues_else_reports_the_rest_ungraded(tmp_path, churn, monkeypatch,
+                                                                                      no_requeue, capsys):
+    """The analysis grades what the grading array left; Slurm's warning there is handled by grade_task's mechanism:
+    the attempt in hand is finished, then the job requeues itself, or (requeue refused) reports what is graded."""
+    sweep, ids = sweep_of(tmp_path, churn, seeds=3)
+    for aid in ids:
+        ended(sweep, aid, churn, state="timeout", agent_elapsed_s=BUDGET_S)
+    real = jobs.grade_attempt
+
+    def warned_while_grading(sweep_dir, aid):
+        os.kill(os.getpid(), signal.SIGUSR2)
+        return real(sweep_dir, aid)
+
+    monkeypatch.setattr(jobs, "grade_attempt", warned_while_grading)
+    before = signal.getsignal(signal.SIGUSR2)
+    assert jobs.analysis_task(sweep) == {"requeued": True, "graded": 1, "ungraded": 2}
+    assert signal.getsignal(signal.SIGUSR2) == before and no_requeue == [1]
+    assert not (sweep / "analysis" / "summary.md").exists()  # its next start writes the report
+    assert "grading stopped by SIGUSR2 after 1 of 3 attempt(s); 2 left ungraded, requeued" in capsys.readouterr().err
+
+    monkeypatch.setattr(jobs, "_requeue_self", lambda: False)  # Slurm refused it, or not under Slurm
+    result = jobs.analysis_task(sweep)
+    assert "grading stopped by SIGUSR2 after 1 of 2 attempt(s); 1 left ungraded, the report counts them as " \
+           f"ungraded; `hpc-mle resume {sweep}` grades them" in capsys.readouterr().err
+    assert [jobs.needs_grading(sweep, a) for a in ids] == [False, False, True]
+    summary = Path(result["summary"]).read_text()
+    assert "**1 attempt(s) ended but are not graded**, so the medal figures could not count them" in summary
+    rows = pd.read_csv(sweep / "analysis" / "results.csv").set_index("attempt_id")
+    assert list(rows.loc[ids, "ungraded"]) == [False, False, True]
+    assert list(rows.loc[ids, "graded"]) == [True, True, False]
+    assert status.grading_note(sweep) == f"1 ended attempt(s) not graded yet: `hpc-mle resume {sweep}` grades them " \
+                                         "and redoes the analysis"  # no launch log: never submitted, no squeue
