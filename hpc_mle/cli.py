@@ -702,7 +702,10 @@ def resume_cmd(sweep_dir: Path, retry_agent_failures: bool, rerun_damaged: bool)
             submission = launch.submit_todo(sweep_dir, todo, cluster, reconciled)
     except PlanError as exc:
         _fail(str(exc))
-    if submission is not None:
+    if submission is not None and not todo:
+        console.print(f"no attempt to run; submitted grading {submission.grading} and analysis {submission.analysis} "
+                      "(ended attempts not graded yet, an analysis older than a grade, or a killed launch's tail)")
+    elif submission is not None:
         arrays = "; ".join(f"{g}: {' '.join(ids)}" for g, ids in submission.arrays.items()) or "-"
         console.print(f"submitted {len(todo)} attempt(s): agent arrays {arrays}; grading {submission.grading}; "
                       f"analysis {submission.analysis}")

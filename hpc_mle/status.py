@@ -198,8 +198,10 @@ def grading_note(sweep_dir: Path) -> str | None:
     except QueueUnavailable as exc:
         return f"{head}; whether a grading job is queued is unknown ({exc}); if none is, {fix}"
     if live:
-        jobs = ", ".join(f"{q.job} ({q.name.rsplit('-', 1)[-1]}, {q.state.lower()})" for q in live[:3])
-        return f"{head}: job {jobs} of this sweep grades them"
+        roles = sorted({(GRADING_ROLES.index(q.name.rsplit("-", 1)[-1]), q.job.split("_")[0], q.state.lower())
+                        for q in live})  # an array's tasks once (per state)
+        jobs = ", then ".join(f"{GRADING_ROLES[i]} job {job} ({state})" for i, job, state in roles[:3])
+        return f"{head}: this sweep's {jobs} grade them"
     return f"{head} and no grading job of this sweep is queued: {fix} (on Slurm it submits one, then the analysis)"
 
 
