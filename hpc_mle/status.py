@@ -191,8 +191,8 @@ def grading_note(sweep_dir: Path) -> str | None:
         return None
     head = f"{len(left)} ended attempt(s) not graded yet"
     fix = f"`hpc-mle resume {sweep_dir}` grades them and redoes the analysis"
-    if not read_log(sweep_dir):
-        return f"{head}: {fix}"
+    if not read_log(sweep_dir):  # run here: a launch or resume still running grades them once its attempts end
+        return f"{head}: {fix} (a launch or resume of it still running here grades them when its attempts end)"
     try:
         live = grading_jobs(sweep_dir, queue_jobs())
     except QueueUnavailable as exc:
