@@ -370,14 +370,23 @@ def _analyse(sweep_dir: Path, may_requeue: bool = False) -> dict[str, Any]:
     """`analysis_task`'s work, for a caller that holds the sweep's analysis lock: grade what is left, audit the
     ended attempts (`analysis.audit`; it never raises), then the report, which shows the audit. `may_requeue`:
     this is the sweep's analysis job (another caller, an agent's job, must never requeue its own task)."""
-    from hpc_mle import analysis, audit, report
-
     left = outstanding(sweep_dir)
     todo = [aid for aid in _attempt_ids(sweep_dir) if needs_grading(sweep_dir, aid)]  # a grading task that died
     otherwise = f"the report counts them as ungraded; `hpc-mle resume {sweep_dir}` grades them"
     graded, requeued = _grade_until_stopped(sweep_dir, todo, otherwise, may_requeue)
     if requeued:
         return {"requeued": True, "graded": graded, "ungraded": len(todo) - graded}
+    with _stop_signals() as late:  # a warning now: the report is finished within its notice (nothing follows it)
+        result = _report(sweep_dir, left)
+    if "SIGTERM" in late:
+        signal.raise_signal(signal.SIGTERM)
+    return result
+
+
+def _report(sweep_dir: Path, left: list[dict[str, Any]]) -> dict[str, Any]:
+    """The audit and the report over the ended attempts (`left`: those that had not), marked partial if any."""
+    from hpc_mle import analysis, audit, report
+
     exclude = {r["attempt_id"] for r in left}
     result = report.analyse_sweep(sweep_dir, exclude=exclude, audit=audit.run_step(sweep_dir, exclude))
     _mark_partial(sweep_dir, left, result)

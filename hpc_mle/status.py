@@ -198,9 +198,12 @@ def grading_note(sweep_dir: Path) -> str | None:
     except QueueUnavailable as exc:
         return f"{head}; whether a grading job is queued is unknown ({exc}); if none is, {fix}"
     if live:
-        roles = sorted({(GRADING_ROLES.index(q.name.rsplit("-", 1)[-1]), q.job.split("_")[0], q.state.lower())
-                        for q in live})  # an array's tasks once (per state)
-        jobs = ", then ".join(f"{GRADING_ROLES[i]} job {job} ({state})" for i, job, state in roles[:3])
+        states: dict[tuple[int, str], set[str]] = {}  # (role, job) -> states of its tasks: an array once
+        for q in live:
+            states.setdefault((GRADING_ROLES.index(q.name.rsplit("-", 1)[-1]), q.job.split("_")[0]), set()).add(
+                q.state.lower())
+        jobs = ", then ".join(f"{GRADING_ROLES[i]} job {job} ({', '.join(sorted(states[i, job]))})"
+                              for i, job in sorted(states)[:4])
         return f"{head}: this sweep's {jobs} grade them"
     return f"{head} and no grading job of this sweep is queued: {fix} (on Slurm it submits one, then the analysis)"
 

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 from slurm_cluster import slurm_env  # noqa: F401  (fixture)
 
-from hpc_mle import jobs, plan, preflight, prepare, runner, slurm, status
+from hpc_mle import jobs, plan, preflight, prepare, report, runner, slurm, status
 
 BUDGET_S = 600.0
 
@@ -223,3 +223,21 @@ def test_the_analysis_job_warned_while_grading_requeues_else_reports_the_rest_un
     assert list(rows.loc[ids, "graded"]) == [True, True, False]
     note = status.grading_note(sweep)  # no launch log: never submitted, so no squeue
     assert note.startswith(f"1 ended attempt(s) not graded yet: `hpc-mle resume {sweep}` grades them and redoes")
+
+    monkeypatch.setattr(jobs, "grade_attempt", real)
+    written = report.analyse_sweep
+
+    def warned_while_reporting(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGUSR2)  # the warning once grading is done: the report is finished anyway
+        return written(*args, **kwargs)
+
+    def submitits(signum, frame):  # what submitit's handler does with an uncheckpointable job at its time limit
+        raise RuntimeError("Job not requeued because: timed-out and not checkpointable.")
+
+    monkeypatch.setattr(report, "analyse_sweep", warned_while_reporting)
+    previous = signal.signal(signal.SIGUSR2, submitits)
+    try:
+        result = jobs.analysis_task(sweep)
+    finally:
+        signal.signal(signal.SIGUSR2, previous)
+    assert status.ungraded(sweep) == [] and "not graded" not in Path(result["summary"]).read_text()
