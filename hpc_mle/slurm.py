@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hpc_mle import plan
+from hpc_mle import plan, status
 from hpc_mle.launch_log import LAUNCH_LOG as LAUNCH_LOG  # re-exported: launches.jsonl, job names
 from hpc_mle.launch_log import LEGACY_PREFIX as LEGACY_PREFIX
 from hpc_mle.launch_log import NAME_PREFIX as NAME_PREFIX
@@ -531,7 +531,8 @@ def submit(sweep_dir: Path, attempts: list[Attempt], cluster: Any, after: list[s
     waits = sorted({*(i for ids in arrays.values() for i in ids), *(after or [])})
     grading_id = analysis_id = None
     if waits or after is not None:
-        n = max(1, min(int(cluster.grading_tasks), max(len(attempts), 1)))
+        work = len(attempts) or len(status.ungraded(sweep_dir))  # grading alone (resume): the attempts left
+        n = max(1, min(int(cluster.grading_tasks), work))
         ex = _executor(folder, cluster, "grading")
         ex.update_parameters(**within_max_time(GRADING_PARAMETERS, cluster, limits), slurm_array_parallelism=n)
         if waits:

@@ -68,13 +68,14 @@ def sweep_jobs(sweep: Path) -> list[slurm.QueuedJob]:
 
 
 def test_resume_on_slurm_with_nothing_to_run_submits_grading_and_analysis(tmp_path, churn, here):  # noqa: F811
-    sweep, ids = mini_sweep(tmp_path, churn, "dev", "cluster.additional={hold: true}", "cluster.grading_tasks=1")
+    sweep, ids = mini_sweep(tmp_path, churn, "dev", "cluster.additional={hold: true}", "cluster.grading_tasks=4")
     out = hpc_mle("resume", str(sweep))
     assert "0 attempt(s) to run again" in out and "no attempt to run; submitted grading" in out, out
     queued = sweep_jobs(sweep)
     try:
         roles = sorted(q.name.rsplit("-", 1)[-1] for q in queued)
-        assert roles == ["analysis", "grading"] and all(q.state == "PENDING" for q in queued), queued
+        # one grading task per ungraded attempt (2 of them; grading_tasks allows 4), then the analysis
+        assert roles == ["analysis", "grading", "grading"] and all(q.state == "PENDING" for q in queued), queued
         submitted = [e for e in slurm.read_log(sweep) if e["event"] == "submitted"]
         assert sorted(e["role"] for e in submitted) == ["analysis", "grading"]
         assert not any(e["tasks"] for e in submitted)  # no attempt was submitted again
@@ -84,6 +85,6 @@ def test_resume_on_slurm_with_nothing_to_run_submits_grading_and_analysis(tmp_pa
         assert f"2 ended attempt(s) not graded yet: this sweep's grading job {grading.job.split('_')[0]} (pending), then " \
                "analysis job" in shown, shown
         again = hpc_mle("resume", str(sweep))  # the queued grading job grades them: nothing more
-        assert "submitted" not in again and len(sweep_jobs(sweep)) == 2, again
+        assert "submitted" not in again and len(sweep_jobs(sweep)) == 3, again
     finally:
         slurm.cancel([q.job.split("_")[0] for q in queued])
