@@ -8,6 +8,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from hpc_mle import plan
+
 
 def write_spec(root: Path, cid: str, **overrides) -> Path:
     """A valid implemented spec under `root/<cid>/spec.yaml`; `overrides` replace top-level fields."""
@@ -90,3 +92,14 @@ def prepare_crash(raw: Path, public: Path, private: Path) -> None:
     """A preparer that dies half-way, as a killed job or a full disk would."""
     (public / "train.csv").write_text("id,x\n1,0.1\n")
     raise OSError(28, "No space left on device")
+
+
+def plan_sweep(overrides: list[str], tmp_path: Path, write: bool = False) -> tuple[list, list[plan.Attempt], Path]:
+    """Configs, attempts and sweep folder of one launch's overrides; the plan is written only with `write`."""
+    jobs = plan.expand([*overrides, f"output_root={tmp_path}"], True)
+    cfgs = plan.compose_all(jobs)
+    attempts = plan.plan_attempts(cfgs)
+    sweep = tmp_path / plan.sweep_name(cfgs, jobs)
+    if write:
+        plan.write_plan(sweep, cfgs, jobs, attempts)
+    return cfgs, attempts, sweep

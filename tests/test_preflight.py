@@ -7,24 +7,17 @@ the cluster at most once (one sinfo, or one launch).
 from __future__ import annotations
 
 import subprocess
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 from slurm_cluster import slurm_env  # noqa: F401  (fixture)
 
 from hpc_mle import cli, launch, plan, preflight, prepare, slurm
+from support import plan_sweep
 
 FITS = ["cluster=dev", "hardware.cpus=1", "hardware.mem_gb=1", "cluster.grading_tasks=1"]
 ONE = "benchmark.competitions=[mini-churn]"
 SECRET = "sk-test-not-a-real-key-5f3a"
-
-
-def planned(overrides: list[str], tmp_path: Path) -> tuple[list, list[plan.Attempt], Path]:
-    """Configs, attempts and sweep folder of one launch's overrides (nothing written)."""
-    jobs = plan.expand([*overrides, f"output_root={tmp_path}"], True)
-    cfgs = plan.compose_all(jobs)
-    return cfgs, plan.plan_attempts(cfgs), tmp_path / plan.sweep_name(cfgs, jobs)
 
 
 def use_cluster(monkeypatch, env: dict[str, str]) -> None:
@@ -54,7 +47,7 @@ def test_sinfo_lines_and_slurm_times_are_read_as_slurm_writes_them():
 
 def test_a_time_limit_above_the_partition_maxtime_is_refused(tmp_path):
     nodes = preflight.parse_sinfo("vm|debug*|2|21500|gpu:2|1:00:00|idle\n")
-    cfgs, attempts, sweep = planned(["cluster=dev", "cluster.partition=null", "hardware.cpus=1", "hardware.mem_gb=1",
+    cfgs, attempts, sweep = plan_sweep(["cluster=dev", "cluster.partition=null", "hardware.cpus=1", "hardware.mem_gb=1",
                                      ONE, "runtime=24h"], tmp_path)
     jobs = slurm.planned_jobs(sweep, attempts, cfgs[0].cluster, {}, "abc123")
     section = preflight.resources_section(cfgs[0].cluster, jobs, nodes)
@@ -72,8 +65,8 @@ def test_oversized_request_refused_and_a_fitting_one_accepted(slurm_env, tmp_pat
     use_cluster(monkeypatch, slurm_env)
     nodes = preflight.query_nodes()  # the one cluster query of this test
     assert {n.partition for n in nodes} >= {"debug"} and max(n.cpus for n in nodes) == 2
-    big_cfgs, big, sweep = planned(["cluster=dev", "hardware=gpu1", ONE], tmp_path)
-    small_cfgs, small, _ = planned([*FITS, "hardware.gpus=2", ONE], tmp_path)
+    big_cfgs, big, sweep = plan_sweep(["cluster=dev", "hardware=gpu1", ONE], tmp_path)
+    small_cfgs, small, _ = plan_sweep([*FITS, "hardware.gpus=2", ONE], tmp_path)
     refused = preflight.resources_section(big_cfgs[0].cluster,
                                           slurm.planned_jobs(sweep, big, big_cfgs[0].cluster, {}, "x"), nodes)
     (problem,) = refused.problems
@@ -83,7 +76,7 @@ def test_oversized_request_refused_and_a_fitting_one_accepted(slurm_env, tmp_pat
                                            slurm.planned_jobs(sweep, small, small_cfgs[0].cluster, {}, "x"), nodes)
     assert accepted.problems == []
     assert any("asks 1 CPU, 1 GB, 2 GPUs, 25 min on partition debug: fits 1 of 1" in x for x in accepted.lines)
-    served_cfgs, served, _ = planned([*FITS, "model=llama-3.1-70b-vllm", "scaffold=dummy", ONE], tmp_path)
+    served_cfgs, served, _ = plan_sweep([*FITS, "model=llama-3.1-70b-vllm", "scaffold=dummy", ONE], tmp_path)
     server_jobs = slurm.planned_jobs(sweep, served, served_cfgs[0].cluster, launch.check_models(served_cfgs), "x")
     assert [j.role for j in server_jobs] == ["serve-llama-3.1-70b-vllm", "agents0-0", "teardown-llama-3.1-70b-vllm",
                                              "grading", "analysis"]
@@ -124,7 +117,7 @@ def test_dry_run_lists_every_problem_and_exits_non_zero(slurm_env, tmp_path, mon
 def test_a_real_launch_refuses_before_submitting_anything(slurm_env, tmp_path, monkeypatch, capsys):  # noqa: F811
     use_cluster(monkeypatch, slurm_env)
     args = ["cluster=dev", "hardware=gpu1", "scaffold=dummy", ONE, f"output_root={tmp_path / 'runs'}"]
-    cfgs, _, sweep = planned(args[:-1], tmp_path / "runs")
+    cfgs, _, sweep = plan_sweep(args[:-1], tmp_path / "runs")
     with pytest.raises(plan.PlanError, match=r"preflight refused the launch \(1 problem\(s\).*nothing was written"):
         launch.launch(args)
     assert "PROBLEM: gpu1-cpu8-mem60g-t25m-debug (agents0-0)" in capsys.readouterr().out
@@ -137,7 +130,7 @@ def test_the_dry_run_shows_the_sbatch_lines_the_launch_then_submits(slurm_env, t
     args = ["-m", "scaffold=dummy", "seed=range(2)", ONE, *FITS, "hardware.gpus=1", "cluster.additional={hold: true}",
             "cluster.setup=[echo preflight-setup]", f"data_dir={tmp_path / 'data'}", f"output_root={tmp_path}"]
     assert launch.launch(args) == 0  # held: nothing runs; the fixture cancels the jobs
-    cfgs, attempts, sweep = planned(args[1:-1], tmp_path)
+    cfgs, attempts, sweep = plan_sweep(args[1:-1], tmp_path)
     launch_id = plan.read_sweep(sweep)["launches"][0]["launch"]
     expected = {j.role: j for j in slurm.planned_jobs(sweep, attempts, cfgs[0].cluster, {}, launch_id)}
     assert [(j.role, j.tasks) for j in expected.values()] == [("agents0-0", 2), ("grading", 1), ("analysis", 1)]
@@ -159,7 +152,7 @@ def test_the_dry_run_shows_the_sbatch_lines_the_launch_then_submits(slurm_env, t
 
 
 def test_missing_data_is_listed_with_the_prepare_command_and_its_disk(tmp_path):
-    _, attempts, _ = planned(["benchmark=lite", "benchmark.competitions=[aerial-cactus-identification,"
+    _, attempts, _ = plan_sweep(["benchmark=lite", "benchmark.competitions=[aerial-cactus-identification,"
                               "denoising-dirty-documents]"], tmp_path)
     section = preflight.data_section(attempts, str(tmp_path / "data"))
     assert [p.fix.split("   ")[0] for p in section.problems] == [
@@ -167,7 +160,7 @@ def test_missing_data_is_listed_with_the_prepare_command_and_its_disk(tmp_path):
         for c in ("aerial-cactus-identification", "denoising-dirty-documents")]
     assert "2 competition(s): 0 ready, 2 not prepared (about 1.5 GB of disk to prepare them)" in section.lines
     prepare.prepare("mini-churn", tmp_path / "mini")
-    _, minis, _ = planned(["benchmark.competitions=[mini-churn,mini-digits]"], tmp_path)
+    _, minis, _ = plan_sweep(["benchmark.competitions=[mini-churn,mini-digits]"], tmp_path)
     ready = preflight.data_section(minis, str(tmp_path / "mini"))
     assert ready.problems == [] and "2 competition(s): 2 ready, 0 not prepared" in ready.lines
     assert "mini-digits: embedded data, prepared at launch" in ready.lines
@@ -175,19 +168,19 @@ def test_missing_data_is_listed_with_the_prepare_command_and_its_disk(tmp_path):
 
 
 def test_missing_key_refused_and_a_key_is_never_printed(tmp_path):
-    cfgs, _, _ = planned(["scaffold=aide", "model=gpt4o"], tmp_path)
+    cfgs, _, _ = plan_sweep(["scaffold=aide", "model=gpt4o"], tmp_path)
     (missing,) = preflight.keys_section(cfgs, env={}).problems
     assert "reads its API key from $OPENAI_API_KEY, which is not set" in missing.what
     present = preflight.keys_section(cfgs, env={"OPENAI_API_KEY": SECRET})
     assert present.problems == [] and "  key from $OPENAI_API_KEY: set" in present.lines
     assert SECRET not in "\n".join(present.lines)
-    none_cfgs, _, _ = planned(["scaffold=aide"], tmp_path)
+    none_cfgs, _, _ = plan_sweep(["scaffold=aide"], tmp_path)
     (no_model,) = preflight.keys_section(none_cfgs, env={}).problems
     assert no_model.what == "scaffold aide needs a model, but model=none" and not no_model.warning
 
 
 def test_model_for_baseline_is_a_warning_not_a_refusal(tmp_path):
-    cfgs, _, _ = planned(["scaffold=baseline,dummy", "model=gpt4o"], tmp_path)
+    cfgs, _, _ = plan_sweep(["scaffold=baseline,dummy", "model=gpt4o"], tmp_path)
     section = preflight.keys_section(cfgs, env={})
     assert [p.warning for p in section.problems] == [True, True]
     report = preflight.Report([section])
@@ -196,23 +189,23 @@ def test_model_for_baseline_is_a_warning_not_a_refusal(tmp_path):
 
 def test_missing_venv_and_missing_image_are_refused(tmp_path, monkeypatch):
     monkeypatch.setenv("HPC_MLE_VENVS", str(tmp_path / "venvs"))  # an empty venv cache
-    cfgs, _, _ = planned(["scaffold=aide", "model=gpt4o"], tmp_path)
+    cfgs, _, _ = plan_sweep(["scaffold=aide", "model=gpt4o"], tmp_path)
     (venv,) = preflight.envs_section(cfgs).problems
     assert "runs in its own venv, which is not built" in venv.what and venv.fix == "hpc-mle scaffolds venv aide"
     sif = tmp_path / "aide.sif"
-    cfgs, _, _ = planned(["scaffold=aide", "model=gpt4o", "sandbox=apptainer", f"sandbox.image={sif}"], tmp_path)
+    cfgs, _, _ = plan_sweep(["scaffold=aide", "model=gpt4o", "sandbox=apptainer", f"sandbox.image={sif}"], tmp_path)
     (image,) = preflight.envs_section(cfgs).problems
     assert image.what == f"scaffold aide: image {sif} does not exist"
     assert image.fix.startswith("hpc-mle containers build aide --output-dir DIR")
     sif.write_bytes(b"SIF")  # present: accepted (its contents are apptainer's business)
     assert preflight.envs_section(cfgs).problems == []
-    cfgs, _, _ = planned(["scaffold=mlab", "model=gpt4o"], tmp_path)
+    cfgs, _, _ = plan_sweep(["scaffold=mlab", "model=gpt4o"], tmp_path)
     (mlab,) = preflight.envs_section(cfgs).problems
     assert "runs from its Apptainer image (containers/mlab.def), not in sandbox=bwrap" in mlab.what
 
 
 def test_cluster_local_skips_the_slurm_checks(tmp_path):
-    cfgs, attempts, sweep = planned(["scaffold=dummy", ONE, f"data_dir={tmp_path / 'data'}"], tmp_path)
+    cfgs, attempts, sweep = plan_sweep(["scaffold=dummy", ONE, f"data_dir={tmp_path / 'data'}"], tmp_path)
     report = preflight.run(sweep, attempts, cfgs, {})
     assert [s.title for s in report.sections] == ["site", "resources vs nodes", "data", "keys and endpoints",
                                                   "scaffold environments"]
@@ -222,7 +215,7 @@ def test_cluster_local_skips_the_slurm_checks(tmp_path):
 
 def test_resume_refuses_the_same_way(slurm_env, tmp_path, monkeypatch):  # noqa: F811
     """A sweep resumed from a shell without its key (or whose venv is gone) submits nothing."""
-    cfgs, attempts, sweep = planned(["scaffold=aide", "model=gpt4o", "cluster=dev", ONE], tmp_path)
+    cfgs, attempts, sweep = plan_sweep(["scaffold=aide", "model=gpt4o", "cluster=dev", ONE], tmp_path)
     plan.write_plan(sweep, cfgs, [["scaffold=aide"]], attempts)
     use_cluster(monkeypatch, slurm_env)
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
@@ -241,7 +234,7 @@ def test_typed_gpus_and_gpus_per_node_are_matched_by_type(tmp_path):
     for syntax, gpu_type, line, fits in (("gres", "a100", "--gres=gpu:a100:2", True),
                                          ("gres", "h100", "--gres=gpu:h100:2", False),
                                          ("gpus-per-node", "null", "--gpus-per-node=2", True)):
-        cfgs, attempts, sweep = planned(["cluster=slurm", f"cluster.gpu_syntax={syntax}", "hardware=gpu2",
+        cfgs, attempts, sweep = plan_sweep(["cluster=slurm", f"cluster.gpu_syntax={syntax}", "hardware=gpu2",
                                          f"hardware.gpu_type={gpu_type}", ONE], tmp_path)
         (agents, *_) = slurm.planned_jobs(sweep, attempts, cfgs[0].cluster, {}, "x")
         assert f"#SBATCH {line}" in agents.sbatch_lines()
@@ -253,7 +246,7 @@ def test_typed_gpus_and_gpus_per_node_are_matched_by_type(tmp_path):
 def test_a_judge_audit_needs_its_key_here_and_the_key_is_never_printed(tmp_path):
     """`analysis.audit=judge`: the judge's model config resolves and its key variable is set, as for agents' models;
     without the key the preflight names the variable and both fixes (export it, or analysis.audit=checks)."""
-    (cfg, *_), _, _ = planned(["analysis.audit=judge", "analysis.audit_judge=gpt4o"], tmp_path)
+    (cfg, *_), _, _ = plan_sweep(["analysis.audit=judge", "analysis.audit_judge=gpt4o"], tmp_path)
     missing = preflight.judge_section(cfg, env={})
     (problem,) = missing.problems
     assert "reads its API key from $OPENAI_API_KEY, which is not set here" in problem.what and not problem.warning
@@ -261,8 +254,8 @@ def test_a_judge_audit_needs_its_key_here_and_the_key_is_never_printed(tmp_path)
     present = preflight.judge_section(cfg, env={"OPENAI_API_KEY": SECRET})
     assert present.problems == [] and "  key from $OPENAI_API_KEY: set" in present.lines
     assert SECRET not in "\n".join(present.lines)
-    (cfg, *_), _, _ = planned(["analysis.audit=judge", f"analysis.audit_judge={tmp_path / 'nope.yaml'}"], tmp_path)
+    (cfg, *_), _, _ = plan_sweep(["analysis.audit=judge", f"analysis.audit_judge={tmp_path / 'nope.yaml'}"], tmp_path)
     (unknown,) = preflight.judge_section(cfg, env={}).problems
     assert "does not resolve to a model config" in unknown.what and "analysis.audit=checks" in unknown.fix
-    (cfg, *_), _, _ = planned(["analysis.audit=checks"], tmp_path)
+    (cfg, *_), _, _ = plan_sweep(["analysis.audit=checks"], tmp_path)
     assert preflight.judge_section(cfg, env={}) is None

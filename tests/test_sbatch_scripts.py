@@ -16,6 +16,7 @@ import pytest
 from slurm_cluster import slurm_env  # noqa: F401  (fixture)
 
 from hpc_mle import jobs, plan, preflight, runner, slurm
+from support import plan_sweep
 
 ONE = "benchmark.competitions=[mini-churn]"
 TWO = "benchmark.competitions=[mini-churn,mini-digits]"
@@ -30,10 +31,7 @@ PARTITIONS = (
 def planned(overrides: list[str], tmp_path: Path, limit: int = slurm.DEFAULT_MAX_ARRAY_SIZE,
             limits: dict[str, slurm.PartitionLimit] | None = None) -> list[slurm.PlannedJob]:
     """The planned jobs of one launch's overrides on the generic Slurm site, in order (nothing submitted)."""
-    jobs = plan.expand(["cluster=slurm", "scaffold=dummy", *overrides, f"output_root={tmp_path}"], True)
-    cfgs = plan.compose_all(jobs)
-    attempts = plan.plan_attempts(cfgs)
-    sweep = tmp_path / plan.sweep_name(cfgs, jobs)
+    cfgs, attempts, sweep = plan_sweep(["cluster=slurm", "scaffold=dummy", *overrides], tmp_path)
     return slurm.planned_jobs(sweep, attempts, cfgs[0].cluster, {}, "abc123", limit=limit,
                               limits=NO_LIMITS if limits is None else limits)
 
@@ -238,12 +236,9 @@ def test_a_site_without_arrays_gets_plain_jobs_that_slurm_accepts(slurm_env, tmp
     for key in ("SLURM_CONF", "PATH"):
         monkeypatch.setenv(key, slurm_env[key])
     monkeypatch.setattr(slurm, "max_array_size", lambda: 0)  # as `scontrol show config` says MaxArraySize=0
-    jobs = plan.expand(["scaffold=dummy", "seed=range(3)", ONE, "cluster=dev", "cluster.array_throttle=2",
-                        "cluster.additional={hold: true}", f"output_root={tmp_path}"], True)
-    cfgs = plan.compose_all(jobs)
-    attempts = plan.plan_attempts(cfgs)
-    sweep = tmp_path / plan.sweep_name(cfgs, jobs)
-    plan.write_plan(sweep, cfgs, jobs, attempts)
+    cfgs, attempts, sweep = plan_sweep(["scaffold=dummy", "seed=range(3)", ONE, "cluster=dev",
+                                        "cluster.array_throttle=2", "cluster.additional={hold: true}"],
+                                       tmp_path, write=True)
     submission = slurm.submit(sweep, attempts, cfgs[0].cluster)  # held: nothing runs
     try:
         assert all("_" not in job for job in submission.tasks.values())  # plain jobs, no array task ids

@@ -17,6 +17,7 @@ import pytest
 from slurm_cluster import slurm_env, wait_for  # noqa: F401  (fixture)
 
 from hpc_mle import plan, runner
+from support import plan_sweep
 
 pytestmark = pytest.mark.slow
 SMALL = ["cluster=dev", "hardware.cpus=1", "hardware.mem_gb=1", "cluster.grading_tasks=1"]
@@ -153,12 +154,8 @@ def test_arrays_are_split_below_max_array_size(slurm_env, tmp_path, monkeypatch)
     for key in ("SLURM_CONF", "PATH"):
         monkeypatch.setenv(key, slurm_env[key])
     monkeypatch.setattr(slurm, "max_array_size", lambda: 4)
-    jobs = plan.expand(["scaffold=dummy", "seed=range(5)", "benchmark.competitions=[mini-churn]", "cluster=dev",
-                        "cluster.additional={hold: true}", f"output_root={tmp_path}"], True)
-    cfgs = plan.compose_all(jobs)
-    attempts = plan.plan_attempts(cfgs)
-    sweep = tmp_path / plan.sweep_name(cfgs, jobs)
-    plan.write_plan(sweep, cfgs, jobs, attempts)
+    cfgs, attempts, sweep = plan_sweep(["scaffold=dummy", "seed=range(5)", "benchmark.competitions=[mini-churn]",
+                                        "cluster=dev", "cluster.additional={hold: true}"], tmp_path, write=True)
     submission = slurm.submit(sweep, attempts, cfgs[0].cluster)  # held: nothing runs
     try:
         (arrays,) = submission.arrays.values()
